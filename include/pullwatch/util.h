@@ -1,0 +1,102 @@
+/* Small helpers shared by every module: cleanup attributes (systemd style),
+ * ownership hand-off, bounded string copies. Header-only. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _unused_ __attribute__((unused))
+#define _pure_ __attribute__((pure))
+#define _warn_unused_result_ __attribute__((warn_unused_result))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+/* Hand ownership of *p to the caller and leave NULL behind, so the cleanup attribute
+ * of the old owner does nothing. */
+#define TAKE_PTR(p)                        \
+        ({                                 \
+                typeof(p) *_pp_ = &(p);    \
+                typeof(p) _ptr_ = *_pp_;   \
+                *_pp_ = NULL;              \
+                _ptr_;                     \
+        })
+#define TAKE_FD(fd)                        \
+        ({                                 \
+                int *_pfd_ = &(fd);        \
+                int _fd_ = *_pfd_;         \
+                *_pfd_ = -1;               \
+                _fd_;                      \
+        })
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void closep(int *fd) {
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)        \
+        static inline void func##p(type *p) {          \
+                if (*p)                                \
+                        func(*p);                      \
+        }
+
+static inline bool streq_ptr(const char *a, const char *b) {
+        if (!a || !b)
+                return a == b;
+        return strcmp(a, b) == 0;
+}
+static inline bool isempty(const char *s) {
+        return !s || !*s;
+}
+static inline bool startswith(const char *s, const char *prefix) {
+        return s && prefix && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Bounded copy: copies at most size-1 bytes and always terminates.
+ * Returns -ENAMETOOLONG (and copies nothing) if src does not fit. */
+static inline int strcpy_bounded(char *dst, size_t size, const char *src) {
+        size_t n = src ? strlen(src) : 0;
+        if (size == 0)
+                return -ENAMETOOLONG;
+        if (n >= size) {
+                dst[0] = 0;
+                return -ENAMETOOLONG;
+        }
+        memcpy(dst, src ? src : "", n);
+        dst[n] = 0;
+        return 0;
+}
+
+static inline uint64_t now_usec_realtime(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+static inline uint64_t now_usec_monotonic(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
