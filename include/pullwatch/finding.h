@@ -5,6 +5,7 @@
  * -ENAMETOOLONG as bad input. A Finding owns no heap memory: copy it by value. */
 #pragma once
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,0 +1,407 @@
+/* The finding model's pure encodings: JSON (stdout, spool, endpoint) and journald fields. */
+#include "pullwatch/finding.h"
+
+#include <inttypes.h>
+#include <time.h>
+
+#include "pullwatch/util.h"
+
+static const char *const kind_table[_FINDING_KIND_MAX] = {
+        [FINDING_PULL] = "pull",
+        [FINDING_LATEST_TAG] = "latest_tag",
+        [FINDING_MUTABLE_TAG] = "mutable_tag",
+        [FINDING_TAG_MOVED] = "tag_moved",
+        [FINDING_DIGEST_MISMATCH] = "digest_mismatch",
+        [FINDING_REVISION_MISMATCH] = "revision_mismatch",
+        [FINDING_UNTRACEABLE] = "untraceable",
+};
+
+/* One fixed MESSAGE_ID per kind; explained in packaging/pullwatch.catalog. Never change them:
+ * dashboards and alerts select on them. */
+static const char *const message_id_table[_FINDING_KIND_MAX] = {
+        [FINDING_PULL] = "7d5f9ca88699450392e05c6657d40487",
+        [FINDING_LATEST_TAG] = "dfb3dbaf166e412ebb19028f9c104543",
+        [FINDING_MUTABLE_TAG] = "eeef71e8dcef455990c8e8d151d46324",
+        [FINDING_TAG_MOVED] = "a3ef8978ee60448f9986f32130ed37aa",
+        [FINDING_DIGEST_MISMATCH] = "fe52d609d7b04974a92d68d958620e42",
+        [FINDING_REVISION_MISMATCH] = "b1b3c132b8564fefb56e4bca27dd5fa9",
+        [FINDING_UNTRACEABLE] = "bd6b1be18c84422da1476fa8a7b0820d",
+};
+
+static const char *const severity_table[_SEVERITY_MAX] = {
+        [SEVERITY_INFO] = "info",
+        [SEVERITY_LOW] = "low",
+        [SEVERITY_MEDIUM] = "medium",
+        [SEVERITY_HIGH] = "high",
+        [SEVERITY_CRITICAL] = "critical",
+};
+
+const char *finding_kind_to_string(FindingKind k) {
+        if (k < 0 || k >= _FINDING_KIND_MAX)
+                return NULL;
+        return kind_table[k];
+}
+
+FindingKind finding_kind_from_string(const char *s) {
+        if (!s)
+                return _FINDING_KIND_INVALID;
+        for (int i = 0; i < _FINDING_KIND_MAX; i++)
+                if (streq_ptr(kind_table[i], s))
+                        return (FindingKind) i;
+        return _FINDING_KIND_INVALID;
+}
+
+const char *severity_to_string(Severity s) {
+        if (s < 0 || s >= _SEVERITY_MAX)
+                return NULL;
+        return severity_table[s];
+}
+
+Severity severity_from_string(const char *s) {
+        if (!s)
+                return _SEVERITY_INVALID;
+        for (int i = 0; i < _SEVERITY_MAX; i++)
+                if (streq_ptr(severity_table[i], s))
+                        return (Severity) i;
+        return _SEVERITY_INVALID;
+}
+
+const char *finding_message_id(FindingKind k) {
+        if (k < 0 || k >= _FINDING_KIND_MAX)
+                return NULL;
+        return message_id_table[k];
+}
+
+int finding_priority(const Finding *f) {
+        return f->kind == FINDING_PULL ? 6 : 4;
+}
+
+static const char *short_digest(const char *d, char *buf, size_t size) {
+        /* "sha256:0123456789ab" is enough for a human; the full digest is in its own field */
+        const char *colon = strchr(d, ':');
+        size_t keep = colon ? (size_t) (colon - d) + 1 + 12 : 19;
+        snprintf(buf, size, "%.*s", (int) keep, d);
+        return buf;
+}
+
+void finding_format_message(Finding *f) {
+        char d1[32], d2[32], who[PW_K8S_NAME_MAX * 3 + 64] = "";
+        const FindingImage *im = &f->image;
+        const char *ref = im->ref[0] ? im->ref : im->name;
+
+        if (f->workload.pod[0])
+                snprintf(who, sizeof who, " (pod %s/%s, container %s)", f->workload.namespace, f->workload.pod,
+                         f->workload.container[0] ? f->workload.container : "?");
+        else if (f->workload.container_id[0])
+                snprintf(who, sizeof who, " (container %s)", f->workload.container_id);
+
+        switch (f->kind) {
+        case FINDING_PULL:
+                snprintf(f->message, sizeof f->message, "pulled %s as %s in namespace %s%s", ref, im->digest,
+                         f->namespace, who);
+                break;
+        case FINDING_LATEST_TAG:
+                snprintf(f->message, sizeof f->message,
+                         "%s uses the mutable tag latest%s, pulled as %s in namespace %s%s; pin a version or a digest",
+                         ref, im->tag_implicit ? " (implicit: no tag given)" : "", im->digest, f->namespace, who);
+                break;
+        case FINDING_MUTABLE_TAG:
+                snprintf(f->message, sizeof f->message, "%s uses the mutable tag %s, pulled as %s in namespace %s%s",
+                         ref, im->tag, im->digest, f->namespace, who);
+                break;
+        case FINDING_TAG_MOVED:
+                snprintf(f->message, sizeof f->message, "tag %s moved from %s to %s in namespace %s%s", ref,
+                         short_digest(im->previous_digest, d1, sizeof d1), short_digest(im->digest, d2, sizeof d2),
+                         f->namespace, who);
+                break;
+        case FINDING_DIGEST_MISMATCH:
+                snprintf(f->message, sizeof f->message, "%s pulled as %s but pinned to %s in namespace %s%s", ref,
+                         short_digest(im->digest, d1, sizeof d1), short_digest(im->expected_digest, d2, sizeof d2),
+                         f->namespace, who);
+                break;
+        case FINDING_REVISION_MISMATCH:
+                if (im->revision[0])
+                        snprintf(f->message, sizeof f->message,
+                                 "%s: tag %s looks like a commit SHA but the image revision label is %s%s", ref,
+                                 im->tag, im->revision, who);
+                else
+                        snprintf(f->message, sizeof f->message,
+                                 "%s: tag %s looks like a commit SHA but the image has no revision label%s", ref,
+                                 im->tag, who);
+                break;
+        case FINDING_UNTRACEABLE:
+                snprintf(f->message, sizeof f->message,
+                         "%s (%s) carries no org.opencontainers.image.revision label: not traceable to a commit%s",
+                         ref, short_digest(im->digest, d1, sizeof d1), who);
+                break;
+        default:
+                snprintf(f->message, sizeof f->message, "%s", ref);
+        }
+}
+
+/* RFC 3339, UTC, microseconds: 2026-11-25T16:50:53.123456Z */
+static int format_time(uint64_t usec, char *buf, size_t size) {
+        time_t sec = (time_t) (usec / 1000000ULL);
+        struct tm tm;
+        if (!gmtime_r(&sec, &tm))
+                return -EINVAL;
+        size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (n == 0)
+                return -ENOBUFS;
+        int r = snprintf(buf + n, size - n, ".%06" PRIu64 "Z", (uint64_t) (usec % 1000000ULL));
+        if (r < 0 || (size_t) r >= size - n)
+                return -ENOBUFS;
+        return 0;
+}
+
+static int parse_time(const char *s, uint64_t *ret) {
+        struct tm tm = {0};
+        const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!p)
+                return -EINVAL;
+        uint64_t frac = 0;
+        if (*p == '.') {
+                unsigned digits = 0;
+                p++;
+                while (*p >= '0' && *p <= '9') {
+                        if (digits < 6) {
+                                frac = frac * 10 + (uint64_t) (*p - '0');
+                                digits++;
+                        }
+                        p++;
+                }
+                if (digits == 0)
+                        return -EINVAL;
+                while (digits++ < 6)
+                        frac *= 10;
+        }
+        if (strcmp(p, "Z") != 0)
+                return -EINVAL;
+        time_t t = timegm(&tm);
+        if (t < 0)
+                return -EINVAL;
+        *ret = (uint64_t) t * 1000000ULL + frac;
+        return 0;
+}
+
+static int set_str(json_t *o, const char *key, const char *value, bool always) {
+        if (!always && isempty(value))
+                return 0;
+        return json_object_set_new(o, key, json_string(value ? value : "")) < 0 ? -ENOMEM : 0;
+}
+
+int finding_to_json(const Finding *f, json_t **ret) {
+        char ts[64];
+        const char *kind = finding_kind_to_string(f->kind), *sev = severity_to_string(f->severity);
+        if (!kind || !sev)
+                return -EINVAL;
+        if (format_time(f->time_usec, ts, sizeof ts) < 0)
+                return -EINVAL;
+
+        json_t *o = json_object(), *im = json_object();
+        if (!o || !im) {
+                json_decref(o);
+                json_decref(im);
+                return -ENOMEM;
+        }
+        int r = 0;
+        r |= json_object_set_new(o, "schema", json_integer(PW_SCHEMA_VERSION));
+        r |= set_str(o, "id", f->id, true);
+        r |= set_str(o, "kind", kind, true);
+        r |= set_str(o, "severity", sev, true);
+        r |= set_str(o, "time", ts, true);
+        r |= set_str(o, "node", f->node, true);
+        r |= set_str(o, "namespace", f->namespace, true);
+
+        r |= set_str(im, "ref", f->image.ref, true);
+        r |= set_str(im, "name", f->image.name, true);
+        r |= set_str(im, "tag", f->image.tag, true);
+        if (f->image.tag_implicit)
+                r |= json_object_set_new(im, "tag_implicit", json_true());
+        r |= set_str(im, "digest", f->image.digest, true);
+        r |= set_str(im, "previous_digest", f->image.previous_digest, false);
+        r |= set_str(im, "expected_digest", f->image.expected_digest, false);
+        r |= set_str(im, "revision", f->image.revision, false);
+        r |= set_str(im, "media_type", f->image.media_type, false);
+        r |= json_object_set_new(o, "image", im);
+
+        const FindingWorkload *w = &f->workload;
+        if (w->namespace[0] || w->pod[0] || w->container[0] || w->container_id[0]) {
+                json_t *wl = json_object();
+                if (!wl)
+                        r = -1;
+                else {
+                        r |= set_str(wl, "namespace", w->namespace, false);
+                        r |= set_str(wl, "pod", w->pod, false);
+                        r |= set_str(wl, "container", w->container, false);
+                        r |= set_str(wl, "container_id", w->container_id, false);
+                        r |= json_object_set_new(o, "workload", wl);
+                }
+        }
+        r |= set_str(o, "message", f->message, true);
+        if (r != 0) {
+                json_decref(o);
+                return -ENOMEM;
+        }
+        *ret = o;
+        return 0;
+}
+
+int finding_to_json_string(const Finding *f, char **ret) {
+        json_t *o = NULL;
+        int r = finding_to_json(f, &o);
+        if (r < 0)
+                return r;
+        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+/* Copy an optional string member into a bounded field; absent → "", too long or not a
+ * string → -EINVAL. */
+static int get_str(const json_t *o, const char *key, char *dst, size_t size) {
+        const json_t *v = json_object_get(o, key);
+        if (!v || json_is_null(v)) {
+                dst[0] = 0;
+                return 0;
+        }
+        if (!json_is_string(v))
+                return -EINVAL;
+        if (json_string_length(v) >= size || strlen(json_string_value(v)) != json_string_length(v))
+                return -EINVAL;
+        return strcpy_bounded(dst, size, json_string_value(v)) < 0 ? -EINVAL : 0;
+}
+
+int finding_from_json(const json_t *j, Finding *ret) {
+        if (!json_is_object(j))
+                return -EINVAL;
+        Finding f = {0};
+        char buf[64];
+        int r = 0;
+
+        const json_t *schema = json_object_get(j, "schema");
+        if (!json_is_integer(schema) || json_integer_value(schema) != PW_SCHEMA_VERSION)
+                return -EINVAL;
+        r |= get_str(j, "id", f.id, sizeof f.id);
+        r |= get_str(j, "kind", buf, sizeof buf);
+        if (r < 0)
+                return -EINVAL;
+        f.kind = finding_kind_from_string(buf);
+        if (f.kind < 0)
+                return -EINVAL;
+        if (get_str(j, "severity", buf, sizeof buf) < 0)
+                return -EINVAL;
+        f.severity = severity_from_string(buf);
+        if (f.severity < 0)
+                return -EINVAL;
+        if (get_str(j, "time", buf, sizeof buf) < 0 || parse_time(buf, &f.time_usec) < 0)
+                return -EINVAL;
+        r |= get_str(j, "node", f.node, sizeof f.node);
+        r |= get_str(j, "namespace", f.namespace, sizeof f.namespace);
+        r |= get_str(j, "message", f.message, sizeof f.message);
+
+        const json_t *im = json_object_get(j, "image");
+        if (!json_is_object(im))
+                return -EINVAL;
+        r |= get_str(im, "ref", f.image.ref, sizeof f.image.ref);
+        r |= get_str(im, "name", f.image.name, sizeof f.image.name);
+        r |= get_str(im, "tag", f.image.tag, sizeof f.image.tag);
+        f.image.tag_implicit = json_is_true(json_object_get(im, "tag_implicit"));
+        r |= get_str(im, "digest", f.image.digest, sizeof f.image.digest);
+        r |= get_str(im, "previous_digest", f.image.previous_digest, sizeof f.image.previous_digest);
+        r |= get_str(im, "expected_digest", f.image.expected_digest, sizeof f.image.expected_digest);
+        r |= get_str(im, "revision", f.image.revision, sizeof f.image.revision);
+        r |= get_str(im, "media_type", f.image.media_type, sizeof f.image.media_type);
+
+        const json_t *wl = json_object_get(j, "workload");
+        if (wl) {
+                if (!json_is_object(wl))
+                        return -EINVAL;
+                r |= get_str(wl, "namespace", f.workload.namespace, sizeof f.workload.namespace);
+                r |= get_str(wl, "pod", f.workload.pod, sizeof f.workload.pod);
+                r |= get_str(wl, "container", f.workload.container, sizeof f.workload.container);
+                r |= get_str(wl, "container_id", f.workload.container_id, sizeof f.workload.container_id);
+        }
+        if (r < 0)
+                return -EINVAL;
+        *ret = f;
+        return 0;
+}
+
+int finding_from_json_string(const char *s, size_t len, Finding *ret) {
+        json_error_t err;
+        json_t *j = json_loadb(s, len, JSON_REJECT_DUPLICATES, &err);
+        if (!j)
+                return -EINVAL;
+        int r = finding_from_json(j, ret);
+        json_decref(j);
+        return r;
+}
+
+/* Append FIELD=value into the bounded buffer. Empty values are skipped unless always:
+ * a field that is not there is clearer in `journalctl -o json` than an empty one. */
+static int add_field(JournalFields *jf, const char *field, const char *value, bool always) {
+        if (!always && isempty(value))
+                return 0;
+        if (jf->n >= PW_JOURNAL_FIELDS_MAX)
+                return -ENOBUFS;
+        size_t fl = strlen(field), vl = value ? strlen(value) : 0;
+        if (jf->used + fl + 1 + vl > sizeof jf->buf)
+                return -ENOBUFS;
+        char *p = jf->buf + jf->used;
+        memcpy(p, field, fl);
+        p[fl] = '=';
+        if (vl)
+                memcpy(p + fl + 1, value, vl);
+        jf->iov[jf->n++] = (struct iovec){.iov_base = p, .iov_len = fl + 1 + vl};
+        jf->used += fl + 1 + vl;
+        return 0;
+}
+
+int finding_to_journal(const Finding *f, JournalFields *ret) {
+        const char *kind = finding_kind_to_string(f->kind), *sev = severity_to_string(f->severity);
+        if (!kind || !sev)
+                return -EINVAL;
+        char prio[4], usec[24];
+        snprintf(prio, sizeof prio, "%d", finding_priority(f));
+        snprintf(usec, sizeof usec, "%" PRIu64, f->time_usec);
+
+        ret->n = 0;
+        ret->used = 0;
+        const struct {
+                const char *field, *value;
+                bool always;
+        } fields[] = {
+                {"MESSAGE", f->message, true},
+                {"PRIORITY", prio, true},
+                {"MESSAGE_ID", finding_message_id(f->kind), true},
+                {"SYSLOG_IDENTIFIER", "pullwatch", true},
+                {"PULLWATCH_KIND", kind, true},
+                {"PULLWATCH_SEVERITY", sev, true},
+                {"PULLWATCH_ID", f->id, false},
+                {"PULLWATCH_EVENT_USEC", usec, true},
+                {"IMAGE_REF", f->image.ref, true},
+                {"IMAGE_NAME", f->image.name, false},
+                {"IMAGE_TAG", f->image.tag, false},
+                {"IMAGE_DIGEST", f->image.digest, false},
+                {"IMAGE_PREVIOUS_DIGEST", f->image.previous_digest, false},
+                {"IMAGE_EXPECTED_DIGEST", f->image.expected_digest, false},
+                {"IMAGE_REVISION", f->image.revision, false},
+                {"IMAGE_MEDIA_TYPE", f->image.media_type, false},
+                {"CONTAINERD_NAMESPACE", f->namespace, false},
+                {"K8S_NAMESPACE", f->workload.namespace, false},
+                {"K8S_POD", f->workload.pod, false},
+                {"K8S_CONTAINER", f->workload.container, false},
+                {"CONTAINER_ID", f->workload.container_id, false},
+                {"NODE_NAME", f->node, true},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                int r = add_field(ret, fields[i].field, fields[i].value, fields[i].always);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

@@ -1,0 +1,213 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "pullwatch/finding.h"
+#include "pullwatch/util.h"
+
+static Finding sample(FindingKind kind) {
+        Finding f = {0};
+        f.kind = kind;
+        f.severity = kind == FINDING_PULL ? SEVERITY_INFO : SEVERITY_HIGH;
+        f.time_usec = 1764089453123456ULL; /* 2025-11-25T16:50:53.123456Z */
+        strcpy_bounded(f.id, sizeof f.id, "0123456789abcdef0123456789abcdef");
+        strcpy_bounded(f.node, sizeof f.node, "node-a");
+        strcpy_bounded(f.namespace, sizeof f.namespace, "k8s.io");
+        strcpy_bounded(f.image.ref, sizeof f.image.ref, "docker.io/library/nginx:latest");
+        strcpy_bounded(f.image.name, sizeof f.image.name, "docker.io/library/nginx");
+        strcpy_bounded(f.image.tag, sizeof f.image.tag, "latest");
+        strcpy_bounded(f.image.digest, sizeof f.image.digest,
+                       "sha256:1111111111111111111111111111111111111111111111111111111111111111");
+        if (kind == FINDING_TAG_MOVED)
+                strcpy_bounded(f.image.previous_digest, sizeof f.image.previous_digest,
+                               "sha256:2222222222222222222222222222222222222222222222222222222222222222");
+        if (kind == FINDING_DIGEST_MISMATCH)
+                strcpy_bounded(f.image.expected_digest, sizeof f.image.expected_digest,
+                               "sha256:3333333333333333333333333333333333333333333333333333333333333333");
+        finding_format_message(&f);
+        return f;
+}
+
+static void test_kind_strings(void **state) {
+        static const struct {
+                FindingKind kind;
+                const char *name;
+        } table[] = {
+                {FINDING_PULL, "pull"},
+                {FINDING_LATEST_TAG, "latest_tag"},
+                {FINDING_MUTABLE_TAG, "mutable_tag"},
+                {FINDING_TAG_MOVED, "tag_moved"},
+                {FINDING_DIGEST_MISMATCH, "digest_mismatch"},
+                {FINDING_REVISION_MISMATCH, "revision_mismatch"},
+                {FINDING_UNTRACEABLE, "untraceable"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                assert_string_equal(finding_kind_to_string(table[i].kind), table[i].name);
+                assert_int_equal(finding_kind_from_string(table[i].name), table[i].kind);
+                const char *id = finding_message_id(table[i].kind);
+                assert_non_null(id);
+                assert_int_equal(strlen(id), 32);
+                for (size_t j = 0; j < i; j++)
+                        assert_string_not_equal(id, finding_message_id(table[j].kind));
+        }
+        assert_int_equal(finding_kind_from_string("Latest_tag"), _FINDING_KIND_INVALID);
+        assert_int_equal(finding_kind_from_string(NULL), _FINDING_KIND_INVALID);
+        assert_null(finding_kind_to_string(_FINDING_KIND_MAX));
+        assert_int_equal(severity_from_string("critical"), SEVERITY_CRITICAL);
+        assert_int_equal(severity_from_string("fatal"), _SEVERITY_INVALID);
+}
+
+static void test_json_round_trip(void **state) {
+        for (int k = 0; k < _FINDING_KIND_MAX; k++) {
+                Finding f = sample((FindingKind) k), g;
+                if (k == FINDING_REVISION_MISMATCH)
+                        strcpy_bounded(f.image.revision, sizeof f.image.revision, "deadbeef");
+                if (k == FINDING_LATEST_TAG) {
+                        f.image.tag_implicit = true;
+                        strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0");
+                        strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "shop");
+                }
+                _cleanup_free_ char *s = NULL;
+                assert_int_equal(finding_to_json_string(&f, &s), 0);
+                assert_null(strchr(s, '\n'));
+                assert_int_equal(finding_from_json_string(s, strlen(s), &g), 0);
+                assert_memory_equal(&f, &g, sizeof f);
+        }
+}
+
+static void test_json_fields(void **state) {
+        Finding f = sample(FINDING_TAG_MOVED);
+        json_t *j = NULL;
+        assert_int_equal(finding_to_json(&f, &j), 0);
+        assert_int_equal(json_integer_value(json_object_get(j, "schema")), 1);
+        assert_string_equal(json_string_value(json_object_get(j, "kind")), "tag_moved");
+        assert_string_equal(json_string_value(json_object_get(j, "severity")), "high");
+        assert_string_equal(json_string_value(json_object_get(j, "time")), "2025-11-25T16:50:53.123456Z");
+        json_t *im = json_object_get(j, "image");
+        assert_string_equal(json_string_value(json_object_get(im, "previous_digest")), f.image.previous_digest);
+        assert_null(json_object_get(im, "expected_digest")); /* empty optional members are omitted */
+        assert_null(json_object_get(j, "workload"));          /* unknown workload is omitted */
+        json_decref(j);
+}
+
+static void test_json_rejects(void **state) {
+        static const char *const bad[] = {
+                "",
+                "[]",
+                "{\"schema\":2,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
+                "{\"schema\":1,\"kind\":\"nope\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
+                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"loud\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
+                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"yesterday\",\"image\":{}}",
+                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\"}",
+                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"tag\":5}}",
+                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"ref\":\"a\\u0000b\"}}",
+                "{\"schema\":1,\"kind\":\"pull\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                Finding f;
+                assert_int_equal(finding_from_json_string(bad[i], strlen(bad[i]), &f), -EINVAL);
+        }
+        /* an over-long tag (129 chars) does not fit PW_TAG_MAX and is rejected, not truncated */
+        char big[400];
+        char tag[130];
+        memset(tag, 'a', 129);
+        tag[129] = 0;
+        snprintf(big, sizeof big,
+                 "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"tag\":\"%s\"}}",
+                 tag);
+        Finding f;
+        assert_int_equal(finding_from_json_string(big, strlen(big), &f), -EINVAL);
+        tag[128] = 0;
+        snprintf(big, sizeof big,
+                 "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"tag\":\"%s\"}}",
+                 tag);
+        assert_int_equal(finding_from_json_string(big, strlen(big), &f), 0);
+        assert_int_equal(strlen(f.image.tag), 128);
+}
+
+static const char *journal_value(const JournalFields *jf, const char *field) {
+        size_t fl = strlen(field);
+        static char out[1024];
+        for (size_t i = 0; i < jf->n; i++) {
+                const char *p = jf->iov[i].iov_base;
+                if (jf->iov[i].iov_len > fl && memcmp(p, field, fl) == 0 && p[fl] == '=') {
+                        snprintf(out, sizeof out, "%.*s", (int) (jf->iov[i].iov_len - fl - 1), p + fl + 1);
+                        return out;
+                }
+        }
+        return NULL;
+}
+
+static void test_journal_fields(void **state) {
+        static const struct {
+                FindingKind kind;
+                const char *field, *value;
+        } table[] = {
+                {FINDING_PULL, "PRIORITY", "6"},
+                {FINDING_PULL, "PULLWATCH_KIND", "pull"},
+                {FINDING_PULL, "MESSAGE_ID", "7d5f9ca88699450392e05c6657d40487"},
+                {FINDING_PULL, "IMAGE_PREVIOUS_DIGEST", NULL},
+                {FINDING_LATEST_TAG, "PRIORITY", "4"},
+                {FINDING_LATEST_TAG, "SYSLOG_IDENTIFIER", "pullwatch"},
+                {FINDING_LATEST_TAG, "IMAGE_TAG", "latest"},
+                {FINDING_LATEST_TAG, "NODE_NAME", "node-a"},
+                {FINDING_LATEST_TAG, "CONTAINERD_NAMESPACE", "k8s.io"},
+                {FINDING_LATEST_TAG, "IMAGE_DIGEST", "sha256:1111111111111111111111111111111111111111111111111111111111111111"},
+                {FINDING_LATEST_TAG, "K8S_POD", NULL},
+                {FINDING_TAG_MOVED, "IMAGE_PREVIOUS_DIGEST", "sha256:2222222222222222222222222222222222222222222222222222222222222222"},
+                {FINDING_DIGEST_MISMATCH, "IMAGE_EXPECTED_DIGEST", "sha256:3333333333333333333333333333333333333333333333333333333333333333"},
+                {FINDING_DIGEST_MISMATCH, "PULLWATCH_SEVERITY", "high"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                Finding f = sample(table[i].kind);
+                JournalFields jf;
+                assert_int_equal(finding_to_journal(&f, &jf), 0);
+                const char *v = journal_value(&jf, table[i].field);
+                if (table[i].value)
+                        assert_string_equal(v, table[i].value);
+                else
+                        assert_null(v);
+                /* every field name is valid for journald: [A-Z0-9_], not starting with _ or a digit */
+                for (size_t k = 0; k < jf.n; k++) {
+                        const char *p = jf.iov[k].iov_base;
+                        assert_true(p[0] >= 'A' && p[0] <= 'Z');
+                        for (; *p != '='; p++)
+                                assert_true((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_');
+                }
+        }
+}
+
+static void test_messages(void **state) {
+        static const struct {
+                FindingKind kind;
+                const char *needle;
+        } table[] = {
+                {FINDING_PULL, "pulled docker.io/library/nginx:latest as sha256:1111"},
+                {FINDING_LATEST_TAG, "mutable tag latest"},
+                {FINDING_TAG_MOVED, "moved from sha256:222222222222 to sha256:111111111111"},
+                {FINDING_DIGEST_MISMATCH, "pinned to sha256:333333333333"},
+                {FINDING_REVISION_MISMATCH, "no revision label"},
+                {FINDING_UNTRACEABLE, "not traceable"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                Finding f = sample(table[i].kind);
+                assert_non_null(strstr(f.message, table[i].needle));
+        }
+        Finding f = sample(FINDING_LATEST_TAG);
+        strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0");
+        strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "shop");
+        strcpy_bounded(f.workload.container, sizeof f.workload.container, "web");
+        finding_format_message(&f);
+        assert_non_null(strstr(f.message, "(pod shop/web-0, container web)"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_kind_strings),   cmocka_unit_test(test_json_round_trip),
+                cmocka_unit_test(test_json_fields),    cmocka_unit_test(test_json_rejects),
+                cmocka_unit_test(test_journal_fields), cmocka_unit_test(test_messages),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
