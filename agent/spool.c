@@ -1,0 +1,864 @@
+/* Durable append-only spool: segment files + a crash-safe ack pointer. Format and
+ * corruption policy are described in include/pullwatch/spool.h. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sys/param.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <zlib.h>
+
+#include "pullwatch/spool.h"
+#include "pullwatch/util.h"
+
+#define SEGMENT_ROLL_MAX (4U << 20)     /* roll a segment once it would grow past this */
+#define SEGMENT_ROLL_MIN (4U << 10)
+#define SEGMENT_FILE_MAX (64ULL << 20)  /* we never write more; anything past it is not ours */
+#define SEGMENT_SUFFIX ".seg"
+#define SEGMENT_NAME_DIGITS 20
+#define ACK_FILE "ack"
+#define ACK_TMP_FILE "ack.tmp"
+#define LOCK_FILE "lock"
+#define ACK_LINE_MAX 256
+
+typedef struct IndexEntry {
+        uint64_t seq;
+        uint32_t off; /* frame offset in the segment */
+        uint32_t len; /* payload length */
+} IndexEntry;
+
+typedef struct Segment {
+        uint64_t name_seq; /* the file name */
+        uint64_t size;     /* bytes in the file, including skipped corrupt regions */
+        IndexEntry *idx;   /* owned; valid frames in order */
+        size_t n_idx, alloc_idx;
+} Segment;
+
+struct Spool {
+        int dfd, lock_fd;
+        SpoolFsync policy;
+        uint64_t max_bytes, seg_max;
+
+        Segment *segs; /* owned, oldest first; the last one is the write segment if wfd >= 0 */
+        size_t n_segs, alloc_segs;
+        int wfd;
+        bool wdirty, ddirty, state_dirty;
+
+        int rfd; /* cached read fd for a non-active segment */
+        uint64_t rfd_name;
+        uint8_t *rbuf;
+        size_t rbuf_alloc;
+
+        uint64_t next_seq, acked;
+        uint64_t disk_bytes, pending_records, pending_bytes;
+        uint64_t appended, acked_count, dropped, dropped_total, corrupt;
+};
+
+/* ---- pure format helpers ---- */
+
+static void put_le32(uint8_t *p, uint32_t v) {
+        for (unsigned i = 0; i < 4; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+static void put_le64(uint8_t *p, uint64_t v) {
+        for (unsigned i = 0; i < 8; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+static uint32_t get_le32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+static uint64_t get_le64(const uint8_t *p) {
+        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
+}
+
+static uint32_t frame_crc(const uint8_t *hdr, const void *payload, size_t len) {
+        uLong c = crc32(0L, Z_NULL, 0);
+        c = crc32(c, hdr + 4, 12);
+        if (len > 0)
+                c = crc32(c, payload, (uInt) len);
+        return (uint32_t) c;
+}
+
+void spool_record_encode_header(uint8_t hdr[SPOOL_RECORD_HEADER_SIZE], uint64_t seq, const void *payload, size_t len) {
+        put_le32(hdr, SPOOL_RECORD_MAGIC);
+        put_le32(hdr + 4, (uint32_t) len);
+        put_le64(hdr + 8, seq);
+        put_le32(hdr + 16, frame_crc(hdr, payload, len));
+}
+
+int spool_record_decode(const uint8_t *buf, size_t len, uint64_t *ret_seq, const uint8_t **ret_payload,
+                        size_t *ret_len, size_t *ret_frame_len) {
+        if (!buf && len > 0)
+                return -EINVAL;
+        if (len >= 4 && get_le32(buf) != SPOOL_RECORD_MAGIC)
+                return -EBADMSG;
+        if (len < SPOOL_RECORD_HEADER_SIZE)
+                return -ENODATA;
+        uint32_t plen = get_le32(buf + 4);
+        if (plen > SPOOL_RECORD_MAX)
+                return -EBADMSG;
+        if (len - SPOOL_RECORD_HEADER_SIZE < plen)
+                return -ENODATA;
+        const uint8_t *payload = buf + SPOOL_RECORD_HEADER_SIZE;
+        if (frame_crc(buf, payload, plen) != get_le32(buf + 16))
+                return -EILSEQ;
+        if (ret_seq)
+                *ret_seq = get_le64(buf + 8);
+        if (ret_payload)
+                *ret_payload = payload;
+        if (ret_len)
+                *ret_len = plen;
+        if (ret_frame_len)
+                *ret_frame_len = SPOOL_RECORD_HEADER_SIZE + (size_t) plen;
+        return 0;
+}
+
+/* Find the next offset >= from holding a valid frame with seq > last_seq. */
+static bool resync(const uint8_t *buf, size_t len, size_t from, uint64_t last_seq, size_t *ret_off) {
+        static const uint8_t magic[4] = { 'P', 'W', 'S', '1' };
+        while (from < len) {
+                const uint8_t *m = memmem(buf + from, len - from, magic, sizeof(magic));
+                if (!m)
+                        return false;
+                size_t off = (size_t) (m - buf);
+                uint64_t seq;
+                if (spool_record_decode(m, len - off, &seq, NULL, NULL, NULL) == 0 && seq > last_seq) {
+                        *ret_off = off;
+                        return true;
+                }
+                from = off + 1;
+        }
+        return false;
+}
+
+int spool_segment_scan(const uint8_t *buf, size_t len, uint64_t min_seq, spool_scan_visit_t visit, void *userdata,
+                       SpoolScanResult *ret) {
+        SpoolScanResult res = {};
+        uint64_t last = min_seq;
+        size_t off = 0;
+
+        if (!buf && len > 0)
+                return -EINVAL;
+        while (off < len) {
+                uint64_t seq;
+                size_t plen, flen;
+                if (spool_record_decode(buf + off, len - off, &seq, NULL, &plen, &flen) == 0 && seq > last) {
+                        if (visit) {
+                                int r = visit(seq, off, plen, userdata);
+                                if (r < 0)
+                                        return r;
+                        }
+                        last = seq;
+                        off += flen;
+                        res.valid_end = off;
+                        res.records++;
+                        res.last_seq = seq;
+                        continue;
+                }
+                size_t next;
+                if (!resync(buf, len, off + 1, last, &next))
+                        break; /* nothing valid follows: a torn tail */
+                res.corrupt_records++;
+                res.skipped_bytes += next - off;
+                off = next;
+        }
+        if (ret)
+                *ret = res;
+        return 0;
+}
+
+/* ---- segments ---- */
+
+static void segment_name(char buf[static 32], uint64_t seq) {
+        snprintf(buf, 32, "%0*" PRIu64 SEGMENT_SUFFIX, SEGMENT_NAME_DIGITS, seq);
+}
+
+static bool parse_segment_name(const char *name, uint64_t *ret) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < SEGMENT_NAME_DIGITS; i++) {
+                if (name[i] < '0' || name[i] > '9')
+                        return false;
+                uint64_t d = (uint64_t) (name[i] - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return false;
+                v = v * 10 + d;
+        }
+        if (!streq_ptr(name + SEGMENT_NAME_DIGITS, SEGMENT_SUFFIX))
+                return false;
+        *ret = v;
+        return true;
+}
+
+static int segment_index_push(Segment *seg, uint64_t seq, uint64_t off, size_t len) {
+        if (seg->n_idx == seg->alloc_idx) {
+                size_t n = seg->alloc_idx ? seg->alloc_idx * 2 : 64;
+                IndexEntry *p = reallocarray(seg->idx, n, sizeof(IndexEntry));
+                if (!p)
+                        return -ENOMEM;
+                seg->idx = p;
+                seg->alloc_idx = n;
+        }
+        seg->idx[seg->n_idx++] = (IndexEntry) { .seq = seq, .off = (uint32_t) off, .len = (uint32_t) len };
+        return 0;
+}
+
+static int segs_reserve(Spool *s) {
+        if (s->n_segs < s->alloc_segs)
+                return 0;
+        size_t n = s->alloc_segs ? s->alloc_segs * 2 : 16;
+        Segment *p = reallocarray(s->segs, n, sizeof(Segment));
+        if (!p)
+                return -ENOMEM;
+        s->segs = p;
+        s->alloc_segs = n;
+        return 0;
+}
+
+/* First index position in seg with seq > after. */
+static size_t segment_find_after(const Segment *seg, uint64_t after) {
+        size_t lo = 0, hi = seg->n_idx;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (seg->idx[mid].seq <= after)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static bool segment_is_active(const Spool *s, size_t i) {
+        return s->wfd >= 0 && i + 1 == s->n_segs;
+}
+
+static int fsync_if(const Spool *s, int fd) {
+        if (s->policy == SPOOL_FSYNC_NEVER)
+                return 0;
+        return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* Close the write segment; under BATCH its unsynced data is flushed first, since
+ * spool_sync() only knows the current write segment. */
+static int roll(Spool *s) {
+        int r = 0;
+        if (s->wfd < 0)
+                return 0;
+        if (s->wdirty && s->policy != SPOOL_FSYNC_NEVER && fdatasync(s->wfd) < 0)
+                r = -errno;
+        s->wdirty = false;
+        close(s->wfd);
+        s->wfd = -1;
+        return r;
+}
+
+/* Unlink the oldest segment; counts its unacknowledged records as dropped if asked. */
+static void remove_oldest_segment(Spool *s, bool count_dropped) {
+        Segment *seg = &s->segs[0];
+        char name[32];
+
+        if (segment_is_active(s, 0))
+                (void) roll(s);
+        if (s->rfd >= 0 && s->rfd_name == seg->name_seq) {
+                close(s->rfd);
+                s->rfd = -1;
+        }
+        for (size_t i = segment_find_after(seg, s->acked); i < seg->n_idx; i++) {
+                s->pending_records--;
+                s->pending_bytes -= SPOOL_RECORD_HEADER_SIZE + (uint64_t) seg->idx[i].len;
+                if (count_dropped) {
+                        s->dropped++;
+                        s->dropped_total++;
+                        s->state_dirty = true;
+                }
+        }
+        segment_name(name, seg->name_seq);
+        (void) unlinkat(s->dfd, name, 0);
+        s->disk_bytes -= seg->size;
+        free(seg->idx);
+        memmove(s->segs, s->segs + 1, (s->n_segs - 1) * sizeof(Segment));
+        s->n_segs--;
+}
+
+static uint64_t segment_last_seq(const Segment *seg) {
+        return seg->n_idx > 0 ? seg->idx[seg->n_idx - 1].seq : 0;
+}
+
+/* Delete segments whose every record is acknowledged (the write segment too, so that a
+ * drained spool holds no data at all). */
+static void reclaim_acked(Spool *s) {
+        while (s->n_segs > 0) {
+                const Segment *seg = &s->segs[0];
+                if (seg->n_idx > 0 && segment_last_seq(seg) > s->acked)
+                        break;
+                if (seg->n_idx == 0 && segment_is_active(s, 0))
+                        break; /* a fresh, empty write segment */
+                remove_oldest_segment(s, false);
+        }
+}
+
+/* ---- ack state ---- */
+
+static int write_state(Spool *s) {
+        char line[ACK_LINE_MAX];
+        int n = snprintf(line, sizeof(line), "pullwatch-spool 1 acked=%" PRIu64 " next=%" PRIu64 " dropped_total=%" PRIu64,
+                         s->acked, s->next_seq, s->dropped_total);
+        uint32_t crc = (uint32_t) crc32(crc32(0L, Z_NULL, 0), (const Bytef *) line, (uInt) n);
+        n += snprintf(line + n, sizeof(line) - (size_t) n, " crc=%08" PRIx32 "\n", crc);
+
+        _cleanup_close_ int fd = openat(s->dfd, ACK_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        ssize_t w = write(fd, line, (size_t) n);
+        if (w < 0)
+                return -errno;
+        if (w != n)
+                return -ENOSPC;
+        int r = fsync_if(s, fd);
+        if (r < 0)
+                return r;
+        if (renameat(s->dfd, ACK_TMP_FILE, s->dfd, ACK_FILE) < 0)
+                return -errno;
+        r = fsync_if(s, s->dfd);
+        if (r < 0)
+                return r;
+        s->state_dirty = false;
+        return 0;
+}
+
+static bool parse_field(const char **p, const char *name, uint64_t *ret) {
+        size_t l = strlen(name);
+        if (strncmp(*p, name, l) != 0)
+                return false;
+        *p += l;
+        if (**p < '0' || **p > '9')
+                return false;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(*p, &end, 10);
+        if (errno != 0)
+                return false;
+        *ret = v;
+        *p = end;
+        return true;
+}
+
+/* -ENOENT: no file; -EBADMSG: unreadable. */
+static int read_state(Spool *s, uint64_t *ret_acked, uint64_t *ret_next, uint64_t *ret_dropped_total) {
+        char line[ACK_LINE_MAX];
+        _cleanup_close_ int fd = openat(s->dfd, ACK_FILE, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? -ENOENT : -errno;
+        ssize_t n = read(fd, line, sizeof(line) - 1);
+        if (n < 0)
+                return -errno;
+        line[n] = 0;
+
+        const char *crcpos = strstr(line, " crc=");
+        if (!crcpos)
+                return -EBADMSG;
+        uint32_t crc = (uint32_t) crc32(crc32(0L, Z_NULL, 0), (const Bytef *) line, (uInt) (crcpos - line));
+        char expect[32];
+        snprintf(expect, sizeof(expect), " crc=%08" PRIx32 "\n", crc);
+        if (!streq_ptr(crcpos, expect))
+                return -EBADMSG;
+
+        const char *p = line;
+        uint64_t acked, next, dropped;
+        if (!startswith(p, "pullwatch-spool 1 "))
+                return -EBADMSG;
+        p += strlen("pullwatch-spool 1 ");
+        if (!parse_field(&p, "acked=", &acked) || !parse_field(&p, " next=", &next) ||
+            !parse_field(&p, " dropped_total=", &dropped) || p != crcpos)
+                return -EBADMSG;
+        *ret_acked = acked;
+        *ret_next = next;
+        *ret_dropped_total = dropped;
+        return 0;
+}
+
+/* ---- open / free ---- */
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+static int list_segments(int dfd, uint64_t **ret, size_t *ret_n) {
+        _cleanup_free_ uint64_t *names = NULL;
+        size_t n = 0, alloc = 0;
+        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                uint64_t v;
+                if (!parse_segment_name(de->d_name, &v))
+                        continue;
+                if (n == alloc) {
+                        size_t na = alloc ? alloc * 2 : 16;
+                        uint64_t *p = reallocarray(names, na, sizeof(uint64_t));
+                        if (!p) {
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        names = p;
+                        alloc = na;
+                }
+                names[n++] = v;
+        }
+        closedir(d);
+        if (n > 0)
+                qsort(names, n, sizeof(uint64_t), cmp_u64);
+        *ret = TAKE_PTR(names);
+        *ret_n = n;
+        return 0;
+}
+
+static int scan_visit(uint64_t seq, size_t offset, size_t payload_len, void *userdata) {
+        return segment_index_push(userdata, seq, offset, payload_len);
+}
+
+/* Load one segment file: verify, index, trim a torn tail. Empty results are unlinked. */
+static int load_segment(Spool *s, uint64_t name_seq, uint64_t *last_seq, SpoolOpenReport *rep) {
+        char name[32];
+        segment_name(name, name_seq);
+        _cleanup_close_ int fd = openat(s->dfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return 0; /* not ours, leave it alone */
+
+        uint64_t size = (uint64_t) st.st_size;
+        size_t maplen = (size_t) MIN(size, SEGMENT_FILE_MAX);
+        Segment seg = { .name_seq = name_seq };
+        SpoolScanResult res = {};
+        if (maplen > 0) {
+                void *m = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
+                if (m == MAP_FAILED)
+                        return -errno;
+                int r = spool_segment_scan(m, maplen, *last_seq, scan_visit, &seg, &res);
+                munmap(m, maplen);
+                if (r < 0) {
+                        free(seg.idx);
+                        return r;
+                }
+        }
+        if (res.valid_end < size) {
+                if (ftruncate(fd, (off_t) res.valid_end) < 0) {
+                        free(seg.idx);
+                        return -errno;
+                }
+                (void) fsync_if(s, fd);
+                rep->trimmed_bytes += size - res.valid_end;
+        }
+        rep->records += res.records;
+        rep->corrupt_records += res.corrupt_records;
+        rep->skipped_bytes += res.skipped_bytes;
+        if (res.records == 0) {
+                free(seg.idx);
+                (void) unlinkat(s->dfd, name, 0);
+                return 0;
+        }
+        int r = segs_reserve(s);
+        if (r < 0) {
+                free(seg.idx);
+                return r;
+        }
+        seg.size = res.valid_end;
+        s->segs[s->n_segs++] = seg;
+        s->disk_bytes += seg.size;
+        *last_seq = res.last_seq;
+        return 0;
+}
+
+int spool_open(Spool **ret, const char *dir, uint64_t max_bytes, SpoolFsync policy, SpoolOpenReport *report) {
+        SpoolOpenReport rep = {};
+        _cleanup_free_ uint64_t *names = NULL;
+        size_t n_names = 0;
+        int r;
+
+        if (!ret || isempty(dir) || max_bytes == 0 || (unsigned) policy > SPOOL_FSYNC_NEVER)
+                return -EINVAL;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+
+        Spool *s = calloc(1, sizeof(Spool));
+        if (!s)
+                return -ENOMEM;
+        s->wfd = s->rfd = s->lock_fd = -1;
+        s->policy = policy;
+        s->max_bytes = max_bytes;
+        s->seg_max = MAX(MIN(max_bytes / 4, (uint64_t) SEGMENT_ROLL_MAX), (uint64_t) SEGMENT_ROLL_MIN);
+
+        s->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->dfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        s->lock_fd = openat(s->dfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (s->lock_fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                goto fail;
+        }
+
+        uint64_t next_hint = 1;
+        r = read_state(s, &s->acked, &next_hint, &s->dropped_total);
+        if (r == -EBADMSG)
+                rep.ack_state_reset = true;
+        else if (r < 0 && r != -ENOENT)
+                goto fail;
+        (void) unlinkat(s->dfd, ACK_TMP_FILE, 0);
+
+        r = list_segments(s->dfd, &names, &n_names);
+        if (r < 0)
+                goto fail;
+        uint64_t last_seq = 0;
+        for (size_t i = 0; i < n_names; i++) {
+                r = load_segment(s, names[i], &last_seq, &rep);
+                if (r < 0)
+                        goto fail;
+        }
+
+        s->next_seq = MAX(MAX(next_hint, last_seq + 1), s->acked + 1);
+        for (size_t i = 0; i < s->n_segs; i++) {
+                const Segment *seg = &s->segs[i];
+                for (size_t j = segment_find_after(seg, s->acked); j < seg->n_idx; j++) {
+                        s->pending_records++;
+                        s->pending_bytes += SPOOL_RECORD_HEADER_SIZE + (uint64_t) seg->idx[j].len;
+                }
+        }
+        reclaim_acked(s);
+
+        /* Keep appending to the newest segment if it has room. */
+        if (s->n_segs > 0 && s->segs[s->n_segs - 1].size < s->seg_max) {
+                char name[32];
+                segment_name(name, s->segs[s->n_segs - 1].name_seq);
+                s->wfd = openat(s->dfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (s->wfd < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+        }
+        if (rep.ack_state_reset) {
+                r = write_state(s);
+                if (r < 0)
+                        goto fail;
+        }
+
+        if (report)
+                *report = rep;
+        *ret = s;
+        return 0;
+fail:
+        spool_free(s);
+        return r;
+}
+
+int spool_sync(Spool *s) {
+        int r = 0;
+        if (!s)
+                return -EINVAL;
+        if (s->policy == SPOOL_FSYNC_NEVER) {
+                s->wdirty = s->ddirty = false;
+        } else {
+                if (s->wdirty && s->wfd >= 0) {
+                        if (fdatasync(s->wfd) < 0)
+                                return -errno;
+                        s->wdirty = false;
+                }
+                if (s->ddirty) {
+                        if (fsync(s->dfd) < 0)
+                                return -errno;
+                        s->ddirty = false;
+                }
+        }
+        if (s->state_dirty)
+                r = write_state(s);
+        return r;
+}
+
+Spool *spool_free(Spool *s) {
+        if (!s)
+                return NULL;
+        if (s->dfd >= 0 && s->lock_fd >= 0)
+                (void) spool_sync(s);
+        (void) roll(s);
+        if (s->rfd >= 0)
+                close(s->rfd);
+        for (size_t i = 0; i < s->n_segs; i++)
+                free(s->segs[i].idx);
+        free(s->segs);
+        free(s->rbuf);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
+        if (s->dfd >= 0)
+                close(s->dfd);
+        free(s);
+        return NULL;
+}
+
+/* ---- append ---- */
+
+/* Make room for a frame of `need` bytes: roll a full write segment, then drop the
+ * oldest segments until the total fits under max_bytes. */
+static int make_room(Spool *s, uint64_t need) {
+        if (s->wfd >= 0) {
+                const Segment *w = &s->segs[s->n_segs - 1];
+                if (w->size > 0 && w->size + need > s->seg_max) {
+                        int r = roll(s);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        while (s->disk_bytes + need > s->max_bytes && s->n_segs > 0)
+                remove_oldest_segment(s, true);
+        if (s->state_dirty)
+                (void) write_state(s); /* retried by spool_sync()/spool_ack() if it fails */
+        return 0;
+}
+
+static int open_new_segment(Spool *s) {
+        char name[32];
+        int r = segs_reserve(s);
+        if (r < 0)
+                return r;
+        segment_name(name, s->next_seq);
+        int fd = openat(s->dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        if (s->policy == SPOOL_FSYNC_ALWAYS && fsync(s->dfd) < 0) {
+                r = -errno;
+                close(fd);
+                (void) unlinkat(s->dfd, name, 0);
+                return r;
+        }
+        s->ddirty = s->policy != SPOOL_FSYNC_ALWAYS;
+        s->segs[s->n_segs++] = (Segment) { .name_seq = s->next_seq };
+        s->wfd = fd;
+        return 0;
+}
+
+int spool_append(Spool *s, const void *data, size_t len, uint64_t *ret_seq) {
+        uint8_t hdr[SPOOL_RECORD_HEADER_SIZE];
+        int r;
+
+        if (!s || (!data && len > 0))
+                return -EINVAL;
+        if (len > SPOOL_RECORD_MAX)
+                return -EMSGSIZE;
+        uint64_t need = SPOOL_RECORD_HEADER_SIZE + (uint64_t) len;
+        if (need > s->max_bytes)
+                return -EMSGSIZE;
+
+        r = make_room(s, need);
+        if (r < 0)
+                return r;
+        if (s->wfd < 0) {
+                r = open_new_segment(s);
+                if (r < 0)
+                        return r;
+        }
+        Segment *seg = &s->segs[s->n_segs - 1];
+        /* Reserve the index slot first, so nothing can fail after the write. */
+        if (seg->n_idx == seg->alloc_idx) {
+                r = segment_index_push(seg, 0, 0, 0);
+                if (r < 0)
+                        return r;
+                seg->n_idx--;
+        }
+
+        spool_record_encode_header(hdr, s->next_seq, data, len);
+        uint64_t done = 0;
+        while (done < need) {
+                struct iovec v[2];
+                int nv = 0;
+                if (done < sizeof(hdr))
+                        v[nv++] = (struct iovec) { hdr + done, sizeof(hdr) - done };
+                uint64_t pdone = done > sizeof(hdr) ? done - sizeof(hdr) : 0;
+                if (len > pdone)
+                        v[nv++] = (struct iovec) { (uint8_t *) data + pdone, len - pdone };
+                ssize_t w = pwritev(s->wfd, v, nv, (off_t) (seg->size + done));
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0) {
+                        r = w < 0 ? -errno : -ENOSPC;
+                        goto undo;
+                }
+                done += (uint64_t) w;
+        }
+        if (s->policy == SPOOL_FSYNC_ALWAYS) {
+                if (fdatasync(s->wfd) < 0) {
+                        r = -errno;
+                        goto undo;
+                }
+        } else
+                s->wdirty = true;
+
+        (void) segment_index_push(seg, s->next_seq, seg->size, len); /* slot reserved above */
+        seg->size += need;
+        s->disk_bytes += need;
+        s->pending_records++;
+        s->pending_bytes += need;
+        s->appended++;
+        if (ret_seq)
+                *ret_seq = s->next_seq;
+        s->next_seq++;
+        return 0;
+
+undo:
+        /* Leave the file exactly as it was: a partial frame would read as a torn tail. */
+        (void) ftruncate(s->wfd, (off_t) seg->size);
+        return r;
+}
+
+/* ---- read ---- */
+
+static int segment_read_fd(Spool *s, size_t i) {
+        /* wfd is O_WRONLY: every segment, the write one included, is read via this cached fd */
+        const Segment *seg = &s->segs[i];
+        if (s->rfd >= 0 && s->rfd_name == seg->name_seq)
+                return s->rfd;
+        if (s->rfd >= 0) {
+                close(s->rfd);
+                s->rfd = -1;
+        }
+        char name[32];
+        segment_name(name, seg->name_seq);
+        int fd = openat(s->dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        s->rfd = fd;
+        s->rfd_name = seg->name_seq;
+        return fd;
+}
+
+static int read_record(Spool *s, size_t si, const IndexEntry *e, const uint8_t **ret_payload) {
+        size_t flen = SPOOL_RECORD_HEADER_SIZE + (size_t) e->len;
+        if (s->rbuf_alloc < flen) {
+                uint8_t *p = realloc(s->rbuf, flen);
+                if (!p)
+                        return -ENOMEM;
+                s->rbuf = p;
+                s->rbuf_alloc = flen;
+        }
+        int fd = segment_read_fd(s, si);
+        if (fd < 0)
+                return fd;
+        size_t got = 0;
+        while (got < flen) {
+                ssize_t n = pread(fd, s->rbuf + got, flen - got, (off_t) e->off + (off_t) got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EBADMSG;
+                got += (size_t) n;
+        }
+        uint64_t seq;
+        size_t plen;
+        if (spool_record_decode(s->rbuf, flen, &seq, ret_payload, &plen, NULL) < 0 || seq != e->seq || plen != e->len)
+                return -EBADMSG;
+        return 0;
+}
+
+int spool_peek(Spool *s, uint64_t after_seq, size_t max_records, size_t max_bytes, spool_visit_t visit, void *userdata) {
+        if (!s || !visit)
+                return -EINVAL;
+        uint64_t after = MAX(after_seq, s->acked);
+        size_t visited = 0, bytes = 0;
+
+        /* Segments are ordered by seq: find the first holding a record > after. */
+        size_t lo = 0, hi = s->n_segs;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (s->segs[mid].n_idx == 0 || segment_last_seq(&s->segs[mid]) > after)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        for (size_t si = lo; si < s->n_segs && visited < max_records; si++) {
+                const Segment *seg = &s->segs[si];
+                for (size_t j = segment_find_after(seg, after); j < seg->n_idx && visited < max_records; j++) {
+                        const IndexEntry *e = &seg->idx[j];
+                        if (visited > 0 && bytes + e->len > max_bytes)
+                                return (int) MIN(visited, (size_t) INT_MAX);
+                        const uint8_t *payload;
+                        int r = read_record(s, si, e, &payload);
+                        if (r == -EBADMSG) {
+                                s->corrupt++; /* went bad on disk after open: skip it */
+                                continue;
+                        }
+                        if (r < 0)
+                                return r;
+                        visited++;
+                        bytes += e->len;
+                        r = visit(e->seq, payload, e->len, userdata);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                return (int) MIN(visited, (size_t) INT_MAX);
+                }
+        }
+        return (int) MIN(visited, (size_t) INT_MAX);
+}
+
+/* ---- ack ---- */
+
+int spool_ack(Spool *s, uint64_t upto_seq) {
+        if (!s)
+                return -EINVAL;
+        uint64_t upto = MIN(upto_seq, s->next_seq - 1);
+        if (upto <= s->acked)
+                return s->state_dirty ? write_state(s) : 0;
+
+        uint64_t old = s->acked;
+        s->acked = upto;
+        int r = write_state(s);
+        if (r < 0) {
+                s->acked = old;
+                return r;
+        }
+        for (size_t i = 0; i < s->n_segs; i++) {
+                const Segment *seg = &s->segs[i];
+                if (seg->n_idx > 0 && seg->idx[0].seq > upto)
+                        break;
+                for (size_t j = segment_find_after(seg, old); j < seg->n_idx && seg->idx[j].seq <= upto; j++) {
+                        s->pending_records--;
+                        s->pending_bytes -= SPOOL_RECORD_HEADER_SIZE + (uint64_t) seg->idx[j].len;
+                        s->acked_count++;
+                }
+        }
+        reclaim_acked(s);
+        return 0;
+}
+
+void spool_get_stats(const Spool *s, SpoolStats *ret) {
+        if (!s || !ret)
+                return;
+        *ret = (SpoolStats) {
+                .appended = s->appended,
+                .acked = s->acked_count,
+                .dropped = s->dropped,
+                .dropped_total = s->dropped_total,
+                .pending_records = s->pending_records,
+                .pending_bytes = s->pending_bytes,
+                .disk_bytes = s->disk_bytes,
+                .corrupt = s->corrupt,
+        };
+}
