@@ -646,3 +646,51 @@ pw_json_count() { "$PW_PY" "$PW_LIB_DIR/jsonl.py" count "$@"; }
 # something does NOT happen (a duplicate finding, a flood of log lines); it is
 # never used to wait for an event. Default 1 s.
 pw_quiesce() { sleep "${1:-1}"; }
+
+# ---------------------------------------------------- records and findings ----
+# These check journald (fields) and the agent's --stdout JSON together.
+
+# pw_wait_record KIND REF DIGEST [NS] [TIMEOUT] [EXTRA_JOURNAL_COND...] — wait
+# until journald and stdout both hold a KIND entry for REF at DIGEST (in
+# containerd namespace NS when not empty), for node $PW_NODE.
+pw_wait_record() {
+	local kind=$1 ref=$2 digest=$3 ns=${4:-} timeout=${5:-20}
+	shift 3; (($#)) && shift; (($#)) && shift
+	local jc=("IMAGE_REF=$ref" "IMAGE_DIGEST=$digest") sc=("image.ref=$ref" "image.digest=$digest")
+	[[ -n $ns ]] && jc+=("CONTAINERD_NAMESPACE=$ns") && sc+=("namespace=$ns")
+	pw_wait_journal "$PW_NODE" "$kind" 1 "$timeout" "${jc[@]}" "$@"
+	pw_wait_stdout "$kind" 1 "$timeout" "${sc[@]}" "node=$PW_NODE"
+}
+
+# pw_findings_count REF [NS] — findings (every kind but pull) about REF in
+# journald plus on stdout, for node $PW_NODE.
+pw_findings_count() {
+	local ref=$1 ns=${2:-} j s
+	local jc=("IMAGE_REF=$ref" "PULLWATCH_KIND!=pull") sc=("image.ref=$ref" "kind!=pull")
+	[[ -n $ns ]] && jc+=("CONTAINERD_NAMESPACE=$ns") && sc+=("namespace=$ns")
+	j=$(pw_journal_count "$PW_NODE" "" "${jc[@]}")
+	s=$(pw_stdout_count "${sc[@]}")
+	echo $((j + s))
+}
+
+# pw_findings_list [COND...] — "kind ref digest" of every finding on stdout, sorted.
+pw_findings_list() {
+	"$PW_PY" "$PW_LIB_DIR/jsonl.py" lines "$PW_AGENT_OUT" "kind!=pull" "$@" |
+		"$PW_PY" -c 'import json,sys
+for l in sys.stdin:
+    o = json.loads(l); i = o.get("image") or {}
+    print(o.get("kind"), i.get("ref"), i.get("digest"))' | sort
+}
+
+# pw_sync_agent [NS] — a barrier: push and pull a fresh :latest image and wait
+# for its latest_tag finding. The agent handles events in order, so everything
+# pulled before has been handled too. Prints nothing; sets PW_SYNC_REF.
+PW_SYNC_SEQ=0
+pw_sync_agent() {
+	local ns=${1:-default} d
+	PW_SYNC_SEQ=$((PW_SYNC_SEQ + 1))
+	PW_SYNC_REF=$PW_REGISTRY/sync-$PW_SYNC_SEQ:latest
+	d=$(pw_build_image "sync-$PW_SYNC_SEQ" latest "" "sync-$PW_SYNC_SEQ-$RANDOM")
+	pw_pull "$ns" "$PW_SYNC_REF"
+	pw_wait_journal "$PW_NODE" latest_tag 1 20 "IMAGE_REF=$PW_SYNC_REF" "IMAGE_DIGEST=$d"
+}
