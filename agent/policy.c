@@ -1,0 +1,390 @@
+/* Policy rules: see policy.h. */
+#include <regex.h>
+#include <stdarg.h>
+#include <strings.h>
+
+#include "pullwatch/policy.h"
+#include "pullwatch/ref.h"
+#include "pullwatch/util.h"
+
+typedef struct RepoPattern {
+        char *text;  /* normalised name, or the prefix (ending in '/') of a wildcard */
+        bool prefix; /* written with a trailing wildcard */
+} RepoPattern;
+
+struct Policy {
+        StrList mutable_tags;
+        regex_t *patterns;
+        size_t n_patterns;
+        bool strict;
+        bool report_untraceable;
+        StrList exempt_namespaces, exempt_k8s_namespaces, exempt_registries;
+        RepoPattern *repos;
+        size_t n_repos;
+        int severity[_FINDING_KIND_MAX];
+};
+
+_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...) {
+        if (err && errlen > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+static void list_free(StrList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                free(l->v[i]);
+        free(l->v);
+        *l = (StrList) {};
+}
+
+static int list_copy(StrList *dst, const StrList *src) {
+        StrList n = {};
+        if (src->n > 0) {
+                n.v = calloc(src->n, sizeof(char *));
+                if (!n.v)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < src->n; i++) {
+                n.v[i] = strdup(src->v[i]);
+                if (!n.v[i]) {
+                        list_free(&n);
+                        return -ENOMEM;
+                }
+                n.n++;
+        }
+        *dst = n;
+        return 0;
+}
+
+Policy *policy_free(Policy *p) {
+        if (!p)
+                return NULL;
+        list_free(&p->mutable_tags);
+        for (size_t i = 0; i < p->n_patterns; i++)
+                regfree(&p->patterns[i]);
+        free(p->patterns);
+        list_free(&p->exempt_namespaces);
+        list_free(&p->exempt_k8s_namespaces);
+        list_free(&p->exempt_registries);
+        for (size_t i = 0; i < p->n_repos; i++)
+                free(p->repos[i].text);
+        free(p->repos);
+        free(p);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Policy *, policy_free);
+
+/* Registries compare case-insensitively, and index.docker.io is docker.io. */
+static const char *canonical_registry(const char *r) {
+        return strcasecmp(r, "index.docker.io") == 0 ? "docker.io" : r;
+}
+
+static int compile_repo_pattern(const char *s, RepoPattern *ret, char *err, size_t errlen) {
+        size_t n = strlen(s);
+        char why[160];
+        int k;
+        if (n >= 2 && s[n - 2] == '/' && s[n - 1] == '*') {
+                if (n == 2)
+                        return fail(err, errlen, "exempt_repositories: \"/*\" needs a prefix");
+                /* A prefix, not a name: normalise only the registry, as splitDockerDomain
+                 * would: "acme/" becomes "docker.io/acme/"; no "library/" is guessed. */
+                const char *slash = strchr(s, '/');
+                size_t dlen = (size_t) (slash - s);
+                bool has_domain = memchr(s, '.', dlen) || memchr(s, ':', dlen) ||
+                                  (dlen == 9 && startswith(s, "localhost"));
+                if (has_domain && dlen == 15 && strncasecmp(s, "index.docker.io", 15) == 0)
+                        k = asprintf(&ret->text, "docker.io%.*s", (int) (n - 1 - dlen), s + dlen);
+                else if (has_domain)
+                        k = asprintf(&ret->text, "%.*s", (int) (n - 1), s);
+                else
+                        k = asprintf(&ret->text, "docker.io/%.*s", (int) (n - 1), s);
+                if (k < 0) {
+                        ret->text = NULL;
+                        return -ENOMEM;
+                }
+                ret->prefix = true;
+        } else {
+                Ref r;
+                if (ref_parse(s, &r, why, sizeof(why)) < 0)
+                        return fail(err, errlen, "exempt_repositories: \"%.200s\": %s", s, why);
+                if (r.is_image_id || r.digest[0] || !r.tag_implicit)
+                        return fail(err, errlen, "exempt_repositories: \"%.200s\" must be a repository name without tag or digest", s);
+                char name[PW_NAME_MAX];
+                if (ref_name(&r, name, sizeof(name)) < 0)
+                        return fail(err, errlen, "exempt_repositories: \"%.200s\" too long", s);
+                ret->text = strdup(name);
+                ret->prefix = false;
+        }
+        return ret->text ? 0 : -ENOMEM;
+}
+
+int policy_new_from_config(const Config *c, Policy **ret, char *err, size_t errlen) {
+        _cleanup_(policy_freep) Policy *p = calloc(1, sizeof(Policy));
+        int r;
+        if (!p)
+                return -ENOMEM;
+        if ((r = list_copy(&p->mutable_tags, &c->mutable_tags)) < 0 ||
+            (r = list_copy(&p->exempt_namespaces, &c->exempt_namespaces)) < 0 ||
+            (r = list_copy(&p->exempt_k8s_namespaces, &c->exempt_k8s_namespaces)) < 0 ||
+            (r = list_copy(&p->exempt_registries, &c->exempt_registries)) < 0)
+                return r;
+        p->strict = c->strict;
+        p->report_untraceable = c->report_untraceable;
+        for (int k = 0; k < _FINDING_KIND_MAX; k++) {
+                int s = c->severity[k];
+                if (k != FINDING_PULL && s != CONFIG_SEVERITY_OFF && (s < 0 || s >= _SEVERITY_MAX))
+                        return fail(err, errlen, "policy: bad severity %d for %s", s, finding_kind_to_string(k));
+                p->severity[k] = s;
+        }
+
+        if (c->allowed_tag_patterns.n > 0) {
+                p->patterns = calloc(c->allowed_tag_patterns.n, sizeof(regex_t));
+                if (!p->patterns)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < c->allowed_tag_patterns.n; i++) {
+                const char *re = c->allowed_tag_patterns.v[i];
+                int k = regcomp(&p->patterns[i], re, REG_EXTENDED | REG_NOSUB);
+                if (k != 0) {
+                        char why[128];
+                        regerror(k, &p->patterns[i], why, sizeof(why));
+                        return fail(err, errlen, "allowed_tag_patterns: \"%.200s\": %s", re, why);
+                }
+                p->n_patterns++;
+        }
+
+        if (c->exempt_repositories.n > 0) {
+                p->repos = calloc(c->exempt_repositories.n, sizeof(RepoPattern));
+                if (!p->repos)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < c->exempt_repositories.n; i++) {
+                r = compile_repo_pattern(c->exempt_repositories.v[i], &p->repos[i], err, errlen);
+                if (r < 0)
+                        return r;
+                p->n_repos++;
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+bool policy_kind_enabled(const Policy *p, FindingKind kind) {
+        return kind > FINDING_PULL && kind < _FINDING_KIND_MAX && p->severity[kind] != CONFIG_SEVERITY_OFF;
+}
+
+Severity policy_severity(const Policy *p, FindingKind kind) {
+        if (kind <= FINDING_PULL || kind >= _FINDING_KIND_MAX || p->severity[kind] == CONFIG_SEVERITY_OFF)
+                return SEVERITY_INFO;
+        return (Severity) p->severity[kind];
+}
+
+static bool list_has(const StrList *l, const char *s, bool nocase) {
+        for (size_t i = 0; i < l->n; i++)
+                if (nocase ? strcasecmp(l->v[i], s) == 0 : strcmp(l->v[i], s) == 0)
+                        return true;
+        return false;
+}
+
+static bool ref_is_exempt(const Policy *p, const Ref *r) {
+        if (r->is_image_id)
+                return false;
+        for (size_t i = 0; i < p->exempt_registries.n; i++)
+                if (strcasecmp(canonical_registry(p->exempt_registries.v[i]), r->domain) == 0)
+                        return true;
+        char name[PW_NAME_MAX];
+        if (p->n_repos == 0 || ref_name(r, name, sizeof(name)) < 0)
+                return false;
+        for (size_t i = 0; i < p->n_repos; i++) {
+                const RepoPattern *rp = &p->repos[i];
+                if (rp->prefix ? startswith(name, rp->text) : streq_ptr(name, rp->text))
+                        return true;
+        }
+        return false;
+}
+
+static bool obs_is_exempt(const Policy *p, const Observation *o, const Ref *r) {
+        if (o->namespace[0] && list_has(&p->exempt_namespaces, o->namespace, false))
+                return true;
+        if (o->workload.namespace[0] && list_has(&p->exempt_k8s_namespaces, o->workload.namespace, false))
+                return true;
+        return ref_is_exempt(p, r);
+}
+
+int policy_is_exempt(const Policy *p, const Observation *o) {
+        Ref r;
+        if (ref_parse(o->ref, &r, NULL, 0) < 0)
+                return -EINVAL;
+        return obs_is_exempt(p, o, &r);
+}
+
+static bool tag_allowed_by_patterns(const Policy *p, const char *tag) {
+        for (size_t i = 0; i < p->n_patterns; i++)
+                if (regexec(&p->patterns[i], tag, 0, NULL, 0) == 0)
+                        return true;
+        return false;
+}
+
+/* latest_tag / mutable_tag: at most one of them. */
+static FindingKind tag_kind(const Policy *p, const Ref *r) {
+        if (r->is_image_id || !r->tag[0])
+                return FINDING_PULL;
+        if (streq_ptr(r->tag, "latest"))
+                return FINDING_LATEST_TAG;
+        if (list_has(&p->mutable_tags, r->tag, false))
+                return FINDING_MUTABLE_TAG;
+        if (p->strict && !tag_allowed_by_patterns(p, r->tag))
+                return FINDING_MUTABLE_TAG;
+        return FINDING_PULL;
+}
+
+typedef struct Emitter {
+        const Policy *p;
+        Finding *out;
+        size_t max, n;
+        const Finding *base;
+} Emitter;
+
+static Finding *emit(Emitter *e, FindingKind kind) {
+        if (!policy_kind_enabled(e->p, kind))
+                return NULL;
+        if (e->n >= e->max)
+                return (Finding *) -1; /* signalled as -ENOBUFS by the caller */
+        Finding *f = &e->out[e->n++];
+        *f = *e->base;
+        f->kind = kind;
+        f->severity = policy_severity(e->p, kind);
+        return f;
+}
+#define EMIT_OVERFLOW(f) ((f) == (Finding *) -1)
+
+/* Fill the image fields shared by every finding of one reference. */
+static int fill_base(Finding *b, const Ref *r, char *err, size_t errlen) {
+        if (ref_format(r, b->image.ref, sizeof(b->image.ref)) < 0 ||
+            ref_name(r, b->image.name, sizeof(b->image.name)) < 0 ||
+            strcpy_bounded(b->image.tag, sizeof(b->image.tag), r->tag) < 0)
+                return fail(err, errlen, "reference too long");
+        b->image.tag_implicit = r->tag_implicit;
+        return 0;
+}
+
+static bool digest_matches(const char *pin, const char *target, const char *platform) {
+        return streq_ptr(pin, target) || (!isempty(platform) && streq_ptr(pin, platform));
+}
+
+/* The first pin that disagrees with what was pulled: the digest written in the
+ * reference, then the pins file's entry for name:tag. NULL if all agree. */
+static const char *disagreeing_pin(const Ref *r, const Pins *pins, const char *target, const char *platform) {
+        const char *pin[2] = { r->digest[0] ? r->digest : NULL, pins_lookup_ref(pins, r) };
+        for (size_t i = 0; i < ELEMENTSOF(pin); i++)
+                if (pin[i] && !digest_matches(pin[i], target, platform))
+                        return pin[i];
+        return NULL;
+}
+
+int policy_evaluate(const Policy *p, const Observation *o, const char *previous_digest, const Pins *pins,
+                    Finding *out, size_t max, size_t *ret_n, char *err, size_t errlen) {
+        char why[160];
+        Ref r;
+        if (ref_parse(o->ref, &r, why, sizeof(why)) < 0)
+                return fail(err, errlen, "bad image reference: %s", why);
+        if (r.is_image_id || obs_is_exempt(p, o, &r)) {
+                *ret_n = 0;
+                return 0;
+        }
+
+        Finding base = {};
+        int k = fill_base(&base, &r, err, errlen);
+        if (k < 0)
+                return k;
+        base.time_usec = o->time_usec;
+        if (strcpy_bounded(base.namespace, sizeof(base.namespace), o->namespace) < 0 ||
+            strcpy_bounded(base.image.digest, sizeof(base.image.digest), o->digest) < 0 ||
+            strcpy_bounded(base.image.media_type, sizeof(base.image.media_type), o->media_type) < 0 ||
+            strcpy_bounded(base.image.revision, sizeof(base.image.revision), o->has_revision ? o->revision : "") < 0)
+                return fail(err, errlen, "observation field too long");
+        base.workload = o->workload;
+
+        Emitter e = { .p = p, .out = out, .max = max, .base = &base };
+        Finding *f;
+
+        FindingKind tk = tag_kind(p, &r);
+        if (tk != FINDING_PULL && EMIT_OVERFLOW(emit(&e, tk)))
+                return -ENOBUFS;
+
+        if (!isempty(previous_digest) && !streq_ptr(previous_digest, o->digest)) {
+                f = emit(&e, FINDING_TAG_MOVED);
+                if (EMIT_OVERFLOW(f))
+                        return -ENOBUFS;
+                if (f && strcpy_bounded(f->image.previous_digest, sizeof(f->image.previous_digest), previous_digest) < 0)
+                        return fail(err, errlen, "previous digest too long");
+        }
+
+        const char *pin = disagreeing_pin(&r, pins, o->digest, o->platform_digest);
+        if (pin) {
+                f = emit(&e, FINDING_DIGEST_MISMATCH);
+                if (EMIT_OVERFLOW(f))
+                        return -ENOBUFS;
+                if (f)
+                        strcpy_bounded(f->image.expected_digest, sizeof(f->image.expected_digest), pin); /* fits */
+        }
+
+        if (o->config_known && r.tag[0] && !r.is_digest_only) {
+                bool labelled = o->has_revision && o->revision[0];
+                bool raised = false;
+                if (ref_is_commit_sha_tag(r.tag) &&
+                    (!labelled || strncasecmp(o->revision, r.tag, strlen(r.tag)) != 0)) {
+                        f = emit(&e, FINDING_REVISION_MISMATCH);
+                        if (EMIT_OVERFLOW(f))
+                                return -ENOBUFS;
+                        raised = f != NULL;
+                }
+                if (!labelled && !raised && p->report_untraceable && EMIT_OVERFLOW(emit(&e, FINDING_UNTRACEABLE)))
+                        return -ENOBUFS;
+        } else if (o->config_known && r.is_digest_only) {
+                bool labelled = o->has_revision && o->revision[0];
+                if (!labelled && p->report_untraceable && EMIT_OVERFLOW(emit(&e, FINDING_UNTRACEABLE)))
+                        return -ENOBUFS;
+        }
+
+        *ret_n = e.n;
+        return 0;
+}
+
+int policy_check_reference(const Policy *p, const char *ref, const Pins *pins, Finding *out, size_t max,
+                           size_t *ret_n, char *err, size_t errlen) {
+        char why[160];
+        Ref r;
+        if (ref_parse(ref, &r, why, sizeof(why)) < 0)
+                return fail(err, errlen, "bad image reference: %s", why);
+        if (r.is_image_id || ref_is_exempt(p, &r)) {
+                *ret_n = 0;
+                return 0;
+        }
+        Finding base = {};
+        int k = fill_base(&base, &r, err, errlen);
+        if (k < 0)
+                return k;
+        strcpy_bounded(base.image.digest, sizeof(base.image.digest), r.digest); /* "" if none */
+
+        Emitter e = { .p = p, .out = out, .max = max, .base = &base };
+        FindingKind tk = tag_kind(p, &r);
+        if (tk != FINDING_PULL && EMIT_OVERFLOW(emit(&e, tk)))
+                return -ENOBUFS;
+
+        /* Offline there is no pulled digest: only a digest written next to a tag can
+         * disagree with the pin of that tag. */
+        const char *pin = r.digest[0] && r.tag[0] ? pins_lookup_ref(pins, &r) : NULL;
+        if (pin && !streq_ptr(pin, r.digest)) {
+                Finding *f = emit(&e, FINDING_DIGEST_MISMATCH);
+                if (EMIT_OVERFLOW(f))
+                        return -ENOBUFS;
+                if (f)
+                        strcpy_bounded(f->image.expected_digest, sizeof(f->image.expected_digest), pin);
+        }
+        *ret_n = e.n;
+        return 0;
+}
