@@ -12,6 +12,7 @@
 #   PW_KEEP_JOURNALD=1 leave a journald we started running on exit
 #   PW_AGENT_WRAPPER   command prefix for the agent, e.g. "valgrind -q"
 #   PW_VERBOSE=1       print the harness's progress lines
+#   PW_NO_SUMMARY=1    no "N passed, M failed" line on success (the demo)
 #
 # Conventions: timeouts are in seconds (fractions allowed); every wait polls
 # with a short interval and a bound; failures print one clear line and exit 1.
@@ -167,7 +168,8 @@ pw_cleanup() {
 		echo "$PW_TEST_NAME: skipped"
 	else
 		[[ $rc != 0 && $PW_FAILED == 0 ]] && PW_FAILED=1
-		echo "$PW_TEST_NAME: $PW_PASSED passed, $PW_FAILED failed"
+		[[ $rc == 0 && ${PW_NO_SUMMARY:-0} == 1 ]] ||
+			echo "$PW_TEST_NAME: $PW_PASSED passed, $PW_FAILED failed"
 	fi
 	exit "$rc"
 }

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# pullwatch demo, on a fresh Debian 12 machine, as root:
+#   installs what is missing, builds pullwatch into build/, starts a private
+#   systemd-journald (when none runs), docker-registry and containerd, runs the
+#   agent, pushes and pulls a few images the way it happens in life, shows the
+#   journal entries, the --stdout JSON and a `pullwatch scan`, then stops
+#   everything it started. Nothing outside a temporary dir (and build/) is touched:
+#   the private containerd and registry use their own socket, port and storage.
+#
+#   PW_SKIP_INSTALL=1   don't apt-get
+#   PW_SKIP_BUILD=1     use an existing build/pullwatch (or $PULLWATCH)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+[[ $(id -u) == 0 ]] || { echo "demo.sh: run as root (it starts containerd and journald)" >&2; exit 1; }
+
+PACKAGES=(containerd docker-registry skopeo systemd python3
+          build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev libsystemd-dev
+          libprotobuf-c-dev protobuf-c-compiler libcmocka-dev zlib1g-dev)
+if [[ ${PW_SKIP_INSTALL:-0} != 1 ]]; then
+	missing=()
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		echo "== installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+fi
+
+if [[ ${PW_SKIP_BUILD:-0} != 1 ]]; then
+	echo "== building pullwatch in build/"
+	cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build "$ROOT/build" -j"$(nproc)" --target pullwatch >/dev/null
+fi
+export PULLWATCH=${PULLWATCH:-$ROOT/build/pullwatch}
+[[ -x $PULLWATCH ]] || { echo "demo.sh: $PULLWATCH was not built" >&2; exit 1; }
+
+PW_TEST_NAME=demo PW_NO_SUMMARY=1
+. "$ROOT/tests/integration/lib.sh"
+# a wait that shows what is missing instead of ending the demo
+soft() { ("$@") || echo "   (not seen: $*)"; }
+
+pw_setup_deps_check
+echo "== starting journald (if needed), docker-registry, containerd in $PW_WORK"
+pw_start_journald
+pw_start_registry
+pw_start_containerd
+R=$PW_REGISTRY
+echo "   registry $R, containerd $PW_SOCK"
+
+echo "== building and pushing images"
+SHA=3f2c1ab9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3
+d_latest=$(pw_build_image shop/web latest "" web-1)
+d_pinned=$(pw_build_image shop/api 1.4.2 "$SHA" api-1)
+d_liar=$(pw_build_image shop/worker 3f2c1ab 0000000000000000000000000000000000000000 worker-1)
+printf '   %-34s %s\n' "$R/shop/web:latest" "$d_latest" "$R/shop/api:1.4.2" "$d_pinned" \
+	"$R/shop/worker:3f2c1ab" "$d_liar"
+PINS=$PW_WORK/pins.json
+printf '{ "%s": "%s" }\n' "$R/shop/api:1.4.2" "$d_pinned" >"$PINS"
+echo "   pins file (as CI would write it): $(cat "$PINS")"
+
+NODE=demo-$(uname -n | cut -d. -f1)
+echo "== starting: pullwatch run --node $NODE --stdout --pins pins.json"
+pw_start_agent "$NODE" --pins "$PINS"
+echo "   subscribed to containerd events after ${PW_AGENT_READY_MS} ms"
+
+echo "== pulling with ctr (namespace k8s.io, as the kubelet would)"
+pw_pull k8s.io "$R/shop/web:latest"
+pw_pull k8s.io "$R/shop/api:1.4.2"
+pw_pull k8s.io "$R/shop/worker:3f2c1ab" # commit-SHA tag, but the image says another revision
+soft pw_wait_record latest_tag "$R/shop/web:latest" "$d_latest" k8s.io
+soft pw_wait_record pull "$R/shop/api:1.4.2" "$d_pinned" k8s.io
+soft pw_wait_record revision_mismatch "$R/shop/worker:3f2c1ab" "$d_liar" k8s.io
+
+echo "== someone re-pushes shop/web:latest; a pod restarts on this node and pulls it again"
+d_moved=$(pw_build_image shop/web latest "" web-2)
+echo "   $R/shop/web:latest now $d_moved"
+pw_pull k8s.io "$R/shop/web:latest"
+pw_ctr -n k8s.io containers create --label io.kubernetes.pod.name=web-7d9f-x2x4q \
+	--label io.kubernetes.pod.namespace=shop --label io.kubernetes.container.name=web \
+	"$R/shop/web:latest" demo-web-container >/dev/null
+soft pw_wait_record tag_moved "$R/shop/web:latest" "$d_moved" k8s.io
+soft pw_wait_journal "$NODE" "" 1 10 'PULLWATCH_KIND!=pull' K8S_POD=web-7d9f-x2x4q
+
+echo
+echo "== journald: journalctl SYSLOG_IDENTIFIER=pullwatch NODE_NAME=$NODE"
+journalctl -q -o json --no-pager SYSLOG_IDENTIFIER=pullwatch "NODE_NAME=$NODE" | "$PW_PY" -c '
+import json, sys
+fmt = "%-3s %-17s %-44s %-19s %-15s %s"
+print(fmt % ("PRI", "PULLWATCH_KIND", "IMAGE_REF", "IMAGE_DIGEST", "K8S_POD", "MESSAGE"))
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    e = json.loads(line)
+    g = lambda k: str(e.get(k, ""))
+    print(fmt % (g("PRIORITY"), g("PULLWATCH_KIND"), g("IMAGE_REF")[-44:], g("IMAGE_DIGEST")[:19],
+                 g("K8S_POD"), g("MESSAGE")))
+'
+echo
+echo "== one entry in full: journalctl -o json-pretty ... PULLWATCH_KIND=tag_moved"
+journalctl -q -o json-pretty --no-pager SYSLOG_IDENTIFIER=pullwatch "NODE_NAME=$NODE" PULLWATCH_KIND=tag_moved -n 1 |
+	grep -vE '"(__CURSOR|__MONOTONIC_TIMESTAMP|_BOOT_ID|_MACHINE_ID|_CAP_EFFECTIVE|_TRANSPORT|_RUNTIME_SCOPE|_SOURCE_REALTIME_TIMESTAMP)"' || true
+echo
+echo "== pullwatch run --stdout (JSON lines)"
+cat "$PW_AGENT_OUT"
+echo
+echo "== pullwatch scan --address $PW_SOCK"
+st=0
+"$PULLWATCH" scan --address "$PW_SOCK" || st=$?
+echo "   (exit status $st: 0 clean, 1 findings, 2 error)"
+echo
+echo "== pullwatch check (offline, as a CI job would)"
+st=0
+"$PULLWATCH" check --pins "$PINS" nginx "$R/shop/api:1.4.2" "registry.example.com/team/app@$d_pinned" || st=$?
+echo "   (exit status $st)"
+
+echo
+echo "== stopping"
+pw_stop_agent >/dev/null
+echo "   the journal entries stay readable with: journalctl SYSLOG_IDENTIFIER=pullwatch NODE_NAME=$NODE"
+pw_done
