@@ -830,8 +830,10 @@ int config_parse_args(Config *c, int argc, char **argv, size_t *ret_npos, char *
         }
         config_done(c);
         *c = n;
-        memcpy(argv, pos, npos * sizeof(char *));
-        memcpy(argv + npos, flg, nflag * sizeof(char *));
+        if (npos > 0)
+                memcpy(argv, pos, npos * sizeof(char *));
+        if (nflag > 0)
+                memcpy(argv + npos, flg, nflag * sizeof(char *));
         if (ret_npos)
                 *ret_npos = npos;
         return 0;
