@@ -63,7 +63,7 @@ PINS=$PW_WORK/pins.json
 printf '{ "%s": "%s" }\n' "$R/shop/api:1.4.2" "$d_pinned" >"$PINS"
 echo "   pins file (as CI would write it): $(cat "$PINS")"
 
-NODE=demo-$(uname -n | cut -d. -f1)
+NODE=demo-$(uname -n | cut -d. -f1)-$(head -c 3 /dev/urandom | od -An -tx1 | tr -d " \n")
 echo "== starting: pullwatch run --node $NODE --stdout --pins pins.json"
 pw_start_agent "$NODE" --pins "$PINS"
 echo "   subscribed to containerd events after ${PW_AGENT_READY_MS} ms"

@@ -548,7 +548,8 @@ pw_spawn_agent() {
 	[[ -z $PW_AGENT_PID ]] || pw_fail "pw_start_agent: an agent is already running (pid $PW_AGENT_PID)"
 	PW_NODE=$node
 	mkdir -p "$PW_STATE_DIR"
-	PW_AGENT_ERR_MARK=$(wc -l <"$PW_AGENT_ERR" 2>/dev/null || echo 0)
+	touch "$PW_AGENT_ERR" "$PW_AGENT_OUT"
+	PW_AGENT_ERR_MARK=$(wc -l <"$PW_AGENT_ERR")
 	echo "==== start $(date -u +%FT%T.%NZ)" >>"$PW_AGENT_ERR"
 	PW_AGENT_ERR_MARK=$((PW_AGENT_ERR_MARK + 1))
 	# shellcheck disable=SC2086
