@@ -1,0 +1,553 @@
+/* ledger: history and move detection, raised-set semantics, persistence, corruption
+ * handling, pruning order under the cap. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "pullwatch/ledger.h"
+#include "pullwatch/util.h"
+
+#define DA "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define DB "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define DC "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+#define NGINX "docker.io/library/nginx:latest"
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+static int setup_dir(void **state) {
+        char *d = strdup("/tmp/pw-ledger-XXXXXX");
+        assert_non_null(d);
+        assert_non_null(mkdtemp(d));
+        *state = d;
+        return 0;
+}
+static int teardown_dir(void **state) {
+        nftw(*state, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        free(*state);
+        return 0;
+}
+
+static Ledger *new_ok(size_t max) {
+        Ledger *l = NULL;
+        assert_int_equal(ledger_new(&l, max), 0);
+        return l;
+}
+
+static void record_ok(Ledger *l, const char *ns, const char *ref, const char *digest, uint64_t now) {
+        assert_int_equal(ledger_record(l, ns, ref, digest, now, NULL, NULL), 0);
+}
+
+static void test_record_lookup_moves(void **state) {
+        static const struct {
+                const char *ns, *ref, *digest;
+                uint64_t now;
+                bool changed;
+                const char *previous;
+        } steps[] = {
+                { "k8s.io", NGINX, DA, 100, false, "" },   /* first sighting is not a move */
+                { "k8s.io", NGINX, DA, 200, false, "" },   /* same digest again */
+                { "k8s.io", NGINX, DB, 300, true, DA },    /* the classic repush */
+                { "default", NGINX, DC, 310, false, "" },  /* other namespace, independent */
+                { "k8s.io", NGINX, DB, 320, false, "" },
+                { "k8s.io", NGINX, DA, 400, true, DB },    /* moved back to a known digest */
+                { "k8s.io", "docker.io/library/redis:7", DA, 500, false, "" },
+        };
+        Ledger *l = new_ok(100);
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                char prev[PW_DIGEST_MAX] = "junk";
+                bool changed = !steps[i].changed;
+                assert_int_equal(ledger_record(l, steps[i].ns, steps[i].ref, steps[i].digest, steps[i].now, prev, &changed), 0);
+                if (changed != steps[i].changed || strcmp(prev, steps[i].previous) != 0)
+                        fail_msg("step %zu: changed %d previous '%s'", i, changed, prev);
+                LedgerDigest cur;
+                assert_int_equal(ledger_lookup(l, steps[i].ns, steps[i].ref, &cur), 0);
+                assert_string_equal(cur.digest, steps[i].digest);
+                assert_int_equal(cur.last_seen_usec, steps[i].now);
+        }
+        LedgerDigest cur;
+        assert_int_equal(ledger_lookup(l, "k8s.io", NGINX, &cur), 0);
+        assert_int_equal(cur.first_seen_usec, 100); /* DA's first sighting is kept */
+        assert_int_equal(ledger_lookup(l, "k8s.io", "docker.io/library/nginx:1.25", &cur), -ENOENT);
+        assert_int_equal(ledger_lookup(l, "moby", NGINX, &cur), -ENOENT);
+
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.references, 3);
+        assert_int_equal(st.entries, 4); /* nginx:{A,B}, default nginx:{C}, redis:{A} */
+        assert_true(ledger_is_dirty(l));
+        ledger_free(l);
+}
+
+static void test_record_invalid(void **state) {
+        char longref[PW_REF_MAX + 1];
+        memset(longref, 'a', sizeof(longref) - 1);
+        longref[sizeof(longref) - 1] = 0;
+        char longns[PW_NS_MAX + 1];
+        memset(longns, 'n', sizeof(longns) - 1);
+        longns[sizeof(longns) - 1] = 0;
+        static const char *const empty = "";
+        struct {
+                const char *ns, *ref, *digest;
+        } cases[] = {
+                { empty, NGINX, DA }, { "k8s.io", empty, DA }, { "k8s.io", NGINX, empty }, { NULL, NGINX, DA },
+                { "k8s.io", longref, DA }, { longns, NGINX, DA },
+        };
+        Ledger *l = new_ok(10);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                bool changed = true;
+                if (ledger_record(l, cases[i].ns, cases[i].ref, cases[i].digest, 1, NULL, &changed) != -EINVAL)
+                        fail_msg("case %zu accepted", i);
+                assert_true(changed); /* untouched on failure */
+        }
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.references, 0);
+        Ledger *bad = (Ledger *) 0x1;
+        assert_int_equal(ledger_new(&bad, 0), -EINVAL);
+        assert_ptr_equal(bad, (Ledger *) 0x1);
+        ledger_free(l);
+}
+
+static void test_raised_semantics(void **state) {
+        const uint64_t S = 1000000;
+        Ledger *l = new_ok(100);
+        record_ok(l, "k8s.io", NGINX, DA, 10 * S);
+        assert_int_equal(ledger_mark_raised(l, "k8s.io", "unknown:1", DA, "latest_tag", 10 * S), -ENOENT);
+        assert_int_equal(ledger_mark_raised(l, "k8s.io", NGINX, DA, "", 10 * S), -EINVAL);
+        assert_int_equal(ledger_mark_raised(l, "k8s.io", NGINX, DA, "latest_tag", 100 * S), 0);
+
+        static const struct {
+                const char *ref, *digest, *kind;
+                uint64_t now, reminder;
+                bool expect;
+        } cases[] = {
+                { NGINX, DA, "latest_tag", 150 * S, 0, false },       /* already raised, no reminder */
+                { NGINX, DA, "latest_tag", 99999 * S, 0, false },     /* never again without a reminder */
+                { NGINX, DA, "latest_tag", 199 * S, 100 * S, false }, /* reminder not yet due */
+                { NGINX, DA, "latest_tag", 200 * S, 100 * S, true },  /* exactly due */
+                { NGINX, DA, "latest_tag", 50 * S, 100 * S, false },  /* clock went back */
+                { NGINX, DA, "mutable_tag", 150 * S, 0, true },       /* other kind */
+                { NGINX, DB, "latest_tag", 150 * S, 0, true },        /* other digest */
+                { "docker.io/library/redis:7", DA, "latest_tag", 150 * S, 0, true }, /* unknown reference */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (ledger_should_raise(l, "k8s.io", cases[i].ref, cases[i].digest, cases[i].kind, cases[i].now,
+                                        cases[i].reminder) != cases[i].expect)
+                        fail_msg("case %zu: expected %d", i, cases[i].expect);
+
+        /* re-marking moves the reminder window */
+        assert_int_equal(ledger_mark_raised(l, "k8s.io", NGINX, DA, "latest_tag", 200 * S), 0);
+        assert_false(ledger_should_raise(l, "k8s.io", NGINX, DA, "latest_tag", 250 * S, 100 * S));
+        assert_true(ledger_should_raise(l, "k8s.io", NGINX, DA, "latest_tag", 300 * S, 100 * S));
+
+        /* at most LEDGER_RAISED_PER_REF_MAX per reference, the oldest evicted */
+        for (unsigned i = 0; i < LEDGER_RAISED_PER_REF_MAX; i++) {
+                char kind[LEDGER_KIND_MAX];
+                snprintf(kind, sizeof(kind), "k%u", i);
+                assert_int_equal(ledger_mark_raised(l, "k8s.io", NGINX, DB, kind, 1000 * S + i), 0);
+        }
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.raised, LEDGER_RAISED_PER_REF_MAX);
+        assert_true(ledger_should_raise(l, "k8s.io", NGINX, DA, "latest_tag", 1001 * S, 0)); /* evicted (oldest) */
+        assert_false(ledger_should_raise(l, "k8s.io", NGINX, DB, "k0", 1001 * S, 0));
+        assert_false(ledger_should_raise(l, "k8s.io", NGINX, DB, "k63", 1001 * S, 0));
+        ledger_free(l);
+}
+
+static void test_pruning_order(void **state) {
+        Ledger *l = new_ok(4);
+        LedgerDigest cur;
+        LedgerStats st;
+
+        record_ok(l, "k8s.io", "a:1", DA, 1);
+        record_ok(l, "k8s.io", "a:1", DB, 2); /* a:1 history DA (last seen 1), current DB */
+        assert_int_equal(ledger_mark_raised(l, "k8s.io", "a:1", DA, "tag_moved", 2), 0);
+        assert_int_equal(ledger_mark_raised(l, "k8s.io", "a:1", DB, "latest_tag", 2), 0);
+        record_ok(l, "k8s.io", "b:1", DA, 3);
+        record_ok(l, "k8s.io", "c:1", DA, 4);
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.entries, 4);
+        assert_int_equal(st.pruned, 0);
+
+        /* 1. over the cap: the oldest non-current entry goes, with its raised findings */
+        record_ok(l, "k8s.io", "d:1", DA, 5);
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.entries, 4);
+        assert_int_equal(st.pruned, 1);
+        assert_int_equal(st.raised, 1);
+        assert_true(ledger_should_raise(l, "k8s.io", "a:1", DA, "tag_moved", 6, 0));
+        assert_false(ledger_should_raise(l, "k8s.io", "a:1", DB, "latest_tag", 6, 0));
+        assert_int_equal(ledger_lookup(l, "k8s.io", "a:1", &cur), 0);
+        assert_string_equal(cur.digest, DB);
+
+        /* 2. only current entries left: the least recently seen reference goes (a:1, seen at 2) */
+        record_ok(l, "k8s.io", "e:1", DA, 6);
+        assert_int_equal(ledger_lookup(l, "k8s.io", "a:1", &cur), -ENOENT);
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.references, 4);
+        assert_int_equal(st.raised, 0);
+
+        /* seeing b:1 again protects it: c:1 (seen at 4) is the next to go */
+        record_ok(l, "k8s.io", "b:1", DA, 7);
+        record_ok(l, "k8s.io", "f:1", DA, 8);
+        assert_int_equal(ledger_lookup(l, "k8s.io", "b:1", &cur), 0);
+        assert_int_equal(ledger_lookup(l, "k8s.io", "c:1", &cur), -ENOENT);
+        assert_int_equal(ledger_lookup(l, "k8s.io", "d:1", &cur), 0);
+
+        /* a non-current entry is pruned before any reference, however recent it is */
+        record_ok(l, "k8s.io", "f:1", DB, 9); /* f:1 history DA (seen at 8) */
+        assert_int_equal(ledger_lookup(l, "k8s.io", "d:1", &cur), 0);
+        assert_int_equal(ledger_lookup(l, "k8s.io", "e:1", &cur), 0);
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.entries, 4);
+        record_ok(l, "k8s.io", "f:1", DA, 10); /* moving back to the pruned digest: a "new" entry */
+        assert_int_equal(ledger_lookup(l, "k8s.io", "f:1", &cur), 0);
+        assert_int_equal(cur.first_seen_usec, 10);
+        ledger_free(l);
+
+        /* cap 1: the reference being recorded is never the victim */
+        l = new_ok(1);
+        record_ok(l, "k8s.io", "x:1", DA, 1);
+        bool changed = false;
+        char prev[PW_DIGEST_MAX];
+        assert_int_equal(ledger_record(l, "k8s.io", "x:1", DB, 2, prev, &changed), 0);
+        assert_true(changed); /* the move is still reported though DA was pruned at once */
+        assert_string_equal(prev, DA);
+        record_ok(l, "k8s.io", "y:1", DC, 3);
+        assert_int_equal(ledger_lookup(l, "k8s.io", "y:1", &cur), 0);
+        assert_int_equal(ledger_lookup(l, "k8s.io", "x:1", &cur), -ENOENT);
+        ledger_free(l);
+}
+
+typedef struct Visit {
+        char lines[16][600];
+        size_t n;
+        size_t stop_at;
+} Visit;
+
+static int visit_cb(const char *ns, const char *ref, const LedgerDigest *d, size_t n, size_t current, void *userdata) {
+        Visit *v = userdata;
+        int k = snprintf(v->lines[v->n], sizeof(v->lines[0]), "%s %s cur=%.10s n=%zu first=%.10s", ns, ref,
+                         d[current].digest, n, d[0].digest);
+        assert_true(k > 0);
+        v->n++;
+        return v->stop_at && v->n >= v->stop_at ? 1 : 0;
+}
+
+static void test_foreach_order(void **state) {
+        Ledger *l = new_ok(100);
+        record_ok(l, "k8s.io", "z:1", DA, 1);
+        record_ok(l, "default", "m:1", DB, 2);
+        record_ok(l, "k8s.io", "b:1", DC, 3);
+        record_ok(l, "k8s.io", "b:1", DA, 4);
+        Visit v = {};
+        assert_int_equal(ledger_foreach(l, visit_cb, &v), 0);
+        assert_int_equal(v.n, 3);
+        assert_string_equal(v.lines[0], "default m:1 cur=sha256:bbb n=1 first=sha256:bbb");
+        assert_string_equal(v.lines[1], "k8s.io b:1 cur=sha256:aaa n=2 first=sha256:ccc");
+        assert_string_equal(v.lines[2], "k8s.io z:1 cur=sha256:aaa n=1 first=sha256:aaa");
+        v = (Visit) { .stop_at = 1 };
+        assert_int_equal(ledger_foreach(l, visit_cb, &v), 0);
+        assert_int_equal(v.n, 1);
+        ledger_free(l);
+}
+
+static char *format_ok(const Ledger *l, size_t *len) {
+        char *t = NULL;
+        assert_int_equal(ledger_format(l, &t, len), 0);
+        assert_non_null(t);
+        return t;
+}
+
+static void test_save_reopen_round_trip(void **state) {
+        const char *dir = *state;
+        LedgerOpenReport rep;
+        Ledger *l = NULL;
+        assert_int_equal(ledger_open(&l, dir, 100, &rep), 0);
+        assert_false(rep.corrupt);
+        assert_int_equal(rep.entries, 0);
+        record_ok(l, "k8s.io", NGINX, DA, 100);
+        record_ok(l, "k8s.io", NGINX, DB, 200);
+        record_ok(l, "default", "registry.local/app:3f2a9c1", DC, 300);
+        assert_int_equal(ledger_mark_raised(l, "k8s.io", NGINX, DB, "tag_moved", 200), 0);
+        assert_true(ledger_is_dirty(l));
+        assert_int_equal(ledger_save(l), 0);
+        assert_false(ledger_is_dirty(l));
+        size_t len1;
+        _cleanup_free_ char *t1 = format_ok(l, &len1);
+        ledger_free(l);
+
+        char path[512];
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE ".tmp", dir);
+        assert_int_equal(access(path, F_OK), -1); /* no temp file left behind */
+
+        assert_int_equal(ledger_open(&l, dir, 100, &rep), 0);
+        assert_false(rep.corrupt);
+        assert_int_equal(rep.references, 2);
+        assert_int_equal(rep.entries, 3);
+        assert_int_equal(rep.raised, 1);
+        assert_false(ledger_is_dirty(l));
+        LedgerDigest cur;
+        assert_int_equal(ledger_lookup(l, "k8s.io", NGINX, &cur), 0);
+        assert_string_equal(cur.digest, DB);
+        assert_int_equal(cur.first_seen_usec, 200);
+        assert_false(ledger_should_raise(l, "k8s.io", NGINX, DB, "tag_moved", 300, 0));
+        char prev[PW_DIGEST_MAX];
+        bool changed;
+        assert_int_equal(ledger_record(l, "k8s.io", NGINX, DA, 400, prev, &changed), 0);
+        assert_true(changed); /* the history survived: moving back is seen */
+        assert_string_equal(prev, DB);
+        ledger_free(l);
+
+        /* parse + format is the identity on what format produced */
+        l = new_ok(100);
+        assert_int_equal(ledger_parse(l, t1, len1, NULL, 0), 0);
+        size_t len2;
+        _cleanup_free_ char *t2 = format_ok(l, &len2);
+        assert_int_equal(len1, len2);
+        assert_memory_equal(t1, t2, len1);
+        assert_int_equal(ledger_parse(l, t1, len1, NULL, 0), -EBUSY);
+        ledger_free(l);
+
+        /* a file-less ledger cannot be saved */
+        l = new_ok(10);
+        assert_int_equal(ledger_save(l), -EINVAL);
+        ledger_free(l);
+}
+
+static void write_file(const char *path, const char *data, size_t len) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, data, len), (ssize_t) len);
+        close(fd);
+}
+
+static char *find_corrupt_file(const char *dir) {
+        DIR *d = opendir(dir);
+        assert_non_null(d);
+        char *found = NULL;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (startswith(de->d_name, LEDGER_FILE ".corrupt-")) {
+                        assert_null(found);
+                        assert_true(asprintf(&found, "%s/%s", dir, de->d_name) > 0);
+                }
+        closedir(d);
+        return found;
+}
+
+/* Build "header + body" with a correct CRC, for bodies that are bad JSON or bad schema. */
+static size_t framed(char *out, size_t size, int version, const char *body) {
+        unsigned long c = crc32(0, (const unsigned char *) body, (unsigned) strlen(body));
+        int n = snprintf(out, size, "pullwatch-ledger %d %zu %08lx\n%s", version, strlen(body), c, body);
+        assert_true(n > 0 && (size_t) n < size);
+        return (size_t) n;
+}
+
+static void test_corrupt_files(void **state) {
+        /* a valid file to damage */
+        Ledger *l = new_ok(100);
+        record_ok(l, "k8s.io", NGINX, DA, 100);
+        record_ok(l, "k8s.io", NGINX, DB, 200);
+        size_t vlen;
+        _cleanup_free_ char *valid = format_ok(l, &vlen);
+        ledger_free(l);
+        size_t hlen = (size_t) (strchr(valid, '\n') - valid) + 1;
+
+        enum { TRUNC, FLIP, APPEND, REPLACE };
+        static char big[4096];
+        struct {
+                const char *name;
+                int op;
+                size_t arg;
+                const char *body; /* REPLACE: framed body; NULL: raw replacement in arg-less form */
+                const char *expect;
+        } cases[] = {
+                { "truncated body", TRUNC, 10, NULL, "truncated" },
+                { "empty file", TRUNC, 0, NULL, "empty file" },
+                { "cut in the header", TRUNC, 1, NULL, "header" },
+                { "flipped body byte", FLIP, 40, NULL, "CRC mismatch (expected" },
+                { "flipped magic", FLIP, 0, NULL, "bad magic" },
+                { "trailing garbage", APPEND, 0, NULL, "trailing data" },
+                { "not JSON", REPLACE, 1, "{\"version\":1,", "bad JSON" },
+                { "future version", REPLACE, 2, "{}", "unsupported version 2" },
+                { "no references", REPLACE, 1, "{\"version\":1}", "references" },
+                { "current not in history", REPLACE, 1,
+                  "{\"version\":1,\"references\":[{\"namespace\":\"k8s.io\",\"reference\":\"a:1\",\"current\":\"" DB
+                  "\",\"digests\":[{\"digest\":\"" DA "\",\"first_seen\":1,\"last_seen\":2}]}]}",
+                  "current digest is not in its history" },
+                { "negative time", REPLACE, 1,
+                  "{\"version\":1,\"references\":[{\"namespace\":\"k8s.io\",\"reference\":\"a:1\",\"current\":\"" DA
+                  "\",\"digests\":[{\"digest\":\"" DA "\",\"first_seen\":-1,\"last_seen\":2}]}]}",
+                  "references[0].digests[0]" },
+                { "duplicate digest", REPLACE, 1,
+                  "{\"version\":1,\"references\":[{\"namespace\":\"k8s.io\",\"reference\":\"a:1\",\"current\":\"" DA
+                  "\",\"digests\":[{\"digest\":\"" DA "\",\"first_seen\":1,\"last_seen\":2},{\"digest\":\"" DA
+                  "\",\"first_seen\":1,\"last_seen\":2}]}]}",
+                  "duplicate digest" },
+                { "duplicate reference", REPLACE, 1,
+                  "{\"version\":1,\"references\":[{\"namespace\":\"k8s.io\",\"reference\":\"a:1\",\"current\":\"" DA
+                  "\",\"digests\":[{\"digest\":\"" DA "\",\"first_seen\":1,\"last_seen\":2}]},"
+                  "{\"namespace\":\"k8s.io\",\"reference\":\"a:1\",\"current\":\"" DA
+                  "\",\"digests\":[{\"digest\":\"" DA "\",\"first_seen\":1,\"last_seen\":2}]}]}",
+                  "duplicate reference" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char dir[512], path[600];
+                snprintf(dir, sizeof(dir), "%s/c%zu", (const char *) *state, i);
+                assert_int_equal(mkdir(dir, 0700), 0);
+                snprintf(path, sizeof(path), "%s/" LEDGER_FILE, dir);
+                size_t n = vlen;
+                memcpy(big, valid, vlen);
+                switch (cases[i].op) {
+                case TRUNC:
+                        n = cases[i].arg == 0 ? 0 : cases[i].arg == 1 ? hlen - 5 : vlen - cases[i].arg;
+                        break;
+                case FLIP:
+                        big[cases[i].arg == 0 ? 3 : hlen + cases[i].arg] ^= 0x08;
+                        break;
+                case APPEND:
+                        memcpy(big + vlen, "\n{}\n", 4);
+                        n = vlen + 4;
+                        break;
+                case REPLACE:
+                        n = framed(big, sizeof(big), (int) cases[i].arg, cases[i].body);
+                        break;
+                }
+                write_file(path, big, n);
+
+                LedgerOpenReport rep;
+                Ledger *x = NULL;
+                assert_int_equal(ledger_open(&x, dir, 100, &rep), 0);
+                if (!rep.corrupt || !strstr(rep.reason, cases[i].expect) || !strstr(rep.reason, "moved aside to") ||
+                    !startswith(rep.reason, "ledger: "))
+                        fail_msg("%s: corrupt=%d reason '%s'", cases[i].name, rep.corrupt, rep.reason);
+                assert_null(strchr(rep.reason, '\n'));
+                assert_int_equal(rep.entries, 0);
+                LedgerStats st;
+                ledger_get_stats(x, &st);
+                assert_int_equal(st.references, 0);
+                assert_true(ledger_is_dirty(x));
+
+                /* kept for inspection, byte for byte, and named in the reason */
+                _cleanup_free_ char *aside = find_corrupt_file(dir);
+                assert_non_null(aside);
+                assert_non_null(strstr(rep.reason, aside));
+                struct stat sb;
+                assert_int_equal(stat(aside, &sb), 0);
+                assert_int_equal(sb.st_size, (off_t) n);
+                assert_int_equal(access(path, F_OK), -1);
+
+                /* the agent carries on: rebuild, save, reopen cleanly */
+                record_ok(x, "k8s.io", NGINX, DC, 500);
+                assert_int_equal(ledger_save(x), 0);
+                ledger_free(x);
+                assert_int_equal(ledger_open(&x, dir, 100, &rep), 0);
+                assert_false(rep.corrupt);
+                assert_int_equal(rep.entries, 1);
+                ledger_free(x);
+        }
+}
+
+static void test_corrupt_twice_keeps_both(void **state) {
+        const char *dir = *state;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE, dir);
+        for (int i = 0; i < 2; i++) {
+                write_file(path, "garbage", 7);
+                LedgerOpenReport rep;
+                Ledger *l = NULL;
+                assert_int_equal(ledger_open(&l, dir, 10, &rep), 0);
+                assert_true(rep.corrupt);
+                ledger_free(l);
+        }
+        DIR *d = opendir(dir);
+        assert_non_null(d);
+        unsigned n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                n += startswith(de->d_name, LEDGER_FILE ".corrupt-");
+        closedir(d);
+        assert_int_equal(n, 2);
+}
+
+static void test_big_ledger_and_cap_at_load(void **state) {
+        const char *dir = *state;
+        Ledger *l = NULL;
+        LedgerOpenReport rep;
+        assert_int_equal(ledger_open(&l, dir, 20000, &rep), 0);
+        for (unsigned i = 0; i < 5000; i++) {
+                char ref[128], d1[PW_DIGEST_MAX], d2[PW_DIGEST_MAX];
+                snprintf(ref, sizeof(ref), "registry.example.com/team%u/app%u:v%u", i % 50, i, i % 7);
+                snprintf(d1, sizeof(d1), "sha256:%064x", i);
+                snprintf(d2, sizeof(d2), "sha256:%064x", i + 100000);
+                record_ok(l, i % 2 ? "k8s.io" : "default", ref, d1, 1000 + i);
+                record_ok(l, i % 2 ? "k8s.io" : "default", ref, d2, 20000 + i);
+                if (i % 10 == 0)
+                        assert_int_equal(
+                                ledger_mark_raised(l, i % 2 ? "k8s.io" : "default", ref, d2, "tag_moved", 20000 + i), 0);
+        }
+        assert_int_equal(ledger_save(l), 0);
+        size_t len1;
+        _cleanup_free_ char *t1 = format_ok(l, &len1);
+        ledger_free(l);
+
+        assert_int_equal(ledger_open(&l, dir, 20000, &rep), 0);
+        assert_false(rep.corrupt);
+        assert_int_equal(rep.references, 5000);
+        assert_int_equal(rep.entries, 10000);
+        assert_int_equal(rep.raised, 500);
+        assert_int_equal(rep.pruned, 0);
+        LedgerDigest cur;
+        assert_int_equal(ledger_lookup(l, "k8s.io", "registry.example.com/team37/app4237:v2", &cur), 0);
+        assert_int_equal(cur.last_seen_usec, 20000 + 4237);
+        size_t len2;
+        _cleanup_free_ char *t2 = format_ok(l, &len2);
+        assert_int_equal(len1, len2);
+        assert_memory_equal(t1, t2, len1);
+        ledger_free(l);
+
+        /* reopened with a smaller cap: history pruned first (oldest first), currents kept */
+        assert_int_equal(ledger_open(&l, dir, 6000, &rep), 0);
+        assert_false(rep.corrupt);
+        assert_int_equal(rep.entries, 6000);
+        assert_int_equal(rep.pruned, 4000);
+        assert_int_equal(rep.references, 5000);
+        assert_true(ledger_is_dirty(l));
+        /* the 1000 remaining non-current entries are the most recently seen ones */
+        bool changed;
+        char prev[PW_DIGEST_MAX];
+        char d1[PW_DIGEST_MAX];
+        snprintf(d1, sizeof(d1), "sha256:%064x", 4999);
+        assert_int_equal(ledger_record(l, "k8s.io", "registry.example.com/team49/app4999:v1", d1, 50000, prev, &changed), 0);
+        assert_true(changed);
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.entries, 6000); /* d1 of app4999 was still there: no new entry */
+        ledger_free(l);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_record_lookup_moves),
+                cmocka_unit_test(test_record_invalid),
+                cmocka_unit_test(test_raised_semantics),
+                cmocka_unit_test(test_pruning_order),
+                cmocka_unit_test(test_foreach_order),
+                cmocka_unit_test_setup_teardown(test_save_reopen_round_trip, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_corrupt_files, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_corrupt_twice_keeps_both, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_big_ledger_and_cap_at_load, setup_dir, teardown_dir),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
