@@ -858,6 +858,7 @@ int config_finish(Config *c, char *err, size_t errlen) {
 int config_load_all(Config *c, int argc, char **argv, size_t *ret_npos,
                     const char *(*getenv_fn)(const char *name), char *err, size_t errlen) {
         Config n, flags_only;
+        _cleanup_free_ char **scratch = NULL;
         size_t npos = 0;
         int r = config_init(&n);
         if (r < 0)
@@ -869,7 +870,7 @@ int config_load_all(Config *c, int argc, char **argv, size_t *ret_npos,
         /* The file's path comes from the flags (or the environment, already applied):
          * parse the flags once on a copy to learn it. argv's permutation is idempotent. */
         r = -ENOMEM;
-        _cleanup_free_ char **scratch = argc > 0 ? malloc((size_t) argc * sizeof(char *)) : NULL;
+        scratch = argc > 0 ? malloc((size_t) argc * sizeof(char *)) : NULL;
         if (argc > 0 && !scratch)
                 goto fail;
         if (argc > 0)
