@@ -19,7 +19,11 @@
 
 PW_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PW_TEST_NAME=${PW_TEST_NAME:-$(basename "${0%.sh}")}
-PW_PY=${PW_PY:-python3}
+# the system python: a pyenv/venv shim on PATH can cost 0.3 s per call, and the waits call it often
+if [[ -z ${PW_PY:-} ]]; then
+	PW_PY=python3
+	[[ -x /usr/bin/python3 ]] && PW_PY=/usr/bin/python3
+fi
 PW_POLL_INTERVAL=${PW_POLL_INTERVAL:-0.05}
 PW_PASSED=0
 PW_FAILED=0
