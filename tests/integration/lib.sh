@@ -30,15 +30,14 @@ PW_FAILED=0
 PW_WORK=$(mktemp -d /tmp/pw-it.XXXXXX) # short: unix socket paths must fit in 108 bytes
 chmod 755 "$PW_WORK"
 
-PW_JOURNALD_PID= PW_JOURNALD_STARTED=0
-PW_REGISTRY_PID= PW_REGISTRY=
-PW_CTD_PID= PW_SOCK=
-PW_AGENT_PID= PW_AGENT_STATUS=
+PW_JOURNALD_PID='' PW_JOURNALD_STARTED=0
+PW_REGISTRY_PID='' PW_REGISTRY=''
+PW_CTD_PID='' PW_SOCK=''
+PW_AGENT_PID='' PW_AGENT_STATUS=''
 PW_AGENT_OUT=$PW_WORK/agent.out
 PW_AGENT_ERR=$PW_WORK/agent.err
 PW_STATE_DIR=$PW_WORK/state
 PW_NODE=
-PW_OCI_SEQ=0
 export PW_WORK PW_SOCK PW_REGISTRY PW_STATE_DIR
 
 # ---------------------------------------------------------------- basics ----
@@ -335,8 +334,8 @@ pw_http_ok() { # URL — 2xx answer
 # pw_start_registry — docker-registry on 127.0.0.1:<free port>, storage in the
 # work dir. Exports PW_REGISTRY=127.0.0.1:PORT.
 pw_start_registry() {
-	local port t0 try
-	for try in 1 2 3; do
+	local port t0 _try
+	for _try in 1 2 3; do
 		port=$(pw_free_port)
 		mkdir -p "$PW_WORK/registry"
 		cat >"$PW_WORK/registry.yml" <<EOF

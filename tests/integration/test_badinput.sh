@@ -72,6 +72,7 @@ pw_one_line_error "check -, bad line" "."
 
 # --- run with a missing socket: stays up, retries, not a flood ----------------------
 NODE=$(pw_node_name)
+# shellcheck disable=SC2034 # read by pw_spawn_agent
 PW_AGENT_ADDRESS=$PW_WORK/containerd.sock # where containerd will appear later
 pw_spawn_agent "$NODE"
 pw_quiesce 4 # a negative check: the agent must NOT exit or flood during this window
@@ -96,6 +97,7 @@ pw_wait_record latest_tag "$R/odd:latest" "$d" default
 pw_stop_agent
 
 # --- run against a socket that is not containerd: stays up, no flood -----------------
+# shellcheck disable=SC2034
 PW_AGENT_ADDRESS=$PW_WORK/garbage.sock
 pw_spawn_agent "$NODE"
 pw_quiesce 4

@@ -19,7 +19,7 @@ SHA_GOOD=3f2c1ab9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3
 d_app1=$(pw_build_image app latest "" app-latest-1)
 d_pinbad=$(pw_build_image pinned 1.0.0 "$SHA_GOOD" pinned-seed)
 d_pingood=$(pw_build_image good 1.0.0 "$SHA_GOOD" good-seed)
-read -r d_idx d_idx_host < <(pw_build_index multi 2.0.0 "$SHA_GOOD" multi-seed)
+read -r d_idx _ < <(pw_build_index multi 2.0.0 "$SHA_GOOD" multi-seed)
 read -r d_idx2 d_idx2_host < <(pw_build_index multihost 2.0.0 "$SHA_GOOD" multihost-seed)
 d_shaok=$(pw_build_image sha 3f2c1ab "$SHA_GOOD" sha-ok)
 d_shabad=$(pw_build_image sha 9e8d7c6 1111111111111111111111111111111111111111 sha-bad)
@@ -63,15 +63,17 @@ pw_assert_eq "$(pw_stdout_get image.expected_digest kind=digest_mismatch "image.
 pw_pull default "$R/good:1.0.0"
 pw_pull default "$R/multi:2.0.0"
 pw_pull default "$R/multihost:2.0.0"
+pw_wait_record pull "$R/multi:2.0.0" "$d_idx" default
 pw_wait_record pull "$R/multihost:2.0.0" "$d_idx2" default
 
 # --- revision against a commit-SHA tag ----------------------------------------------------
 pw_pull default "$R/sha:3f2c1ab"
 pw_pull default "$R/sha:9e8d7c6"
+pw_wait_record pull "$R/sha:3f2c1ab" "$d_shaok" default
 pw_wait_record revision_mismatch "$R/sha:9e8d7c6" "$d_shabad" default 20 IMAGE_REVISION=1111111111111111111111111111111111111111
 
 # --- CRI: three image records for one pull -----------------------------------------------
-read -r got_cri cfg_cri < <(pw_cri_style_pull k8s.io "$R/cri:1.2.0")
+read -r got_cri _ < <(pw_cri_style_pull k8s.io "$R/cri:1.2.0")
 pw_assert_eq "$got_cri" "$d_cri" "CRI-style pull stored the pushed digest"
 
 pw_sync_agent default

@@ -76,6 +76,7 @@ pw_assert_status 1 "scan --namespace default exits 1" "$PULLWATCH" scan --addres
 
 # a clean namespace
 pw_pull clean "$R/clean:3.1.0"
+pw_assert_eq "$(pw_image_digest clean "$R/clean:3.1.0")" "$d_clean" "the clean namespace holds the versioned image"
 pw_assert_status 0 "scan of a clean namespace exits 0" "$PULLWATCH" scan --address "$PW_SOCK" --namespace clean --format json
 pw_assert_eq "$("$PW_PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$PW_LAST_OUT")" 0 \
 	"scan of a clean namespace prints an empty array"
