@@ -30,6 +30,10 @@ _printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...) {
                 va_start(ap, fmt);
                 vsnprintf(err, errlen, fmt, ap);
                 va_end(ap);
+                /* One printable line, whatever a file or a library put into it. */
+                for (char *c = err; *c; c++)
+                        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
+                                *c = '?';
         }
         return -EINVAL;
 }

@@ -288,8 +288,8 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
 
         if (namelen == 0)
                 return fail(err, errlen, "empty repository name");
-        if (namelen > REF_NAME_WRITTEN_MAX)
-                return fail(err, errlen, "repository name too long (limit %d characters)", REF_NAME_WRITTEN_MAX);
+        if (namelen >= PW_NAME_MAX)
+                return fail(err, errlen, "repository name too long (limit %d characters)", REF_NAME_MAX);
 
         /* splitDockerDomain: the first component is a registry only if it looks like one. */
         const char *slash = memchr(s, '/', namelen);
@@ -338,8 +338,10 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
                 r.path[pathlen + 8] = 0;
         } else if (copy_n(r.path, sizeof(r.path), path, pathlen) < 0)
                 return fail(err, errlen, "repository name too long");
-        if (strlen(r.domain) + 1 + strlen(r.path) >= PW_NAME_MAX)
-                return fail(err, errlen, "repository name too long");
+        /* As containerd 1.6 (and so that the normalised form re-parses): the limit
+         * applies to the normalised name, library/ and docker.io included. */
+        if (strlen(r.domain) + 1 + strlen(r.path) > REF_NAME_MAX)
+                return fail(err, errlen, "repository name too long (limit %d characters)", REF_NAME_MAX);
 
         if (!r.tag[0] && !r.digest[0]) {
                 strcpy_bounded(r.tag, sizeof(r.tag), "latest");

@@ -17,8 +17,8 @@
  * Deliberate choices where implementations differ:
  *   - a first component with uppercase letters is a domain (upstream), so "Foo/bar" is
  *     domain "Foo"; an uppercase path is rejected ("repository name must be lowercase");
- *   - the name as written is limited to 255 characters (containerd 1.6 counts the whole
- *     name; upstream only the path), and the normalised form must fit PW_NAME_MAX;
+ *   - the normalised name (domain/path, "docker.io/library/" included) is limited to
+ *     255 characters, as containerd 1.6 counts it (upstream counts only the path);
  *   - digests: sha256 (64), sha384 (96) and sha512 (128) lowercase hex only (OCI
  *     image-spec; go-digest knows no other algorithm);
  *   - bracketed IPv6 hosts are accepted (upstream), with an optional port. */
@@ -29,7 +29,7 @@
 
 #include "pullwatch/finding.h"
 
-#define REF_NAME_WRITTEN_MAX 255 /* the name as written, before normalisation */
+#define REF_NAME_MAX 255 /* the normalised domain/path */
 
 typedef struct Ref {
         char domain[PW_NAME_MAX];   /* "docker.io", "localhost:5000", "" for an image id */

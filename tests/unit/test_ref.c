@@ -192,14 +192,26 @@ static void test_too_long(void **state) {
         assert_non_null(strstr(err, "reference too long"));
         assert_int_equal(ref_parse(NULL, &r, NULL, 0), -EINVAL);
 
-        /* exactly 255 characters of name are fine, 256 are not */
-        char name[300] = "a/";
-        memset(name + 2, 'b', 253);
+        /* exactly 255 characters of normalised name are fine, 256 are not */
+        char name[300] = "localhost/";
+        memset(name + 10, 'b', 245);
         name[255] = 0;
         assert_int_equal(ref_parse(name, &r, err, sizeof(err)), 0);
         name[255] = 'b';
         name[256] = 0;
         assert_int_equal(ref_parse(name, &r, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "repository name too long (limit 255 characters)");
+
+        /* the limit is on the normalised name: 244 characters become 262 */
+        memset(name, 'a', 244);
+        name[244] = 0;
+        assert_int_equal(ref_parse(name, &r, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "repository name too long (limit 255 characters)");
+        /* ... and index.docker.io shrinks to docker.io */
+        snprintf(name, sizeof(name), "index.docker.io/a/");
+        memset(name + 18, 'c', 243);
+        name[261] = 0;
+        assert_int_equal(ref_parse(name, &r, err, sizeof(err)), 0);
 }
 
 static void test_name_and_tagged(void **state) {
