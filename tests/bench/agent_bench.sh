@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# tests/bench/agent_bench.sh — pullwatch run beside `ctr events`, on one private
+# containerd, as root. Prints for each (no judgement: exit 0 unless setup fails):
+#   1. RSS and Private_Dirty (/proc/PID/smaps_rollup) idle with KNOWN images known,
+#      and again idle after the burst;
+#   2. CPU per image event over a burst of BURST `ctr images tag` (xargs -P),
+#      utime+stime from /proc/PID/stat (process-wide, clock ticks) and the sum of
+#      the threads' run time from /proc/PID/task/*/schedstat (ns);
+#   3. latency: pullwatch = journald's receive time (__REALTIME_TIMESTAMP) minus
+#      PULLWATCH_EVENT_USEC (containerd's envelope timestamp) per entry;
+#      ctr events = arrival time of its stdout line at a reader (linestamp.c,
+#      stamping each line as read from a FIFO) minus the envelope timestamp ctr
+#      prints first on the line. Median/p99/max, for the burst and for PACED
+#      events made one at a time (sequential ctr processes: no queueing).
+#
+# Environment:
+#   PULLWATCH     the binary (default: build-h6/pullwatch, then build/pullwatch);
+#                 when none is executable, only ctr events is measured
+#   KNOWN=1000    images present before the agent starts (it lists them)
+#   BURST=2000    image events in the burst (>= 1000)
+#   PACED=100     image events made one at a time
+#   PARALLEL=4    xargs -P for the burst (each ctr tags 50 names)
+#   BENCH_STDOUT=1  also pass --stdout to the agent (default: journald only)
+#   BENCH_MASSIF=1  afterwards, rerun the agent under valgrind massif (fresh
+#                 state, lists every image, a 200-event burst) and print its peak heap
+#   PW_KEEP_WORK=1  keep the work dir (logs, journal export, ctr lines)
+# Runtime: about 1 minute (plus ~1-2 minutes with BENCH_MASSIF=1).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+KNOWN=${KNOWN:-1000}
+BURST=${BURST:-2000}
+PACED=${PACED:-100}
+PARALLEL=${PARALLEL:-4}
+
+if [[ -z ${PULLWATCH:-} ]]; then
+	for c in "$ROOT/build-h6/pullwatch" "$ROOT/build/pullwatch"; do
+		[[ -x $c ]] && { PULLWATCH=$c; break; }
+	done
+fi
+export PULLWATCH=${PULLWATCH:-}
+HAVE_PW=0
+[[ -n $PULLWATCH && -x $PULLWATCH ]] && HAVE_PW=1
+
+# shellcheck disable=SC2034 # read by lib.sh
+PW_TEST_NAME=bench PW_NO_SUMMARY=1
+# shellcheck source=tests/integration/lib.sh
+. "$ROOT/tests/integration/lib.sh"
+RES=$PW_WORK/results
+: >"$RES"
+res() { echo "$1=$2" >>"$RES"; }
+say() { echo "== $*"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+pw_setup_deps_check
+command -v gcc >/dev/null || pw_fail "gcc is needed to build tests/bench/linestamp.c"
+gcc -O2 -Wall -Wextra -Werror -o "$PW_WORK/linestamp" "$HERE/linestamp.c" ||
+	pw_fail "could not build linestamp.c"
+
+# ------------------------------------------------------------- measures ----
+
+cpu_ticks() { # PID — utime+stime of the whole process (ticks)
+	local f
+	f=$(sed 's/^.*) //' "/proc/$1/stat")
+	# after "comm) ": state is field 1, utime field 12, stime field 13
+	awk '{ print $12 + $13 }' <<<"$f"
+}
+cpu_ns() { # PID — sum of the live threads' run time (ns)
+	local s=0 a f
+	for f in /proc/"$1"/task/*/schedstat; do
+		read -r a _ <"$f" 2>/dev/null && s=$((s + a))
+	done
+	echo "$s"
+}
+smaps() { # PID FIELD — kB
+	awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/smaps_rollup"
+}
+# wait_idle PID — until PID used < 2 ms of CPU over 0.5 s (bounded: 20 s)
+wait_idle() {
+	local pid=$1 prev cur i
+	prev=$(cpu_ns "$pid")
+	for ((i = 0; i < 40; i++)); do
+		sleep 0.5
+		cur=$(cpu_ns "$pid")
+		((cur - prev < 2000000)) && return 0
+		prev=$cur
+	done
+	pw_note "pid $pid still busy after 20 s (measuring anyway)"
+}
+# pw_pulls NODE — pullwatch's pull entries for NODE in journald
+pw_pulls() {
+	journalctl -q -o cat --no-pager SYSLOG_IDENTIFIER=pullwatch "NODE_NAME=$1" PULLWATCH_KIND=pull 2>/dev/null | wc -l
+}
+ctr_seen() { # MARKER — /images/create lines of ctr events naming MARKER
+	grep -c "/images/create .*$1" "$PW_WORK/ctr.events" 2>/dev/null || true
+}
+# wait_count TIMEOUT WANT CMD... — poll CMD's number until >= WANT; echo the last value
+wait_count() {
+	local timeout=$1 want=$2 deadline n
+	shift 2
+	deadline=$(($(pw_now_ms) + timeout * 1000))
+	while :; do
+		n=$("$@")
+		((n >= want)) && break
+		(($(pw_now_ms) >= deadline)) && break
+		sleep 0.2
+	done
+	echo "$n"
+}
+
+# bench_start_agent NODE STATE_DIR READY_TIMEOUT [WRAPPER...] — pullwatch run,
+# journald only unless BENCH_STDOUT=1; waits for "subscribed to containerd events".
+bench_start_agent() {
+	local node=$1 state=$2 timeout=$3 extra=()
+	shift 3
+	[[ ${BENCH_STDOUT:-0} == 1 ]] && extra+=(--stdout)
+	mkdir -p "$state"
+	: >"$PW_WORK/agent.err"
+	"$@" "$PULLWATCH" run --address "$PW_SOCK" --state-dir "$state" --node "$node" "${extra[@]}" \
+		>"$PW_WORK/agent.out" 2>"$PW_WORK/agent.err" </dev/null &
+	PW_AGENT_PID=$!
+	# with a wrapper (valgrind) $! is the wrapper, which execs the agent: same pid
+	if ! pw_poll "$timeout" eval "grep -q 'subscribed to containerd events' '$PW_WORK/agent.err' || ! pw_proc_alive $PW_AGENT_PID"; then
+		pw_fail "pullwatch did not subscribe within ${timeout}s" "$(tail -5 "$PW_WORK/agent.err")"
+	fi
+	pw_proc_alive "$PW_AGENT_PID" || pw_fail "pullwatch exited before subscribing" "$(tail -5 "$PW_WORK/agent.err")"
+}
+
+# ---------------------------------------------------------------- setup ----
+
+T0=$(pw_now_ms)
+say "setup: journald (if none runs), docker-registry, containerd in $PW_WORK"
+pw_start_journald
+pw_start_registry
+pw_start_containerd
+R=$PW_REGISTRY
+BASE=$R/bench/base:1.0.0
+pw_build_image bench/base 1.0.0 "" "bench-$RANDOM$RANDOM" >/dev/null
+pw_pull default "$BASE"
+# many names per ctr process, a few processes at once
+tag_many() { # PREFIX COUNT — COUNT new names PREFIX-00001:1.0.0 ... for BASE
+	seq -f "$R/bench/$1-%05g:1.0.0" 1 "$2" | xargs -P "$PARALLEL" -n 50 ctr -a "$PW_SOCK" images tag "$BASE" >/dev/null
+}
+t=$(pw_now_ms)
+tag_many known "$KNOWN" || pw_fail "ctr images tag failed"
+say "created $KNOWN images (ctr images tag, xargs -P $PARALLEL) in $(($(pw_now_ms) - t)) ms"
+ALL=$((KNOWN + 1))
+
+# ------------------------------------------------------------- the peers ----
+
+mkfifo "$PW_WORK/ctr.fifo"
+"$PW_WORK/linestamp" <"$PW_WORK/ctr.fifo" >"$PW_WORK/ctr.events" &
+STAMP_PID=$!
+ctr -a "$PW_SOCK" events >"$PW_WORK/ctr.fifo" 2>"$PW_WORK/ctr.err" &
+CTR_PID=$!
+# shellcheck disable=SC2034 # lib.sh's EXIT trap stops them
+PW_EXTRA_PIDS="$CTR_PID $STAMP_PID"
+# ctr events prints nothing until an event arrives: make one, wait for it
+pw_poll 10 eval "ctr -a '$PW_SOCK' images tag '$BASE' '$R/bench/ctr-ready:1.0.0' >/dev/null 2>&1; grep -q ctr-ready '$PW_WORK/ctr.events'" ||
+	pw_fail "ctr events printed no event within 10 s" "$(cat "$PW_WORK/ctr.err")"
+ALL=$((ALL + 1))
+
+NODE=bench-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
+if ((HAVE_PW)); then
+	say "starting: $PULLWATCH run --node $NODE$([[ ${BENCH_STDOUT:-0} == 1 ]] && echo " --stdout")"
+	t=$(pw_now_ms)
+	bench_start_agent "$NODE" "$PW_WORK/state" 30
+	say "pullwatch subscribed after $(($(pw_now_ms) - t)) ms"
+	n=$(wait_count 120 "$ALL" pw_pulls "$NODE")
+	say "pullwatch recorded $n pulls of $ALL images present at start after $(($(pw_now_ms) - t)) ms"
+	((n >= ALL)) || res pw_note "only $n of the $ALL images present at start were recorded in journald within 120 s"
+else
+	say "pullwatch not built (PULLWATCH='$PULLWATCH'): measuring ctr events alone"
+	res pw_note "pullwatch binary not available: its column is empty"
+fi
+
+pids=("$CTR_PID")
+((HAVE_PW)) && pids+=("$PW_AGENT_PID")
+for p in "${pids[@]}"; do wait_idle "$p"; done
+snap_mem() { # SUFFIX
+	res "ctr_$1_rss" "$(smaps "$CTR_PID" Rss)"
+	res "ctr_$1_pd" "$(smaps "$CTR_PID" Private_Dirty)"
+	if ((HAVE_PW)); then
+		res "pw_$1_rss" "$(smaps "$PW_AGENT_PID" Rss)"
+		res "pw_$1_pd" "$(smaps "$PW_AGENT_PID" Private_Dirty)"
+	fi
+}
+snap_mem idle
+res known "$KNOWN"
+res burst "$BURST"
+res paced "$PACED"
+
+# --------------------------------------------------------------- burst ----
+
+ctr_t0=$(cpu_ticks "$CTR_PID") ctr_n0=$(cpu_ns "$CTR_PID")
+if ((HAVE_PW)); then
+	pw_base=$(pw_pulls "$NODE")
+	pw_t0=$(cpu_ticks "$PW_AGENT_PID") pw_n0=$(cpu_ns "$PW_AGENT_PID")
+fi
+say "burst: $BURST new names (ctr images tag, 50 per process, xargs -P $PARALLEL)"
+t=$(pw_now_ms)
+tag_many burst "$BURST" || pw_fail "ctr images tag failed during the burst"
+gen_ms=$(($(pw_now_ms) - t))
+say "burst generated in $gen_ms ms ($((BURST * 1000 / (gen_ms > 0 ? gen_ms : 1))) events/s)"
+ALL=$((ALL + BURST))
+n=$(wait_count 120 "$BURST" ctr_seen "bench/burst-")
+res ctr_burst_seen "$n"
+say "ctr events printed $n burst events after $(($(pw_now_ms) - t)) ms"
+if ((HAVE_PW)); then
+	n=$(wait_count 180 $((pw_base + BURST)) pw_pulls "$NODE")
+	res pw_burst_seen $((n - pw_base))
+	say "pullwatch wrote $((n - pw_base)) burst entries to journald after $(($(pw_now_ms) - t)) ms"
+fi
+for p in "${pids[@]}"; do wait_idle "$p"; done
+ctr_t1=$(cpu_ticks "$CTR_PID") ctr_n1=$(cpu_ns "$CTR_PID")
+res ctr_cpu_stat_us "$("$PW_PY" -c "print(($ctr_t1 - $ctr_t0) * 1e6 / $CLK_TCK / $BURST)")"
+res ctr_cpu_sched_us "$("$PW_PY" -c "print(($ctr_n1 - $ctr_n0) / 1e3 / $BURST)")"
+if ((HAVE_PW)); then
+	pw_t1=$(cpu_ticks "$PW_AGENT_PID") pw_n1=$(cpu_ns "$PW_AGENT_PID")
+	res pw_cpu_stat_us "$("$PW_PY" -c "print(($pw_t1 - $pw_t0) * 1e6 / $CLK_TCK / $BURST)")"
+	res pw_cpu_sched_us "$("$PW_PY" -c "print(($pw_n1 - $pw_n0) / 1e3 / $BURST)")"
+fi
+snap_mem after
+
+# ---------------------------------------------------------------- paced ----
+
+say "paced: $PACED new names, one ctr images tag at a time"
+t=$(pw_now_ms)
+for ((i = 1; i <= PACED; i++)); do
+	ctr -a "$PW_SOCK" images tag "$BASE" "$(printf '%s/bench/paced-%05d:1.0.0' "$R" "$i")" >/dev/null ||
+		pw_fail "ctr images tag failed (paced)"
+done
+gen_ms=$(($(pw_now_ms) - t))
+say "paced events made in $gen_ms ms (one every $((gen_ms / (PACED > 0 ? PACED : 1))) ms)"
+ALL=$((ALL + PACED))
+wait_count 60 "$PACED" ctr_seen "bench/paced-" >/dev/null
+((HAVE_PW)) && wait_count 60 $((pw_base + BURST + PACED)) pw_pulls "$NODE" >/dev/null
+
+# -------------------------------------------------------------- latency ----
+
+lat_res() { # PREFIX "n median p99 max"
+	local n med p99 max
+	read -r n med p99 max <<<"$2"
+	res "${1}_n" "$n"
+	res "${1}_median" "$med"
+	res "${1}_p99" "$p99"
+	res "${1}_max" "$max"
+}
+lat_res ctr_burst "$("$PW_PY" "$HERE/agent_bench.py" ctr-lat "$PW_WORK/ctr.events" bench/burst-)"
+lat_res ctr_paced "$("$PW_PY" "$HERE/agent_bench.py" ctr-lat "$PW_WORK/ctr.events" bench/paced-)"
+if ((HAVE_PW)); then
+	journalctl -q -o json --no-pager SYSLOG_IDENTIFIER=pullwatch "NODE_NAME=$NODE" PULLWATCH_KIND=pull \
+		>"$PW_WORK/journal.json" 2>/dev/null || true
+	lat_res pw_burst "$("$PW_PY" "$HERE/agent_bench.py" journal-lat bench/burst- <"$PW_WORK/journal.json")"
+	lat_res pw_paced "$("$PW_PY" "$HERE/agent_bench.py" journal-lat bench/paced- <"$PW_WORK/journal.json")"
+fi
+
+# --------------------------------------------------------------- massif ----
+
+if ((HAVE_PW)) && [[ ${BENCH_MASSIF:-0} == 1 ]]; then
+	if command -v valgrind >/dev/null; then
+		pw_kill_wait "$PW_AGENT_PID" 10
+		PW_AGENT_PID=
+		MNODE=$NODE-massif
+		say "massif: fresh agent under valgrind --tool=massif, lists $ALL images, then a 200-event burst"
+		t=$(pw_now_ms)
+		bench_start_agent "$MNODE" "$PW_WORK/state-massif" 120 \
+			valgrind -q --tool=massif --massif-out-file="$PW_WORK/massif.out"
+		n=$(wait_count 300 "$ALL" pw_pulls "$MNODE")
+		say "massif: $n of $ALL listed images recorded after $(($(pw_now_ms) - t)) ms"
+		tag_many massif 200
+		n=$(wait_count 120 $((ALL + 200)) pw_pulls "$MNODE")
+		pw_kill_wait "$PW_AGENT_PID" 30
+		PW_AGENT_PID=
+		if [[ -s $PW_WORK/massif.out ]]; then
+			res pw_massif_peak "$("$PW_PY" "$HERE/agent_bench.py" massif-peak "$PW_WORK/massif.out")"
+			ms_print "$PW_WORK/massif.out" >"$PW_WORK/massif.txt" 2>/dev/null || true
+		else
+			res pw_massif_peak "no massif output"
+		fi
+	else
+		res pw_massif_peak "valgrind not installed"
+	fi
+fi
+
+# ---------------------------------------------------------------- table ----
+
+echo
+say "results (containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, $((($(pw_now_ms) - T0) / 1000)) s)"
+"$PW_PY" "$HERE/agent_bench.py" table "$RES"
+pw_done
