@@ -91,6 +91,7 @@ wait_idle() {
 pw_pulls() {
 	journalctl -q -o cat --no-pager SYSLOG_IDENTIFIER=pullwatch "NODE_NAME=$1" PULLWATCH_KIND=pull 2>/dev/null | wc -l
 }
+# shellcheck disable=SC2317 # called through wait_count
 ctr_seen() { # MARKER — /images/create lines of ctr events naming MARKER
 	grep -c "/images/create .*$1" "$PW_WORK/ctr.events" 2>/dev/null || true
 }
