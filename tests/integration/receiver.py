@@ -5,7 +5,7 @@ An HTTP(S) server on 127.0.0.1 that records every record it receives and can be
 told how to behave.
 
   receiver.py --records FILE [--port N | --port-file FILE] [--requests FILE]
-              [--cert PEM --key PEM [--client-ca PEM]] [--mode ok]
+              [--bodies FILE] [--cert PEM --key PEM [--client-ca PEM]] [--mode ok]
 
 * POST <any path but /control>: the body (gzip if Content-Encoding: gzip) is either
   JSON lines (one record per line) or a Loki push document ({"streams": [...]}).
@@ -22,6 +22,9 @@ told how to behave.
 * --requests FILE: one JSON line per data request:
   {"t": <unix time, float>, "status": N, "records": N, "encoding": ..., "content_type": ...,
    "authorization": <"Bearer <sha256 prefix>" or null>, "headers": {X-* headers}}
+* --bodies FILE: in mode "ok", one JSON line per data request that parsed:
+  {"status": N, "encoding": ..., "content_type": ..., "body": <the body, gunzipped, as text>}
+  (to check a wire format field by field).
 * Port 0 (default) binds an ephemeral port and writes it to --port-file atomically.
 * TLS: --cert/--key; --client-ca makes a client certificate mandatory (mTLS).
 """
@@ -167,6 +170,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 lines.append(json.dumps(entry, separators=(",", ":")))
             nrec = len(lines)
             append_lines(self.server.records_path, lines)
+            if self.server.bodies_path:
+                status = 204 if ctype.startswith("application/json") else 200
+                append_lines(self.server.bodies_path, [json.dumps(
+                    {"status": status, "encoding": enc, "content_type": ctype, "body": raw.decode("utf-8")})])
             with LOCK:
                 STATE["records"] += nrec
             status = 204 if ctype.startswith("application/json") else 200
@@ -212,6 +219,7 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--records", required=True)
     ap.add_argument("--requests")
+    ap.add_argument("--bodies")
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--client-ca")
@@ -222,6 +230,7 @@ def main():
 
     srv = Server(("127.0.0.1", args.port), Handler)
     srv.records_path, srv.requests_path = args.records, args.requests
+    srv.bodies_path = args.bodies
     if args.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
