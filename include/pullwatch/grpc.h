@@ -1,0 +1,143 @@
+/* gRPC over HTTP/2 over a unix socket, on libcurl + sd-event.
+ *
+ * Two layers:
+ *  - a pure core (framing, a streaming reassembler, header/trailer parsing,
+ *    grpc-message percent-decoding, grpc-timeout formatting, status names) with no I/O;
+ *  - a client: one HTTP/2 prior-knowledge connection per call, because libcurl 7.88.1
+ *    cannot reuse an h2c prior-knowledge connection (REFERENCE.md §7, curl #10634). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "pullwatch/curlev.h"
+
+#define GRPC_FRAME_HEADER_SIZE 5
+#define GRPC_MESSAGE_MAX 512      /* grpc-message after decoding / our reason lines, with NUL */
+#define GRPC_DEFAULT_MAX_MESSAGE (16U << 20) /* containerd's own send limit */
+#define GRPC_SOCKET_PATH_MAX 107  /* sun_path minus NUL */
+
+enum {
+        GRPC_STATUS_OK = 0,
+        GRPC_STATUS_CANCELLED = 1,
+        GRPC_STATUS_UNKNOWN = 2,
+        GRPC_STATUS_INVALID_ARGUMENT = 3,
+        GRPC_STATUS_DEADLINE_EXCEEDED = 4,
+        GRPC_STATUS_NOT_FOUND = 5,
+        GRPC_STATUS_ALREADY_EXISTS = 6,
+        GRPC_STATUS_PERMISSION_DENIED = 7,
+        GRPC_STATUS_RESOURCE_EXHAUSTED = 8,
+        GRPC_STATUS_FAILED_PRECONDITION = 9,
+        GRPC_STATUS_ABORTED = 10,
+        GRPC_STATUS_OUT_OF_RANGE = 11,
+        GRPC_STATUS_UNIMPLEMENTED = 12,
+        GRPC_STATUS_INTERNAL = 13,
+        GRPC_STATUS_UNAVAILABLE = 14,
+        GRPC_STATUS_DATA_LOSS = 15,
+        GRPC_STATUS_UNAUTHENTICATED = 16,
+        _GRPC_STATUS_MAX,
+};
+
+/* "NOT_FOUND" etc.; static string, NULL if out of range. */
+const char *grpc_status_to_string(int code);
+/* The errno a caller would want for a status: NOT_FOUND → -ENOENT, DEADLINE_EXCEEDED →
+ * -ETIMEDOUT, UNIMPLEMENTED → -EOPNOTSUPP, …; OK → 0; unknown codes → -EIO. */
+int grpc_status_to_errno(int code);
+
+/* ---- pure core ---- */
+
+/* Write the 5-byte prefix (flag 0, big-endian length) for a message of len bytes.
+ * -EMSGSIZE if len does not fit in 32 bits. */
+int grpc_frame_header(uint8_t hdr[GRPC_FRAME_HEADER_SIZE], size_t len);
+/* *ret (malloc()ed, owned by the caller) = prefix + msg. msg may be NULL when len is 0. */
+int grpc_frame_encode(const void *msg, size_t len, uint8_t **ret, size_t *ret_len);
+
+/* Streaming reassembler: accepts arbitrary chunk boundaries. After an error it stays
+ * failed and returns the same error. error holds a one-line reason. */
+typedef struct GrpcReader {
+        size_t max_message;
+        uint8_t hdr[GRPC_FRAME_HEADER_SIZE];
+        size_t hdr_have;
+        uint8_t *buf; /* owned */
+        size_t need, have;
+        int failed;
+        uint64_t n_messages;
+        char error[128];
+} GrpcReader;
+
+/* Borrowed for the callback's duration; return < 0 to stop (feed returns that value). */
+typedef int (*grpc_frame_cb_t)(const uint8_t *msg, size_t len, void *userdata);
+
+void grpc_reader_init(GrpcReader *r, size_t max_message);
+void grpc_reader_done(GrpcReader *r); /* frees the buffer; the reader may be re-inited */
+/* Feed a chunk; calls cb once per complete message. Errors: -EMSGSIZE (message larger
+ * than max_message), -EPROTO (compressed flag set: we never negotiate compression),
+ * -EBADMSG (flag byte other than 0/1), -ENOMEM, or cb's own negative value. */
+int grpc_reader_feed(GrpcReader *r, const void *data, size_t len, grpc_frame_cb_t cb, void *userdata);
+/* True when no partial frame is pending (a clean end of stream). */
+bool grpc_reader_idle(const GrpcReader *r);
+
+/* Response metadata from header and trailer lines (both arrive in curl's header callback). */
+typedef struct GrpcHeaders {
+        int http_status;  /* 0 until seen */
+        bool content_type_seen;
+        bool content_type_grpc; /* application/grpc or application/grpc+... */
+        int grpc_status;  /* -1 until seen */
+        char grpc_message[GRPC_MESSAGE_MAX]; /* percent-decoded, truncated if longer */
+} GrpcHeaders;
+
+void grpc_headers_init(GrpcHeaders *h);
+/* One raw header line as curl delivers it ("HTTP/2 200\r\n", "grpc-status: 5\r\n", "\r\n").
+ * Names are case-insensitive; unknown headers are ignored. -EBADMSG on a malformed
+ * grpc-status or :status value. */
+int grpc_headers_parse_line(GrpcHeaders *h, const char *line, size_t len);
+/* Percent-decode len bytes of in into out (always NUL-terminated). Malformed escapes are
+ * kept literally. Returns the decoded length, or -ENOBUFS if it was truncated. */
+int grpc_percent_decode(const char *in, size_t len, char *out, size_t outsize);
+/* grpc-timeout value: at most 8 digits and a unit (u, m, S, M, H), rounded up so the
+ * deadline never shrinks. -EINVAL for 0, -ENOBUFS if buf is too small (needs 10). */
+int grpc_timeout_format(uint64_t usec, char *buf, size_t size);
+
+/* ---- client ---- */
+
+typedef struct GrpcClient GrpcClient;
+typedef struct GrpcCall GrpcCall;
+
+typedef struct GrpcStatus {
+        int code;                      /* gRPC status when error == 0; -1 otherwise */
+        char message[GRPC_MESSAGE_MAX]; /* grpc-message, or the transport error's reason */
+} GrpcStatus;
+
+/* One complete response message, borrowed for the callback. Return < 0 to abort the
+ * call: on_done then gets that error. */
+typedef int (*grpc_message_handler_t)(GrpcCall *call, const uint8_t *msg, size_t len, void *userdata);
+/* Called exactly once per call not cancelled. error == 0: the server ended the call
+ * with status->code (which may be non-OK). error < 0: transport failure:
+ * -ENOENT (socket missing), -ECONNREFUSED (nobody listening), -EACCES, -ETIMEDOUT
+ * (deadline), -EMSGSIZE (message over the limit), -EBADMSG (malformed frame or
+ * header), -EPROTO (stream ended without grpc-status, or compressed frame), -EIO
+ * (other), or the on_message error. status->message always holds a one-line reason.
+ * status is borrowed; the call is freed when on_done returns. */
+typedef void (*grpc_done_handler_t)(GrpcCall *call, int error, const GrpcStatus *status, void *userdata);
+
+/* curl: borrowed CurlEv to run on (must outlive the client); NULL makes the client own
+ * one on e. socket_path is copied; > GRPC_SOCKET_PATH_MAX bytes → -ENAMETOOLONG.
+ * max_message 0 → GRPC_DEFAULT_MAX_MESSAGE. *ret is owned, freed with grpc_client_free(). */
+int grpc_client_new(GrpcClient **ret, sd_event *e, CurlEv *curl, const char *socket_path, size_t max_message);
+/* Cancels every call still running without calling on_done. Accepts NULL. */
+GrpcClient *grpc_client_free(GrpcClient *c);
+const char *grpc_client_socket_path(const GrpcClient *c);
+size_t grpc_client_max_message(const GrpcClient *c);
+
+/* Start a call. method_path "/pkg.Service/Method"; ns: value of the containerd-namespace
+ * header, NULL for none; req/req_len: the serialized request (copied);
+ * timeout_usec 0: no deadline (streams). *ret (optional) is borrowed: valid until
+ * on_done returns or grpc_call_cancel(). */
+int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, const void *req, size_t req_len,
+                    uint64_t timeout_usec, grpc_message_handler_t on_message, grpc_done_handler_t on_done,
+                    void *userdata, GrpcCall **ret);
+/* Stop a call; on_done is not called. Safe from inside this call's own on_message.
+ * Must not be called from (or after) on_done. Accepts NULL. */
+void grpc_call_cancel(GrpcCall *call);

@@ -1,0 +1,426 @@
+/* gRPC pure core (framing, reassembly, headers, timeouts) and client error paths. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cmocka.h>
+
+#include "pullwatch/grpc.h"
+#include "pullwatch/util.h"
+
+/* ------------------------------------------------------------ framing */
+
+static void test_frame_header(void **state) {
+        static const struct {
+                size_t len;
+                uint8_t want[5];
+        } cases[] = {
+                { 0, { 0, 0, 0, 0, 0 } },
+                { 1, { 0, 0, 0, 0, 1 } },
+                { 300, { 0, 0, 0, 1, 44 } },
+                { 0x01020304, { 0, 1, 2, 3, 4 } },
+                { UINT32_MAX, { 0, 0xff, 0xff, 0xff, 0xff } },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint8_t h[5];
+                assert_int_equal(grpc_frame_header(h, cases[i].len), 0);
+                assert_memory_equal(h, cases[i].want, 5);
+        }
+        uint8_t h[5];
+        assert_int_equal(grpc_frame_header(h, (size_t) UINT32_MAX + 1), -EMSGSIZE);
+
+        uint8_t *b = NULL;
+        size_t n = 0;
+        assert_int_equal(grpc_frame_encode("abc", 3, &b, &n), 0);
+        assert_int_equal(n, 8);
+        assert_memory_equal(b, "\0\0\0\0\3abc", 8);
+        free(b);
+        assert_int_equal(grpc_frame_encode(NULL, 0, &b, &n), 0);
+        assert_int_equal(n, 5);
+        assert_memory_equal(b, "\0\0\0\0\0", 5);
+        free(b);
+}
+
+typedef struct Collected {
+        size_t n;
+        size_t lens[16];
+        uint8_t first[16];
+        uint8_t last[16];
+        int stop_after; /* return -ECANCELED after this many messages; 0 never */
+} Collected;
+
+static int collect(const uint8_t *msg, size_t len, void *ud) {
+        Collected *c = ud;
+        assert_true(c->n < 16);
+        c->lens[c->n] = len;
+        c->first[c->n] = len ? msg[0] : 0;
+        c->last[c->n] = len ? msg[len - 1] : 0;
+        c->n++;
+        if (c->stop_after && (int) c->n >= c->stop_after)
+                return -ECANCELED;
+        return 0;
+}
+
+/* A stream of messages whose bytes encode (message index, position) so mixing up
+ * boundaries shows. */
+static size_t build_stream(const size_t *lens, size_t n, uint8_t **ret) {
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++)
+                total += 5 + lens[i];
+        uint8_t *b = malloc(total), *p = b;
+        assert_non_null(b);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(grpc_frame_header(p, lens[i]), 0);
+                p += 5;
+                for (size_t k = 0; k < lens[i]; k++)
+                        *p++ = (uint8_t) (i * 31 + k);
+        }
+        *ret = b;
+        return total;
+}
+
+static void check_collected(const Collected *c, const size_t *lens, size_t n) {
+        assert_int_equal(c->n, n);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(c->lens[i], lens[i]);
+                if (lens[i]) {
+                        assert_int_equal(c->first[i], (uint8_t) (i * 31));
+                        assert_int_equal(c->last[i], (uint8_t) (i * 31 + lens[i] - 1));
+                }
+        }
+}
+
+/* Every split into two and three chunks, at every boundary. */
+static void test_reader_every_split(void **state) {
+        static const size_t lens_table[][4] = {
+                { 0, 0, 0, 0 },   /* only empty messages */
+                { 1, 0, 7, 0 },
+                { 5, 5, 5, 5 },   /* payload length equal to the prefix length */
+                { 300, 2, 0, 17 },
+        };
+        for (size_t t = 0; t < ELEMENTSOF(lens_table); t++) {
+                uint8_t *s;
+                size_t total = build_stream(lens_table[t], 4, &s);
+                for (size_t i = 0; i <= total; i++)
+                        for (size_t j = i; j <= total; j += (total > 100 ? 7 : 1)) {
+                                GrpcReader r;
+                                Collected c = {};
+                                grpc_reader_init(&r, 1024);
+                                assert_int_equal(grpc_reader_feed(&r, s, i, collect, &c), 0);
+                                assert_int_equal(grpc_reader_feed(&r, s + i, j - i, collect, &c), 0);
+                                assert_int_equal(grpc_reader_feed(&r, s + j, total - j, collect, &c), 0);
+                                check_collected(&c, lens_table[t], 4);
+                                assert_true(grpc_reader_idle(&r));
+                                assert_int_equal(r.n_messages, 4);
+                                grpc_reader_done(&r);
+                        }
+                /* byte by byte */
+                GrpcReader r;
+                Collected c = {};
+                grpc_reader_init(&r, 1024);
+                for (size_t i = 0; i < total; i++)
+                        assert_int_equal(grpc_reader_feed(&r, s + i, 1, collect, &c), 0);
+                check_collected(&c, lens_table[t], 4);
+                grpc_reader_done(&r);
+                free(s);
+        }
+}
+
+static void test_reader_partial_not_idle(void **state) {
+        static const size_t lens[] = { 10 };
+        uint8_t *s;
+        size_t total = build_stream(lens, 1, &s);
+        for (size_t cut = 1; cut < total; cut++) {
+                GrpcReader r;
+                Collected c = {};
+                grpc_reader_init(&r, 100);
+                assert_int_equal(grpc_reader_feed(&r, s, cut, collect, &c), 0);
+                assert_false(grpc_reader_idle(&r));
+                assert_int_equal(c.n, 0);
+                grpc_reader_done(&r);
+        }
+        free(s);
+}
+
+static void test_reader_errors(void **state) {
+        static const struct {
+                const char *name;
+                uint8_t bytes[8];
+                size_t len;
+                size_t max;
+                int want;
+                const char *reason_has;
+        } cases[] = {
+                { "at limit", { 0, 0, 0, 0, 3, 'a', 'b', 'c' }, 8, 3, 0, NULL },
+                { "over limit", { 0, 0, 0, 0, 4, 'a', 'b', 'c' }, 8, 3, -EMSGSIZE, "4 bytes exceeds the limit of 3" },
+                { "huge", { 0, 0xff, 0xff, 0xff, 0xff }, 5, 1 << 20, -EMSGSIZE, "4294967295" },
+                { "compressed", { 1, 0, 0, 0, 1, 'x' }, 6, 100, -EPROTO, "compressed" },
+                { "bad flag", { 2, 0, 0, 0, 0 }, 5, 100, -EBADMSG, "0x02" },
+                { "bad flag ff", { 0xff }, 5, 100, -EBADMSG, "0xff" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                GrpcReader r;
+                Collected c = {};
+                grpc_reader_init(&r, cases[i].max);
+                int k = grpc_reader_feed(&r, cases[i].bytes, cases[i].len, collect, &c);
+                if (k != cases[i].want)
+                        fail_msg("%s: got %d want %d", cases[i].name, k, cases[i].want);
+                if (cases[i].want < 0) {
+                        assert_int_equal(c.n, 0);
+                        assert_non_null(strstr(r.error, cases[i].reason_has));
+                        /* sticky: valid data afterwards is refused too */
+                        assert_int_equal(grpc_reader_feed(&r, "\0\0\0\0\0", 5, collect, &c), cases[i].want);
+                        assert_int_equal(c.n, 0);
+                } else
+                        assert_int_equal(c.n, 1);
+                grpc_reader_done(&r);
+        }
+}
+
+static void test_reader_callback_abort(void **state) {
+        static const size_t lens[] = { 2, 3, 4 };
+        uint8_t *s;
+        size_t total = build_stream(lens, 3, &s);
+        GrpcReader r;
+        Collected c = { .stop_after = 2 };
+        grpc_reader_init(&r, 100);
+        assert_int_equal(grpc_reader_feed(&r, s, total, collect, &c), -ECANCELED);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(grpc_reader_feed(&r, s, total, collect, &c), -ECANCELED);
+        assert_int_equal(c.n, 2);
+        grpc_reader_done(&r);
+        free(s);
+}
+
+/* ------------------------------------------------------------ headers */
+
+static void test_headers(void **state) {
+        static const struct {
+                const char *lines[6];
+                int http_status;
+                int grpc_status;
+                bool ct_grpc;
+                const char *message;
+                int error; /* of the last line */
+        } cases[] = {
+                { { "HTTP/2 200 \r\n", "content-type: application/grpc\r\n", "\r\n", "grpc-status: 0\r\n" }, 200, 0, true, "", 0 },
+                /* trailers-only, mixed case, grpc-message percent-encoded */
+                { { "HTTP/2 200\r\n", "Content-Type: application/grpc+proto\r\n", "Grpc-Status: 5\r\n",
+                    "grpc-message: image \"x\": not found%3A %C3%BC 100%25\r\n" },
+                  200, 5, true, "image \"x\": not found: \xc3\xbc 100%", 0 },
+                { { ":status: 415\r\n", "content-type: text/plain\r\n" }, 415, -1, false, "", 0 },
+                { { "HTTP/2 200\r\n", "content-type: application/grpcx\r\n" }, 200, -1, false, "", 0 },
+                { { "grpc-status:   9  \r\n", "grpc-message: namespace is required: failed precondition\r\n" }, 0, 9, false,
+                  "namespace is required: failed precondition", 0 },
+                { { "grpc-status: x\r\n" }, 0, -1, false, "", -EBADMSG },
+                { { "grpc-status: \r\n" }, 0, -1, false, "", -EBADMSG },
+                { { "grpc-status: 99999999999\r\n" }, 0, -1, false, "", -EBADMSG },
+                { { "HTTP/2 2x0\r\n" }, 0, -1, false, "", -EBADMSG },
+                { { "grpc-message: a%0Ab%0d\r\n" }, 0, -1, false, "a b ", 0 }, /* no line breaks survive */
+                { { "x-unknown: grpc-status: 3\r\n", "garbage-without-colon\r\n" }, 0, -1, false, "", 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                GrpcHeaders h;
+                int r = 0;
+                grpc_headers_init(&h);
+                for (size_t k = 0; k < 6 && cases[i].lines[k]; k++)
+                        r = grpc_headers_parse_line(&h, cases[i].lines[k], strlen(cases[i].lines[k]));
+                if (r != cases[i].error)
+                        fail_msg("case %zu: error %d want %d", i, r, cases[i].error);
+                assert_int_equal(h.http_status, cases[i].http_status);
+                assert_int_equal(h.grpc_status, cases[i].grpc_status);
+                assert_int_equal(h.content_type_grpc, cases[i].ct_grpc);
+                assert_string_equal(h.grpc_message, cases[i].message);
+        }
+}
+
+static void test_percent_decode(void **state) {
+        static const struct {
+                const char *in;
+                size_t outsize;
+                const char *want;
+                int ret;
+        } cases[] = {
+                { "plain", 64, "plain", 5 },
+                { "%41%42", 64, "AB", 2 },
+                { "%e2%82%AC", 64, "\xe2\x82\xac", 3 },
+                { "100%", 64, "100%", 4 },     /* dangling % kept */
+                { "%4", 64, "%4", 2 },
+                { "%zz%4g", 64, "%zz%4g", 6 },
+                { "%!c(MISSING)", 64, "%!c(MISSING)", 12 },
+                { "%00x", 64, " x", 2 },
+                { "abcdef", 4, "abc", -ENOBUFS },
+                { "", 1, "", 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char out[64];
+                int r = grpc_percent_decode(cases[i].in, strlen(cases[i].in), out, cases[i].outsize);
+                if (r != cases[i].ret)
+                        fail_msg("case %zu (%s): %d want %d", i, cases[i].in, r, cases[i].ret);
+                assert_string_equal(out, cases[i].want);
+        }
+}
+
+static void test_timeout_format(void **state) {
+        static const struct {
+                uint64_t usec;
+                const char *want;
+        } cases[] = {
+                { 1, "1u" },
+                { 99999999, "99999999u" },
+                { 100000000, "100000m" },
+                { 100000001, "100001m" }, /* rounded up */
+                { 30000000, "30000000u" },
+                { 99999999000ULL, "99999999m" },
+                { 100000000000ULL, "100000S" },
+                { 99999999ULL * 1000000ULL + 1, "1666667M" },
+                { 99999999ULL * 60000000ULL + 1, "1666667H" },
+                { UINT64_MAX, "99999999H" }, /* clamped */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char buf[16];
+                assert_int_equal(grpc_timeout_format(cases[i].usec, buf, sizeof(buf)), 0);
+                if (strcmp(buf, cases[i].want) != 0)
+                        fail_msg("case %zu: %s want %s", i, buf, cases[i].want);
+                assert_true(strlen(buf) <= 9);
+        }
+        char small[4];
+        assert_int_equal(grpc_timeout_format(0, small, sizeof(small)), -EINVAL);
+        assert_int_equal(grpc_timeout_format(123456, small, sizeof(small)), -ENOBUFS);
+}
+
+static void test_status_names(void **state) {
+        assert_string_equal(grpc_status_to_string(0), "OK");
+        assert_string_equal(grpc_status_to_string(5), "NOT_FOUND");
+        assert_string_equal(grpc_status_to_string(16), "UNAUTHENTICATED");
+        assert_null(grpc_status_to_string(17));
+        assert_null(grpc_status_to_string(-1));
+        for (int i = 0; i < _GRPC_STATUS_MAX; i++)
+                assert_non_null(grpc_status_to_string(i));
+        assert_int_equal(grpc_status_to_errno(GRPC_STATUS_OK), 0);
+        assert_int_equal(grpc_status_to_errno(GRPC_STATUS_NOT_FOUND), -ENOENT);
+        assert_int_equal(grpc_status_to_errno(GRPC_STATUS_DEADLINE_EXCEEDED), -ETIMEDOUT);
+        assert_int_equal(grpc_status_to_errno(GRPC_STATUS_UNIMPLEMENTED), -EOPNOTSUPP);
+        assert_int_equal(grpc_status_to_errno(99), -EIO);
+        for (int i = 1; i < _GRPC_STATUS_MAX; i++)
+                assert_true(grpc_status_to_errno(i) < 0);
+}
+
+/* ------------------------------------------------------------ client error paths */
+
+typedef struct Outcome {
+        int calls;
+        int error;
+        GrpcStatus status;
+        sd_event *e;
+} Outcome;
+
+static void on_done(GrpcCall *call, int error, const GrpcStatus *st, void *ud) {
+        Outcome *o = ud;
+        o->calls++;
+        o->error = error;
+        o->status = *st;
+        sd_event_exit(o->e, 0);
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *ud) {
+        return sd_event_exit(sd_event_source_get_event(s), -ETIMEDOUT);
+}
+
+static void run_call(const char *path, Outcome *o) {
+        sd_event *e = NULL;
+        GrpcClient *c = NULL;
+        sd_event_source *t = NULL;
+        uint64_t now;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        o->e = e;
+        assert_int_equal(grpc_client_new(&c, e, NULL, path, 0), 0);
+        assert_string_equal(grpc_client_socket_path(c), path);
+        assert_int_equal(grpc_client_max_message(c), GRPC_DEFAULT_MAX_MESSAGE);
+        assert_int_equal(grpc_call_start(c, "/containerd.services.version.v1.Version/Version", NULL, NULL, 0,
+                                         5 * 1000000ULL, NULL, on_done, o, NULL),
+                         0);
+        assert_true(sd_event_now(e, CLOCK_MONOTONIC, &now) >= 0);
+        assert_int_equal(sd_event_add_time(e, &t, CLOCK_MONOTONIC, now + 10000000ULL, 0, on_deadline, NULL), 0);
+        assert_int_equal(sd_event_loop(e), 0);
+        sd_event_source_unref(t);
+        grpc_client_free(c);
+        sd_event_unref(e);
+}
+
+static void test_client_missing_socket(void **state) {
+        Outcome o = {};
+        run_call("/nonexistent/pullwatch-test/containerd.sock", &o);
+        assert_int_equal(o.calls, 1);
+        assert_int_equal(o.error, -ENOENT);
+        assert_int_equal(o.status.code, -1);
+        assert_string_equal(o.status.message,
+                            "connect to /nonexistent/pullwatch-test/containerd.sock: No such file or directory");
+}
+
+static void test_client_not_listening(void **state) {
+        char dir[] = "/tmp/pw-grpc-XXXXXX", path[128];
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/sock", dir);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), path);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0); /* bound, never listening */
+
+        Outcome o = {};
+        run_call(path, &o);
+        assert_int_equal(o.calls, 1);
+        assert_int_equal(o.error, -ECONNREFUSED);
+        assert_non_null(strstr(o.status.message, "Connection refused"));
+        close(fd);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_client_bad_arguments(void **state) {
+        sd_event *e = NULL;
+        GrpcClient *c = NULL;
+        char longpath[200];
+        memset(longpath, 'a', sizeof(longpath) - 1);
+        longpath[0] = '/';
+        longpath[sizeof(longpath) - 1] = 0;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(grpc_client_new(&c, e, NULL, longpath, 0), -ENAMETOOLONG);
+        assert_null(c);
+        longpath[GRPC_SOCKET_PATH_MAX] = 0; /* exactly 107: accepted */
+        assert_int_equal(grpc_client_new(&c, e, NULL, longpath, 100), 0);
+        assert_int_equal(grpc_call_start(c, "/a.B/C", "bad\nns", NULL, 0, 0, NULL, NULL, NULL, NULL), -EINVAL);
+        assert_int_equal(grpc_call_start(c, "no-slash", NULL, NULL, 0, 0, NULL, NULL, NULL, NULL), -EINVAL);
+        assert_int_equal(grpc_call_start(c, "/a.B/C\r\nx: y", NULL, NULL, 0, 0, NULL, NULL, NULL, NULL), -EINVAL);
+        assert_int_equal(grpc_call_start(c, "/a.B/C", "k8s.io", longpath, 101, 0, NULL, NULL, NULL, NULL), -EMSGSIZE);
+        /* a call left running is cancelled by free, without on_done */
+        GrpcCall *call = NULL;
+        Outcome o = {};
+        assert_int_equal(grpc_call_start(c, "/a.B/C", "k8s.io", NULL, 0, 0, NULL, on_done, &o, &call), 0);
+        assert_non_null(call);
+        grpc_client_free(c);
+        assert_int_equal(o.calls, 0);
+        sd_event_unref(e);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_frame_header),
+                cmocka_unit_test(test_reader_every_split),
+                cmocka_unit_test(test_reader_partial_not_idle),
+                cmocka_unit_test(test_reader_errors),
+                cmocka_unit_test(test_reader_callback_abort),
+                cmocka_unit_test(test_headers),
+                cmocka_unit_test(test_percent_decode),
+                cmocka_unit_test(test_timeout_format),
+                cmocka_unit_test(test_status_names),
+                cmocka_unit_test(test_client_missing_socket),
+                cmocka_unit_test(test_client_not_listening),
+                cmocka_unit_test(test_client_bad_arguments),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
