@@ -204,7 +204,8 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
                 return r < 0 ? -1 : 0;
         }
 
-        r = sd_event_add_time(ev->event, &ev->timer, CLOCK_MONOTONIC, usec, 0, on_timer, ev);
+        /* accuracy 1µs: 0 would mean sd-event's default of 250 ms, stalling every transfer */
+        r = sd_event_add_time(ev->event, &ev->timer, CLOCK_MONOTONIC, usec, 1, on_timer, ev);
         if (r < 0)
                 return -1;
         (void) sd_event_source_set_description(ev->timer, "curl-timer");

@@ -1,0 +1,1056 @@
+/* Typed containerd calls: protobuf-c requests/responses over the gRPC client,
+ * decoded into the plain bounded structs of containerd.h. */
+#include "pullwatch/containerd.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "containerd_events.pb-c.h"
+#include "containers.pb-c.h"
+#include "content.pb-c.h"
+#include "events.pb-c.h"
+#include "google_protobuf.pb-c.h"
+#include "images.pb-c.h"
+#include "namespaces.pb-c.h"
+#include "version.pb-c.h"
+#include "pullwatch/grpc.h"
+#include "pullwatch/util.h"
+
+#define M_SUBSCRIBE "/containerd.services.events.v1.Events/Subscribe"
+#define M_VERSION "/containerd.services.version.v1.Version/Version"
+#define M_NAMESPACES_LIST "/containerd.services.namespaces.v1.Namespaces/List"
+#define M_IMAGES_LIST "/containerd.services.images.v1.Images/List"
+#define M_IMAGES_GET "/containerd.services.images.v1.Images/Get"
+#define M_CONTAINERS_LIST "/containerd.services.containers.v1.Containers/List"
+#define M_CONTAINERS_GET "/containerd.services.containers.v1.Containers/Get"
+#define M_CONTENT_READ "/containerd.services.content.v1.Content/Read"
+
+static const char *str_or_empty(const char *s) {
+        return s ? s : "";
+}
+
+/* ================================================================= event decoding */
+
+static const char *const event_kind_names[_CTRD_EVENT_KIND_MAX] = {
+        [CTRD_EVENT_OTHER] = "other",
+        [CTRD_EVENT_IMAGE_CREATE] = "image-create",
+        [CTRD_EVENT_IMAGE_UPDATE] = "image-update",
+        [CTRD_EVENT_IMAGE_DELETE] = "image-delete",
+        [CTRD_EVENT_CONTAINER_CREATE] = "container-create",
+        [CTRD_EVENT_CONTAINER_UPDATE] = "container-update",
+        [CTRD_EVENT_CONTAINER_DELETE] = "container-delete",
+        [CTRD_EVENT_TASK_CREATE] = "task-create",
+        [CTRD_EVENT_TASK_START] = "task-start",
+        [CTRD_EVENT_TASK_EXIT] = "task-exit",
+        [CTRD_EVENT_TASK_DELETE] = "task-delete",
+};
+
+const char *ctrd_event_kind_to_string(CtrdEventKind k) {
+        if ((int) k < 0 || k >= _CTRD_EVENT_KIND_MAX)
+                return NULL;
+        return event_kind_names[k];
+}
+
+static const struct {
+        const char *type_url;
+        CtrdEventKind kind;
+        const ProtobufCMessageDescriptor *desc;
+} event_types[] = {
+        { "containerd.services.images.v1.ImageCreate", CTRD_EVENT_IMAGE_CREATE,
+          &containerd__services__images__v1__image_create__descriptor },
+        { "containerd.services.images.v1.ImageUpdate", CTRD_EVENT_IMAGE_UPDATE,
+          &containerd__services__images__v1__image_update__descriptor },
+        { "containerd.services.images.v1.ImageDelete", CTRD_EVENT_IMAGE_DELETE,
+          &containerd__services__images__v1__image_delete__descriptor },
+        { "containerd.events.ContainerCreate", CTRD_EVENT_CONTAINER_CREATE, &containerd__events__container_create__descriptor },
+        { "containerd.events.ContainerUpdate", CTRD_EVENT_CONTAINER_UPDATE, &containerd__events__container_update__descriptor },
+        { "containerd.events.ContainerDelete", CTRD_EVENT_CONTAINER_DELETE, &containerd__events__container_delete__descriptor },
+        { "containerd.events.TaskCreate", CTRD_EVENT_TASK_CREATE, &containerd__events__task_create__descriptor },
+        { "containerd.events.TaskStart", CTRD_EVENT_TASK_START, &containerd__events__task_start__descriptor },
+        { "containerd.events.TaskExit", CTRD_EVENT_TASK_EXIT, &containerd__events__task_exit__descriptor },
+        { "containerd.events.TaskDelete", CTRD_EVENT_TASK_DELETE, &containerd__events__task_delete__descriptor },
+};
+
+/* typeurl writes the bare message name; accept the type.googleapis.com/ form too. */
+static const char *type_name(const char *type_url) {
+        const char *slash = strrchr(type_url, '/');
+        return slash ? slash + 1 : type_url;
+}
+
+static int copy_field(char *dst, size_t size, const char *src) {
+        return strcpy_bounded(dst, size, str_or_empty(src));
+}
+
+static int decode_payload(CtrdEvent *ev, const ProtobufCMessage *m) {
+        int r = 0;
+
+        switch (ev->kind) {
+        case CTRD_EVENT_IMAGE_CREATE:
+                r = copy_field(ev->image_name, sizeof(ev->image_name),
+                               ((const Containerd__Services__Images__V1__ImageCreate *) m)->name);
+                break;
+        case CTRD_EVENT_IMAGE_UPDATE:
+                r = copy_field(ev->image_name, sizeof(ev->image_name),
+                               ((const Containerd__Services__Images__V1__ImageUpdate *) m)->name);
+                break;
+        case CTRD_EVENT_IMAGE_DELETE:
+                r = copy_field(ev->image_name, sizeof(ev->image_name),
+                               ((const Containerd__Services__Images__V1__ImageDelete *) m)->name);
+                break;
+        case CTRD_EVENT_CONTAINER_CREATE: {
+                const Containerd__Events__ContainerCreate *p = (const void *) m;
+                r = copy_field(ev->container_id, sizeof(ev->container_id), p->id);
+                if (r >= 0)
+                        r = copy_field(ev->image_name, sizeof(ev->image_name), p->image);
+                break;
+        }
+        case CTRD_EVENT_CONTAINER_UPDATE: {
+                const Containerd__Events__ContainerUpdate *p = (const void *) m;
+                r = copy_field(ev->container_id, sizeof(ev->container_id), p->id);
+                if (r >= 0)
+                        r = copy_field(ev->image_name, sizeof(ev->image_name), p->image);
+                break;
+        }
+        case CTRD_EVENT_CONTAINER_DELETE:
+                r = copy_field(ev->container_id, sizeof(ev->container_id),
+                               ((const Containerd__Events__ContainerDelete *) m)->id);
+                break;
+        case CTRD_EVENT_TASK_CREATE: {
+                const Containerd__Events__TaskCreate *p = (const void *) m;
+                r = copy_field(ev->container_id, sizeof(ev->container_id), p->container_id);
+                ev->pid = p->pid;
+                break;
+        }
+        case CTRD_EVENT_TASK_START: {
+                const Containerd__Events__TaskStart *p = (const void *) m;
+                r = copy_field(ev->container_id, sizeof(ev->container_id), p->container_id);
+                ev->pid = p->pid;
+                break;
+        }
+        case CTRD_EVENT_TASK_EXIT: {
+                const Containerd__Events__TaskExit *p = (const void *) m;
+                r = copy_field(ev->container_id, sizeof(ev->container_id), p->container_id);
+                ev->pid = p->pid;
+                ev->exit_status = p->exit_status;
+                break;
+        }
+        case CTRD_EVENT_TASK_DELETE: {
+                const Containerd__Events__TaskDelete *p = (const void *) m;
+                r = copy_field(ev->container_id, sizeof(ev->container_id), p->container_id);
+                ev->pid = p->pid;
+                ev->exit_status = p->exit_status;
+                break;
+        }
+        default:
+                break;
+        }
+        return r;
+}
+
+static uint64_t timestamp_usec(const Google__Protobuf__Timestamp *t) {
+        if (!t || t->seconds < 0 || t->nanos < 0 || t->nanos >= 1000000000)
+                return 0;
+        if ((uint64_t) t->seconds > UINT64_MAX / 1000000ULL - 1)
+                return 0;
+        return (uint64_t) t->seconds * 1000000ULL + (uint64_t) t->nanos / 1000ULL;
+}
+
+int ctrd_event_decode(const uint8_t *buf, size_t len, CtrdEvent *ret) {
+        Containerd__Services__Events__V1__Envelope *env;
+        CtrdEvent ev = {};
+        int r = 0;
+
+        if (!ret || (!buf && len > 0))
+                return -EINVAL;
+        env = (Containerd__Services__Events__V1__Envelope *) protobuf_c_message_unpack(
+                &containerd__services__events__v1__envelope__descriptor, NULL, len, buf);
+        if (!env)
+                return -EBADMSG;
+
+        ev.timestamp_usec = timestamp_usec(env->timestamp);
+        if (copy_field(ev.namespace, sizeof(ev.namespace), env->namespace_) < 0 ||
+            copy_field(ev.topic, sizeof(ev.topic), env->topic) < 0 ||
+            (env->event && copy_field(ev.type_url, sizeof(ev.type_url), env->event->type_url) < 0)) {
+                r = -ENAMETOOLONG;
+                goto out;
+        }
+
+        ev.kind = CTRD_EVENT_OTHER;
+        if (env->event) {
+                const char *name = type_name(str_or_empty(env->event->type_url));
+                for (size_t i = 0; i < ELEMENTSOF(event_types); i++) {
+                        if (!streq_ptr(name, event_types[i].type_url))
+                                continue;
+                        ProtobufCMessage *m = protobuf_c_message_unpack(
+                                event_types[i].desc, NULL, env->event->value.len, env->event->value.data);
+                        if (!m) {
+                                r = -EBADMSG;
+                                goto out;
+                        }
+                        ev.kind = event_types[i].kind;
+                        r = decode_payload(&ev, m);
+                        protobuf_c_message_free_unpacked(m, NULL);
+                        break;
+                }
+        }
+out:
+        protobuf_c_message_free_unpacked(&env->base, NULL);
+        if (r < 0)
+                return r;
+        *ret = ev;
+        return 0;
+}
+
+/* ================================================================= pure JSON helpers */
+
+const char *ctrd_goarch(const char *machine, const char **ret_variant) {
+        static const struct {
+                const char *machine, *arch, *variant;
+        } map[] = {
+                { "x86_64", "amd64", "" },   { "amd64", "amd64", "" },  { "i386", "386", "" },
+                { "i486", "386", "" },       { "i586", "386", "" },     { "i686", "386", "" },
+                { "aarch64", "arm64", "v8" }, { "arm64", "arm64", "v8" }, { "armv8l", "arm", "v8" },
+                { "armv7l", "arm", "v7" },   { "armv6l", "arm", "v6" },  { "armv5tel", "arm", "v5" },
+                { "ppc64le", "ppc64le", "" }, { "ppc64", "ppc64", "" },  { "s390x", "s390x", "" },
+                { "riscv64", "riscv64", "" }, { "mips64", "mips64", "" }, { "loongarch64", "loong64", "" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (streq_ptr(machine, map[i].machine)) {
+                        if (ret_variant)
+                                *ret_variant = map[i].variant;
+                        return map[i].arch;
+                }
+        return NULL;
+}
+
+bool ctrd_media_type_is_index(const char *mt) {
+        return streq_ptr(mt, CTRD_MT_OCI_INDEX) || streq_ptr(mt, CTRD_MT_DOCKER_LIST);
+}
+
+_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...) {
+        if (err && errlen > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return -EBADMSG;
+}
+
+static json_t *json_load(const char *s, size_t len, const char *what, char *err, size_t errlen) {
+        json_error_t je;
+        json_t *j = json_loadb(s, len, JSON_REJECT_DUPLICATES, &je);
+        if (!j) {
+                fail(err, errlen, "%s is not valid JSON: %s (line %d)", what, je.text, je.line);
+                return NULL;
+        }
+        if (!json_is_object(j)) {
+                json_decref(j);
+                fail(err, errlen, "%s is not a JSON object", what);
+                return NULL;
+        }
+        return j;
+}
+
+/* OCI digest grammar: algorithm [a-z0-9+._-]+ ":" encoded [a-zA-Z0-9=_-]+, bounded.
+ * Keeps what we log and send back to containerd tame. */
+static bool digest_valid(const char *d) {
+        const char *colon = d ? strchr(d, ':') : NULL;
+        if (!colon || colon == d || !colon[1] || strlen(d) >= PW_DIGEST_MAX)
+                return false;
+        for (const char *p = d; p < colon; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("+._-", *p)))
+                        return false;
+        for (const char *p = colon + 1; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("=_-", *p)))
+                        return false;
+        return true;
+}
+
+int ctrd_parse_index(const char *json, size_t len, const char *os, const char *arch, const char *variant,
+                     CtrdImageConfig *cfg, char *err, size_t errlen) {
+        json_t *j, *manifests, *m;
+        size_t i;
+        int best = -1, best_score = -1, r = 0;
+        CtrdImageConfig out = *cfg;
+
+        j = json_load(json, len, "image index", err, errlen);
+        if (!j)
+                return -EBADMSG;
+        manifests = json_object_get(j, "manifests");
+        if (!json_is_array(manifests)) {
+                r = fail(err, errlen, "image index has no manifests array");
+                goto out;
+        }
+        out.is_index = true;
+        out.n_manifests = 0;
+        json_array_foreach(manifests, i, m) {
+                const char *d = json_string_value(json_object_get(m, "digest"));
+                if (!digest_valid(d)) {
+                        r = fail(err, errlen, "image index entry %zu has no valid digest", i);
+                        goto out;
+                }
+                if (out.n_manifests < CTRD_INDEX_MANIFESTS_MAX)
+                        (void) strcpy_bounded(out.manifests[out.n_manifests++], PW_DIGEST_MAX, d);
+
+                json_t *p = json_object_get(m, "platform");
+                const char *pos = json_string_value(json_object_get(p, "os"));
+                const char *parch = json_string_value(json_object_get(p, "architecture"));
+                const char *pvar = json_string_value(json_object_get(p, "variant"));
+                if (!streq_ptr(pos, os) || !streq_ptr(parch, arch))
+                        continue;
+                /* exact variant beats no variant; a different variant doesn't match
+                 * (containerd's platforms.Only is more lenient for arm; good enough here) */
+                int score;
+                if (isempty(pvar))
+                        score = 1;
+                else if (!isempty(variant) && streq_ptr(pvar, variant))
+                        score = 2;
+                else
+                        continue;
+                if (score > best_score) {
+                        best_score = score;
+                        best = (int) i;
+                }
+        }
+        if (best < 0) {
+                fail(err, errlen, "image index has no manifest for %s/%s%s%s", os, arch, isempty(variant) ? "" : "/",
+                     str_or_empty(variant));
+                r = -ENOENT;
+                goto out;
+        }
+        (void) strcpy_bounded(out.platform_digest, sizeof(out.platform_digest),
+                              json_string_value(json_object_get(json_array_get(manifests, (size_t) best), "digest")));
+        snprintf(out.platform, sizeof(out.platform), "%s/%s%s%.8s", os, arch, isempty(variant) ? "" : "/",
+                 str_or_empty(variant));
+        *cfg = out;
+out:
+        json_decref(j);
+        return r;
+}
+
+int ctrd_parse_manifest(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen) {
+        json_t *j = json_load(json, len, "image manifest", err, errlen);
+        int r = 0;
+
+        if (!j)
+                return -EBADMSG;
+        if (json_is_array(json_object_get(j, "manifests"))) {
+                r = fail(err, errlen, "expected an image manifest, got an index");
+                goto out;
+        }
+        const char *d = json_string_value(json_object_get(json_object_get(j, "config"), "digest"));
+        if (!digest_valid(d)) {
+                r = fail(err, errlen, "image manifest has no valid config digest");
+                goto out;
+        }
+        (void) strcpy_bounded(cfg->config_digest, sizeof(cfg->config_digest), d);
+out:
+        json_decref(j);
+        return r;
+}
+
+int ctrd_parse_config(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen) {
+        json_t *j = json_load(json, len, "image config", err, errlen);
+
+        if (!j)
+                return -EBADMSG;
+        /* Docker writes config.Labels; some builders use lower-case config.labels */
+        json_t *c = json_object_get(j, "config");
+        json_t *labels = json_object_get(c, "Labels");
+        if (!labels)
+                labels = json_object_get(c, "labels");
+        json_t *rev = json_object_get(labels, CTRD_REVISION_LABEL);
+
+        cfg->has_revision = rev != NULL;
+        cfg->revision_invalid = false;
+        cfg->revision[0] = 0;
+        if (rev && (!json_is_string(rev) ||
+                    strcpy_bounded(cfg->revision, sizeof(cfg->revision), json_string_value(rev)) < 0))
+                cfg->revision_invalid = true;
+        json_decref(j);
+        return 0;
+}
+
+/* ================================================================= client */
+
+typedef enum CallType {
+        CALL_SUBSCRIBE,
+        CALL_VERSION,
+        CALL_NAMESPACES,
+        CALL_IMAGES_LIST,
+        CALL_IMAGE_GET,
+        CALL_CONTAINERS_LIST,
+        CALL_CONTAINER_GET,
+        CALL_CONTENT_READ,
+} CallType;
+
+struct Ctrd {
+        sd_event *event;
+        GrpcClient *grpc;
+        CtrdCall *calls;
+        size_t n_calls;
+};
+
+struct CtrdCall {
+        Ctrd *ctrd;
+        CtrdCall *prev, *next;
+        CallType type;
+        GrpcCall *gcall;
+        void *cb;        /* one of the ctrd_*_cb_t, by type */
+        ctrd_stream_end_cb_t on_end;
+        void *userdata;
+        void (*free_userdata)(void *userdata); /* when dropped without a callback */
+        char ns[PW_NS_MAX];
+        char what[PW_REF_MAX]; /* the name/id/digest asked for, for reasons */
+        /* unary: the one response message; content read: the blob so far */
+        uint8_t *buf;
+        size_t len, max;
+        bool got_message;
+};
+
+int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t max_message, char *err,
+             size_t errlen) {
+        Ctrd *c;
+        int r;
+
+        if (!ret || !e || !curl || isempty(address)) {
+                if (err && errlen)
+                        snprintf(err, errlen, "no containerd address");
+                return -EINVAL;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        r = grpc_client_new(&c->grpc, e, curl, address, max_message);
+        if (r < 0) {
+                if (err && errlen) {
+                        if (r == -ENAMETOOLONG)
+                                snprintf(err, errlen, "containerd address %.120s is longer than %d bytes", address,
+                                         GRPC_SOCKET_PATH_MAX);
+                        else
+                                snprintf(err, errlen, "cannot set up the gRPC client: %s", strerror(-r));
+                }
+                free(c);
+                return r;
+        }
+        c->event = sd_event_ref(e);
+        *ret = c;
+        return 0;
+}
+
+static void call_free(CtrdCall *call) {
+        Ctrd *c = call->ctrd;
+        if (call->next)
+                call->next->prev = call->prev;
+        if (call->prev)
+                call->prev->next = call->next;
+        else
+                c->calls = call->next;
+        c->n_calls--;
+        free(call->buf);
+        free(call);
+}
+
+Ctrd *ctrd_free(Ctrd *c) {
+        if (!c)
+                return NULL;
+        /* grpc_client_free cancels the transfers silently; then drop our wrappers */
+        grpc_client_free(c->grpc);
+        while (c->calls) {
+                CtrdCall *call = c->calls;
+                if (call->free_userdata)
+                        call->free_userdata(call->userdata);
+                call_free(call);
+        }
+        sd_event_unref(c->event);
+        free(c);
+        return NULL;
+}
+
+size_t ctrd_pending(const Ctrd *c) {
+        return c ? c->n_calls : 0;
+}
+
+void ctrd_call_cancel(CtrdCall *call) {
+        if (!call)
+                return;
+        grpc_call_cancel(call->gcall);
+        if (call->free_userdata)
+                call->free_userdata(call->userdata);
+        call_free(call);
+}
+
+static const char *method_short(CallType t) {
+        switch (t) {
+        case CALL_SUBSCRIBE:
+                return "Events.Subscribe";
+        case CALL_VERSION:
+                return "Version";
+        case CALL_NAMESPACES:
+                return "Namespaces.List";
+        case CALL_IMAGES_LIST:
+                return "Images.List";
+        case CALL_IMAGE_GET:
+                return "Images.Get";
+        case CALL_CONTAINERS_LIST:
+                return "Containers.List";
+        case CALL_CONTAINER_GET:
+                return "Containers.Get";
+        case CALL_CONTENT_READ:
+                return "Content.Read";
+        }
+        return "call";
+}
+
+/* ---- per-type completion with an error (data NULL) */
+static void deliver_error(CtrdCall *call, int error, const char *reason) {
+        Ctrd *c = call->ctrd;
+        switch (call->type) {
+        case CALL_SUBSCRIBE:
+                if (call->on_end)
+                        call->on_end(c, error, reason, call->userdata);
+                break;
+        case CALL_VERSION:
+                ((ctrd_version_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
+                break;
+        case CALL_NAMESPACES:
+                ((ctrd_namespaces_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
+                break;
+        case CALL_IMAGES_LIST:
+                ((ctrd_images_cb_t) call->cb)(c, error, reason, call->ns, NULL, 0, call->userdata);
+                break;
+        case CALL_IMAGE_GET:
+                ((ctrd_image_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
+                break;
+        case CALL_CONTAINERS_LIST:
+                ((ctrd_containers_cb_t) call->cb)(c, error, reason, call->ns, NULL, 0, call->userdata);
+                break;
+        case CALL_CONTAINER_GET:
+                ((ctrd_container_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
+                break;
+        case CALL_CONTENT_READ:
+                ((ctrd_blob_cb_t) call->cb)(c, error, reason, NULL, 0, call->userdata);
+                break;
+        }
+}
+
+static void image_from_proto(const Containerd__Services__Images__V1__Image *p, CtrdImage *img, int *r) {
+        *img = (CtrdImage) {};
+        if (copy_field(img->name, sizeof(img->name), p->name) < 0 ||
+            (p->target && (copy_field(img->target_digest, sizeof(img->target_digest), p->target->digest) < 0 ||
+                           copy_field(img->target_media_type, sizeof(img->target_media_type),
+                                      p->target->media_type) < 0)))
+                *r = -ENAMETOOLONG;
+        if (p->target)
+                img->target_size = p->target->size;
+}
+
+static void label_into(char *dst, size_t size, const char *v) {
+        if (strcpy_bounded(dst, size, str_or_empty(v)) < 0)
+                dst[0] = 0;
+}
+
+static void container_from_proto(const Containerd__Services__Containers__V1__Container *p, CtrdContainer *ct,
+                                 int *r) {
+        *ct = (CtrdContainer) {};
+        if (copy_field(ct->id, sizeof(ct->id), p->id) < 0 || copy_field(ct->image, sizeof(ct->image), p->image) < 0)
+                *r = -ENAMETOOLONG;
+        for (size_t i = 0; i < p->n_labels; i++) {
+                const char *k = p->labels[i] ? p->labels[i]->key : NULL, *v = p->labels[i] ? p->labels[i]->value : NULL;
+                if (streq_ptr(k, "io.kubernetes.pod.namespace"))
+                        label_into(ct->workload.namespace, sizeof(ct->workload.namespace), v);
+                else if (streq_ptr(k, "io.kubernetes.pod.name"))
+                        label_into(ct->workload.pod, sizeof(ct->workload.pod), v);
+                else if (streq_ptr(k, "io.kubernetes.container.name"))
+                        label_into(ct->workload.container, sizeof(ct->workload.container), v);
+        }
+}
+
+/* Decode the unary response and call the typed callback. */
+static void deliver_unary(CtrdCall *call) {
+        Ctrd *c = call->ctrd;
+        char reason[GRPC_MESSAGE_MAX];
+        const ProtobufCMessageDescriptor *d = NULL;
+        ProtobufCMessage *m;
+        int r = 0;
+
+        switch (call->type) {
+        case CALL_VERSION:
+                d = &containerd__services__version__v1__version_response__descriptor;
+                break;
+        case CALL_NAMESPACES:
+                d = &containerd__services__namespaces__v1__list_namespaces_response__descriptor;
+                break;
+        case CALL_IMAGES_LIST:
+                d = &containerd__services__images__v1__list_images_response__descriptor;
+                break;
+        case CALL_IMAGE_GET:
+                d = &containerd__services__images__v1__get_image_response__descriptor;
+                break;
+        case CALL_CONTAINERS_LIST:
+                d = &containerd__services__containers__v1__list_containers_response__descriptor;
+                break;
+        case CALL_CONTAINER_GET:
+                d = &containerd__services__containers__v1__get_container_response__descriptor;
+                break;
+        default:
+                return;
+        }
+        if (!call->got_message) {
+                snprintf(reason, sizeof(reason), "%s: OK status without a response message", method_short(call->type));
+                deliver_error(call, -EBADMSG, reason);
+                return;
+        }
+        m = protobuf_c_message_unpack(d, NULL, call->len, call->buf);
+        if (!m) {
+                snprintf(reason, sizeof(reason), "%s: cannot decode the response (%zu bytes)", method_short(call->type),
+                         call->len);
+                deliver_error(call, -EBADMSG, reason);
+                return;
+        }
+
+        switch (call->type) {
+        case CALL_VERSION: {
+                const Containerd__Services__Version__V1__VersionResponse *p = (const void *) m;
+                CtrdVersion v = {};
+                if (copy_field(v.version, sizeof(v.version), p->version) < 0 ||
+                    copy_field(v.revision, sizeof(v.revision), p->revision) < 0) {
+                        deliver_error(call, -ENAMETOOLONG, "Version: version string too long");
+                        break;
+                }
+                ((ctrd_version_cb_t) call->cb)(c, 0, NULL, &v, call->userdata);
+                break;
+        }
+        case CALL_NAMESPACES: {
+                const Containerd__Services__Namespaces__V1__ListNamespacesResponse *p = (const void *) m;
+                CtrdNamespaceList *list = calloc(1, sizeof(*list));
+                if (!list) {
+                        deliver_error(call, -ENOMEM, "Namespaces.List: out of memory");
+                        break;
+                }
+                for (size_t i = 0; i < p->n_namespaces && list->n < CTRD_NAMESPACES_MAX; i++)
+                        if (p->namespaces[i] &&
+                            copy_field(list->names[list->n], PW_NS_MAX, p->namespaces[i]->name) >= 0 &&
+                            list->names[list->n][0])
+                                list->n++;
+                ((ctrd_namespaces_cb_t) call->cb)(c, 0, NULL, list, call->userdata);
+                free(list);
+                break;
+        }
+        case CALL_IMAGES_LIST: {
+                const Containerd__Services__Images__V1__ListImagesResponse *p = (const void *) m;
+                CtrdImage *imgs = calloc(p->n_images ? p->n_images : 1, sizeof(*imgs));
+                size_t n = 0;
+                if (!imgs) {
+                        deliver_error(call, -ENOMEM, "Images.List: out of memory");
+                        break;
+                }
+                for (size_t i = 0; i < p->n_images; i++) {
+                        int k = 0;
+                        if (!p->images[i])
+                                continue;
+                        image_from_proto(p->images[i], &imgs[n], &k);
+                        if (k >= 0)
+                                n++;
+                }
+                ((ctrd_images_cb_t) call->cb)(c, 0, NULL, call->ns, imgs, n, call->userdata);
+                free(imgs);
+                break;
+        }
+        case CALL_IMAGE_GET: {
+                const Containerd__Services__Images__V1__GetImageResponse *p = (const void *) m;
+                CtrdImage img;
+                if (!p->image) {
+                        snprintf(reason, sizeof(reason), "Images.Get %s: empty response", call->what);
+                        deliver_error(call, -EBADMSG, reason);
+                        break;
+                }
+                image_from_proto(p->image, &img, &r);
+                if (r < 0) {
+                        snprintf(reason, sizeof(reason), "Images.Get %s: a field is too long", call->what);
+                        deliver_error(call, r, reason);
+                        break;
+                }
+                ((ctrd_image_cb_t) call->cb)(c, 0, NULL, &img, call->userdata);
+                break;
+        }
+        case CALL_CONTAINERS_LIST: {
+                const Containerd__Services__Containers__V1__ListContainersResponse *p = (const void *) m;
+                CtrdContainer *cts = calloc(p->n_containers ? p->n_containers : 1, sizeof(*cts));
+                size_t n = 0;
+                if (!cts) {
+                        deliver_error(call, -ENOMEM, "Containers.List: out of memory");
+                        break;
+                }
+                for (size_t i = 0; i < p->n_containers; i++) {
+                        int k = 0;
+                        if (!p->containers[i])
+                                continue;
+                        container_from_proto(p->containers[i], &cts[n], &k);
+                        if (k >= 0)
+                                n++;
+                }
+                ((ctrd_containers_cb_t) call->cb)(c, 0, NULL, call->ns, cts, n, call->userdata);
+                free(cts);
+                break;
+        }
+        case CALL_CONTAINER_GET: {
+                const Containerd__Services__Containers__V1__GetContainerResponse *p = (const void *) m;
+                CtrdContainer ct;
+                if (!p->container) {
+                        snprintf(reason, sizeof(reason), "Containers.Get %s: empty response", call->what);
+                        deliver_error(call, -EBADMSG, reason);
+                        break;
+                }
+                container_from_proto(p->container, &ct, &r);
+                if (r < 0) {
+                        snprintf(reason, sizeof(reason), "Containers.Get %s: a field is too long", call->what);
+                        deliver_error(call, r, reason);
+                        break;
+                }
+                ((ctrd_container_cb_t) call->cb)(c, 0, NULL, &ct, call->userdata);
+                break;
+        }
+        default:
+                break;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static int on_message(GrpcCall *gcall, const uint8_t *msg, size_t len, void *userdata) {
+        CtrdCall *call = userdata;
+
+        switch (call->type) {
+        case CALL_SUBSCRIBE: {
+                CtrdEvent ev;
+                /* a single undecodable event is skipped, it does not end the stream */
+                if (ctrd_event_decode(msg, len, &ev) >= 0)
+                        ((ctrd_event_cb_t) call->cb)(call->ctrd, &ev, call->userdata);
+                return 0;
+        }
+        case CALL_CONTENT_READ: {
+                Containerd__Services__Content__V1__ReadContentResponse *p =
+                        (void *) protobuf_c_message_unpack(
+                                &containerd__services__content__v1__read_content_response__descriptor, NULL, len, msg);
+                if (!p)
+                        return -EBADMSG;
+                int r = 0;
+                if (p->offset != (int64_t) call->len)
+                        r = -EBADMSG;
+                else if (p->data.len > call->max - call->len)
+                        r = -EFBIG;
+                else if (p->data.len > 0) {
+                        uint8_t *nb = realloc(call->buf, call->len + p->data.len);
+                        if (!nb)
+                                r = -ENOMEM;
+                        else {
+                                call->buf = nb;
+                                memcpy(call->buf + call->len, p->data.data, p->data.len);
+                                call->len += p->data.len;
+                        }
+                }
+                protobuf_c_message_free_unpacked(&p->base, NULL);
+                return r;
+        }
+        default:
+                if (call->got_message)
+                        return -EBADMSG; /* unary: exactly one message */
+                call->buf = malloc(len ? len : 1);
+                if (!call->buf)
+                        return -ENOMEM;
+                memcpy(call->buf, msg, len);
+                call->len = len;
+                call->got_message = true;
+                return 0;
+        }
+}
+
+static void on_done(GrpcCall *gcall, int error, const GrpcStatus *st, void *userdata) {
+        CtrdCall *call = userdata;
+        char reason[GRPC_MESSAGE_MAX + 128];
+        const char *what = method_short(call->type);
+
+        call->gcall = NULL; /* freed by grpc when we return */
+
+        if (error < 0) {
+                if (error == -EFBIG)
+                        snprintf(reason, sizeof(reason), "%s %s: blob larger than %zu bytes", what, call->what, call->max);
+                else if (error == -EBADMSG && call->type == CALL_CONTENT_READ)
+                        snprintf(reason, sizeof(reason), "%s %s: malformed or out-of-order chunk", what, call->what);
+                else
+                        snprintf(reason, sizeof(reason), "%s", st->message);
+                deliver_error(call, error, reason);
+        } else if (st->code != GRPC_STATUS_OK) {
+                const char *name = grpc_status_to_string(st->code);
+                snprintf(reason, sizeof(reason), "%s%s%s: %s: %s", what, call->what[0] ? " " : "", call->what,
+                         name ? name : "status", st->message[0] ? st->message : "(no message)");
+                deliver_error(call, grpc_status_to_errno(st->code), reason);
+        } else if (call->type == CALL_SUBSCRIBE) {
+                if (call->on_end)
+                        call->on_end(call->ctrd, 0, "event stream closed by containerd", call->userdata);
+        } else if (call->type == CALL_CONTENT_READ) {
+                ((ctrd_blob_cb_t) call->cb)(call->ctrd, 0, NULL, call->buf ? call->buf : (const uint8_t *) "",
+                                            call->len, call->userdata);
+        } else
+                deliver_unary(call);
+
+        call_free(call);
+}
+
+static int start(Ctrd *c, CallType type, const char *method, const char *ns, const char *what,
+                 const ProtobufCMessage *req, uint64_t timeout, void *cb, ctrd_stream_end_cb_t on_end,
+                 void *userdata, size_t max, CtrdCall **ret) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        CtrdCall *call;
+        int r;
+
+        if (!c || (!cb && type != CALL_SUBSCRIBE))
+                return -EINVAL;
+
+        len = protobuf_c_message_get_packed_size(req);
+        buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        protobuf_c_message_pack(req, buf);
+
+        call = calloc(1, sizeof(*call));
+        if (!call)
+                return -ENOMEM;
+        call->ctrd = c;
+        call->type = type;
+        call->cb = cb;
+        call->on_end = on_end;
+        call->userdata = userdata;
+        call->max = max;
+        if ((ns && strcpy_bounded(call->ns, sizeof(call->ns), ns) < 0) ||
+            (what && strcpy_bounded(call->what, sizeof(call->what), what) < 0)) {
+                free(call);
+                return -ENAMETOOLONG;
+        }
+
+        r = grpc_call_start(c->grpc, method, ns, buf, len, timeout, on_message, on_done, call, &call->gcall);
+        if (r < 0) {
+                free(call);
+                return r;
+        }
+        call->next = c->calls;
+        if (c->calls)
+                c->calls->prev = call;
+        c->calls = call;
+        c->n_calls++;
+        if (ret)
+                *ret = call;
+        return 0;
+}
+
+int ctrd_subscribe(Ctrd *c, const char *const *filters, size_t n_filters, ctrd_event_cb_t on_event,
+                   ctrd_stream_end_cb_t on_end, void *userdata, CtrdCall **ret) {
+        Containerd__Services__Events__V1__SubscribeRequest req = CONTAINERD__SERVICES__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+
+        if (!on_event || (n_filters > 0 && !filters))
+                return -EINVAL;
+        req.n_filters = n_filters;
+        req.filters = (char **) filters;
+        return start(c, CALL_SUBSCRIBE, M_SUBSCRIBE, NULL, NULL, &req.base, 0, (void *) on_event, on_end, userdata, 0,
+                     ret);
+}
+
+int ctrd_version(Ctrd *c, ctrd_version_cb_t cb, void *userdata) {
+        Google__Protobuf__Empty req = GOOGLE__PROTOBUF__EMPTY__INIT;
+        return start(c, CALL_VERSION, M_VERSION, NULL, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb, NULL,
+                     userdata, 0, NULL);
+}
+
+int ctrd_namespaces_list(Ctrd *c, ctrd_namespaces_cb_t cb, void *userdata) {
+        Containerd__Services__Namespaces__V1__ListNamespacesRequest req =
+                CONTAINERD__SERVICES__NAMESPACES__V1__LIST_NAMESPACES_REQUEST__INIT;
+        return start(c, CALL_NAMESPACES, M_NAMESPACES_LIST, NULL, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC,
+                     (void *) cb, NULL, userdata, 0, NULL);
+}
+
+int ctrd_images_list(Ctrd *c, const char *ns, ctrd_images_cb_t cb, void *userdata) {
+        Containerd__Services__Images__V1__ListImagesRequest req = CONTAINERD__SERVICES__IMAGES__V1__LIST_IMAGES_REQUEST__INIT;
+        if (isempty(ns))
+                return -EINVAL;
+        return start(c, CALL_IMAGES_LIST, M_IMAGES_LIST, ns, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb,
+                     NULL, userdata, 0, NULL);
+}
+
+int ctrd_image_get(Ctrd *c, const char *ns, const char *name, ctrd_image_cb_t cb, void *userdata) {
+        Containerd__Services__Images__V1__GetImageRequest req = CONTAINERD__SERVICES__IMAGES__V1__GET_IMAGE_REQUEST__INIT;
+        if (isempty(ns) || isempty(name))
+                return -EINVAL;
+        req.name = (char *) name;
+        return start(c, CALL_IMAGE_GET, M_IMAGES_GET, ns, name, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb, NULL,
+                     userdata, 0, NULL);
+}
+
+int ctrd_containers_list(Ctrd *c, const char *ns, ctrd_containers_cb_t cb, void *userdata) {
+        Containerd__Services__Containers__V1__ListContainersRequest req =
+                CONTAINERD__SERVICES__CONTAINERS__V1__LIST_CONTAINERS_REQUEST__INIT;
+        if (isempty(ns))
+                return -EINVAL;
+        return start(c, CALL_CONTAINERS_LIST, M_CONTAINERS_LIST, ns, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC,
+                     (void *) cb, NULL, userdata, 0, NULL);
+}
+
+int ctrd_container_get(Ctrd *c, const char *ns, const char *id, ctrd_container_cb_t cb, void *userdata) {
+        Containerd__Services__Containers__V1__GetContainerRequest req =
+                CONTAINERD__SERVICES__CONTAINERS__V1__GET_CONTAINER_REQUEST__INIT;
+        if (isempty(ns) || isempty(id))
+                return -EINVAL;
+        req.id = (char *) id;
+        return start(c, CALL_CONTAINER_GET, M_CONTAINERS_GET, ns, id, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb,
+                     NULL, userdata, 0, NULL);
+}
+
+static int content_read(Ctrd *c, const char *ns, const char *digest, size_t max_bytes, ctrd_blob_cb_t cb,
+                        void *userdata, CtrdCall **ret) {
+        Containerd__Services__Content__V1__ReadContentRequest req =
+                CONTAINERD__SERVICES__CONTENT__V1__READ_CONTENT_REQUEST__INIT;
+        if (isempty(ns) || !digest_valid(digest) || max_bytes == 0)
+                return -EINVAL;
+        req.digest = (char *) digest;
+        return start(c, CALL_CONTENT_READ, M_CONTENT_READ, ns, digest, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb,
+                     NULL, userdata, max_bytes, ret);
+}
+
+int ctrd_content_read(Ctrd *c, const char *ns, const char *digest, size_t max_bytes, ctrd_blob_cb_t cb,
+                      void *userdata) {
+        return content_read(c, ns, digest, max_bytes, cb, userdata, NULL);
+}
+
+/* ---------------------------------------------------------------- resolve chain */
+
+typedef enum ResolveStage {
+        STAGE_TARGET,
+        STAGE_MANIFEST,
+        STAGE_CONFIG,
+} ResolveStage;
+
+typedef struct Resolve {
+        ResolveStage stage;
+        char ns[PW_NS_MAX];
+        ctrd_resolve_cb_t cb;
+        void *userdata;
+        CtrdImageConfig cfg;
+} Resolve;
+
+static void resolve_finish(Ctrd *c, Resolve *rs, int error, const char *reason) {
+        rs->cb(c, error, error < 0 ? reason : NULL, error < 0 ? NULL : &rs->cfg, rs->userdata);
+        free(rs);
+}
+
+static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata);
+
+static int resolve_read(Ctrd *c, Resolve *rs, ResolveStage stage, const char *digest) {
+        CtrdCall *call = NULL;
+        int r;
+
+        rs->stage = stage;
+        r = content_read(c, rs->ns, digest, CTRD_BLOB_MAX, on_resolve_blob, rs, &call);
+        if (r >= 0)
+                call->free_userdata = free; /* ctrd_free() mid-chain must not leak rs */
+        return r;
+}
+
+static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata) {
+        Resolve *rs = userdata;
+        char err[GRPC_MESSAGE_MAX + 64] = "";
+        const char *json = (const char *) data;
+        int r;
+
+        if (error < 0) {
+                resolve_finish(c, rs, error, reason);
+                return;
+        }
+
+        switch (rs->stage) {
+        case STAGE_TARGET: {
+                bool index = ctrd_media_type_is_index(rs->cfg.target_media_type);
+                if (isempty(rs->cfg.target_media_type)) {
+                        /* no media type given: let the document say (mediaType, or manifests[]) */
+                        json_t *j = json_loadb(json, len, 0, NULL);
+                        const char *mt = json_string_value(json_object_get(j, "mediaType"));
+                        index = ctrd_media_type_is_index(mt) || json_is_array(json_object_get(j, "manifests"));
+                        json_decref(j);
+                }
+                if (index) {
+                        struct utsname u;
+                        const char *variant = "", *arch;
+                        (void) uname(&u);
+                        arch = ctrd_goarch(u.machine, &variant);
+                        if (!arch) {
+                                snprintf(err, sizeof(err), "no GOARCH known for machine %.64s", u.machine);
+                                resolve_finish(c, rs, -EOPNOTSUPP, err);
+                                return;
+                        }
+                        r = ctrd_parse_index(json, len, "linux", arch, variant, &rs->cfg, err, sizeof(err));
+                        if (r < 0)
+                                break;
+                        r = resolve_read(c, rs, STAGE_MANIFEST, rs->cfg.platform_digest);
+                        if (r < 0)
+                                snprintf(err, sizeof(err), "cannot read manifest %s: %s", rs->cfg.platform_digest,
+                                         strerror(-r));
+                        break;
+                }
+                (void) strcpy_bounded(rs->cfg.platform_digest, sizeof(rs->cfg.platform_digest), rs->cfg.target_digest);
+        }
+                __attribute__((fallthrough));
+        case STAGE_MANIFEST:
+                r = ctrd_parse_manifest(json, len, &rs->cfg, err, sizeof(err));
+                if (r < 0)
+                        break;
+                r = resolve_read(c, rs, STAGE_CONFIG, rs->cfg.config_digest);
+                if (r < 0)
+                        snprintf(err, sizeof(err), "cannot read config %s: %s", rs->cfg.config_digest, strerror(-r));
+                break;
+        case STAGE_CONFIG:
+                r = ctrd_parse_config(json, len, &rs->cfg, err, sizeof(err));
+                if (r >= 0) {
+                        resolve_finish(c, rs, 0, NULL);
+                        return;
+                }
+                break;
+        default:
+                r = -EINVAL;
+        }
+        if (r < 0) {
+                char full[GRPC_MESSAGE_MAX + 160];
+                snprintf(full, sizeof(full), "resolving %s: %s", rs->cfg.target_digest, err[0] ? err : strerror(-r));
+                resolve_finish(c, rs, r, full);
+        }
+}
+
+int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
+                       ctrd_resolve_cb_t cb, void *userdata) {
+        Resolve *rs;
+        int r;
+
+        if (!c || !cb || isempty(ns) || !digest_valid(target_digest))
+                return -EINVAL;
+        rs = calloc(1, sizeof(*rs));
+        if (!rs)
+                return -ENOMEM;
+        rs->cb = cb;
+        rs->userdata = userdata;
+        if (strcpy_bounded(rs->ns, sizeof(rs->ns), ns) < 0 ||
+            strcpy_bounded(rs->cfg.target_media_type, sizeof(rs->cfg.target_media_type),
+                           str_or_empty(target_media_type)) < 0) {
+                free(rs);
+                return -ENAMETOOLONG;
+        }
+        (void) strcpy_bounded(rs->cfg.target_digest, sizeof(rs->cfg.target_digest), target_digest);
+        r = resolve_read(c, rs, STAGE_TARGET, target_digest);
+        if (r < 0)
+                free(rs);
+        return r;
+}
