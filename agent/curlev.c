@@ -28,6 +28,7 @@ struct CurlEvXfer {
         CURL *easy;
         curlev_done_t done;
         void *userdata;
+        bool deferred; /* on ev->deferred, not yet in the multi */
         CurlEvXfer *prev, *next;
 };
 
@@ -37,6 +38,11 @@ struct CurlEv {
         sd_event_source *timer;
         CurlEvIo *ios;
         CurlEvXfer *xfers;
+        /* Transfers added from inside a libcurl callback (a stream's write callback that
+         * starts a lookup): libcurl refuses that with CURLM_RECURSIVE_API_CALL, so they
+         * wait here and join the multi from a defer source on the next loop turn. */
+        CurlEvXfer *deferred;
+        sd_event_source *defer_source;
 };
 
 #define LIST_UNLINK(head, item)                                  \
@@ -244,6 +250,13 @@ CurlEv *curlev_free(CurlEv *ev) {
         if (!ev)
                 return NULL;
 
+        while (ev->deferred) {
+                CurlEvXfer *x = ev->deferred;
+                curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
+                LIST_UNLINK(ev->deferred, x);
+                free(x);
+        }
+        sd_event_source_disable_unref(ev->defer_source);
         while (ev->xfers) {
                 CurlEvXfer *x = ev->xfers;
                 curl_multi_remove_handle(ev->multi, x->easy);
@@ -260,6 +273,45 @@ CurlEv *curlev_free(CurlEv *ev) {
         sd_event_unref(ev->event);
         free(ev);
         return NULL;
+}
+
+static int on_defer(sd_event_source *s, void *userdata) {
+        CurlEv *ev = userdata;
+        /* Detach the whole list first: a done callback below may add (and defer) again. */
+        CurlEvXfer *list = ev->deferred;
+        ev->deferred = NULL;
+        while (list) {
+                CurlEvXfer *x = list;
+                LIST_UNLINK(list, x);
+                x->deferred = false;
+                CURLMcode mc = curl_multi_add_handle(ev->multi, x->easy);
+                if (mc == CURLM_OK) {
+                        LIST_PREPEND(ev->xfers, x);
+                        continue;
+                }
+                /* it never started: report it as a failed transfer, exactly once */
+                CURL *easy = x->easy;
+                curlev_done_t done = x->done;
+                void *ud = x->userdata;
+                curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+                free(x);
+                done(ev, easy, mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT, ud);
+        }
+        return 0;
+}
+
+static int defer_add(CurlEv *ev, CurlEvXfer *x) {
+        if (!ev->defer_source) {
+                int r = sd_event_add_defer(ev->event, &ev->defer_source, on_defer, ev);
+                if (r < 0)
+                        return r;
+        }
+        int r = sd_event_source_set_enabled(ev->defer_source, SD_EVENT_ONESHOT);
+        if (r < 0)
+                return r;
+        x->deferred = true;
+        LIST_PREPEND(ev->deferred, x);
+        return 0;
 }
 
 int curlev_add(CurlEv *ev, CURL *easy, curlev_done_t done, void *userdata) {
@@ -283,6 +335,14 @@ int curlev_add(CurlEv *ev, CURL *easy, curlev_done_t done, void *userdata) {
                 return -EIO;
         }
         CURLMcode mc = curl_multi_add_handle(ev->multi, easy);
+        if (mc == CURLM_RECURSIVE_API_CALL) {
+                int r = defer_add(ev, x);
+                if (r < 0) {
+                        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+                        free(x);
+                }
+                return r;
+        }
         if (mc != CURLM_OK) {
                 curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
                 free(x);
@@ -300,9 +360,13 @@ int curlev_remove(CurlEv *ev, CURL *easy) {
         if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &x) != CURLE_OK || !x)
                 return -ENOENT;
 
-        curl_multi_remove_handle(ev->multi, easy);
+        if (x->deferred)
+                LIST_UNLINK(ev->deferred, x);
+        else {
+                curl_multi_remove_handle(ev->multi, easy);
+                LIST_UNLINK(ev->xfers, x);
+        }
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
-        LIST_UNLINK(ev->xfers, x);
         free(x);
         return 0;
 }

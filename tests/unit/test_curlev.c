@@ -213,6 +213,62 @@ static void test_reentrant_callbacks(void **state) {
         close(hang_fd);
 }
 
+/* A transfer started from inside another transfer's write callback (what a stream's
+ * message handler does when it starts a lookup): libcurl refuses that re-entrant
+ * curl_multi_add_handle() with CURLM_RECURSIVE_API_CALL; curlev defers it to the next
+ * loop turn instead of failing. */
+typedef struct Nested {
+        CurlEv *ev;
+        uint16_t port;
+        Xfer outer, inner;
+        int add_r;
+        bool added;
+} Nested;
+
+static Nested nested;
+
+static size_t write_and_add(char *p, size_t sz, size_t n, void *ud) {
+        size_t k = write_cb(p, sz, n, &nested.outer);
+        if (!nested.added) {
+                nested.added = true;
+                nested.add_r = curlev_add(nested.ev, make_easy(nested.port, &nested.inner), done_exit_loop,
+                                          &nested.inner);
+        }
+        return k;
+}
+
+static void done_outer(CurlEv *ev, CURL *easy, CURLcode result, void *ud) {
+        done_exit(ev, easy, result, ud);
+}
+
+static void test_add_from_write_callback(void **state) {
+        uint16_t port;
+        int lfd = listen_loopback(&port);
+        pid_t child = serve_canned(lfd);
+        sd_event *e = NULL;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        the_event = e;
+        memset(&nested, 0, sizeof(nested));
+        nested.port = port;
+        assert_int_equal(curlev_new(&nested.ev, e), 0);
+        CURL *outer = make_easy(port, &nested.outer);
+        curl_easy_setopt(outer, CURLOPT_WRITEFUNCTION, write_and_add);
+        assert_int_equal(curlev_add(nested.ev, outer, done_outer, &nested.outer), 0);
+
+        assert_int_equal(run_loop(e), 0);
+        assert_true(nested.added);
+        assert_int_equal(nested.add_r, 0);
+        assert_int_equal(nested.inner.done_calls, 1);
+        assert_int_equal(nested.inner.result, CURLE_OK);
+        assert_string_equal(nested.inner.body, "hello");
+
+        curlev_free(nested.ev);
+        sd_event_unref(e);
+        stop_child(child);
+        close(lfd);
+}
+
 static void test_connection_refused(void **state) {
         uint16_t port;
         int lfd = listen_loopback(&port);
@@ -259,6 +315,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_single_get),
                 cmocka_unit_test(test_reentrant_callbacks),
+                cmocka_unit_test(test_add_from_write_callback),
                 cmocka_unit_test(test_connection_refused),
                 cmocka_unit_test(test_free_with_pending),
         };
