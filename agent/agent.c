@@ -1210,7 +1210,7 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
         sd_event_source_set_enabled(a->catchup_timer, SD_EVENT_OFF);
         sd_event_source_set_enabled(a->ledger_timer, SD_EVENT_OFF);
         sd_event_source_set_enabled(a->metrics_timer, SD_EVENT_ON);
-        if (a->spool && c->inventory_interval_usec > 0) {
+        if (c->inventory_interval_usec > 0) {
                 r = sd_event_add_time_relative(a->event, &a->inventory_timer, CLOCK_MONOTONIC,
                                                c->inventory_interval_usec, 1000000, on_inventory_timer, a);
                 if (r < 0)
