@@ -84,11 +84,20 @@ static const char *short_digest(const char *d, char *buf, size_t size) {
         return buf;
 }
 
+/* ", pulled as DIGEST in namespace NS" — only the parts that are known (an offline
+ * `pullwatch check` knows neither). */
+static void where_text(const Finding *f, char *buf, size_t size) {
+        const char *d = f->image.digest, *ns = f->namespace;
+        snprintf(buf, size, "%s%s%s%s", d[0] ? ", pulled as " : "", d, ns[0] ? " in namespace " : "", ns);
+}
+
 void finding_format_message(Finding *f) {
-        char d1[32], d2[32], who[PW_K8S_NAME_MAX * 3 + 64] = "";
+        char d1[32], d2[32], where[PW_DIGEST_MAX + PW_NS_MAX + 32], who[PW_K8S_NAME_MAX * 3 + 64] = "";
         const FindingImage *im = &f->image;
         const char *ref = im->ref[0] ? im->ref : im->name;
+        const char *in_ns = f->namespace[0] ? " in namespace " : "";
 
+        where_text(f, where, sizeof where);
         if (f->workload.pod[0])
                 snprintf(who, sizeof who, " (pod %s/%s, container %s)", f->workload.namespace, f->workload.pod,
                          f->workload.container[0] ? f->workload.container : "?");
@@ -97,27 +106,25 @@ void finding_format_message(Finding *f) {
 
         switch (f->kind) {
         case FINDING_PULL:
-                snprintf(f->message, sizeof f->message, "pulled %s as %s in namespace %s%s", ref, im->digest,
+                snprintf(f->message, sizeof f->message, "pulled %s as %s%s%s%s", ref, im->digest, in_ns,
                          f->namespace, who);
                 break;
         case FINDING_LATEST_TAG:
-                snprintf(f->message, sizeof f->message,
-                         "%s uses the mutable tag latest%s, pulled as %s in namespace %s%s; pin a version or a digest",
-                         ref, im->tag_implicit ? " (implicit: no tag given)" : "", im->digest, f->namespace, who);
+                snprintf(f->message, sizeof f->message, "%s uses the mutable tag latest%s%s%s; pin a version or a digest",
+                         ref, im->tag_implicit ? " (implicit: no tag given)" : "", where, who);
                 break;
         case FINDING_MUTABLE_TAG:
-                snprintf(f->message, sizeof f->message, "%s uses the mutable tag %s, pulled as %s in namespace %s%s",
-                         ref, im->tag, im->digest, f->namespace, who);
+                snprintf(f->message, sizeof f->message, "%s uses the mutable tag %s%s%s", ref, im->tag, where, who);
                 break;
         case FINDING_TAG_MOVED:
-                snprintf(f->message, sizeof f->message, "tag %s moved from %s to %s in namespace %s%s", ref,
+                snprintf(f->message, sizeof f->message, "tag %s moved from %s to %s%s%s%s", ref,
                          short_digest(im->previous_digest, d1, sizeof d1), short_digest(im->digest, d2, sizeof d2),
-                         f->namespace, who);
+                         in_ns, f->namespace, who);
                 break;
         case FINDING_DIGEST_MISMATCH:
-                snprintf(f->message, sizeof f->message, "%s pulled as %s but pinned to %s in namespace %s%s", ref,
-                         short_digest(im->digest, d1, sizeof d1), short_digest(im->expected_digest, d2, sizeof d2),
-                         f->namespace, who);
+                snprintf(f->message, sizeof f->message, "%s %s%s but pinned to %s%s%s%s", ref,
+                         im->digest[0] ? "pulled as " : "refers to", short_digest(im->digest, d1, sizeof d1),
+                         short_digest(im->expected_digest, d2, sizeof d2), in_ns, f->namespace, who);
                 break;
         case FINDING_REVISION_MISMATCH:
                 if (im->revision[0])

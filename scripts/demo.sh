@@ -59,8 +59,12 @@ d_pinned=$(pw_build_image shop/api 1.4.2 "$SHA" api-1)
 d_liar=$(pw_build_image shop/worker 3f2c1ab 0000000000000000000000000000000000000000 worker-1)
 printf '   %-34s %s\n' "$R/shop/web:latest" "$d_latest" "$R/shop/api:1.4.2" "$d_pinned" \
 	"$R/shop/worker:3f2c1ab" "$d_liar"
+# CI built and pinned shop/cart:2.0.0; then someone pushed another image over the tag
+d_cart_ci=$(pw_build_image shop/cart 2.0.0 "$SHA" cart-1)
+d_cart=$(pw_build_image shop/cart 2.0.0 "$SHA" cart-tampered)
+printf '   %-34s %s (CI pinned %s)\n' "$R/shop/cart:2.0.0" "$d_cart" "$d_cart_ci"
 PINS=$PW_WORK/pins.json
-printf '{ "%s": "%s" }\n' "$R/shop/api:1.4.2" "$d_pinned" >"$PINS"
+printf '{ "%s": "%s", "%s": "%s" }\n' "$R/shop/api:1.4.2" "$d_pinned" "$R/shop/cart:2.0.0" "$d_cart_ci" >"$PINS"
 echo "   pins file (as CI would write it): $(cat "$PINS")"
 
 NODE=demo-$(uname -n | cut -d. -f1)-$(head -c 3 /dev/urandom | od -An -tx1 | tr -d " \n")
@@ -72,9 +76,11 @@ echo "== pulling with ctr (namespace k8s.io, as the kubelet would)"
 pw_pull k8s.io "$R/shop/web:latest"
 pw_pull k8s.io "$R/shop/api:1.4.2"
 pw_pull k8s.io "$R/shop/worker:3f2c1ab" # commit-SHA tag, but the image says another revision
+pw_pull k8s.io "$R/shop/cart:2.0.0"      # not what CI pinned
 soft pw_wait_record latest_tag "$R/shop/web:latest" "$d_latest" k8s.io
 soft pw_wait_record pull "$R/shop/api:1.4.2" "$d_pinned" k8s.io
 soft pw_wait_record revision_mismatch "$R/shop/worker:3f2c1ab" "$d_liar" k8s.io
+soft pw_wait_record digest_mismatch "$R/shop/cart:2.0.0" "$d_cart" k8s.io
 
 echo "== someone re-pushes shop/web:latest; a pod restarts on this node and pulls it again"
 d_moved=$(pw_build_image shop/web latest "" web-2)

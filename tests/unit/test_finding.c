@@ -195,6 +195,13 @@ static void test_messages(void **state) {
                 Finding f = sample(table[i].kind);
                 assert_non_null(strstr(f.message, table[i].needle));
         }
+        /* an offline check knows no digest and no namespace: no empty "pulled as  in namespace " */
+        Finding c = sample(FINDING_LATEST_TAG);
+        c.image.digest[0] = 0;
+        c.namespace[0] = 0;
+        finding_format_message(&c);
+        assert_string_equal(c.message, "docker.io/library/nginx:latest uses the mutable tag latest; pin a version or a digest");
+
         Finding f = sample(FINDING_LATEST_TAG);
         strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0");
         strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "shop");
