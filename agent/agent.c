@@ -927,6 +927,8 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
 static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion *v, void *userdata) {
         Agent *a = userdata;
         if (error < 0) {
+                if (!reason)
+                        reason = strerror(-error);
                 if (a->mode == MODE_SCAN) {
                         log_error("cannot reach containerd at %s: %s", a->config->address, reason);
                         a->exit_error = error;
