@@ -936,7 +936,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
                         return;
                 }
                 /* one line when the reason changes, not one per attempt */
-                if (!streq_ptr(a->last_connect_error, reason))
+                if (strcmp(a->last_connect_error, reason) != 0)
                         log_warning("cannot reach containerd at %s: %s; retrying every %.1fs at most",
                                     a->config->address, reason, RECONNECT_MAX_USEC / 1e6);
                 strcpy_bounded(a->last_connect_error, sizeof a->last_connect_error, reason);
