@@ -142,6 +142,7 @@ int metrics_format(const MetricsSnapshot *m, char **ret, size_t *ret_len) {
 /* temp file in the same directory, fsync, rename, fsync the directory */
 static int write_atomic(const char *path, const char *data, size_t len) {
         char tmp[PATH_MAX], dir[PATH_MAX];
+        _cleanup_close_ int dfd = -1; /* declared before any goto: its cleanup must see -1 */
         int r;
 
         if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int) sizeof tmp ||
@@ -164,7 +165,7 @@ static int write_atomic(const char *path, const char *data, size_t len) {
         if (fsync(fd) < 0 || rename(tmp, path) < 0)
                 goto fail_errno;
 
-        _cleanup_close_ int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0)
                 (void) fsync(dfd); /* best effort: the rename is done either way */
         return 0;
