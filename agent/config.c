@@ -140,18 +140,7 @@ const char *config_type_to_string(ConfigType t) {
         return (unsigned) t < _CONFIG_TYPE_MAX ? names[t] : NULL;
 }
 
-_printf_(3, 4) static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-                /* One printable line, whatever a file or a library put into it. */
-                for (char *c = err; *c; c++)
-                        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
-                                *c = '?';
-        }
-}
+#define set_err(err, errlen, ...) ((void) errbuf_fail(err, errlen, 0, __VA_ARGS__))
 
 static void *field(const Config *c, const ConfigKey *k) {
         return (char *) c + k->offset;

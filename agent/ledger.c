@@ -512,15 +512,7 @@ int ledger_format(const Ledger *l, char **ret, size_t *ret_len) {
 
 /* ---- parse ---- */
 
-_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return -EBADMSG;
-}
+#define fail(err, errlen, ...) errbuf_fail(err, errlen, -EBADMSG, __VA_ARGS__)
 
 static bool parse_decimal(const char **p, uint64_t *ret) {
         uint64_t v = 0;

@@ -19,18 +19,7 @@ struct Pins {
         size_t n;
 };
 
-_printf_(3, 4) static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-                /* One printable line, whatever a file or a library put into it. */
-                for (char *c = err; *c; c++)
-                        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
-                                *c = '?';
-        }
-}
+#define set_err(err, errlen, ...) ((void) errbuf_fail(err, errlen, 0, __VA_ARGS__))
 
 Pins *pins_free(Pins *p) {
         if (!p)

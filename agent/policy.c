@@ -24,19 +24,7 @@ struct Policy {
         int severity[_FINDING_KIND_MAX];
 };
 
-_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-                /* One printable line, whatever a file or a library put into it. */
-                for (char *c = err; *c; c++)
-                        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
-                                *c = '?';
-        }
-        return -EINVAL;
-}
+#define fail(err, errlen, ...) errbuf_fail(err, errlen, -EINVAL, __VA_ARGS__)
 
 static void list_free(StrList *l) {
         for (size_t i = 0; i < l->n; i++)

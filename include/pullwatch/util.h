@@ -3,6 +3,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,4 +100,20 @@ static inline uint64_t now_usec_monotonic(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* Fill the optional reason buffer err with one printable line (control characters and
+ * non-ASCII bytes from a file or a library become '?'), and return error. The shared
+ * shape of every module's "-errno plus a one-line reason" failure. */
+_printf_(4, 5) static inline int errbuf_fail(char *err, size_t errlen, int error, const char *fmt, ...) {
+        if (err && errlen > 0) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+                for (char *c = err; *c; c++)
+                        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
+                                *c = '?';
+        }
+        return error;
 }
