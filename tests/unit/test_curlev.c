@@ -269,6 +269,45 @@ static void test_add_from_write_callback(void **state) {
         close(lfd);
 }
 
+/* libcurl asks for 0 ms timeouts all the time; if they ran at sd-event's default timer
+ * accuracy (250 ms) each of these sequential transfers would stall. 10 of them must
+ * finish well under 10 × 250 ms. */
+static int seq_left;
+static uint16_t seq_port;
+static Xfer seq_x;
+static void done_seq(CurlEv *ev, CURL *easy, CURLcode result, void *ud) {
+        curl_easy_cleanup(easy);
+        assert_int_equal(result, CURLE_OK);
+        if (--seq_left == 0) {
+                sd_event_exit(the_event, 0);
+                return;
+        }
+        seq_x.len = 0;
+        assert_int_equal(curlev_add(ev, make_easy(seq_port, &seq_x), done_seq, NULL), 0);
+}
+
+static void test_sequential_latency(void **state) {
+        int lfd = listen_loopback(&seq_port);
+        pid_t child = serve_canned(lfd);
+        sd_event *e = NULL;
+        CurlEv *ev = NULL;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        the_event = e;
+        assert_int_equal(curlev_new(&ev, e), 0);
+        seq_left = 10;
+        uint64_t t0 = now_usec_monotonic();
+        assert_int_equal(curlev_add(ev, make_easy(seq_port, &seq_x), done_seq, NULL), 0);
+        assert_int_equal(run_loop(e), 0);
+        assert_int_equal(seq_left, 0);
+        assert_true(now_usec_monotonic() - t0 < 2 * 1000000ULL);
+
+        curlev_free(ev);
+        sd_event_unref(e);
+        stop_child(child);
+        close(lfd);
+}
+
 static void test_connection_refused(void **state) {
         uint16_t port;
         int lfd = listen_loopback(&port);
@@ -316,6 +355,7 @@ int main(void) {
                 cmocka_unit_test(test_single_get),
                 cmocka_unit_test(test_reentrant_callbacks),
                 cmocka_unit_test(test_add_from_write_callback),
+                cmocka_unit_test(test_sequential_latency),
                 cmocka_unit_test(test_connection_refused),
                 cmocka_unit_test(test_free_with_pending),
         };
