@@ -271,7 +271,11 @@ static int cmd_report(int argc, char **argv) {
                 fprintf(stderr, "pullwatch: %s\n", err);
                 goto out;
         }
-        r = ledger_open(&l, c.state_dir, c.ledger_max_entries, &rep);
+        /* a report reads the state dir, never creates it */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", c.state_dir, LEDGER_FILE);
+        r = access(path, F_OK) == 0 ? ledger_open(&l, c.state_dir, c.ledger_max_entries, &rep)
+                                    : ledger_new(&l, c.ledger_max_entries);
         if (r < 0) {
                 fprintf(stderr, "pullwatch: cannot open the ledger in %s: %s\n", c.state_dir, strerror(-r));
                 goto out;
