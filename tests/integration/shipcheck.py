@@ -5,8 +5,10 @@
                [--minus FILE] [--allow-extra] [--quiet]
       FILE of --expect: the agent's --stdout (JSON lines, each with an "id").
       --received: receiver.py's --records file.  --minus: ids not expected (one a line).
-      Prints "expected=N received=R unique=U duplicates=D missing=M extra=E" and exits 0
-      iff nothing is missing and (no extra id was received or --allow-extra).
+      Prints "expected=N received=R unique=U duplicates=D missing=M extra=E inventory=I"
+      and exits 0 iff nothing is missing and (no extra id was received or --allow-extra).
+      Received records of kind "inventory" (node snapshots, shipped but never printed
+      on stdout) are counted apart, not as extra.
   shipcheck.py ids FILE                 the "id" of every JSON line of FILE
   shipcheck.py deadletter FILE          "records=N status_lines=S status=... ids=<file lines>"
       checks the dead-letter file: record lines, then one {"dead_letter": ...} line per batch;
@@ -14,11 +16,14 @@
   shipcheck.py loki --bodies FILE --stdout FILE --node NODE --cluster CLUSTER
       checks every Loki push body field by field against REFERENCE.md §9; exits 1
       naming the first violation, else prints a summary.
+  shipcheck.py frames DIR               number of well-formed frames (magic, length, CRC)
+      in the spool segments DIR/*.seg — read independently of the agent's reader
   shipcheck.py metric NAME              the value of metric NAME in Prometheus text on stdin
 """
 import argparse
 import calendar
 import json
+import os
 import re
 import sys
 
@@ -36,7 +41,9 @@ def load_lines(path):
     return out
 
 
-def ids_of(path):
+def ids_of(path, kinds=None):
+    """ids of the JSON lines of path; with kinds (a dict), also id -> kind (the
+    record's own kind, or that of receiver.py's "record")."""
     ids = []
     for line in load_lines(path):
         try:
@@ -45,6 +52,9 @@ def ids_of(path):
             continue
         if isinstance(o, dict) and isinstance(o.get("id"), str):
             ids.append(o["id"])
+            if kinds is not None:
+                rec = o.get("record", o)
+                kinds[o["id"]] = rec.get("kind") if isinstance(rec, dict) else None
     return ids
 
 
@@ -54,12 +64,16 @@ def cmd_delivered(a):
         expect += ids_of(p)
     minus = set(load_lines(a.minus)) if a.minus else set()
     want = set(expect) - minus
-    got = ids_of(a.received)
+    kinds = {}
+    got = ids_of(a.received, kinds)
     ugot = set(got)
     missing = want - ugot
     extra = ugot - set(expect)
-    print("expected=%d received=%d unique=%d duplicates=%d missing=%d extra=%d"
-          % (len(want), len(got), len(ugot), len(got) - len(ugot), len(missing), len(extra)))
+    # the agent ships node inventory snapshots without printing them on stdout
+    inventory = {i for i in extra if kinds.get(i) == "inventory"}
+    extra -= inventory
+    print("expected=%d received=%d unique=%d duplicates=%d missing=%d extra=%d inventory=%d"
+          % (len(want), len(got), len(ugot), len(got) - len(ugot), len(missing), len(extra), len(inventory)))
     if not a.quiet and missing:
         print("missing ids (first 5): " + " ".join(sorted(missing)[:5]))
     if not a.quiet and extra:
@@ -181,8 +195,11 @@ def cmd_loki(a):
                 rec = json.loads(line)
                 if not isinstance(rec, dict):
                     fail(i, "stream %d: line is not a JSON object" % j)
-                if line not in stdout_lines:
+                if line not in stdout_lines and rec.get("kind") != "inventory":
+                    # (node inventory snapshots are shipped but never printed)
                     fail(i, "stream %d: line is not exactly a record the agent printed: %.200s" % (j, line))
+                if not isinstance(rec.get("id"), str) or not rec["id"]:
+                    fail(i, "stream %d: the record has no id: %.200s" % (j, line))
                 if int(ts) != rfc3339_ns(rec["time"]):
                     fail(i, "stream %d: ts %s is not the record's time %s in ns (%d)"
                          % (j, ts, rec["time"], rfc3339_ns(rec["time"])))
@@ -193,6 +210,28 @@ def cmd_loki(a):
                 seen.append(rec["id"])
     print("bodies=%d streams=%d values=%d unique=%d kinds=%s"
           % (len(bodies), nstreams, len(seen), len(set(seen)), ",".join(sorted(kinds))))
+    return 0
+
+
+def cmd_frames(a):
+    import glob
+    import struct
+    import zlib
+    n = 0
+    for path in sorted(glob.glob(os.path.join(a.dir, "*.seg"))):
+        with open(path, "rb") as f:
+            buf = f.read()
+        off = 0
+        while off + 20 <= len(buf):
+            magic, length, _seq, crc = struct.unpack_from("<IIQI", buf, off)
+            end = off + 20 + length
+            if magic != 0x31535750 or end > len(buf):
+                break
+            if zlib.crc32(buf[off + 20:end], zlib.crc32(buf[off + 4:off + 16])) & 0xffffffff != crc:
+                break
+            n += 1
+            off = end
+    print(n)
     return 0
 
 
@@ -224,11 +263,13 @@ def main():
     p.add_argument("--stdout", required=True)
     p.add_argument("--node", required=True)
     p.add_argument("--cluster", required=True)
+    p = sub.add_parser("frames")
+    p.add_argument("dir")
     p = sub.add_parser("metric")
     p.add_argument("name")
     a = ap.parse_args()
     return {"delivered": cmd_delivered, "ids": cmd_ids, "deadletter": cmd_deadletter, "loki": cmd_loki,
-            "metric": cmd_metric}[a.cmd](a)
+            "frames": cmd_frames, "metric": cmd_metric}[a.cmd](a)
 
 
 if __name__ == "__main__":
