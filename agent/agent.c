@@ -151,9 +151,13 @@ static void agent_connect(Agent *a);
 
 /* ---------------------------------------------------------------- outputs */
 
-static void emit(Agent *a, Finding *f) {
+/* key: what makes this record this record (see record_key()); its id derives from it,
+ * so a record raised again after a crash carries the same id. NULL: a random id. */
+static void emit(Agent *a, Finding *f, const char *key) {
         sd_id128_t id;
-        if (sd_id128_randomize(&id) >= 0)
+        if (key)
+                finding_id_from_key(key, f->id);
+        else if (sd_id128_randomize(&id) >= 0)
                 sd_id128_to_string(id, f->id);
         strcpy_bounded(f->node, sizeof f->node, a->config->node);
         if (f->time_usec == 0)
@@ -443,12 +447,13 @@ static void inventory_flush(Agent *a) {
                 char ids[SD_ID128_STRING_MAX] = "";
                 if (sd_id128_randomize(&id) >= 0)
                         sd_id128_to_string(id, ids);
-                json_t *rec = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "schema",
+                json_t *rec = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "schema",
                                         PW_SCHEMA_VERSION, "id", ids, "kind", "inventory", "severity", "info", "time",
-                                        ts, "node", a->config->node, "cluster",
-                                        a->config->cluster ? a->config->cluster : "", "total", (json_int_t) total,
-                                        "compliant", (json_int_t) compliant, "part", (json_int_t) p + 1, "parts",
+                                        ts, "node", a->config->node, "total", (json_int_t) total, "compliant",
+                                        (json_int_t) compliant, "part", (json_int_t) p + 1, "parts",
                                         (json_int_t) parts, "images", images);
+                if (rec && !isempty(a->config->cluster))
+                        json_object_set_new(rec, "cluster", json_string(a->config->cluster));
                 _cleanup_free_ char *text = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
                 json_decref(rec);
                 if (!text) {
@@ -468,6 +473,15 @@ static void inventory_flush(Agent *a) {
         log_info("inventory: %zu image records, %zu compliant (%.1f%%)", total, compliant,
                  total ? 100.0 * (double) compliant / (double) total : 100.0);
         json_decref(all);
+}
+
+/* node | what | digest | kind | reminder period: one record per period at most, so a
+ * reminder is a new record and a crash-repeat is not. */
+static void record_key(Agent *a, const char *what, const char *digest, FindingKind kind, uint64_t now, char *buf,
+                       size_t size) {
+        uint64_t period = a->config->reminder_interval_usec ? now / a->config->reminder_interval_usec : 0;
+        snprintf(buf, size, "%s|%s|%s|%s|%" PRIu64, a->config->node, what, digest, finding_kind_to_string(kind),
+                 period);
 }
 
 static void process_image(Agent *a, Job *j) {
@@ -520,12 +534,14 @@ static void process_image(Agent *a, Job *j) {
         if (a->mode == MODE_SCAN) {
                 scan_row(a, o, fs, n);
                 for (size_t i = 0; i < n; i++)
-                        emit(a, &fs[i]);
+                        emit(a, &fs[i], NULL);
                 return;
         }
 
         uint64_t reminder = a->config->reminder_interval_usec;
+        char what[PW_NS_MAX + PW_REF_MAX + 4 * PW_K8S_NAME_MAX + 8], key[sizeof what + 256];
         if (j->type == JOB_IMAGE) {
+                snprintf(what, sizeof what, "%s|%s", o->namespace, o->ref);
                 if (!a->ledger || ledger_should_raise(a->ledger, o->namespace, o->ref, o->digest, "pull", now, 0)) {
                         Finding pull = {.kind = FINDING_PULL, .severity = SEVERITY_INFO, .time_usec = o->time_usec};
                         strcpy_bounded(pull.namespace, sizeof pull.namespace, o->namespace);
@@ -537,7 +553,8 @@ static void process_image(Agent *a, Job *j) {
                         strcpy_bounded(pull.image.media_type, sizeof pull.image.media_type, o->media_type);
                         if (o->has_revision)
                                 strcpy_bounded(pull.image.revision, sizeof pull.image.revision, o->revision);
-                        emit(a, &pull);
+                        record_key(a, what, o->digest, FINDING_PULL, 0, key, sizeof key);
+                        emit(a, &pull, key);
                         if (a->ledger)
                                 (void) ledger_mark_raised(a->ledger, o->namespace, o->ref, o->digest, "pull", now);
                 }
@@ -548,7 +565,8 @@ static void process_image(Agent *a, Job *j) {
                                 continue;
                         if (fs[i].kind == FINDING_TAG_MOVED)
                                 pods_on_digest(a, o->namespace, o->ref, previous, &fs[i]);
-                        emit(a, &fs[i]);
+                        record_key(a, what, o->digest, fs[i].kind, now, key, sizeof key);
+                        emit(a, &fs[i], key);
                         if (a->ledger)
                                 (void) ledger_mark_raised(a->ledger, o->namespace, o->ref, o->digest, kind, now);
                 }
@@ -560,13 +578,13 @@ static void process_image(Agent *a, Job *j) {
         for (size_t i = 0; i < n; i++) {
                 if (fs[i].kind == FINDING_TAG_MOVED)
                         continue; /* a pull-time finding */
-                char key[PW_REF_MAX + 3 * PW_K8S_NAME_MAX + PW_DIGEST_MAX + 64];
                 const FindingWorkload *w = &o->workload;
-                snprintf(key, sizeof key, "%s|%s|%s/%s/%s|%s", o->namespace, finding_kind_to_string(fs[i].kind),
-                         w->namespace, w->pod[0] ? w->pod : w->container_id, w->container, o->digest);
+                snprintf(what, sizeof what, "%s|%s|%s/%s/%s", o->namespace, o->ref, w->namespace,
+                         w->pod[0] ? w->pod : w->container_id, w->container);
+                record_key(a, what, o->digest, fs[i].kind, now, key, sizeof key);
                 if (workload_seen(a, key))
                         continue;
-                emit(a, &fs[i]);
+                emit(a, &fs[i], key);
         }
 }
 

@@ -76,6 +76,22 @@ int finding_priority(const Finding *f) {
         return f->kind == FINDING_PULL ? 6 : 4;
 }
 
+static uint64_t mix64(uint64_t z) {
+        /* splitmix64's finaliser: spreads FNV's weak low bits over the whole word */
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+void finding_id_from_key(const char *key, char ret[PW_ID_MAX]) {
+        uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
+        for (const unsigned char *p = (const unsigned char *) key; *p; p++) {
+                a = (a ^ *p) * 0x100000001b3ULL;
+                b = (b ^ *p) * 0x00000100000001b3ULL + 0x9e3779b97f4a7c15ULL;
+        }
+        snprintf(ret, PW_ID_MAX, "%016" PRIx64 "%016" PRIx64, mix64(a), mix64(b ^ a));
+}
+
 static const char *short_digest(const char *d, char *buf, size_t size) {
         /* "sha256:0123456789ab" is enough for a human; the full digest is in its own field */
         const char *colon = strchr(d, ':');

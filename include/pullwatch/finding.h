@@ -88,6 +88,11 @@ const char *finding_message_id(FindingKind k);
 /* syslog priority: 6 (info) for pull records, 4 (warning) for findings */
 int finding_priority(const Finding *f);
 
+/* A record id derived from key (128 bits of two independent 64-bit hashes, as 32 hex):
+ * the same record raised again after a crash (before the ledger was saved) gets the
+ * same id, so a receiver that de-duplicates on `id` drops the copy. ret: PW_ID_MAX. */
+void finding_id_from_key(const char *key, char ret[PW_ID_MAX]);
+
 /* Fill f->message with the default one-line human text for its kind. */
 void finding_format_message(Finding *f);
 

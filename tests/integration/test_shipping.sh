@@ -213,16 +213,17 @@ delivered_wait 30 "after restart: every id printed by either run arrives" --allo
 # print — at most the one record being emitted at the instant of the kill
 pw_assert_le "$(field extra)" 1 "at most one spooled-but-unprinted record"
 pw_note "SIGKILL: duplicates at the receiver (re-sent after restart): $(field duplicates)"
-# informational: the same (kind, ref) printed by both runs, i.e. re-reported after the
-# restart under a new id (the ledger had not been saved before the kill)
-rereported=$("$PW_PY" -c 'import json, sys
-seen = {}
-for n, path in enumerate(sys.argv[1:]):
+# A record re-reported after the restart (the ledger had not been saved before the kill)
+# must carry the id it had before, so that the receiver's de-duplication drops it: one
+# id per (kind, namespace, ref, digest) across both runs.
+split_ids=$("$PW_PY" -c 'import json, sys
+ids = {}
+for path in sys.argv[1:]:
     for line in open(path):
         o = json.loads(line)
-        seen.setdefault((o["kind"], o["image"]["ref"]), set()).add(n)
-print(sum(1 for v in seen.values() if len(v) > 1))' "$W/s2.before-kill" <(tail -n "+$((n2 + 1))" "$PW_AGENT_OUT"))
-pw_note "SIGKILL: $rereported of the $n2 pre-kill records were reported again after the restart, under new ids"
+        ids.setdefault((o["kind"], o["namespace"], o["image"]["ref"], o["image"]["digest"]), set()).add(o["id"])
+print(sum(1 for v in ids.values() if len(v) > 1))' "$W/s2.before-kill" <(tail -n "+$((n2 + 1))" "$PW_AGENT_OUT"))
+pw_assert_eq "$split_ids" 0 "SIGKILL: a record reported again after the restart keeps its id"
 pw_stop_agent
 pw_assert_eq "$(metric pullwatch_spool_pending_records)" 0 "status: nothing pending after the restart"
 recv_stop

@@ -210,11 +210,35 @@ static void test_messages(void **state) {
         assert_non_null(strstr(f.message, "(pod shop/web-0, container web)"));
 }
 
+static void test_id_from_key(void **state) {
+        static const char *const keys[] = {
+                "node-a|k8s.io|docker.io/library/nginx:latest|sha256:1111|latest_tag",
+                "node-a|k8s.io|docker.io/library/nginx:latest|sha256:1111|pull",
+                "node-b|k8s.io|docker.io/library/nginx:latest|sha256:1111|latest_tag",
+                "node-a|default|docker.io/library/nginx:latest|sha256:1111|latest_tag",
+                "",
+                "a",
+                "b",
+        };
+        char ids[ELEMENTSOF(keys)][PW_ID_MAX];
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                finding_id_from_key(keys[i], ids[i]);
+                assert_int_equal(strlen(ids[i]), 32);
+                assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+                char again[PW_ID_MAX];
+                finding_id_from_key(keys[i], again);
+                assert_string_equal(ids[i], again); /* stable */
+                for (size_t j = 0; j < i; j++)
+                        assert_string_not_equal(ids[i], ids[j]);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_kind_strings),   cmocka_unit_test(test_json_round_trip),
                 cmocka_unit_test(test_json_fields),    cmocka_unit_test(test_json_rejects),
                 cmocka_unit_test(test_journal_fields), cmocka_unit_test(test_messages),
+                cmocka_unit_test(test_id_from_key),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
