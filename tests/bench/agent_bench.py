@@ -154,6 +154,8 @@ def table(path):
     print()
     print("latency: pullwatch = journald receive time (__REALTIME_TIMESTAMP) - containerd envelope timestamp;")
     print("         ctr events = arrival of its stdout line at a reader (linestamp) - the envelope timestamp it prints.")
+    if g("pw_findings"):
+        print("note: besides one pull entry per image, pullwatch wrote %s finding entries to journald" % g("pw_findings"))
     for note in ("pw_note", "ctr_note"):
         if g(note):
             print("note: " + g(note))
