@@ -11,6 +11,7 @@
 #include "pullwatch/agent.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
@@ -57,23 +58,6 @@ typedef enum JobState { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
 typedef struct Agent Agent;
 typedef struct Job Job;
 
-struct Job {
-        Job *next;
-        Agent *agent;
-        JobType type;
-        JobState state;
-        uint64_t generation; /* connection generation that made it */
-        bool from_listing;
-        bool counted_listing; /* part of a->listing_jobs */
-        bool have_target; /* obs.digest/media_type known (listing) */
-        int error;        /* <0: lookups failed; the job is dropped when processed */
-        char reason[256];
-        char ns[PW_NS_MAX];
-        char image[PW_REF_MAX]; /* image record name */
-        char container_id[PW_CONTAINER_ID_MAX];
-        Observation obs;
-};
-
 /* Memory is spent only on what the node has: the caches below are allocated per entry
  * (an idle agent with 1,000 images stays near 1 MiB private dirty). */
 typedef struct ResolveEntry {
@@ -83,6 +67,30 @@ typedef struct ResolveEntry {
         bool has_revision;
         char revision[PW_REVISION_MAX];
 } ResolveEntry;
+
+
+/* Compact: a listing of thousands of images queues thousands of jobs at once, so a job
+ * holds its strings at their length; the (large, fixed-size) Observation is built on the
+ * stack only when the job is judged. Every pointer is owned by the job (job_free). */
+struct Job {
+        Job *next;
+        Agent *agent;
+        JobType type;
+        JobState state;
+        uint64_t generation; /* connection generation that made it */
+        uint64_t time_usec;  /* event time, or when listed */
+        bool from_listing;
+        bool counted_listing; /* part of a->listing_jobs */
+        bool have_target;     /* digest/media_type known (listing, or after Images.Get) */
+        int error;            /* <0: lookups failed; the job is dropped when processed */
+        char *reason;         /* why, when error < 0 */
+        char *ns;
+        char *image;          /* image record name */
+        char *container_id;   /* container jobs */
+        char *digest, *media_type;
+        FindingWorkload *workload; /* container jobs, once Containers.Get answered */
+        ResolveEntry *config;      /* copy of the resolved config facts, once known */
+};
 
 /* A container known to run an image, for the pod list of a tag_moved. */
 typedef struct ContainerSeen {
@@ -118,6 +126,8 @@ struct Agent {
         /* job FIFO */
         Job *head, *tail, *next_to_start;
         size_t queued, running;
+        bool pumping;
+        bool listing_active; /* a reconcile's listing is under way */
         uint64_t dropped_events;
 
         ResolveEntry *resolve_cache[RESOLVE_CACHE_MAX];
@@ -147,6 +157,50 @@ struct Agent {
 };
 
 static void job_pump(Agent *a);
+
+static int dup_str(char **dst, const char *src) {
+        char *n = strdup(src ? src : "");
+        if (!n)
+                return -ENOMEM;
+        free(*dst);
+        *dst = n;
+        return 0;
+}
+
+static void job_free(Job *j) {
+        if (!j)
+                return;
+        free(j->reason);
+        free(j->ns);
+        free(j->image);
+        free(j->container_id);
+        free(j->digest);
+        free(j->media_type);
+        free(j->workload);
+        free(j->config);
+        free(j);
+}
+
+/* The Observation the ledger and the policy judge. Strings come from containerd's
+ * replies, already bounded by the client to the sizes below. */
+static int job_observation(const Job *j, Observation *o) {
+        *o = (Observation){.time_usec = j->time_usec};
+        int r = 0;
+        r |= strcpy_bounded(o->namespace, sizeof o->namespace, j->ns);
+        r |= strcpy_bounded(o->ref, sizeof o->ref, j->image);
+        r |= strcpy_bounded(o->digest, sizeof o->digest, j->digest);
+        r |= strcpy_bounded(o->media_type, sizeof o->media_type, j->media_type);
+        if (j->workload)
+                o->workload = *j->workload;
+        if (j->config) {
+                o->config_known = true;
+                r |= strcpy_bounded(o->platform_digest, sizeof o->platform_digest, j->config->platform_digest);
+                r |= strcpy_bounded(o->config_digest, sizeof o->config_digest, j->config->config_digest);
+                o->has_revision = j->config->has_revision;
+                r |= strcpy_bounded(o->revision, sizeof o->revision, j->config->revision);
+        }
+        return r < 0 ? -ENAMETOOLONG : 0;
+}
 static void agent_connect(Agent *a);
 
 /* ---------------------------------------------------------------- outputs */
@@ -216,6 +270,9 @@ static int on_ledger_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (r < 0)
                         log_warning_errno(r, "cannot save the ledger in %s: %s, will retry", a->config->state_dir,
                                           strerror(-r));
+                /* a burst and the save's buffers leave freed heap behind: give it back, so an
+                 * idle agent's private dirty memory is what it holds, not what it once held */
+                malloc_trim(0);
         }
         return 0;
 }
@@ -485,8 +542,12 @@ static void record_key(Agent *a, const char *what, const char *digest, FindingKi
 }
 
 static void process_image(Agent *a, Job *j) {
-        Observation *o = &j->obs;
+        Observation obs, *o = &obs;
         char err[256] = "";
+        if (job_observation(j, o) < 0) {
+                log_warning("ignoring image record in namespace %s: a field is too long", j->ns);
+                return;
+        }
         Ref ref;
         if (ref_parse(o->ref, &ref, err, sizeof err) < 0) {
                 log_warning("ignoring image record \"%.*s\" in namespace %s: %s", 200, o->ref, o->namespace, err);
@@ -605,12 +666,16 @@ static void job_drain(Agent *a) {
                                             j->type == JOB_IMAGE ? j->image : j->container_id, j->ns, j->reason);
                 } else
                         process_image(a, j);
-                free(j);
+                job_free(j);
         }
         if (a->mode == MODE_SCAN && !a->head && a->listing_pending == 0)
                 sd_event_exit(a->event, 0);
-        if (a->inventory && a->listing_pending == 0 && a->listing_jobs == 0)
-                inventory_flush(a);
+        if (a->listing_pending == 0 && a->listing_jobs == 0 && a->listing_active) {
+                a->listing_active = false;
+                if (a->inventory)
+                        inventory_flush(a);
+                malloc_trim(0); /* a listing's jobs are gone: return their memory */
+        }
         if (a->mode == MODE_RUN && !a->ready_notified && a->connected && a->listing_pending == 0 && !a->head) {
                 a->ready_notified = true;
                 log_info("subscribed to containerd events at %s (%zu image records listed)", a->config->address,
@@ -623,8 +688,8 @@ static void job_finish(Job *j, int error, const char *reason) {
         Agent *a = j->agent;
         j->state = JOB_DONE;
         j->error = error;
-        if (reason)
-                strcpy_bounded(j->reason, sizeof j->reason, reason);
+        if (error < 0 && dup_str(&j->reason, reason ? reason : strerror(-error)) < 0)
+                j->reason = NULL;
         a->running--;
         job_drain(a);
         job_pump(a);
@@ -654,12 +719,11 @@ static const ResolveEntry *resolve_store(Agent *a, const char *digest, const Ctr
         return e;
 }
 
-static void apply_config(Observation *o, const ResolveEntry *e) {
-        o->config_known = true;
-        strcpy_bounded(o->platform_digest, sizeof o->platform_digest, e->platform_digest);
-        strcpy_bounded(o->config_digest, sizeof o->config_digest, e->config_digest);
-        o->has_revision = e->has_revision;
-        strcpy_bounded(o->revision, sizeof o->revision, e->revision);
+static void apply_config(Job *j, const ResolveEntry *e) {
+        if (!j->config)
+                j->config = malloc(sizeof *j->config);
+        if (j->config)
+                *j->config = *e; /* without it the job is judged without the revision checks */
 }
 
 static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageConfig *cfg, void *userdata) {
@@ -668,25 +732,25 @@ static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageC
         if (error < 0) {
                 /* the image is still judged on its tag and digest; only the revision checks
                  * need the config */
-                log_debug("cannot read the config of %s (%s): %s", j->obs.ref, j->obs.digest, reason);
+                log_debug("cannot read the config of %s (%s): %s", j->image, j->digest, reason);
                 job_finish(j, 0, NULL);
                 return;
         }
-        const ResolveEntry *e = resolve_store(a, j->obs.digest, cfg);
+        const ResolveEntry *e = resolve_store(a, j->digest, cfg);
         if (e)
-                apply_config(&j->obs, e);
+                apply_config(j, e);
         job_finish(j, 0, NULL);
 }
 
 static void job_resolve(Job *j) {
         Agent *a = j->agent;
-        ResolveEntry *e = resolve_lookup(a, j->obs.digest);
+        ResolveEntry *e = resolve_lookup(a, j->digest);
         if (e) {
-                apply_config(&j->obs, e);
+                apply_config(j, e);
                 job_finish(j, 0, NULL);
                 return;
         }
-        int r = ctrd_image_resolve(a->ctrd, j->ns, j->obs.digest, j->obs.media_type, on_resolved, j);
+        int r = ctrd_image_resolve(a->ctrd, j->ns, j->digest, j->media_type, on_resolved, j);
         if (r < 0)
                 job_finish(j, 0, NULL);
 }
@@ -697,12 +761,14 @@ static void on_image_got(Ctrd *c, int error, const char *reason, const CtrdImage
                 job_finish(j, error, reason);
                 return;
         }
-        strcpy_bounded(j->obs.digest, sizeof j->obs.digest, img->target_digest);
-        strcpy_bounded(j->obs.media_type, sizeof j->obs.media_type, img->target_media_type);
-        strcpy_bounded(j->obs.ref, sizeof j->obs.ref, img->name);
+        if (dup_str(&j->digest, img->target_digest) < 0 || dup_str(&j->media_type, img->target_media_type) < 0 ||
+            dup_str(&j->image, img->name) < 0) {
+                job_finish(j, -ENOMEM, NULL);
+                return;
+        }
         j->have_target = true;
-        if (j->type == JOB_CONTAINER)
-                container_remember(j->agent, j->ns, j->container_id, j->image, j->obs.digest, &j->obs.workload);
+        if (j->type == JOB_CONTAINER && j->workload)
+                container_remember(j->agent, j->ns, j->container_id, j->image, j->digest, j->workload);
         job_resolve(j);
 }
 
@@ -716,9 +782,12 @@ static void on_container_got(Ctrd *c, int error, const char *reason, const CtrdC
                 job_finish(j, -ENOENT, "container has no image");
                 return;
         }
-        strcpy_bounded(j->image, sizeof j->image, ct->image);
-        j->obs.workload = ct->workload;
-        strcpy_bounded(j->obs.workload.container_id, sizeof j->obs.workload.container_id, ct->id);
+        if (dup_str(&j->image, ct->image) < 0 || !(j->workload = malloc(sizeof *j->workload))) {
+                job_finish(j, -ENOMEM, NULL);
+                return;
+        }
+        *j->workload = ct->workload;
+        strcpy_bounded(j->workload->container_id, sizeof j->workload->container_id, ct->id);
         int r = ctrd_image_get(j->agent->ctrd, j->ns, j->image, on_image_got, j);
         if (r < 0)
                 job_finish(j, r, "cannot start Images.Get");
@@ -741,11 +810,17 @@ static void job_start(Job *j) {
 }
 
 static void job_pump(Agent *a) {
+        /* A job can finish synchronously (config cached) and ask to pump again: only the
+         * outermost call loops, or a listing of thousands would recurse thousands deep. */
+        if (a->pumping)
+                return;
+        a->pumping = true;
         while (a->next_to_start && a->running < JOBS_IN_FLIGHT_MAX) {
                 Job *j = a->next_to_start;
                 a->next_to_start = j->next;
                 job_start(j); /* may finish synchronously and drain */
         }
+        a->pumping = false;
 }
 
 static Job *job_new(Agent *a, JobType type, const char *ns) {
@@ -762,9 +837,11 @@ static Job *job_new(Agent *a, JobType type, const char *ns) {
         j->agent = a;
         j->type = type;
         j->generation = a->generation;
-        strcpy_bounded(j->ns, sizeof j->ns, ns);
-        strcpy_bounded(j->obs.namespace, sizeof j->obs.namespace, ns);
-        j->obs.time_usec = now_usec_realtime();
+        j->time_usec = now_usec_realtime();
+        if (dup_str(&j->ns, ns) < 0) {
+                job_free(j);
+                return NULL;
+        }
         return j;
 }
 
@@ -819,11 +896,13 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                                 j->counted_listing = true;
                                 a->listing_jobs++;
                                 j->have_target = true;
-                                strcpy_bounded(j->image, sizeof j->image, imgs[i].name);
-                                strcpy_bounded(j->obs.ref, sizeof j->obs.ref, imgs[i].name);
-                                strcpy_bounded(j->obs.digest, sizeof j->obs.digest, imgs[i].target_digest);
-                                strcpy_bounded(j->obs.media_type, sizeof j->obs.media_type,
-                                               imgs[i].target_media_type);
+                                if (dup_str(&j->image, imgs[i].name) < 0 ||
+                                    dup_str(&j->digest, imgs[i].target_digest) < 0 ||
+                                    dup_str(&j->media_type, imgs[i].target_media_type) < 0) {
+                                        a->listing_jobs--;
+                                        job_free(j);
+                                        break;
+                                }
                                 a->listed_images++;
                                 job_enqueue(a, j);
                         }
@@ -870,6 +949,7 @@ static void on_namespaces_listed(Ctrd *c, int error, const char *reason, const C
 }
 
 static void reconcile(Agent *a, bool inventory) {
+        a->listing_active = true;
         if (inventory && a->spool && !a->inventory)
                 a->inventory = json_array();
         if (ctrd_namespaces_list(a->ctrd, on_namespaces_listed, a) >= 0)
@@ -899,8 +979,10 @@ static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
                 j = job_new(a, JOB_IMAGE, ev->namespace);
                 if (!j)
                         return;
-                strcpy_bounded(j->image, sizeof j->image, ev->image_name);
-                strcpy_bounded(j->obs.ref, sizeof j->obs.ref, ev->image_name);
+                if (dup_str(&j->image, ev->image_name) < 0) {
+                        job_free(j);
+                        return;
+                }
                 break;
         case CTRD_EVENT_CONTAINER_CREATE:
         case CTRD_EVENT_TASK_START:
@@ -909,7 +991,10 @@ static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
                 j = job_new(a, JOB_CONTAINER, ev->namespace);
                 if (!j)
                         return;
-                strcpy_bounded(j->container_id, sizeof j->container_id, ev->container_id);
+                if (dup_str(&j->container_id, ev->container_id) < 0) {
+                        job_free(j);
+                        return;
+                }
                 break;
         case CTRD_EVENT_CONTAINER_DELETE:
                 container_forget(a, ev->namespace, ev->container_id);
@@ -918,7 +1003,7 @@ static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
                 return;
         }
         if (ev->timestamp_usec)
-                j->obs.time_usec = ev->timestamp_usec;
+                j->time_usec = ev->timestamp_usec;
         job_enqueue(a, j);
 }
 
@@ -1064,7 +1149,7 @@ static void agent_free(Agent *a) {
         while (a->head) {
                 Job *j = a->head;
                 a->head = j->next;
-                free(j);
+                job_free(j);
         }
         sd_event_source_unref(a->reconnect_timer);
         sd_event_source_unref(a->catchup_timer);
