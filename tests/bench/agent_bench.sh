@@ -14,7 +14,7 @@
 #      events made one at a time (sequential ctr processes: no queueing).
 #
 # Environment:
-#   PULLWATCH     the binary (default: build-h6/pullwatch, then build/pullwatch);
+#   PULLWATCH     the binary (default: build/pullwatch);
 #                 when none is executable, only ctr events is measured
 #   KNOWN=1000    images present before the agent starts (it lists them)
 #   BURST=2000    image events in the burst (>= 1000)
@@ -37,7 +37,7 @@ PARALLEL=${PARALLEL:-4}
 SETTLE=${SETTLE:-4}
 
 if [[ -z ${PULLWATCH:-} ]]; then
-	for c in "$ROOT/build-h6/pullwatch" "$ROOT/build/pullwatch"; do
+	for c in "$ROOT/build/pullwatch"; do
 		[[ -x $c ]] && { PULLWATCH=$c; break; }
 	done
 fi
