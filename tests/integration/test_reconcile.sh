@@ -84,4 +84,24 @@ pw_assert_status 0 "scan table of a clean namespace exits 0" "$PULLWATCH" scan -
 
 pw_assert_stdout_jsonl
 pw_stop_agent
+
+# --- report: the ledger the agent kept, with compliance, for fleet reports ----------
+pw_assert_status 1 "report exits 1 when a reference is not compliant" "$PULLWATCH" report --state-dir "$PW_STATE_DIR"
+report=$PW_WORK/report.json
+cp "$PW_LAST_OUT" "$report"
+"$PW_PY" - "$report" "$R" "$d_v1" "$d_off" <<'EOF2' || pw_fail "report content" "$(head -c 600 "$report")"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+R, d_v1, d_off = sys.argv[2:5]
+imgs = {(i["namespace"], i["reference"]): i for i in doc["images"]}
+base = imgs[("default", R + "/base:2.0.1")]
+off = imgs[("default", R + "/offline:latest")]
+assert base["digest"] == d_v1 and base["compliant"] is True and base["findings"] == [], base
+assert off["digest"] == d_off and off["compliant"] is False and "latest_tag" in off["findings"], off
+assert doc["references"] == len(doc["images"]) and doc["compliant"] == sum(i["compliant"] for i in doc["images"]), doc
+assert doc["compliant"] < doc["references"]
+EOF2
+pw_pass "report lists the ledger's references with digests and compliance"
+pw_assert_status 0 "status reads the counters the agent left in the state dir" "$PULLWATCH" status --state-dir "$PW_STATE_DIR"
+pw_assert_match "$(cat "$PW_LAST_OUT")" "pullwatch_containerd_connected" "status prints the Prometheus counters"
 pw_done
