@@ -1,4 +1,14 @@
-/* The node's tag -> digest history; format and bounds in include/pullwatch/ledger.h. */
+/* The node's tag -> digest history; format and bounds in include/pullwatch/ledger.h.
+ *
+ * Memory layout (about 200 bytes per reference with one digest and three raised kinds):
+ *   - a reference is one allocation: a small header and "ns\0ref\0" inline, plus one
+ *     allocation of exactly its history entries followed by its raised entries;
+ *   - digests are interned once per ledger (Atom, reference counted by the history and
+ *     raised entries naming them); a canonical "sha256:" + 64 lowercase hex digest is
+ *     kept as its 32 bytes, anything else as a string;
+ *   - finding kinds are interned in a small table, a raised entry holds its index.
+ * ledger_format()/ledger_save() stream the JSON body, without building a tree. */
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -15,21 +25,37 @@
 #define LEDGER_VERSION 1
 #define HEADER_LINE_MAX 96
 #define SLOT_EMPTY UINT32_MAX
-#define NO_CURRENT SIZE_MAX
+#define NO_CURRENT UINT32_MAX
+#define NO_INDEX SIZE_MAX
+#define NO_ATOM UINT32_MAX
+#define KINDS_MAX UINT16_MAX
+#define SHA256_PREFIX "sha256:"
+#define SHA256_LEN 32
+
+typedef struct Atom {
+        char *str;                /* owned; NULL when packed is the digest */
+        uint32_t uses;            /* history and raised entries naming it; 0: on the free list */
+        uint32_t hash;            /* of the digest text; when free: next free atom or NO_ATOM */
+        uint8_t packed[SHA256_LEN]; /* SHA256_PREFIX + 64 lowercase hex, as bytes */
+} Atom;
+
+typedef struct Hist {
+        uint64_t first_seen_usec, last_seen_usec;
+        uint32_t atom;
+} Hist;
 
 typedef struct Raised {
-        char digest[PW_DIGEST_MAX];
-        char kind[LEDGER_KIND_MAX];
         uint64_t last_raised_usec;
+        uint32_t atom;
+        uint16_t kind; /* index into Ledger.kinds */
 } Raised;
 
 typedef struct Ref {
-        char *ns, *ref; /* owned */
-        LedgerDigest *digests; /* owned; never empty once recorded */
-        size_t n_digests, alloc_digests;
-        size_t current;
-        Raised *raised; /* owned */
-        size_t n_raised, alloc_raised;
+        void *items;            /* owned: Hist[n_digests] then Raised[n_raised], allocated to size */
+        uint32_t n_digests;     /* never 0 once recorded */
+        uint32_t current;
+        uint8_t n_raised, ns_len;
+        char key[];             /* namespace NUL reference NUL */
 } Ref;
 
 struct Ledger {
@@ -39,21 +65,289 @@ struct Ledger {
         size_t n_refs, alloc_refs;
         uint32_t *slots; /* open addressing, linear probing; indices into refs */
         size_t n_slots;  /* power of two, at least twice n_refs */
+        Atom *atoms;     /* owned */
+        size_t n_atoms, alloc_atoms, live_atoms;
+        uint32_t free_atom;
+        uint32_t *atom_slots; /* open addressing, linear probing; indices into atoms */
+        size_t n_atom_slots;  /* power of two, at least twice live_atoms */
+        char **kinds;         /* owned, each owned */
+        size_t n_kinds, alloc_kinds;
         size_t entries, raised;
         uint64_t pruned;
         bool dirty;
 };
 
-/* ---- hash table ---- */
+static_assert(LEDGER_RAISED_PER_REF_MAX <= UINT8_MAX, "n_raised is a uint8_t");
+static_assert(PW_NS_MAX <= UINT8_MAX, "ns_len is a uint8_t");
 
-static uint64_t hash_key(const char *ns, const char *ref) {
-        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-        for (const char *p = ns; *p; p++)
-                h = (h ^ (uint8_t) *p) * 1099511628211ULL;
-        h = (h ^ 0xffU) * 1099511628211ULL;
-        for (const char *p = ref; *p; p++)
+static inline const char *ref_ns(const Ref *e) {
+        return e->key;
+}
+static inline const char *ref_name(const Ref *e) {
+        return e->key + e->ns_len + 1;
+}
+static inline Hist *ref_hist(const Ref *e) {
+        return e->items;
+}
+static inline Raised *ref_raised(const Ref *e) {
+        return (Raised *) ((Hist *) e->items + e->n_digests);
+}
+
+static void *free_null(void *p) {
+        free(p);
+        return NULL;
+}
+
+/* Resize e->items to hold nd history and nr raised entries; moves nothing. */
+static int items_resize(Ref *e, size_t nd, size_t nr) {
+        size_t n = nd * sizeof(Hist) + nr * sizeof(Raised);
+        if (n == 0) {
+                e->items = free_null(e->items);
+                return 0;
+        }
+        void *p = realloc(e->items, n);
+        if (!p)
+                return nd * sizeof(Hist) + nr * sizeof(Raised) <=
+                                       e->n_digests * sizeof(Hist) + e->n_raised * sizeof(Raised)
+                               ? 0 /* shrinking: the old block is still good */
+                               : -ENOMEM;
+        e->items = p;
+        return 0;
+}
+
+/* ---- strings ---- */
+
+static uint64_t fnv1a(uint64_t h, const char *s) {
+        for (const char *p = s; *p; p++)
                 h = (h ^ (uint8_t) *p) * 1099511628211ULL;
         return h;
+}
+#define FNV_OFFSET 1469598103934665603ULL
+
+static bool str_ok(const char *s, size_t max) {
+        return !isempty(s) && strnlen(s, max) < max;
+}
+
+/* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF), as jansson
+ * requires of every string it is given: content that could not be saved never gets in. */
+static bool utf8_valid(const char *s) {
+        const uint8_t *p = (const uint8_t *) s;
+        while (*p) {
+                uint32_t c = *p++, min;
+                unsigned n;
+                if (c < 0x80)
+                        continue;
+                if (c >= 0xc2 && c <= 0xdf)
+                        n = 1, c &= 0x1f, min = 0x80;
+                else if (c >= 0xe0 && c <= 0xef)
+                        n = 2, c &= 0x0f, min = 0x800;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        n = 3, c &= 0x07, min = 0x10000;
+                else
+                        return false;
+                for (; n > 0; n--, p++) {
+                        if ((*p & 0xc0) != 0x80)
+                                return false; /* includes the terminating NUL */
+                        c = c << 6 | (*p & 0x3fU);
+                }
+                if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+                        return false;
+        }
+        return true;
+}
+
+static bool text_ok(const char *s, size_t max) {
+        return str_ok(s, max) && utf8_valid(s);
+}
+
+/* ---- interned digests ---- */
+
+static int hexval(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Whether s is SHA256_PREFIX + exactly 64 lowercase hex digits; if so, its bytes. */
+static bool sha256_pack(const char *s, uint8_t out[SHA256_LEN]) {
+        if (!startswith(s, SHA256_PREFIX))
+                return false;
+        s += strlen(SHA256_PREFIX);
+        for (size_t i = 0; i < SHA256_LEN; i++) {
+                int hi = hexval(s[2 * i]), lo = hi < 0 ? -1 : hexval(s[2 * i + 1]);
+                if (lo < 0)
+                        return false;
+                out[i] = (uint8_t) (hi << 4 | lo);
+        }
+        return s[2 * SHA256_LEN] == 0;
+}
+
+/* The digest text of atom a: a->str, or decoded into buf (PW_DIGEST_MAX bytes). */
+static const char *atom_str(const Ledger *l, uint32_t a, char *buf) {
+        static const char hex[] = "0123456789abcdef";
+        const Atom *x = &l->atoms[a];
+        if (x->str)
+                return x->str;
+        char *p = stpcpy(buf, SHA256_PREFIX);
+        for (size_t i = 0; i < SHA256_LEN; i++) {
+                *p++ = hex[x->packed[i] >> 4];
+                *p++ = hex[x->packed[i] & 15];
+        }
+        *p = 0;
+        return buf;
+}
+
+static bool atom_is(const Atom *x, const char *digest, const uint8_t *packed) {
+        return x->str ? !packed && streq_ptr(x->str, digest) : packed && memcmp(x->packed, packed, SHA256_LEN) == 0;
+}
+
+static size_t atom_slot(const Ledger *l, uint32_t hash, const char *digest, const uint8_t *packed) {
+        size_t mask = l->n_atom_slots - 1;
+        for (size_t i = hash & mask;; i = (i + 1) & mask) {
+                uint32_t v = l->atom_slots[i];
+                if (v == SLOT_EMPTY || (l->atoms[v].hash == hash && atom_is(&l->atoms[v], digest, packed)))
+                        return i;
+        }
+}
+
+static uint32_t atom_find(const Ledger *l, const char *digest) {
+        uint8_t packed[SHA256_LEN];
+        if (l->n_atom_slots == 0 || !digest)
+                return NO_ATOM;
+        bool p = sha256_pack(digest, packed);
+        uint32_t hash = (uint32_t) fnv1a(FNV_OFFSET, digest);
+        return l->atom_slots[atom_slot(l, hash, digest, p ? packed : NULL)];
+}
+
+static int atom_slots_grow(Ledger *l) {
+        size_t n = l->n_atom_slots ? l->n_atom_slots * 2 : 64;
+        uint32_t *slots = malloc(n * sizeof(uint32_t));
+        if (!slots)
+                return -ENOMEM;
+        memset(slots, 0xff, n * sizeof(uint32_t));
+        for (size_t i = 0; i < l->n_atom_slots; i++) {
+                uint32_t v = l->atom_slots[i];
+                if (v == SLOT_EMPTY)
+                        continue;
+                size_t k = l->atoms[v].hash & (n - 1);
+                while (slots[k] != SLOT_EMPTY)
+                        k = (k + 1) & (n - 1);
+                slots[k] = v;
+        }
+        free(l->atom_slots);
+        l->atom_slots = slots;
+        l->n_atom_slots = n;
+        return 0;
+}
+
+/* Take a use of digest's atom, interning it if new. */
+static int atom_ref(Ledger *l, const char *digest, uint32_t *ret) {
+        uint8_t packed[SHA256_LEN];
+        int r;
+        if ((l->live_atoms + 1) * 2 > l->n_atom_slots) {
+                r = atom_slots_grow(l);
+                if (r < 0)
+                        return r;
+        }
+        bool p = sha256_pack(digest, packed);
+        uint32_t hash = (uint32_t) fnv1a(FNV_OFFSET, digest);
+        size_t slot = atom_slot(l, hash, digest, p ? packed : NULL);
+        if (l->atom_slots[slot] != SLOT_EMPTY) {
+                l->atoms[l->atom_slots[slot]].uses++;
+                *ret = l->atom_slots[slot];
+                return 0;
+        }
+        if (l->free_atom == NO_ATOM && l->n_atoms == l->alloc_atoms) {
+                if (l->n_atoms >= NO_ATOM - 1)
+                        return -E2BIG;
+                size_t n = l->alloc_atoms ? l->alloc_atoms * 2 : 16;
+                Atom *v = reallocarray(l->atoms, n, sizeof(Atom));
+                if (!v)
+                        return -ENOMEM;
+                l->atoms = v;
+                l->alloc_atoms = n;
+        }
+        char *s = NULL;
+        if (!p && !(s = strdup(digest)))
+                return -ENOMEM;
+        uint32_t a;
+        if (l->free_atom != NO_ATOM) {
+                a = l->free_atom;
+                l->free_atom = l->atoms[a].hash;
+        } else
+                a = (uint32_t) l->n_atoms++;
+        Atom *x = &l->atoms[a];
+        *x = (Atom) { .str = s, .uses = 1, .hash = hash };
+        if (p)
+                memcpy(x->packed, packed, SHA256_LEN);
+        l->atom_slots[slot] = a;
+        l->live_atoms++;
+        *ret = a;
+        return 0;
+}
+
+/* Drop a use; the last one frees the atom (backward-shift deletion keeps probing exact). */
+static void atom_unref(Ledger *l, uint32_t a) {
+        Atom *x = &l->atoms[a];
+        if (--x->uses > 0)
+                return;
+        size_t mask = l->n_atom_slots - 1, i = x->hash & mask;
+        while (l->atom_slots[i] != a)
+                i = (i + 1) & mask;
+        for (size_t j = i;;) {
+                j = (j + 1) & mask;
+                uint32_t v = l->atom_slots[j];
+                if (v == SLOT_EMPTY)
+                        break;
+                size_t home = l->atoms[v].hash & mask;
+                /* v may move to i unless its home lies cyclically in (i, j] */
+                bool stays = i <= j ? home > i && home <= j : home > i || home <= j;
+                if (!stays) {
+                        l->atom_slots[i] = v;
+                        i = j;
+                }
+        }
+        l->atom_slots[i] = SLOT_EMPTY;
+        x->str = free_null(x->str);
+        x->hash = l->free_atom;
+        l->free_atom = a;
+        l->live_atoms--;
+}
+
+/* ---- interned kinds ---- */
+
+static size_t kind_find(const Ledger *l, const char *kind) {
+        for (size_t i = 0; i < l->n_kinds; i++)
+                if (streq_ptr(l->kinds[i], kind))
+                        return i;
+        return NO_INDEX;
+}
+
+static int kind_intern(Ledger *l, const char *kind, uint16_t *ret) {
+        size_t i = kind_find(l, kind);
+        if (i == NO_INDEX) {
+                if (l->n_kinds >= KINDS_MAX)
+                        return -E2BIG;
+                if (l->n_kinds == l->alloc_kinds) {
+                        size_t n = l->alloc_kinds ? l->alloc_kinds * 2 : 8;
+                        char **v = reallocarray(l->kinds, n, sizeof(char *));
+                        if (!v)
+                                return -ENOMEM;
+                        l->kinds = v;
+                        l->alloc_kinds = n;
+                }
+                char *s = strdup(kind);
+                if (!s)
+                        return -ENOMEM;
+                i = l->n_kinds++;
+                l->kinds[i] = s;
+        }
+        *ret = (uint16_t) i;
+        return 0;
+}
+
+/* ---- hash table of references ---- */
+
+static uint64_t hash_key(const char *ns, const char *ref) {
+        return fnv1a((fnv1a(FNV_OFFSET, ns) ^ 0xffU) * 1099511628211ULL, ref);
 }
 
 /* Slot holding (ns, ref), or the empty slot where it would go. */
@@ -63,40 +357,40 @@ static size_t find_slot(const Ledger *l, const char *ns, const char *ref) {
                 uint32_t v = l->slots[i];
                 if (v == SLOT_EMPTY)
                         return i;
-                const Ref *r = l->refs[v];
-                if (streq_ptr(r->ns, ns) && streq_ptr(r->ref, ref))
+                const Ref *e = l->refs[v];
+                if (streq_ptr(ref_ns(e), ns) && streq_ptr(ref_name(e), ref))
                         return i;
         }
+}
+
+static void table_fill(Ledger *l) {
+        memset(l->slots, 0xff, l->n_slots * sizeof(uint32_t));
+        for (size_t i = 0; i < l->n_refs; i++)
+                l->slots[find_slot(l, ref_ns(l->refs[i]), ref_name(l->refs[i]))] = (uint32_t) i;
 }
 
 static int table_rebuild(Ledger *l, size_t n_slots) {
         uint32_t *slots = malloc(n_slots * sizeof(uint32_t));
         if (!slots)
                 return -ENOMEM;
-        memset(slots, 0xff, n_slots * sizeof(uint32_t));
         free(l->slots);
         l->slots = slots;
         l->n_slots = n_slots;
-        for (size_t i = 0; i < l->n_refs; i++)
-                l->slots[find_slot(l, l->refs[i]->ns, l->refs[i]->ref)] = (uint32_t) i;
+        table_fill(l);
         return 0;
 }
 
 static Ref *ref_get(const Ledger *l, const char *ns, const char *ref) {
-        if (l->n_slots == 0)
+        if (l->n_slots == 0 || !ns || !ref)
                 return NULL;
         uint32_t v = l->slots[find_slot(l, ns, ref)];
         return v == SLOT_EMPTY ? NULL : l->refs[v];
 }
 
-static Ref *ref_free(Ref *r) {
-        if (!r)
-                return NULL;
-        free(r->ns);
-        free(r->ref);
-        free(r->digests);
-        free(r->raised);
-        free(r);
+static Ref *ref_free(Ref *e) {
+        if (e)
+                free(e->items);
+        free(e);
         return NULL;
 }
 
@@ -118,87 +412,78 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
                 l->refs = p;
                 l->alloc_refs = n;
         }
-        Ref *e = calloc(1, sizeof(Ref));
+        size_t nl = strlen(ns), rl = strlen(ref);
+        Ref *e = malloc(offsetof(Ref, key) + nl + 1 + rl + 1);
         if (!e)
                 return -ENOMEM;
-        e->ns = strdup(ns);
-        e->ref = strdup(ref);
-        e->current = NO_CURRENT;
-        if (!e->ns || !e->ref) {
-                ref_free(e);
-                return -ENOMEM;
-        }
+        *e = (Ref) { .current = NO_CURRENT, .ns_len = (uint8_t) nl };
+        memcpy(e->key, ns, nl + 1);
+        memcpy(e->key + nl + 1, ref, rl + 1);
         l->slots[find_slot(l, ns, ref)] = (uint32_t) l->n_refs;
         l->refs[l->n_refs++] = e;
         *ret = e;
         return 0;
 }
 
-/* Remove refs[i] entirely. The table is rebuilt: O(n), only when pruning whole references. */
+/* Remove refs[i] entirely. The table is refilled in place: O(n), only when pruning whole
+ * references (or undoing a failed first record). */
 static void ref_remove(Ledger *l, size_t i) {
         Ref *e = l->refs[i];
+        for (size_t j = 0; j < e->n_digests; j++)
+                atom_unref(l, ref_hist(e)[j].atom);
+        for (size_t j = 0; j < e->n_raised; j++)
+                atom_unref(l, ref_raised(e)[j].atom);
         l->entries -= e->n_digests;
         l->raised -= e->n_raised;
         ref_free(e);
         l->refs[i] = l->refs[--l->n_refs];
-        /* Rebuilding at the same size cannot fail to find room; on ENOMEM the old table
-         * would be stale, so rebuild in place instead of allocating. */
-        memset(l->slots, 0xff, l->n_slots * sizeof(uint32_t));
-        for (size_t k = 0; k < l->n_refs; k++)
-                l->slots[find_slot(l, l->refs[k]->ns, l->refs[k]->ref)] = (uint32_t) k;
+        table_fill(l);
 }
 
-static int reserve_digest(Ref *e) {
-        if (e->n_digests < e->alloc_digests)
-                return 0;
-        size_t n = e->alloc_digests ? e->alloc_digests * 2 : 2;
-        LedgerDigest *p = reallocarray(e->digests, n, sizeof(LedgerDigest));
-        if (!p)
-                return -ENOMEM;
-        e->digests = p;
-        e->alloc_digests = n;
-        return 0;
+static size_t ref_index(const Ledger *l, const Ref *e) {
+        return l->slots[find_slot(l, ref_ns(e), ref_name(e))];
 }
 
-static int reserve_raised(Ref *e) {
-        if (e->n_raised < e->alloc_raised)
-                return 0;
-        size_t n = e->alloc_raised ? MIN(e->alloc_raised * 2, (size_t) LEDGER_RAISED_PER_REF_MAX) : 4;
-        Raised *p = reallocarray(e->raised, n, sizeof(Raised));
-        if (!p)
-                return -ENOMEM;
-        e->raised = p;
-        e->alloc_raised = n;
-        return 0;
-}
-
-static size_t find_digest(const Ref *e, const char *digest) {
+static size_t find_digest(const Ledger *l, const Ref *e, const char *digest) {
+        uint32_t a = atom_find(l, digest);
+        if (a == NO_ATOM)
+                return NO_INDEX;
         for (size_t i = 0; i < e->n_digests; i++)
-                if (streq_ptr(e->digests[i].digest, digest))
+                if (ref_hist(e)[i].atom == a)
                         return i;
-        return NO_CURRENT;
+        return NO_INDEX;
 }
 
-static Raised *find_raised(const Ref *e, const char *digest, const char *kind) {
+static Raised *find_raised(const Ledger *l, const Ref *e, const char *digest, const char *kind) {
+        uint32_t a = atom_find(l, digest);
+        size_t k = kind_find(l, kind);
+        if (a == NO_ATOM || k == NO_INDEX)
+                return NULL;
         for (size_t i = 0; i < e->n_raised; i++)
-                if (streq_ptr(e->raised[i].digest, digest) && streq_ptr(e->raised[i].kind, kind))
-                        return &e->raised[i];
+                if (ref_raised(e)[i].atom == a && ref_raised(e)[i].kind == k)
+                        return &ref_raised(e)[i];
         return NULL;
 }
 
 /* Remove history entry j (not the current one) and the findings raised for it. */
 static void remove_digest(Ledger *l, Ref *e, size_t j) {
+        Hist *h = ref_hist(e);
+        Raised *x = ref_raised(e);
+        uint32_t a = h[j].atom;
         size_t k = 0;
         for (size_t i = 0; i < e->n_raised; i++) {
-                if (streq_ptr(e->raised[i].digest, e->digests[j].digest)) {
+                if (x[i].atom == a) {
+                        atom_unref(l, a);
                         l->raised--;
                         continue;
                 }
-                e->raised[k++] = e->raised[i];
+                x[k++] = x[i];
         }
-        e->n_raised = k;
-        memmove(e->digests + j, e->digests + j + 1, (e->n_digests - j - 1) * sizeof(LedgerDigest));
+        e->n_raised = (uint8_t) k;
+        atom_unref(l, a);
+        memmove(h + j, h + j + 1, (e->n_digests - j - 1) * sizeof(Hist) + k * sizeof(Raised));
         e->n_digests--;
+        (void) items_resize(e, e->n_digests, e->n_raised); /* shrinking cannot fail */
         if (e->current != NO_CURRENT && e->current > j)
                 e->current--;
         l->entries--;
@@ -211,8 +496,8 @@ static void prune(Ledger *l, const Ref *protect) {
                 for (size_t i = 0; i < l->n_refs; i++) {
                         Ref *e = l->refs[i];
                         for (size_t j = 0; j < e->n_digests; j++)
-                                if (j != e->current &&
-                                    (!best || e->digests[j].last_seen_usec < best->digests[best_j].last_seen_usec)) {
+                                if (j != e->current && (!best || ref_hist(e)[j].last_seen_usec <
+                                                                         ref_hist(best)[best_j].last_seen_usec)) {
                                         best = e;
                                         best_j = j;
                                 }
@@ -230,9 +515,10 @@ static void prune(Ledger *l, const Ref *protect) {
                         const Ref *e = l->refs[i];
                         if (e == protect || e->current == NO_CURRENT)
                                 continue;
-                        if (victim == SIZE_MAX || e->digests[e->current].last_seen_usec < oldest) {
+                        uint64_t t = ref_hist(e)[e->current].last_seen_usec;
+                        if (victim == SIZE_MAX || t < oldest) {
                                 victim = i;
-                                oldest = e->digests[e->current].last_seen_usec;
+                                oldest = t;
                         }
                 }
                 if (victim == SIZE_MAX)
@@ -245,10 +531,6 @@ static void prune(Ledger *l, const Ref *protect) {
 
 /* ---- public API ---- */
 
-static bool str_ok(const char *s, size_t max) {
-        return !isempty(s) && strnlen(s, max) < max;
-}
-
 int ledger_new(Ledger **ret, size_t max_entries) {
         if (!ret || max_entries == 0)
                 return -EINVAL;
@@ -257,6 +539,7 @@ int ledger_new(Ledger **ret, size_t max_entries) {
                 return -ENOMEM;
         l->dfd = -1;
         l->max_entries = max_entries;
+        l->free_atom = NO_ATOM;
         *ret = l;
         return 0;
 }
@@ -265,11 +548,23 @@ int ledger_new(Ledger **ret, size_t max_entries) {
 static void ledger_clear(Ledger *l) {
         for (size_t i = 0; i < l->n_refs; i++)
                 ref_free(l->refs[i]);
+        for (size_t i = 0; i < l->n_atoms; i++)
+                free(l->atoms[i].str); /* NULL when free or packed */
+        for (size_t i = 0; i < l->n_kinds; i++)
+                free(l->kinds[i]);
         free(l->refs);
         free(l->slots);
+        free(l->atoms);
+        free(l->atom_slots);
+        free(l->kinds);
         l->refs = NULL;
-        l->slots = NULL;
+        l->slots = l->atom_slots = NULL;
+        l->atoms = NULL;
+        l->kinds = NULL;
         l->n_refs = l->alloc_refs = l->n_slots = 0;
+        l->n_atoms = l->alloc_atoms = l->live_atoms = l->n_atom_slots = 0;
+        l->free_atom = NO_ATOM;
+        l->n_kinds = l->alloc_kinds = 0;
         l->entries = l->raised = 0;
 }
 
@@ -286,9 +581,10 @@ Ledger *ledger_free(Ledger *l) {
 int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest, uint64_t now_usec,
                   char *ret_previous_digest, bool *ret_changed) {
         char previous[PW_DIGEST_MAX] = "";
+        bool added = false;
         int r;
 
-        if (!l || !str_ok(ns, PW_NS_MAX) || !str_ok(ref, PW_REF_MAX) || !str_ok(digest, PW_DIGEST_MAX))
+        if (!l || !text_ok(ns, PW_NS_MAX) || !text_ok(ref, PW_REF_MAX) || !text_ok(digest, PW_DIGEST_MAX))
                 return -EINVAL;
 
         Ref *e = ref_get(l, ns, ref);
@@ -296,26 +592,39 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
                 r = ref_add(l, ns, ref, &e);
                 if (r < 0)
                         return r;
+                added = true;
         }
-        size_t j = find_digest(e, digest);
-        if (j == NO_CURRENT) {
-                r = reserve_digest(e);
+        size_t j = find_digest(l, e, digest);
+        if (j == NO_INDEX) {
+                uint32_t a;
+                if (e->n_digests >= UINT32_MAX - 1)
+                        r = -E2BIG;
+                else
+                        r = atom_ref(l, digest, &a);
+                if (r >= 0) {
+                        r = items_resize(e, e->n_digests + 1, e->n_raised);
+                        if (r < 0)
+                                atom_unref(l, a);
+                }
                 if (r < 0) {
-                        if (e->n_digests == 0) /* just added: do not leave an empty reference */
-                                ref_remove(l, l->slots[find_slot(l, ns, ref)]);
+                        if (added) /* do not leave an empty reference */
+                                ref_remove(l, ref_index(l, e));
                         return r;
                 }
+                Hist *h = ref_hist(e);
+                memmove(h + e->n_digests + 1, h + e->n_digests, e->n_raised * sizeof(Raised));
                 j = e->n_digests++;
-                e->digests[j] = (LedgerDigest) { .first_seen_usec = now_usec, .last_seen_usec = now_usec };
-                strcpy_bounded(e->digests[j].digest, sizeof(e->digests[j].digest), digest);
+                h[j] = (Hist) { .first_seen_usec = now_usec, .last_seen_usec = now_usec, .atom = a };
                 l->entries++;
         } else {
-                e->digests[j].last_seen_usec = MAX(e->digests[j].last_seen_usec, now_usec);
-                e->digests[j].first_seen_usec = MIN(e->digests[j].first_seen_usec, now_usec);
+                Hist *h = &ref_hist(e)[j];
+                h->last_seen_usec = MAX(h->last_seen_usec, now_usec);
+                h->first_seen_usec = MIN(h->first_seen_usec, now_usec);
         }
         if (e->current != NO_CURRENT && e->current != j)
-                strcpy_bounded(previous, sizeof(previous), e->digests[e->current].digest);
-        e->current = j;
+                strcpy_bounded(previous, sizeof(previous),
+                               atom_str(l, ref_hist(e)[e->current].atom, (char[PW_DIGEST_MAX]) {}));
+        e->current = (uint32_t) j;
         l->dirty = true;
         prune(l, e);
 
@@ -326,6 +635,15 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
         return 0;
 }
 
+static void hist_to_digest(const Ledger *l, const Hist *h, LedgerDigest *ret) {
+        ret->first_seen_usec = h->first_seen_usec;
+        ret->last_seen_usec = h->last_seen_usec;
+        /* a packed atom decodes straight into place; a string one is copied */
+        const char *s = atom_str(l, h->atom, ret->digest);
+        if (s != ret->digest)
+                strcpy_bounded(ret->digest, sizeof(ret->digest), s);
+}
+
 int ledger_lookup(const Ledger *l, const char *ns, const char *ref, LedgerDigest *ret) {
         if (!l || !ns || !ref)
                 return -EINVAL;
@@ -333,14 +651,14 @@ int ledger_lookup(const Ledger *l, const char *ns, const char *ref, LedgerDigest
         if (!e || e->current == NO_CURRENT)
                 return -ENOENT;
         if (ret)
-                *ret = e->digests[e->current];
+                hist_to_digest(l, &ref_hist(e)[e->current], ret);
         return 0;
 }
 
 static int cmp_ref(const void *a, const void *b) {
         const Ref *x = *(const Ref *const *) a, *y = *(const Ref *const *) b;
-        int c = strcmp(x->ns, y->ns);
-        return c ? c : strcmp(x->ref, y->ref);
+        int c = strcmp(ref_ns(x), ref_ns(y));
+        return c ? c : strcmp(ref_name(x), ref_name(y));
 }
 
 static int sorted_refs(const Ledger *l, Ref ***ret) {
@@ -357,13 +675,23 @@ static int sorted_refs(const Ledger *l, Ref ***ret) {
 
 int ledger_foreach(const Ledger *l, ledger_visit_t visit, void *userdata) {
         _cleanup_free_ Ref **v = NULL;
+        _cleanup_free_ LedgerDigest *d = NULL;
+        size_t most = 1;
         if (!l || !visit)
                 return -EINVAL;
         int r = sorted_refs(l, &v);
         if (r < 0)
                 return r;
+        for (size_t i = 0; i < l->n_refs; i++)
+                most = MAX(most, (size_t) v[i]->n_digests);
+        d = reallocarray(NULL, most, sizeof(LedgerDigest));
+        if (!d)
+                return -ENOMEM;
         for (size_t i = 0; i < l->n_refs; i++) {
-                r = visit(v[i]->ns, v[i]->ref, v[i]->digests, v[i]->n_digests, v[i]->current, userdata);
+                for (size_t j = 0; j < v[i]->n_digests; j++)
+                        hist_to_digest(l, &ref_hist(v[i])[j], &d[j]);
+                r = visit(ref_ns(v[i]), ref_name(v[i]), d, v[i]->n_digests,
+                          v[i]->current == NO_CURRENT ? SIZE_MAX : v[i]->current, userdata);
                 if (r < 0)
                         return r;
                 if (r > 0)
@@ -379,7 +707,7 @@ bool ledger_should_raise(const Ledger *l, const char *ns, const char *ref, const
         const Ref *e = ref_get(l, ns, ref);
         if (!e)
                 return true;
-        const Raised *x = find_raised(e, digest, kind);
+        const Raised *x = find_raised(l, e, digest, kind);
         if (!x)
                 return true;
         if (reminder_interval_usec == 0 || now_usec < x->last_raised_usec)
@@ -389,29 +717,39 @@ bool ledger_should_raise(const Ledger *l, const char *ns, const char *ref, const
 
 int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind,
                        uint64_t now_usec) {
-        if (!l || !str_ok(ns, PW_NS_MAX) || !str_ok(ref, PW_REF_MAX) || !str_ok(digest, PW_DIGEST_MAX) ||
-            !str_ok(kind, LEDGER_KIND_MAX))
+        int r;
+        if (!l || !text_ok(ns, PW_NS_MAX) || !text_ok(ref, PW_REF_MAX) || !text_ok(digest, PW_DIGEST_MAX) ||
+            !text_ok(kind, LEDGER_KIND_MAX))
                 return -EINVAL;
         Ref *e = ref_get(l, ns, ref);
         if (!e)
                 return -ENOENT;
-        Raised *x = find_raised(e, digest, kind);
+        Raised *x = find_raised(l, e, digest, kind);
         if (!x) {
+                uint32_t a;
+                uint16_t k;
+                r = kind_intern(l, kind, &k);
+                if (r < 0)
+                        return r;
+                r = atom_ref(l, digest, &a);
+                if (r < 0)
+                        return r;
                 if (e->n_raised >= LEDGER_RAISED_PER_REF_MAX) {
-                        x = &e->raised[0];
+                        x = &ref_raised(e)[0];
                         for (size_t i = 1; i < e->n_raised; i++)
-                                if (e->raised[i].last_raised_usec < x->last_raised_usec)
-                                        x = &e->raised[i];
+                                if (ref_raised(e)[i].last_raised_usec < x->last_raised_usec)
+                                        x = &ref_raised(e)[i];
+                        atom_unref(l, x->atom);
                 } else {
-                        int r = reserve_raised(e);
-                        if (r < 0)
+                        r = items_resize(e, e->n_digests, e->n_raised + 1);
+                        if (r < 0) {
+                                atom_unref(l, a);
                                 return r;
-                        x = &e->raised[e->n_raised++];
+                        }
+                        x = &ref_raised(e)[e->n_raised++];
                         l->raised++;
                 }
-                *x = (Raised) {};
-                strcpy_bounded(x->digest, sizeof(x->digest), digest);
-                strcpy_bounded(x->kind, sizeof(x->kind), kind);
+                *x = (Raised) { .atom = a, .kind = k };
         }
         x->last_raised_usec = now_usec;
         l->dirty = true;
@@ -435,43 +773,158 @@ void ledger_get_stats(const Ledger *l, LedgerStats *ret) {
 
 /* ---- format ---- */
 
-/* json_decrefp() comes with jansson >= 2.11 */
+/* The body is generated twice: once to learn its length and CRC for the header, once to
+ * write it out (to memory sized by the first pass, or to the file through this buffer),
+ * so the peak is one small buffer and the sorted reference array, whatever the size. */
+typedef struct Out {
+        char buf[8192];
+        size_t n;
+        uint64_t total; /* bytes flushed */
+        uLong crc;
+        int fd;         /* >= 0: flushed bytes are written here */
+        char *mem;      /* non-NULL: flushed bytes are copied to mem + total (caller sized it) */
+        int error;
+} Out;
 
-static json_t *json_time(uint64_t v) {
-        return json_integer((json_int_t) MIN(v, (uint64_t) INT64_MAX));
+static void out_init(Out *o, int fd, char *mem) {
+        o->n = 0;
+        o->total = 0;
+        o->crc = crc32(0L, Z_NULL, 0);
+        o->fd = fd;
+        o->mem = mem;
+        o->error = 0;
 }
 
-/* json_object_set_new() steals even on failure: chain them and check once. */
-static json_t *ref_to_json(const Ref *e) {
-        _cleanup_(json_decrefp) json_t *o = json_object(), *digests = json_array(), *raised = json_array();
-        if (!o || !digests || !raised)
-                return NULL;
-        for (size_t j = 0; j < e->n_digests; j++) {
-                json_t *d = json_pack("{s:s, s:o, s:o}", "digest", e->digests[j].digest, "first_seen",
-                                      json_time(e->digests[j].first_seen_usec), "last_seen",
-                                      json_time(e->digests[j].last_seen_usec));
-                if (!d || json_array_append_new(digests, d) < 0)
-                        return NULL;
+static int write_all(int fd, const char *p, size_t len) {
+        while (len > 0) {
+                ssize_t w = write(fd, p, len);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return w < 0 ? -errno : -ENOSPC;
+                p += w;
+                len -= (size_t) w;
         }
-        for (size_t j = 0; j < e->n_raised; j++) {
-                json_t *d = json_pack("{s:s, s:s, s:o}", "digest", e->raised[j].digest, "kind", e->raised[j].kind,
-                                      "last_raised", json_time(e->raised[j].last_raised_usec));
-                if (!d || json_array_append_new(raised, d) < 0)
-                        return NULL;
+        return 0;
+}
+
+static void out_flush(Out *o) {
+        if (o->n == 0 || o->error < 0)
+                return;
+        o->crc = crc32(o->crc, (const Bytef *) o->buf, (uInt) o->n);
+        if (o->fd >= 0)
+                o->error = write_all(o->fd, o->buf, o->n);
+        if (o->mem)
+                memcpy(o->mem + o->total, o->buf, o->n);
+        o->total += o->n;
+        o->n = 0;
+}
+
+static void out_put(Out *o, const char *s, size_t len) {
+        while (len > 0) {
+                if (o->n == sizeof(o->buf))
+                        out_flush(o);
+                size_t k = MIN(len, sizeof(o->buf) - o->n);
+                memcpy(o->buf + o->n, s, k);
+                o->n += k;
+                s += k;
+                len -= k;
         }
-        if (json_object_set_new(o, "namespace", json_string(e->ns)) < 0 ||
-            json_object_set_new(o, "reference", json_string(e->ref)) < 0 ||
-            json_object_set_new(o, "current", json_string(e->digests[e->current].digest)) < 0 ||
-            json_object_set_new(o, "digests", TAKE_PTR(digests)) < 0 ||
-            json_object_set_new(o, "raised", TAKE_PTR(raised)) < 0)
-                return NULL;
-        return TAKE_PTR(o);
+}
+
+static void out_lit(Out *o, const char *s) {
+        out_put(o, s, strlen(s));
+}
+
+static void out_u64(Out *o, uint64_t v) {
+        char b[24];
+        int n = snprintf(b, sizeof(b), "%" PRIu64, MIN(v, (uint64_t) INT64_MAX)); /* JSON integers are int64 */
+        out_put(o, b, (size_t) n);
+}
+
+/* A JSON string, escaped exactly as jansson's json_dumps() does without flags: '"' and
+ * '\\' with a backslash, \b \f \n \r \t by name, other control characters as \u00XX
+ * (upper-case hex); everything else, including '/', DEL and non-ASCII UTF-8, as is. The
+ * ledger only holds valid UTF-8 (checked on the way in). */
+static void out_str(Out *o, const char *s) {
+        out_put(o, "\"", 1);
+        const char *run = s;
+        for (const char *p = s;; p++) {
+                uint8_t c = (uint8_t) *p;
+                if (c >= 0x20 && c != '"' && c != '\\')
+                        continue;
+                out_put(o, run, (size_t) (p - run));
+                if (c == 0)
+                        break;
+                char esc[8];
+                switch (c) {
+                case '"': out_lit(o, "\\\""); break;
+                case '\\': out_lit(o, "\\\\"); break;
+                case '\b': out_lit(o, "\\b"); break;
+                case '\f': out_lit(o, "\\f"); break;
+                case '\n': out_lit(o, "\\n"); break;
+                case '\r': out_lit(o, "\\r"); break;
+                case '\t': out_lit(o, "\\t"); break;
+                default:
+                        snprintf(esc, sizeof(esc), "\\u%04X", c);
+                        out_lit(o, esc);
+                }
+                run = p + 1;
+        }
+        out_put(o, "\"", 1);
+}
+
+static void emit_body(const Ledger *l, Ref *const *v, Out *o) {
+        char b[PW_DIGEST_MAX];
+        bool first = true;
+        out_lit(o, "{\"version\":1,\"references\":[");
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const Ref *e = v[i];
+                if (e->current == NO_CURRENT)
+                        continue; /* cannot happen: references are created with a digest */
+                out_lit(o, first ? "{\"namespace\":" : ",{\"namespace\":");
+                first = false;
+                out_str(o, ref_ns(e));
+                out_lit(o, ",\"reference\":");
+                out_str(o, ref_name(e));
+                out_lit(o, ",\"current\":");
+                out_str(o, atom_str(l, ref_hist(e)[e->current].atom, b));
+                out_lit(o, ",\"digests\":[");
+                for (size_t j = 0; j < e->n_digests; j++) {
+                        const Hist *h = &ref_hist(e)[j];
+                        out_lit(o, j ? ",{\"digest\":" : "{\"digest\":");
+                        out_str(o, atom_str(l, h->atom, b));
+                        out_lit(o, ",\"first_seen\":");
+                        out_u64(o, h->first_seen_usec);
+                        out_lit(o, ",\"last_seen\":");
+                        out_u64(o, h->last_seen_usec);
+                        out_lit(o, "}");
+                }
+                out_lit(o, "],\"raised\":[");
+                for (size_t j = 0; j < e->n_raised; j++) {
+                        const Raised *x = &ref_raised(e)[j];
+                        out_lit(o, j ? ",{\"digest\":" : "{\"digest\":");
+                        out_str(o, atom_str(l, x->atom, b));
+                        out_lit(o, ",\"kind\":");
+                        out_str(o, l->kinds[x->kind]);
+                        out_lit(o, ",\"last_raised\":");
+                        out_u64(o, x->last_raised_usec);
+                        out_lit(o, "}");
+                }
+                out_lit(o, "]}");
+        }
+        out_lit(o, "]}");
+        out_flush(o);
+}
+
+static int format_header(const Out *counted, char header[static HEADER_LINE_MAX]) {
+        return snprintf(header, HEADER_LINE_MAX, LEDGER_MAGIC " %d %" PRIu64 " %08" PRIx32 "\n", LEDGER_VERSION,
+                        counted->total, (uint32_t) counted->crc);
 }
 
 int ledger_format(const Ledger *l, char **ret, size_t *ret_len) {
         _cleanup_free_ Ref **v = NULL;
-        _cleanup_(json_decrefp) json_t *root = NULL, *refs = NULL;
-        _cleanup_free_ char *body = NULL;
+        _cleanup_free_ Out *o = NULL;
         char header[HEADER_LINE_MAX];
 
         if (!l || !ret)
@@ -479,32 +932,25 @@ int ledger_format(const Ledger *l, char **ret, size_t *ret_len) {
         int r = sorted_refs(l, &v);
         if (r < 0)
                 return r;
-        refs = json_array();
-        if (!refs)
+        o = malloc(sizeof(Out));
+        if (!o)
                 return -ENOMEM;
-        for (size_t i = 0; i < l->n_refs; i++) {
-                if (v[i]->current == NO_CURRENT)
-                        continue; /* cannot happen: references are created with a digest */
-                json_t *o = ref_to_json(v[i]);
-                if (!o || json_array_append_new(refs, o) < 0)
-                        return -ENOMEM;
-        }
-        root = json_pack("{s:i, s:O}", "version", LEDGER_VERSION, "references", refs);
-        if (!root)
+        out_init(o, -1, NULL);
+        emit_body(l, v, o);
+        uint64_t blen = o->total;
+        uLong crc = o->crc;
+        int hlen = format_header(o, header);
+        if (blen > SIZE_MAX - (size_t) hlen - 1)
+                return -E2BIG;
+        char *text = malloc((size_t) hlen + blen + 1);
+        if (!text)
                 return -ENOMEM;
-        body = json_dumps(root, JSON_COMPACT);
-        if (!body)
-                return -ENOMEM;
-        size_t blen = strlen(body);
-        uint32_t crc = (uint32_t) crc32(crc32(0L, Z_NULL, 0), (const Bytef *) body, (uInt) blen);
-        int hlen = snprintf(header, sizeof(header), LEDGER_MAGIC " %d %zu %08" PRIx32 "\n", LEDGER_VERSION, blen, crc);
-
-        char *out = malloc((size_t) hlen + blen + 1);
-        if (!out)
-                return -ENOMEM;
-        memcpy(out, header, (size_t) hlen);
-        memcpy(out + hlen, body, blen + 1);
-        *ret = out;
+        memcpy(text, header, (size_t) hlen);
+        out_init(o, -1, text + hlen);
+        emit_body(l, v, o);
+        assert(o->total == blen && o->crc == crc);
+        text[(size_t) hlen + blen] = 0;
+        *ret = text;
         if (ret_len)
                 *ret_len = (size_t) hlen + blen;
         return 0;
@@ -583,8 +1029,10 @@ static bool get_time(const json_t *o, const char *key, uint64_t *ret) {
         return true;
 }
 
-static int cmp_digest_ptr(const void *a, const void *b) {
-        return strcmp(*(const char *const *) a, *(const char *const *) b);
+
+static int cmp_u32(const void *a, const void *b) {
+        uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+        return x < y ? -1 : x > y;
 }
 
 static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t errlen) {
@@ -600,6 +1048,8 @@ static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t err
                 return fail(err, errlen, "references[%zu]: namespace, reference or current missing or too long", i);
         if (!json_is_array(digests) || json_array_size(digests) == 0)
                 return fail(err, errlen, "references[%zu]: digests missing or empty", i);
+        if (json_array_size(digests) >= UINT32_MAX)
+                return fail(err, errlen, "references[%zu]: too many digests", i);
         if (raised && (!json_is_array(raised) || json_array_size(raised) > LEDGER_RAISED_PER_REF_MAX))
                 return fail(err, errlen, "references[%zu]: raised is not an array of at most %d", i,
                             LEDGER_RAISED_PER_REF_MAX);
@@ -609,53 +1059,62 @@ static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t err
         if (r < 0)
                 return r;
 
-        size_t n = json_array_size(digests);
-        e->digests = calloc(n, sizeof(LedgerDigest));
-        if (!e->digests)
-                return -ENOMEM;
-        e->alloc_digests = n;
+        /* On failure the caller frees the whole ledger: no use counts to undo here. */
+        size_t n = json_array_size(digests), nr = json_array_size(raised);
+        r = items_resize(e, n, nr);
+        if (r < 0)
+                return r;
         for (size_t j = 0; j < n; j++) {
                 const json_t *d = json_array_get(digests, j);
                 const char *dg = get_string(d, "digest", PW_DIGEST_MAX);
-                LedgerDigest *x = &e->digests[j];
+                Hist *x = &ref_hist(e)[j];
                 if (!dg || !get_time(d, "first_seen", &x->first_seen_usec) ||
                     !get_time(d, "last_seen", &x->last_seen_usec))
                         return fail(err, errlen, "references[%zu].digests[%zu]: bad digest, first_seen or last_seen", i, j);
-                strcpy_bounded(x->digest, sizeof(x->digest), dg);
+                r = atom_ref(l, dg, &x->atom);
+                if (r < 0)
+                        return r;
                 e->n_digests++;
                 l->entries++;
                 if (streq_ptr(dg, cur))
-                        e->current = j;
+                        e->current = (uint32_t) j;
         }
         if (e->current == NO_CURRENT)
                 return fail(err, errlen, "references[%zu]: current digest is not in its history", i);
 
-        /* duplicates, in O(n log n) */
-        _cleanup_free_ const char **sorted = malloc(n * sizeof(char *));
+        /* duplicates, in O(n log n): equal digests are the same atom */
+        _cleanup_free_ uint32_t *sorted = reallocarray(NULL, n, sizeof(uint32_t));
         if (!sorted)
                 return -ENOMEM;
         for (size_t j = 0; j < n; j++)
-                sorted[j] = e->digests[j].digest;
-        qsort(sorted, n, sizeof(char *), cmp_digest_ptr);
+                sorted[j] = ref_hist(e)[j].atom;
+        qsort(sorted, n, sizeof(uint32_t), cmp_u32);
         for (size_t j = 1; j < n; j++)
-                if (streq_ptr(sorted[j - 1], sorted[j]))
-                        return fail(err, errlen, "references[%zu]: duplicate digest %s", i, sorted[j]);
+                if (sorted[j - 1] == sorted[j])
+                        return fail(err, errlen, "references[%zu]: duplicate digest %s", i,
+                                    atom_str(l, sorted[j], (char[PW_DIGEST_MAX]) {}));
 
-        for (size_t j = 0; j < json_array_size(raised); j++) {
+        for (size_t j = 0; j < nr; j++) {
                 const json_t *d = json_array_get(raised, j);
                 const char *dg = get_string(d, "digest", PW_DIGEST_MAX), *kind = get_string(d, "kind", LEDGER_KIND_MAX);
                 uint64_t t;
+                uint16_t k;
                 if (!dg || !kind || !get_time(d, "last_raised", &t))
                         return fail(err, errlen, "references[%zu].raised[%zu]: bad digest, kind or last_raised", i, j);
-                if (find_raised(e, dg, kind))
+                if (find_raised(l, e, dg, kind))
                         return fail(err, errlen, "references[%zu].raised[%zu]: duplicate", i, j);
-                r = reserve_raised(e);
+                r = kind_intern(l, kind, &k);
+                if (r == -E2BIG)
+                        return fail(err, errlen, "references[%zu].raised[%zu]: more than %d distinct kinds", i, j,
+                                    KINDS_MAX);
                 if (r < 0)
                         return r;
-                Raised *x = &e->raised[e->n_raised++];
-                *x = (Raised) { .last_raised_usec = t };
-                strcpy_bounded(x->digest, sizeof(x->digest), dg);
-                strcpy_bounded(x->kind, sizeof(x->kind), kind);
+                Raised *x = &ref_raised(e)[e->n_raised];
+                *x = (Raised) { .last_raised_usec = t, .kind = k };
+                r = atom_ref(l, dg, &x->atom);
+                if (r < 0)
+                        return r;
+                e->n_raised++;
                 l->raised++;
         }
         return 0;
@@ -706,20 +1165,19 @@ int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t er
                         return r;
                 }
         }
+        json_decref(TAKE_PTR(root)); /* the tree is a multiple of the ledger: free it before pruning */
         prune(tmp, NULL);
 
-        /* all good: move the content over */
-        ledger_clear(into);
-        into->refs = TAKE_PTR(tmp->refs);
-        into->n_refs = tmp->n_refs;
-        into->alloc_refs = tmp->alloc_refs;
-        into->slots = TAKE_PTR(tmp->slots);
-        into->n_slots = tmp->n_slots;
-        into->entries = tmp->entries;
-        into->raised = tmp->raised;
-        into->pruned += tmp->pruned;
+        /* all good: swap the content in, keeping into's configuration; the old (empty)
+         * content goes with tmp */
+        Ledger old = *into;
+        *into = *tmp;
+        into->dfd = old.dfd;
+        into->max_entries = old.max_entries;
+        into->pruned = old.pruned + tmp->pruned;
         into->dirty = tmp->pruned > 0;
-        tmp->n_refs = 0;
+        *tmp = old;
+        tmp->dfd = -1;
         ledger_free(tmp);
         return 0;
 }
@@ -853,29 +1311,37 @@ fail:
 }
 
 int ledger_save(Ledger *l) {
-        _cleanup_free_ char *text = NULL;
-        size_t len;
+        _cleanup_free_ Ref **v = NULL;
+        _cleanup_free_ Out *o = NULL;
+        char header[HEADER_LINE_MAX];
         if (!l || l->dfd < 0)
                 return -EINVAL;
-        int r = ledger_format(l, &text, &len);
+        int r = sorted_refs(l, &v);
         if (r < 0)
                 return r;
+        o = malloc(sizeof(Out));
+        if (!o)
+                return -ENOMEM;
+        out_init(o, -1, NULL);
+        emit_body(l, v, o);
+        uint64_t blen = o->total;
+        uLong crc = o->crc;
+        int hlen = format_header(o, header);
 
         _cleanup_close_ int fd = openat(l->dfd, LEDGER_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
                                         0600);
         if (fd < 0)
                 return -errno;
-        size_t done = 0;
-        while (done < len) {
-                ssize_t w = write(fd, text + done, len - done);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0) {
-                        r = w < 0 ? -errno : -ENOSPC;
-                        goto fail;
-                }
-                done += (size_t) w;
+        r = write_all(fd, header, (size_t) hlen);
+        if (r < 0)
+                goto fail;
+        out_init(o, fd, NULL);
+        emit_body(l, v, o);
+        if (o->error < 0) {
+                r = o->error;
+                goto fail;
         }
+        assert(o->total == blen && o->crc == crc);
         if (fsync(fd) < 0) {
                 r = -errno;
                 goto fail;

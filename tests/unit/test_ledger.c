@@ -100,6 +100,11 @@ static void test_record_invalid(void **state) {
         } cases[] = {
                 { empty, NGINX, DA }, { "k8s.io", empty, DA }, { "k8s.io", NGINX, empty }, { NULL, NGINX, DA },
                 { "k8s.io", longref, DA }, { longns, NGINX, DA },
+                /* not valid UTF-8 (could never be saved): a stray continuation byte, an
+                 * overlong '/', a UTF-16 surrogate, a truncated sequence, past U+10FFFF */
+                { "k8s.io", "bad\x80:1", DA }, { "k8s.io", "bad\xc0\xaf:1", DA },
+                { "k8s.io", "bad\xed\xa0\x80:1", DA }, { "k8s.io", "bad\xe2\x82", DA },
+                { "k8s.io", "bad\xf4\x90\x80\x80:1", DA }, { "k8s\xff", NGINX, DA }, { "k8s.io", NGINX, "sha256:\xfe" },
         };
         Ledger *l = new_ok(10);
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -538,6 +543,70 @@ static void test_big_ledger_and_cap_at_load(void **state) {
         ledger_free(l);
 }
 
+/* References with characters JSON must escape survive save and reopen, and the file
+ * holds them escaped exactly as jansson writes them. */
+static void test_string_escaping_round_trip(void **state) {
+        static const struct {
+                const char *ref, *json; /* json: how the file must spell it */
+        } cases[] = {
+                { "quote\"d:1", "\"quote\\\"d:1\"" },
+                { "back\\slash:1", "\"back\\\\slash:1\"" },
+                { "ctl\b\f\n\r\t:1", "\"ctl\\b\\f\\n\\r\\t:1\"" },
+                { "ctl\x01\x1f\x7f/:1", "\"ctl\\u0001\\u001F\x7f/:1\"" },
+                { "utf8-\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80:1", "\"utf8-\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80:1\"" },
+        };
+        static const char *const kind = "k\"\\\x02";
+        const char *dir = *state;
+        Ledger *l = NULL;
+        assert_int_equal(ledger_open(&l, dir, 100, NULL), 0);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                record_ok(l, "n\"s", cases[i].ref, DA, 100 + i);
+                record_ok(l, "n\"s", cases[i].ref, "sha256:x\\y", 200 + i); /* not packable: kept as text */
+                assert_int_equal(ledger_mark_raised(l, "n\"s", cases[i].ref, DA, kind, 300 + i), 0);
+        }
+        assert_int_equal(ledger_save(l), 0);
+        ledger_free(l);
+
+        int fd = openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
+        assert_true(fd >= 0);
+        int ffd = openat(fd, LEDGER_FILE, O_RDONLY);
+        assert_true(ffd >= 0);
+        char text[8192];
+        ssize_t n = read(ffd, text, sizeof(text) - 1);
+        assert_true(n > 0 && (size_t) n < sizeof(text) - 1);
+        text[n] = 0;
+        close(ffd);
+        close(fd);
+        assert_non_null(strstr(text, "{\"namespace\":\"n\\\"s\",\"reference\":"));
+        assert_non_null(strstr(text, "\"kind\":\"k\\\"\\\\\\u0002\""));
+        assert_non_null(strstr(text, "\"digest\":\"sha256:x\\\\y\""));
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (!strstr(text, cases[i].json))
+                        fail_msg("case %zu: %s not in the file", i, cases[i].json);
+
+        LedgerOpenReport rep;
+        assert_int_equal(ledger_open(&l, dir, 100, &rep), 0);
+        assert_false(rep.corrupt);
+        assert_int_equal(rep.references, ELEMENTSOF(cases));
+        assert_int_equal(rep.entries, 2 * ELEMENTSOF(cases));
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                LedgerDigest d;
+                assert_int_equal(ledger_lookup(l, "n\"s", cases[i].ref, &d), 0);
+                assert_string_equal(d.digest, "sha256:x\\y");
+                assert_int_equal(d.first_seen_usec, 200 + i);
+                assert_false(ledger_should_raise(l, "n\"s", cases[i].ref, DA, kind, 1000, 0));
+                assert_true(ledger_should_raise(l, "n\"s", cases[i].ref, DA, "k\"\\", 1000, 0));
+        }
+        /* and the reloaded ledger writes the same bytes again */
+        char *t1 = NULL;
+        size_t l1;
+        assert_int_equal(ledger_format(l, &t1, &l1), 0);
+        assert_int_equal(l1, (size_t) n);
+        assert_memory_equal(t1, text, l1);
+        free(t1);
+        ledger_free(l);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_record_lookup_moves),
@@ -549,6 +618,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt_files, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_corrupt_twice_keeps_both, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_big_ledger_and_cap_at_load, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_string_escaping_round_trip, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,16 @@
+#!/bin/bash
+# Ledger memory per reference and ledger_save() peak/time; see ledger_bench.c.
+# usage: tests/bench/ledger_bench.sh [DIR]
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+dir=${1:-/var/tmp/pw-ledger-bench}
+bin=$(mktemp /tmp/ledger_bench.XXXXXX)
+trap 'rm -f "$bin"; rm -rf "$dir"' EXIT
+gcc -O2 -std=gnu11 -D_GNU_SOURCE -I"$src/include" -o "$bin" "$src/tests/bench/ledger_bench.c" "$src/agent/ledger.c" \
+	-ljansson -lz
+for n in 1000 10000; do
+	for shared in 0 1; do
+		rm -rf "$dir" && mkdir -p "$dir"
+		"$bin" "$dir" "$n" "$shared"
+	done
+done
