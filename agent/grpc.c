@@ -1,4 +1,5 @@
-/* gRPC client over libcurl (HTTP/2 prior knowledge on a unix socket) and its pure core. */
+/* gRPC client over one persistent HTTP/2 connection (libnghttp2 on a unix socket, sd-event)
+ * and its pure core. */
 #include "pullwatch/grpc.h"
 
 #include <ctype.h>
@@ -9,6 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <nghttp2/nghttp2.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "pullwatch/util.h"
 
@@ -281,12 +288,18 @@ int grpc_headers_parse_line(GrpcHeaders *h, const char *line, size_t len) {
         nlen = (size_t) (colon - line);
         v = colon + 1;
         vlen = len - nlen - 1;
+        return grpc_headers_parse_pair(h, line, nlen, v, vlen);
+}
+
+int grpc_headers_parse_pair(GrpcHeaders *h, const char *name, size_t nlen, const char *v, size_t vlen) {
+        int r, x;
+
         while (vlen > 0 && (*v == ' ' || *v == '\t'))
                 v++, vlen--;
         while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
                 vlen--;
 
-#define NAME_IS(s) (nlen == strlen(s) && strncasecmp(line, s, nlen) == 0)
+#define NAME_IS(s) (nlen == strlen(s) && strncasecmp(name, s, nlen) == 0)
         if (NAME_IS("grpc-status")) {
                 r = parse_decimal(v, vlen, 1000000, &x);
                 if (r < 0)
@@ -337,43 +350,90 @@ int grpc_timeout_format(uint64_t usec, char *buf, size_t size) {
         return n < 0 || (size_t) n >= size ? -ENOBUFS : 0;
 }
 
-/* ------------------------------------------------------------------ client */
+/* ------------------------------------------------------------------ client
+ *
+ * One persistent HTTP/2 connection per client (nghttp2 on a non-blocking unix socket
+ * driven by sd-event), opened lazily by the first call, one stream per call.
+ *
+ * Lifetimes: a call is either running (on c->calls, maybe bound to a stream of a Conn),
+ * or completed (outcome recorded, detached from its stream, queued on c->done); only
+ * dispatch() runs on_done, and only from the loop (I/O, timer or the defer source),
+ * never from inside nghttp2 or grpc_call_start(). Frames for a stream whose call is
+ * gone are dropped: calls are found by (conn, stream id), never through pointers held
+ * by nghttp2, so freeing a call never leaves nghttp2 a dangling pointer. */
+
+#define CONN_OBUF_SIZE (64U << 10)
+#define CONN_IBUF_SIZE (64U << 10)
+#define CONN_READS_PER_WAKEUP 16
+#define STREAM_WINDOW (16U << 20)        /* a whole 16 MiB message in flight */
+#define CONNECTION_WINDOW (64U << 20)
+#define DEADLINE_ACCURACY_USEC 1000ULL
+
+typedef struct Conn Conn;
+
+struct Conn {
+        GrpcClient *client;
+        Conn *next; /* on client->draining */
+        int fd;
+        sd_event_source *io;
+        nghttp2_session *session;
+        uint8_t *obuf;
+        size_t olen;
+        const uint8_t *pend; /* nghttp2's last mem_send chunk not yet copied (valid until the next) */
+        size_t pend_len;
+        uint32_t events;
+        bool connecting;
+        bool goaway;
+        int32_t goaway_last_id;
+        unsigned in_nghttp2; /* > 0 while nghttp2 runs our callbacks */
+};
 
 struct GrpcClient {
         sd_event *event;
-        CurlEv *curl;
-        bool own_curl;
         char socket_path[GRPC_SOCKET_PATH_MAX + 1];
         size_t max_message;
-        GrpcCall *calls;
-        unsigned in_callback;   /* > 0 while inside a libcurl callback (on_message) */
-        sd_event_source *reaper; /* frees calls cancelled while in_callback */
+        GrpcCall *calls, *calls_tail; /* running and completed-not-dispatched */
+        GrpcCall *done, *done_tail;   /* completed, FIFO, subset of calls */
+        GrpcCall *last_found;         /* lookup cache */
+        Conn *conn;                   /* current connection, NULL before the first call or after a failure */
+        Conn *draining;               /* connections after GOAWAY, finishing their streams */
+        unsigned in_callback;         /* > 0 while inside on_message */
+        bool *dead;                   /* set while dispatching: grpc_client_free() marks it */
+        sd_event_source *dispatcher;  /* runs dispatch() for completions made outside the loop handlers */
+        uint8_t ibuf[CONN_IBUF_SIZE];
+        uint64_t n_connects;
 };
 
 struct GrpcCall {
         GrpcClient *client;
         GrpcCall *prev, *next;
-        CURL *easy;
-        struct curl_slist *headers;
+        GrpcCall *done_next;
+        Conn *conn;
+        int32_t stream_id; /* > 0 while bound to a stream */
         uint8_t *req;
-        size_t req_len;
-        char method[256];
+        size_t req_len, req_off;
+        char method[200];
         uint64_t timeout_usec;
+        sd_event_source *timer;
         GrpcReader reader;
         GrpcHeaders hdrs;
         grpc_message_handler_t on_message;
         grpc_done_handler_t on_done;
         void *userdata;
-        int abort_error;        /* set by a callback that stopped the transfer */
-        char abort_reason[GRPC_MESSAGE_MAX];
-        bool cancelled;         /* cancelled inside a libcurl callback: reaped later, silently */
-        bool finished;          /* on_done running: cancel is a no-op */
+        bool completed;  /* on c->done */
+        bool cancelled;  /* cancelled from on_message: freed by dispatch without on_done */
+        bool finished;   /* on_done running: cancel is a no-op */
+        int error;
+        GrpcStatus status;
 };
+
+static int on_dispatch(sd_event_source *s, void *userdata);
 
 int grpc_client_new(GrpcClient **ret, sd_event *e, CurlEv *curl, const char *socket_path, size_t max_message) {
         GrpcClient *c;
         int r;
 
+        (void) curl; /* accepted for compatibility; the client no longer uses libcurl */
         if (!ret || !e || isempty(socket_path))
                 return -EINVAL;
         if (strlen(socket_path) > GRPC_SOCKET_PATH_MAX)
@@ -385,61 +445,19 @@ int grpc_client_new(GrpcClient **ret, sd_event *e, CurlEv *curl, const char *soc
         c->event = sd_event_ref(e);
         c->max_message = max_message ? max_message : GRPC_DEFAULT_MAX_MESSAGE;
         (void) strcpy_bounded(c->socket_path, sizeof(c->socket_path), socket_path);
-        if (curl)
-                c->curl = curl;
-        else {
-                r = curlev_new(&c->curl, e);
-                if (r < 0) {
-                        sd_event_unref(c->event);
-                        free(c);
-                        return r;
-                }
-                c->own_curl = true;
+        r = sd_event_add_defer(e, &c->dispatcher, on_dispatch, c);
+        if (r >= 0) {
+                (void) sd_event_source_set_description(c->dispatcher, "grpc-dispatch");
+                r = sd_event_source_set_enabled(c->dispatcher, SD_EVENT_OFF);
+        }
+        if (r < 0) {
+                sd_event_source_unref(c->dispatcher);
+                sd_event_unref(c->event);
+                free(c);
+                return r;
         }
         *ret = c;
         return 0;
-}
-
-static void call_unlink(GrpcCall *call) {
-        if (call->client) {
-                GrpcClient *c = call->client;
-                if (call->next)
-                        call->next->prev = call->prev;
-                if (call->prev)
-                        call->prev->next = call->next;
-                else
-                        c->calls = call->next;
-                call->prev = call->next = NULL;
-                call->client = NULL;
-        }
-}
-
-static void call_free(GrpcCall *call) {
-        if (!call)
-                return;
-        call_unlink(call);
-        if (call->easy)
-                curl_easy_cleanup(call->easy);
-        curl_slist_free_all(call->headers);
-        free(call->req);
-        grpc_reader_done(&call->reader);
-        free(call);
-}
-
-GrpcClient *grpc_client_free(GrpcClient *c) {
-        if (!c)
-                return NULL;
-        while (c->calls) {
-                GrpcCall *call = c->calls;
-                (void) curlev_remove(c->curl, call->easy);
-                call_free(call);
-        }
-        sd_event_source_disable_unref(c->reaper);
-        if (c->own_curl)
-                curlev_free(c->curl);
-        sd_event_unref(c->event);
-        free(c);
-        return NULL;
 }
 
 const char *grpc_client_socket_path(const GrpcClient *c) {
@@ -450,145 +468,619 @@ size_t grpc_client_max_message(const GrpcClient *c) {
         return c ? c->max_message : 0;
 }
 
-static int call_fail(GrpcCall *call, int error, const char *reason) {
-        if (call->abort_error == 0) {
-                call->abort_error = error;
-                (void) strcpy_bounded(call->abort_reason, sizeof(call->abort_reason), reason);
-        }
-        return error;
+uint64_t grpc_client_connects(const GrpcClient *c) {
+        return c ? c->n_connects : 0;
 }
 
-static int on_frame(const uint8_t *msg, size_t len, void *userdata) {
-        GrpcCall *call = userdata;
+/* ---- calls: lists */
+
+static void done_remove(GrpcClient *c, GrpcCall *call) {
+        GrpcCall **p;
+        GrpcCall *prev = NULL;
+
+        if (!call->completed)
+                return;
+        for (p = &c->done; *p; prev = *p, p = &(*p)->done_next)
+                if (*p == call) {
+                        *p = call->done_next;
+                        if (c->done_tail == call)
+                                c->done_tail = prev;
+                        break;
+                }
+        call->done_next = NULL;
+        call->completed = false;
+}
+
+static void call_unlink(GrpcCall *call) {
+        GrpcClient *c = call->client;
+
+        if (!c)
+                return;
+        done_remove(c, call);
+        if (call->next)
+                call->next->prev = call->prev;
+        else
+                c->calls_tail = call->prev;
+        if (call->prev)
+                call->prev->next = call->next;
+        else
+                c->calls = call->next;
+        if (c->last_found == call)
+                c->last_found = NULL;
+        call->prev = call->next = NULL;
+        call->client = NULL;
+}
+
+static void conn_kick(Conn *conn);
+
+/* Leave the stream: tell the server (RST_STREAM CANCEL) unless it has already ended.
+ * A stream whose HEADERS are still queued in nghttp2 does not exist yet: its HEADERS
+ * are dropped by on_before_frame_send, which no longer finds the call. */
+static void call_detach(GrpcCall *call) {
+        Conn *conn = call->conn;
+
+        if (conn && call->stream_id > 0 && conn->session && nghttp2_session_find_stream(conn->session, call->stream_id))
+                (void) nghttp2_submit_rst_stream(conn->session, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
+        call->stream_id = 0;
+        call->conn = NULL;
+        call->timer = sd_event_source_disable_unref(call->timer);
+        if (conn)
+                conn_kick(conn);
+}
+
+static void call_free(GrpcCall *call) {
+        if (!call)
+                return;
+        call_detach(call);
+        call_unlink(call);
+        free(call->req);
+        grpc_reader_done(&call->reader);
+        free(call);
+}
+
+/* Record the outcome once and queue the call for dispatch(). */
+_printf_(3, 4) static void call_complete(GrpcCall *call, int error, const char *fmt, ...) {
+        GrpcClient *c = call->client;
+        va_list ap;
+
+        if (call->completed || !c)
+                return;
+        call_detach(call);
+        call->error = error;
+        if (error < 0)
+                call->status.code = -1;
+        if (fmt) {
+                va_start(ap, fmt);
+                vsnprintf(call->status.message, sizeof(call->status.message), fmt, ap);
+                va_end(ap);
+        }
+        call->completed = true;
+        call->done_next = NULL;
+        if (c->done_tail)
+                c->done_tail->done_next = call;
+        else
+                c->done = call;
+        c->done_tail = call;
+        (void) sd_event_source_set_enabled(c->dispatcher, SD_EVENT_ONESHOT);
+}
+
+/* Run on_done for every completed call, in order. Only from loop handlers. Returns
+ * false if the client was freed by an on_done (the caller must not touch it). */
+static bool dispatch(GrpcClient *c) {
+        bool dead = false;
+
+        if (c->dead)
+                return true; /* already dispatching further up */
+        c->dead = &dead;
+        while (c->done) {
+                GrpcCall *call = c->done;
+                c->done = call->done_next;
+                if (!c->done)
+                        c->done_tail = NULL;
+                call->done_next = NULL;
+                call->completed = false;
+                call_unlink(call);
+                if (!call->cancelled && call->on_done) {
+                        call->finished = true;
+                        call->on_done(call, call->error, &call->status, call->userdata);
+                }
+                call_free(call);
+                if (dead)
+                        return false;
+        }
+        c->dead = NULL;
+        (void) sd_event_source_set_enabled(c->dispatcher, SD_EVENT_OFF);
+        return true;
+}
+
+static int on_dispatch(sd_event_source *s, void *userdata) {
+        (void) dispatch(userdata);
+        return 0;
+}
+
+static GrpcCall *conn_find(Conn *conn, int32_t stream_id) {
+        GrpcClient *c = conn->client;
+        GrpcCall *call = c->last_found;
+
+        if (stream_id <= 0)
+                return NULL;
+        if (call && call->conn == conn && call->stream_id == stream_id)
+                return call;
+        /* newest first: the streams of a burst finish roughly in order */
+        for (call = c->calls_tail; call; call = call->prev)
+                if (call->conn == conn && call->stream_id == stream_id)
+                        return c->last_found = call;
+        return NULL;
+}
+
+/* ---- connection */
+
+static void conn_free(Conn *conn) {
+        GrpcClient *c = conn->client;
+
+        if (c) {
+                if (c->conn == conn)
+                        c->conn = NULL;
+                for (Conn **p = &c->draining; *p; p = &(*p)->next)
+                        if (*p == conn) {
+                                *p = conn->next;
+                                break;
+                        }
+        }
+        sd_event_source_disable_unref(conn->io);
+        if (conn->session)
+                nghttp2_session_del(conn->session);
+        if (conn->fd >= 0)
+                close(conn->fd);
+        free(conn->obuf);
+        free(conn);
+}
+
+/* The connection is gone: every call still on it fails once, with reason. */
+_printf_(3, 4) static void conn_fail(Conn *conn, int error, const char *fmt, ...) {
+        GrpcClient *c = conn->client;
+        char reason[GRPC_MESSAGE_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+
+        /* unbound first, so completing them sends nothing on the dying session */
+        for (GrpcCall *call = c->calls; call; call = call->next) {
+                if (call->conn != conn)
+                        continue;
+                call->conn = NULL;
+                call->stream_id = 0;
+                if (call->completed)
+                        continue;
+                if (strncmp(reason, "connect to ", 11) == 0)
+                        call_complete(call, error, "%s", reason);
+                else
+                        call_complete(call, error, "%s: %s", call->method, reason);
+        }
+        conn_free(conn);
+}
+
+static void conn_update_events(Conn *conn) {
+        uint32_t want = EPOLLIN;
+        if (conn->connecting || conn->olen > 0 || conn->pend_len > 0)
+                want |= EPOLLOUT;
+        if (want != conn->events && sd_event_source_set_io_events(conn->io, want) >= 0)
+                conn->events = want;
+}
+
+/* Serialize what nghttp2 has queued and write it. 0, or -errno (connection broken). */
+static int conn_flush(Conn *conn) {
+        for (;;) {
+                /* fill obuf */
+                while (conn->olen < CONN_OBUF_SIZE) {
+                        if (conn->pend_len == 0) {
+                                const uint8_t *data;
+                                ssize_t n;
+                                conn->in_nghttp2++;
+                                n = nghttp2_session_mem_send(conn->session, &data);
+                                conn->in_nghttp2--;
+                                if (n < 0)
+                                        return -EPROTO;
+                                if (n == 0)
+                                        break;
+                                conn->pend = data;
+                                conn->pend_len = (size_t) n;
+                        }
+                        size_t k = CONN_OBUF_SIZE - conn->olen;
+                        if (k > conn->pend_len)
+                                k = conn->pend_len;
+                        memcpy(conn->obuf + conn->olen, conn->pend, k);
+                        conn->olen += k;
+                        conn->pend += k;
+                        conn->pend_len -= k;
+                }
+                if (conn->olen == 0 || conn->connecting)
+                        return 0;
+                ssize_t w = send(conn->fd, conn->obuf, conn->olen, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return 0; /* EPOLLOUT brings us back */
+                        return -errno;
+                }
+                if ((size_t) w < conn->olen)
+                        memmove(conn->obuf, conn->obuf + w, conn->olen - (size_t) w);
+                conn->olen -= (size_t) w;
+                if (conn->olen > 0)
+                        return 0;
+        }
+}
+
+static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/* Flush now unless nghttp2 is running our callbacks (the I/O handler flushes after).
+ * A broken connection fails its calls (they are dispatched from the loop). */
+static void conn_kick(Conn *conn) {
         int r;
 
-        if (call->cancelled)
-                return -ECANCELED;
-        if (!call->on_message)
-                return 0;
-        call->client->in_callback++;
-        r = call->on_message(call, msg, len, call->userdata);
-        call->client->in_callback--;
-        if (call->cancelled)
-                return -ECANCELED;
+        if (conn->in_nghttp2 > 0 || !conn->session)
+                return;
+        r = conn_flush(conn);
         if (r < 0) {
-                char reason[GRPC_MESSAGE_MAX];
-                snprintf(reason, sizeof(reason), "%s: response message rejected: %s", call->method, strerror(-r));
-                return call_fail(call, r, reason);
+                conn_fail(conn, -EPROTO, "connection to %s failed: %s", conn->client->socket_path, strerror(-r));
+                return;
+        }
+        conn_update_events(conn);
+}
+
+static int conn_closes_on_goaway(Conn *conn) {
+        GrpcClient *c = conn->client;
+        if (c->conn == conn)
+                c->conn = NULL;
+        conn->next = c->draining;
+        c->draining = conn;
+        return 0;
+}
+
+/* nghttp2 callbacks: user_data is the Conn. */
+
+static int on_before_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+        Conn *conn = user_data;
+        /* the call was cancelled or timed out before its HEADERS left: never open the stream */
+        if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+            !conn_find(conn, frame->hd.stream_id))
+                return NGHTTP2_ERR_CANCEL;
+        return 0;
+}
+
+static int on_frame_not_send(nghttp2_session *session, const nghttp2_frame *frame, int lib_error_code,
+                             void *user_data) {
+        Conn *conn = user_data;
+        GrpcCall *call;
+
+        if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+                return 0;
+        call = conn_find(conn, frame->hd.stream_id);
+        if (!call)
+                return 0;
+        call->stream_id = 0;
+        call->status.code = GRPC_STATUS_UNAVAILABLE;
+        call_complete(call, 0, "%s: request not sent (%s); retry", call->method, nghttp2_strerror(lib_error_code));
+        return 0;
+}
+
+static ssize_t on_data_source_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                                   uint32_t *data_flags, nghttp2_data_source *source, void *user_data) {
+        GrpcCall *call = conn_find(user_data, stream_id);
+        size_t k;
+
+        if (!call)
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the orphaned stream */
+        k = call->req_len - call->req_off;
+        if (k > length)
+                k = length;
+        memcpy(buf, call->req + call->req_off, k);
+        call->req_off += k;
+        if (call->req_off == call->req_len) {
+                *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+                free(call->req);
+                call->req = NULL;
+                call->req_len = call->req_off = 0;
+        }
+        return (ssize_t) k;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
+        GrpcCall *call = conn_find(user_data, frame->hd.stream_id);
+
+        if (!call || call->completed)
+                return 0;
+        if (grpc_headers_parse_pair(&call->hdrs, (const char *) name, namelen, (const char *) value, valuelen) < 0) {
+                int nl = (int) (namelen > 40 ? 40 : namelen), vl = (int) (valuelen > 40 ? 40 : valuelen);
+                call_complete(call, -EBADMSG, "%s: malformed response header: %.*s: %.*s", call->method, nl,
+                              (const char *) name, vl, (const char *) value);
         }
         return 0;
 }
 
-static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
+static int on_frame(const uint8_t *msg, size_t len, void *userdata) {
         GrpcCall *call = userdata;
-        size_t n = size * nmemb;
+        GrpcClient *c = call->client;
         int r;
 
-        if (call->cancelled || call->abort_error)
+        if (call->cancelled || call->completed)
+                return -ECANCELED;
+        if (!call->on_message)
                 return 0;
-        r = grpc_reader_feed(&call->reader, ptr, n, on_frame, call);
+        c->in_callback++;
+        r = call->on_message(call, msg, len, call->userdata);
+        c->in_callback--;
+        if (call->cancelled || call->completed)
+                return -ECANCELED;
         if (r < 0) {
-                if (!call->cancelled && call->abort_error == 0) {
-                        char reason[GRPC_MESSAGE_MAX];
-                        snprintf(reason, sizeof(reason), "%s: %s", call->method, call->reader.error);
-                        call_fail(call, r, reason);
-                }
-                return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+                call_complete(call, r, "%s: response message rejected: %s", call->method, strerror(-r));
+                return r;
         }
-        return n;
+        return 0;
 }
 
-static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
-        GrpcCall *call = userdata;
-        size_t n = size * nmemb;
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                              size_t len, void *user_data) {
+        GrpcCall *call = conn_find(user_data, stream_id);
+        int r;
 
-        if (call->cancelled || call->abort_error)
+        if (!call || call->completed)
                 return 0;
-        if (grpc_headers_parse_line(&call->hdrs, ptr, n) < 0) {
-                char reason[GRPC_MESSAGE_MAX];
-                int k = (int) (n > 80 ? 80 : n);
-                while (k > 0 && (ptr[k - 1] == '\n' || ptr[k - 1] == '\r'))
-                        k--;
-                snprintf(reason, sizeof(reason), "%s: malformed response header: %.*s", call->method, k, ptr);
-                call_fail(call, -EBADMSG, reason);
-                return 0;
-        }
-        return n;
+        r = grpc_reader_feed(&call->reader, data, len, on_frame, call);
+        if (r < 0 && !call->completed)
+                call_complete(call, r, "%s: %s", call->method, call->reader.error);
+        return 0;
 }
 
-static int map_curl_error(GrpcCall *call, CURLcode result, char *reason, size_t size) {
-        GrpcClient *c = call->client;
-        long os_errno = 0;
+static const char *h2_error_name(uint32_t code) {
+        static const char *const names[] = {
+                "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+                "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+                "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+        };
+        return code < ELEMENTSOF(names) ? names[code] : "unknown error";
+}
 
-        (void) curl_easy_getinfo(call->easy, CURLINFO_OS_ERRNO, &os_errno);
-        switch (result) {
-        case CURLE_COULDNT_CONNECT: {
-                int e = os_errno > 0 ? (int) os_errno : ECONNREFUSED;
-                snprintf(reason, size, "connect to %s: %s", c->socket_path, strerror(e));
-                return e == ENOENT || e == EACCES || e == ECONNREFUSED || e == ENOTSOCK ? -e : -ECONNREFUSED;
-        }
-        case CURLE_OPERATION_TIMEDOUT:
-                snprintf(reason, size, "%s: deadline of %.3fs exceeded", call->method, call->timeout_usec / 1e6);
-                return -ETIMEDOUT;
-        case CURLE_OUT_OF_MEMORY:
-                snprintf(reason, size, "%s: out of memory", call->method);
-                return -ENOMEM;
-        case CURLE_PARTIAL_FILE:
-        case CURLE_HTTP2:
-        case CURLE_HTTP2_STREAM:
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_GOT_NOTHING:
-                snprintf(reason, size, "%s: stream ended without grpc-status: %s", call->method,
-                         curl_easy_strerror(result));
-                return -EPROTO;
+int grpc_status_from_h2_error(uint32_t h2_error) {
+        switch (h2_error) {
+        case NGHTTP2_REFUSED_STREAM:
+                return GRPC_STATUS_UNAVAILABLE;
+        case NGHTTP2_CANCEL:
+                return GRPC_STATUS_CANCELLED;
+        case NGHTTP2_ENHANCE_YOUR_CALM:
+                return GRPC_STATUS_RESOURCE_EXHAUSTED;
+        case NGHTTP2_INADEQUATE_SECURITY:
+                return GRPC_STATUS_PERMISSION_DENIED;
         default:
-                snprintf(reason, size, "%s: %s", call->method, curl_easy_strerror(result));
-                return -EIO;
+                return GRPC_STATUS_INTERNAL;
         }
 }
 
-static void on_transfer_done(CurlEv *ev, CURL *easy, CURLcode result, void *userdata) {
-        GrpcCall *call = userdata;
-        GrpcStatus status = { .code = -1 };
-        int error = 0;
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data) {
+        Conn *conn = user_data;
+        GrpcCall *call = conn_find(conn, stream_id);
 
-        if (call->cancelled) {
+        if (!call || call->completed)
+                return 0;
+        call->stream_id = 0; /* the stream is gone: nothing to reset */
+
+        if (call->hdrs.grpc_status >= 0) {
+                /* a status is authoritative even if the stream was reset afterwards */
+                call->status.code = call->hdrs.grpc_status;
+                if (call->status.code == GRPC_STATUS_OK && !grpc_reader_idle(&call->reader))
+                        call_complete(call, -EBADMSG, "%s: stream ended inside a message", call->method);
+                else
+                        call_complete(call, 0, "%s", call->hdrs.grpc_message);
+        } else if (error_code != NGHTTP2_NO_ERROR) {
+                call->status.code = grpc_status_from_h2_error(error_code);
+                if (conn->goaway && stream_id > conn->goaway_last_id)
+                        call_complete(call, 0, "%s: not processed: containerd is closing the connection (GOAWAY); retry",
+                                      call->method);
+                else
+                        call_complete(call, 0, "%s: stream reset by containerd: HTTP/2 %s", call->method,
+                                      h2_error_name(error_code));
+        } else if (call->hdrs.http_status != 200)
+                call_complete(call, -EPROTO, "%s: HTTP status %d without grpc-status", call->method,
+                              call->hdrs.http_status);
+        else
+                call_complete(call, -EPROTO, "%s: stream ended without grpc-status", call->method);
+        return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+        Conn *conn = user_data;
+
+        if (frame->hd.type == NGHTTP2_GOAWAY && !conn->goaway) {
+                conn->goaway = true;
+                conn->goaway_last_id = frame->goaway.last_stream_id;
+                (void) conn_closes_on_goaway(conn);
+        }
+        return 0;
+}
+
+static nghttp2_session_callbacks *callbacks_get(void) {
+        static nghttp2_session_callbacks *cbs; /* process-wide, never freed; immutable after creation */
+
+        if (cbs)
+                return cbs;
+        if (nghttp2_session_callbacks_new(&cbs) != 0)
+                return NULL;
+        nghttp2_session_callbacks_set_before_frame_send_callback(cbs, on_before_frame_send);
+        nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
+        nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+        return cbs;
+}
+
+/* Open a connection: socket, connect, nghttp2 session, preface + SETTINGS queued.
+ * On failure *ret is untouched and reason holds "connect to PATH: ...". */
+static int conn_open(GrpcClient *c, Conn **ret, char *reason, size_t reason_size) {
+        static const nghttp2_settings_entry iv[] = {
+                { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+                { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW },
+        };
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        nghttp2_session_callbacks *cbs;
+        Conn *conn;
+        int r;
+
+        cbs = callbacks_get();
+        if (!cbs) {
+                snprintf(reason, reason_size, "connect to %s: %s", c->socket_path, strerror(ENOMEM));
+                return -ENOMEM;
+        }
+        conn = calloc(1, sizeof(*conn));
+        if (!conn) {
+                snprintf(reason, reason_size, "connect to %s: %s", c->socket_path, strerror(ENOMEM));
+                return -ENOMEM;
+        }
+        conn->fd = -1;
+        conn->obuf = malloc(CONN_OBUF_SIZE);
+        if (!conn->obuf) {
+                r = -ENOMEM;
+                goto fail_errno;
+        }
+        conn->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (conn->fd < 0) {
+                r = -errno;
+                goto fail_errno;
+        }
+        (void) strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), c->socket_path);
+        if (connect(conn->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                if (errno != EINPROGRESS) {
+                        int e = errno;
+                        snprintf(reason, reason_size, "connect to %s: %s", c->socket_path, strerror(e));
+                        r = e == ENOENT || e == EACCES || e == ECONNREFUSED || e == ENOTSOCK ? -e : -ECONNREFUSED;
+                        goto fail;
+                }
+                conn->connecting = true;
+        }
+        conn->events = EPOLLIN | (conn->connecting ? EPOLLOUT : 0);
+        r = sd_event_add_io(c->event, &conn->io, conn->fd, conn->events, on_conn_io, conn);
+        if (r < 0)
+                goto fail_errno;
+        (void) sd_event_source_set_description(conn->io, "grpc-conn");
+        if (nghttp2_session_client_new(&conn->session, cbs, conn) != 0) {
+                r = -ENOMEM;
+                goto fail_errno;
+        }
+        if (nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, iv, ELEMENTSOF(iv)) != 0 ||
+            nghttp2_session_set_local_window_size(conn->session, NGHTTP2_FLAG_NONE, 0, CONNECTION_WINDOW) != 0) {
+                r = -ENOMEM;
+                goto fail_errno;
+        }
+        conn->client = c;
+        c->n_connects++;
+        *ret = conn;
+        return 0;
+
+fail_errno:
+        snprintf(reason, reason_size, "connect to %s: %s", c->socket_path, strerror(-r));
+fail:
+        conn->client = NULL;
+        conn_free(conn);
+        return r;
+}
+
+static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Conn *conn = userdata;
+        GrpcClient *c = conn->client;
+        int r;
+
+        if (conn->connecting) {
+                int err = 0;
+                socklen_t len = sizeof(err);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        err = errno;
+                if (err != 0) {
+                        conn_fail(conn, err == ENOENT || err == EACCES || err == ECONNREFUSED ? -err : -ECONNREFUSED,
+                                  "connect to %s: %s", c->socket_path, strerror(err));
+                        goto out;
+                }
+                if (!(revents & (EPOLLOUT | EPOLLIN | EPOLLHUP | EPOLLERR)))
+                        goto out;
+                conn->connecting = false;
+        }
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
+                        ssize_t n = recv(fd, c->ibuf, sizeof(c->ibuf), MSG_DONTWAIT);
+                        if (n < 0) {
+                                if (errno == EAGAIN || errno == EINTR)
+                                        break;
+                                conn_fail(conn, -EPROTO, "connection to %s failed: %s", c->socket_path, strerror(errno));
+                                goto out;
+                        }
+                        if (n == 0) {
+                                conn_fail(conn, -EPROTO, "connection closed by %s before grpc-status",
+                                          c->socket_path);
+                                goto out;
+                        }
+                        conn->in_nghttp2++;
+                        ssize_t k = nghttp2_session_mem_recv(conn->session, c->ibuf, (size_t) n);
+                        conn->in_nghttp2--;
+                        if (k < 0) {
+                                conn_fail(conn, -EPROTO, "HTTP/2 error on the connection to %s: %s", c->socket_path,
+                                          nghttp2_strerror((int) k));
+                                goto out;
+                        }
+                        if ((size_t) n < sizeof(c->ibuf))
+                                break;
+                }
+        }
+
+        r = conn_flush(conn);
+        if (r < 0) {
+                conn_fail(conn, -EPROTO, "connection to %s failed: %s", c->socket_path, strerror(-r));
+                goto out;
+        }
+        if (!nghttp2_session_want_read(conn->session) && !nghttp2_session_want_write(conn->session) &&
+            conn->olen == 0 && conn->pend_len == 0) {
+                /* after GOAWAY with no streams left, or a fatal protocol error */
+                conn_fail(conn, -EPROTO, "connection to %s closed (GOAWAY)", c->socket_path);
+                goto out;
+        }
+        conn_update_events(conn);
+out:
+        (void) dispatch(c);
+        return 0;
+}
+
+/* ---- calls */
+
+GrpcClient *grpc_client_free(GrpcClient *c) {
+        if (!c)
+                return NULL;
+        if (c->dead)
+                *c->dead = true;
+        /* sessions first, so freeing the calls sends nothing */
+        while (c->draining)
+                conn_free(c->draining);
+        if (c->conn)
+                conn_free(c->conn);
+        while (c->calls) {
+                GrpcCall *call = c->calls;
+                call->conn = NULL;
+                call->stream_id = 0;
                 call_free(call);
-                return;
         }
+        sd_event_source_disable_unref(c->dispatcher);
+        sd_event_unref(c->event);
+        free(c);
+        return NULL;
+}
 
-        if (call->abort_error) {
-                error = call->abort_error;
-                (void) strcpy_bounded(status.message, sizeof(status.message), call->abort_reason);
-        } else if (call->hdrs.grpc_status >= 0) {
-                /* A status is authoritative even if the connection went down afterwards. */
-                status.code = call->hdrs.grpc_status;
-                (void) strcpy_bounded(status.message, sizeof(status.message), call->hdrs.grpc_message);
-        } else if (result != CURLE_OK) {
-                error = map_curl_error(call, result, status.message, sizeof(status.message));
-        } else if (call->hdrs.http_status != 200) {
-                error = -EPROTO;
-                snprintf(status.message, sizeof(status.message), "%s: HTTP status %d without grpc-status",
-                         call->method, call->hdrs.http_status);
-        } else {
-                error = -EPROTO;
-                snprintf(status.message, sizeof(status.message), "%s: stream ended without grpc-status",
-                         call->method);
-        }
-        if (error == 0 && status.code == GRPC_STATUS_OK && !grpc_reader_idle(&call->reader)) {
-                error = -EBADMSG;
-                status.code = -1;
-                snprintf(status.message, sizeof(status.message), "%s: stream ended inside a message",
-                         call->method);
-        }
+static int on_call_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        GrpcCall *call = userdata;
+        GrpcClient *c = call->client;
 
-        /* Detached first: on_done may start calls, cancel others, even free the client. */
-        call->finished = true;
-        call_unlink(call);
-        if (call->on_done)
-                call->on_done(call, error, &status, call->userdata);
-        call_free(call);
+        call_complete(call, -ETIMEDOUT, "%s: deadline of %.3fs exceeded", call->method, call->timeout_usec / 1e6);
+        (void) dispatch(c);
+        return 0;
 }
 
 static bool namespace_valid(const char *ns) {
@@ -611,19 +1103,13 @@ static bool method_valid(const char *m) {
         return true;
 }
 
-static int add_header(struct curl_slist **l, const char *h) {
-        struct curl_slist *n = curl_slist_append(*l, h);
-        if (!n)
-                return -ENOMEM;
-        *l = n;
-        return 0;
-}
+#define NV(n, v) { (uint8_t *) (n), (uint8_t *) (v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
 
 int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, const void *req, size_t req_len,
                     uint64_t timeout_usec, grpc_message_handler_t on_message, grpc_done_handler_t on_done,
                     void *userdata, GrpcCall **ret) {
+        char reason[GRPC_MESSAGE_MAX], timeout[16] = "";
         GrpcCall *call;
-        char url[256], h[128];
         int r;
 
         if (!c || !method_path || (req_len > 0 && !req))
@@ -632,6 +1118,8 @@ int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, cons
                 return -EINVAL;
         if (req_len > c->max_message)
                 return -EMSGSIZE;
+        if (timeout_usec > 0 && grpc_timeout_format(timeout_usec, timeout, sizeof(timeout)) < 0)
+                return -EINVAL;
 
         call = calloc(1, sizeof(*call));
         if (!call)
@@ -641,73 +1129,67 @@ int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, cons
         call->on_message = on_message;
         call->on_done = on_done;
         call->userdata = userdata;
+        call->status.code = -1;
         grpc_reader_init(&call->reader, c->max_message);
         grpc_headers_init(&call->hdrs);
 
         r = grpc_frame_encode(req, req_len, &call->req, &call->req_len);
         if (r < 0)
                 goto fail;
-
-        r = -ENOMEM;
-        if (add_header(&call->headers, "content-type: application/grpc") < 0 ||
-            add_header(&call->headers, "te: trailers") < 0 || add_header(&call->headers, "Accept:") < 0 ||
-            add_header(&call->headers, "Expect:") < 0 ||
-            add_header(&call->headers, "user-agent: pullwatch/" PULLWATCH_VERSION) < 0)
-                goto fail;
-        if (ns) {
-                snprintf(h, sizeof(h), "containerd-namespace: %s", ns);
-                if (add_header(&call->headers, h) < 0)
-                        goto fail;
-        }
         if (timeout_usec > 0) {
-                char t[16];
-                if (grpc_timeout_format(timeout_usec, t, sizeof(t)) < 0) {
-                        r = -EINVAL;
-                        goto fail;
-                }
-                snprintf(h, sizeof(h), "grpc-timeout: %s", t);
-                if (add_header(&call->headers, h) < 0)
+                r = sd_event_add_time_relative(c->event, &call->timer, CLOCK_MONOTONIC, timeout_usec,
+                                               DEADLINE_ACCURACY_USEC, on_call_deadline, call);
+                if (r < 0)
                         goto fail;
         }
 
-        call->easy = curl_easy_init();
-        if (!call->easy)
-                goto fail;
-        snprintf(url, sizeof(url), "http://localhost%s", method_path);
-
-        r = -EIO;
-        if (curl_easy_setopt(call->easy, CURLOPT_URL, url) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_UNIX_SOCKET_PATH, c->socket_path) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE) !=
-                    CURLE_OK ||
-            /* libcurl 7.88.1 cannot reuse h2 prior-knowledge connections (curl #10634) */
-            curl_easy_setopt(call->easy, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_POST, 1L) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) call->req_len) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS, call->req) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_WRITEDATA, call) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK ||
-            curl_easy_setopt(call->easy, CURLOPT_HEADERDATA, call) != CURLE_OK)
-                goto fail;
-        if (timeout_usec > 0 &&
-            curl_easy_setopt(call->easy, CURLOPT_TIMEOUT_MS, (long) ((timeout_usec + 999) / 1000)) != CURLE_OK)
-                goto fail;
-
-        r = curlev_add(c->curl, call->easy, on_transfer_done, call);
-        if (r < 0)
-                goto fail;
-
+        /* running from here on: every failure below reaches on_done, from the loop */
         call->client = c;
-        call->next = c->calls;
-        if (c->calls)
-                c->calls->prev = call;
-        c->calls = call;
+        call->prev = c->calls_tail;
+        if (c->calls_tail)
+                c->calls_tail->next = call;
+        else
+                c->calls = call;
+        c->calls_tail = call;
         if (ret)
                 *ret = call;
+
+        if (!c->conn) {
+                r = conn_open(c, &c->conn, reason, sizeof(reason));
+                if (r < 0) {
+                        call_complete(call, r, "%s", reason);
+                        return 0;
+                }
+        }
+
+        nghttp2_nv nva[9] = {
+                NV(":method", "POST"),
+                NV(":scheme", "http"),
+                NV(":path", call->method),
+                NV(":authority", "localhost"),
+                NV("te", "trailers"),
+                NV("content-type", "application/grpc"),
+                NV("user-agent", "pullwatch/" PULLWATCH_VERSION),
+        };
+        size_t n = 7;
+        if (ns)
+                nva[n++] = (nghttp2_nv) NV("containerd-namespace", ns);
+        if (timeout_usec > 0)
+                nva[n++] = (nghttp2_nv) NV("grpc-timeout", timeout);
+        nghttp2_data_provider prd = { .read_callback = on_data_source_read };
+
+        int32_t id = nghttp2_submit_request(c->conn->session, NULL, nva, n, &prd, NULL);
+        if (id < 0) {
+                /* stream ids exhausted (or out of memory): this connection takes no more calls */
+                if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE)
+                        (void) conn_closes_on_goaway(c->conn);
+                call->status.code = GRPC_STATUS_UNAVAILABLE;
+                call_complete(call, 0, "%s: cannot start a stream: %s; retry", call->method, nghttp2_strerror(id));
+                return 0;
+        }
+        call->conn = c->conn;
+        call->stream_id = id;
+        conn_kick(c->conn);
         return 0;
 
 fail:
@@ -715,39 +1197,19 @@ fail:
         return r;
 }
 
-static int on_reap(sd_event_source *s, void *userdata) {
-        GrpcClient *c = userdata;
-        GrpcCall *call, *next;
-
-        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        for (call = c->calls; call; call = next) {
-                next = call->next;
-                if (!call->cancelled)
-                        continue;
-                (void) curlev_remove(c->curl, call->easy);
-                call_free(call);
-        }
-        return 0;
-}
-
 void grpc_call_cancel(GrpcCall *call) {
         GrpcClient *c;
 
-        if (!call || call->cancelled || call->finished)
+        if (!call || call->cancelled || call->finished || !call->client)
                 return;
         c = call->client;
         if (c->in_callback > 0) {
-                /* libcurl forbids removing any easy from inside a libcurl callback: mark
-                 * it (its own callbacks now abort the transfer) and reap it from the loop. */
+                /* inside an on_message: its reader is still running; the call is reset
+                 * now and freed by dispatch() once the I/O handler unwinds */
                 call->cancelled = true;
-                if (!c->reaper) {
-                        if (sd_event_add_defer(c->event, &c->reaper, on_reap, c) < 0)
-                                return; /* the transfer still aborts at its next callback */
-                        (void) sd_event_source_set_description(c->reaper, "grpc-reap");
-                }
-                (void) sd_event_source_set_enabled(c->reaper, SD_EVENT_ONESHOT);
+                if (!call->completed)
+                        call_complete(call, -ECANCELED, NULL);
                 return;
         }
-        (void) curlev_remove(c->curl, call->easy);
         call_free(call);
 }

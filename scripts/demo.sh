@@ -17,7 +17,7 @@ ROOT=$(pwd)
 
 PACKAGES=(containerd docker-registry skopeo systemd python3
           build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev libsystemd-dev
-          libprotobuf-c-dev protobuf-c-compiler libcmocka-dev zlib1g-dev)
+          libprotobuf-c-dev protobuf-c-compiler libcmocka-dev zlib1g-dev libnghttp2-dev)
 if [[ ${PW_SKIP_INSTALL:-0} != 1 ]]; then
 	missing=()
 	for p in "${PACKAGES[@]}"; do

@@ -1,10 +1,14 @@
-/* gRPC over HTTP/2 over a unix socket, on libcurl + sd-event.
+/* gRPC over HTTP/2 over a unix socket, on libnghttp2 + sd-event.
  *
  * Two layers:
  *  - a pure core (framing, a streaming reassembler, header/trailer parsing,
  *    grpc-message percent-decoding, grpc-timeout formatting, status names) with no I/O;
- *  - a client: one HTTP/2 prior-knowledge connection per call, because libcurl 7.88.1
- *    cannot reuse an h2c prior-knowledge connection (REFERENCE.md §7, curl #10634). */
+ *  - a client: ONE persistent HTTP/2 (prior knowledge) connection per GrpcClient, opened
+ *    lazily by the first call, one stream per call. libcurl 7.88.1 cannot reuse an h2c
+ *    prior-knowledge connection (REFERENCE.md §7, curl #10634), so the client drives
+ *    nghttp2 itself. A connection that breaks fails its calls once; the next call
+ *    reconnects. After GOAWAY, new calls go to a new connection. The server's
+ *    MAX_CONCURRENT_STREAMS is honoured (nghttp2 queues the HEADERS beyond it). No pings. */
 #pragma once
 
 #include <stdbool.h>
@@ -79,7 +83,7 @@ int grpc_reader_feed(GrpcReader *r, const void *data, size_t len, grpc_frame_cb_
 /* True when no partial frame is pending (a clean end of stream). */
 bool grpc_reader_idle(const GrpcReader *r);
 
-/* Response metadata from header and trailer lines (both arrive in curl's header callback). */
+/* Response metadata from headers and trailers. */
 typedef struct GrpcHeaders {
         int http_status;  /* 0 until seen */
         bool content_type_seen;
@@ -93,6 +97,13 @@ void grpc_headers_init(GrpcHeaders *h);
  * Names are case-insensitive; unknown headers are ignored. -EBADMSG on a malformed
  * grpc-status or :status value. */
 int grpc_headers_parse_line(GrpcHeaders *h, const char *line, size_t len);
+/* One decoded header field (name, value as HTTP/2 delivers them; not NUL-terminated).
+ * Same rules and errors as grpc_headers_parse_line. */
+int grpc_headers_parse_pair(GrpcHeaders *h, const char *name, size_t nlen, const char *value, size_t vlen);
+/* The gRPC status for a stream reset with HTTP/2 error code h2_error (PROTOCOL-HTTP2.md):
+ * REFUSED_STREAM → UNAVAILABLE, CANCEL → CANCELLED, ENHANCE_YOUR_CALM →
+ * RESOURCE_EXHAUSTED, INADEQUATE_SECURITY → PERMISSION_DENIED, anything else → INTERNAL. */
+int grpc_status_from_h2_error(uint32_t h2_error);
 /* Percent-decode len bytes of in into out (always NUL-terminated). Malformed escapes are
  * kept literally. Returns the decoded length, or -ENOBUFS if it was truncated. */
 int grpc_percent_decode(const char *in, size_t len, char *out, size_t outsize);
@@ -118,26 +129,39 @@ typedef int (*grpc_message_handler_t)(GrpcCall *call, const uint8_t *msg, size_t
  * -ENOENT (socket missing), -ECONNREFUSED (nobody listening), -EACCES, -ETIMEDOUT
  * (deadline), -EMSGSIZE (message over the limit), -EBADMSG (malformed frame or
  * header), -EPROTO (stream ended without grpc-status, or compressed frame), -EIO
- * (other), or the on_message error. status->message always holds a one-line reason.
+ * (other), or the on_message error. A connection that breaks (peer closed it, read or
+ * write error, HTTP/2 protocol error) fails each of its calls once with -EPROTO.
+ * A stream the server resets without a grpc-status is error == 0 with the code of
+ * grpc_status_from_h2_error(); calls the server did not process because of GOAWAY (or
+ * that could not be sent) are error == 0, UNAVAILABLE: safe to retry.
+ * status->message always holds a one-line reason.
+ * on_done runs from the event loop, never from inside grpc_call_start().
  * status is borrowed; the call is freed when on_done returns. */
 typedef void (*grpc_done_handler_t)(GrpcCall *call, int error, const GrpcStatus *status, void *userdata);
 
-/* curl: borrowed CurlEv to run on (must outlive the client); NULL makes the client own
- * one on e. socket_path is copied; > GRPC_SOCKET_PATH_MAX bytes → -ENAMETOOLONG.
- * max_message 0 → GRPC_DEFAULT_MAX_MESSAGE. *ret is owned, freed with grpc_client_free(). */
+/* curl: ignored (the client no longer runs on libcurl); kept so callers need not change,
+ * may be NULL. e: borrowed (a reference is taken). socket_path is copied;
+ * > GRPC_SOCKET_PATH_MAX bytes → -ENAMETOOLONG. max_message 0 → GRPC_DEFAULT_MAX_MESSAGE.
+ * No connection is made until the first call. *ret is owned, freed with grpc_client_free(). */
 int grpc_client_new(GrpcClient **ret, sd_event *e, CurlEv *curl, const char *socket_path, size_t max_message);
-/* Cancels every call still running without calling on_done. Accepts NULL. */
+/* Cancels every call still running without calling on_done, closes the connection.
+ * Allowed from on_done; not from on_message. Accepts NULL. */
 GrpcClient *grpc_client_free(GrpcClient *c);
 const char *grpc_client_socket_path(const GrpcClient *c);
 size_t grpc_client_max_message(const GrpcClient *c);
+/* How many connections this client has opened (connect() succeeded or is in progress). */
+uint64_t grpc_client_connects(const GrpcClient *c);
 
 /* Start a call. method_path "/pkg.Service/Method"; ns: value of the containerd-namespace
  * header, NULL for none; req/req_len: the serialized request (copied);
- * timeout_usec 0: no deadline (streams). *ret (optional) is borrowed: valid until
- * on_done returns or grpc_call_cancel(). */
+ * timeout_usec 0: no deadline (streams); otherwise a grpc-timeout header and a local
+ * timer (-ETIMEDOUT, the stream is reset). A connection failure (-ENOENT,
+ * -ECONNREFUSED, …) is reported through on_done, like every failure after validation.
+ * *ret (optional) is borrowed: valid until on_done returns or grpc_call_cancel(). */
 int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, const void *req, size_t req_len,
                     uint64_t timeout_usec, grpc_message_handler_t on_message, grpc_done_handler_t on_done,
                     void *userdata, GrpcCall **ret);
-/* Stop a call; on_done is not called. Safe from inside this call's own on_message.
+/* Stop a call (RST_STREAM CANCEL); on_done is not called. Safe from inside this call's
+ * own on_message (the call is then freed once the I/O handler unwinds).
  * Must not be called from (or after) on_done. Accepts NULL. */
 void grpc_call_cancel(GrpcCall *call);
