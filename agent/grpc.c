@@ -714,6 +714,15 @@ static int conn_flush(Conn *conn) {
 
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
+/* A read or write on the connection failed with -error. */
+static void conn_broken(Conn *conn, int error) {
+        const char *path = conn->client->socket_path;
+        if (error == -ECONNRESET || error == -EPIPE)
+                conn_fail(conn, -EPROTO, "connection closed by %s before grpc-status: %s", path, strerror(-error));
+        else
+                conn_fail(conn, -EPROTO, "connection to %s failed: %s", path, strerror(-error));
+}
+
 /* Flush now unless nghttp2 is running our callbacks (the I/O handler flushes after).
  * A broken connection fails its calls (they are dispatched from the loop). */
 static void conn_kick(Conn *conn) {
@@ -723,7 +732,7 @@ static void conn_kick(Conn *conn) {
                 return;
         r = conn_flush(conn);
         if (r < 0) {
-                conn_fail(conn, -EPROTO, "connection to %s failed: %s", conn->client->socket_path, strerror(-r));
+                conn_broken(conn, r);
                 return;
         }
         conn_update_events(conn);
@@ -1012,7 +1021,7 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                         if (n < 0) {
                                 if (errno == EAGAIN || errno == EINTR)
                                         break;
-                                conn_fail(conn, -EPROTO, "connection to %s failed: %s", c->socket_path, strerror(errno));
+                                conn_broken(conn, -errno);
                                 goto out;
                         }
                         if (n == 0) {
@@ -1035,7 +1044,7 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
 
         r = conn_flush(conn);
         if (r < 0) {
-                conn_fail(conn, -EPROTO, "connection to %s failed: %s", c->socket_path, strerror(-r));
+                conn_broken(conn, r);
                 goto out;
         }
         if (!nghttp2_session_want_read(conn->session) && !nghttp2_session_want_write(conn->session) &&
@@ -1137,8 +1146,9 @@ int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, cons
         if (r < 0)
                 goto fail;
         if (timeout_usec > 0) {
-                r = sd_event_add_time_relative(c->event, &call->timer, CLOCK_MONOTONIC, timeout_usec,
-                                               DEADLINE_ACCURACY_USEC, on_call_deadline, call);
+                /* from now, not from the loop's cached time of its last wakeup */
+                r = sd_event_add_time(c->event, &call->timer, CLOCK_MONOTONIC, now_usec_monotonic() + timeout_usec,
+                                      DEADLINE_ACCURACY_USEC, on_call_deadline, call);
                 if (r < 0)
                         goto fail;
         }

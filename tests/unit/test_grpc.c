@@ -236,6 +236,67 @@ static void test_headers(void **state) {
         }
 }
 
+/* The same metadata as HTTP/2 delivers it: decoded name/value pairs. */
+static void test_headers_pairs(void **state) {
+        static const struct {
+                const char *pairs[4][2];
+                int http_status, grpc_status;
+                bool ct_grpc;
+                const char *message;
+                int error; /* of the last pair */
+        } cases[] = {
+                { { { ":status", "200" }, { "content-type", "application/grpc" }, { "grpc-status", "0" } }, 200, 0, true, "", 0 },
+                { { { ":status", "200" }, { "grpc-status", "12" }, { "grpc-message", "unknown service x%2Fy" } },
+                  200, 12, false, "unknown service x/y", 0 },
+                { { { ":status", "415" }, { "content-type", "text/plain" } }, 415, -1, false, "", 0 },
+                { { { ":status", "2000" } }, 0, -1, false, "", -EBADMSG },
+                { { { "grpc-status", "-1" } }, 0, -1, false, "", -EBADMSG },
+                { { { "grpc-status", " 4 " }, { "x-other", "grpc-status: 3" } }, 0, 4, false, "", 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                GrpcHeaders h;
+                int r = 0;
+                grpc_headers_init(&h);
+                for (size_t k = 0; k < 4 && cases[i].pairs[k][0]; k++)
+                        r = grpc_headers_parse_pair(&h, cases[i].pairs[k][0], strlen(cases[i].pairs[k][0]),
+                                                    cases[i].pairs[k][1], strlen(cases[i].pairs[k][1]));
+                if (r != cases[i].error)
+                        fail_msg("case %zu: error %d want %d", i, r, cases[i].error);
+                assert_int_equal(h.http_status, cases[i].http_status);
+                assert_int_equal(h.grpc_status, cases[i].grpc_status);
+                assert_int_equal(h.content_type_grpc, cases[i].ct_grpc);
+                assert_string_equal(h.grpc_message, cases[i].message);
+        }
+        /* not NUL-terminated: only nlen/vlen bytes count */
+        GrpcHeaders h;
+        grpc_headers_init(&h);
+        assert_int_equal(grpc_headers_parse_pair(&h, "grpc-statusXX", 11, "79", 1), 0);
+        assert_int_equal(h.grpc_status, 7);
+}
+
+/* RST_STREAM without grpc-status: grpc/doc/PROTOCOL-HTTP2.md's table. */
+static void test_status_from_h2_error(void **state) {
+        static const struct {
+                uint32_t h2;
+                int want;
+        } cases[] = {
+                { 0x0 /* NO_ERROR */, GRPC_STATUS_INTERNAL },
+                { 0x1 /* PROTOCOL_ERROR */, GRPC_STATUS_INTERNAL },
+                { 0x2 /* INTERNAL_ERROR */, GRPC_STATUS_INTERNAL },
+                { 0x3 /* FLOW_CONTROL_ERROR */, GRPC_STATUS_INTERNAL },
+                { 0x7 /* REFUSED_STREAM */, GRPC_STATUS_UNAVAILABLE },
+                { 0x8 /* CANCEL */, GRPC_STATUS_CANCELLED },
+                { 0xb /* ENHANCE_YOUR_CALM */, GRPC_STATUS_RESOURCE_EXHAUSTED },
+                { 0xc /* INADEQUATE_SECURITY */, GRPC_STATUS_PERMISSION_DENIED },
+                { 0xd /* HTTP_1_1_REQUIRED */, GRPC_STATUS_INTERNAL },
+                { 0xdeadbeef, GRPC_STATUS_INTERNAL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (grpc_status_from_h2_error(cases[i].h2) != cases[i].want)
+                        fail_msg("h2 error 0x%x: %d want %d", cases[i].h2, grpc_status_from_h2_error(cases[i].h2),
+                                 cases[i].want);
+}
+
 static void test_percent_decode(void **state) {
         static const struct {
                 const char *in;
@@ -415,6 +476,8 @@ int main(void) {
                 cmocka_unit_test(test_reader_errors),
                 cmocka_unit_test(test_reader_callback_abort),
                 cmocka_unit_test(test_headers),
+                cmocka_unit_test(test_headers_pairs),
+                cmocka_unit_test(test_status_from_h2_error),
                 cmocka_unit_test(test_percent_decode),
                 cmocka_unit_test(test_timeout_format),
                 cmocka_unit_test(test_status_names),
