@@ -228,7 +228,9 @@ static void emit(Agent *a, Finding *f, const char *key) {
         }
 
         _cleanup_free_ char *json = NULL;
-        int r = finding_to_json_string(f, &json);
+        int r = 0;
+        if (a->spool || a->config->stdout_json) /* JSON only for the outputs that take it */
+                r = finding_to_json_string(f, &json);
         if (r < 0) {
                 log_error("cannot encode %s record for %s as JSON, ignoring", finding_kind_to_string(f->kind),
                           f->image.ref);

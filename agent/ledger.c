@@ -948,7 +948,11 @@ int ledger_format(const Ledger *l, char **ret, size_t *ret_len) {
         memcpy(text, header, (size_t) hlen);
         out_init(o, -1, text + hlen);
         emit_body(l, v, o);
-        assert(o->total == blen && o->crc == crc);
+        /* both passes walk the same content: a difference is a bug, never a file */
+        if (o->total != blen || o->crc != crc) {
+                free(text);
+                return -EIO;
+        }
         text[(size_t) hlen + blen] = 0;
         *ret = text;
         if (ret_len)
@@ -1341,7 +1345,10 @@ int ledger_save(Ledger *l) {
                 r = o->error;
                 goto fail;
         }
-        assert(o->total == blen && o->crc == crc);
+        if (o->total != blen || o->crc != crc) {
+                r = -EIO; /* both passes walk the same content: a difference is a bug */
+                goto fail;
+        }
         if (fsync(fd) < 0) {
                 r = -errno;
                 goto fail;
