@@ -33,7 +33,7 @@
 #include "pullwatch/spool.h"
 #include "pullwatch/util.h"
 
-#define JOBS_IN_FLIGHT_MAX 8          /* concurrent lookups against containerd */
+#define JOBS_IN_FLIGHT_MAX 64         /* concurrent lookups: pipelined on the one HTTP/2 connection */
 #define JOBS_QUEUED_MAX 100000        /* beyond: events are dropped (and counted) */
 #define RESOLVE_CACHE_MAX 256         /* digest → config facts, content-addressed */
 #define WORKLOADS_MAX 4096            /* container findings already raised (hashes, in memory) */

@@ -386,6 +386,7 @@ struct Conn {
         bool goaway;
         int32_t goaway_last_id;
         unsigned in_nghttp2; /* > 0 while nghttp2 runs our callbacks */
+        sd_event_source *flusher; /* defer: one flush per loop turn for calls started outside I/O */
 };
 
 struct GrpcClient {
@@ -628,6 +629,7 @@ static void conn_free(Conn *conn) {
                         }
         }
         sd_event_source_disable_unref(conn->io);
+        sd_event_source_disable_unref(conn->flusher);
         if (conn->session)
                 nghttp2_session_del(conn->session);
         if (conn->fd >= 0)
@@ -723,19 +725,40 @@ static void conn_broken(Conn *conn, int error) {
                 conn_fail(conn, -EPROTO, "connection to %s failed: %s", path, strerror(-error));
 }
 
-/* Flush now unless nghttp2 is running our callbacks (the I/O handler flushes after).
- * A broken connection fails its calls (they are dispatched from the loop). */
-static void conn_kick(Conn *conn) {
-        int r;
-
-        if (conn->in_nghttp2 > 0 || !conn->session)
-                return;
-        r = conn_flush(conn);
+static int on_conn_flush(sd_event_source *s, void *userdata) {
+        Conn *conn = userdata;
+        GrpcClient *c = conn->client; /* conn_broken() may free conn */
+        int r = conn_flush(conn);
         if (r < 0) {
                 conn_broken(conn, r);
-                return;
+                (void) dispatch(c);
+                return 0;
         }
         conn_update_events(conn);
+        return 0;
+}
+
+/* Flush on the next loop turn, unless nghttp2 is running our callbacks (the I/O handler
+ * flushes after). Calls started in one turn — the lookups of a burst of events — then
+ * leave in one send() instead of one each: per-call syscalls and wake-ups were most of
+ * the agent's CPU per event. A broken connection fails its calls from the loop. */
+static void conn_kick(Conn *conn) {
+        if (conn->in_nghttp2 > 0 || !conn->session)
+                return;
+        if (!conn->flusher) {
+                int r = sd_event_add_defer(conn->client->event, &conn->flusher, on_conn_flush, conn);
+                if (r < 0) {
+                        /* cannot defer: flush now, as before */
+                        r = conn_flush(conn);
+                        if (r < 0)
+                                conn_broken(conn, r);
+                        else
+                                conn_update_events(conn);
+                        return;
+                }
+                (void) sd_event_source_set_description(conn->flusher, "grpc-flush");
+        }
+        (void) sd_event_source_set_enabled(conn->flusher, SD_EVENT_ONESHOT);
 }
 
 static int conn_closes_on_goaway(Conn *conn) {
