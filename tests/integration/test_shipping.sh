@@ -358,6 +358,9 @@ pw_start_agent "$PW_NODE" "${S5_ARGS[@]}" --endpoint-ca-file "$T/ca.crt"
 delivered_wait 20 "right CA + client cert: the kept records arrive" --expect "$PW_AGENT_OUT" --received "$W/s5.records"
 pw_assert_ge "$(field expected)" "$n5" "right CA: at least the records kept"
 pw_assert_eq "$(field extra)" 0 "right CA: nothing unknown received"
+# the restart's inventory record is not on stdout: wait until the spool drained of it too
+pw_poll 20 test "$(sc frames "$PW_STATE_DIR/spool")" = 0 || pw_fail "right CA: the spool did not drain" \
+	"$(sc frames "$PW_STATE_DIR/spool") frames left"
 pw_stop_agent
 pw_assert_eq "$(metric pullwatch_spool_pending_records)" 0 "right CA: nothing pending"
 recv_stop
