@@ -884,48 +884,6 @@ int ctrd_images_list(Ctrd *c, const char *ns, ctrd_images_cb_t cb, void *userdat
                      NULL, userdata, 0, NULL);
 }
 
-int ctrd_filter_name(const char *name, char *buf, size_t size) {
-        static const char hex[] = "0123456789abcdef";
-        size_t o = 0;
-#define PUT(ch)                             \
-        do {                                \
-                if (o + 1 >= size)          \
-                        return -ENOBUFS;    \
-                buf[o++] = (char) (ch);     \
-        } while (0)
-        if (!name || !buf)
-                return -EINVAL;
-        for (const char *p = "name==\""; *p; p++)
-                PUT(*p);
-        for (const unsigned char *p = (const unsigned char *) name; *p; p++) {
-                if (*p == '"' || *p == '\\') {
-                        PUT('\\');
-                        PUT(*p);
-                } else if (*p < 0x20 || *p >= 0x7f) {
-                        PUT('\\');
-                        PUT('x');
-                        PUT(hex[*p >> 4]);
-                        PUT(hex[*p & 15]);
-                } else
-                        PUT(*p);
-        }
-        PUT('"');
-#undef PUT
-        buf[o] = 0;
-        return 0;
-}
-
-int ctrd_images_list_filtered(Ctrd *c, const char *ns, const char *const *filters, size_t n_filters,
-                              ctrd_images_cb_t cb, void *userdata) {
-        Containerd__Services__Images__V1__ListImagesRequest req = CONTAINERD__SERVICES__IMAGES__V1__LIST_IMAGES_REQUEST__INIT;
-        if (isempty(ns) || (n_filters > 0 && !filters))
-                return -EINVAL;
-        req.n_filters = n_filters;
-        req.filters = (char **) filters;
-        return start(c, CALL_IMAGES_LIST, M_IMAGES_LIST, ns, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb,
-                     NULL, userdata, 0, NULL);
-}
-
 int ctrd_image_get(Ctrd *c, const char *ns, const char *name, ctrd_image_cb_t cb, void *userdata) {
         Containerd__Services__Images__V1__GetImageRequest req = CONTAINERD__SERVICES__IMAGES__V1__GET_IMAGE_REQUEST__INIT;
         if (isempty(ns) || isempty(name))

@@ -174,17 +174,6 @@ void ctrd_call_cancel(CtrdCall *call);
 int ctrd_version(Ctrd *c, ctrd_version_cb_t cb, void *userdata);
 int ctrd_namespaces_list(Ctrd *c, ctrd_namespaces_cb_t cb, void *userdata);
 int ctrd_images_list(Ctrd *c, const char *ns, ctrd_images_cb_t cb, void *userdata);
-/* Images.List restricted by filters, OR'ed (one string each), e.g. built with
- * ctrd_filter_name(): one round trip for many names, how the agent batches the lookups
- * of a burst of image events. Filters are borrowed for the call only. */
-int ctrd_images_list_filtered(Ctrd *c, const char *ns, const char *const *filters, size_t n_filters,
-                              ctrd_images_cb_t cb, void *userdata);
-/* The filter selecting one image by exact name: name=="<value in Go string syntax>"
- * (containerd's filter values are Go-quoted; quotes, backslashes and non-printable bytes
- * escaped). -ENOBUFS if it does not fit in size. Pure. */
-int ctrd_filter_name(const char *name, char *buf, size_t size);
-#define CTRD_FILTER_NAME_MAX (PW_REF_MAX * 4 + 16)
-
 /* Unknown image: error -ENOENT. */
 int ctrd_image_get(Ctrd *c, const char *ns, const char *name, ctrd_image_cb_t cb, void *userdata);
 int ctrd_containers_list(Ctrd *c, const char *ns, ctrd_containers_cb_t cb, void *userdata);

@@ -594,39 +594,6 @@ static void on_containers(Ctrd *c, int error, const char *reason, const char *ns
         live_done();
 }
 
-static void on_filtered(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImage *imgs, size_t n,
-                        void *ud) {
-        size_t *ret = ud;
-        if (error < 0)
-                print_message("filtered list: %s\n", reason);
-        assert_int_equal(error, 0);
-        *ret = n;
-        for (size_t i = 0; i < n; i++)
-                assert_string_equal(imgs[i].name, "docker.io/library/pwtest:1.0");
-        live_done();
-}
-
-/* One Images.List for many names (the agent's batched lookups): OR'ed exact-name filters,
- * quoted so that odd names cannot break or widen the filter. */
-static void test_live_filtered_list(void **state) {
-        live_begin();
-        char f1[CTRD_FILTER_NAME_MAX], f2[CTRD_FILTER_NAME_MAX], f3[CTRD_FILTER_NAME_MAX];
-        assert_int_equal(ctrd_filter_name("docker.io/library/pwtest:1.0", f1, sizeof f1), 0);
-        assert_int_equal(ctrd_filter_name("docker.io/library/nope:1", f2, sizeof f2), 0);
-        assert_int_equal(ctrd_filter_name("docker.io/library/pwtest:1.0\" OR name~=\".*", f3, sizeof f3), 0);
-        const char *both[] = {f1, f2}, *missing[] = {f2}, *hostile[] = {f3};
-        size_t n_both = 99, n_missing = 99, n_hostile = 99;
-        assert_int_equal(ctrd_images_list_filtered(live.ctrd, "test", both, 2, on_filtered, &n_both), 0);
-        assert_int_equal(ctrd_images_list_filtered(live.ctrd, "test", missing, 1, on_filtered, &n_missing), 0);
-        assert_int_equal(ctrd_images_list_filtered(live.ctrd, "test", hostile, 1, on_filtered, &n_hostile), 0);
-        live.pending = 3;
-        live_run();
-        assert_int_equal(n_both, 1);
-        assert_int_equal(n_missing, 0);
-        assert_int_equal(n_hostile, 0);
-        live_end();
-}
-
 static void test_live_containers(void **state) {
         live_begin();
         const char *create[] = { "ctr", "-a", live.sock, "-n", "test", "containers", "create",
@@ -713,26 +680,6 @@ static void test_live_subscribe(void **state) {
         live_end();
 }
 
-static void test_filter_name(void **state) {
-        static const struct {
-                const char *name, *filter;
-        } table[] = {
-                {"docker.io/library/nginx:latest", "name==\"docker.io/library/nginx:latest\""},
-                {"a@sha256:00", "name==\"a@sha256:00\""},
-                {"with \"quote\"", "name==\"with \\\"quote\\\"\""},
-                {"back\\slash", "name==\"back\\\\slash\""},
-                {"ctl\x01\xff", "name==\"ctl\\x01\\xff\""},
-                {"", "name==\"\""},
-        };
-        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                char buf[CTRD_FILTER_NAME_MAX];
-                assert_int_equal(ctrd_filter_name(table[i].name, buf, sizeof buf), 0);
-                assert_string_equal(buf, table[i].filter);
-        }
-        char small[12];
-        assert_int_equal(ctrd_filter_name("docker.io/library/nginx", small, sizeof small), -ENOBUFS);
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_real_envelopes),
@@ -740,11 +687,9 @@ int main(void) {
                 cmocka_unit_test(test_goarch),
                 cmocka_unit_test(test_parse_index),
                 cmocka_unit_test(test_parse_manifest_config),
-                cmocka_unit_test(test_filter_name),
         };
         const struct CMUnitTest live_tests[] = {
                 cmocka_unit_test(test_live_unary),
-                cmocka_unit_test(test_live_filtered_list),
                 cmocka_unit_test(test_live_containers),
                 cmocka_unit_test(test_live_subscribe),
         };
