@@ -922,24 +922,43 @@ static int format_header(const Out *counted, char header[static HEADER_LINE_MAX]
                         counted->total, (uint32_t) counted->crc);
 }
 
+/* The first of the two passes that ledger_format() and ledger_save() share: sort the
+ * references, measure the body (length and CRC) and format the header line that
+ * carries them. *ret_v and *ret_o are owned by the caller; the second pass reuses *o. */
+static int plan_body(const Ledger *l, Ref ***ret_v, Out **ret_o, char header[HEADER_LINE_MAX], uint64_t *ret_blen,
+                     uLong *ret_crc, int *ret_hlen) {
+        int r = sorted_refs(l, ret_v);
+        if (r < 0)
+                return r;
+        *ret_o = malloc(sizeof(Out));
+        if (!*ret_o)
+                return -ENOMEM;
+        out_init(*ret_o, -1, NULL);
+        emit_body(l, *ret_v, *ret_o);
+        *ret_blen = (*ret_o)->total;
+        *ret_crc = (*ret_o)->crc;
+        *ret_hlen = format_header(*ret_o, header);
+        return 0;
+}
+
+/* After the second pass: both walk the same content, so a difference is a bug. */
+static int check_second_pass(const Out *o, uint64_t blen, uLong crc) {
+        return o->total != blen || o->crc != crc ? -EIO : 0;
+}
+
 int ledger_format(const Ledger *l, char **ret, size_t *ret_len) {
         _cleanup_free_ Ref **v = NULL;
         _cleanup_free_ Out *o = NULL;
         char header[HEADER_LINE_MAX];
+        uint64_t blen;
+        uLong crc;
+        int hlen;
 
         if (!l || !ret)
                 return -EINVAL;
-        int r = sorted_refs(l, &v);
+        int r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
         if (r < 0)
                 return r;
-        o = malloc(sizeof(Out));
-        if (!o)
-                return -ENOMEM;
-        out_init(o, -1, NULL);
-        emit_body(l, v, o);
-        uint64_t blen = o->total;
-        uLong crc = o->crc;
-        int hlen = format_header(o, header);
         if (blen > SIZE_MAX - (size_t) hlen - 1)
                 return -E2BIG;
         char *text = malloc((size_t) hlen + blen + 1);
@@ -948,8 +967,7 @@ int ledger_format(const Ledger *l, char **ret, size_t *ret_len) {
         memcpy(text, header, (size_t) hlen);
         out_init(o, -1, text + hlen);
         emit_body(l, v, o);
-        /* both passes walk the same content: a difference is a bug, never a file */
-        if (o->total != blen || o->crc != crc) {
+        if (check_second_pass(o, blen, crc) < 0) {
                 free(text);
                 return -EIO;
         }
@@ -1318,19 +1336,14 @@ int ledger_save(Ledger *l) {
         _cleanup_free_ Ref **v = NULL;
         _cleanup_free_ Out *o = NULL;
         char header[HEADER_LINE_MAX];
+        uint64_t blen;
+        uLong crc;
+        int hlen;
         if (!l || l->dfd < 0)
                 return -EINVAL;
-        int r = sorted_refs(l, &v);
+        int r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
         if (r < 0)
                 return r;
-        o = malloc(sizeof(Out));
-        if (!o)
-                return -ENOMEM;
-        out_init(o, -1, NULL);
-        emit_body(l, v, o);
-        uint64_t blen = o->total;
-        uLong crc = o->crc;
-        int hlen = format_header(o, header);
 
         _cleanup_close_ int fd = openat(l->dfd, LEDGER_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
                                         0600);
@@ -1345,10 +1358,9 @@ int ledger_save(Ledger *l) {
                 r = o->error;
                 goto fail;
         }
-        if (o->total != blen || o->crc != crc) {
-                r = -EIO; /* both passes walk the same content: a difference is a bug */
+        r = check_second_pass(o, blen, crc);
+        if (r < 0)
                 goto fail;
-        }
         if (fsync(fd) < 0) {
                 r = -errno;
                 goto fail;
