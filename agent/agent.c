@@ -825,7 +825,8 @@ static void job_pump(Agent *a) {
         a->pumping = false;
 }
 
-static Job *job_new(Agent *a, JobType type, const char *ns) {
+/* name: the image record's name (JOB_IMAGE) or the container id (JOB_CONTAINER). */
+static Job *job_new(Agent *a, JobType type, const char *ns, const char *name) {
         if (a->queued >= JOBS_QUEUED_MAX) {
                 if (a->dropped_events++ % 1000 == 0)
                         log_warning("more than %d lookups queued; dropping events (%" PRIu64
@@ -840,7 +841,7 @@ static Job *job_new(Agent *a, JobType type, const char *ns) {
         j->type = type;
         j->generation = a->generation;
         j->time_usec = now_usec_realtime();
-        if (dup_str(&j->ns, ns) < 0) {
+        if (dup_str(&j->ns, ns) < 0 || dup_str(type == JOB_IMAGE ? &j->image : &j->container_id, name) < 0) {
                 job_free(j);
                 return NULL;
         }
@@ -891,20 +892,18 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                         for (size_t i = 0; i < n; i++) {
                                 if (image_rank(&imgs[i]) != rank)
                                         continue;
-                                Job *j = job_new(a, JOB_IMAGE, ns);
+                                Job *j = job_new(a, JOB_IMAGE, ns, imgs[i].name);
+                                if (j && (dup_str(&j->digest, imgs[i].target_digest) < 0 ||
+                                          dup_str(&j->media_type, imgs[i].target_media_type) < 0)) {
+                                        job_free(j);
+                                        j = NULL;
+                                }
                                 if (!j)
                                         break;
                                 j->from_listing = true;
                                 j->counted_listing = true;
                                 a->listing_jobs++;
                                 j->have_target = true;
-                                if (dup_str(&j->image, imgs[i].name) < 0 ||
-                                    dup_str(&j->digest, imgs[i].target_digest) < 0 ||
-                                    dup_str(&j->media_type, imgs[i].target_media_type) < 0) {
-                                        a->listing_jobs--;
-                                        job_free(j);
-                                        break;
-                                }
                                 a->listed_images++;
                                 job_enqueue(a, j);
                         }
@@ -978,25 +977,13 @@ static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
         case CTRD_EVENT_IMAGE_UPDATE:
                 if (!namespace_wanted(a, ev->namespace))
                         return;
-                j = job_new(a, JOB_IMAGE, ev->namespace);
-                if (!j)
-                        return;
-                if (dup_str(&j->image, ev->image_name) < 0) {
-                        job_free(j);
-                        return;
-                }
+                j = job_new(a, JOB_IMAGE, ev->namespace, ev->image_name);
                 break;
         case CTRD_EVENT_CONTAINER_CREATE:
         case CTRD_EVENT_TASK_START:
                 if (!namespace_wanted(a, ev->namespace))
                         return;
-                j = job_new(a, JOB_CONTAINER, ev->namespace);
-                if (!j)
-                        return;
-                if (dup_str(&j->container_id, ev->container_id) < 0) {
-                        job_free(j);
-                        return;
-                }
+                j = job_new(a, JOB_CONTAINER, ev->namespace, ev->container_id);
                 break;
         case CTRD_EVENT_CONTAINER_DELETE:
                 container_forget(a, ev->namespace, ev->container_id);
@@ -1004,6 +991,8 @@ static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
         default:
                 return;
         }
+        if (!j)
+                return;
         if (ev->timestamp_usec)
                 j->time_usec = ev->timestamp_usec;
         job_enqueue(a, j);
