@@ -352,6 +352,10 @@ int curlev_add(CurlEv *ev, CURL *easy, curlev_done_t done, void *userdata) {
         return 0;
 }
 
+sd_event_source *curlev_timer_source(const CurlEv *ev) {
+        return ev ? ev->timer : NULL;
+}
+
 int curlev_remove(CurlEv *ev, CURL *easy) {
         CurlEvXfer *x = NULL;
 

@@ -24,3 +24,7 @@ CurlEv *curlev_free(CurlEv *ev);
 int curlev_add(CurlEv *ev, CURL *easy, curlev_done_t done, void *userdata);
 /* Stop a transfer without calling done; the caller keeps ownership of easy. */
 int curlev_remove(CurlEv *ev, CURL *easy);
+
+/* The timer source libcurl's timeouts run on (borrowed; NULL before libcurl asked for a
+ * timeout). For tests and diagnostics: its accuracy decides how late a transfer starts. */
+sd_event_source *curlev_timer_source(const CurlEv *ev);
