@@ -383,8 +383,10 @@ static void test_deadline_server_stopped(void **state) {
         assert_string_equal(sub.last.message, SUBSCRIBE_METHOD ": deadline of 0.300s exceeded");
         assert_int_equal(ver.done, 1);
         assert_int_equal(ver.last_error, -ETIMEDOUT);
-        if (elapsed < 300 * 1000 || elapsed > 2 * 1000000ULL)
-                fail_msg("the deadlines fired after %" PRIu64 " µs", elapsed);
+        /* a deadline never fires early (the loop's cached time once made it); how late it
+         * may fire is not asserted: no timed upper bounds in tests, run_until() bounds it */
+        if (elapsed < 300 * 1000)
+                fail_msg("the deadlines fired after %" PRIu64 " µs, before they were due", elapsed);
 
         /* the reset streams did not take the connection with them */
         version_ok();
