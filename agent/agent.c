@@ -100,6 +100,14 @@ typedef struct ContainerSeen {
         FindingWorkload *workload; /* full attribution for the finding */
 } ContainerSeen;
 
+/* One line when an output starts failing (or fails differently), one when it recovers
+ * with how many attempts failed meanwhile: a full disk or a dead journald must not turn
+ * every record into a log line. */
+typedef struct FailLatch {
+        int error;      /* the current run's error, 0 when working */
+        uint64_t count; /* failures in the current run */
+} FailLatch;
+
 struct Agent {
         AgentMode mode;
         const Config *config;
@@ -139,7 +147,8 @@ struct Agent {
 
         /* outputs */
         uint64_t counts[_FINDING_KIND_MAX];
-        int journal_error;
+        FailLatch journal_fail, spool_fail, ledger_fail;
+        uint64_t spool_lost; /* records that could not be spooled (they still went to journald/stdout) */
         bool spool_dirty;
         sd_event_source *post;
         sd_event_source *ledger_timer, *metrics_timer, *pins_watch, *pins_timer;
@@ -157,6 +166,21 @@ struct Agent {
 };
 
 static void job_pump(Agent *a);
+
+
+static bool latch_fail(FailLatch *l, int error) {
+        bool report = l->error != error;
+        l->error = error;
+        l->count = report ? 1 : l->count + 1;
+        return report;
+}
+
+/* Returns the number of failures of the run that just ended (0 if it was working). */
+static uint64_t latch_ok(FailLatch *l) {
+        uint64_t n = l->error ? l->count : 0;
+        *l = (FailLatch){0};
+        return n;
+}
 
 static int dup_str(char **dst, const char *src) {
         char *n = strdup(src ? src : "");
@@ -241,10 +265,20 @@ static void emit(Agent *a, Finding *f, const char *key) {
         if (a->spool) {
                 uint64_t seq;
                 r = spool_append(a->spool, json, strlen(json), &seq);
-                if (r < 0)
-                        log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot spool %s record for %s: %s",
-                                 finding_kind_to_string(f->kind), f->image.ref, strerror(-r));
-                else {
+                if (r < 0) {
+                        a->spool_lost++;
+                        if (latch_fail(&a->spool_fail, r))
+                                log_full(LOG_LEVEL_ERR, "spool_error", r,
+                                         "cannot spool %s record for %s: %s; it still goes to journald, and "
+                                         "this is said once until spooling works again",
+                                         finding_kind_to_string(f->kind), f->image.ref, strerror(-r));
+                } else {
+                        uint64_t n = latch_ok(&a->spool_fail);
+                        if (n > 0)
+                                log_full(LOG_LEVEL_WARNING, "spool_error", 0,
+                                         "spooling works again; %" PRIu64 " records could not be spooled and will "
+                                         "not reach the endpoint (they are in journald)",
+                                         n);
                         a->spool_dirty = true;
                         if (a->shipper)
                                 (void) ship_kick(a->shipper);
@@ -252,9 +286,15 @@ static void emit(Agent *a, Finding *f, const char *key) {
         }
 
         r = journal_send_finding(f);
-        if (r < 0 && r != a->journal_error)
-                log_warning_errno(r, "cannot write to journald: %s, continuing with the other outputs", strerror(-r));
-        a->journal_error = r < 0 ? r : 0;
+        if (r < 0) {
+                if (latch_fail(&a->journal_fail, r))
+                        log_warning_errno(r, "cannot write to journald: %s, continuing with the other outputs",
+                                          strerror(-r));
+        } else {
+                uint64_t n = latch_ok(&a->journal_fail);
+                if (n > 0)
+                        log_notice("journald works again; %" PRIu64 " entries could not be written", n);
+        }
 
         if (a->config->stdout_json) {
                 fputs(json, stdout);
@@ -265,13 +305,19 @@ static void emit(Agent *a, Finding *f, const char *key) {
 
 /* ---------------------------------------------------------------- ledger & metrics */
 
+static void ledger_schedule_save(Agent *a);
+
 static int on_ledger_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         if (a->ledger && ledger_is_dirty(a->ledger)) {
                 int r = ledger_save(a->ledger);
-                if (r < 0)
-                        log_warning_errno(r, "cannot save the ledger in %s: %s, will retry", a->config->state_dir,
-                                          strerror(-r));
+                if (r < 0) {
+                        if (latch_fail(&a->ledger_fail, r))
+                                log_warning_errno(r, "cannot save the ledger in %s: %s; it stays in memory, retrying",
+                                                  a->config->state_dir, strerror(-r));
+                        ledger_schedule_save(a); /* the dirty flag stays: try again later */
+                } else if (latch_ok(&a->ledger_fail) > 0)
+                        log_notice("the ledger in %s is saved again", a->config->state_dir);
                 /* a burst and the save's buffers leave freed heap behind: give it back, so an
                  * idle agent's private dirty memory is what it holds, not what it once held */
                 malloc_trim(0);

@@ -1,5 +1,6 @@
 /* pullwatch's command line: run, scan, check, report, status, version. */
 #include <getopt.h>
+#include <signal.h>
 #include <systemd/sd-id128.h>
 
 #include "pullwatch/agent.h"
@@ -308,6 +309,9 @@ out:
 }
 
 int main(int argc, char **argv) {
+        /* a closed stdout (--stdout into a pipe whose reader died) is an error to report,
+         * not a signal that kills the agent */
+        signal(SIGPIPE, SIG_IGN);
         if (argc < 2) {
                 usage(stderr);
                 return EXIT_ERROR;
