@@ -429,14 +429,9 @@ static void container_remember(Agent *a, const char *ns, const char *id, const c
                 return; /* keep the digest it was first seen with: that is what it runs */
         if (a->n_containers >= CONTAINERS_MAX)
                 return; /* the pod list of a tag_moved is then partial */
-        if (a->n_containers == a->cap_containers) {
-                size_t cap = a->cap_containers ? a->cap_containers * 2 : 64;
-                ContainerSeen *n = realloc(a->containers, cap * sizeof *n);
-                if (!n)
-                        return;
-                a->containers = n;
-                a->cap_containers = cap;
-        }
+        if (greedy_realloc((void **) &a->containers, &a->cap_containers, a->n_containers + 1, sizeof(ContainerSeen),
+                           64) < 0)
+                return;
         ContainerSeen c = {0};
         char pod[2 * PW_K8S_NAME_MAX + 2];
         if (w->pod[0])

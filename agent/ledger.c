@@ -258,12 +258,8 @@ static int atom_ref(Ledger *l, const char *digest, uint32_t *ret) {
         if (l->free_atom == NO_ATOM && l->n_atoms == l->alloc_atoms) {
                 if (l->n_atoms >= NO_ATOM - 1)
                         return -E2BIG;
-                size_t n = l->alloc_atoms ? l->alloc_atoms * 2 : 16;
-                Atom *v = reallocarray(l->atoms, n, sizeof(Atom));
-                if (!v)
+                if (greedy_realloc((void **) &l->atoms, &l->alloc_atoms, l->n_atoms + 1, sizeof(Atom), 16) < 0)
                         return -ENOMEM;
-                l->atoms = v;
-                l->alloc_atoms = n;
         }
         char *s = NULL;
         if (!p && !(s = strdup(digest)))
@@ -326,14 +322,8 @@ static int kind_intern(Ledger *l, const char *kind, uint16_t *ret) {
         if (i == NO_INDEX) {
                 if (l->n_kinds >= KINDS_MAX)
                         return -E2BIG;
-                if (l->n_kinds == l->alloc_kinds) {
-                        size_t n = l->alloc_kinds ? l->alloc_kinds * 2 : 8;
-                        char **v = reallocarray(l->kinds, n, sizeof(char *));
-                        if (!v)
-                                return -ENOMEM;
-                        l->kinds = v;
-                        l->alloc_kinds = n;
-                }
+                if (greedy_realloc((void **) &l->kinds, &l->alloc_kinds, l->n_kinds + 1, sizeof(char *), 8) < 0)
+                        return -ENOMEM;
                 char *s = strdup(kind);
                 if (!s)
                         return -ENOMEM;
@@ -404,14 +394,8 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
                 if (r < 0)
                         return r;
         }
-        if (l->n_refs == l->alloc_refs) {
-                size_t n = l->alloc_refs ? l->alloc_refs * 2 : 32;
-                Ref **p = reallocarray(l->refs, n, sizeof(Ref *));
-                if (!p)
-                        return -ENOMEM;
-                l->refs = p;
-                l->alloc_refs = n;
-        }
+        if (greedy_realloc((void **) &l->refs, &l->alloc_refs, l->n_refs + 1, sizeof(Ref *), 32) < 0)
+                return -ENOMEM;
         size_t nl = strlen(ns), rl = strlen(ref);
         Ref *e = malloc(offsetof(Ref, key) + nl + 1 + rl + 1);
         if (!e)

@@ -193,28 +193,14 @@ static bool parse_segment_name(const char *name, uint64_t *ret) {
 }
 
 static int segment_index_push(Segment *seg, uint64_t seq, uint64_t off, size_t len) {
-        if (seg->n_idx == seg->alloc_idx) {
-                size_t n = seg->alloc_idx ? seg->alloc_idx * 2 : 64;
-                IndexEntry *p = reallocarray(seg->idx, n, sizeof(IndexEntry));
-                if (!p)
-                        return -ENOMEM;
-                seg->idx = p;
-                seg->alloc_idx = n;
-        }
+        if (greedy_realloc((void **) &seg->idx, &seg->alloc_idx, seg->n_idx + 1, sizeof(IndexEntry), 64) < 0)
+                return -ENOMEM;
         seg->idx[seg->n_idx++] = (IndexEntry) { .seq = seq, .off = (uint32_t) off, .len = (uint32_t) len };
         return 0;
 }
 
 static int segs_reserve(Spool *s) {
-        if (s->n_segs < s->alloc_segs)
-                return 0;
-        size_t n = s->alloc_segs ? s->alloc_segs * 2 : 16;
-        Segment *p = reallocarray(s->segs, n, sizeof(Segment));
-        if (!p)
-                return -ENOMEM;
-        s->segs = p;
-        s->alloc_segs = n;
-        return 0;
+        return greedy_realloc((void **) &s->segs, &s->alloc_segs, s->n_segs + 1, sizeof(Segment), 16);
 }
 
 /* First index position in seg with seq > after. */
@@ -402,15 +388,9 @@ static int list_segments(int dfd, uint64_t **ret, size_t *ret_n) {
                 uint64_t v;
                 if (!parse_segment_name(de->d_name, &v))
                         continue;
-                if (n == alloc) {
-                        size_t na = alloc ? alloc * 2 : 16;
-                        uint64_t *p = reallocarray(names, na, sizeof(uint64_t));
-                        if (!p) {
-                                closedir(d);
-                                return -ENOMEM;
-                        }
-                        names = p;
-                        alloc = na;
+                if (greedy_realloc((void **) &names, &alloc, n + 1, sizeof(uint64_t), 16) < 0) {
+                        closedir(d);
+                        return -ENOMEM;
                 }
                 names[n++] = v;
         }
