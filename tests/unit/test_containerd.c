@@ -20,6 +20,8 @@
 #include "pullwatch/grpc.h"
 #include "pullwatch/util.h"
 
+#include "live_containerd.h"
+
 static size_t read_file(const char *path, uint8_t *buf, size_t size) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -384,71 +386,28 @@ typedef struct Live {
 
 static Live live;
 
-static int run_cmd(const char *const argv[]) {
-        pid_t p = fork();
-        assert_true(p >= 0);
-        if (p == 0) {
-                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-                dup2(null, 1);
-                dup2(null, 2);
-                execvp(argv[0], (char **) argv);
-                _exit(127);
-        }
-        int st;
-        assert_int_equal(waitpid(p, &st, 0), p);
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int live_setup(void **state) {
-        if (geteuid() != 0 || access("/usr/bin/containerd", X_OK) < 0 || access("/usr/bin/ctr", X_OK) < 0 ||
-            access("/usr/bin/python3", X_OK) < 0)
+        if (!live_containerd_possible() || access("/usr/bin/python3", X_OK) < 0)
                 return 0; /* the tests skip */
-        snprintf(live.dir, sizeof(live.dir), "/tmp/pw-ctrd-XXXXXX");
-        assert_non_null(mkdtemp(live.dir));
-        snprintf(live.sock, sizeof(live.sock), "%s/c.sock", live.dir);
-        char cfg[256], buf[1024];
-        snprintf(cfg, sizeof(cfg), "%s/config.toml", live.dir);
-        FILE *f = fopen(cfg, "we");
-        assert_non_null(f);
-        fprintf(f,
-                "version = 2\nroot = \"%s/root\"\nstate = \"%s/state\"\n"
-                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
-                "[grpc]\n  address = \"%s\"\n[ttrpc]\n  address = \"%s.ttrpc\"\n",
-                live.dir, live.dir, live.sock, live.sock);
-        fclose(f);
-        live.pid = fork();
-        assert_true(live.pid >= 0);
-        if (live.pid == 0) {
-                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
-                snprintf(buf, sizeof(buf), "%s/log", live.dir);
-                int fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-                dup2(fd, 1);
-                dup2(fd, 2);
-                execl("/usr/bin/containerd", "containerd", "--config", cfg, (char *) NULL);
-                _exit(127);
-        }
-        /* wait for the socket, bounded */
-        for (int i = 0; i < 200 && access(live.sock, F_OK) < 0; i++)
-                usleep(50 * 1000);
-        assert_int_equal(access(live.sock, F_OK), 0);
+        char cfg[256];
+        live_containerd_prepare(live.dir, sizeof(live.dir), "/tmp/pw-ctrd-XXXXXX", live.sock, sizeof(live.sock), cfg,
+                                sizeof(cfg));
+        live.pid = live_containerd_spawn(live.dir, cfg, SIGTERM);
+        live_containerd_wait(live.sock);
 
         char tar[128], script[512];
         snprintf(tar, sizeof(tar), "%s/img.tar", live.dir);
         snprintf(script, sizeof(script), "%s/tests/unit/fixtures/make_oci_tar.py", PW_SOURCE_DIR);
         const char *mk[] = { "python3", script, tar, "docker.io/library/pwtest:1.0", NULL };
-        assert_int_equal(run_cmd(mk), 0);
+        assert_int_equal(test_run_cmd(mk), 0);
         const char *imp[] = { "ctr", "-a", live.sock, "-n", "test", "images", "import", tar, NULL };
-        assert_int_equal(run_cmd(imp), 0);
+        assert_int_equal(test_run_cmd(imp), 0);
         return 0;
 }
 
 static int live_teardown(void **state) {
-        if (live.pid > 0) {
-                kill(live.pid, SIGTERM);
-                waitpid(live.pid, NULL, 0);
-                const char *rm[] = { "rm", "-rf", live.dir, NULL };
-                (void) run_cmd(rm);
-        }
+        if (live.pid > 0)
+                live_containerd_stop(live.pid, live.dir);
         return 0;
 }
 
@@ -600,7 +559,7 @@ static void test_live_containers(void **state) {
                                  "--label", "io.kubernetes.pod.namespace=prod", "--label", "io.kubernetes.pod.name=web-1",
                                  "--label", "io.kubernetes.container.name=app",
                                  "docker.io/library/pwtest:1.0", "pw-c1", NULL };
-        assert_int_equal(run_cmd(create), 0);
+        assert_int_equal(test_run_cmd(create), 0);
         assert_int_equal(ctrd_container_get(live.ctrd, "test", "pw-c1", on_container, NULL), 0);
         assert_int_equal(ctrd_containers_list(live.ctrd, "test", on_containers, NULL), 0);
         live.pending = 2;

@@ -19,6 +19,8 @@
 #include "pullwatch/grpc.h"
 #include "pullwatch/util.h"
 
+#include "live_containerd.h"
+
 #define VERSION_METHOD "/containerd.services.version.v1.Version/Version"
 #define SUBSCRIBE_METHOD "/containerd.services.events.v1.Events/Subscribe"
 
@@ -32,67 +34,22 @@ static struct {
         int ns_round;
 } L;
 
-static int run_cmd(const char *const argv[]) {
-        pid_t p = fork();
-        assert_true(p >= 0);
-        if (p == 0) {
-                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-                dup2(null, 1);
-                dup2(null, 2);
-                execvp(argv[0], (char **) argv);
-                _exit(127);
-        }
-        int st;
-        assert_int_equal(waitpid(p, &st, 0), p);
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void containerd_start(void) {
-        char log[128];
-        snprintf(log, sizeof(log), "%s/log", L.dir);
-        L.pid = fork();
-        assert_true(L.pid >= 0);
-        if (L.pid == 0) {
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-                dup2(fd, 1);
-                dup2(fd, 2);
-                execl("/usr/bin/containerd", "containerd", "--config", L.cfg, (char *) NULL);
-                _exit(127);
-        }
+        L.pid = live_containerd_spawn(L.dir, L.cfg, SIGKILL);
 }
 
 static int setup(void **state) {
-        if (geteuid() != 0 || access("/usr/bin/containerd", X_OK) < 0 || access("/usr/bin/ctr", X_OK) < 0)
+        if (!live_containerd_possible())
                 return 0; /* the tests skip */
-        snprintf(L.dir, sizeof(L.dir), "/tmp/pw-grpclive-XXXXXX");
-        assert_non_null(mkdtemp(L.dir));
-        snprintf(L.sock, sizeof(L.sock), "%s/c.sock", L.dir);
-        snprintf(L.cfg, sizeof(L.cfg), "%s/config.toml", L.dir);
-        FILE *f = fopen(L.cfg, "we");
-        assert_non_null(f);
-        fprintf(f,
-                "version = 2\nroot = \"%s/root\"\nstate = \"%s/state\"\n"
-                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
-                "[grpc]\n  address = \"%s\"\n[ttrpc]\n  address = \"%s.ttrpc\"\n",
-                L.dir, L.dir, L.sock, L.sock);
-        fclose(f);
+        live_containerd_prepare(L.dir, sizeof(L.dir), "/tmp/pw-grpclive-XXXXXX", L.sock, sizeof(L.sock), L.cfg,
+                                sizeof(L.cfg));
         containerd_start();
-        for (int i = 0; i < 200 && access(L.sock, F_OK) < 0; i++)
-                usleep(50 * 1000);
-        assert_int_equal(access(L.sock, F_OK), 0);
+        live_containerd_wait(L.sock);
         return 0;
 }
 
 static int teardown(void **state) {
-        if (L.pid > 0) {
-                kill(L.pid, SIGTERM);
-                waitpid(L.pid, NULL, 0);
-        }
-        if (L.dir[0]) {
-                const char *rm[] = { "rm", "-rf", L.dir, NULL };
-                (void) run_cmd(rm);
-        }
+        live_containerd_stop(L.pid, L.dir);
         return 0;
 }
 
@@ -234,7 +191,7 @@ static void trigger_event(void) {
         char name[32];
         snprintf(name, sizeof(name), "pwlive%d", ++L.ns_round);
         const char *create[] = { "ctr", "-a", L.sock, "namespaces", "create", name, NULL };
-        assert_int_equal(run_cmd(create), 0);
+        assert_int_equal(test_run_cmd(create), 0);
 }
 
 /* Make events (one namespace create each) until t has seen at least n messages. */
