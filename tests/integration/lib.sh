@@ -138,6 +138,16 @@ pw_assert_status() { # EXPECTED MSG CMD... — CMD must exit with EXPECTED (outp
 	pw_pass "$msg"
 }
 
+# pw_start_all — what every agent scenario starts with: the binary (or skip), the
+# tools, journald, a registry and a private containerd.
+pw_start_all() {
+	pw_require_pullwatch
+	pw_setup_deps_check
+	pw_start_journald
+	pw_start_registry
+	pw_start_containerd
+}
+
 # pw_done — print the summary line and exit 0.
 pw_done() { exit 0; }
 

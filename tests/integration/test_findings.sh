@@ -7,11 +7,7 @@
 # the old digest, and a truncated state file that is survived.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pw_require_pullwatch
-pw_setup_deps_check
-pw_start_journald
-pw_start_registry
-pw_start_containerd
+pw_start_all
 
 R=$PW_REGISTRY
 SHA_GOOD=3f2c1ab9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3

@@ -6,11 +6,7 @@
 # with one line counting what could not be spooled.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pw_require_pullwatch
-pw_setup_deps_check
-pw_start_journald
-pw_start_registry
-pw_start_containerd
+pw_start_all
 
 R=$PW_REGISTRY
 SHA=3f2c1ab9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3

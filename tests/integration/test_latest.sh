@@ -4,11 +4,7 @@
 # namespace k8s.io and in default; a versioned tag gives a record and no finding.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pw_require_pullwatch
-pw_setup_deps_check
-pw_start_journald
-pw_start_registry
-pw_start_containerd
+pw_start_all
 
 R=$PW_REGISTRY
 d_latest=$(pw_build_image app latest "" latest-seed)

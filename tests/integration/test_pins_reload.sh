@@ -5,11 +5,7 @@
 # loaded before, with one clear line.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pw_require_pullwatch
-pw_setup_deps_check
-pw_start_journald
-pw_start_registry
-pw_start_containerd
+pw_start_all
 
 R=$PW_REGISTRY
 SHA=3f2c1ab9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3

@@ -6,11 +6,7 @@
 # 1 with findings and 0 on a clean namespace.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pw_require_pullwatch
-pw_setup_deps_check
-pw_start_journald
-pw_start_registry
-pw_start_containerd
+pw_start_all
 
 R=$PW_REGISTRY
 d_v1=$(pw_build_image base 2.0.1 0123456789abcdef0123456789abcdef01234567 base-seed)

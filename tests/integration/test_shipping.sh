@@ -16,11 +16,7 @@
 #   6. Loki push format checked field by field on the received bodies
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-pw_require_pullwatch
-pw_setup_deps_check
-pw_start_journald
-pw_start_registry
-pw_start_containerd
+pw_start_all
 
 R=$PW_REGISTRY
 W=$PW_WORK
