@@ -1082,7 +1082,12 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
                 reconcile(a, false);
                 return;
         }
-        static const char *const filters[] = {"topic~=\"^/(images|containers|tasks)/\""};
+        /* only the topics the agent acts on (OR'ed): a busy node's /tasks/exit, /tasks/delete,
+         * /tasks/oom... would each wake the agent for nothing */
+        static const char *const filters[] = {
+                "topic==\"/images/create\"",     "topic==\"/images/update\"", "topic==\"/containers/create\"",
+                "topic==\"/containers/delete\"", "topic==\"/tasks/start\"",
+        };
         int r = ctrd_subscribe(a->ctrd, filters, ELEMENTSOF(filters), on_event, on_stream_end, a, &a->subscription);
         if (r < 0) {
                 log_warning_errno(r, "cannot subscribe to containerd events: %s; retrying", strerror(-r));
