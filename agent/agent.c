@@ -1227,6 +1227,11 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
         int r;
 
         log_set_node(c->node);
+        log_set_max_level(streq_ptr(c->log_level, "err")       ? LOG_LEVEL_ERR
+                          : streq_ptr(c->log_level, "warning") ? LOG_LEVEL_WARNING
+                          : streq_ptr(c->log_level, "notice")  ? LOG_LEVEL_NOTICE
+                          : streq_ptr(c->log_level, "debug")   ? LOG_LEVEL_DEBUG
+                                                               : LOG_LEVEL_INFO);
         r = policy_new_from_config(c, &a->policy, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "%s", err);

@@ -123,6 +123,9 @@ static const ConfigKey keys[] = {
         { "spool_fsync", CONFIG_ENUM, "batch", OFF(spool_fsync),
           "when the spool is fsynced: always (safest), batch, never (fastest)", "PULLWATCH_SPOOL_FSYNC",
           "spool-fsync", 0, 0, "always|batch|never", 0 },
+        { "log_level", CONFIG_ENUM, "info", OFF(log_level),
+          "the agent's own diagnostics on stderr: err, warning, notice, info or debug", "PULLWATCH_LOG_LEVEL",
+          "log-level", 0, 0, "err|warning|notice|info|debug", 0 },
 };
 
 const ConfigKey *config_keys(size_t *ret_n) {

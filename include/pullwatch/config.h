@@ -92,6 +92,7 @@ typedef struct Config {
         uint64_t retry_max_backoff_usec;
         uint64_t spool_max_bytes;
         char *spool_fsync; /* always | batch | never */
+        char *log_level;   /* err | warning | notice | info | debug */
 } Config;
 
 typedef enum ConfigType {
