@@ -929,9 +929,13 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                 if (a->mode == MODE_SCAN)
                         a->exit_error = error;
         } else {
+                /* each name parsed once, not once per rank */
+                _cleanup_free_ uint8_t *ranks = malloc(n ? n : 1);
+                for (size_t i = 0; ranks && i < n; i++)
+                        ranks[i] = (uint8_t) image_rank(&imgs[i]);
                 for (int rank = 0; rank <= 3; rank++)
                         for (size_t i = 0; i < n; i++) {
-                                if (image_rank(&imgs[i]) != rank)
+                                if ((ranks ? ranks[i] : image_rank(&imgs[i])) != rank)
                                         continue;
                                 Job *j = job_new(a, JOB_IMAGE, ns, imgs[i].name);
                                 if (j && (dup_str(&j->digest, imgs[i].target_digest) < 0 ||
