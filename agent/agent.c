@@ -82,6 +82,7 @@ struct Job {
         bool from_listing;
         bool counted_listing; /* part of a->listing_jobs */
         bool have_target;     /* digest/media_type known (listing, or after Images.Get) */
+        bool skip;            /* nothing to judge (a sandbox container) */
         int error;            /* <0: lookups failed; the job is dropped when processed */
         char *reason;         /* why, when error < 0 */
         char *ns;
@@ -707,7 +708,7 @@ static void job_drain(Agent *a) {
                                 log_warning("cannot look up %s %s in namespace %s: %s, ignoring",
                                             j->type == JOB_IMAGE ? "image" : "container",
                                             j->type == JOB_IMAGE ? j->image : j->container_id, j->ns, j->reason);
-                } else
+                } else if (!j->skip)
                         process_image(a, j);
                 job_free(j);
         }
@@ -823,6 +824,13 @@ static void on_container_got(Ctrd *c, int error, const char *reason, const CtrdC
         }
         if (isempty(ct->image)) {
                 job_finish(j, -ENOENT, "container has no image");
+                return;
+        }
+        if (ct->is_sandbox) {
+                /* the pod's pause container: infrastructure, not the workload; its image's
+                 * pull was judged like any other, but no finding names a pod for it */
+                j->skip = true;
+                job_finish(j, 0, NULL);
                 return;
         }
         if (dup_str(&j->image, ct->image) < 0 || !(j->workload = malloc(sizeof *j->workload))) {

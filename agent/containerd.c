@@ -570,6 +570,8 @@ static void container_from_proto(const Containerd__Services__Containers__V1__Con
                         label_into(ct->workload.pod, sizeof(ct->workload.pod), v);
                 else if (streq_ptr(k, "io.kubernetes.container.name"))
                         label_into(ct->workload.container, sizeof(ct->workload.container), v);
+                else if (streq_ptr(k, "io.cri-containerd.kind"))
+                        ct->is_sandbox = streq_ptr(v, "sandbox");
         }
 }
 

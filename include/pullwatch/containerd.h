@@ -98,6 +98,7 @@ typedef struct CtrdContainer {
         /* io.kubernetes.pod.namespace / pod.name / container.name labels; "" when absent
          * or over-long. container_id is left empty: the caller decides. */
         FindingWorkload workload;
+        bool is_sandbox; /* io.cri-containerd.kind=sandbox: a pod's pause container, not a workload */
 } CtrdContainer;
 
 /* What ctrd_image_resolve() found. */

@@ -99,6 +99,18 @@ pw_ctr -n k8s.io containers create --label io.kubernetes.pod.name=web-0 \
 	"$R/web:latest" web-0-cid >/dev/null
 pw_wait_journal "$NODE" "" 1 20 'PULLWATCH_KIND!=pull' K8S_POD=web-0 K8S_NAMESPACE=shop K8S_CONTAINER=web "IMAGE_DIGEST=$d_web"
 pw_wait_stdout latest_tag 1 20 workload.pod=web-0 workload.namespace=shop workload.container=web "image.digest=$d_web"
+# a pod's sandbox (pause) container, as the CRI plugin labels it, is not a workload: no
+# finding names its pod, while the workload container created after it is named
+pw_ctr -n k8s.io containers create --label io.kubernetes.pod.name=web-1 \
+	--label io.kubernetes.pod.namespace=shop --label io.cri-containerd.kind=sandbox \
+	"$R/web:latest" web-1-sandbox >/dev/null
+pw_ctr -n k8s.io containers create --label io.kubernetes.pod.name=web-1 \
+	--label io.kubernetes.pod.namespace=shop --label io.kubernetes.container.name=web \
+	--label io.cri-containerd.kind=container "$R/web:latest" web-1-cid >/dev/null
+pw_wait_stdout latest_tag 1 20 workload.pod=web-1 workload.container=web
+pw_assert_eq "$(pw_stdout_count kind=latest_tag workload.pod=web-1)" 1 \
+	"the sandbox container gives no finding, its pod's workload container one"
+pw_assert_eq "$(pw_stdout_count workload.container_id=web-1-sandbox)" 0 "no record names the sandbox container"
 
 # --- restart the agent: no repeated findings, the ledger remembers ---------------------------
 pw_sync_agent default
