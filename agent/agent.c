@@ -20,6 +20,7 @@
 
 #include "pullwatch/containerd.h"
 #include "pullwatch/curlev.h"
+#include "pullwatch/curlshim.h"
 #include "pullwatch/finding.h"
 #include "pullwatch/journal.h"
 #include "pullwatch/ledger.h"
@@ -1256,10 +1257,7 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
         r = sd_event_default(&a->event);
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop: %s", strerror(-r));
-        r = curlev_new(&a->curl, a->event);
-        if (r < 0)
-                return log_error_errno(r, "cannot set up libcurl: %s", strerror(-r));
-        r = ctrd_new(&a->ctrd, a->event, a->curl, c->address, c->max_message_bytes, err, sizeof err);
+        r = ctrd_new(&a->ctrd, a->event, NULL, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "%s", err[0] ? err : strerror(-r));
 
@@ -1294,6 +1292,13 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
                 log_info("ledger: %" PRIu64 " references, %" PRIu64 " digests known", rep.references, rep.entries);
 
         if (!isempty(c->endpoint)) {
+                /* only shipping needs libcurl: it is loaded now, not by the dynamic linker */
+                r = curlshim_load(err, sizeof err);
+                if (r < 0)
+                        return log_error_errno(r, "endpoint %s: %s", c->endpoint, err);
+                r = curlev_new(&a->curl, a->event);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up libcurl: %s", strerror(-r));
                 char dir[4096];
                 snprintf(dir, sizeof dir, "%s/spool", c->state_dir);
                 SpoolFsync fs = streq_ptr(c->spool_fsync, "always") ? SPOOL_FSYNC_ALWAYS

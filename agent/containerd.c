@@ -420,7 +420,7 @@ int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t 
         Ctrd *c;
         int r;
 
-        if (!ret || !e || !curl || isempty(address)) {
+        if (!ret || !e || isempty(address)) {
                 if (err && errlen)
                         snprintf(err, errlen, "no containerd address");
                 return -EINVAL;

@@ -4,6 +4,7 @@
  * src/import/curl-util.c, without its hashmap: the per-socket state hangs off
  * curl_multi_assign(). */
 #include "pullwatch/curlev.h"
+#include "pullwatch/curlshim.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -219,6 +220,9 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
 }
 
 int curlev_new(CurlEv **ret, sd_event *e) {
+        int r0 = curlshim_load(NULL, 0); /* libcurl is loaded on first use: say so if it cannot be */
+        if (r0 < 0)
+                return r0;
         CurlEv *ev;
 
         if (!ret || !e)

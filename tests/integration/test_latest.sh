@@ -13,6 +13,9 @@ d_ver=$(pw_build_image app 1.4.2 0123456789abcdef0123456789abcdef01234567 versio
 
 NODE=$(pw_node_name)
 pw_start_agent "$NODE"
+# without an endpoint, libcurl and its TLS stack are never mapped (agent/curlshim.c)
+pw_assert_eq "$(grep -c -e libcurl -e libssl -e libgnutls "/proc/$PW_AGENT_PID/maps" || true)" 0 \
+	"no libcurl, OpenSSL or GnuTLS in an agent without an endpoint"
 pw_note "agent subscribed ${PW_AGENT_READY_MS} ms after start"
 
 # --- :latest in k8s.io -------------------------------------------------------

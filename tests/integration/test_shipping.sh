@@ -136,6 +136,7 @@ scenario s1
 P1=$(pw_free_port)
 N1=${PW_SHIP_TAGS:-500}
 pw_start_agent "$(pw_node_name)" --namespace s1 --endpoint "http://127.0.0.1:$P1/ingest" "${COMMON[@]}"
+pw_assert_cmd "with an endpoint, libcurl is loaded" grep -q libcurl "/proc/$PW_AGENT_PID/maps"
 pw_pull s1 "$SRC"
 tag_many s1 down 1 "$N1"
 barrier s1
