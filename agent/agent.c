@@ -647,8 +647,21 @@ static void process_image(Agent *a, Job *j) {
         uint64_t reminder = a->config->reminder_interval_usec;
         char what[PW_NS_MAX + PW_REF_MAX + 4 * PW_K8S_NAME_MAX + 8], key[sizeof what + 256];
         if (j->type == JOB_IMAGE) {
-                snprintf(what, sizeof what, "%s|%s", o->namespace, o->ref);
-                if (!a->ledger || ledger_should_raise(a->ledger, o->namespace, o->ref, o->digest, "pull", now, 0)) {
+                /* A move is a change each time it happens, even back to a digest seen before
+                 * (A→B→A→B): the pull and the tag_moved are raised then whatever the raised set
+                 * says. Their ids carry the transition and when this move was last raised, so a
+                 * second A→B is a new record while a re-report after a crash (the ledger not
+                 * yet saved) repeats the id it had. */
+                uint64_t last_move = 0;
+                if (changed && a->ledger)
+                        (void) ledger_last_raised(a->ledger, o->namespace, o->ref, o->digest, "tag_moved", &last_move);
+                if (changed)
+                        snprintf(what, sizeof what, "%s|%s|from %s|%" PRIu64, o->namespace, o->ref, previous,
+                                 last_move);
+                else
+                        snprintf(what, sizeof what, "%s|%s", o->namespace, o->ref);
+                if (!a->ledger || changed ||
+                    ledger_should_raise(a->ledger, o->namespace, o->ref, o->digest, "pull", now, 0)) {
                         Finding pull = {.kind = FINDING_PULL, .severity = SEVERITY_INFO, .time_usec = o->time_usec};
                         strcpy_bounded(pull.namespace, sizeof pull.namespace, o->namespace);
                         strcpy_bounded(pull.image.ref, sizeof pull.image.ref, o->ref);
@@ -666,7 +679,8 @@ static void process_image(Agent *a, Job *j) {
                 }
                 for (size_t i = 0; i < n; i++) {
                         const char *kind = finding_kind_to_string(fs[i].kind);
-                        if (a->ledger &&
+                        bool transition = fs[i].kind == FINDING_TAG_MOVED;
+                        if (a->ledger && !transition &&
                             !ledger_should_raise(a->ledger, o->namespace, o->ref, o->digest, kind, now, reminder))
                                 continue;
                         if (fs[i].kind == FINDING_TAG_MOVED)

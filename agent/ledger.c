@@ -699,6 +699,18 @@ bool ledger_should_raise(const Ledger *l, const char *ns, const char *ref, const
         return now_usec - x->last_raised_usec >= reminder_interval_usec;
 }
 
+int ledger_last_raised(const Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind,
+                       uint64_t *ret_usec) {
+        if (!l || !ns || !ref || !digest || !kind || !ret_usec)
+                return -EINVAL;
+        const Ref *e = ref_get(l, ns, ref);
+        const Raised *x = e ? find_raised(l, e, digest, kind) : NULL;
+        if (!x)
+                return -ENOENT;
+        *ret_usec = x->last_raised_usec;
+        return 0;
+}
+
 int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind,
                        uint64_t now_usec) {
         int r;

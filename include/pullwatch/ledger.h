@@ -103,6 +103,9 @@ int ledger_foreach(const Ledger *l, ledger_visit_t visit, void *userdata);
  * least that long has passed since it was last raised. Unknown references: true. */
 bool ledger_should_raise(const Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind,
                          uint64_t now_usec, uint64_t reminder_interval_usec);
+/* When a finding of kind for (ns, ref, digest) was last raised; -ENOENT if never. */
+int ledger_last_raised(const Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind,
+                       uint64_t *ret_usec);
 /* Remember that it was raised at now_usec. -ENOENT if (ns, ref) was never recorded;
  * -EINVAL as for ledger_record() (kind < LEDGER_KIND_MAX); -E2BIG past 65535 distinct
  * kinds in one ledger. */

@@ -46,6 +46,18 @@ pw_pull default "$R/app:latest"
 pw_wait_record tag_moved "$R/app:latest" "$d_app2" default 20 "IMAGE_PREVIOUS_DIGEST=$d_app1"
 pw_assert_eq "$(pw_stdout_get image.previous_digest kind=tag_moved "image.digest=$d_app2")" "$d_app1" \
 	"stdout: tag_moved carries previous_digest"
+# the tag moves back and forth (A→B→A→B): every move is a change, raised each time
+d_back=$(pw_build_image app latest "" app-latest-1)
+pw_assert_eq "$d_back" "$d_app1" "the same build gives the same digest"
+pw_pull default "$R/app:latest"
+pw_wait_record tag_moved "$R/app:latest" "$d_app1" default 20 "IMAGE_PREVIOUS_DIGEST=$d_app2"
+pw_assert_eq "$(pw_build_image app latest "" app-latest-2)" "$d_app2" "re-pushed B"
+pw_pull default "$R/app:latest"
+pw_wait_stdout tag_moved 2 20 "image.digest=$d_app2" "image.previous_digest=$d_app1"
+pw_assert_eq "$(pw_stdout_count kind=pull "image.ref=$R/app:latest" "image.digest=$d_app2")" 2 \
+	"each pull that moved the tag is a pull record"
+ids=$(pw_stdout_get id kind=tag_moved "image.digest=$d_app2" | sort | uniq -d)
+pw_assert_eq "$ids" "" "the two moves to B are two records with their own ids"
 
 # --- mutable_tag ------------------------------------------------------------------------
 pw_pull default "$R/app:main"

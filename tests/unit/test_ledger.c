@@ -129,6 +129,11 @@ static void test_raised_semantics(void **state) {
         assert_int_equal(ledger_mark_raised(l, "k8s.io", "unknown:1", DA, "latest_tag", 10 * S), -ENOENT);
         assert_int_equal(ledger_mark_raised(l, "k8s.io", NGINX, DA, "", 10 * S), -EINVAL);
         assert_int_equal(ledger_mark_raised(l, "k8s.io", NGINX, DA, "latest_tag", 100 * S), 0);
+        uint64_t when = 0;
+        assert_int_equal(ledger_last_raised(l, "k8s.io", NGINX, DA, "latest_tag", &when), 0);
+        assert_int_equal(when, 100 * S);
+        assert_int_equal(ledger_last_raised(l, "k8s.io", NGINX, DA, "tag_moved", &when), -ENOENT);
+        assert_int_equal(ledger_last_raised(l, "default", NGINX, DA, "latest_tag", &when), -ENOENT);
 
         static const struct {
                 const char *ref, *digest, *kind;
