@@ -177,36 +177,6 @@ static int format_time(uint64_t usec, char *buf, size_t size) {
         return 0;
 }
 
-static int parse_time(const char *s, uint64_t *ret) {
-        struct tm tm = {0};
-        const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!p)
-                return -EINVAL;
-        uint64_t frac = 0;
-        if (*p == '.') {
-                unsigned digits = 0;
-                p++;
-                while (*p >= '0' && *p <= '9') {
-                        if (digits < 6) {
-                                frac = frac * 10 + (uint64_t) (*p - '0');
-                                digits++;
-                        }
-                        p++;
-                }
-                if (digits == 0)
-                        return -EINVAL;
-                while (digits++ < 6)
-                        frac *= 10;
-        }
-        if (strcmp(p, "Z") != 0)
-                return -EINVAL;
-        time_t t = timegm(&tm);
-        if (t < 0)
-                return -EINVAL;
-        *ret = (uint64_t) t * 1000000ULL + frac;
-        return 0;
-}
-
 static int set_str(json_t *o, const char *key, const char *value, bool always) {
         if (!always && isempty(value))
                 return 0;
@@ -281,87 +251,6 @@ int finding_to_json_string(const Finding *f, char **ret) {
                 return -ENOMEM;
         *ret = s;
         return 0;
-}
-
-/* Copy an optional string member into a bounded field; absent → "", too long or not a
- * string → -EINVAL. */
-static int get_str(const json_t *o, const char *key, char *dst, size_t size) {
-        const json_t *v = json_object_get(o, key);
-        if (!v || json_is_null(v)) {
-                dst[0] = 0;
-                return 0;
-        }
-        if (!json_is_string(v))
-                return -EINVAL;
-        if (json_string_length(v) >= size || strlen(json_string_value(v)) != json_string_length(v))
-                return -EINVAL;
-        return strcpy_bounded(dst, size, json_string_value(v)) < 0 ? -EINVAL : 0;
-}
-
-int finding_from_json(const json_t *j, Finding *ret) {
-        if (!json_is_object(j))
-                return -EINVAL;
-        Finding f = {0};
-        char buf[64];
-        int r = 0;
-
-        const json_t *schema = json_object_get(j, "schema");
-        if (!json_is_integer(schema) || json_integer_value(schema) != PW_SCHEMA_VERSION)
-                return -EINVAL;
-        r |= get_str(j, "id", f.id, sizeof f.id);
-        r |= get_str(j, "kind", buf, sizeof buf);
-        if (r < 0)
-                return -EINVAL;
-        f.kind = finding_kind_from_string(buf);
-        if (f.kind < 0)
-                return -EINVAL;
-        if (get_str(j, "severity", buf, sizeof buf) < 0)
-                return -EINVAL;
-        f.severity = severity_from_string(buf);
-        if (f.severity < 0)
-                return -EINVAL;
-        if (get_str(j, "time", buf, sizeof buf) < 0 || parse_time(buf, &f.time_usec) < 0)
-                return -EINVAL;
-        r |= get_str(j, "node", f.node, sizeof f.node);
-        r |= get_str(j, "namespace", f.namespace, sizeof f.namespace);
-        r |= get_str(j, "message", f.message, sizeof f.message);
-
-        const json_t *im = json_object_get(j, "image");
-        if (!json_is_object(im))
-                return -EINVAL;
-        r |= get_str(im, "ref", f.image.ref, sizeof f.image.ref);
-        r |= get_str(im, "name", f.image.name, sizeof f.image.name);
-        r |= get_str(im, "tag", f.image.tag, sizeof f.image.tag);
-        f.image.tag_implicit = json_is_true(json_object_get(im, "tag_implicit"));
-        r |= get_str(im, "digest", f.image.digest, sizeof f.image.digest);
-        r |= get_str(im, "previous_digest", f.image.previous_digest, sizeof f.image.previous_digest);
-        r |= get_str(im, "expected_digest", f.image.expected_digest, sizeof f.image.expected_digest);
-        r |= get_str(im, "revision", f.image.revision, sizeof f.image.revision);
-        r |= get_str(im, "media_type", f.image.media_type, sizeof f.image.media_type);
-
-        const json_t *wl = json_object_get(j, "workload");
-        if (wl) {
-                if (!json_is_object(wl))
-                        return -EINVAL;
-                r |= get_str(wl, "namespace", f.workload.namespace, sizeof f.workload.namespace);
-                r |= get_str(wl, "pod", f.workload.pod, sizeof f.workload.pod);
-                r |= get_str(wl, "container", f.workload.container, sizeof f.workload.container);
-                r |= get_str(wl, "container_id", f.workload.container_id, sizeof f.workload.container_id);
-        }
-        if (r < 0)
-                return -EINVAL;
-        *ret = f;
-        return 0;
-}
-
-int finding_from_json_string(const char *s, size_t len, Finding *ret) {
-        json_error_t err;
-        json_t *j = json_loadb(s, len, JSON_REJECT_DUPLICATES, &err);
-        if (!j)
-                return -EINVAL;
-        int r = finding_from_json(j, ret);
-        json_decref(j);
-        return r;
 }
 
 /* Append FIELD=value into the bounded buffer. Empty values are skipped unless always:

@@ -100,10 +100,6 @@ void finding_format_message(Finding *f);
 int finding_to_json(const Finding *f, json_t **ret);
 /* Compact single-line JSON; *ret is malloc()ed and owned by the caller. */
 int finding_to_json_string(const Finding *f, char **ret);
-/* Decode what finding_to_json produced; unknown members ignored, over-long values
- * rejected with -EINVAL. */
-int finding_from_json(const json_t *j, Finding *ret);
-int finding_from_json_string(const char *s, size_t len, Finding *ret);
 
 /* journald encoding: a bounded set of FIELD=value iovecs pointing into buf. */
 #define PW_JOURNAL_FIELDS_MAX 24

@@ -59,21 +59,64 @@ static void test_kind_strings(void **state) {
         assert_int_equal(severity_from_string("fatal"), _SEVERITY_INVALID);
 }
 
-static void test_json_round_trip(void **state) {
+static const char *member(json_t *o, const char *path) {
+        /* "image.tag" → o["image"]["tag"]; NULL when absent */
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", path);
+        char *dot = strchr(buf, '.');
+        if (dot) {
+                *dot = 0;
+                o = json_object_get(o, buf);
+                path = path + (dot - buf) + 1;
+        }
+        return json_string_value(json_object_get(o, path));
+}
+
+/* Every field of every kind survives the encoding, as one line. */
+static void test_json_every_field(void **state) {
         for (int k = 0; k < _FINDING_KIND_MAX; k++) {
-                Finding f = sample((FindingKind) k), g;
-                if (k == FINDING_REVISION_MISMATCH)
-                        strcpy_bounded(f.image.revision, sizeof f.image.revision, "deadbeef");
-                if (k == FINDING_LATEST_TAG) {
-                        f.image.tag_implicit = true;
-                        strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0");
-                        strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "shop");
-                }
+                Finding f = sample((FindingKind) k);
+                strcpy_bounded(f.image.revision, sizeof f.image.revision, "dead\"beef\n");
+                strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0");
+                strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "shop");
+                strcpy_bounded(f.workload.container, sizeof f.workload.container, "web");
+                strcpy_bounded(f.workload.container_id, sizeof f.workload.container_id, "abc");
+                f.image.tag_implicit = k == FINDING_LATEST_TAG;
                 _cleanup_free_ char *s = NULL;
                 assert_int_equal(finding_to_json_string(&f, &s), 0);
                 assert_null(strchr(s, '\n'));
-                assert_int_equal(finding_from_json_string(s, strlen(s), &g), 0);
-                assert_memory_equal(&f, &g, sizeof f);
+                json_t *j = json_loads(s, JSON_REJECT_DUPLICATES, NULL);
+                assert_non_null(j);
+                const struct {
+                        const char *path, *want;
+                } table[] = {
+                        {"id", f.id},
+                        {"kind", finding_kind_to_string(f.kind)},
+                        {"node", f.node},
+                        {"namespace", f.namespace},
+                        {"message", f.message},
+                        {"image.ref", f.image.ref},
+                        {"image.name", f.image.name},
+                        {"image.tag", f.image.tag},
+                        {"image.digest", f.image.digest},
+                        {"image.revision", f.image.revision},
+                        {"image.previous_digest", f.image.previous_digest[0] ? f.image.previous_digest : NULL},
+                        {"image.expected_digest", f.image.expected_digest[0] ? f.image.expected_digest : NULL},
+                        {"workload.pod", "web-0"},
+                        {"workload.namespace", "shop"},
+                        {"workload.container", "web"},
+                        {"workload.container_id", "abc"},
+                };
+                for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                        const char *got = member(j, table[i].path);
+                        if (table[i].want)
+                                assert_string_equal(got, table[i].want);
+                        else
+                                assert_null(got);
+                }
+                assert_int_equal(json_is_true(json_object_get(json_object_get(j, "image"), "tag_implicit")),
+                                 k == FINDING_LATEST_TAG);
+                json_decref(j);
         }
 }
 
@@ -90,41 +133,6 @@ static void test_json_fields(void **state) {
         assert_null(json_object_get(im, "expected_digest")); /* empty optional members are omitted */
         assert_null(json_object_get(j, "workload"));          /* unknown workload is omitted */
         json_decref(j);
-}
-
-static void test_json_rejects(void **state) {
-        static const char *const bad[] = {
-                "",
-                "[]",
-                "{\"schema\":2,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
-                "{\"schema\":1,\"kind\":\"nope\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
-                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"loud\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
-                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"yesterday\",\"image\":{}}",
-                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\"}",
-                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"tag\":5}}",
-                "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"ref\":\"a\\u0000b\"}}",
-                "{\"schema\":1,\"kind\":\"pull\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{}}",
-        };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                Finding f;
-                assert_int_equal(finding_from_json_string(bad[i], strlen(bad[i]), &f), -EINVAL);
-        }
-        /* an over-long tag (129 chars) does not fit PW_TAG_MAX and is rejected, not truncated */
-        char big[400];
-        char tag[130];
-        memset(tag, 'a', 129);
-        tag[129] = 0;
-        snprintf(big, sizeof big,
-                 "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"tag\":\"%s\"}}",
-                 tag);
-        Finding f;
-        assert_int_equal(finding_from_json_string(big, strlen(big), &f), -EINVAL);
-        tag[128] = 0;
-        snprintf(big, sizeof big,
-                 "{\"schema\":1,\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2025-11-25T16:50:53Z\",\"image\":{\"tag\":\"%s\"}}",
-                 tag);
-        assert_int_equal(finding_from_json_string(big, strlen(big), &f), 0);
-        assert_int_equal(strlen(f.image.tag), 128);
 }
 
 static const char *journal_value(const JournalFields *jf, const char *field) {
@@ -235,8 +243,8 @@ static void test_id_from_key(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_kind_strings),   cmocka_unit_test(test_json_round_trip),
-                cmocka_unit_test(test_json_fields),    cmocka_unit_test(test_json_rejects),
+                cmocka_unit_test(test_kind_strings),   cmocka_unit_test(test_json_every_field),
+                cmocka_unit_test(test_json_fields),
                 cmocka_unit_test(test_journal_fields), cmocka_unit_test(test_messages),
                 cmocka_unit_test(test_id_from_key),
         };
