@@ -18,22 +18,7 @@
 
 /* ---- helpers ---- */
 
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
-static int setup_dir(void **state) {
-        char *d = strdup("/tmp/pw-spool-XXXXXX");
-        assert_non_null(d);
-        assert_non_null(mkdtemp(d));
-        *state = d;
-        return 0;
-}
-static int teardown_dir(void **state) {
-        nftw(*state, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-        free(*state);
-        return 0;
-}
+#include "tmpdir.h"
 
 static void spool_dir(char *buf, size_t n, void **state) {
         snprintf(buf, n, "%s/spool", (const char *) *state);
