@@ -242,7 +242,8 @@ static void emit(Agent *a, Finding *f, const char *key) {
         strcpy_bounded(f->node, sizeof f->node, a->config->node);
         if (f->time_usec == 0)
                 f->time_usec = now_usec_realtime();
-        finding_format_message(f);
+        if (!f->message[0]) /* pods_on_digest() may have written a longer one already */
+                finding_format_message(f);
         if (f->kind >= 0 && f->kind < _FINDING_KIND_MAX)
                 a->counts[f->kind]++;
 

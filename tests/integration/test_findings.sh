@@ -123,6 +123,14 @@ pw_wait_stdout latest_tag 1 20 workload.pod=web-1 workload.container=web
 pw_assert_eq "$(pw_stdout_count kind=latest_tag workload.pod=web-1)" 1 \
 	"the sandbox container gives no finding, its pod's workload container one"
 pw_assert_eq "$(pw_stdout_count workload.container_id=web-1-sandbox)" 0 "no record names the sandbox container"
+# web:latest moves while web-0 and web-1 still run the old digest: tag_moved names them
+d_web2=$(pw_build_image web latest "" web-seed-2)
+pw_pull k8s.io "$R/web:latest"
+pw_wait_record tag_moved "$R/web:latest" "$d_web2" k8s.io 20 "IMAGE_PREVIOUS_DIGEST=$d_web"
+pw_assert_match "$(pw_stdout_get message kind=tag_moved "image.digest=$d_web2")" \
+	"still running the previous digest: .*shop/web-0" "tag_moved names the pods still on the old digest"
+pw_assert_match "$(pw_stdout_get workload.pod kind=tag_moved "image.digest=$d_web2")" "^web-[01]$" \
+	"tag_moved carries one of those pods as its workload"
 
 # --- restart the agent: no repeated findings, the ledger remembers ---------------------------
 pw_sync_agent default
