@@ -169,6 +169,15 @@ struct Agent {
 
 static void job_pump(Agent *a);
 
+/* Fire the CLOCK_MONOTONIC timer s once, delay_usec from the loop's now. */
+static void arm_oneshot(sd_event_source *s, uint64_t delay_usec) {
+        uint64_t now;
+        if (sd_event_now(sd_event_source_get_event(s), CLOCK_MONOTONIC, &now) < 0)
+                return;
+        (void) sd_event_source_set_time(s, now + delay_usec);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
 
 static bool latch_fail(FailLatch *l, int error) {
         bool report = l->error != error;
@@ -335,10 +344,7 @@ static void ledger_schedule_save(Agent *a) {
         sd_event_source_get_enabled(a->ledger_timer, &enabled);
         if (enabled != SD_EVENT_OFF)
                 return;
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(a->ledger_timer, now + LEDGER_SAVE_DELAY_USEC);
-        sd_event_source_set_enabled(a->ledger_timer, SD_EVENT_ONESHOT);
+        arm_oneshot(a->ledger_timer, LEDGER_SAVE_DELAY_USEC);
 }
 
 /* SPOOL_FSYNC_BATCH: one fsync per loop turn that appended, however many records it
@@ -1068,10 +1074,7 @@ static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
 }
 
 static void schedule_reconnect(Agent *a) {
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(a->reconnect_timer, now + a->reconnect_usec);
-        sd_event_source_set_enabled(a->reconnect_timer, SD_EVENT_ONESHOT);
+        arm_oneshot(a->reconnect_timer, a->reconnect_usec);
         a->reconnect_usec = a->reconnect_usec * 2 > RECONNECT_MAX_USEC ? RECONNECT_MAX_USEC : a->reconnect_usec * 2;
 }
 
@@ -1127,10 +1130,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         a->last_connect_error[0] = 0;
         a->listed_images = 0;
         reconcile(a, true);
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(a->catchup_timer, now + CATCHUP_DELAY_USEC);
-        sd_event_source_set_enabled(a->catchup_timer, SD_EVENT_ONESHOT);
+        arm_oneshot(a->catchup_timer, CATCHUP_DELAY_USEC);
 }
 
 static void agent_connect(Agent *a) {
@@ -1182,10 +1182,7 @@ static int on_pins_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_pins_inotify(sd_event_source *s, const struct inotify_event *ev, void *userdata) {
         Agent *a = userdata;
         /* ConfigMaps swap a symlink, editors write temp files: debounce and reload once */
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(a->pins_timer, now + 200 * 1000ULL);
-        sd_event_source_set_enabled(a->pins_timer, SD_EVENT_ONESHOT);
+        arm_oneshot(a->pins_timer, 200 * 1000ULL);
         return 0;
 }
 
