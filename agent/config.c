@@ -714,22 +714,12 @@ int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
                 set_err(err, errlen, "config: %s: not a regular file", path);
                 return -EINVAL;
         }
-        _cleanup_free_ char *buf = malloc(CONFIG_FILE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
+        _cleanup_free_ char *buf = NULL;
         size_t off = 0;
-        while (off <= CONFIG_FILE_MAX) {
-                ssize_t k = read(fd, buf + off, CONFIG_FILE_MAX + 1 - off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        int r = -errno;
-                        set_err(err, errlen, "config: %s: %s", path, strerror(-r));
-                        return r;
-                }
-                if (k == 0)
-                        break;
-                off += (size_t) k;
+        int r = read_fd_bounded(fd, CONFIG_FILE_MAX, &buf, &off);
+        if (r < 0) {
+                set_err(err, errlen, "config: %s: %s", path, strerror(-r));
+                return r;
         }
         return config_load_buffer(c, buf, off, path, err, errlen);
 }

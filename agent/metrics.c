@@ -320,22 +320,12 @@ int metrics_status_read(const char *state_dir, MetricsSnapshot *ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return -errno;
-        _cleanup_free_ char *buf = malloc(METRICS_STATUS_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
+        _cleanup_free_ char *buf = NULL;
         size_t n = 0;
-        for (;;) {
-                ssize_t k = read(fd, buf + n, METRICS_STATUS_MAX + 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-                if (n > METRICS_STATUS_MAX)
-                        return -EFBIG;
-        }
+        r = read_fd_bounded(fd, METRICS_STATUS_MAX, &buf, &n);
+        if (r < 0)
+                return r;
+        if (n > METRICS_STATUS_MAX)
+                return -EFBIG;
         return metrics_status_from_json(buf, n, ret);
 }

@@ -171,27 +171,15 @@ int pins_load(const char *path, Pins **ret, char *err, size_t errlen) {
                 return -E2BIG;
         }
         /* Read up to one byte more than allowed: the file may grow between fstat and read. */
-        _cleanup_free_ char *buf = malloc(PINS_FILE_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
+        _cleanup_free_ char *buf = NULL;
         size_t off = 0;
-        for (;;) {
-                ssize_t k = read(fd, buf + off, PINS_FILE_MAX + 1 - off);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        int r = -errno;
-                        set_err(err, errlen, "%s: %s", path, strerror(-r));
-                        return r;
-                }
-                if (k == 0)
-                        break;
-                off += (size_t) k;
-                if (off > PINS_FILE_MAX)
-                        break;
+        int r = read_fd_bounded(fd, PINS_FILE_MAX, &buf, &off);
+        if (r < 0) {
+                set_err(err, errlen, "%s: %s", path, strerror(-r));
+                return r;
         }
         char why[256] = "";
-        int r = pins_parse(buf, off, ret, why, sizeof(why));
+        r = pins_parse(buf, off, ret, why, sizeof(why));
         if (r < 0)
                 set_err(err, errlen, "%s: %s", path, why);
         return r;

@@ -847,28 +847,15 @@ static int token_refresh(Shipper *s) {
         _cleanup_close_ int fd = open(s->token_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return -errno;
-        char *buf = malloc(SHIP_TOKEN_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
+        char *buf = NULL;
         size_t n = 0;
-        for (;;) {
-                ssize_t k = read(fd, buf + n, SHIP_TOKEN_MAX + 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        int e = -errno;
-                        explicit_bzero(buf, n);
-                        free(buf);
-                        return e;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-                if (n > SHIP_TOKEN_MAX) {
-                        explicit_bzero(buf, n);
-                        free(buf);
-                        return -EFBIG;
-                }
+        int e = read_fd_bounded(fd, SHIP_TOKEN_MAX, &buf, &n);
+        if (e < 0)
+                return e;
+        if (n > SHIP_TOKEN_MAX) {
+                explicit_bzero(buf, n);
+                free(buf);
+                return -EFBIG;
         }
         while (n > 0 && isspace((unsigned char) buf[n - 1]))
                 n--;

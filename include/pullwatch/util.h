@@ -139,3 +139,34 @@ static inline int greedy_realloc(void **p, size_t *alloc, size_t need, size_t si
         *alloc = n;
         return 0;
 }
+
+/* Read fd to its end, but at most max + 1 bytes: one more than allowed, so the caller
+ * can tell a file that is too large (*ret_len > max) and say so its own way. *ret is
+ * malloc()ed, NUL-terminated, owned by the caller. On a read error nothing is returned
+ * and what was read is wiped first (the file may hold a secret, e.g. a token). */
+static inline int read_fd_bounded(int fd, size_t max, char **ret, size_t *ret_len) {
+        if (max >= SIZE_MAX - 1)
+                return -EINVAL;
+        char *buf = malloc(max + 2);
+        if (!buf)
+                return -ENOMEM;
+        size_t n = 0;
+        while (n <= max) {
+                ssize_t k = read(fd, buf + n, max + 1 - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        int r = -errno;
+                        explicit_bzero(buf, n);
+                        free(buf);
+                        return r;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        buf[n] = 0;
+        *ret = buf;
+        *ret_len = n;
+        return 0;
+}
