@@ -1047,17 +1047,15 @@ static int on_catchup(sd_event_source *s, uint64_t usec, void *userdata) {
 static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
         Agent *a = userdata;
         Job *j = NULL;
+        if (!namespace_wanted(a, ev->namespace))
+                return; /* nothing of an unwatched namespace is listed or remembered either */
         switch (ev->kind) {
         case CTRD_EVENT_IMAGE_CREATE:
         case CTRD_EVENT_IMAGE_UPDATE:
-                if (!namespace_wanted(a, ev->namespace))
-                        return;
                 j = job_new(a, JOB_IMAGE, ev->namespace, ev->image_name);
                 break;
         case CTRD_EVENT_CONTAINER_CREATE:
         case CTRD_EVENT_TASK_START:
-                if (!namespace_wanted(a, ev->namespace))
-                        return;
                 j = job_new(a, JOB_CONTAINER, ev->namespace, ev->container_id);
                 break;
         case CTRD_EVENT_CONTAINER_DELETE:
