@@ -804,9 +804,16 @@ static int write_all(int fd, const char *p, size_t len) {
         return 0;
 }
 
+/* After a write error the buffer is dropped, not kept: out_put() waits for room, and a
+ * buffer that never drains would spin it forever (a full disk froze the agent). The
+ * error sticks, the rest of the body is only measured, and the caller fails the save. */
 static void out_flush(Out *o) {
-        if (o->n == 0 || o->error < 0)
+        if (o->n == 0)
                 return;
+        if (o->error < 0) {
+                o->n = 0;
+                return;
+        }
         o->crc = crc32(o->crc, (const Bytef *) o->buf, (uInt) o->n);
         if (o->fd >= 0)
                 o->error = write_all(o->fd, o->buf, o->n);

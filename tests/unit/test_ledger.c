@@ -7,7 +7,10 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cmocka.h>
@@ -264,6 +267,52 @@ __attribute__((noinline)) static char *format_ok(const Ledger *l, size_t *len) {
         assert_int_equal(ledger_format(l, &t, len), 0);
         assert_non_null(t);
         return t;
+}
+
+
+/* A full disk during a save: the write fails part-way through the body. The save must
+ * fail with an error, leave the previous file intact and return promptly (it used to
+ * spin forever in out_put(): out_flush() kept the buffer after a write error). The disk
+ * is simulated with RLIMIT_FSIZE (writes past it fail with EFBIG), which needs no
+ * privileges; alarm() turns a spin into a failed test instead of a hang. */
+static void test_save_on_full_disk(void **state) {
+        const char *dir = *state;
+        Ledger *l = NULL;
+        assert_int_equal(ledger_open(&l, dir, 10000, NULL), 0);
+        record_ok(l, "k8s.io", NGINX, DA, 100);
+        assert_int_equal(ledger_save(l), 0);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE, dir);
+        struct stat before;
+        assert_int_equal(stat(path, &before), 0);
+
+        for (unsigned i = 0; i < 600; i++) {
+                char ref[128];
+                snprintf(ref, sizeof(ref), "registry.local/app%u:v1", i);
+                record_ok(l, "k8s.io", ref, DB, 200 + i);
+        }
+        struct rlimit old, lim = {.rlim_cur = 32 * 1024, .rlim_max = RLIM_INFINITY};
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        lim.rlim_max = old.rlim_max;
+        signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        alarm(20);
+        int r = ledger_save(l);
+        alarm(0);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        assert_true(r < 0);
+        assert_true(ledger_is_dirty(l)); /* still to be saved */
+
+        /* the old file is untouched and no temp file is left */
+        struct stat after;
+        assert_int_equal(stat(path, &after), 0);
+        assert_int_equal(after.st_size, before.st_size);
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE ".tmp", dir);
+        assert_int_equal(access(path, F_OK), -1);
+
+        /* room again: the next save succeeds */
+        assert_int_equal(ledger_save(l), 0);
+        ledger_free(l);
 }
 
 static void test_save_reopen_round_trip(void **state) {
@@ -606,6 +655,7 @@ int main(void) {
                 cmocka_unit_test(test_pruning_order),
                 cmocka_unit_test(test_foreach_order),
                 cmocka_unit_test_setup_teardown(test_save_reopen_round_trip, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_save_on_full_disk, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_corrupt_files, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_corrupt_twice_keeps_both, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_big_ledger_and_cap_at_load, setup_dir, teardown_dir),
