@@ -1,0 +1,101 @@
+/* The fleet store: what pullwatch-fleet keeps of every node's truth, on SQLite (the
+ * embedded default, one file in WAL mode) or PostgreSQL (several collectors, one
+ * database). One interface, two engines, the same schema and semantics on both.
+ *
+ * This header is the contract between the collector (ingest, fleet/store*.c) and the
+ * report (fleet/report*.c): the report reads only through store_query() and the tables
+ * below; the collector writes only through store_ingest().
+ *
+ * Schema (version 1; migrations are applied at open, in order, each in a transaction,
+ * recorded in schema_migrations; on PostgreSQL one collector migrates at a time under
+ * pg_advisory_lock). Times are CLOCK_REALTIME microseconds since the epoch (BIGINT /
+ * INTEGER). Booleans are INTEGER 0/1 on both engines. Every text column is NOT NULL,
+ * '' when unknown. `cluster` is what the agent's bearer token names (tokens file), or,
+ * when the collector runs without authentication, the record's own `cluster` field.
+ *
+ *   schema_migrations(version INTEGER PRIMARY KEY, applied_usec BIGINT NOT NULL)
+ *
+ *   records        -- every pull and finding record, once (by id); never inventories
+ *     id TEXT PRIMARY KEY,            -- the agent's stable record id
+ *     kind TEXT,                      -- pull | latest_tag | mutable_tag | tag_moved |
+ *                                     -- digest_mismatch | revision_mismatch | untraceable
+ *     severity TEXT, time_usec BIGINT, received_usec BIGINT,
+ *     cluster TEXT, node TEXT, namespace TEXT,               -- containerd namespace
+ *     ref TEXT, name TEXT, tag TEXT, digest TEXT,            -- image.*
+ *     previous_digest TEXT, expected_digest TEXT, revision TEXT, media_type TEXT,
+ *     k8s_namespace TEXT, pod TEXT, container TEXT, container_id TEXT,  -- workload.*
+ *     message TEXT
+ *     indexes: (time_usec), (kind, time_usec), (cluster, node), (name)
+ *
+ *   nodes          -- one row per node that ever reported
+ *     cluster TEXT, node TEXT, PRIMARY KEY (cluster, node),
+ *     first_seen_usec BIGINT, last_seen_usec BIGINT,  -- any accepted record
+ *     last_inventory_usec BIGINT                      -- 0 until a complete inventory
+ *
+ *   node_images    -- each node's current state: which digest each reference is at now
+ *     cluster TEXT, node TEXT, namespace TEXT, ref TEXT,
+ *     PRIMARY KEY (cluster, node, namespace, ref),
+ *     name TEXT, tag TEXT, digest TEXT, media_type TEXT, revision TEXT,
+ *     pinned INTEGER,             -- by digest, or by a tag the agent judged immutable
+ *     latest INTEGER,             -- a latest_tag finding stands for this digest
+ *     revision_verified INTEGER,  -- neither untraceable nor revision_mismatch
+ *     compliant INTEGER,          -- no finding stands (record_image_compliant())
+ *     findings TEXT,              -- finding kinds that stand, sorted, comma-separated
+ *     pods TEXT,                  -- JSON array of {"namespace","pod","container"}, '[]'
+ *     k8s_namespaces TEXT,        -- the pods' namespaces, sorted, comma-separated
+ *     updated_usec BIGINT
+ *     indexes: (ref), (name), (digest)
+ *     A pull record upserts its row at once; its findings update `findings` and the
+ *     flags of the row whose digest they name. A complete inventory (all parts 1..N of
+ *     one snapshot) replaces the node's rows wholesale; a part alone replaces nothing.
+ *
+ *   inventory_parts -- staging until every part of a snapshot is there
+ *     cluster TEXT, node TEXT, snapshot TEXT, part INTEGER, parts INTEGER,
+ *     time_usec BIGINT, images TEXT (the part's JSON array), received_usec BIGINT,
+ *     PRIMARY KEY (cluster, node, snapshot, part)
+ *
+ *   workload_history -- what ran where, and what ran before (the rollback target)
+ *     cluster TEXT, node TEXT, k8s_namespace TEXT, pod TEXT, container TEXT,
+ *     name TEXT, ref TEXT, digest TEXT, revision TEXT,
+ *     first_seen_usec BIGINT, last_seen_usec BIGINT,
+ *     PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest)
+ *     indexes: (k8s_namespace, pod), (name)
+ *
+ *   daily_rollup   -- compliance per day, kept past --retention (the trend)
+ *     day TEXT ('YYYY-MM-DD', UTC), cluster TEXT, k8s_namespace TEXT ('' = all images
+ *     on nodes of the cluster, else images in use by that namespace's pods),
+ *     images INTEGER, compliant INTEGER, pinned INTEGER, latest INTEGER,
+ *     revision_verified INTEGER, findings INTEGER,
+ *     PRIMARY KEY (day, cluster, k8s_namespace)
+ *
+ * Retention: records older than --retention days are deleted; daily_rollup is not. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Store Store;
+
+typedef enum StoreEngine {
+        STORE_SQLITE,
+        STORE_POSTGRESQL,
+} StoreEngine;
+
+/* Open the store named by url: "sqlite:PATH" or "postgresql://…" (any libpq URI or
+ * "postgres://…"). Applies pending migrations. On failure a one-line reason naming the
+ * database goes to err (errlen bytes) and a negative errno is returned. *ret is owned
+ * by the caller, released with store_free(). */
+int store_open(Store **ret, const char *url, char *err, size_t errlen);
+Store *store_free(Store *s); /* accepts NULL, returns NULL */
+StoreEngine store_engine(const Store *s);
+
+/* One row of a query result: ncols values as text (NULL for SQL NULL), borrowed for the
+ * call only. Return 0 to go on, > 0 to stop early, < 0 to abort with that error. */
+typedef int (*store_row_t)(void *userdata, size_t ncols, const char *const *values);
+
+/* Run one read-only, parameterised query. Placeholders are $1..$n on both engines;
+ * params are text (NULL binds SQL NULL). -EIO with a one-line reason in err on a
+ * database error; -ENOTCONN when the database is unreachable. */
+int store_query(Store *s, const char *sql, size_t nparams, const char *const *params, store_row_t row,
+                void *userdata, char *err, size_t errlen);
