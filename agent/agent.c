@@ -1267,7 +1267,7 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
         r = sd_event_default(&a->event);
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop: %s", strerror(-r));
-        r = ctrd_new(&a->ctrd, a->event, NULL, c->address, c->max_message_bytes, err, sizeof err);
+        r = ctrd_new(&a->ctrd, a->event, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "%s", err[0] ? err : strerror(-r));
 

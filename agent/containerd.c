@@ -415,7 +415,7 @@ struct CtrdCall {
         bool got_message;
 };
 
-int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t max_message, char *err,
+int ctrd_new(Ctrd **ret, sd_event *e, const char *address, size_t max_message, char *err,
              size_t errlen) {
         Ctrd *c;
         int r;
@@ -428,7 +428,7 @@ int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t 
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        r = grpc_client_new(&c->grpc, e, curl, address, max_message);
+        r = grpc_client_new(&c->grpc, e, address, max_message);
         if (r < 0) {
                 if (err && errlen) {
                         if (r == -ENAMETOOLONG)

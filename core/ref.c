@@ -1,4 +1,4 @@
-/* Image reference grammar and normalisation; see ref.h and REFERENCE.md §5. */
+/* Image reference grammar and normalisation; see ref.h. */
 #include <stdarg.h>
 
 #include "pullwatch/ref.h"
