@@ -32,6 +32,7 @@
 #include "pullwatch/ref.h"
 #include "pullwatch/ship.h"
 #include "pullwatch/spool.h"
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 #define JOBS_IN_FLIGHT_MAX 64         /* concurrent lookups: pipelined on the one HTTP/2 connection */
@@ -541,13 +542,8 @@ static void inventory_flush(Agent *a) {
         json_t *row;
         json_array_foreach(all, i, row) compliant += json_is_true(json_object_get(row, "compliant"));
         size_t parts = total == 0 ? 1 : (total + INVENTORY_PART_MAX - 1) / INVENTORY_PART_MAX;
-        char ts[64];
-        uint64_t now = now_usec_realtime();
-        time_t sec = (time_t) (now / 1000000ULL);
-        struct tm tm;
-        gmtime_r(&sec, &tm);
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(ts + strlen(ts), sizeof ts - strlen(ts), ".%06uZ", (unsigned) (now % 1000000ULL));
+        char ts[TIMEFMT_MAX] = "";
+        (void) timefmt_utc(now_usec_realtime(), TIMEFMT_RFC3339_USEC, ts, sizeof ts);
         for (size_t p = 0; p < parts; p++) {
                 json_t *images = json_array();
                 for (size_t k = p * INVENTORY_PART_MAX; k < total && k < (p + 1) * INVENTORY_PART_MAX; k++)

@@ -232,15 +232,7 @@ bool ctrd_media_type_is_index(const char *mt) {
         return streq_ptr(mt, CTRD_MT_OCI_INDEX) || streq_ptr(mt, CTRD_MT_DOCKER_LIST);
 }
 
-_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return -EBADMSG;
-}
+#define fail(err, errlen, ...) errbuf_fail(err, errlen, -EBADMSG, __VA_ARGS__)
 
 static json_t *json_load(const char *s, size_t len, const char *what, char *err, size_t errlen) {
         json_error_t je;

@@ -17,7 +17,9 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "pullwatch/fileio.h"
 #include "pullwatch/ledger.h"
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 #define LEDGER_TMP_FILE LEDGER_FILE ".tmp"
@@ -791,19 +793,6 @@ static void out_init(Out *o, int fd, char *mem) {
         o->error = 0;
 }
 
-static int write_all(int fd, const char *p, size_t len) {
-        while (len > 0) {
-                ssize_t w = write(fd, p, len);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return w < 0 ? -errno : -ENOSPC;
-                p += w;
-                len -= (size_t) w;
-        }
-        return 0;
-}
-
 /* After a write error the buffer is dropped, not kept: out_put() waits for room, and a
  * buffer that never drains would spin it forever (a full disk froze the agent). The
  * error sticks, the rest of the body is only measured, and the caller fails the save. */
@@ -1217,33 +1206,24 @@ static int read_all(int fd, char **ret, size_t *ret_len) {
                 return -EBADMSG;
         if ((uint64_t) st.st_size > LEDGER_FILE_MAX)
                 return -EFBIG;
-        size_t n = (size_t) st.st_size;
-        _cleanup_free_ char *buf = malloc(n + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t got = 0;
-        while (got < n) {
-                ssize_t k = read(fd, buf + got, n - got);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                got += (size_t) k;
-        }
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int r = read_fd_bounded(fd, LEDGER_FILE_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        if (len > LEDGER_FILE_MAX)
+                return -EFBIG; /* grew since fstat() */
         *ret = TAKE_PTR(buf);
-        *ret_len = got;
+        *ret_len = len;
         return 0;
 }
 
 /* Rename the bad file out of the way, never over an earlier one. */
 static int move_aside(int dfd, char *ret_name, size_t size) {
-        struct tm tm;
-        time_t t = time(NULL);
-        char stamp[32];
-        if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
-                return -EINVAL;
+        char stamp[TIMEFMT_MAX];
+        int r = timefmt_utc(now_usec_realtime(), TIMEFMT_COMPACT, stamp, sizeof stamp);
+        if (r < 0)
+                return r;
         for (unsigned i = 0; i < 100; i++) {
                 if (i == 0)
                         snprintf(ret_name, size, LEDGER_FILE ".corrupt-%s", stamp);
@@ -1335,6 +1315,30 @@ fail:
         return r;
 }
 
+typedef struct SaveCtx {
+        Ledger *l;
+        Ref **v;
+        Out *o;
+        const char *header;
+        int hlen;
+        uint64_t blen;
+        uLong crc;
+} SaveCtx;
+
+/* The second pass: header, then the body streamed through the Out buffer, checked
+ * against the first pass's length and CRC. */
+static int save_write(int fd, void *userdata) {
+        SaveCtx *c = userdata;
+        int r = write_all(fd, c->header, (size_t) c->hlen);
+        if (r < 0)
+                return r;
+        out_init(c->o, fd, NULL);
+        emit_body(c->l, c->v, c->o);
+        if (c->o->error < 0)
+                return c->o->error;
+        return check_second_pass(c->o, c->blen, c->crc);
+}
+
 int ledger_save(Ledger *l) {
         _cleanup_free_ Ref **v = NULL;
         _cleanup_free_ Out *o = NULL;
@@ -1348,35 +1352,10 @@ int ledger_save(Ledger *l) {
         if (r < 0)
                 return r;
 
-        _cleanup_close_ int fd = openat(l->dfd, LEDGER_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                                        0600);
-        if (fd < 0)
-                return -errno;
-        r = write_all(fd, header, (size_t) hlen);
+        SaveCtx ctx = {.l = l, .v = v, .o = o, .header = header, .hlen = hlen, .blen = blen, .crc = crc};
+        r = file_replace_at(l->dfd, LEDGER_FILE, 0600, FILE_REPLACE_SYNC, save_write, &ctx);
         if (r < 0)
-                goto fail;
-        out_init(o, fd, NULL);
-        emit_body(l, v, o);
-        if (o->error < 0) {
-                r = o->error;
-                goto fail;
-        }
-        r = check_second_pass(o, blen, crc);
-        if (r < 0)
-                goto fail;
-        if (fsync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (renameat(l->dfd, LEDGER_TMP_FILE, l->dfd, LEDGER_FILE) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (fsync(l->dfd) < 0)
-                return -errno;
+                return r;
         l->dirty = false;
         return 0;
-fail:
-        (void) unlinkat(l->dfd, LEDGER_TMP_FILE, 0);
-        return r;
 }

@@ -19,6 +19,8 @@
 #include <syslog.h>
 #include <zlib.h>
 
+#include "pullwatch/dynbuf.h"
+#include "pullwatch/fileio.h"
 #include "pullwatch/util.h"
 
 #ifndef MIN
@@ -31,59 +33,12 @@ static bool streq(const char *a, const char *b) {
 
 /* ---------------------------------------------------------------- buffers */
 
-/* A growing buffer with a hard maximum (curl's dynbuf rule). */
-typedef struct Buf {
-        char *data;
-        size_t len, cap, max;
-} Buf;
-
-static void buf_done(Buf *b) {
-        free(b->data);
-        *b = (Buf) {};
-}
-
-static int buf_append(Buf *b, const void *p, size_t n) {
-        if (n > b->max || b->len > b->max - n)
-                return -E2BIG;
-        if (b->len + n > b->cap) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap < b->len + n)
-                        cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-                if (cap > b->max)
-                        cap = b->max;
-                char *d = realloc(b->data, cap ? cap : 1);
-                if (!d)
-                        return -ENOMEM;
-                b->data = d;
-                b->cap = cap;
-        }
-        if (n)
-                memcpy(b->data + b->len, p, n);
-        b->len += n;
-        return 0;
-}
-
-static int buf_puts(Buf *b, const char *s) {
-        return buf_append(b, s, strlen(s));
-}
-
-_printf_(2, 3) static int buf_printf(Buf *b, const char *fmt, ...) {
-        char tmp[256];
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-        va_end(ap);
-        if (n < 0 || (size_t) n >= sizeof tmp)
-                return -EINVAL;
-        return buf_append(b, tmp, (size_t) n);
-}
-
 /* Append s as a JSON string literal. Control bytes are escaped; with ascii_only,
  * bytes >= 0x80 become \u00XX too (used for arbitrary bytes of dead letters, so the
  * line stays valid JSON whatever the input was). */
-static int buf_json_string(Buf *b, const char *s, size_t n, bool ascii_only) {
+static int buf_json_string(DynBuf *b, const char *s, size_t n, bool ascii_only) {
         static const char hex[] = "0123456789abcdef";
-        int r = buf_append(b, "\"", 1);
+        int r = dynbuf_add(b, "\"", 1);
         if (r < 0)
                 return r;
         size_t run = 0; /* start of the pending run of bytes copied verbatim */
@@ -108,18 +63,18 @@ static int buf_json_string(Buf *b, const char *s, size_t n, bool ascii_only) {
                         elen = 6;
                 } else
                         continue;
-                r = buf_append(b, s + run, i - run);
+                r = dynbuf_add(b, s + run, i - run);
                 if (r < 0)
                         return r;
-                r = buf_append(b, esc, elen);
+                r = dynbuf_add(b, esc, elen);
                 if (r < 0)
                         return r;
                 run = i + 1;
         }
-        r = buf_append(b, s + run, n - run);
+        r = dynbuf_add(b, s + run, n - run);
         if (r < 0)
                 return r;
-        return buf_append(b, "\"", 1);
+        return dynbuf_add(b, "\"", 1);
 }
 
 /* ---------------------------------------------------------------- formats */
@@ -267,7 +222,7 @@ bool ship_record_valid(ShipFormat f, const char *data, size_t len) {
 }
 
 int ship_encode_jsonl(const ShipRecord *recs, size_t n, size_t max_bytes, char **ret, size_t *ret_len) {
-        _cleanup_(buf_done) Buf b = { .max = max_bytes };
+        _cleanup_(dynbuf_free) DynBuf b = { .max = max_bytes };
         int r;
 
         if ((!recs && n > 0) || !ret || !ret_len)
@@ -275,10 +230,10 @@ int ship_encode_jsonl(const ShipRecord *recs, size_t n, size_t max_bytes, char *
         for (size_t i = 0; i < n; i++) {
                 if (!ship_record_valid(SHIP_FORMAT_JSONL, recs[i].data, recs[i].len))
                         return -EBADMSG;
-                r = buf_append(&b, recs[i].data, recs[i].len);
+                r = dynbuf_add(&b, recs[i].data, recs[i].len);
                 if (r < 0)
                         return r;
-                r = buf_append(&b, "\n", 1);
+                r = dynbuf_add(&b, "\n", 1);
                 if (r < 0)
                         return r;
         }
@@ -338,15 +293,15 @@ static bool dyn_equal(const LokiStream *st, const char *const *dyn, const size_t
         return true;
 }
 
-static int loki_label(Buf *b, bool *first, const char *name, const char *value, size_t vlen) {
-        int r = buf_append(b, *first ? "" : ",", *first ? 0 : 1);
+static int loki_label(DynBuf *b, bool *first, const char *name, const char *value, size_t vlen) {
+        int r = dynbuf_add(b, *first ? "" : ",", *first ? 0 : 1);
         *first = false;
         if (r < 0)
                 return r;
         r = buf_json_string(b, name, strlen(name), false);
         if (r < 0)
                 return r;
-        r = buf_append(b, ":", 1);
+        r = dynbuf_add(b, ":", 1);
         if (r < 0)
                 return r;
         return buf_json_string(b, value, vlen, false);
@@ -354,7 +309,7 @@ static int loki_label(Buf *b, bool *first, const char *name, const char *value, 
 
 int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, size_t n_labels,
                      uint64_t fallback_ns, size_t max_bytes, char **ret, size_t *ret_len) {
-        _cleanup_(buf_done) Buf b = { .max = max_bytes };
+        _cleanup_(dynbuf_free) DynBuf b = { .max = max_bytes };
         _cleanup_free_ LokiStream *streams = NULL;
         LokiItem *items = NULL;
         size_t n_streams = 0;
@@ -428,10 +383,10 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
                 it->stream = s;
         }
 
-        r = buf_puts(&b, "{\"streams\":[");
+        r = dynbuf_puts(&b, "{\"streams\":[");
         for (size_t s = 0; r >= 0 && s < n_streams; s++) {
                 bool first = true;
-                r = buf_puts(&b, s ? ",{\"stream\":{" : "{\"stream\":{");
+                r = dynbuf_puts(&b, s ? ",{\"stream\":{" : "{\"stream\":{");
                 if (r >= 0 && !static_job)
                         r = loki_label(&b, &first, "job", "pullwatch", strlen("pullwatch"));
                 for (size_t l = 0; r >= 0 && l < n_labels; l++)
@@ -440,19 +395,19 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
                         if (streams[s].dyn[k])
                                 r = loki_label(&b, &first, dyn_names[k], streams[s].dyn[k], streams[s].dyn_len[k]);
                 if (r >= 0)
-                        r = buf_puts(&b, "},\"values\":[");
+                        r = dynbuf_puts(&b, "},\"values\":[");
                 for (size_t i = streams[s].first; r >= 0 && i != SIZE_MAX; i = items[i].next) {
-                        r = buf_printf(&b, "%s[\"%" PRIu64 "\",", i == streams[s].first ? "" : ",", items[i].ts_ns);
+                        r = dynbuf_printf(&b, "%s[\"%" PRIu64 "\",", i == streams[s].first ? "" : ",", items[i].ts_ns);
                         if (r >= 0)
                                 r = buf_json_string(&b, recs[i].data, recs[i].len, false);
                         if (r >= 0)
-                                r = buf_append(&b, "]", 1);
+                                r = dynbuf_add(&b, "]", 1);
                 }
                 if (r >= 0)
-                        r = buf_puts(&b, "]}");
+                        r = dynbuf_puts(&b, "]}");
         }
         if (r >= 0)
-                r = buf_puts(&b, "]}");
+                r = dynbuf_puts(&b, "]}");
         if (r < 0)
                 goto fail;
 
@@ -883,7 +838,7 @@ static int token_refresh(Shipper *s) {
 typedef struct PeekCtx {
         Batch *b;
         size_t cap;
-        Buf arena;
+        DynBuf arena;
         size_t *offsets;
 } PeekCtx;
 
@@ -892,7 +847,7 @@ static int peek_visit(uint64_t seq, const void *data, size_t len, void *userdata
         Batch *b = c->b;
         if (b->n == c->cap)
                 return 1;
-        int r = buf_append(&c->arena, data, len);
+        int r = dynbuf_add(&c->arena, data, len);
         if (r < 0)
                 return r;
         c->offsets[b->n] = c->arena.len - len;
@@ -916,7 +871,7 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
         }
         r = spool_peek(s->spool, 0, max_records, max_bytes, peek_visit, &c);
         if (r < 0) {
-                buf_done(&c.arena);
+                dynbuf_free(&c.arena);
                 batch_free(b);
                 return r;
         }
@@ -963,25 +918,11 @@ static int batch_encode(Shipper *s) {
         return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* Append the batch (all records, or only the invalid ones) and one status line to the
  * dead-letter file, fdatasync'ed before the caller acks. */
 static int dead_letter(Shipper *s, bool only_invalid, long status, const char *reason, size_t *ret_count) {
         Batch *b = &s->batch;
-        _cleanup_(buf_done) Buf out = { .max = SIZE_MAX };
+        _cleanup_(dynbuf_free) DynBuf out = { .max = SIZE_MAX };
         size_t count = 0;
         int r = 0;
 
@@ -991,34 +932,34 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 count++;
                 if (ship_record_valid(SHIP_FORMAT_JSONL, b->recs[i].data, b->recs[i].len) &&
                     ship_record_valid(SHIP_FORMAT_LOKI, b->recs[i].data, b->recs[i].len))
-                        r = buf_append(&out, b->recs[i].data, b->recs[i].len);
+                        r = dynbuf_add(&out, b->recs[i].data, b->recs[i].len);
                 else {
                         /* not a JSON line: wrap it so the file stays JSON lines */
-                        r = buf_puts(&out, "{\"invalid_record\":");
+                        r = dynbuf_puts(&out, "{\"invalid_record\":");
                         if (r >= 0)
                                 r = buf_json_string(&out, b->recs[i].data, b->recs[i].len, true);
                         if (r >= 0)
-                                r = buf_puts(&out, "}");
+                                r = dynbuf_puts(&out, "}");
                 }
                 if (r >= 0)
-                        r = buf_append(&out, "\n", 1);
+                        r = dynbuf_add(&out, "\n", 1);
         }
         if (count == 0) {
                 *ret_count = 0;
                 return 0;
         }
         if (r >= 0)
-                r = buf_printf(&out, "{\"dead_letter\":{\"time_usec\":%" PRIu64 ",\"records\":%zu,\"last_seq\":%" PRIu64
+                r = dynbuf_printf(&out, "{\"dead_letter\":{\"time_usec\":%" PRIu64 ",\"records\":%zu,\"last_seq\":%" PRIu64
                                ",\"status\":%ld,\"reason\":",
                                now_usec_realtime(), count, b->last_seq, status);
         if (r >= 0)
                 r = buf_json_string(&out, reason, strlen(reason), true);
         if (r >= 0)
-                r = buf_puts(&out, ",\"response\":");
+                r = dynbuf_puts(&out, ",\"response\":");
         if (r >= 0)
                 r = buf_json_string(&out, s->resp, status > 0 ? s->resp_len : 0, true);
         if (r >= 0)
-                r = buf_puts(&out, "}}\n");
+                r = dynbuf_puts(&out, "}}\n");
         if (r < 0)
                 return r;
 
