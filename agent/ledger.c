@@ -19,6 +19,7 @@
 
 #include "pullwatch/fileio.h"
 #include "pullwatch/ledger.h"
+#include "pullwatch/refname.h"
 #include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
@@ -54,6 +55,8 @@ typedef struct Raised {
 
 typedef struct Ref {
         void *items;            /* owned: Hist[n_digests] then Raised[n_raised], allocated to size */
+        struct Ref *twin_next;  /* chain in Ledger.twins */
+        uint64_t twin_hash;     /* of (namespace, repository, current digest); 0: not a tagged reference */
         uint32_t n_digests;     /* never 0 once recorded */
         uint32_t current;
         uint8_t n_raised, ns_len;
@@ -77,6 +80,10 @@ struct Ledger {
         size_t entries, raised;
         uint64_t pruned;
         bool dirty;
+        /* tagged references by (namespace, repository name, current digest): answers
+         * ledger_tagged_current() without a scan; chains of Ref.twin_next */
+        Ref **twins;
+        size_t n_twin_buckets, n_twins; /* power of two; refs linked */
 };
 
 static_assert(LEDGER_RAISED_PER_REF_MAX <= UINT8_MAX, "n_raised is a uint8_t");
@@ -411,10 +418,81 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
         return 0;
 }
 
+/* ---- the index of tagged references by current digest ---- */
+
+static uint64_t twin_hash(const char *ns, const char *name, uint32_t atom) {
+        uint64_t h = fnv1a(fnv1a(FNV_OFFSET, ns) * 1099511628211ULL, name);
+        h = (h ^ atom) * 1099511628211ULL;
+        return h ? h : 1;
+}
+
+static void twin_unlink(Ledger *l, Ref *e) {
+        if (e->twin_hash == 0)
+                return;
+        for (Ref **p = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)]; *p; p = &(*p)->twin_next)
+                if (*p == e) {
+                        *p = e->twin_next;
+                        l->n_twins--;
+                        break;
+                }
+        e->twin_hash = 0;
+        e->twin_next = NULL;
+}
+
+static int twin_buckets_grow(Ledger *l) {
+        size_t n = l->n_twin_buckets ? l->n_twin_buckets * 2 : 64;
+        Ref **b = calloc(n, sizeof(Ref *));
+        if (!b)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n_twin_buckets; i++)
+                for (Ref *e = l->twins[i], *next; e; e = next) {
+                        next = e->twin_next;
+                        e->twin_next = b[e->twin_hash & (n - 1)];
+                        b[e->twin_hash & (n - 1)] = e;
+                }
+        free(l->twins);
+        l->twins = b;
+        l->n_twin_buckets = n;
+        return 0;
+}
+
+/* (Re)index e under its current digest if it is a tagged reference. Without memory
+ * the reference stays unindexed: its digest-only twin is then recorded as a pull of
+ * its own, as before the index existed. */
+static void twin_link(Ledger *l, Ref *e) {
+        char name[PW_NAME_MAX];
+        twin_unlink(l, e);
+        if (e->current == NO_CURRENT || ref_tagged_name(ref_name(e), name, sizeof name) <= 0)
+                return;
+        if (l->n_twins >= l->n_twin_buckets && twin_buckets_grow(l) < 0)
+                return;
+        e->twin_hash = twin_hash(ref_ns(e), name, ref_hist(e)[e->current].atom);
+        Ref **b = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)];
+        e->twin_next = *b;
+        *b = e;
+        l->n_twins++;
+}
+
+bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, const char *digest) {
+        char other[PW_NAME_MAX];
+        if (!l || l->n_twins == 0 || !ns || !name || !digest)
+                return false;
+        uint32_t a = atom_find(l, digest);
+        if (a == NO_ATOM)
+                return false;
+        uint64_t h = twin_hash(ns, name, a);
+        for (const Ref *e = l->twins[h & (l->n_twin_buckets - 1)]; e; e = e->twin_next)
+                if (e->twin_hash == h && ref_hist(e)[e->current].atom == a && streq_ptr(ref_ns(e), ns) &&
+                    ref_tagged_name(ref_name(e), other, sizeof other) > 0 && streq_ptr(other, name))
+                        return true;
+        return false;
+}
+
 /* Remove refs[i] entirely. The table is refilled in place: O(n), only when pruning whole
  * references (or undoing a failed first record). */
 static void ref_remove(Ledger *l, size_t i) {
         Ref *e = l->refs[i];
+        twin_unlink(l, e);
         for (size_t j = 0; j < e->n_digests; j++)
                 atom_unref(l, ref_hist(e)[j].atom);
         for (size_t j = 0; j < e->n_raised; j++)
@@ -543,6 +621,9 @@ static void ledger_clear(Ledger *l) {
         free(l->atoms);
         free(l->atom_slots);
         free(l->kinds);
+        free(l->twins);
+        l->twins = NULL;
+        l->n_twin_buckets = l->n_twins = 0;
         l->refs = NULL;
         l->slots = l->atom_slots = NULL;
         l->atoms = NULL;
@@ -610,7 +691,10 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
         if (e->current != NO_CURRENT && e->current != j)
                 strcpy_bounded(previous, sizeof(previous),
                                atom_str(l, ref_hist(e)[e->current].atom, (char[PW_DIGEST_MAX]) {}));
+        bool moved = e->current != (uint32_t) j;
         e->current = (uint32_t) j;
+        if (moved)
+                twin_link(l, e);
         l->dirty = true;
         prune(l, e);
 
@@ -752,6 +836,21 @@ int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *d
         x->last_raised_usec = now_usec;
         l->dirty = true;
         return 0;
+}
+
+int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind, uint64_t now_usec,
+                 uint64_t reminder_interval_usec, LedgerRaiseFlags flags, uint64_t *ret_previous_usec) {
+        uint64_t previous = 0;
+        if (l)
+                (void) ledger_last_raised(l, ns, ref, digest, kind, &previous);
+        if (ret_previous_usec)
+                *ret_previous_usec = previous;
+        if (l && !(flags & LEDGER_RAISE_ALWAYS) &&
+            !ledger_should_raise(l, ns, ref, digest, kind, now_usec, reminder_interval_usec))
+                return 0;
+        if (l)
+                (void) ledger_mark_raised(l, ns, ref, digest, kind, now_usec);
+        return 1;
 }
 
 bool ledger_is_dirty(const Ledger *l) {
@@ -1095,6 +1194,7 @@ static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t err
         }
         if (e->current == NO_CURRENT)
                 return fail(err, errlen, "references[%zu]: current digest is not in its history", i);
+        twin_link(l, e);
 
         /* duplicates, in O(n log n): equal digests are the same atom */
         _cleanup_free_ uint32_t *sorted = reallocarray(NULL, n, sizeof(uint32_t));
