@@ -245,46 +245,56 @@ int ship_encode_jsonl(const ShipRecord *recs, size_t n, size_t max_bytes, char *
 }
 
 /* The labels a record contributes to its stream; values borrowed from the parsed record. */
-enum { DYN_NODE, DYN_KIND, DYN_SEVERITY, _DYN_MAX };
-static const char *const dyn_names[_DYN_MAX] = { "node", "kind", "severity" };
+static const char *const dyn_names[SHIP_DYN_MAX] = { "node", "kind", "severity" };
 
 typedef struct LokiStream {
-        const char *dyn[_DYN_MAX]; /* NULL = label absent; borrowed from parsed[first] */
-        size_t dyn_len[_DYN_MAX];
+        const char *dyn[SHIP_DYN_MAX]; /* NULL = label absent; borrowed from the first record's meta */
+        size_t dyn_len[SHIP_DYN_MAX];
         size_t first, last; /* record indices; chained through next[] */
 } LokiStream;
 
-typedef struct LokiItem {
-        json_t *parsed; /* owned */
-        uint64_t ts_ns;
-        size_t stream;
-        size_t next; /* next record of the same stream, SIZE_MAX = end */
-} LokiItem;
-
-static void loki_items_free(LokiItem *items, size_t n) {
-        if (!items)
-                return;
-        for (size_t i = 0; i < n; i++)
-                json_decref(items[i].parsed);
-        free(items);
-}
-
 /* A label value must be a short string without NUL; else the label is left out
  * (the record line still carries the value). */
-static const char *label_value(json_t *obj, const char *key, size_t *ret_len) {
+static int label_value(json_t *obj, const char *key, char **ret, size_t *ret_len) {
         json_t *v = json_object_get(obj, key);
         if (!json_is_string(v))
-                return NULL;
+                return 0;
         size_t n = json_string_length(v);
         const char *s = json_string_value(v);
         if (n == 0 || n >= SHIP_LABEL_VALUE_MAX || memchr(s, 0, n))
-                return NULL;
+                return 0;
+        if (!(*ret = strndup(s, n)))
+                return -ENOMEM;
         *ret_len = n;
-        return s;
+        return 0;
+}
+
+void ship_loki_meta_done(ShipLokiMeta *m) {
+        for (int k = 0; k < SHIP_DYN_MAX; k++)
+                free(m->dyn[k]);
+        *m = (ShipLokiMeta){};
+}
+
+int ship_loki_meta(const char *data, size_t len, ShipLokiMeta *ret) {
+        *ret = (ShipLokiMeta){};
+        if (!ship_record_valid(SHIP_FORMAT_JSONL, data, len))
+                return -EBADMSG;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(data, len, 0, NULL);
+        if (!json_is_object(j))
+                return -EBADMSG;
+        json_t *t = json_object_get(j, "time");
+        ret->has_ts = json_is_string(t) &&
+                      ship_parse_rfc3339_ns(json_string_value(t), json_string_length(t), &ret->ts_ns) >= 0;
+        for (int k = 0; k < SHIP_DYN_MAX; k++)
+                if (label_value(j, dyn_names[k], &ret->dyn[k], &ret->dyn_len[k]) < 0) {
+                        ship_loki_meta_done(ret);
+                        return -ENOMEM;
+                }
+        return 0;
 }
 
 static bool dyn_equal(const LokiStream *st, const char *const *dyn, const size_t *dyn_len) {
-        for (int k = 0; k < _DYN_MAX; k++) {
+        for (int k = 0; k < SHIP_DYN_MAX; k++) {
                 if (!st->dyn[k] != !dyn[k])
                         return false;
                 if (dyn[k] && (st->dyn_len[k] != dyn_len[k] || memcmp(st->dyn[k], dyn[k], dyn_len[k]) != 0))
@@ -309,15 +319,34 @@ static int loki_label(DynBuf *b, bool *first, const char *name, const char *valu
 
 int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, size_t n_labels,
                      uint64_t fallback_ns, size_t max_bytes, char **ret, size_t *ret_len) {
+        ShipLokiMeta *meta = NULL;
+        int r = 0;
+        if ((!recs && n > 0) || !ret || !ret_len)
+                return -EINVAL;
+        if (n > 0 && !(meta = calloc(n, sizeof *meta)))
+                return -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = ship_loki_meta(recs[i].data, recs[i].len, &meta[i]);
+        if (r >= 0)
+                r = ship_encode_loki_meta(recs, meta, n, labels, n_labels, fallback_ns, max_bytes, ret, ret_len);
+        for (size_t i = 0; i < n; i++)
+                ship_loki_meta_done(&meta[i]);
+        free(meta);
+        return r;
+}
+
+int ship_encode_loki_meta(const ShipRecord *recs, const ShipLokiMeta *meta, size_t n, const ShipLabel *labels,
+                          size_t n_labels, uint64_t fallback_ns, size_t max_bytes, char **ret, size_t *ret_len) {
         _cleanup_(dynbuf_free) DynBuf b = { .max = max_bytes };
         _cleanup_free_ LokiStream *streams = NULL;
-        LokiItem *items = NULL;
+        _cleanup_free_ size_t *next = NULL; /* next record of the same stream, SIZE_MAX = end */
         size_t n_streams = 0;
-        bool static_dyn[_DYN_MAX] = {};
+        bool static_dyn[SHIP_DYN_MAX] = {};
         bool static_job = false;
         int r;
 
-        if ((!recs && n > 0) || (!labels && n_labels > 0) || n_labels > SHIP_LABELS_MAX || !ret || !ret_len)
+        if ((!recs && n > 0) || (!meta && n > 0) || (!labels && n_labels > 0) || n_labels > SHIP_LABELS_MAX || !ret ||
+            !ret_len)
                 return -EINVAL;
         for (size_t i = 0; i < n_labels; i++) {
                 if (!ship_label_name_valid(labels[i].name) || !labels[i].value ||
@@ -326,7 +355,7 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
                 for (size_t j = 0; j < i; j++)
                         if (streq(labels[i].name, labels[j].name))
                                 return -EINVAL;
-                for (int k = 0; k < _DYN_MAX; k++)
+                for (int k = 0; k < SHIP_DYN_MAX; k++)
                         if (streq(labels[i].name, dyn_names[k]))
                                 static_dyn[k] = true;
                 if (streq(labels[i].name, "job"))
@@ -334,39 +363,23 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
         }
 
         if (n > 0) {
-                items = calloc(n, sizeof *items);
+                next = calloc(n, sizeof *next);
                 streams = calloc(n, sizeof *streams);
-                if (!items || !streams) {
-                        free(items);
+                if (!next || !streams)
                         return -ENOMEM;
-                }
         }
 
         /* Group. O(records × streams): streams are few (kinds × severities on one node),
          * and a batch is bounded, so no hash table. */
         for (size_t i = 0; i < n; i++) {
-                LokiItem *it = &items[i];
-                if (!ship_record_valid(SHIP_FORMAT_JSONL, recs[i].data, recs[i].len)) {
-                        r = -EBADMSG;
-                        goto fail;
-                }
-                it->parsed = json_loadb(recs[i].data, recs[i].len, 0, NULL);
-                if (!json_is_object(it->parsed)) {
-                        r = -EBADMSG;
-                        goto fail;
-                }
-                it->next = SIZE_MAX;
-
-                json_t *t = json_object_get(it->parsed, "time");
-                if (!json_is_string(t) ||
-                    ship_parse_rfc3339_ns(json_string_value(t), json_string_length(t), &it->ts_ns) < 0)
-                        it->ts_ns = fallback_ns;
-
-                const char *dyn[_DYN_MAX] = {};
-                size_t dyn_len[_DYN_MAX] = {};
-                for (int k = 0; k < _DYN_MAX; k++)
-                        if (!static_dyn[k])
-                                dyn[k] = label_value(it->parsed, dyn_names[k], &dyn_len[k]);
+                next[i] = SIZE_MAX;
+                const char *dyn[SHIP_DYN_MAX] = {};
+                size_t dyn_len[SHIP_DYN_MAX] = {};
+                for (int k = 0; k < SHIP_DYN_MAX; k++)
+                        if (!static_dyn[k] && meta[i].dyn[k]) {
+                                dyn[k] = meta[i].dyn[k];
+                                dyn_len[k] = meta[i].dyn_len[k];
+                        }
 
                 size_t s;
                 for (s = 0; s < n_streams; s++)
@@ -378,9 +391,8 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
                         memcpy(streams[s].dyn_len, dyn_len, sizeof dyn_len);
                         streams[s].first = i;
                 } else
-                        items[streams[s].last].next = i;
+                        next[streams[s].last] = i;
                 streams[s].last = i;
-                it->stream = s;
         }
 
         r = dynbuf_puts(&b, "{\"streams\":[");
@@ -391,13 +403,14 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
                         r = loki_label(&b, &first, "job", "pullwatch", strlen("pullwatch"));
                 for (size_t l = 0; r >= 0 && l < n_labels; l++)
                         r = loki_label(&b, &first, labels[l].name, labels[l].value, strlen(labels[l].value));
-                for (int k = 0; r >= 0 && k < _DYN_MAX; k++)
+                for (int k = 0; r >= 0 && k < SHIP_DYN_MAX; k++)
                         if (streams[s].dyn[k])
                                 r = loki_label(&b, &first, dyn_names[k], streams[s].dyn[k], streams[s].dyn_len[k]);
                 if (r >= 0)
                         r = dynbuf_puts(&b, "},\"values\":[");
-                for (size_t i = streams[s].first; r >= 0 && i != SIZE_MAX; i = items[i].next) {
-                        r = dynbuf_printf(&b, "%s[\"%" PRIu64 "\",", i == streams[s].first ? "" : ",", items[i].ts_ns);
+                for (size_t i = streams[s].first; r >= 0 && i != SIZE_MAX; i = next[i]) {
+                        r = dynbuf_printf(&b, "%s[\"%" PRIu64 "\",", i == streams[s].first ? "" : ",",
+                                          meta[i].has_ts ? meta[i].ts_ns : fallback_ns);
                         if (r >= 0)
                                 r = buf_json_string(&b, recs[i].data, recs[i].len, false);
                         if (r >= 0)
@@ -409,15 +422,10 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
         if (r >= 0)
                 r = dynbuf_puts(&b, "]}");
         if (r < 0)
-                goto fail;
-
-        loki_items_free(items, n);
+                return r;
         *ret_len = b.len;
         *ret = TAKE_PTR(b.data);
         return 0;
-fail:
-        loki_items_free(items, n);
-        return r;
 }
 
 int ship_gzip(const void *in, size_t len, int level, char **ret, size_t *ret_len) {
@@ -603,6 +611,7 @@ typedef enum ShipState {
 typedef struct Batch {
         ShipRecord *recs; /* data points into arena */
         bool *valid;
+        ShipLokiMeta *meta; /* Loki: each record's labels and time, from its one parse */
         size_t n, n_valid;
         char *arena;
         size_t arena_len;
@@ -708,6 +717,9 @@ static uint64_t default_rng(void *userdata) {
 }
 
 static void batch_free(Batch *b) {
+        for (size_t i = 0; b->meta && i < b->n; i++)
+                ship_loki_meta_done(&b->meta[i]);
+        free(b->meta);
         free(b->recs);
         free(b->valid);
         free(b->arena);
@@ -865,7 +877,9 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
 
         b->recs = calloc(max_records, sizeof *b->recs);
         b->valid = calloc(max_records, sizeof *b->valid);
-        if (!offsets || !b->recs || !b->valid) {
+        if (s->format == SHIP_FORMAT_LOKI)
+                b->meta = calloc(max_records, sizeof *b->meta);
+        if (!offsets || !b->recs || !b->valid || (s->format == SHIP_FORMAT_LOKI && !b->meta)) {
                 batch_free(b);
                 return -ENOMEM;
         }
@@ -879,7 +893,15 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
         b->arena_len = c.arena.len;
         for (size_t i = 0; i < b->n; i++) {
                 b->recs[i].data = b->arena + offsets[i];
-                b->valid[i] = ship_record_valid(s->format, b->recs[i].data, b->recs[i].len);
+                if (b->meta) { /* the one parse of a Loki record: validity, labels and time */
+                        r = ship_loki_meta(b->recs[i].data, b->recs[i].len, &b->meta[i]);
+                        if (r == -ENOMEM) {
+                                batch_free(b);
+                                return r;
+                        }
+                        b->valid[i] = r >= 0;
+                } else
+                        b->valid[i] = ship_record_valid(s->format, b->recs[i].data, b->recs[i].len);
                 b->n_valid += b->valid[i];
         }
         return 0;
@@ -888,21 +910,25 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
 static int batch_encode(Shipper *s) {
         Batch *b = &s->batch;
         _cleanup_free_ ShipRecord *valid = calloc(b->n_valid ? b->n_valid : 1, sizeof *valid);
+        _cleanup_free_ ShipLokiMeta *meta = b->meta ? calloc(b->n_valid ? b->n_valid : 1, sizeof *meta) : NULL;
         _cleanup_free_ char *plain = NULL;
         size_t plain_len = 0, k = 0;
         int r;
 
-        if (!valid)
+        if (!valid || (b->meta && !meta))
                 return -ENOMEM;
         for (size_t i = 0; i < b->n; i++)
-                if (b->valid[i])
+                if (b->valid[i]) {
+                        if (meta)
+                                meta[k] = b->meta[i]; /* borrowed: the strings stay owned by the batch */
                         valid[k++] = b->recs[i];
+                }
         /* Generous bound: worst-case escaping is 6 bytes per payload byte, plus per-record
          * and per-stream framing; it only guards against a bug growing without limit. */
         size_t max = b->arena_len * 6 + b->n_valid * 4096 + 65536;
         if (s->format == SHIP_FORMAT_LOKI)
-                r = ship_encode_loki(valid, k, s->labels, s->n_labels, now_usec_realtime() * 1000ULL, max, &plain,
-                                     &plain_len);
+                r = ship_encode_loki_meta(valid, meta, k, s->labels, s->n_labels, now_usec_realtime() * 1000ULL, max,
+                                          &plain, &plain_len);
         else
                 r = ship_encode_jsonl(valid, k, max, &plain, &plain_len);
         if (r < 0)
