@@ -255,42 +255,6 @@ static int parse_decimal(const char *s, size_t len, int max, int *ret) {
         return 0;
 }
 
-int grpc_headers_parse_line(GrpcHeaders *h, const char *line, size_t len) {
-        const char *colon, *v;
-        size_t nlen, vlen;
-        int r, x;
-
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-                len--;
-        if (len == 0)
-                return 0;
-
-        if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-                const char *sp = memchr(line, ' ', len);
-                if (!sp)
-                        return -EBADMSG;
-                size_t rest = len - (size_t) (sp + 1 - line);
-                const char *code = sp + 1;
-                size_t clen = 0;
-                while (clen < rest && code[clen] != ' ')
-                        clen++;
-                r = parse_decimal(code, clen, 999, &x);
-                if (r < 0)
-                        return r;
-                h->http_status = x;
-                return 0;
-        }
-
-        /* ":status" would be the first colon: skip it when looking for the separator. */
-        colon = memchr(line + 1, ':', len - 1);
-        if (!colon)
-                return 0; /* not a header line we understand */
-        nlen = (size_t) (colon - line);
-        v = colon + 1;
-        vlen = len - nlen - 1;
-        return grpc_headers_parse_pair(h, line, nlen, v, vlen);
-}
-
 int grpc_headers_parse_pair(GrpcHeaders *h, const char *name, size_t nlen, const char *v, size_t vlen) {
         int r, x;
 
@@ -430,11 +394,10 @@ struct GrpcCall {
 
 static int on_dispatch(sd_event_source *s, void *userdata);
 
-int grpc_client_new(GrpcClient **ret, sd_event *e, CurlEv *curl, const char *socket_path, size_t max_message) {
+int grpc_client_new(GrpcClient **ret, sd_event *e, const char *socket_path, size_t max_message) {
         GrpcClient *c;
         int r;
 
-        (void) curl; /* accepted for compatibility; the client no longer uses libcurl */
         if (!ret || !e || isempty(socket_path))
                 return -EINVAL;
         if (strlen(socket_path) > GRPC_SOCKET_PATH_MAX)
