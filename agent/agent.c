@@ -1239,6 +1239,9 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
         r = ctrd_new(&a->ctrd, a->event, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "%s", err[0] ? err : strerror(-r));
+        r = ctrd_set_keepalive(a->ctrd, c->keepalive_interval_usec, c->keepalive_timeout_usec);
+        if (r < 0)
+                return log_error_errno(r, "invalid keepalive settings: %s", strerror(-r));
 
         if (mode == MODE_SCAN) {
                 a->scan_findings = json_array();
