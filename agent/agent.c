@@ -1323,6 +1323,11 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
                                  "spool %s: discarded a torn tail of %" PRIu64 " bytes and %" PRIu64
                                  " corrupt records after an unclean stop; %" PRIu64 " records kept",
                                  dir, srep.trimmed_bytes, srep.corrupt_records, srep.records);
+                if (srep.ack_state_reset)
+                        log_full(LOG_LEVEL_WARNING, "spool_ack_reset", 0,
+                                 "spool %s: the ack file was unreadable or held impossible sequence numbers;"
+                                 " every record on disk (%" PRIu64 ") will be sent again",
+                                 dir, srep.records);
 
                 ShipConfig sc;
                 ship_config_init(&sc);
