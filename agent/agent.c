@@ -328,8 +328,14 @@ static int on_ledger_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                                 log_warning_errno(r, "cannot save the ledger in %s: %s; it stays in memory, retrying",
                                                   a->config->state_dir, strerror(-r));
                         ledger_schedule_save(a); /* the dirty flag stays: try again later */
-                } else if (latch_ok(&a->ledger_fail) > 0)
-                        log_notice("the ledger in %s is saved again", a->config->state_dir);
+                } else {
+                        if (latch_ok(&a->ledger_fail) > 0)
+                                log_notice("the ledger in %s is saved again", a->config->state_dir);
+                        if (r > 0)
+                                log_warning("the ledger in %s reached %u MiB: its %d oldest entries were pruned "
+                                            "to fit (lower ledger_max_entries)",
+                                            a->config->state_dir, LEDGER_FILE_MAX >> 20, r);
+                }
                 /* a burst and the save's buffers leave freed heap behind: give it back, so an
                  * idle agent's private dirty memory is what it holds, not what it once held */
                 malloc_trim(0);

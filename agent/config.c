@@ -32,9 +32,10 @@ static const ConfigKey keys[] = {
         { "max_message_bytes", CONFIG_SIZE, "16MiB", OFF(max_message_bytes),
           "largest gRPC message accepted from containerd", "PULLWATCH_MAX_MESSAGE_BYTES", "max-message-bytes",
           4 * KiB, 1 * GiB, NULL, 0 },
+        /* at ~200-650 bytes an entry, 100k fill the 64 MiB a ledger file may hold (LEDGER_FILE_MAX) */
         { "ledger_max_entries", CONFIG_UINT, "10000", OFF(ledger_max_entries),
           "cap of the ledger's history (oldest history pruned first)", "PULLWATCH_LEDGER_MAX_ENTRIES",
-          "ledger-max-entries", 16, 10000000, NULL, 0 },
+          "ledger-max-entries", 16, 100000, NULL, 0 },
         { "reminder_interval", CONFIG_DURATION, "0", OFF(reminder_interval_usec),
           "repeat open findings this often (0: never)", "PULLWATCH_REMINDER_INTERVAL", "reminder-interval",
           60 * USEC_PER_SEC, 365 * DAY_USEC, NULL, CONFIG_F_ZERO_OFF },

@@ -1342,11 +1342,31 @@ int ledger_save(Ledger *l) {
         uint64_t blen;
         uLong crc;
         int hlen;
+        uint64_t pruned_before;
         if (!l || l->dfd < 0)
                 return -EINVAL;
+        pruned_before = l->pruned;
         int r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
         if (r < 0)
                 return r;
+        /* One limit on both sides: never write a file ledger_open() would refuse (and move
+         * aside, history and all). Over it, prune the oldest history as the cap would, in
+         * proportion to the excess (2% below, so one round usually does), and measure again. */
+        while ((uint64_t) hlen + blen > LEDGER_FILE_MAX) {
+                size_t entries = l->entries, keep = l->max_entries;
+                l->max_entries = (size_t) ((double) entries * (LEDGER_FILE_MAX * 0.98) / (double) ((uint64_t) hlen + blen));
+                if (l->max_entries >= entries)
+                        l->max_entries = entries - 1;
+                prune(l, NULL);
+                l->max_entries = keep;
+                if (l->entries >= entries || l->max_entries == 0)
+                        return -EFBIG;
+                v = free_null(v);
+                o = free_null(o);
+                r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
+                if (r < 0)
+                        return r;
+        }
 
         _cleanup_close_ int fd = openat(l->dfd, LEDGER_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
                                         0600);
@@ -1375,7 +1395,7 @@ int ledger_save(Ledger *l) {
         if (fsync(l->dfd) < 0)
                 return -errno;
         l->dirty = false;
-        return 0;
+        return (int) MIN(l->pruned - pruned_before, (uint64_t) INT_MAX);
 fail:
         (void) unlinkat(l->dfd, LEDGER_TMP_FILE, 0);
         return r;

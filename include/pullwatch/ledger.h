@@ -46,7 +46,7 @@
 #define LEDGER_FILE "ledger.json"
 #define LEDGER_KIND_MAX 32             /* finding kind name, with NUL */
 #define LEDGER_RAISED_PER_REF_MAX 64
-#define LEDGER_FILE_MAX (64U << 20)    /* a larger state file is treated as corrupt */
+#define LEDGER_FILE_MAX (64U << 20)    /* the saver never writes more, the loader refuses more */
 #define LEDGER_REASON_MAX 1024
 
 typedef struct Ledger Ledger;
@@ -112,7 +112,10 @@ int ledger_last_raised(const Ledger *l, const char *ns, const char *ref, const c
 int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind,
                        uint64_t now_usec);
 
-/* Crash-safe rewrite of STATE_DIR/ledger.json; clears the dirty flag. */
+/* Crash-safe rewrite of STATE_DIR/ledger.json; clears the dirty flag. The file never
+ * exceeds LEDGER_FILE_MAX, the limit ledger_open() enforces: a ledger that would is first
+ * pruned, oldest history first as for the cap, until it fits. Returns the number of
+ * entries so pruned (0 almost always), -EFBIG if even pruning cannot make it fit. */
 int ledger_save(Ledger *l);
 bool ledger_is_dirty(const Ledger *l);
 void ledger_get_stats(const Ledger *l, LedgerStats *ret);

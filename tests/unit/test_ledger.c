@@ -527,6 +527,62 @@ static void test_corrupt_twice_keeps_both(void **state) {
         assert_int_equal(n, 2);
 }
 
+/* The saver and the loader share one limit, LEDGER_FILE_MAX: a ledger whose file would
+ * be larger is pruned (oldest history first) until it fits, so the next start loads it.
+ * It used to be written whole, and the next start refused it and moved it aside: all
+ * history lost. Long references with many raised kinds reach the limit at ~4,500
+ * references here. */
+static void test_save_fits_the_loader(void **state) {
+        const char *dir = *state;
+        enum { N_REFS = 5200, N_KINDS = LEDGER_RAISED_PER_REF_MAX };
+        Ledger *l = NULL;
+        LedgerOpenReport rep;
+        assert_int_equal(ledger_open(&l, dir, 1000000, &rep), 0);
+        char ref[PW_REF_MAX], digest[PW_DIGEST_MAX], kinds[N_KINDS][LEDGER_KIND_MAX];
+        for (unsigned k = 0; k < N_KINDS; k++)
+                snprintf(kinds[k], sizeof(kinds[k]), "kind-%026u", k);
+        for (unsigned i = 0; i < N_REFS; i++) {
+                int n = snprintf(ref, sizeof(ref), "registry.example.com/app%05u/", i);
+                memset(ref + n, 'x', sizeof(ref) - 1 - (size_t) n - 3);
+                memcpy(ref + sizeof(ref) - 4, ":v1", 4);
+                snprintf(digest, sizeof(digest), "sha512:%0128u", i);
+                record_ok(l, "k8s.io", ref, digest, 1000 + i);
+                for (unsigned k = 0; k < N_KINDS; k++)
+                        assert_int_equal(ledger_mark_raised(l, "k8s.io", ref, digest, kinds[k], 1000 + i), 0);
+        }
+        int r = ledger_save(l);
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        if (r < 0 || st.pruned == 0)
+                fail_msg("save returned %d and pruned %" PRIu64 " of %u references", r, st.pruned, N_REFS);
+        assert_int_equal((uint64_t) r, st.pruned); /* what the save pruned, for the caller to say */
+        assert_true(st.references < N_REFS);
+        uint64_t kept = st.references;
+        ledger_free(l);
+
+        char path[512];
+        struct stat sb;
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE, dir);
+        assert_int_equal(stat(path, &sb), 0);
+        assert_true((uint64_t) sb.st_size <= LEDGER_FILE_MAX);
+        assert_true((uint64_t) sb.st_size > LEDGER_FILE_MAX / 10 * 9); /* pruned to fit, not emptied */
+
+        assert_int_equal(ledger_open(&l, dir, 1000000, &rep), 0);
+        if (rep.corrupt)
+                fail_msg("%s", rep.reason);
+        assert_int_equal(rep.references, kept);
+        /* the newest references stay, the oldest went first */
+        LedgerDigest cur;
+        snprintf(ref, sizeof(ref), "registry.example.com/app%05u/", N_REFS - 1);
+        size_t n = strlen(ref);
+        memset(ref + n, 'x', sizeof(ref) - 1 - n - 3);
+        memcpy(ref + sizeof(ref) - 4, ":v1", 4);
+        assert_int_equal(ledger_lookup(l, "k8s.io", ref, &cur), 0);
+        memcpy(ref + strlen("registry.example.com/app"), "00000", 5);
+        assert_int_equal(ledger_lookup(l, "k8s.io", ref, &cur), -ENOENT);
+        ledger_free(l);
+}
+
 static void test_big_ledger_and_cap_at_load(void **state) {
         const char *dir = *state;
         Ledger *l = NULL;
@@ -659,6 +715,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt_files, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_corrupt_twice_keeps_both, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_big_ledger_and_cap_at_load, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_save_fits_the_loader, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_string_escaping_round_trip, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
