@@ -31,7 +31,9 @@
  *      with the oldest last_seen, never the reference being recorded.
  * A pruned digest's raised findings go with it. Each reference keeps at most
  * LEDGER_RAISED_PER_REF_MAX raised findings, the oldest last_raised evicted first.
- * Pruning scans the table: O(entries) per record once at the cap; pulls are rare.
+ * Pruning scans the table: O(entries) per record once at the cap; pulls are rare. A
+ * larger excess (a file loaded under a smaller cap, a save pruned to fit LEDGER_FILE_MAX)
+ * is pruned in one pass with one sort: O(entries log entries).
  *
  * Times are CLOCK_REALTIME µs supplied by the caller (the ledger reads no clock except
  * for naming a corrupt file). Not thread-safe. */
