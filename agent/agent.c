@@ -329,8 +329,14 @@ static int on_ledger_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                                 log_warning_errno(r, "cannot save the ledger in %s: %s; it stays in memory, retrying",
                                                   a->config->state_dir, strerror(-r));
                         ledger_schedule_save(a); /* the dirty flag stays: try again later */
-                } else if (latch_ok(&a->ledger_fail) > 0)
-                        log_notice("the ledger in %s is saved again", a->config->state_dir);
+                } else {
+                        if (latch_ok(&a->ledger_fail) > 0)
+                                log_notice("the ledger in %s is saved again", a->config->state_dir);
+                        if (r > 0)
+                                log_warning("the ledger in %s reached %u MiB: its %d oldest entries were pruned "
+                                            "to fit (lower ledger_max_entries)",
+                                            a->config->state_dir, LEDGER_FILE_MAX >> 20, r);
+                }
                 /* a burst and the save's buffers leave freed heap behind: give it back, so an
                  * idle agent's private dirty memory is what it holds, not what it once held */
                 malloc_trim(0);
@@ -1295,6 +1301,11 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
                                  "spool %s: discarded a torn tail of %" PRIu64 " bytes and %" PRIu64
                                  " corrupt records after an unclean stop; %" PRIu64 " records kept",
                                  dir, srep.trimmed_bytes, srep.corrupt_records, srep.records);
+                if (srep.ack_state_reset)
+                        log_full(LOG_LEVEL_WARNING, "spool_ack_reset", 0,
+                                 "spool %s: the ack file was unreadable or held impossible sequence numbers;"
+                                 " every record on disk (%" PRIu64 ") will be sent again",
+                                 dir, srep.records);
 
                 ShipConfig sc;
                 ship_config_init(&sc);
