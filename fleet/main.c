@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pullwatch/fleet.h"
 #include "pullwatch/util.h"
 
 static bool streq(const char *a, const char *b) {
@@ -22,6 +23,8 @@ int main(int argc, char **argv) {
                 printf("pullwatch-fleet %s\n", PULLWATCH_VERSION);
                 return 0;
         }
+        if (streq(argv[1], "serve"))
+                return fleet_serve_main(argc - 1, argv + 1);
         /* --- report engineer: the `report` subcommand goes here --- */
         fprintf(stderr, "pullwatch-fleet: unknown command %s (try --help)\n", argv[1]);
         return 2;
