@@ -93,7 +93,11 @@ ENV=(--env "NODE_NAME=$PW_NODE")
 # a sanitizer build's image: LeakSanitizer needs ptrace, which no capability allows here
 ldd "$PULLWATCH" | grep -q libasan && ENV+=(--env ASAN_OPTIONS=detect_leaks=0)
 # --net-host only to reach the loopback receiver; the DaemonSet uses the pod network
-pw_ctr -n "$NS" run --rm --read-only --seccomp --cap-drop ALL --net-host "${ENV[@]}" \
+# ctr has no "drop ALL": drop each capability of its default set, then check CapEff is 0
+CAPS=()
+for c in CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP NET_BIND_SERVICE \
+	SYS_CHROOT KILL AUDIT_WRITE; do CAPS+=(--cap-drop "CAP_$c"); done
+pw_ctr -n "$NS" run --rm --read-only --seccomp "${CAPS[@]}" --net-host "${ENV[@]}" \
 	--mount "type=bind,src=$PW_SOCK,dst=/run/containerd/containerd.sock,options=rbind:rw" \
 	--mount "type=bind,src=$PW_JOURNAL_SOCKET,dst=/run/systemd/journal/socket,options=rbind:rw" \
 	--mount "type=bind,src=$W/cstate,dst=/var/lib/pullwatch,options=rbind:rw" \
@@ -106,8 +110,11 @@ PW_AGENT_ERR_MARK=0
 pw_poll 30 grep -q 'subscribed to containerd events' "$PW_AGENT_ERR" ||
 	pw_fail "the containerized agent did not subscribe within 30 s" "$(tail -5 "$PW_AGENT_ERR")"
 pw_pass "the containerized agent subscribed to the host containerd"
-CAPS=$(pw_ctr -n "$NS" task exec --exec-id caps "$CID" /usr/bin/pullwatch version 2>&1 || true)
-pw_assert_match "$CAPS" 'pullwatch [0-9]' "the image's binary runs (task exec)"
+APID=$(pw_ctr -n "$NS" task ls | awk -v c="$CID" '$1 == c { print $2 }')
+pw_assert_eq "$(awk '/^CapEff:/ { print $2 }' "/proc/$APID/status")" 0000000000000000 "the agent runs with no capability"
+pw_assert_eq "$(awk '/^CapBnd:/ { print $2 }' "/proc/$APID/status")" 0000000000000000 "and none in its bounding set"
+pw_assert_eq "$(awk '/^Seccomp:/ { print $2 }' "/proc/$APID/status")" 2 "under a seccomp filter"
+pw_assert_eq "$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$APID/status")" 1 "with no_new_privs"
 
 # its own image, seen in the first listing: a pull record, and no finding at all
 pw_wait_stdout pull 1 20 "image.ref=$REF" "image.digest=$DIGEST"
