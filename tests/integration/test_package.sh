@@ -47,7 +47,7 @@ pw_assert_match "$(journalctl --list-catalog 2>/dev/null | grep $LATEST_ID)" 'us
 
 # the default file documents every key of the installed binary, and the agent reads it
 keys=$(/usr/bin/pullwatch --help 2>&1 | grep -c ', key "' || true)
-pw_assert_eq "$(grep -c '^#[A-Z_]*=' /etc/default/pullwatch)" "$keys" "/etc/default/pullwatch lists all $keys keys"
+pw_assert_eq "$(grep -c '^#[A-Z0-9_]*=' /etc/default/pullwatch)" "$keys" "/etc/default/pullwatch lists all $keys keys"
 st=0; (set -a; . /etc/default/pullwatch; exec /usr/bin/pullwatch check docker.io/library/nginx:latest) >/dev/null 2>&1 || st=$?
 pw_assert_eq "$st" 1 "with the default file as shipped, :latest is a finding"
 sed 's/^#PULLWATCH_SEVERITY_LATEST_TAG=.*/PULLWATCH_SEVERITY_LATEST_TAG=off/' /etc/default/pullwatch >"$W/default"
