@@ -10,6 +10,7 @@
 
 #include "pullwatch/dynbuf.h"
 #include "pullwatch/fileio.h"
+#include "pullwatch/finding.h"
 #include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 #include "tmpdir.h"
@@ -134,10 +135,28 @@ static void test_file_replace(void **state) {
         assert_int_equal(file_replace_data(path, 0644, 0, "p", 1), -ENOENT);
 }
 
+static void test_compliant(void **state) {
+        static const struct {
+                unsigned mask;
+                bool want;
+        } cases[] = {
+                {0, true},
+                {FINDING_KIND_BIT(FINDING_PULL), true}, /* a record, not a finding */
+                {FINDING_KIND_BIT(FINDING_LATEST_TAG), false},
+                {FINDING_KIND_BIT(FINDING_PULL) | FINDING_KIND_BIT(FINDING_UNTRACEABLE), false},
+                {FINDING_KIND_BIT(FINDING_TAG_MOVED), false},
+                {FINDING_KIND_BIT(FINDING_DIGEST_MISMATCH) | FINDING_KIND_BIT(FINDING_REVISION_MISMATCH), false},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (finding_kinds_compliant(cases[i].mask) != cases[i].want)
+                        fail_msg("case %zu: want %d", i, cases[i].want);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_dynbuf),
                 cmocka_unit_test(test_timefmt),
+                cmocka_unit_test(test_compliant),
                 cmocka_unit_test_setup_teardown(test_file_replace, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
