@@ -31,7 +31,7 @@ static int inventory_write(const char *json, size_t len, void *userdata) {
         Agent *a = userdata;
         int r = sinks_spool_only(a->sinks, json, len);
         if (r < 0)
-                log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot spool the inventory: %s", strerror(-r));
+                log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot spool the inventory: %m");
         return r;
 }
 

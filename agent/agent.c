@@ -58,11 +58,11 @@ static void metrics_write(Agent *a) {
         m.updated_usec = now_usec_realtime();
         int r = metrics_status_write(a->config->state_dir, &m);
         if (r < 0)
-                log_debug("cannot write %s/%s: %s", a->config->state_dir, METRICS_STATUS_FILE, strerror(-r));
+                log_debug_errno(r, "cannot write %s/%s: %m", a->config->state_dir, METRICS_STATUS_FILE);
         if (!isempty(a->config->metrics_file)) {
                 r = metrics_write_textfile(a->config->metrics_file, &m);
                 if (r < 0)
-                        log_debug("cannot write %s: %s", a->config->metrics_file, strerror(-r));
+                        log_debug_errno(r, "cannot write %s: %m", a->config->metrics_file);
         }
 }
 
@@ -166,7 +166,7 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
                 return log_error_errno(r, "cannot create the event loop: %m");
         r = ctrd_new(&a->ctrd, a->event, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
-                return log_error_errno(r, "%s", err[0] ? err : strerror(-r));
+                return err[0] ? log_error_errno(r, "%s", err) : log_error_errno(r, "%m");
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
         if (r >= 0)
                 r = attribution_new(&a->attribution);

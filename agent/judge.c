@@ -143,7 +143,7 @@ void judge_image(Judge *jd, const Observation *o, bool from_listing) {
         if (jd->ledger) {
                 int r = ledger_record(jd->ledger, o->namespace, o->ref, o->digest, now, previous, &changed);
                 if (r < 0)
-                        log_warning_errno(r, "cannot record %s in the ledger: %s, ignoring", o->ref, strerror(-r));
+                        log_warning_errno(r, "cannot record %s in the ledger: %m, ignoring", o->ref);
         }
         if (jg.ref.tag[0] == 0)
                 changed = false;

@@ -47,7 +47,7 @@ static int on_post(sd_event_source *source, void *userdata) {
                 s->spool_dirty = false;
                 int r = spool_sync(s->spool);
                 if (r < 0)
-                        log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot sync the spool: %s", strerror(-r));
+                        log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot sync the spool: %m");
         }
         return 0;
 }
@@ -62,7 +62,7 @@ static int spool_open_logged(Sinks *s, const Config *c) {
         SpoolOpenReport rep = {0};
         int r = spool_open(&s->spool, dir, c->spool_max_bytes, c->spool_fsync_value, &rep);
         if (r < 0)
-                return log_error_errno(r, "cannot open the spool %s: %s", dir, strerror(-r));
+                return log_error_errno(r, "cannot open the spool %s: %m", dir);
         if (rep.trimmed_bytes > 0 || rep.corrupt_records > 0)
                 log_full(LOG_LEVEL_WARNING, "spool_trimmed", 0,
                          "spool %s: discarded a torn tail of %" PRIu64 " bytes and %" PRIu64
@@ -99,7 +99,7 @@ static int shipper_new_logged(Sinks *s, sd_event *e, const Config *c) {
         sc.dead_letter_path = dead;
         int r = ship_new(&s->shipper, e, s->curl, s->spool, &sc, err, sizeof err);
         if (r < 0)
-                return log_error_errno(r, "%s", err[0] ? err : strerror(-r));
+                return err[0] ? log_error_errno(r, "%s", err) : log_error_errno(r, "%m");
         ship_set_log_callback(s->shipper, on_ship_log, s);
         return 0;
 }
@@ -112,7 +112,7 @@ static int endpoint_open(Sinks *s, sd_event *e, const Config *c) {
                 return log_error_errno(r, "endpoint %s: %s", c->endpoint, err);
         r = curlev_new(&s->curl, e);
         if (r < 0)
-                return log_error_errno(r, "cannot set up libcurl: %s", strerror(-r));
+                return log_error_errno(r, "cannot set up libcurl: %m");
         r = spool_open_logged(s, c);
         if (r < 0)
                 return r;
@@ -121,7 +121,7 @@ static int endpoint_open(Sinks *s, sd_event *e, const Config *c) {
                 return r;
         r = sd_event_add_post(e, &s->post, on_post, s);
         if (r < 0)
-                return log_error_errno(r, "cannot create the spool sync hook: %s", strerror(-r));
+                return log_error_errno(r, "cannot create the spool sync hook: %m");
         return 0;
 }
 
@@ -162,9 +162,9 @@ static void spool_record(Sinks *s, const Finding *f, const char *json) {
                 s->spool_lost++;
                 if (latch_fail(&s->spool_fail, r))
                         log_full(LOG_LEVEL_ERR, "spool_error", r,
-                                 "cannot spool %s record for %s: %s; it still goes to journald, and "
+                                 "cannot spool %s record for %s: %m; it still goes to journald, and "
                                  "this is said once until spooling works again",
-                                 finding_kind_to_string(f->kind), f->image.ref, strerror(-r));
+                                 finding_kind_to_string(f->kind), f->image.ref);
                 return;
         }
         uint64_t n = latch_ok(&s->spool_fail);
@@ -181,8 +181,7 @@ static void journal_record(Sinks *s, const Finding *f) {
         int r = journal_send_finding(f);
         if (r < 0) {
                 if (latch_fail(&s->journal_fail, r))
-                        log_warning_errno(r, "cannot write to journald: %s, continuing with the other outputs",
-                                          strerror(-r));
+                        log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
                 return;
         }
         uint64_t n = latch_ok(&s->journal_fail);
