@@ -1301,7 +1301,7 @@ int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t er
 
 /* ---- file I/O ---- */
 
-static int read_all(int fd, char **ret, size_t *ret_len) {
+static int read_ledger_file(int fd, char **ret, size_t *ret_len) {
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
@@ -1376,7 +1376,7 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
                 r = -errno;
                 goto fail;
         }
-        r = fd < 0 ? -EBADMSG : read_all(fd, &buf, &len);
+        r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
         if (fd >= 0)
                 close(fd);
         if (r == -EBADMSG)
