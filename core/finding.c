@@ -303,3 +303,7 @@ int finding_to_journal(const Finding *f, JournalFields *ret) {
         }
         return 0;
 }
+
+bool finding_kinds_compliant(unsigned kinds_mask) {
+        return (kinds_mask & ~FINDING_KIND_BIT(FINDING_PULL)) == 0;
+}

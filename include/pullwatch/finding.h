@@ -79,6 +79,12 @@ typedef struct Finding {
         char message[PW_MESSAGE_MAX];
 } Finding;
 
+#define FINDING_KIND_BIT(k) (1U << (unsigned) (k))
+/* The one definition of "compliant", for the inventory and `pullwatch report` alike:
+ * an image is compliant when no finding of any kind applies to it (kinds_mask: an OR of
+ * FINDING_KIND_BIT()s); a `pull` is a record, never a reason. */
+bool finding_kinds_compliant(unsigned kinds_mask);
+
 const char *finding_kind_to_string(FindingKind k);   /* static string, NULL if out of range */
 FindingKind finding_kind_from_string(const char *s); /* _FINDING_KIND_INVALID if unknown */
 const char *severity_to_string(Severity s);
