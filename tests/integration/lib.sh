@@ -13,6 +13,12 @@
 #   PW_AGENT_WRAPPER   command prefix for the agent, e.g. "valgrind -q"
 #   PW_VERBOSE=1       print the harness's progress lines
 #   PW_NO_SUMMARY=1    no "N passed, M failed" line on success (the demo)
+#   PW_CONTAINERD_BIN  the containerd daemon to start (default: containerd on PATH); the
+#                      suite's second run points it at Debian 13's 1.7 (fetch-containerd-trixie.sh).
+#                      ctr stays the system's: its pulls go through the client (events are
+#                      published); tests of the 1.7 Transfer path call that ctr themselves.
+#   PW_CONTAINERD_CRI=1 enable the CRI plugin (the kubelet's pull path) with a registry
+#                      hosts.toml for the private registry under $PW_WORK/certs.d
 #
 # Conventions: timeouts are in seconds (fractions allowed); every wait polls
 # with a short interval and a bound; failures print one clear line and exit 1.
@@ -381,14 +387,15 @@ EOF
 # ------------------------------------------------------------- containerd ----
 
 pw_containerd_config() {
-	local d=$PW_WORK/containerd
+	local d=$PW_WORK/containerd cri_disabled='"io.containerd.grpc.v1.cri",'
 	mkdir -p "$d/root" "$d/state"
+	[[ ${PW_CONTAINERD_CRI:-0} == 1 ]] && cri_disabled=''
 	cat >"$d/config.toml" <<EOF
 version = 2
 root = "$d/root"
 state = "$d/state"
-# no CRI (needs CNI, a sandbox image); no snapshotters that need special filesystems
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+# no CRI unless asked (needs CNI, a sandbox image); no snapshotters that need special filesystems
+disabled_plugins = [$cri_disabled "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing"]
@@ -406,6 +413,35 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 [plugins."io.containerd.gc.v1.scheduler"]
   startup_delay = "100ms"
 EOF
+	if [[ ${PW_CONTAINERD_CRI:-0} == 1 ]]; then
+		cat >>"$d/config.toml" <<EOF
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  sandbox_image = "pause.invalid/pause:3.9"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$PW_WORK/cni/bin"
+  conf_dir = "$PW_WORK/cni/conf"
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "$PW_WORK/certs.d"
+EOF
+		mkdir -p "$PW_WORK/cni/bin" "$PW_WORK/cni/conf"
+	fi
+}
+
+# pw_cri_registry_hosts — a hosts.toml telling the CRI plugin to reach the private
+# registry ($PW_REGISTRY) over plain HTTP.
+pw_cri_registry_hosts() {
+	mkdir -p "$PW_WORK/certs.d/$PW_REGISTRY"
+	cat >"$PW_WORK/certs.d/$PW_REGISTRY/hosts.toml" <<EOF
+server = "http://$PW_REGISTRY"
+
+[host."http://$PW_REGISTRY"]
+  capabilities = ["pull", "resolve"]
+EOF
 }
 
 pw_ctr() { ctr -a "$PW_SOCK" "$@"; }
@@ -420,7 +456,7 @@ pw_start_containerd() {
 	local t0
 	t0=$(pw_now_ms)
 	echo "==== start $(date -u +%FT%T.%NZ)" >>"$PW_WORK/containerd.log"
-	containerd --config "$PW_WORK/containerd/config.toml" >>"$PW_WORK/containerd.log" 2>&1 &
+	"${PW_CONTAINERD_BIN:-containerd}" --config "$PW_WORK/containerd/config.toml" >>"$PW_WORK/containerd.log" 2>&1 &
 	PW_CTD_PID=$!
 	if ! pw_poll 30 pw_ctr version; then
 		pw_fail "containerd did not answer on $PW_SOCK within 30 s" "$(tail -5 "$PW_WORK/containerd.log")"
