@@ -1245,6 +1245,28 @@ static void agent_free(Agent *a) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(Agent *, agent_free);
 
+/* The state directory holds what root reads back and renames over: one that another user
+ * can write to (or owns) could be handed symlinks and FIFOs. Refused, in one line. A
+ * missing directory is fine (it is created 0700/0750 by us). */
+static int check_state_dir(const char *path) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return errno == ENOENT ? 0 : log_error_errno(errno, "cannot check the state directory %s: %m", path);
+        if (!S_ISDIR(st.st_mode))
+                return log_error_errno(ENOTDIR, "state directory %s is not a directory", path);
+        if (st.st_uid != geteuid())
+                return log_error_errno(EPERM,
+                                       "state directory %s is owned by uid %u, not by the agent's user (uid %u): "
+                                       "refusing it",
+                                       path, (unsigned) st.st_uid, (unsigned) geteuid());
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+                return log_error_errno(EPERM,
+                                       "state directory %s is writable by %s (mode %04o): refusing it (chmod go-w)",
+                                       path, st.st_mode & S_IWOTH ? "others" : "group",
+                                       (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
 static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
         _cleanup_(agent_freep) Agent *a = calloc(1, sizeof(Agent));
         if (!a)
@@ -1298,6 +1320,10 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
 
         if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "cannot create the state directory %s: %m", c->state_dir);
+        char spool_dir[4096];
+        snprintf(spool_dir, sizeof spool_dir, "%s/spool", c->state_dir);
+        if ((r = check_state_dir(c->state_dir)) < 0 || (r = check_state_dir(spool_dir)) < 0)
+                return r;
         LedgerOpenReport rep = {0};
         r = ledger_open(&a->ledger, c->state_dir, c->ledger_max_entries, &rep);
         if (r < 0)

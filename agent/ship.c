@@ -1023,7 +1023,7 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 return r;
 
         struct stat st;
-        if (stat(s->dead_letter_path, &st) >= 0 && s->dead_letter_max_bytes > 0 &&
+        if (lstat(s->dead_letter_path, &st) >= 0 && s->dead_letter_max_bytes > 0 &&
             (uint64_t) st.st_size + out.len > s->dead_letter_max_bytes && st.st_size > 0) {
                 char rotated[PATH_MAX];
                 if (snprintf(rotated, sizeof rotated, "%s.1", s->dead_letter_path) >= (int) sizeof rotated)
@@ -1033,7 +1033,9 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 ship_log(s, LOG_WARNING, "dead-letter file %s reached %" PRIu64 " bytes, rotated to %s",
                          s->dead_letter_path, s->dead_letter_max_bytes, rotated);
         }
-        _cleanup_close_ int fd = open(s->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        /* never through a symlink: root would append to its target */
+        _cleanup_close_ int fd =
+                open(s->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         r = write_all(fd, out.data, out.len);

@@ -294,7 +294,8 @@ static int write_state(Spool *s) {
         uint32_t crc = (uint32_t) crc32(crc32(0L, Z_NULL, 0), (const Bytef *) line, (uInt) n);
         n += snprintf(line + n, sizeof(line) - (size_t) n, " crc=%08" PRIx32 "\n", crc);
 
-        _cleanup_close_ int fd = openat(s->dfd, ACK_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        /* never through a symlink: root would truncate and overwrite its target */
+        _cleanup_close_ int fd = openat(s->dfd, ACK_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         ssize_t w = write(fd, line, (size_t) n);
@@ -337,9 +338,9 @@ static bool parse_field(const char **p, const char *name, uint64_t *ret) {
 /* -ENOENT: no file; -EBADMSG: unreadable or impossible. */
 static int read_state(Spool *s, uint64_t *ret_acked, uint64_t *ret_next, uint64_t *ret_dropped_total) {
         char line[ACK_LINE_MAX];
-        _cleanup_close_ int fd = openat(s->dfd, ACK_FILE, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = openat(s->dfd, ACK_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
-                return errno == ENOENT ? -ENOENT : -errno;
+                return errno == ELOOP ? -EBADMSG : -errno; /* a symlink: unreadable, replaced */
         ssize_t n = read(fd, line, sizeof(line) - 1);
         if (n < 0)
                 return -errno;

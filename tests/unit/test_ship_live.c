@@ -492,6 +492,45 @@ static void test_400_dead_letter(void **state) {
         assert_non_null(strstr(m->text, f->dead));
 }
 
+static bool cond_dead_letter_refused(Fixture *f, uint64_t arg) {
+        return find_msg(f, LOG_ERR, "could not write dead-letter file") != NULL;
+}
+
+/* A symlink in place of the dead-letter file is not followed: root would otherwise append
+ * to whatever it points at. The batch stays in the spool, and is delivered on retry. */
+static void test_dead_letter_symlink(void **state) {
+        Fixture *f = *state;
+        REQUIRE_PYTHON();
+        char victim[256];
+        snprintf(victim, sizeof victim, "%s/victim", f->dir);
+        FILE *vf = fopen(victim, "we");
+        assert_non_null(vf);
+        fputs("precious\n", vf);
+        assert_int_equal(fclose(vf), 0);
+        assert_int_equal(symlink(victim, f->dead), 0);
+
+        receiver_start(f, 0, false, "ok");
+        receiver_control(f, "{\"mode\":\"400\",\"count\":1}");
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/ingest", f->port);
+        ShipConfig c;
+        config_base(&c, f, url);
+        c.batch_max_records = 10;
+        ship_start(f, &c);
+        append_records(f, 10);
+        assert_true(run_until(f, cond_dead_letter_refused, 0, 15000000ULL));
+        const Msg *m = find_msg(f, LOG_ERR, "could not write dead-letter file");
+        assert_non_null(strstr(m->text, "symbolic links"));
+
+        struct stat st;
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, strlen("precious\n"));
+        ShipStats ss;
+        ship_get_stats(f->ship, &ss);
+        assert_int_equal(ss.dead_lettered, 0);
+        assert_int_equal(ss.spool.pending_records, 10); /* nothing dropped */
+}
+
 /* 500 twice → retried, then delivered; nothing dead-lettered. */
 static void test_500_then_ok(void **state) {
         Fixture *f = *state;
@@ -723,6 +762,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_down_then_up, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_429_retry_after, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_400_dead_letter, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dead_letter_symlink, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_500_then_ok, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stall_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tls_mtls, setup, teardown),
