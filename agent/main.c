@@ -202,7 +202,8 @@ static int cmd_status(int argc, char **argv) {
                 return EXIT_ERROR;
         }
         if (r < 0) {
-                fprintf(stderr, "pullwatch: cannot read %s/%s: %s\n", c.state_dir, METRICS_STATUS_FILE, strerror(-r));
+                fprintf(stderr, "pullwatch: cannot read %s/%s: %s\n", c.state_dir, METRICS_STATUS_FILE,
+                        r == -EINVAL ? "not a regular file" : r == -ELOOP ? "a symbolic link" : strerror(-r));
                 return EXIT_ERROR;
         }
         _cleanup_free_ char *text = NULL;

@@ -844,9 +844,10 @@ static int token_refresh(Shipper *s) {
             st.st_mtim.tv_sec == s->token_mtime.tv_sec && st.st_mtim.tv_nsec == s->token_mtime.tv_nsec)
                 return 0;
 
-        _cleanup_close_ int fd = open(s->token_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* followed if a symlink: kubelet's projected token is one */
+        _cleanup_close_ int fd = open_regular_file(AT_FDCWD, s->token_file, 0);
         if (fd < 0)
-                return -errno;
+                return fd;
         char *buf = NULL;
         size_t n = 0;
         int e = read_fd_bounded(fd, SHIP_TOKEN_MAX, &buf, &n);
@@ -1307,7 +1308,7 @@ static int start_request(Shipper *s) {
         if (r < 0) {
                 /* the token may appear later (kubelet writes it asynchronously) */
                 snprintf(s->stats.last_error, sizeof s->stats.last_error, "bearer token file %s: %s", s->token_file,
-                         strerror(-r));
+                         r == -EINVAL ? "not a regular file" : strerror(-r));
                 schedule_retry(s, 0);
                 return r;
         }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 7, hostile files: what another user can plant where root reads and writes.
 # A state directory another user can write to (or owns) is refused at start, with
-# one line naming it. No containerd is needed: every case fails (or not) before
-# the agent connects.
+# one line naming it. A FIFO in place of a file the agent reads (config, pins,
+# the spool's ack, status.json) is refused at once, never waited on: the process
+# stays responsive to SIGTERM. No containerd is needed: every case happens before
+# or without a connection.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 pw_require_pullwatch
@@ -64,5 +66,54 @@ chmod 0777 "$sd/spool"
 pw_assert_status 1 "a world-writable spool directory is refused" \
 	timeout 20 "$PULLWATCH" run --address "$NOSOCK" --state-dir "$sd" --node n1 --endpoint http://127.0.0.1:9/ingest
 pw_one_line_error "spool directory 0777" "state directory .*state-spool/spool.* writable by"
+
+# --- FIFOs where files are read ---------------------------------------------------------
+mkfifo "$PW_WORK/config.fifo"
+t0=$(pw_now_ms)
+pw_assert_status 2 "a FIFO as the config file is refused" timeout 20 "$PULLWATCH" check --config "$PW_WORK/config.fifo" nginx:1.25
+pw_assert_le $(($(pw_now_ms) - t0)) 5000 "a FIFO as the config file is refused at once"
+pw_one_line_error "config FIFO" "config.fifo: not a regular file"
+
+mkfifo "$PW_WORK/pins.fifo"
+pw_assert_status 2 "a FIFO as the pins file is refused at start" timeout 20 "$PULLWATCH" check --pins "$PW_WORK/pins.fifo" nginx:1.25
+pw_one_line_error "pins FIFO at start" "pins.fifo: not a regular file"
+
+sd=$PW_WORK/state-status
+mkdir -m 0700 "$sd"
+mkfifo "$sd/status.json"
+t0=$(pw_now_ms)
+pw_assert_status 2 "pullwatch status with a FIFO as status.json exits 2" timeout 20 "$PULLWATCH" status --state-dir "$sd"
+pw_assert_le $(($(pw_now_ms) - t0)) 5000 "pullwatch status with a FIFO is refused at once"
+pw_one_line_error "status.json FIFO" "status.json: not a regular file"
+
+# the spool's ack a FIFO: treated as unreadable (every record sent again), said, and replaced
+sd=$PW_WORK/state-ack
+mkdir -m 0700 "$sd" "$sd/spool"
+mkfifo "$sd/spool/ack"
+pw_assert_cmd "an agent with a FIFO as the spool's ack file starts" accepted "$sd" --endpoint http://127.0.0.1:9/ingest
+pw_assert_match "$(cat "$PW_LAST_ERR")" "spool .*: the ack file was unreadable" "the agent says the ack file was unreadable"
+[[ -f $sd/spool/ack && ! -p $sd/spool/ack ]] || pw_fail "the FIFO at spool/ack was not replaced by a state file"
+pw_pass "the FIFO at spool/ack is replaced by a state file"
+
+# pins replaced by a FIFO while the agent runs: the reload refuses it in one line, keeps
+# the pins it had, and SIGTERM still stops the agent at once (it froze for 23 minutes)
+sd=$PW_WORK/state-pins
+mkdir -m 0700 "$sd"
+echo '{"nginx:1.25": "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}' >"$PW_WORK/pins.json"
+"$PULLWATCH" run --address "$NOSOCK" --state-dir "$sd" --node n1 --pins "$PW_WORK/pins.json" 2>"$PW_WORK/pins-run.err" &
+agent=$!
+PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $agent"
+pw_poll 10 grep -q 'cannot reach containerd' "$PW_WORK/pins-run.err" || pw_fail "the agent with pins did not start" "$(cat "$PW_WORK/pins-run.err")"
+rm "$PW_WORK/pins.json"
+mkfifo "$PW_WORK/pins.json"
+pw_poll 10 grep -q 'cannot reload pins' "$PW_WORK/pins-run.err" || pw_fail "the agent did not try the FIFO" "$(cat "$PW_WORK/pins-run.err")"
+pw_assert_match "$(grep 'cannot reload pins' "$PW_WORK/pins-run.err")" "pins.json: not a regular file; keeping the 1 pins" \
+	"the reload refuses the FIFO in one line and keeps the pins"
+t0=$(pw_now_ms)
+kill -TERM "$agent"
+st=0
+timeout 10 tail --pid="$agent" -f /dev/null || st=$?
+pw_assert_eq "$st" 0 "the agent exits on SIGTERM after the FIFO (within 10 s)"
+pw_assert_le $(($(pw_now_ms) - t0)) 5000 "the agent exits on SIGTERM at once"
 
 pw_done

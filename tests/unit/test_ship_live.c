@@ -531,6 +531,39 @@ static void test_dead_letter_symlink(void **state) {
         assert_int_equal(ss.spool.pending_records, 10); /* nothing dropped */
 }
 
+static bool cond_token_refused(Fixture *f, uint64_t arg) {
+        ShipStats st;
+        ship_get_stats(f->ship, &st);
+        return strstr(st.last_error, "bearer token file") != NULL;
+}
+
+/* A FIFO in place of the token file: refused at once, said in last_error, records kept
+ * (the open waited for a writer and froze the shipper); alarm() turns a hang into a
+ * failed test. */
+static void test_token_fifo(void **state) {
+        Fixture *f = *state;
+        REQUIRE_PYTHON();
+        char token[256];
+        snprintf(token, sizeof token, "%s/token", f->dir);
+        assert_int_equal(mkfifo(token, 0600), 0);
+        receiver_start(f, 0, false, "ok");
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/ingest", f->port);
+        ShipConfig c;
+        config_base(&c, f, url);
+        c.bearer_token_file = token;
+        ship_start(f, &c);
+        alarm(20);
+        append_records(f, 5);
+        bool refused = run_until(f, cond_token_refused, 0, 10000000ULL);
+        alarm(0);
+        assert_true(refused);
+        ShipStats st;
+        ship_get_stats(f->ship, &st);
+        assert_non_null(strstr(st.last_error, "not a regular file"));
+        assert_int_equal(st.spool.pending_records, 5);
+}
+
 /* 500 twice → retried, then delivered; nothing dead-lettered. */
 static void test_500_then_ok(void **state) {
         Fixture *f = *state;
@@ -763,6 +796,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_429_retry_after, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_400_dead_letter, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dead_letter_symlink, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token_fifo, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_500_then_ok, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stall_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tls_mtls, setup, teardown),
