@@ -1305,14 +1305,11 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
                 if (!a->scan_findings || !a->scan_rows)
                         return log_error_errno(ENOMEM, "out of memory");
                 /* the node's history, if the agent keeps one here, makes tag_moved visible;
-                 * scan never writes it */
-                char path[4096];
-                snprintf(path, sizeof path, "%s/%s", c->state_dir, LEDGER_FILE);
-                if (access(path, R_OK) == 0) {
-                        LedgerOpenReport rep = {0};
-                        if (ledger_open(&a->ledger, c->state_dir, c->ledger_max_entries, &rep) >= 0 && rep.corrupt)
-                                log_warning("%s", rep.reason);
-                } else
+                 * scan never writes it, nor moves a bad one aside: it goes on without */
+                r = ledger_read(&a->ledger, c->state_dir, c->ledger_max_entries, err, sizeof err);
+                if (r == -EBADMSG)
+                        log_warning("%s; scanning without the node's history", err);
+                if (r < 0)
                         r = ledger_new(&a->ledger, c->ledger_max_entries);
                 *ret = TAKE_PTR(a);
                 return 0;

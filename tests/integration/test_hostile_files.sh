@@ -116,4 +116,20 @@ timeout 10 tail --pid="$agent" -f /dev/null || st=$?
 pw_assert_eq "$st" 0 "the agent exits on SIGTERM after the FIFO (within 10 s)"
 pw_assert_le $(($(pw_now_ms) - t0)) 5000 "the agent exits on SIGTERM at once"
 
+# --- read-only commands leave a corrupt ledger where it is ---------------------------------
+# report's data is the ledger: an unreadable one is an error (exit 2, one line), never "all
+# compliant"; scan carries on from containerd. Neither renames, creates or deletes anything.
+sd=$PW_WORK/state-corrupt
+mkdir -m 0700 "$sd"
+printf 'pullwatch-ledger 1 999 00000000\n{"version":1,' >"$sd/ledger.json"
+echo junk >"$sd/ledger.json.tmp"
+before=$(cd "$sd" && ls -la --time-style=+%s.%N && sha256sum ledger.json ledger.json.tmp)
+pw_assert_status 2 "report on a corrupt ledger exits 2" timeout 20 "$PULLWATCH" report --state-dir "$sd"
+pw_one_line_error "report, corrupt ledger" "ledger.*ledger.json: truncated"
+pw_assert_eq "$(cat "$PW_LAST_OUT")" "" "report prints no document for a corrupt ledger"
+pw_assert_status 2 "scan against no containerd exits 2" timeout 20 "$PULLWATCH" scan --state-dir "$sd" --address "$NOSOCK"
+pw_assert_match "$(cat "$PW_LAST_ERR")" "ledger.json: truncated" "scan says the ledger is unreadable"
+after=$(cd "$sd" && ls -la --time-style=+%s.%N && sha256sum ledger.json ledger.json.tmp)
+pw_assert_eq "$after" "$before" "report and scan change nothing in the state directory"
+
 pw_done
