@@ -148,7 +148,15 @@ static int cmd_check(int argc, char **argv) {
                 char *line = NULL;
                 size_t cap = 0;
                 ssize_t len;
+                unsigned long lineno = 0;
                 while ((len = getline(&line, &cap, stdin)) >= 0) {
+                        lineno++;
+                        /* what follows a NUL would go unchecked: the whole line is refused */
+                        if (memchr(line, 0, (size_t) len)) {
+                                fprintf(stderr, "pullwatch: stdin line %lu: NUL byte in a reference\n", lineno);
+                                bad = true;
+                                continue;
+                        }
                         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
                                 line[--len] = 0;
                         if (len == 0 || line[0] == '#')
