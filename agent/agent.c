@@ -301,7 +301,7 @@ static void emit(Agent *a, Finding *f, const char *key) {
         if (r < 0) {
                 if (latch_fail(&a->journal_fail, r))
                         log_warning_errno(r, "cannot write to journald: %s, continuing with the other outputs",
-                                          strerror(-r));
+                                          r == -ENOENT ? "its socket " JOURNAL_SOCKET " is missing" : strerror(-r));
         } else {
                 uint64_t n = latch_ok(&a->journal_fail);
                 if (n > 0)
