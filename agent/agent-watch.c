@@ -75,6 +75,7 @@ static void check_progress(Agent *a) {
                 sd_event_exit(a->event, 0);
         if (a->listing_active && a->listing_pending == 0 && jobs_listing(a->jobs) == 0) {
                 a->listing_active = false;
+                sinks_listing_done(a->sinks);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
                 malloc_trim(0); /* a listing's jobs are gone: return their memory */

@@ -23,6 +23,8 @@ struct Sinks {
         sd_event_source *post;
         bool spool_dirty;
         uint64_t spool_lost; /* records that could not be spooled (they still went to journald/stdout) */
+        uint64_t replays_skipped; /* records made again after a crash, found pending in the spool */
+        bool replays_done;        /* the first listing is judged: no more replays to expect */
         FailLatch journal_fail, spool_fail;
         uint64_t counts[_FINDING_KIND_MAX];
 };
@@ -162,6 +164,13 @@ bool sinks_has_endpoint(const Sinks *s) {
 
 static void spool_record(Sinks *s, const Finding *f, const char *json) {
         uint64_t seq;
+        /* made again after a crash (the ledger was not saved yet) and still waiting in the
+         * spool: a second copy would only cost disk and the endpoint (a crash loop
+         * re-spooled every record on every restart). journald and stdout still get it. */
+        if (spool_pending_at_open(s->spool, f->id)) {
+                s->replays_skipped++;
+                return;
+        }
         int r = spool_append(s->spool, json, strlen(json), &seq);
         if (r < 0) {
                 s->spool_lost++;
@@ -246,6 +255,17 @@ int sinks_spool_only(Sinks *s, const char *json, size_t len) {
         if (r >= 0)
                 s->spool_dirty = true;
         return r;
+}
+
+void sinks_listing_done(Sinks *s) {
+        if (!s || !s->spool || s->replays_done)
+                return;
+        s->replays_done = true;
+        if (s->replays_skipped > 0)
+                log_info("%" PRIu64 " records made again after an unclean stop were already in the spool; "
+                         "not spooled twice",
+                         s->replays_skipped);
+        spool_forget_pending_at_open(s->spool);
 }
 
 void sinks_kick(Sinks *s) {

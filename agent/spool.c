@@ -56,6 +56,11 @@ struct Spool {
         uint64_t next_seq, acked;
         uint64_t disk_bytes, pending_records, pending_bytes;
         uint64_t appended, acked_count, dropped, dropped_total, corrupt;
+
+        /* ids (first 64 bits) of the records pending when the spool was opened, sorted: a
+         * record re-made after a crash carries the same id and need not be spooled twice */
+        uint64_t *replay_ids;
+        size_t n_replay_ids, alloc_replay_ids;
 };
 
 /* ---- pure format helpers ---- */
@@ -400,8 +405,66 @@ static int list_segments(int dfd, uint64_t **ret, size_t *ret_n) {
         return 0;
 }
 
+/* The record id of a payload: the 32 hex digits of a leading `"id":"…"` (every record the
+ * agent writes starts {"schema":1,"id":"…"), as the first 64 bits; 0 when there is none. */
+static uint64_t payload_id(const uint8_t *p, size_t len) {
+        static const char key[] = "\"id\":\"";
+        size_t window = MIN(len, (size_t) 64);
+        const uint8_t *k = memmem(p, window, key, sizeof key - 1);
+        if (!k || (size_t) (k - p) + (sizeof key - 1) + 32 > len)
+                return 0;
+        return spool_id_prefix((const char *) k + sizeof key - 1);
+}
+
+uint64_t spool_id_prefix(const char *id) {
+        uint64_t v = 0;
+        if (!id)
+                return 0;
+        for (unsigned i = 0; i < 32; i++) {
+                char c = id[i];
+                int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+                if (d < 0)
+                        return 0;
+                if (i < 16)
+                        v = v << 4 | (uint64_t) d;
+        }
+        return v ? v : 1;
+}
+
+typedef struct ScanCtx {
+        Spool *s;
+        Segment *seg;
+        const uint8_t *buf;
+} ScanCtx;
+
 static int scan_visit(uint64_t seq, size_t offset, size_t payload_len, void *userdata) {
-        return segment_index_push(userdata, seq, offset, payload_len);
+        ScanCtx *c = userdata;
+        if (seq > c->s->acked) {
+                uint64_t id = payload_id(c->buf + offset + SPOOL_RECORD_HEADER_SIZE, payload_len);
+                if (id != 0 && greedy_realloc((void **) &c->s->replay_ids, &c->s->alloc_replay_ids,
+                                              c->s->n_replay_ids + 1, sizeof(uint64_t), 64) >= 0)
+                        c->s->replay_ids[c->s->n_replay_ids++] = id;
+        }
+        return segment_index_push(c->seg, seq, offset, payload_len);
+}
+
+static int cmp_id(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+bool spool_pending_at_open(const Spool *s, const char *id) {
+        uint64_t v = spool_id_prefix(id);
+        return s && v && s->n_replay_ids > 0 &&
+               bsearch(&v, s->replay_ids, s->n_replay_ids, sizeof(uint64_t), cmp_id) != NULL;
+}
+
+void spool_forget_pending_at_open(Spool *s) {
+        if (!s)
+                return;
+        free(s->replay_ids);
+        s->replay_ids = NULL;
+        s->n_replay_ids = s->alloc_replay_ids = 0;
 }
 
 /* Load one segment file: verify, index, trim a torn tail. Empty results are unlinked. */
@@ -425,7 +488,8 @@ static int load_segment(Spool *s, uint64_t name_seq, uint64_t *last_seq, SpoolOp
                 void *m = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
                 if (m == MAP_FAILED)
                         return -errno;
-                int r = spool_segment_scan(m, maplen, *last_seq, scan_visit, &seg, &res);
+                ScanCtx ctx = {.s = s, .seg = &seg, .buf = m};
+                int r = spool_segment_scan(m, maplen, *last_seq, scan_visit, &ctx, &res);
                 munmap(m, maplen);
                 if (r < 0) {
                         free(seg.idx);
@@ -521,6 +585,8 @@ int spool_open(Spool **ret, const char *dir, uint64_t max_bytes, SpoolFsync poli
                 }
         }
         reclaim_acked(s);
+        if (s->n_replay_ids > 1)
+                qsort(s->replay_ids, s->n_replay_ids, sizeof(uint64_t), cmp_id);
 
         /* Keep appending to the newest segment if it has room. */
         if (s->n_segs > 0 && s->segs[s->n_segs - 1].size < s->seg_max) {
@@ -576,6 +642,7 @@ Spool *spool_free(Spool *s) {
         if (s->dfd >= 0 && s->lock_fd >= 0)
                 (void) spool_sync(s);
         (void) roll(s);
+        free(s->replay_ids);
         if (s->rfd >= 0)
                 close(s->rfd);
         for (size_t i = 0; i < s->n_segs; i++)

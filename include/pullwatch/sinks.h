@@ -30,6 +30,9 @@ void sinks_emit(Sinks *s, Finding *f, const char *key);
 /* Spool one record that goes to the endpoint only (the inventory). -ENODEV without an
  * endpoint; the spool's error otherwise (not logged here). */
 int sinks_spool_only(Sinks *s, const char *json, size_t len);
+/* The first listing after start is judged: crash replays are over, the spool forgets the
+ * ids that were pending at open (see spool_pending_at_open()). */
+void sinks_listing_done(Sinks *s);
 /* After a burst of sinks_spool_only(): let the shipper know. */
 void sinks_kick(Sinks *s);
 bool sinks_has_endpoint(const Sinks *s);

@@ -58,6 +58,18 @@ int spool_sync(Spool *s);
 typedef int (*spool_visit_t)(uint64_t seq, const void *data, size_t len, void *userdata);
 int spool_peek(Spool *s, uint64_t after_seq, size_t max_records, size_t max_bytes, spool_visit_t visit, void *userdata);
 
+/* Crash replays. An agent that crashed before its ledger was saved makes the same records
+ * again when it restarts, with the same ids (derived from what the record is). Records
+ * still pending when the spool was opened are remembered by id (the first 64 bits of the
+ * 32-hex "id" that starts every record the agent writes; 8 bytes each), so the caller can
+ * skip spooling them twice: true when a record with this id was pending at open. Records
+ * appended since are not added: a legitimate new record gets a new id.
+ * spool_forget_pending_at_open() frees the set (once the first listing is judged). */
+bool spool_pending_at_open(const Spool *s, const char *id);
+void spool_forget_pending_at_open(Spool *s);
+/* The first 64 bits of a 32-hex id, never 0; 0 when id is not 32 hex digits. */
+uint64_t spool_id_prefix(const char *id);
+
 /* Acknowledge every record with seq <= upto_seq; reclaims disk space. */
 int spool_ack(Spool *s, uint64_t upto_seq);
 void spool_get_stats(const Spool *s, SpoolStats *ret);

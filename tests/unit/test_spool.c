@@ -713,6 +713,39 @@ static void test_sigkill_child(void **state) {
         s = spool_free(s);
 }
 
+
+/* Crash replays: the ids of records pending at open are known, so a record made again
+ * after a crash (same id) need not be spooled twice; acked ones and new ones are not. */
+static void test_pending_at_open(void **state) {
+        const char *dir = *state;
+        static const char *const ids[] = {"00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100",
+                                          "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"};
+        Spool *s = NULL;
+        char rec[160];
+        uint64_t seq, first = 0;
+        assert_int_equal(spool_open(&s, dir, 1U << 20, SPOOL_FSYNC_BATCH, NULL), 0);
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                int n = snprintf(rec, sizeof rec, "{\"schema\":1,\"id\":\"%s\",\"kind\":\"pull\"}", ids[i]);
+                assert_int_equal(spool_append(s, rec, (size_t) n, &seq), 0);
+                if (i == 0)
+                        first = seq;
+        }
+        assert_false(spool_pending_at_open(s, ids[0])); /* only what was pending at open */
+        assert_int_equal(spool_ack(s, first), 0);       /* the first is delivered */
+        spool_free(s);
+
+        assert_int_equal(spool_open(&s, dir, 1U << 20, SPOOL_FSYNC_BATCH, NULL), 0);
+        assert_false(spool_pending_at_open(s, ids[0]));
+        for (size_t i = 1; i < ELEMENTSOF(ids); i++)
+                assert_true(spool_pending_at_open(s, ids[i]));
+        assert_false(spool_pending_at_open(s, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert_false(spool_pending_at_open(s, "not-an-id"));
+        assert_false(spool_pending_at_open(s, NULL));
+        spool_forget_pending_at_open(s);
+        assert_false(spool_pending_at_open(s, ids[1]));
+        spool_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_record_decode_table),
@@ -729,6 +762,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_ack_file_impossible, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_ack_symlinks_not_followed, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_second_open_busy, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_pending_at_open, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_write_failure_leaves_file_intact, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_sigkill_child, setup_dir, teardown_dir),
         };
