@@ -28,43 +28,51 @@ CheckFormat check_format_from_string(const char *s) {
         return _CHECK_FORMAT_INVALID;
 }
 
-void check_escape(const char *s, size_t len, char *buf, size_t size) {
+/* The escaped form of c into e (up to 4 bytes); returns its length. */
+static size_t escape_byte(unsigned char c, char e[static 4]) {
         static const char hex[] = "0123456789abcdef";
-        size_t o = 0;
+        if (c == '"' || c == '\\') {
+                e[0] = '\\';
+                e[1] = (char) c;
+                return 2;
+        }
+        if (c == '\t' || c == '\n' || c == '\r') {
+                e[0] = '\\';
+                e[1] = c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
+                return 2;
+        }
+        if (c < 0x20 || c > 0x7e) {
+                e[0] = '\\';
+                e[1] = 'x';
+                e[2] = hex[c >> 4];
+                e[3] = hex[c & 15];
+                return 4;
+        }
+        e[0] = (char) c;
+        return 1;
+}
+
+void check_escape(const char *s, size_t len, char *buf, size_t size) {
+        char e[4];
+        size_t total = 0, o = 0;
         if (size == 0)
                 return;
+        for (size_t i = 0; i < len; i++)
+                total += escape_byte((unsigned char) s[i], e);
+        /* everything if it fits, else as much as fits before "..." (never half an escape) */
+        size_t room = total < size ? total : size >= 4 ? size - 4 : 0;
         for (size_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char) s[i];
-                char e[5];
-                size_t k = 0;
-                if (c == '"' || c == '\\') {
-                        e[k++] = '\\';
-                        e[k++] = (char) c;
-                } else if (c == '\t' || c == '\n' || c == '\r') {
-                        e[k++] = '\\';
-                        e[k++] = c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
-                } else if (c < 0x20 || c > 0x7e) {
-                        e[k++] = '\\';
-                        e[k++] = 'x';
-                        e[k++] = hex[c >> 4];
-                        e[k++] = hex[c & 15];
-                } else
-                        e[k++] = (char) c;
-                /* keep room for "..." and the NUL whenever more input follows */
-                size_t reserve = i + 1 < len ? 4 : 1;
-                if (o + k + reserve > size) {
-                        if (size >= 4) {
-                                while (o + 4 > size)
-                                        o--;
-                                memcpy(buf + o, "...", 3);
-                                o += 3;
-                        }
+                size_t k = escape_byte((unsigned char) s[i], e);
+                if (o + k > room)
                         break;
-                }
                 memcpy(buf + o, e, k);
                 o += k;
         }
-        buf[o < size ? o : size - 1] = 0;
+        if (total >= size && size >= 4) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+        }
+        buf[o] = 0;
 }
 
 /* ---- manifest lines ---- */
