@@ -919,18 +919,21 @@ int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *d
         return 0;
 }
 
-int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind, uint64_t now_usec,
+int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, FindingKind kind, uint64_t now_usec,
                  uint64_t reminder_interval_usec, LedgerRaiseFlags flags, uint64_t *ret_previous_usec) {
+        const char *name = finding_kind_to_string(kind);
         uint64_t previous = 0;
+        if (!name)
+                return -EINVAL;
         if (l)
-                (void) ledger_last_raised(l, ns, ref, digest, kind, &previous);
+                (void) ledger_last_raised(l, ns, ref, digest, name, &previous);
         if (ret_previous_usec)
                 *ret_previous_usec = previous;
         if (l && !(flags & LEDGER_RAISE_ALWAYS) &&
-            !ledger_should_raise(l, ns, ref, digest, kind, now_usec, reminder_interval_usec))
+            !ledger_should_raise(l, ns, ref, digest, name, now_usec, reminder_interval_usec))
                 return 0;
         if (l)
-                (void) ledger_mark_raised(l, ns, ref, digest, kind, now_usec);
+                (void) ledger_mark_raised(l, ns, ref, digest, name, now_usec);
         return 1;
 }
 
@@ -1379,7 +1382,7 @@ int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t er
 
 /* ---- file I/O ---- */
 
-static int read_all(int fd, char **ret, size_t *ret_len) {
+static int read_ledger_file(int fd, char **ret, size_t *ret_len) {
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
@@ -1454,7 +1457,7 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
                 r = -errno;
                 goto fail;
         }
-        r = fd < 0 ? -EBADMSG : read_all(fd, &buf, &len);
+        r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
         if (fd >= 0)
                 close(fd);
         if (r == -EBADMSG)

@@ -160,15 +160,20 @@ static int report_visit(const char *ns, const char *ref, const LedgerDigest *d, 
         }
         if (policy_check_reference(ctx->policy, ref, ctx->pins, out, ELEMENTSOF(out), &nf, NULL, 0) < 0)
                 nf = 0;
-        for (size_t i = 0; i < nf; i++)
+        unsigned mask = 0;
+        for (size_t i = 0; i < nf; i++) {
                 json_array_append_new(kinds, json_string(finding_kind_to_string(out[i].kind)));
-        if (n > 1)
+                mask |= FINDING_KIND_BIT(out[i].kind);
+        }
+        if (n > 1) {
                 json_array_append_new(kinds, json_string("tag_moved"));
+                mask |= FINDING_KIND_BIT(FINDING_TAG_MOVED);
+        }
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(history, json_pack("{s:s, s:I, s:I}", "digest", d[i].digest, "first_seen_usec",
                                                          (json_int_t) d[i].first_seen_usec, "last_seen_usec",
                                                          (json_int_t) d[i].last_seen_usec));
-        bool compliant = json_array_size(kinds) == 0;
+        bool compliant = finding_kinds_compliant(mask);
         ctx->total++;
         ctx->compliant += compliant;
         json_array_append_new(ctx->refs, json_pack("{s:s, s:s, s:s, s:b, s:o, s:o}", "namespace", ns, "reference",

@@ -606,6 +606,7 @@ typedef enum ShipState {
         STATE_WAIT_AGE,   /* records pending below the thresholds; timer armed */
         STATE_SENDING,    /* one request in flight */
         STATE_WAIT_RETRY, /* batch held; timer armed for the next attempt */
+        STATE_STOPPED,    /* libcurl refused an option: no request can be made, none is retried */
 } ShipState;
 
 typedef struct Batch {
@@ -1084,6 +1085,8 @@ int ship_kick(Shipper *s) {
                 return -EINVAL;
         if (s->state == STATE_SENDING || s->state == STATE_WAIT_RETRY)
                 return 0; /* the completion continues with whatever is pending */
+        if (s->state == STATE_STOPPED)
+                return -EOPNOTSUPP;
         spool_get_stats(s->spool, &st);
         if (st.pending_records == 0) {
                 if (s->state == STATE_WAIT_AGE)
@@ -1301,7 +1304,18 @@ static int start_request(Shipper *s) {
         s->resp_total = 0;
         s->resp_aborted = false;
 
-#define SET(opt, val) (ok = ok && curl_easy_setopt(easy, opt, val) == CURLE_OK)
+        /* journal-upload's easy_setopt: a refused option names itself */
+        const char *bad_opt = NULL;
+        CURLcode bad = CURLE_OK;
+#define SET(opt, val)                                                   \
+        do {                                                            \
+                CURLcode _c = ok ? curl_easy_setopt(easy, opt, val) : CURLE_OK; \
+                if (_c != CURLE_OK) {                                   \
+                        ok = false;                                     \
+                        bad = _c;                                       \
+                        bad_opt = #opt;                                 \
+                }                                                       \
+        } while (0)
         SET(CURLOPT_URL, s->url);
         SET(CURLOPT_POST, 1L);
         SET(CURLOPT_POSTFIELDS, s->batch.body);
@@ -1331,9 +1345,19 @@ static int start_request(Shipper *s) {
         if (!ok) {
                 curl_slist_free_all(h);
                 curl_easy_cleanup(easy);
-                snprintf(s->stats.last_error, sizeof s->stats.last_error, "setting up the request failed");
-                schedule_retry(s, 0);
-                return -ENOMEM;
+                if (!bad_opt || bad == CURLE_OUT_OF_MEMORY) {
+                        snprintf(s->stats.last_error, sizeof s->stats.last_error,
+                                 "setting up the request failed: out of memory");
+                        schedule_retry(s, 0);
+                        return -ENOMEM;
+                }
+                /* not transient: the same option fails on every attempt */
+                snprintf(s->stats.last_error, sizeof s->stats.last_error, "libcurl refused %s: %s", bad_opt,
+                         curl_easy_strerror(bad));
+                ship_log(s, LOG_ERR, "cannot set up a request to the endpoint: libcurl refused %s: %s; shipping stops, "
+                         "records stay in the spool", bad_opt, curl_easy_strerror(bad));
+                s->state = STATE_STOPPED;
+                return -EOPNOTSUPP;
         }
         r = curlev_add(s->ev, easy, on_done, s);
         if (r < 0) {
