@@ -201,7 +201,8 @@ static int check_domain(const char *d, size_t n, PErr *e) {
         }
         if (port) {
                 size_t plen = n - (size_t) (port - d);
-                if (plen == 0 || plen > 5)
+                /* port-number := [0-9]+, no more: upstream's tables accept 750050 */
+                if (plen == 0)
                         return fail(e, REF_ERROR_FORMAT, "bad registry port");
                 for (size_t i = 0; i < plen; i++)
                         if (port[i] < '0' || port[i] > '9')

@@ -4,6 +4,8 @@
  *   reference_test.go  at commit ff14fafe2236e51c2894ac07d4bdfc778e96d682 (the current table,
  *                      where the 255-character limit counts the path only)
  *   normalize_test.go  at commit 4894124079e525c3c3c5c8aacaa653b5499004e9
+ *   regexp_test.go     at commit 875f162f85f8d538cbe9780dbb8d7fb50794f4e6 (the regexps'
+ *                      match tables, read as: this input parses or not)
  * One table per upstream test function, named after it; the C around them is ours.
  *
  * Upstream's Parse() does not normalise ("test_com" has no domain, "foo/bar" has domain
@@ -24,7 +26,12 @@
  *     invalid only as a bare name (WithName), valid as a reference: skipped.
  *   - TestMatch, TestMatchError: FamiliarMatch (path.Match on familiar names), no such
  *     function in pullwatch.
- *   - TestSerialization's JSON round trip: only its parse outcomes are kept. */
+ *   - TestSerialization's JSON round trip: only its parse outcomes are kept.
+ *   - TestFullNameRegexp's "foo_bar.com:8080" (no name, but a valid reference: tag 8080)
+ *     and strings.Repeat("a/", 128) + "a" (the regexp matches; as a normalised name its
+ *     path is 257 characters, which ParseNormalizedNamed rejects as too long).
+ *   - TestIdentifierRegexp is read as: a 64-hex identifier is rejected as a name, anything
+ *     else is not rejected for being one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -546,6 +553,176 @@ static void test_parse_docker_ref(void **state) {
 #undef E669
 }
 
+/* ---- regexp_test.go ---- */
+
+/* TestDomainRegexp: domainAndPort matches, so DOMAIN/repo parses (and keeps the domain). */
+static void test_domain_regexp(void **state) {
+        static const struct {
+                const char *in;
+                bool match;
+        } cases[] = {
+                { "test.com", true },
+                { "test.com:10304", true },
+                { "test.com:http", false },
+                { "localhost", true },
+                { "localhost:8080", true },
+                { "a", true },
+                { "a.b", true },
+                { "ab.cd.com", true },
+                { "a-b.com", true },
+                { "-ab.com", false },
+                { "ab-.com", false },
+                { "ab.c-om", true },
+                { "ab.-com", false },
+                { "ab.com-", false },
+                { "0101.com", true },
+                { "001a.com", true },
+                { "b.gbc.io:443", true },
+                { "b.gbc.io", true },
+                { "xn--n3h.com", true },
+                { "Asdf.com", true },
+                { "192.168.1.1:75050", true },
+                { "192.168.1.1:750050", true },
+                { "[fd00:1:2::3]:75050", true },
+                { "[fd00:1:2::3]75050", false },
+                { "[fd00:1:2::3]::75050", false },
+                { "[fd00:1:2::3%eth0]:75050", false },
+                { "[fd00123123123]:75050", true },
+                { "[2001:0db8:85a3:0000:0000:8a2e:0370:7334]:75050", true },
+                { "[2001:0db8:85a3:0000:0000:8a2e:0370:7334]:750505", true },
+                { "fd00:1:2::3:75050", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char in[256], want[PW_NAME_MAX + 16], got[PW_NAME_MAX + 1];
+                Ref r;
+                snprintf(in, sizeof in, "%s/repo", cases[i].in);
+                if (!parse_expect("TestDomainRegexp", in, cases[i].match ? REF_ERROR_NONE : ANY_ERROR, &r))
+                        continue;
+                normalise_name(in, want, sizeof want);
+                assert_int_equal(ref_name(&r, got, sizeof got), 0);
+                expect_str("TestDomainRegexp", in, "domain/path", got, want);
+        }
+}
+
+/* TestFullNameRegexp: the name matches, so it parses as a reference (normalised). */
+static void test_full_name_regexp(void **state) {
+        static const struct {
+                const char *in;
+                bool match;
+        } cases[] = {
+                { "", false },
+                { "short", true },
+                { "simple/name", true },
+                { "library/ubuntu", true },
+                { "docker/stevvooe/app", true },
+                { "aa/aa/aa/aa/aa/aa/aa/aa/aa/bb/bb/bb/bb/bb/bb", true },
+                { "aa/aa/bb/bb/bb", true },
+                { "a/a/a/a", true },
+                { "a/a/a/a/", false },
+                { "a//a/a", false },
+                { "a", true },
+                { "a/aa", true },
+                { "a/aa/a", true },
+                { "foo.com", true },
+                { "foo.com/", false },
+                { "foo.com:8080/bar", true },
+                { "foo.com:http/bar", false },
+                { "foo.com/bar", true },
+                { "foo.com/bar/baz", true },
+                { "localhost:8080/bar", true },
+                { "sub-dom1.foo.com/bar/baz/quux", true },
+                { "blog.foo.com/bar/baz", true },
+                { "a^a", false },
+                { "aa/asdf$$^/aa", false },
+                { "asdf$$^/aa", false },
+                { "aa-a/a", true },
+                { "a-/a/a/a", false },
+                { "foo.com/a-/a/a", false },
+                { "-foo/bar", false },
+                { "foo/bar-", false },
+                { "foo-/bar", false },
+                { "foo/-bar", false },
+                { "_foo/bar", false },
+                { "foo_bar", true },
+                { "foo_bar.com", true },
+                { "foo_bar.com:8080/app", false },
+                { "foo.com/foo_bar", true },
+                { "____/____", false },
+                { "_docker/_docker", false },
+                { "docker_/docker_", false },
+                { "b.gcr.io/test.example.com/my-app", true },
+                { "xn--n3h.com/myimage", true },
+                { "xn--7o8h.com/myimage", true },
+                { "example.com/xn--7o8h.com/myimage", true },
+                { "example.com/some_separator__underscore/myimage", true },
+                { "example.com/__underscore/myimage", false },
+                { "example.com/..dots/myimage", false },
+                { "example.com/.dots/myimage", false },
+                { "example.com/nodouble..dots/myimage", false },
+                { "docker./docker", false },
+                { ".docker/docker", false },
+                { "docker-/docker", false },
+                { "-docker/docker", false },
+                { "do..cker/docker", false },
+                { "do__cker:8080/docker", false },
+                { "do__cker/docker", true },
+                { "registry.io/foo/project--id.module--name.ver---sion--name", true },
+                { "Asdf.com/foo/bar", true },
+                { "Foo/FarB", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                ParseCase pc = { cases[i].in, cases[i].match ? REF_ERROR_NONE : ANY_ERROR, cases[i].in, "", "", "" };
+                check_parse_case("TestFullNameRegexp", &pc);
+        }
+}
+
+/* TestReferenceRegexp: name, tag and digest as the submatches give them */
+static void test_reference_regexp(void **state) {
+#define BE17 "sha256:be178c0543eb17f5f3043021c9e5fcf30285e557a4fc309cce97ff9ca6182912"
+        static const ParseCase cases[] = {
+                { "registry.com:8080/myapp:tag", 0, "registry.com:8080/myapp", "registry.com:8080", "tag", "" },
+                { "registry.com:8080/myapp@" BE17, 0, "registry.com:8080/myapp", "registry.com:8080", "", BE17 },
+                { "registry.com:8080/myapp:tag2@" BE17, 0, "registry.com:8080/myapp", "registry.com:8080", "tag2",
+                  BE17 },
+                { "registry.com:8080/myapp@sha256:badbadbadbad", ANY_ERROR, NULL, NULL, NULL, NULL },
+                { "registry.com:8080/myapp:invalid~tag", ANY_ERROR, NULL, NULL, NULL, NULL },
+                { "bad_hostname.com:8080/myapp:tag", ANY_ERROR, NULL, NULL, NULL, NULL },
+                /* localhost treated as name, missing tag with 8080 as tag */
+                { "localhost:8080@" BE17, 0, "localhost", "", "8080", BE17 },
+                { "localhost:8080/name@" BE17, 0, "localhost:8080/name", "localhost:8080", "", BE17 },
+                { "localhost:http/name@" BE17, ANY_ERROR, NULL, NULL, NULL, NULL },
+                /* localhost will be treated as an image name without a host */
+                { "localhost@" BE17, 0, "localhost", "", "", BE17 },
+                { "registry.com:8080/myapp@bad", ANY_ERROR, NULL, NULL, NULL, NULL },
+                { "registry.com:8080/myapp@2bad", ANY_ERROR, NULL, NULL, NULL, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                check_parse_case("TestReferenceRegexp", &cases[i]);
+#undef BE17
+}
+
+static void test_identifier_regexp(void **state) {
+        static const struct {
+                const char *in;
+                bool match;
+        } cases[] = {
+                { "da304e823d8ca2b9d863a3c897baeb852ba21ea9a9f1414736394ae7fcaf9821", true },
+                { "7EC43B381E5AEFE6E04EFB0B3F0693FF2A4A50652D64AEC573905F2DB5889A1C", false },
+                { "da304e823d8ca2b9d863a3c897baeb852ba21ea9a9f1414736394ae7fcaf", false },
+                { "sha256:da304e823d8ca2b9d863a3c897baeb852ba21ea9a9f1414736394ae7fcaf9821", false },
+                { "da304e823d8ca2b9d863a3c897baeb852ba21ea9a9f1414736394ae7fcaf98218482", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Ref r;
+                char why[256] = "";
+                int k = ref_parse(cases[i].in, &r, why, sizeof why);
+                bool rejected_as_id = k < 0 && strstr(why, "64-character hex");
+                if (rejected_as_id != cases[i].match)
+                        fail_msg("TestIdentifierRegexp: \"%s\": %s (%s)", cases[i].in,
+                                 cases[i].match ? "must be rejected as an identifier" : "is no identifier", why);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_reference_parse),
@@ -561,6 +738,10 @@ int main(void) {
                 cmocka_unit_test(test_parse_any_reference),
                 cmocka_unit_test(test_normalized_split_hostname),
                 cmocka_unit_test(test_parse_docker_ref),
+                cmocka_unit_test(test_domain_regexp),
+                cmocka_unit_test(test_full_name_regexp),
+                cmocka_unit_test(test_reference_regexp),
+                cmocka_unit_test(test_identifier_regexp),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
