@@ -440,12 +440,15 @@ typedef struct Run {
         const Pins *pins;
         CheckItem *items;
         size_t n, alloc;
-        bool failed; /* an input could not be read at all */
+        bool failed;   /* an input could not be read at all */
+        bool too_many; /* CHECK_REFS_MAX reached */
 } Run;
 
 static void run_done(Run *run) {
-        for (size_t i = 0; i < run->n; i++)
+        for (size_t i = 0; i < run->n; i++) {
                 free(run->items[i].input);
+                free(run->items[i].findings);
+        }
         free(run->items);
 }
 
@@ -469,12 +472,23 @@ static void judge(Run *run, CheckItem *it) {
                 item_fail(it, "%s", why[0] ? why : "malformed");
                 return;
         }
-        int k = policy_check_reference(run->policy, it->input, run->pins, it->findings, ELEMENTSOF(it->findings),
-                                       &it->n_findings, why, sizeof why);
+        Finding out[POLICY_FINDINGS_MAX];
+        size_t n = 0;
+        int k = policy_check_reference(run->policy, it->input, run->pins, out, ELEMENTSOF(out), &n, why, sizeof why);
         if (k < 0) {
                 item_fail(it, "%s", why[0] ? why : strerror(-k));
                 return;
         }
+        if (n == 0)
+                return;
+        /* only what was found is kept: most references have nothing to say */
+        it->findings = calloc(n, sizeof(Finding));
+        if (!it->findings) {
+                item_fail(it, "out of memory");
+                return;
+        }
+        memcpy(it->findings, out, n * sizeof(Finding));
+        it->n_findings = n;
         for (size_t i = 0; i < it->n_findings; i++) {
                 Finding *f = &it->findings[i];
                 char key[PW_REF_MAX + 64];
@@ -489,6 +503,13 @@ static void judge(Run *run, CheckItem *it) {
 
 /* Add an item for input (len bytes); error, if not NULL, makes it invalid already. */
 static int add_item(Run *run, const char *uri, size_t line, const char *input, size_t len, const char *error) {
+        if (run->n >= CHECK_REFS_MAX) {
+                if (!run->too_many)
+                        fprintf(stderr, "pullwatch: check: more than %d references, the rest not judged\n",
+                                CHECK_REFS_MAX);
+                run->too_many = run->failed = true;
+                return 0;
+        }
         if (greedy_realloc((void **) &run->items, &run->alloc, run->n + 1, sizeof(CheckItem), 16) < 0)
                 return -ENOMEM;
         CheckItem *it = &run->items[run->n];

@@ -29,6 +29,7 @@ typedef enum CheckFormat {
 #define CHECK_VALUE_MAX 4096             /* longest reference (or image: value) read from input */
 #define CHECK_INPUT_MAX (16 * 1024 * 1024) /* largest file or stdin read */
 #define CHECK_ERROR_MAX 256
+#define CHECK_REFS_MAX 10000             /* references judged per run; more is an error, not memory */
 
 /* The SARIF rule id (and JSON kind) of an input that is not a valid reference. */
 #define CHECK_INVALID_REFERENCE "invalid_reference"
@@ -40,7 +41,7 @@ typedef struct CheckItem {
         const char *uri;         /* borrowed: the file it came from; "-" for stdin; NULL for an argument */
         size_t line;             /* 1-based line in uri; 0 for an argument */
         char error[CHECK_ERROR_MAX]; /* non-empty: the input is invalid, and why (never quotes the input) */
-        Finding findings[POLICY_FINDINGS_MAX];
+        Finding *findings;       /* owned (malloc) by check_main's items; n_findings of them */
         size_t n_findings;
 } CheckItem;
 

@@ -102,6 +102,11 @@ pw_assert_eq "$(cat "$PW_LAST_OUT")" "ok    nginx:1.25" "stdin's valid line is j
 pw_assert_status 2 "stdin manifests work too" "$PULLWATCH" check --format json - <"$M"
 pw_assert_match "$(cat "$PW_LAST_OUT")" '"file": "-"' "stdin is named -"
 
+# --- bounded: a flood of references is an error, not memory ------------------------
+pw_assert_status 2 "more than 10000 references: exit 2" "$PULLWATCH" check - < <(yes nginx:1.25 | head -n 10001)
+pw_assert_match "$(cat "$PW_LAST_ERR")" 'more than 10000 references, the rest not judged' "the cap is named"
+pw_assert_eq "$(grep -c '^ok ' "$PW_LAST_OUT")" 10000 "the first 10000 are judged"
+
 # --- usage errors -------------------------------------------------------------------
 pw_assert_status 2 "an unknown format" "$PULLWATCH" check --format xml nginx
 pw_assert_match "$(cat "$PW_LAST_ERR")" 'must be text, json or sarif, not "xml"' "the bad format is named"

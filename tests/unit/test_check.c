@@ -118,11 +118,13 @@ static void test_format_names(void **state) {
 /* Three items: a finding from a manifest line, an invalid input from a manifest line,
  * a finding from the command line (no location). */
 static CheckItem items[3];
+static Finding findings0[1], findings2[2];
 
 static int setup_items(void **state) {
         static char in0[] = "nginx:latest", in1[] = "evil\"ref\x01", in2[] = "app:main";
         memset(items, 0, sizeof items);
         items[0] = (CheckItem) { .input = in0, .input_len = strlen(in0), .uri = "k8s/web app.yaml", .line = 12 };
+        items[0].findings = findings0;
         items[0].n_findings = 1;
         items[0].findings[0] = (Finding) { .kind = FINDING_LATEST_TAG, .severity = SEVERITY_MEDIUM };
         strcpy(items[0].findings[0].image.ref, "docker.io/library/nginx:latest");
@@ -132,6 +134,7 @@ static int setup_items(void **state) {
         strcpy(items[1].error, "control character 0x01 at offset 8");
 
         items[2] = (CheckItem) { .input = in2, .input_len = strlen(in2) };
+        items[2].findings = findings2;
         items[2].n_findings = 2;
         items[2].findings[0] = (Finding) { .kind = FINDING_MUTABLE_TAG, .severity = SEVERITY_LOW };
         items[2].findings[1] = (Finding) { .kind = FINDING_DIGEST_MISMATCH, .severity = SEVERITY_CRITICAL };
