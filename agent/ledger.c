@@ -1523,6 +1523,40 @@ static int save_write(int fd, void *userdata) {
         return check_second_pass(c->o, c->blen, c->crc);
 }
 
+int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *err, size_t errlen) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        char path[PATH_MAX];
+        if (!ret || isempty(state_dir) || max_entries == 0)
+                return -EINVAL;
+        if (snprintf(path, sizeof(path), "%s/" LEDGER_FILE, state_dir) >= (int) sizeof(path))
+                return -ENAMETOOLONG;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 && errno != ELOOP)
+                return -errno;
+        int r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
+        if (fd >= 0)
+                close(fd);
+        if (r == -EBADMSG)
+                return fail(err, errlen, "ledger: %s: not a regular file", path);
+        if (r == -EFBIG)
+                return fail(err, errlen, "ledger: %s: file too large (at most %u bytes)", path, LEDGER_FILE_MAX);
+        if (r < 0)
+                return r;
+        Ledger *l = NULL;
+        r = ledger_new(&l, max_entries);
+        if (r < 0)
+                return r;
+        char why[LEDGER_REASON_MAX / 2] = "";
+        r = ledger_parse(l, buf, len, why, sizeof(why));
+        if (r < 0) {
+                ledger_free(l);
+                return r == -EBADMSG ? fail(err, errlen, "ledger: %s: %s", path, why) : r;
+        }
+        *ret = l;
+        return 0;
+}
+
 int ledger_save(Ledger *l) {
         _cleanup_free_ Ref **v = NULL;
         _cleanup_free_ Out *o = NULL;

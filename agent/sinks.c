@@ -185,8 +185,13 @@ static void spool_record(Sinks *s, const Finding *f, const char *json) {
 static void journal_record(Sinks *s, const Finding *f) {
         int r = journal_send_finding(f);
         if (r < 0) {
-                if (latch_fail(&s->journal_fail, r))
-                        log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
+                if (latch_fail(&s->journal_fail, r)) {
+                        if (r == -ENOENT)
+                                log_warning("cannot write to journald: its socket " JOURNAL_SOCKET
+                                            " is missing, continuing with the other outputs");
+                        else
+                                log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
+                }
                 return;
         }
         uint64_t n = latch_ok(&s->journal_fail);

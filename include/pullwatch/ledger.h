@@ -81,6 +81,13 @@ int ledger_new(Ledger **ret, size_t max_entries);
 int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerOpenReport *report);
 Ledger *ledger_free(Ledger *l); /* accepts NULL, returns NULL; does not save */
 
+/* For read-only commands (report, scan): load STATE_DIR/ledger.json into a ledger with no
+ * file behind it (ledger_save() returns -EINVAL), changing nothing on disk: no directory
+ * created, no temp file removed, a bad file left where it is. -ENOENT if there is no file;
+ * -EBADMSG with a one-line reason in err for a truncated, corrupt or oversized file or one
+ * that is not a regular file (refused at once, never waited on). */
+int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *err, size_t errlen);
+
 /* Note that (ns, ref) resolves to digest at now_usec. A first sighting is not a change.
  * When the reference's current digest was another one, *ret_changed is true and
  * ret_previous_digest (PW_DIGEST_MAX bytes, may be NULL) gets it; otherwise "" and
