@@ -4,6 +4,7 @@
 #include <systemd/sd-id128.h>
 
 #include "pullwatch/agent.h"
+#include "pullwatch/check.h"
 #include "pullwatch/config.h"
 #include "pullwatch/finding.h"
 #include "pullwatch/ledger.h"
@@ -29,6 +30,8 @@ static void usage(FILE *f) {
                 "      --format table|json\n"
                 "  check REF...|-      judge references offline against the policy (and --pins);\n"
                 "                      '-' reads one reference per line from stdin; exit as scan\n"
+                "      --file PATH     references in a file: a manifest's image: values, or one a line\n"
+                "      --format text|json|sarif\n"
                 "  report              the node's ledger as JSON: every reference, its digests, compliance;\n"
                 "                      exit 0 all compliant, 1 not, 2 error\n"
                 "  status              shipping and spool health from the state dir\n"
@@ -82,93 +85,6 @@ static int load_config(Config *c, int argc, char **argv, size_t *ret_npos) {
                 return r;
         }
         return 0;
-}
-
-static void stamp(Finding *f, const Config *c) {
-        sd_id128_t id;
-        if (sd_id128_randomize(&id) >= 0)
-                sd_id128_to_string(id, f->id);
-        f->time_usec = now_usec_realtime();
-        strcpy_bounded(f->node, sizeof f->node, c->node);
-        finding_format_message(f);
-}
-
-static int check_one(const Config *c, const Policy *p, const Pins *pins, const char *ref, bool *found) {
-        Finding out[POLICY_FINDINGS_MAX];
-        size_t n = 0;
-        char err[256] = "";
-        int r = policy_check_reference(p, ref, pins, out, ELEMENTSOF(out), &n, err, sizeof err);
-        if (r < 0) {
-                fprintf(stderr, "pullwatch: check: invalid reference: %s\n", err[0] ? err : strerror(-r));
-                return r;
-        }
-        if (n == 0) {
-                printf("ok    %s\n", ref);
-                return 0;
-        }
-        *found = true;
-        for (size_t i = 0; i < n; i++) {
-                stamp(&out[i], c);
-                printf("%-6s %s: %s\n", severity_to_string(out[i].severity), finding_kind_to_string(out[i].kind),
-                       out[i].message);
-        }
-        return 0;
-}
-
-static int cmd_check(int argc, char **argv) {
-        _cleanup_(config_done) Config c = {0};
-        size_t npos = 0;
-        if (load_config(&c, argc, argv, &npos) < 0)
-                return EXIT_ERROR;
-        if (npos == 0) {
-                fprintf(stderr, "pullwatch: check needs at least one reference, or - to read them from stdin\n");
-                return EXIT_ERROR;
-        }
-        char err[512] = "";
-        Policy *p = NULL;
-        Pins *pins = NULL;
-        int r = policy_new_from_config(&c, &p, err, sizeof err);
-        if (r < 0) {
-                fprintf(stderr, "pullwatch: %s\n", err);
-                return EXIT_ERROR;
-        }
-        if (!isempty(c.pins)) {
-                r = pins_load(c.pins, &pins, err, sizeof err);
-                if (r < 0) {
-                        fprintf(stderr, "pullwatch: %s\n", err);
-                        policy_free(p);
-                        return EXIT_ERROR;
-                }
-        }
-        bool found = false, bad = false;
-        for (size_t i = 0; i < npos; i++) {
-                if (!streq_ptr(argv[i], "-")) {
-                        bad |= check_one(&c, p, pins, argv[i], &found) < 0;
-                        continue;
-                }
-                char *line = NULL;
-                size_t cap = 0;
-                ssize_t len;
-                unsigned long lineno = 0;
-                while ((len = getline(&line, &cap, stdin)) >= 0) {
-                        lineno++;
-                        /* what follows a NUL would go unchecked: the whole line is refused */
-                        if (memchr(line, 0, (size_t) len)) {
-                                fprintf(stderr, "pullwatch: stdin line %lu: NUL byte in a reference\n", lineno);
-                                bad = true;
-                                continue;
-                        }
-                        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-                                line[--len] = 0;
-                        if (len == 0 || line[0] == '#')
-                                continue;
-                        bad |= check_one(&c, p, pins, line, &found) < 0;
-                }
-                free(line);
-        }
-        pins_free(pins);
-        policy_free(p);
-        return bad ? EXIT_ERROR : found ? EXIT_FINDINGS : EXIT_CLEAN;
 }
 
 static int cmd_scan(int argc, char **argv) {
@@ -340,7 +256,7 @@ int main(int argc, char **argv) {
         if (streq_ptr(cmd, "scan"))
                 return cmd_scan(sub_argc, sub_argv);
         if (streq_ptr(cmd, "check"))
-                return cmd_check(sub_argc, sub_argv);
+                return check_main(sub_argc, sub_argv);
         if (streq_ptr(cmd, "report"))
                 return cmd_report(sub_argc, sub_argv);
         if (streq_ptr(cmd, "status"))

@@ -355,9 +355,10 @@ static bool tag_allowed_by_patterns(const Policy *p, const char *tag) {
         return false;
 }
 
-/* latest_tag / mutable_tag: at most one of them. */
+/* latest_tag / mutable_tag: at most one of them. A reference carrying a digest is pinned
+ * whatever its tag says: "app:latest@sha256:…" pulls that digest and nothing else. */
 static FindingKind tag_kind(const Policy *p, const Ref *r) {
-        if (r->is_image_id || !r->tag[0])
+        if (r->is_image_id || !r->tag[0] || r->digest[0])
                 return FINDING_PULL;
         if (streq_ptr(r->tag, "latest"))
                 return FINDING_LATEST_TAG;

@@ -5,7 +5,14 @@
 #include "pullwatch/refname.h"
 #include "pullwatch/util.h"
 
-#define fail(err, errlen, ...) errbuf_fail(err, errlen, -EINVAL, __VA_ARGS__)
+/* Where a failure goes: the caller's reason buffer and the upstream error class. */
+typedef struct PErr {
+        char *err;
+        size_t errlen;
+        RefError kind;
+} PErr;
+
+#define fail(e, k, ...) ((e)->kind = (k), errbuf_fail((e)->err, (e)->errlen, -EINVAL, __VA_ARGS__))
 
 static bool is_lower_alnum(char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -40,33 +47,62 @@ bool ref_tag_is_valid(const char *tag) {
         return true;
 }
 
-/* Checks a digest of n bytes at d; fills err with the reason on failure. */
-static int check_digest(const char *d, size_t n, char *err, size_t errlen) {
+static bool is_alpha(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* digest-algorithm := component ([+._-] component)*, component := [A-Za-z][A-Za-z0-9]* */
+static bool algorithm_is_well_formed(const char *a, size_t n) {
+        bool start = true;
+        for (size_t i = 0; i < n; i++) {
+                if (start) {
+                        if (!is_alpha(a[i]))
+                                return false;
+                        start = false;
+                } else if (a[i] == '+' || a[i] == '.' || a[i] == '_' || a[i] == '-')
+                        start = true;
+                else if (!is_alnum(a[i]))
+                        return false;
+        }
+        return n > 0 && !start;
+}
+
+/* Checks a digest of n bytes at d, in upstream's order: the reference grammar
+ * (algorithm ":" [0-9a-fA-F]{32,}) first, then go-digest's Validate: a known algorithm,
+ * its exact length, lowercase hex. */
+static int check_digest(const char *d, size_t n, PErr *e) {
         static const struct {
                 const char *algo;
                 size_t hex;
         } algos[] = { { "sha256", 64 }, { "sha384", 96 }, { "sha512", 128 } };
         const char *colon = memchr(d, ':', n);
         if (n == 0)
-                return fail(err, errlen, "empty digest after '@'");
+                return fail(e, REF_ERROR_FORMAT, "empty digest after '@'");
         if (!colon)
-                return fail(err, errlen, "bad digest: expected ALGORITHM:HEX");
+                return fail(e, REF_ERROR_FORMAT, "bad digest: expected ALGORITHM:HEX");
         size_t alen = (size_t) (colon - d), hlen = n - alen - 1;
+        if (alen == 0)
+                return fail(e, REF_ERROR_FORMAT, "bad digest: empty algorithm");
+        if (!algorithm_is_well_formed(d, alen))
+                return fail(e, REF_ERROR_FORMAT, "bad digest: malformed algorithm name");
+        if (hlen < 32 || !all_of(colon + 1, hlen, is_any_hex))
+                return fail(e, REF_ERROR_FORMAT, "bad digest: expected at least 32 hex characters after the algorithm");
         for (size_t i = 0; i < ELEMENTSOF(algos); i++) {
                 if (strlen(algos[i].algo) != alen || memcmp(algos[i].algo, d, alen) != 0)
                         continue;
-                if (hlen != algos[i].hex || !all_of(colon + 1, hlen, is_lower_hex))
-                        return fail(err, errlen, "bad digest: %s needs exactly %zu lowercase hex characters",
+                if (hlen != algos[i].hex)
+                        return fail(e, REF_ERROR_DIGEST_LENGTH, "bad digest: %s needs exactly %zu hex characters",
                                     algos[i].algo, algos[i].hex);
+                if (!all_of(colon + 1, hlen, is_lower_hex))
+                        return fail(e, REF_ERROR_DIGEST_FORMAT, "bad digest: %s needs lowercase hex", algos[i].algo);
                 return 0;
         }
-        if (alen == 0)
-                return fail(err, errlen, "bad digest: empty algorithm");
-        return fail(err, errlen, "bad digest: unsupported algorithm (sha256, sha384 or sha512)");
+        return fail(e, REF_ERROR_DIGEST_UNSUPPORTED, "bad digest: unsupported algorithm (sha256, sha384 or sha512)");
 }
 
 bool ref_digest_is_valid(const char *digest) {
-        return digest && check_digest(digest, strlen(digest), NULL, 0) == 0;
+        PErr e = {};
+        return digest && check_digest(digest, strlen(digest), &e) == 0;
 }
 
 bool ref_is_commit_sha_tag(const char *tag) {
@@ -133,20 +169,20 @@ static bool check_host_component(const char *s, size_t n) {
         return true;
 }
 
-static int check_domain(const char *d, size_t n, char *err, size_t errlen) {
+static int check_domain(const char *d, size_t n, PErr *e) {
         const char *port = NULL;
         size_t hostlen;
         if (n > 0 && d[0] == '[') {
                 const char *close = memchr(d, ']', n);
                 if (!close || close == d + 1)
-                        return fail(err, errlen, "bad registry: malformed [IPv6] address");
+                        return fail(e, REF_ERROR_FORMAT, "bad registry: malformed [IPv6] address");
                 for (const char *p = d + 1; p < close; p++)
                         if (!is_any_hex(*p) && *p != ':')
-                                return fail(err, errlen, "bad registry: malformed [IPv6] address");
+                                return fail(e, REF_ERROR_FORMAT, "bad registry: malformed [IPv6] address");
                 hostlen = (size_t) (close - d) + 1;
                 if (hostlen < n) {
                         if (d[hostlen] != ':')
-                                return fail(err, errlen, "bad registry: junk after [IPv6] address");
+                                return fail(e, REF_ERROR_FORMAT, "bad registry: junk after [IPv6] address");
                         port = d + hostlen + 1;
                 }
         } else {
@@ -159,30 +195,31 @@ static int check_domain(const char *d, size_t n, char *err, size_t errlen) {
                         if (i < hostlen && d[i] != '.')
                                 continue;
                         if (!check_host_component(d + start, i - start))
-                                return fail(err, errlen, "bad registry host name");
+                                return fail(e, REF_ERROR_FORMAT, "bad registry host name");
                         start = i + 1;
                 }
         }
         if (port) {
                 size_t plen = n - (size_t) (port - d);
-                if (plen == 0 || plen > 5)
-                        return fail(err, errlen, "bad registry port");
+                /* port-number := [0-9]+, no more: upstream's tables accept 750050 */
+                if (plen == 0)
+                        return fail(e, REF_ERROR_FORMAT, "bad registry port");
                 for (size_t i = 0; i < plen; i++)
                         if (port[i] < '0' || port[i] > '9')
-                                return fail(err, errlen, "bad registry port");
+                                return fail(e, REF_ERROR_FORMAT, "bad registry port");
         }
         return 0;
 }
 
 /* path component: [a-z0-9]+ ((\.|_|__|-+)[a-z0-9]+)* */
-static int check_path_component(const char *s, size_t n, char *err, size_t errlen) {
+static int check_path_component(const char *s, size_t n, PErr *e) {
         if (n == 0)
-                return fail(err, errlen, "empty path component in repository name");
+                return fail(e, REF_ERROR_FORMAT, "empty path component in repository name");
         for (size_t i = 0; i < n; i++)
                 if (s[i] >= 'A' && s[i] <= 'Z')
-                        return fail(err, errlen, "repository name must be lowercase");
+                        return fail(e, REF_ERROR_NAME_UPPERCASE, "repository name must be lowercase");
         if (!is_lower_alnum(s[0]) || !is_lower_alnum(s[n - 1]))
-                return fail(err, errlen, "repository path component must start and end with [a-z0-9]");
+                return fail(e, REF_ERROR_FORMAT, "repository path component must start and end with [a-z0-9]");
         for (size_t i = 0; i < n;) {
                 if (is_lower_alnum(s[i])) {
                         i++;
@@ -200,11 +237,13 @@ static int check_path_component(const char *s, size_t n, char *err, size_t errle
                                         ok = false;
                 }
                 if (!ok)
-                        return fail(err, errlen, "bad separator in repository path (use '.', '_', '__' or '-')");
+                        return fail(e, REF_ERROR_FORMAT, "bad separator in repository path (use '.', '_', '__' or '-')");
                 i = j;
         }
         return 0;
 }
+
+static int parse(const char *s, Ref *ret, PErr *e);
 
 static int copy_n(char *dst, size_t size, const char *src, size_t n) {
         if (n >= size)
@@ -215,28 +254,45 @@ static int copy_n(char *dst, size_t size, const char *src, size_t n) {
 }
 
 int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
+        return ref_parse_full(s, ret, NULL, err, errlen);
+}
+
+int ref_parse_full(const char *s, Ref *ret, RefError *ret_error, char *err, size_t errlen) {
+        PErr pe = { .err = err, .errlen = errlen, .kind = REF_ERROR_NONE };
+        Ref r = {};
+        int k = parse(s, &r, &pe);
+        if (k < 0) {
+                if (ret_error)
+                        *ret_error = pe.kind;
+                return k;
+        }
+        *ret = r;
+        return 0;
+}
+
+static int parse(const char *s, Ref *ret, PErr *e) {
         Ref r = {};
 
         if (isempty(s))
-                return fail(err, errlen, "empty reference");
+                return fail(e, REF_ERROR_NAME_EMPTY, "empty reference");
         size_t len = strnlen(s, PW_REF_MAX);
         if (len >= PW_REF_MAX)
-                return fail(err, errlen, "reference too long (limit %d characters)", PW_REF_MAX - 1);
+                return fail(e, REF_ERROR_NAME_TOO_LONG, "reference too long (limit %d characters)", PW_REF_MAX - 1);
         for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char) s[i];
                 if (c < 0x20 || c == 0x7f)
-                        return fail(err, errlen, "control character 0x%02x at offset %zu", c, i);
+                        return fail(e, REF_ERROR_FORMAT, "control character 0x%02x at offset %zu", c, i);
                 if (c == ' ')
-                        return fail(err, errlen, "space at offset %zu", i);
+                        return fail(e, REF_ERROR_FORMAT, "space at offset %zu", i);
                 if (c >= 0x80)
-                        return fail(err, errlen, "non-ASCII byte at offset %zu", i);
+                        return fail(e, REF_ERROR_FORMAT, "non-ASCII byte at offset %zu", i);
         }
 
         /* The CRI image id: sha256:<64 hex>, a name of its own. Anything that looks like an
          * attempt at one ("sha256:" + a run of hex) is checked as a digest, not taken for
          * the repository "sha256" with a hex tag. */
         if (startswith(s, "sha256:") && len - 7 >= 32 && all_of(s + 7, len - 7, is_any_hex)) {
-                int k = check_digest(s, len, err, errlen);
+                int k = check_digest(s, len, e);
                 if (k < 0)
                         return k;
                 memcpy(r.digest, s, len + 1);
@@ -245,12 +301,12 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
                 return 0;
         }
         if (len == 64 && all_of(s, len, is_lower_hex))
-                return fail(err, errlen, "a bare 64-character hex string is an image id, not a repository name");
+                return fail(e, REF_ERROR_FORMAT, "a bare 64-character hex string is an image id, not a repository name");
 
         const char *at = strchr(s, '@');
         size_t ntlen = at ? (size_t) (at - s) : len;
         if (at) {
-                int k = check_digest(at + 1, len - ntlen - 1, err, errlen);
+                int k = check_digest(at + 1, len - ntlen - 1, e);
                 if (k < 0)
                         return k;
                 memcpy(r.digest, at + 1, len - ntlen);
@@ -270,19 +326,20 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
         if (namelen < ntlen) {
                 size_t tlen = ntlen - namelen - 1;
                 if (tlen == 0)
-                        return fail(err, errlen, "empty tag after ':'");
+                        return fail(e, REF_ERROR_FORMAT, "empty tag after ':'");
                 if (tlen > 128)
-                        return fail(err, errlen, "tag too long (limit 128 characters)");
+                        return fail(e, REF_ERROR_FORMAT, "tag too long (limit 128 characters)");
                 memcpy(r.tag, s + namelen + 1, tlen);
                 r.tag[tlen] = 0;
                 if (!ref_tag_is_valid(r.tag))
-                        return fail(err, errlen, "bad tag: use [A-Za-z0-9_.-], not starting with '.' or '-'");
+                        return fail(e, REF_ERROR_FORMAT, "bad tag: use [A-Za-z0-9_.-], not starting with '.' or '-'");
         }
 
         if (namelen == 0)
-                return fail(err, errlen, "empty repository name");
+                return fail(e, REF_ERROR_FORMAT, "empty repository name");
         if (namelen >= PW_NAME_MAX)
-                return fail(err, errlen, "repository name too long (limit %d characters)", REF_NAME_MAX);
+                return fail(e, REF_ERROR_NAME_TOO_LONG, "repository name too long (limit %d characters)",
+                            PW_NAME_MAX - 1);
 
         /* splitDockerDomain: the first component is a registry only if it looks like one. */
         const char *slash = memchr(s, '/', namelen);
@@ -297,8 +354,8 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
                                 is_domain = true;
                 if (is_domain) {
                         if (dlen == 0)
-                                return fail(err, errlen, "empty registry name");
-                        int k = check_domain(s, dlen, err, errlen);
+                                return fail(e, REF_ERROR_FORMAT, "empty registry name");
+                        int k = check_domain(s, dlen, e);
                         if (k < 0)
                                 return k;
                         if (dlen == 15 && memcmp(s, "index.docker.io", 15) == 0)
@@ -316,7 +373,7 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
         for (size_t i = 0; i <= pathlen; i++) {
                 if (i < pathlen && path[i] != '/')
                         continue;
-                int k = check_path_component(path + start, i - start, err, errlen);
+                int k = check_path_component(path + start, i - start, e);
                 if (k < 0)
                         return k;
                 start = i + 1;
@@ -325,16 +382,20 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
         bool add_library = streq_ptr(r.domain, "docker.io") && !memchr(path, '/', pathlen);
         if (add_library) {
                 if (pathlen + 8 >= sizeof(r.path))
-                        return fail(err, errlen, "repository name too long");
+                        return fail(e, REF_ERROR_NAME_TOO_LONG, "repository name too long");
                 memcpy(r.path, "library/", 8);
                 memcpy(r.path + 8, path, pathlen);
                 r.path[pathlen + 8] = 0;
         } else if (copy_n(r.path, sizeof(r.path), path, pathlen) < 0)
-                return fail(err, errlen, "repository name too long");
-        /* As containerd 1.6 (and so that the normalised form re-parses): the limit
-         * applies to the normalised name, library/ and docker.io included. */
-        if (strlen(r.domain) + 1 + strlen(r.path) > REF_NAME_MAX)
-                return fail(err, errlen, "repository name too long (limit %d characters)", REF_NAME_MAX);
+                return fail(e, REF_ERROR_NAME_TOO_LONG, "repository name too long");
+        /* As distribution/reference since v0.6: the limit applies to the path, library/
+         * included (what ParseNormalizedNamed hands to Parse), not to the registry. The
+         * whole name has pullwatch's own bound, PW_NAME_MAX, which no upstream case reaches. */
+        if (strlen(r.path) > REF_NAME_MAX)
+                return fail(e, REF_ERROR_NAME_TOO_LONG, "repository name too long (limit %d characters)", REF_NAME_MAX);
+        if (strlen(r.domain) + 1 + strlen(r.path) >= PW_NAME_MAX)
+                return fail(e, REF_ERROR_NAME_TOO_LONG,
+                            "repository name too long (limit %d characters with the registry)", PW_NAME_MAX - 1);
 
         if (!r.tag[0] && !r.digest[0]) {
                 strcpy_bounded(r.tag, sizeof(r.tag), "latest");
@@ -344,7 +405,7 @@ int ref_parse(const char *s, Ref *ret, char *err, size_t errlen) {
 
         char check[PW_REF_MAX];
         if (ref_format(&r, check, sizeof(check)) < 0)
-                return fail(err, errlen, "normalised reference too long (limit %d characters)", PW_REF_MAX - 1);
+                return fail(e, REF_ERROR_NAME_TOO_LONG, "normalised reference too long (limit %d characters)", PW_REF_MAX - 1);
 
         *ret = r;
         return 0;

@@ -19,7 +19,9 @@
  * No findings at all for exempt observations (containerd namespace, Kubernetes namespace,
  * registry, repository) and for CRI image-id records ("sha256:<hex>": they carry no name
  * to judge or exempt, and the same pull always has a named record). Digest-only records
- * ("name@sha256:…") get no tag findings (latest/mutable/revision).
+ * ("name@sha256:…") get no tag findings (latest/mutable/revision), and a reference that
+ * carries a digest is pinned whatever its tag says: "name:latest@sha256:…" raises neither
+ * latest_tag nor mutable_tag (digest_mismatch still applies).
  *
  * The caller fills id, node and message (finding_format_message). */
 #pragma once

@@ -17,8 +17,11 @@
  * Deliberate choices where implementations differ:
  *   - a first component with uppercase letters is a domain (upstream), so "Foo/bar" is
  *     domain "Foo"; an uppercase path is rejected ("repository name must be lowercase");
- *   - the normalised name (domain/path, "docker.io/library/" included) is limited to
- *     255 characters, as containerd 1.6 counts it (upstream counts only the path);
+ *   - the path ("library/" included) is limited to 255 characters, as upstream counts it
+ *     since v0.6; the whole normalised name (domain/path) to PW_NAME_MAX - 1 (383), a
+ *     bound of our fixed-size buffers that no upstream case reaches (containerd 1.6
+ *     counted the whole name against 255; upstream's current tables accept
+ *     "example.com/" + 255 characters, and so does pullwatch);
  *   - digests: sha256 (64), sha384 (96) and sha512 (128) lowercase hex only (OCI
  *     image-spec; go-digest knows no other algorithm);
  *   - bracketed IPv6 hosts are accepted (upstream), with an optional port. */
@@ -29,7 +32,7 @@
 
 #include "pullwatch/finding.h"
 
-#define REF_NAME_MAX 255 /* the normalised domain/path */
+#define REF_NAME_MAX 255 /* the path (remote name), library/ included */
 
 typedef struct Ref {
         char domain[PW_NAME_MAX];   /* "docker.io", "localhost:5000", "" for an image id */
@@ -45,6 +48,22 @@ typedef struct Ref {
  * non-NULL, a one-line reason (not including the input itself, which may be hostile);
  * *ret is untouched. */
 int ref_parse(const char *s, Ref *ret, char *err, size_t errlen);
+
+/* The classes of distribution/reference's errors, for callers (and tests) that must tell
+ * them apart. A failure ref_parse reports as a reason falls in exactly one. */
+typedef enum RefError {
+        REF_ERROR_NONE,
+        REF_ERROR_FORMAT,              /* ErrReferenceInvalidFormat, and anything else malformed */
+        REF_ERROR_NAME_EMPTY,          /* ErrNameEmpty: the empty string */
+        REF_ERROR_NAME_UPPERCASE,      /* ErrNameContainsUppercase */
+        REF_ERROR_NAME_TOO_LONG,       /* ErrNameTooLong (and pullwatch's own bounds, see above) */
+        REF_ERROR_DIGEST_FORMAT,       /* digest.ErrDigestInvalidFormat */
+        REF_ERROR_DIGEST_LENGTH,       /* digest.ErrDigestInvalidLength */
+        REF_ERROR_DIGEST_UNSUPPORTED,  /* digest.ErrDigestUnsupported */
+} RefError;
+
+/* ref_parse, and on failure the class of the error in *ret_error (if not NULL). */
+int ref_parse_full(const char *s, Ref *ret, RefError *ret_error, char *err, size_t errlen);
 
 /* "domain/path" (empty string for an image id). -ENAMETOOLONG if buf is too small. */
 int ref_name(const Ref *r, char *buf, size_t len);

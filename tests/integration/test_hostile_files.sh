@@ -136,10 +136,10 @@ pw_assert_eq "$after" "$before" "report and scan change nothing in the state dir
 # (everything after the NUL was ignored: "nginx:1.25.3\0evil:latest" passed with exit 0)
 pw_assert_status 2 "check - rejects a line with a NUL byte" \
 	bash -c 'printf "nginx:1.25.3\\0evil:latest\\n" | "$0" check -' "$PULLWATCH"
-pw_one_line_error "check -, NUL byte" "line 1: NUL byte"
+pw_one_line_error "check -, NUL byte" "<stdin>:1: invalid reference .*NUL byte"
 pw_assert_status 2 "check - rejects a NUL byte after a good line" \
 	bash -c 'printf "redis:7.2.4\\nnginx:1.25.3\\0\\n" | "$0" check -' "$PULLWATCH"
-pw_one_line_error "check -, NUL byte on line 2" "line 2: NUL byte"
+pw_one_line_error "check -, NUL byte on line 2" "<stdin>:2: invalid reference .*NUL byte"
 pw_assert_status 0 "check - still accepts clean lines" bash -c 'printf "nginx:1.25.3\\n# comment\\n\\n" | "$0" check -' "$PULLWATCH"
 
 pw_done

@@ -98,7 +98,8 @@ static void test_latest_tag(void **state) {
                 { .ref = "nginx", .expect = "latest_tag" },
                 { .ref = "docker.io/library/nginx", .expect = "latest_tag" },
                 { .ref = "localhost:5000/app", .expect = "latest_tag" },
-                { .ref = "nginx:latest@" DA, .expect = "latest_tag" },
+                { .ref = "nginx:latest@" DA, .expect = "" }, /* pinned whatever its tag says */
+                { .ref = "nginx:latest@" DB, .expect = "digest_mismatch" }, /* pinned, to another digest */
                 { .ref = "docker.io/library/nginx:1.25", .expect = "" },
                 { .ref = "nginx:Latest", .expect = "" }, /* tags are case-sensitive */
                 { .ref = "docker.io/library/nginx@" DA, .expect = "" },
@@ -165,11 +166,13 @@ static void test_mutable_tag(void **state) {
                 { .ref = "app:latest", .expect = "latest_tag" }, /* not twice */
                 { .ref = "app:feature-x", .expect = "" },        /* not strict */
                 { .ref = "app:v1.2.3", .expect = "" },
-                { .ref = "app:main@" DA, .expect = "mutable_tag" },
+                { .ref = "app:main@" DA, .expect = "" }, /* pinned */
                 { .ref = "app@" DA, .expect = "" },
         };
         static const Case strict[] = {
                 { .ref = "app:feature-x", .expect = "mutable_tag" },
+                { .ref = "app:feature-x@" DA, .expect = "" }, /* pinned */
+                { .ref = "app:latest@" DA, .expect = "" },
                 { .ref = "app:9f2c1ab", .expect = "" },
                 { .ref = "app:" SHA40, .expect = "" },
                 { .ref = "app:v1.2.3", .expect = "" },
@@ -496,7 +499,7 @@ static void test_check_reference(void **state) {
                 { "docker.io/library/nginx:1.25@" DB, "digest_mismatch", DA },
                 { "nginx:1.26@" DB, "", NULL },                   /* unpinned */
                 { "nginx@" DB, "", NULL },                        /* no tag to look up */
-                { "nginx:latest@" DB, "latest_tag", NULL },
+                { "nginx:latest@" DB, "", NULL },                 /* pinned by digest */
                 { DA, "", NULL },
         };
         Pins *pins = NULL;

@@ -130,13 +130,13 @@ static const InvalidCase invalid[] = {
           "123456789012345678901234567890123456789012345678", "tag too long" },
         { "nginx@", "empty digest" },
         { "nginx@sha256", "expected ALGORITHM:HEX" },
-        { "nginx@sha256:abc", "sha256 needs exactly 64" },
+        { "nginx@sha256:abc", "at least 32 hex" }, /* the grammar first, as upstream */
         { "nginx@sha256:" H64 "0", "sha256 needs exactly 64" },
         { "nginx@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", "lowercase hex" },
-        { "nginx@sha256:" "g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "lowercase hex" },
+        { "nginx@sha256:" "g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "at least 32 hex" },
         { "nginx@md5:0123456789abcdef0123456789abcdef", "unsupported algorithm" },
         { "nginx@:" H64, "empty algorithm" },
-        { "nginx@" D256 "@" D256, "sha256 needs exactly 64" },
+        { "nginx@" D256 "@" D256, "at least 32 hex" },
         { "sha256:" H64 "0", "sha256 needs exactly 64" },
         { "sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", "lowercase hex" },
         { H64, "bare 64-character hex" },
@@ -156,7 +156,6 @@ static const InvalidCase invalid[] = {
         { "host..io/a", "bad registry host" },
         { "host.io:/a", "bad registry port" },
         { "host.io:80x/a", "bad registry port" },
-        { "host.io:123456/a", "bad registry port" },
         { "[::1/a", "IPv6" },
         { "[zz]/a", "IPv6" },
         { "[::1]x/a", "junk after" },
@@ -192,25 +191,34 @@ static void test_too_long(void **state) {
         assert_non_null(strstr(err, "reference too long"));
         assert_int_equal(ref_parse(NULL, &r, NULL, 0), -EINVAL);
 
-        /* exactly 255 characters of normalised name are fine, 256 are not */
-        char name[300] = "localhost/";
-        memset(name + 10, 'b', 245);
-        name[255] = 0;
+        /* exactly 255 characters of path are fine, 256 are not; the registry does not count */
+        char name[400] = "localhost/";
+        memset(name + 10, 'b', 255);
+        name[265] = 0;
         assert_int_equal(ref_parse(name, &r, err, sizeof(err)), 0);
-        name[255] = 'b';
-        name[256] = 0;
+        name[265] = 'b';
+        name[266] = 0;
         assert_int_equal(ref_parse(name, &r, err, sizeof(err)), -EINVAL);
         assert_string_equal(err, "repository name too long (limit 255 characters)");
 
-        /* the limit is on the normalised name: 244 characters become 262 */
-        memset(name, 'a', 244);
-        name[244] = 0;
+        /* library/ counts: 247 characters become 255, 248 become 256 */
+        memset(name, 'a', 248);
+        name[248] = 0;
         assert_int_equal(ref_parse(name, &r, err, sizeof(err)), -EINVAL);
         assert_string_equal(err, "repository name too long (limit 255 characters)");
+        name[247] = 0;
+        assert_int_equal(ref_parse(name, &r, err, sizeof(err)), 0);
+        /* pullwatch's bound on the whole name: a 130-character registry and a 255-character path */
+        memset(name, 'r', 126);
+        memcpy(name + 126, ".io/", 4);
+        memset(name + 130, 'p', 255);
+        name[385] = 0;
+        assert_int_equal(ref_parse(name, &r, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "repository name too long (limit 383 characters)");
         /* ... and index.docker.io shrinks to docker.io */
         snprintf(name, sizeof(name), "index.docker.io/a/");
-        memset(name + 18, 'c', 243);
-        name[261] = 0;
+        memset(name + 18, 'c', 253);
+        name[271] = 0;
         assert_int_equal(ref_parse(name, &r, err, sizeof(err)), 0);
 }
 
