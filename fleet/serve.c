@@ -215,6 +215,22 @@ static int client_cert_cluster(struct MHD_Connection *conn, char *buf, size_t si
         return r;
 }
 
+/* With --client-ca every connection must present a certificate the CA signed, checked by
+ * GnuTLS during the handshake: a wrong or missing one fails the handshake itself, before
+ * any HTTP. (libmicrohttpd only asks for a certificate and leaves the checking to us.) */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        Server *srv = cls;
+        if (code != MHD_CONNECTION_NOTIFY_STARTED || !srv->client_ca)
+                return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (!ci || !ci->tls_session)
+                return;
+        gnutls_session_t session = (gnutls_session_t) ci->tls_session;
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+        gnutls_session_set_verify_cert(session, NULL, 0);
+}
+
 /* 1: authenticated (cluster set, or has_cluster false for an open collector), 0: not. */
 static int authenticate(Server *srv, struct MHD_Connection *conn, Request *req) {
         if (srv->client_ca) {
@@ -898,7 +914,8 @@ int fleet_serve_main(int argc, char **argv) {
                         tls_list[nt++] = tls_opts[i];
         tls_list[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
         srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &addr,
-                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE,
+                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                                       MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_THREAD_POOL_SIZE,
                                        (unsigned) 2, MHD_OPTION_CONNECTION_LIMIT, (unsigned) 512,
                                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 60, MHD_OPTION_ARRAY, tls_list,
                                        MHD_OPTION_END);
