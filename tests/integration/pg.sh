@@ -84,7 +84,7 @@ pw_pg_start() {
 	local prev
 	prev=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
 	# shellcheck disable=SC2064
-	trap "pw__pg_rc=\$?; pw_pg_stop; (exit \$pw__pg_rc)${prev:+; $prev}" EXIT # keep the test's status for it
+	trap "pw__pg_rc=\$?; set +e; pw_pg_stop; (exit \$pw__pg_rc)${prev:+; $prev}" EXIT # keep the test's status for it
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
