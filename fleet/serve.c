@@ -94,7 +94,7 @@ typedef struct Request {
         Server *srv;
         struct MHD_Connection *conn;
         ReqState state;
-        bool gzip, too_big, counted;
+        bool gzip, too_big, overloaded, counted;
         char cluster[RECORD_CLUSTER_MAX];
         bool has_cluster;
         char *body; /* as received, then inflated */
@@ -112,6 +112,8 @@ struct Server {
         const char *listen, *db_url, *tls_cert, *tls_key, *client_ca, *tokens_path;
         unsigned retention_days;
         size_t max_body, queue_max_bytes;
+        size_t inflight_max_bytes; /* bodies received or waiting, all requests: 2 × queue + 1 body */
+        atomic_size_t inflight_bytes;
         uint64_t maintain_usec;
         bool allow_open;
 
@@ -259,10 +261,20 @@ static int authenticate(Server *srv, struct MHD_Connection *conn, Request *req) 
 
 /* -------------------------------------------------------------------- queue ---- */
 
+/* Every body buffer counts against srv->inflight_bytes, so that many slow uploads at once
+ * cannot take more memory than the bound either. */
+static void body_release(Request *req) {
+        if (req->body)
+                atomic_fetch_sub(&req->srv->inflight_bytes, req->cap);
+        free(req->body);
+        req->body = NULL;
+        req->cap = req->len = 0;
+}
+
 static void request_free(Request *req) {
         if (!req)
                 return;
-        free(req->body);
+        body_release(req);
         free(req->answer);
         free(req);
 }
@@ -429,8 +441,7 @@ static void *writer_main(void *userdata) {
                 srv->queue_requests--;
                 srv->queue_bytes -= req->queued_bytes;
                 req->state = REQ_DONE;
-                free(req->body); /* the queue's memory goes back now, not when the client reads */
-                req->body = NULL;
+                body_release(req); /* the queue's memory goes back now, not when the client reads */
                 pthread_mutex_unlock(&srv->lock);
                 /* outside our lock: libmicrohttpd takes its own, and on_completed takes ours */
                 MHD_resume_connection(req->conn);
@@ -535,16 +546,23 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
         if (*upload_size > 0) {
                 size_t n = *upload_size;
                 *upload_size = 0;
-                if (req->too_big)
+                if (req->too_big || req->overloaded)
                         return MHD_YES;
                 if (req->len + n > srv->max_body) {
                         req->too_big = true; /* read on and drop, then answer 413 */
-                        free(req->body);
-                        req->body = NULL;
+                        body_release(req);
                         return MHD_YES;
                 }
+                size_t old_cap = req->cap;
                 if (greedy_realloc((void **) &req->body, &req->cap, req->len + n + 1, 1, 64 * 1024) < 0)
                         return MHD_NO;
+                if (req->cap != old_cap &&
+                    atomic_fetch_add(&srv->inflight_bytes, req->cap - old_cap) + (req->cap - old_cap) >
+                            srv->inflight_max_bytes) {
+                        req->overloaded = true; /* read on and drop, then answer 503 */
+                        body_release(req);
+                        return MHD_YES;
+                }
                 memcpy(req->body + req->len, upload, n);
                 req->len += n;
                 return MHD_YES;
@@ -555,6 +573,9 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
                 snprintf(msg, sizeof msg, "body larger than %zu bytes", srv->max_body);
                 return respond_error(srv, conn, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE, msg, 0);
         }
+        if (req->overloaded)
+                return respond_error(srv, conn, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_OVERLOAD,
+                                     "too many bodies being received, try again later", RETRY_AFTER_FULL);
         if (req->gzip) {
                 char *plain = NULL;
                 size_t plain_len = 0;
@@ -565,10 +586,15 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
                         return respond_error(srv, conn, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE, err, 0);
                 if (r < 0)
                         return respond_error(srv, conn, MHD_HTTP_BAD_REQUEST, REJECT_MALFORMED, err, 0);
-                free(req->body);
+                body_release(req);
                 req->body = plain;
                 req->len = plain_len;
                 req->cap = plain_len + 1;
+                if (atomic_fetch_add(&srv->inflight_bytes, req->cap) + req->cap > srv->inflight_max_bytes) {
+                        body_release(req);
+                        return respond_error(srv, conn, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_OVERLOAD,
+                                             "too many bodies being received, try again later", RETRY_AFTER_FULL);
+                }
         }
         /* validate every line now, in this thread, so the writer only ever stores */
         char err[512] = "";
@@ -842,6 +868,7 @@ int fleet_serve_main(int argc, char **argv) {
                 log_line("--client-ca needs --tls-cert and --tls-key");
                 return 2;
         }
+        srv->inflight_max_bytes = 2 * srv->queue_max_bytes + srv->max_body;
         if (srv->client_ca && srv->tokens_path) {
                 log_line("--client-ca and --tokens are alternatives: choose one");
                 return 2;

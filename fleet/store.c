@@ -610,6 +610,9 @@ static int pg_queue(Store *s, StmtId id, const Val *v, size_t n, size_t *affecte
 }
 
 static int pg_open(Store *s, const char *url, char *err, size_t errlen) {
+        /* a database host that drops packets must not hang the writer for minutes on a
+         * reconnect: 10 s unless the URL or the environment says otherwise */
+        (void) setenv("PGCONNECT_TIMEOUT", "10", 0);
         s->conninfo = strdup(url);
         if (!s->conninfo)
                 return -ENOMEM;
