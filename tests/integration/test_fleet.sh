@@ -186,7 +186,7 @@ prod|node-b|$D2|1|0" "$ENGINE: web:latest runs as $D1 on node-a and $D2 on node-
 		"$(pw_image_digest web "$SEED")|1|1 $D1|0|0 " "$ENGINE: node-a's inventory: seed pinned and compliant, web:latest at $D1 (latest)"
 
 	# ------------------------------------- 2. SIGKILL mid-stream, restart ----
-	N=${PW_FLEET_BURST:-120}
+	N=${PW_FLEET_BURST:-80}
 	before=$(dbq "SELECT COUNT(*) FROM records")
 	(tag_burst ctr_a burst-a "$N") &
 	ta=$!
