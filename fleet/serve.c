@@ -30,6 +30,7 @@
 #define DEFAULT_QUEUE_BYTES (32U << 20)
 #define MAX_RECORDS_PER_REQUEST 100000 /* the agent's batch_max_records allows up to 100,000 */
 #define CHUNK_RECORDS 256              /* records decoded at a time by the writer */
+#define CHUNK_IMAGES 1000              /* or inventory images (~1.6 KiB each decoded), if fewer */
 #define RETRY_AFTER_FULL 2             /* seconds: the queue drains in well under that */
 #define RETRY_AFTER_DB 10              /* seconds: a database coming back takes longer */
 #define DRAIN_TIMEOUT_USEC (30ULL * 1000000ULL)
@@ -306,7 +307,7 @@ static bool enqueue(Server *srv, Request *req) {
 typedef struct Batch {
         Server *srv;
         Record *recs;
-        size_t n;
+        size_t n, images;
         char err[512];
 } Batch;
 
@@ -314,16 +315,17 @@ static int batch_flush(Batch *b) {
         int r = store_ingest_add(b->srv->store, b->recs, b->n, b->err, sizeof b->err);
         for (size_t i = 0; i < b->n; i++)
                 record_done(&b->recs[i]);
-        b->n = 0;
+        b->n = b->images = 0;
         return r;
 }
 
 static int batch_take(void *userdata, Record *rec) {
         Batch *b = userdata;
         b->recs[b->n] = *rec;
+        b->images += rec->inventory.n_images;
         rec->inventory.images = NULL; /* now the chunk's */
         rec->inventory.n_images = 0;
-        if (++b->n == CHUNK_RECORDS)
+        if (++b->n == CHUNK_RECORDS || b->images >= CHUNK_IMAGES)
                 return batch_flush(b);
         return 0;
 }
@@ -339,7 +341,7 @@ static void store_request(Server *srv, Request *req, Batch *b) {
         StoreIngestResult res = {0};
         uint64_t t0 = now_usec_monotonic();
         b->err[0] = 0;
-        b->n = 0;
+        b->n = b->images = 0;
         int r = store_ingest_begin(srv->store, req->has_cluster ? req->cluster : NULL, now_usec_realtime(), b->err,
                                    sizeof b->err);
         if (r >= 0) {
@@ -351,7 +353,7 @@ static void store_request(Server *srv, Request *req, Batch *b) {
                         r = batch_flush(b);
                 for (size_t i = 0; i < b->n; i++)
                         record_done(&b->recs[i]);
-                b->n = 0;
+                b->n = b->images = 0;
                 if (r < 0 && !b->err[0])
                         snprintf(b->err, sizeof b->err, "%s", perr);
                 int k = store_ingest_end(srv->store, r >= 0, &res, b->err, sizeof b->err);
