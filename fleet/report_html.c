@@ -337,7 +337,7 @@ static void headline(FILE *out, const ReportModel *m) {
         num(out, m->total.images);
         fputs("</td></tr><tr><th>In use by pods (where known)</th><td class=\"n\">", out);
         num(out, m->total.in_use);
-        fputs("</td></tr><tr><th>Compliant (pinned, free of latest, revision verified)</th><td class=\"n big\" "
+        fputs("</td></tr><tr><th>Compliance (no finding stands: pinned, free of latest, revision verified, as pinned, not moved)</th><td class=\"n big\" "
               "id=\"overall\">",
               out);
         percent(out, report_count_permille(&m->total));

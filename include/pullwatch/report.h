@@ -58,7 +58,8 @@ typedef struct ReportCount {
         uint64_t pinned;            /* by digest or by an immutable tag */
         uint64_t latest;            /* a latest_tag finding stands */
         uint64_t revision_verified; /* neither untraceable nor revision_mismatch */
-        uint64_t compliant;         /* pinned, free of latest, revision verified */
+        uint64_t compliant;         /* no finding stands (node_images.compliant): pinned, free of
+                                     * latest, revision verified, and no digest_mismatch or tag_moved */
         uint64_t findings;          /* standing findings on those images */
 } ReportCount;
 
