@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pullwatch/report.h"
 #include "pullwatch/util.h"
 
 static bool streq(const char *a, const char *b) {
@@ -11,6 +12,9 @@ static bool streq(const char *a, const char *b) {
 static int help(void) {
         printf("pullwatch-fleet serve --listen ADDR:PORT --db URL [--tls-cert F --tls-key F] [--client-ca F]\n"
                "                      [--tokens F] [--retention DAYS] [--max-body BYTES]\n"
+               "pullwatch-fleet report --db URL [--format json|html|csv] [-o FILE] [--fail-under PERCENT]\n"
+               "                      [--cluster C] [--namespace NS] [--since DURATION]\n"
+               "                      [--image NAME | --workload NS/NAME] (report --help for more)\n"
                "pullwatch-fleet version | --help\n");
         return 0;
 }
@@ -23,6 +27,8 @@ int main(int argc, char **argv) {
                 return 0;
         }
         /* --- report engineer: the `report` subcommand goes here --- */
+        if (streq(argv[1], "report"))
+                return fleet_report_main(argc - 1, argv + 1);
         fprintf(stderr, "pullwatch-fleet: unknown command %s (try --help)\n", argv[1]);
         return 2;
 }
