@@ -68,7 +68,7 @@ static int cmp_str(const void *a, const void *b) {
 void report_strings_sort(ReportStrings *l) {
         if (l->n < 2)
                 return;
-        qsort(l->v, l->n, sizeof(char *), cmp_str);
+        qsort(l->v, l->n, sizeof(char *), cmp_str); /* n ≥ 2 here */
         size_t w = 1;
         for (size_t i = 1; i < l->n; i++) {
                 if (streq_ptr(l->v[i], l->v[w - 1]))
@@ -225,13 +225,19 @@ static int cmp_placement(const void *a, const void *b) {
         return c;
 }
 
+/* qsort() with NULL, 0 is undefined behaviour (UBSan says so); an empty list is sorted */
+static void sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *)) {
+        if (n > 1)
+                qsort(base, n, size, cmp);
+}
+
 static void event_sort(ReportEvent *e) {
         report_strings_sort(&e->nodes);
         report_strings_sort(&e->pods);
 }
 
 void report_model_sort(ReportModel *m) {
-        qsort(m->compliance, m->n_compliance, sizeof *m->compliance, cmp_compliance);
+        sort(m->compliance, m->n_compliance, sizeof *m->compliance, cmp_compliance);
         for (size_t i = 0; i < m->n_divergence; i++) {
                 ReportDivergence *d = &m->divergence[i];
                 for (size_t j = 0; j < d->n_digests; j++) {
@@ -239,19 +245,19 @@ void report_model_sort(ReportModel *m) {
                         report_strings_sort(&d->digests[j].clusters);
                         report_strings_sort(&d->digests[j].pods);
                 }
-                qsort(d->digests, d->n_digests, sizeof *d->digests, cmp_digest);
+                sort(d->digests, d->n_digests, sizeof *d->digests, cmp_digest);
         }
-        qsort(m->divergence, m->n_divergence, sizeof *m->divergence, cmp_divergence);
+        sort(m->divergence, m->n_divergence, sizeof *m->divergence, cmp_divergence);
         for (size_t i = 0; i < m->n_moves; i++)
                 event_sort(&m->moves[i]);
-        qsort(m->moves, m->n_moves, sizeof *m->moves, cmp_event);
+        sort(m->moves, m->n_moves, sizeof *m->moves, cmp_event);
         for (size_t i = 0; i < m->n_critical; i++)
                 event_sort(&m->critical[i]);
-        qsort(m->critical, m->n_critical, sizeof *m->critical, cmp_event);
-        qsort(m->trend, m->n_trend, sizeof *m->trend, cmp_day);
-        qsort(m->offender_namespaces, m->n_offender_namespaces, sizeof *m->offender_namespaces, cmp_offender);
-        qsort(m->offender_images, m->n_offender_images, sizeof *m->offender_images, cmp_offender);
-        qsort(m->placements, m->n_placements, sizeof *m->placements, cmp_placement);
+        sort(m->critical, m->n_critical, sizeof *m->critical, cmp_event);
+        sort(m->trend, m->n_trend, sizeof *m->trend, cmp_day);
+        sort(m->offender_namespaces, m->n_offender_namespaces, sizeof *m->offender_namespaces, cmp_offender);
+        sort(m->offender_images, m->n_offender_images, sizeof *m->offender_images, cmp_offender);
+        sort(m->placements, m->n_placements, sizeof *m->placements, cmp_placement);
         report_strings_sort(&m->stale_nodes);
 }
 
