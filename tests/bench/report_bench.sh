@@ -18,7 +18,7 @@ IMAGES=${IMAGES:-200}
 RUNS=${RUNS:-3}
 [[ -x $FLEET ]] || { echo "report_bench: build $FLEET first" >&2; exit 1; }
 W=$(mktemp -d /tmp/pw-report-bench.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+trap '[[ ${PW_KEEP_WORK:-0} == 1 ]] || rm -rf "$W"' EXIT
 
 NOW_S=$(date -u +%s)
 NOW_US=$((NOW_S * 1000000))
@@ -67,7 +67,7 @@ SELECT 'd', ref, digest, COUNT(*), 0, 0, 0, 0 FROM node_images
 WHERE tag <> '' AND ref IN (SELECT ref FROM node_images WHERE tag <> '' GROUP BY ref HAVING COUNT(DISTINCT digest) > 1)
 GROUP BY ref, digest;"
 
-ms() { date +%s%N | awk '{ printf "%d", $1 / 1000000 }'; }
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
 best() { # CMD... — the best of RUNS wall times, in ms
 	local b=999999999 t0 t
 	for _ in $(seq "$RUNS"); do
@@ -104,7 +104,7 @@ t0=$(ms)
 	echo "CREATE TEMP TABLE sd AS WITH RECURSIVE s(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM s WHERE k + 1 < 30) SELECT date($NOW_S - k * 86400, 'unixepoch') AS d FROM s;"
 	fill_sql sn si sd
 	echo "COMMIT; ANALYZE;"
-} | sqlite3 "$DB"
+} | sqlite3 "$DB" >/dev/null
 echo "   SQLite filled in $(($(ms) - t0)) ms ($(du -h "$DB" | cut -f1))"
 run_engine SQLite "sqlite:$DB" sqlite3 "$DB" "$PEER_SQL"
 
