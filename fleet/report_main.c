@@ -350,18 +350,9 @@ static int answer_error(bool json, int status, const char *msg, int *ret_status,
         return r;
 }
 
-int fleet_report_http(Store *s, const char *path, const char *query, int *ret_status,
-                      const char **ret_content_type, char **ret_body, size_t *ret_body_len) {
-        bool json = streq_ptr(path, "/api/v1/report");
-        if (!json && !streq_ptr(path, "/report"))
-                return answer_error(false, 404, "not found", ret_status, ret_content_type, ret_body, ret_body_len);
+int report_filter_from_query(ReportFilter *f, const char *query, char *err, size_t errlen) {
         if (query && strlen(query) > QUERY_MAX)
-                return answer_error(json, 400, "query string too long", ret_status, ret_content_type, ret_body,
-                                    ret_body_len);
-
-        ReportFilter f;
-        report_filter_init(&f);
-        char err[512] = "";
+                return errbuf_fail(err, errlen, -EINVAL, "query string too long");
         _cleanup_free_ char *q = strdup(query ? query : "");
         if (!q)
                 return -ENOMEM;
@@ -369,32 +360,42 @@ int fleet_report_http(Store *s, const char *path, const char *query, int *ret_st
         char *save = NULL;
         for (char *kv = strtok_r(q, "&", &save); kv && r >= 0; kv = strtok_r(NULL, "&", &save)) {
                 char *eq = strchr(kv, '=');
-                const char *v = eq ? eq + 1 : "";
+                char *v = eq ? eq + 1 : kv + strlen(kv);
                 if (eq)
                         *eq = 0;
-                if (url_decode(kv) < 0 || url_decode((char *) v) < 0) {
-                        r = errbuf_fail(err, sizeof err, -EINVAL, "bad percent-encoding in the query string");
-                        break;
-                }
-                if (streq_ptr(kv, "inventory-interval") || streq_ptr(kv, "now")) {
-                        r = errbuf_fail(err, sizeof err, -EINVAL, "unknown parameter");
-                        break;
-                }
-                char e2[400];
-                r = filter_set(&f, kv, v, e2, sizeof e2);
-                if (r == -ENOMEM)
-                        break;
-                if (r < 0) {
+                if (url_decode(kv) < 0 || url_decode(v) < 0)
+                        return errbuf_fail(err, errlen, -EINVAL, "bad percent-encoding in the query string");
+                /* the command line's spelling and --now are not parameters of the live report */
+                if (streq_ptr(kv, "inventory-interval") || streq_ptr(kv, "now"))
+                        r = -ENOENT;
+                else {
+                        char e2[400] = "";
+                        r = filter_set(f, kv, v, e2, sizeof e2);
+                        if (r == -ENOMEM)
+                                return r;
                         /* name the parameter only when it is one of ours: it is the caller's text */
-                        if (r == -ENOENT)
-                                snprintf(err, sizeof err, "unknown parameter (cluster, namespace, since, image, "
-                                                          "workload, inventory_interval)");
-                        else
-                                snprintf(err, sizeof err, "%s: %s", kv, e2);
+                        if (r < 0 && r != -ENOENT)
+                                return errbuf_fail(err, errlen, -EINVAL, "%s: %s", kv, e2);
                 }
+                if (r == -ENOENT)
+                        return errbuf_fail(err, errlen, -EINVAL,
+                                           "unknown parameter (cluster, namespace, since, image, workload, "
+                                           "inventory_interval)");
         }
-        if (r >= 0 && f.image && f.workload_ns)
-                r = errbuf_fail(err, sizeof err, -EINVAL, "image and workload exclude each other");
+        if (f->image && f->workload_ns)
+                return errbuf_fail(err, errlen, -EINVAL, "image and workload exclude each other");
+        return 0;
+}
+
+int fleet_report_http(Store *s, const char *path, const char *query, int *ret_status,
+                      const char **ret_content_type, char **ret_body, size_t *ret_body_len) {
+        bool json = streq_ptr(path, "/api/v1/report");
+        if (!json && !streq_ptr(path, "/report"))
+                return answer_error(false, 404, "not found", ret_status, ret_content_type, ret_body, ret_body_len);
+        ReportFilter f;
+        report_filter_init(&f);
+        char err[512] = "";
+        int r = report_filter_from_query(&f, query, err, sizeof err);
         if (r == -ENOMEM) {
                 report_filter_done(&f);
                 return r;

@@ -317,7 +317,7 @@ int report_parse_time(const char *s, uint64_t *ret_usec) {
         if (!streq_ptr(p, "Z"))
                 return -EINVAL;
         time_t t = timegm(&tm);
-        if (t < 0)
+        if (t < 0 || t >= 253402300800) /* 1970 to 9999: µs fit, and the year formats as 4 digits */
                 return -ERANGE;
         *ret_usec = (uint64_t) t * 1000000ULL + frac;
         return 0;

@@ -89,21 +89,124 @@ static int query_nodes(Q *q) {
                    1, p, row_node, q);
 }
 
-/* ---- compliance and namespace offenders ---- */
+/* ---- the one scan of node_images: compliance, offenders, which tags diverge ---- */
 
-static ReportCompliance *compliance_get(Q *q, const char *cluster, const char *ns) {
-        /* few rows (clusters × namespaces); the last one matches most often */
-        for (size_t i = q->m->n_compliance; i > 0; i--) {
-                ReportCompliance *c = &q->m->compliance[i - 1];
-                if (streq_ptr(c->cluster, cluster) && streq_ptr(c->k8s_namespace, ns))
-                        return c;
+/* (cluster, namespace) → index into m->compliance: an open-addressing table of indexes + 1,
+ * so a fleet of thousands of namespaces does not make every row a linear search. */
+typedef struct CompIndex {
+        size_t *slots;
+        size_t size; /* a power of two, or 0 */
+} CompIndex;
+
+static uint64_t hash2(const char *a, const char *b) {
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (const char *p = a; *p; p++)
+                h = (h ^ (unsigned char) *p) * 1099511628211ULL;
+        h = (h ^ 0x1f) * 1099511628211ULL;
+        for (const char *p = b; *p; p++)
+                h = (h ^ (unsigned char) *p) * 1099511628211ULL;
+        return h;
+}
+
+static int comp_index_put(CompIndex *ix, const ReportModel *m, size_t i) {
+        if ((m->n_compliance + 1) * 2 > ix->size) {
+                size_t size = ix->size ? ix->size * 2 : 64;
+                size_t *slots = calloc(size, sizeof *slots);
+                if (!slots)
+                        return -ENOMEM;
+                for (size_t k = 0; k < m->n_compliance; k++) {
+                        if (k == i)
+                                continue;
+                        const ReportCompliance *c = &m->compliance[k];
+                        size_t h = (size_t) hash2(c->cluster, c->k8s_namespace) & (size - 1);
+                        while (slots[h])
+                                h = (h + 1) & (size - 1);
+                        slots[h] = k + 1;
+                }
+                free(ix->slots);
+                ix->slots = slots;
+                ix->size = size;
+        }
+        const ReportCompliance *c = &m->compliance[i];
+        size_t h = (size_t) hash2(c->cluster, c->k8s_namespace) & (ix->size - 1);
+        while (ix->slots[h])
+                h = (h + 1) & (ix->size - 1);
+        ix->slots[h] = i + 1;
+        return 0;
+}
+
+/* A tag seen at a digest, or an image name with its findings: collected per group row,
+ * then sorted and merged (groups are few: one per cluster, namespace set and reference). */
+typedef struct Pair {
+        char *key;   /* ref, or image name */
+        char *value; /* digest, or NULL */
+        uint64_t findings, images;
+} Pair;
+
+typedef struct PairList {
+        Pair *v;
+        size_t n, alloc;
+} PairList;
+
+static void pairs_done(PairList *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                free(l->v[i].key);
+                free(l->v[i].value);
+        }
+        free(l->v);
+        *l = (PairList) {0};
+}
+
+static int pairs_add(PairList *l, const char *key, const char *value, uint64_t findings, uint64_t images) {
+        /* SQLite hands groups out in key order: merge with the last one when it matches */
+        if (l->n > 0 && streq_ptr(l->v[l->n - 1].key, key) && streq_ptr(l->v[l->n - 1].value, value)) {
+                l->v[l->n - 1].findings += findings;
+                l->v[l->n - 1].images += images;
+                return 0;
+        }
+        Pair *p;
+        if (report_array_grow((void **) &l->v, &l->alloc, &l->n, sizeof *l->v, (void **) &p) < 0)
+                return -ENOMEM;
+        p->key = strdup(key);
+        p->value = value ? strdup(value) : NULL;
+        p->findings = findings;
+        p->images = images;
+        if (!p->key || (value && !p->value))
+                return -ENOMEM;
+        return 0;
+}
+
+static int cmp_pair(const void *a, const void *b) {
+        const Pair *x = a, *y = b;
+        int c = strcmp(x->key, y->key);
+        if (!c && x->value && y->value)
+                c = strcmp(x->value, y->value);
+        return c;
+}
+
+typedef struct Scan {
+        Q *q;
+        CompIndex ix;
+        PairList tags;  /* (ref, digest) of tagged references */
+        PairList names; /* (image name, findings) */
+} Scan;
+
+static ReportCompliance *compliance_get(Scan *sc, const char *cluster, const char *ns) {
+        ReportModel *m = sc->q->m;
+        if (sc->ix.size) {
+                size_t h = (size_t) hash2(cluster, ns) & (sc->ix.size - 1);
+                for (; sc->ix.slots[h]; h = (h + 1) & (sc->ix.size - 1)) {
+                        ReportCompliance *c = &m->compliance[sc->ix.slots[h] - 1];
+                        if (streq_ptr(c->cluster, cluster) && streq_ptr(c->k8s_namespace, ns))
+                                return c;
+                }
         }
         ReportCompliance *c;
-        if (report_model_append(q->m, compliance, &c) < 0)
+        if (report_model_append(m, compliance, &c) < 0)
                 return NULL;
         c->cluster = xstrdup(cluster);
         c->k8s_namespace = xstrdup(ns);
-        if (!c->cluster || !c->k8s_namespace)
+        if (!c->cluster || !c->k8s_namespace || comp_index_put(&sc->ix, m, m->n_compliance - 1) < 0)
                 return NULL;
         return c;
 }
@@ -118,16 +221,18 @@ static void count_add(ReportCount *a, const ReportCount *b) {
         a->findings += b->findings;
 }
 
-static int row_compliance(void *userdata, size_t ncols, const char *const *v) {
-        Q *q = userdata;
-        if (ncols < 9)
+static int row_scan(void *userdata, size_t ncols, const char *const *v) {
+        Scan *sc = userdata;
+        Q *q = sc->q;
+        if (ncols < 13)
                 return -EPROTO;
+        /* columns: cluster k8s_namespaces ref name tag digest, then the counts */
         ReportCount c = {
-                .images = u64(v[2]), .in_use = u64(v[3]), .pinned = u64(v[4]), .latest = u64(v[5]),
-                .revision_verified = u64(v[6]), .compliant = u64(v[7]), .findings = u64(v[8]),
+                .images = u64(v[6]), .in_use = u64(v[7]), .pinned = u64(v[8]), .latest = u64(v[9]),
+                .revision_verified = u64(v[10]), .compliant = u64(v[11]), .findings = u64(v[12]),
         };
         const char *cluster = opt(v[0]);
-        ReportCompliance *all = compliance_get(q, cluster, "");
+        ReportCompliance *all = compliance_get(sc, cluster, "");
         if (!all)
                 return -ENOMEM;
         count_add(&all->count, &c);
@@ -141,7 +246,7 @@ static int row_compliance(void *userdata, size_t ncols, const char *const *v) {
                         memcpy(ns, s, (size_t) (e - s));
                         ns[e - s] = 0;
                         if (!q->f->k8s_namespace || streq_ptr(ns, q->f->k8s_namespace)) {
-                                ReportCompliance *c2 = compliance_get(q, cluster, ns);
+                                ReportCompliance *c2 = compliance_get(sc, cluster, ns);
                                 if (!c2)
                                         return -ENOMEM;
                                 count_add(&c2->count, &c);
@@ -149,40 +254,31 @@ static int row_compliance(void *userdata, size_t ncols, const char *const *v) {
                 }
                 s = *e ? e + 1 : e;
         }
-        return 0;
+        int r = 0;
+        /* a tag, not a digest reference, can diverge */
+        if (!isempty(v[4]))
+                r = pairs_add(&sc->tags, opt(v[2]), opt(v[5]), 0, 0);
+        if (r >= 0 && c.findings > 0)
+                r = pairs_add(&sc->names, opt(v[3]), NULL, c.findings, c.images);
+        return r;
 }
 
 /* number of kinds in the comma-separated findings column, in SQL both engines speak */
 #define SQL_FINDINGS_COUNT \
         "CASE WHEN findings = '' THEN 0 ELSE LENGTH(findings) - LENGTH(REPLACE(findings, ',', '')) + 1 END"
 
-static int query_compliance(Q *q) {
-        char where[512], sql[SQL_MAX];
-        where_images(q, where, sizeof where);
-        snprintf(sql, sizeof sql,
-                 "SELECT cluster, k8s_namespaces, COUNT(*), "
-                 "SUM(CASE WHEN pods NOT IN ('', '[]') THEN 1 ELSE 0 END), SUM(pinned), SUM(latest), "
-                 "SUM(revision_verified), "
-                 "SUM(compliant), "
-                 "SUM(" SQL_FINDINGS_COUNT ") "
-                 "FROM node_images WHERE %s GROUP BY cluster, k8s_namespaces",
-                 where);
-        const char *p[] = {opt(q->f->cluster), q->ns_needle};
-        int r = run(q, sql, 2, p, row_compliance, q);
-        if (r < 0)
-                return r;
-
-        /* the namespaces with most findings, from the same aggregate */
-        for (size_t i = 0; i < q->m->n_compliance; i++) {
-                const ReportCompliance *c = &q->m->compliance[i];
+static int top_offenders(ReportModel *m) {
+        /* namespaces: from the compliance rows */
+        for (size_t i = 0; i < m->n_compliance; i++) {
+                const ReportCompliance *c = &m->compliance[i];
                 if (isempty(c->k8s_namespace) || c->count.findings == 0)
                         continue;
                 ReportOffender *o = NULL;
-                for (size_t j = 0; j < q->m->n_offender_namespaces; j++)
-                        if (streq_ptr(q->m->offender_namespaces[j].name, c->k8s_namespace))
-                                o = &q->m->offender_namespaces[j];
+                for (size_t j = 0; j < m->n_offender_namespaces; j++)
+                        if (streq_ptr(m->offender_namespaces[j].name, c->k8s_namespace))
+                                o = &m->offender_namespaces[j];
                 if (!o) {
-                        if (report_model_append(q->m, offender_namespaces, &o) < 0)
+                        if (report_model_append(m, offender_namespaces, &o) < 0)
                                 return -ENOMEM;
                         if (!(o->name = xstrdup(c->k8s_namespace)))
                                 return -ENOMEM;
@@ -190,39 +286,19 @@ static int query_compliance(Q *q) {
                 o->findings += c->count.findings;
                 o->images += c->count.images;
         }
-        report_model_sort(q->m);
-        if (q->m->n_offender_namespaces > REPORT_OFFENDERS_MAX) {
-                for (size_t j = REPORT_OFFENDERS_MAX; j < q->m->n_offender_namespaces; j++)
-                        free(q->m->offender_namespaces[j].name);
-                q->m->n_offender_namespaces = REPORT_OFFENDERS_MAX;
+        report_model_sort(m);
+        if (m->n_offender_namespaces > REPORT_OFFENDERS_MAX) {
+                for (size_t j = REPORT_OFFENDERS_MAX; j < m->n_offender_namespaces; j++)
+                        free(m->offender_namespaces[j].name);
+                m->n_offender_namespaces = REPORT_OFFENDERS_MAX;
+        }
+        if (m->n_offender_images > REPORT_OFFENDERS_MAX) {
+                for (size_t j = REPORT_OFFENDERS_MAX; j < m->n_offender_images; j++)
+                        free(m->offender_images[j].name);
+                m->n_offender_images = REPORT_OFFENDERS_MAX;
         }
         return 0;
 }
-
-static int row_offender_image(void *userdata, size_t ncols, const char *const *v) {
-        Q *q = userdata;
-        if (ncols < 3)
-                return -EPROTO;
-        ReportOffender *o;
-        if (report_model_append(q->m, offender_images, &o) < 0 || !(o->name = xstrdup(v[0])))
-                return -ENOMEM;
-        o->findings = u64(v[1]);
-        o->images = u64(v[2]);
-        return 0;
-}
-
-static int query_offender_images(Q *q) {
-        char where[512], sql[SQL_MAX];
-        where_images(q, where, sizeof where);
-        snprintf(sql, sizeof sql,
-                 "SELECT name, SUM(" SQL_FINDINGS_COUNT "), COUNT(*) FROM node_images "
-                 "WHERE %s AND findings <> '' GROUP BY name ORDER BY 2 DESC, name LIMIT %d",
-                 where, REPORT_OFFENDERS_MAX);
-        const char *p[] = {opt(q->f->cluster), q->ns_needle};
-        return run(q, sql, 2, p, row_offender_image, q);
-}
-
-/* ---- divergence ---- */
 
 /* pods: node_images.pods, a JSON array of {"namespace","pod","container"} */
 static int add_pods(ReportStrings *l, const char *pods) {
@@ -286,18 +362,69 @@ static int row_divergence(void *userdata, size_t ncols, const char *const *v) {
         return r;
 }
 
-static int query_divergence(Q *q) {
+static int query_divergent_tag(Q *q, const char *ref) {
         char where[512], sql[SQL_MAX];
         where_images(q, where, sizeof where);
-        /* a tag, not a digest reference; the same (name:tag) on more than one digest now */
         snprintf(sql, sizeof sql,
-                 "SELECT ref, digest, media_type, cluster, node, pods FROM node_images "
-                 "WHERE %s AND tag <> '' AND ref IN "
-                 "(SELECT ref FROM node_images WHERE %s AND tag <> '' GROUP BY ref HAVING COUNT(DISTINCT digest) > 1) "
-                 "ORDER BY ref, digest, cluster, node",
-                 where, where);
+                 "SELECT ref, digest, media_type, cluster, node, pods FROM node_images WHERE %s AND ref = $3 "
+                 "ORDER BY digest, cluster, node",
+                 where);
+        const char *p[] = {opt(q->f->cluster), q->ns_needle, ref};
+        return run(q, sql, 3, p, row_divergence, q);
+}
+
+/* One pass over node_images, grouped in the database to a row per (cluster, namespace
+ * set, reference, digest): compliance per cluster and namespace, the offenders, and which
+ * tags hold more than one digest. Then the nodes and pods of those tags only, by the
+ * (ref) index. */
+static int query_images(Q *q) {
+        char where[512], sql[SQL_MAX];
+        where_images(q, where, sizeof where);
+        snprintf(sql, sizeof sql,
+                 "SELECT cluster, k8s_namespaces, ref, name, tag, digest, COUNT(*), "
+                 "SUM(CASE WHEN pods NOT IN ('', '[]') THEN 1 ELSE 0 END), SUM(pinned), SUM(latest), "
+                 "SUM(revision_verified), SUM(compliant), SUM(" SQL_FINDINGS_COUNT ") "
+                 "FROM node_images WHERE %s GROUP BY cluster, k8s_namespaces, ref, name, tag, digest",
+                 where);
         const char *p[] = {opt(q->f->cluster), q->ns_needle};
-        return run(q, sql, 2, p, row_divergence, q);
+        Scan sc = {.q = q};
+        int r = run(q, sql, 2, p, row_scan, &sc);
+        free(sc.ix.slots);
+
+        /* image names by findings */
+        if (r >= 0 && sc.names.n > 1)
+                qsort(sc.names.v, sc.names.n, sizeof *sc.names.v, cmp_pair);
+        for (size_t i = 0; r >= 0 && i < sc.names.n;) {
+                size_t j = i;
+                ReportOffender *o;
+                if (report_model_append(q->m, offender_images, &o) < 0 || !(o->name = xstrdup(sc.names.v[i].key))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (; j < sc.names.n && streq_ptr(sc.names.v[j].key, sc.names.v[i].key); j++) {
+                        o->findings += sc.names.v[j].findings;
+                        o->images += sc.names.v[j].images;
+                }
+                i = j;
+        }
+        pairs_done(&sc.names);
+        if (r >= 0)
+                r = top_offenders(q->m);
+
+        /* tags with more than one digest */
+        if (r >= 0 && sc.tags.n > 1)
+                qsort(sc.tags.v, sc.tags.n, sizeof *sc.tags.v, cmp_pair);
+        for (size_t i = 0; r >= 0 && i < sc.tags.n;) {
+                size_t j = i + 1, digests = 1;
+                for (; j < sc.tags.n && streq_ptr(sc.tags.v[j].key, sc.tags.v[i].key); j++)
+                        if (!streq_ptr(sc.tags.v[j].value, sc.tags.v[j - 1].value))
+                                digests++;
+                if (digests > 1)
+                        r = query_divergent_tag(q, sc.tags.v[i].key);
+                i = j;
+        }
+        pairs_done(&sc.tags);
+        return r;
 }
 
 /* ---- moves and critical findings (records of the period) ---- */
@@ -580,11 +707,7 @@ int report_query(Store *s, const ReportFilter *f, ReportModel **ret, char *err, 
         if (r >= 0)
                 r = query_nodes(&q);
         if (r >= 0)
-                r = query_compliance(&q);
-        if (r >= 0)
-                r = query_offender_images(&q);
-        if (r >= 0)
-                r = query_divergence(&q);
+                r = query_images(&q);
         if (r >= 0)
                 r = query_events(&q, true);
         if (r >= 0)

@@ -125,6 +125,60 @@ st=0
 echo "   (exit status $st)"
 
 echo
+echo "== the fleet: a second node, both agents shipping to one collector, the fleet report"
+FLEET=${PULLWATCH_FLEET:-$(dirname "$PULLWATCH")/pullwatch-fleet}
+if [[ ! -x $FLEET ]]; then
+	echo "   ($FLEET was not built: skipping the fleet)"
+else
+	FPORT=$(pw_free_port)
+	"$FLEET" serve --listen "127.0.0.1:$FPORT" --db "sqlite:$PW_WORK/fleet.db" >"$PW_WORK/fleet.log" 2>&1 &
+	PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $!"
+	soft pw_poll 20 pw_http_ok "http://127.0.0.1:$FPORT/readyz"
+	echo "   collector: pullwatch-fleet serve --listen 127.0.0.1:$FPORT --db sqlite:fleet.db"
+	# node 1: the agent above, now shipping (its start-up inventory carries what it holds)
+	pw_stop_agent >/dev/null
+	pw_start_agent "$NODE" --pins "$PINS" --cluster demo --endpoint "http://127.0.0.1:$FPORT/v1/records" \
+		--batch-max-age 200ms
+	# node 2: its own containerd and agent
+	NODE2=$NODE-b
+	D2=$PW_WORK/node2
+	mkdir -p "$D2/containerd/root" "$D2/containerd/state" "$D2/state"
+	sed "s|$PW_WORK/containerd|$D2/containerd|g; s|$PW_WORK/containerd.sock|$D2/containerd.sock|g; s|$PW_WORK/containerd-debug.sock|$D2/containerd-debug.sock|g" \
+		"$PW_WORK/containerd/config.toml" >"$D2/containerd/config.toml"
+	containerd --config "$D2/containerd/config.toml" >"$D2/containerd.log" 2>&1 &
+	PW_EXTRA_PIDS="$PW_EXTRA_PIDS $!"
+	soft pw_poll 30 ctr -a "$D2/containerd.sock" version
+	"$PULLWATCH" run --address "$D2/containerd.sock" --state-dir "$D2/state" --node "$NODE2" --cluster demo \
+		--endpoint "http://127.0.0.1:$FPORT/v1/records" --batch-max-age 200ms >"$D2/agent.out" 2>"$D2/agent.err" </dev/null &
+	PW_EXTRA_PIDS="$PW_EXTRA_PIDS $!"
+	soft pw_poll 20 grep -q 'subscribed to containerd events' "$D2/agent.err"
+	# shop/web:latest is pushed once more; node 2 pulls it, node 1 keeps the one it has
+	d_web3=$(pw_build_image shop/web latest "" web-3)
+	ctr -a "$D2/containerd.sock" -n k8s.io images pull --plain-http "$R/shop/web:latest" >/dev/null
+	echo "   $NODE holds $R/shop/web:latest at $d_moved"
+	echo "   $NODE2 holds $R/shop/web:latest at $d_web3"
+	diverged() {
+		"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format json 2>/dev/null |
+			"$PW_PY" -c 'import json, sys; r = json.load(sys.stdin); sys.exit(not any(d["ref"] == sys.argv[1] for d in r["divergence"]))' "$R/shop/web:latest"
+	}
+	soft pw_poll 30 diverged
+	REPORT_HTML=$(mktemp /tmp/pullwatch-fleet-report.XXXXXX.html)
+	"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format html -o "$REPORT_HTML" && chmod 644 "$REPORT_HTML"
+	echo "   divergent tags, as the report's JSON has them:"
+	"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format json | "$PW_PY" -c '
+import json, sys
+r = json.load(sys.stdin)
+h = r["headline"]
+print("   nodes %d (stale %d), images %d, compliance %s %%" % (h["nodes"], h["nodes_stale"], h["images"], h["percent"]))
+for d in r["divergence"]:
+    print("   %s" % d["ref"])
+    for g in d["digests"]:
+        print("      %s  on %s" % (g["digest"][:19], ", ".join(g["nodes"])))'
+	echo "   the HTML report (one self-contained file): $REPORT_HTML"
+	echo "   live: http://127.0.0.1:$FPORT/report and /api/v1/report (while the demo runs)"
+fi
+
+echo
 echo "== stopping"
 pw_stop_agent >/dev/null
 echo "   the journal entries stay readable with: journalctl SYSLOG_IDENTIFIER=pullwatch NODE_NAME=$NODE"

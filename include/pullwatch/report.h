@@ -188,6 +188,11 @@ int report_format_time(uint64_t usec, char *buf, size_t size);
  * --fail-under), 1 below --fail-under, 2 error (one line on stderr). */
 int fleet_report_main(int argc, char **argv);
 
+/* The query string of the report's routes (application/x-www-form-urlencoded) into f:
+ * cluster, namespace, since, image, workload, inventory_interval. -EINVAL with a one-line
+ * reason in err (unknown parameter, bad value, bad encoding, over 4 KiB); -ENOMEM. */
+int report_filter_from_query(ReportFilter *f, const char *query, char *err, size_t errlen);
+
 /* GET /report (HTML) and GET /api/v1/report (JSON), with the filters as the query string
  * (cluster, namespace, since, image, workload, inventory_interval, format=json|html|csv).
  * path: "/report" or "/api/v1/report"; query: the raw query string after '?' (or NULL).
