@@ -1,6 +1,7 @@
 /* Fuzz target for the report's parsers of caller input: the query string of GET /report
  * and /api/v1/report (report_filter_from_query), durations and times. A failure leaves one
  * printable line; a success leaves filters within their bounds. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
