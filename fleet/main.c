@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pullwatch/fleet.h"
 #include "pullwatch/report.h"
 #include "pullwatch/util.h"
 
@@ -26,6 +27,8 @@ int main(int argc, char **argv) {
                 printf("pullwatch-fleet %s\n", PULLWATCH_VERSION);
                 return 0;
         }
+        if (streq(argv[1], "serve"))
+                return fleet_serve_main(argc - 1, argv + 1);
         /* --- report engineer: the `report` subcommand goes here --- */
         if (streq(argv[1], "report"))
                 return fleet_report_main(argc - 1, argv + 1);

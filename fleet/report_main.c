@@ -387,8 +387,8 @@ int report_filter_from_query(ReportFilter *f, const char *query, char *err, size
         return 0;
 }
 
-int fleet_report_http(Store *s, const char *path, const char *query, int *ret_status,
-                      const char **ret_content_type, char **ret_body, size_t *ret_body_len) {
+int fleet_report_http(Store *s, const char *path, const char *query, const char *scope_cluster,
+                      int *ret_status, const char **ret_content_type, char **ret_body, size_t *ret_body_len) {
         bool json = streq_ptr(path, "/api/v1/report");
         if (!json && !streq_ptr(path, "/report"))
                 return answer_error(false, 404, "not found", ret_status, ret_content_type, ret_body, ret_body_len);
@@ -403,6 +403,17 @@ int fleet_report_http(Store *s, const char *path, const char *query, int *ret_st
         if (r < 0) {
                 report_filter_done(&f);
                 return answer_error(json, 400, err, ret_status, ret_content_type, ret_body, ret_body_len);
+        }
+        if (scope_cluster) {
+                if (f.cluster && !streq_ptr(f.cluster, scope_cluster)) {
+                        report_filter_done(&f);
+                        return answer_error(json, 403, "this credential reads its own cluster only", ret_status,
+                                            ret_content_type, ret_body, ret_body_len);
+                }
+                if (!f.cluster && !(f.cluster = strdup(scope_cluster))) {
+                        report_filter_done(&f);
+                        return -ENOMEM;
+                }
         }
 
         _cleanup_(report_model_freep) ReportModel *m = NULL;

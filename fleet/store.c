@@ -222,6 +222,17 @@ typedef struct NodeCacheEntry {
         char cluster[RECORD_CLUSTER_MAX];
 } NodeCacheEntry;
 
+/* One batch, from store_ingest_begin to store_ingest_end (the lock is held in between). */
+typedef struct IngestState {
+        bool active, has_cluster;
+        char cluster[RECORD_CLUSTER_MAX];
+        uint64_t received_usec;
+        StoreIngestResult res; /* .inventories */
+        size_t inserted;       /* finding records inserted (PG: summed at each sync) */
+        size_t findings, parts;
+        int error;
+} IngestState;
+
 struct Store {
         StoreEngine engine;
         pthread_mutex_t lock;
@@ -241,6 +252,7 @@ struct Store {
         int pg_errno;
 
         NodeCacheEntry *node_cache; /* NODE_CACHE_SIZE slots, by hash of the node name */
+        IngestState ing;            /* the batch between store_ingest_begin and _end */
 };
 
 StoreEngine store_engine(const Store *s) {
@@ -1117,10 +1129,9 @@ static int ingest_inventory(Store *s, const char *cluster, const Record *rec, ui
 }
 
 static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint64_t received_usec,
-                          StoreIngestResult *res, char *err, size_t errlen) {
+                          size_t *inserted, char *err, size_t errlen) {
         const FindingImage *im = &f->image;
         const FindingWorkload *w = &f->workload;
-        size_t inserted = 0;
         Val rec[] = {
                 T(f->id),           T(finding_kind_to_string(f->kind)), T(severity_to_string(f->severity)),
                 I(f->time_usec),    I(received_usec),    T(cluster),    T(f->node),
@@ -1129,11 +1140,10 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                 T(im->media_type),  T(w->namespace),     T(w->pod),     T(w->container),
                 T(w->container_id), T(f->message),
         };
-        /* PG counts the inserted rows at the next sync: counted against the batch total later */
-        int r = db_write(s, S_RECORD_INSERT, rec, ELEMENTSOF(rec), &res->accepted, err, errlen);
+        /* PG adds the inserted rows at the next sync */
+        int r = db_write(s, S_RECORD_INSERT, rec, ELEMENTSOF(rec), inserted, err, errlen);
         if (r < 0)
                 return r;
-        (void) inserted;
         Val row[] = {T(cluster),  T(f->node),  T(f->namespace), T(im->ref),        T(im->name),
                      T(im->tag),  T(im->digest), T(im->media_type), T(im->revision), I(f->time_usec)};
         if (f->kind == FINDING_PULL)
@@ -1154,56 +1164,94 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
         return r;
 }
 
-int store_ingest(Store *s, const char *cluster, const Record *records, size_t n, uint64_t received_usec,
-                 StoreIngestResult *ret, char *err, size_t errlen) {
-        if (!s || (!records && n > 0))
+int store_ingest_begin(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen) {
+        if (!s)
                 return -EINVAL;
-        StoreIngestResult res = {0};
-        size_t findings = 0;
         pthread_mutex_lock(&s->lock);
-        char(*clusters)[RECORD_CLUSTER_MAX] = NULL;
+        s->ing = (IngestState){.active = true, .has_cluster = cluster != NULL, .received_usec = received_usec};
+        if (cluster && strcpy_bounded(s->ing.cluster, sizeof s->ing.cluster, cluster) < 0) {
+                s->ing.active = false;
+                pthread_mutex_unlock(&s->lock);
+                return errbuf_fail(err, errlen, -ENAMETOOLONG, "cluster name longer than %d bytes",
+                                   RECORD_CLUSTER_MAX - 1);
+        }
         int r = db_begin(s, err, errlen);
-        if (r >= 0 && !cluster) {
+        if (r < 0) {
+                db_rollback(s);
+                s->ing.active = false;
+                pthread_mutex_unlock(&s->lock);
+        }
+        return r;
+}
+
+int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_t errlen) {
+        if (!s || !s->ing.active || (!records && n > 0))
+                return -EINVAL;
+        IngestState *g = &s->ing;
+        if (g->error < 0)
+                return g->error;
+        char(*clusters)[RECORD_CLUSTER_MAX] = NULL;
+        int r = 0;
+        if (!g->has_cluster) {
                 clusters = calloc(n ? n : 1, sizeof *clusters);
                 if (!clusters)
-                        r = -ENOMEM;
+                        r = errbuf_fail(err, errlen, -ENOMEM, "%s: out of memory", s->name);
                 for (size_t i = 0; r >= 0 && i < n; i++)
                         r = resolve_cluster(s, &records[i], clusters[i], err, errlen);
         }
         /* nodes first: an inventory's guard reads its node's row */
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                const char *cl = cluster ? cluster : clusters[i];
+                const char *cl = g->has_cluster ? g->cluster : clusters[i];
                 if (i > 0 && streq_ptr(records[i].finding.node, records[i - 1].finding.node) &&
-                    streq_ptr(cl, cluster ? cluster : clusters[i - 1]))
+                    streq_ptr(cl, g->has_cluster ? g->cluster : clusters[i - 1]))
                         continue;
-                r = db_write(s, S_NODE_TOUCH, (Val[]){T(cl), T(records[i].finding.node), I(received_usec)}, 3,
+                r = db_write(s, S_NODE_TOUCH, (Val[]){T(cl), T(records[i].finding.node), I(g->received_usec)}, 3,
                              NULL, err, errlen);
         }
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                const char *cl = cluster ? cluster : clusters[i];
+                const char *cl = g->has_cluster ? g->cluster : clusters[i];
                 if (records[i].type == RECORD_INVENTORY) {
-                        r = ingest_inventory(s, cl, &records[i], received_usec, &res, err, errlen);
-                        res.accepted++;
+                        r = ingest_inventory(s, cl, &records[i], g->received_usec, &g->res, err, errlen);
+                        g->parts++;
                 } else {
-                        r = ingest_finding(s, cl, &records[i].finding, received_usec, &res, err, errlen);
-                        findings++;
+                        r = ingest_finding(s, cl, &records[i].finding, g->received_usec, &g->inserted, err, errlen);
+                        g->findings++;
                 }
         }
-        if (r >= 0)
-                r = db_commit(s, err, errlen);
-        if (r < 0)
-                db_rollback(s);
-        pthread_mutex_unlock(&s->lock);
         free(clusters);
         if (r < 0)
+                g->error = r;
+        return r;
+}
+
+int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, size_t errlen) {
+        if (!s || !s->ing.active)
+                return -EINVAL;
+        IngestState *g = &s->ing;
+        int r = g->error;
+        if (commit && r >= 0)
+                r = db_commit(s, err, errlen);
+        if (!commit || r < 0)
+                db_rollback(s);
+        if (commit && r >= 0 && ret) {
+                /* PG counts inserted rows at sync time: only now is g->inserted final */
+                *ret = g->res;
+                ret->accepted = g->inserted + g->parts;
+                ret->duplicates = g->findings - g->inserted;
+        }
+        g->active = false;
+        pthread_mutex_unlock(&s->lock);
+        return commit ? r : 0;
+}
+
+int store_ingest(Store *s, const char *cluster, const Record *records, size_t n, uint64_t received_usec,
+                 StoreIngestResult *ret, char *err, size_t errlen) {
+        int r = store_ingest_begin(s, cluster, received_usec, err, errlen);
+        if (r < 0)
                 return r;
-        /* res.accepted now holds inventory parts plus the finding records actually inserted */
-        size_t inventory_parts = n - findings;
-        size_t inserted = res.accepted - inventory_parts;
-        res.duplicates = findings - inserted;
-        if (ret)
-                *ret = res;
-        return 0;
+        r = store_ingest_add(s, records, n, err, errlen);
+        int k = store_ingest_end(s, r >= 0, ret, err, errlen);
+        return r < 0 ? r : k;
 }
 
 /* ------------------------------------------------------------------ upkeep ---- */

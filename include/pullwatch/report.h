@@ -194,11 +194,15 @@ int fleet_report_main(int argc, char **argv);
 int report_filter_from_query(ReportFilter *f, const char *query, char *err, size_t errlen);
 
 /* GET /report (HTML) and GET /api/v1/report (JSON), with the filters as the query string
- * (cluster, namespace, since, image, workload, inventory_interval, format=json|html|csv).
+ * (cluster, namespace, since, image, workload, inventory_interval).
  * path: "/report" or "/api/v1/report"; query: the raw query string after '?' (or NULL).
- * Returns 0 with *ret_status (200, 400, 404, 503), a static *ret_content_type and a
- * malloc()ed *ret_body (owned by the caller) — an error answer is a body too; < 0 only
- * when even that could not be made (-ENOMEM). Safe from several threads on one Store
- * when the store is. */
-int fleet_report_http(Store *s, const char *path, const char *query, int *ret_status,
-                      const char **ret_content_type, char **ret_body, size_t *ret_body_len);
+ * scope_cluster: the cluster the caller authenticated as (its bearer token or client
+ * certificate), or NULL for an open collector: a scoped caller sees its cluster only (a
+ * query naming another answers 403).
+ * Returns 0 with *ret_status (200, 400, 403, 404, 500, 503), a static *ret_content_type
+ * and a malloc()ed *ret_body (owned by the caller) — an error answer is a body too; < 0
+ * only when even that could not be made (-ENOMEM). An HTML answer is meant to be sent with
+ * the header Content-Security-Policy: report_html_csp(). Each store_query() is one
+ * statement; give it a Store of its own so a long report does not hold the writer's. */
+int fleet_report_http(Store *s, const char *path, const char *query, const char *scope_cluster,
+                      int *ret_status, const char **ret_content_type, char **ret_body, size_t *ret_body_len);

@@ -127,6 +127,13 @@ typedef struct StoreIngestResult {
 int store_ingest(Store *s, const char *cluster, const Record *records, size_t n, uint64_t received_usec,
                  StoreIngestResult *ret, char *err, size_t errlen);
 
+/* The same in pieces, for a batch decoded a chunk at a time: begin takes the store's lock
+ * and opens the transaction, add stores records (an error makes every later add and the
+ * end fail), end commits (commit = true) or rolls back, and releases the lock. */
+int store_ingest_begin(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen);
+int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_t errlen);
+int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, size_t errlen);
+
 /* Upkeep, called periodically by the collector: today's daily_rollup rows (UTC day of
  * now_usec) from the current node_images; records older than retention_days deleted
  * (0 keeps everything); inventory parts staged more than a day ago dropped. */

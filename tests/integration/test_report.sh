@@ -5,7 +5,8 @@
 #   - the HTML opened in headless Chromium: a screenshot checked non-blank, and the DOM holding
 #     the divergent tag, its nodes and the numbers of the JSON; the injection fixture as text;
 #     the style allowed by the hash in its Content-Security-Policy;
-#   - --image, CSV, --fail-under exit codes, bad options.
+#   - --image, CSV, --fail-under exit codes, bad options;
+#   - the same live from `serve` (GET /api/v1/report, /report with its CSP header, a token's scope).
 # PW_REPORT_UPDATE_GOLDEN=1 rewrites the golden file from SQLite (review the diff!).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -123,6 +124,39 @@ pw_assert_status 2 "a bad duration is an error" report --db "$DB" --since 3x
 pw_assert_match "$(cat "$PW_LAST_ERR")" "since" "the error names the option"
 pw_assert_status 2 "a missing database is an error" report --db "sqlite:$W/nonexistent/dir/x.db"
 pw_assert_status 2 "a bad workload is an error" report --db "$DB" --workload noslash
+
+# ---- live from serve: GET /api/v1/report and /report, the same numbers as the command
+serve_check() { # TOKENS-FILE or ""
+	local port args=(--db "$DB") pid
+	port=$(pw_free_port)
+	[[ -n $1 ]] && args+=(--tokens "$1")
+	"$FLEET" serve --listen "127.0.0.1:$port" "${args[@]}" >>"$W/serve.log" 2>&1 &
+	pid=$!
+	PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $pid"
+	pw_poll 20 curl -sf "http://127.0.0.1:$port/healthz" || pw_fail "serve did not start" "$(tail -5 "$W/serve.log")"
+	SERVE=http://127.0.0.1:$port
+}
+serve_check ""
+curl -sf "$SERVE/api/v1/report?cluster=prod&since=30d" -o "$W/http.json" || pw_fail "GET /api/v1/report"
+report --db "$DB" --cluster prod --since 30d -o "$W/cli.json"
+same=$("$PW_PY" -c '
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+# "now" differs (the server uses the clock): compare what does not depend on it
+print(all(a[k] == b[k] for k in ("divergence", "compliance", "offenders")) and a["filter"]["cluster"] == "prod")' "$W/http.json" "$W/cli.json")
+pw_assert_eq "$same" True "GET /api/v1/report?cluster=prod holds what report --cluster prod does"
+headers=$(curl -sf -D - -o "$W/http.html" "$SERVE/report?namespace=shop") || pw_fail "GET /report"
+pw_assert_match "$headers" "Content-Security-Policy: default-src 'none'; style-src 'sha256-$style_hash'" "GET /report carries the CSP"
+pw_assert_match "$(cat "$W/http.html")" 'href="/api/v1/report\?namespace=shop"' "the HTML links to its JSON"
+pw_assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE/api/v1/report?since=soon")" 400 "a bad parameter answers 400"
+pw_assert_eq "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SERVE/report")" 405 "POST /report answers 405"
+# with tokens, a credential reads its own cluster only
+printf 'tok-prod prod\n' >"$W/tokens"
+serve_check "$W/tokens"
+pw_assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE/api/v1/report")" 401 "no token, no report"
+curl -sf -H "Authorization: Bearer tok-prod" "$SERVE/api/v1/report" -o "$W/scoped.json" || pw_fail "scoped report"
+pw_assert_eq "$("$PW_PY" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(sorted({c["cluster"] for c in r["compliance"]}))' "$W/scoped.json")" "['prod']" "a prod token sees prod only"
+pw_assert_eq "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer tok-prod" "$SERVE/api/v1/report?cluster=staging")" 403 "a prod token cannot read staging"
 
 # ---- PostgreSQL: the same golden JSON
 if pw_pg_available; then

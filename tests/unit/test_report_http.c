@@ -60,7 +60,7 @@ static void test_routes(void **state) {
                 const char *type = NULL;
                 char *body = NULL;
                 size_t len = 0;
-                assert_int_equal(fleet_report_http(s, table[i].path, table[i].query, &status, &type, &body, &len), 0);
+                assert_int_equal(fleet_report_http(s, table[i].path, table[i].query, NULL, &status, &type, &body, &len), 0);
                 if (status != table[i].status || !startswith(type, table[i].type) || !strstr(body, table[i].body))
                         fail_msg("case %zu (%s?%s): %d %s\n%.400s", i, table[i].path, table[i].query ? table[i].query : "",
                                  status, type, body);
@@ -85,9 +85,37 @@ static void test_query_too_long(void **state) {
         const char *type;
         char *body;
         size_t len;
-        assert_int_equal(fleet_report_http(s, "/api/v1/report", q, &status, &type, &body, &len), 0);
+        assert_int_equal(fleet_report_http(s, "/api/v1/report", q, NULL, &status, &type, &body, &len), 0);
         assert_int_equal(status, 400);
         free(body);
+        store_free(s);
+}
+
+/* A caller authenticated as one cluster reads that cluster only. */
+static void test_scope(void **state) {
+        Store *s = open_store(*state);
+        static const struct {
+                const char *query;
+                int status;
+                const char *body;
+        } table[] = {
+                {NULL, 200, "\"cluster\": \"prod\""},
+                {"cluster=prod", 200, "\"cluster\": \"prod\""},
+                {"cluster=staging", 403, "own cluster"},
+                {"namespace=shop", 200, "\"cluster\": \"prod\""},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                int status = 0;
+                const char *type = NULL;
+                char *body = NULL;
+                size_t len = 0;
+                assert_int_equal(fleet_report_http(s, "/api/v1/report", table[i].query, "prod", &status, &type, &body,
+                                                   &len),
+                                 0);
+                if (status != table[i].status || !strstr(body, table[i].body))
+                        fail_msg("case %zu: %d %.300s", i, status, body);
+                free(body);
+        }
         store_free(s);
 }
 
@@ -95,6 +123,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_routes, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_query_too_long, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_scope, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
