@@ -3,12 +3,16 @@
 #   installs what is missing, builds pullwatch into build/, starts a private
 #   systemd-journald (when none runs), docker-registry and containerd, runs the
 #   agent, pushes and pulls a few images the way it happens in life, shows the
-#   journal entries, the --stdout JSON and a `pullwatch scan`, then stops
+#   journal entries, the --stdout JSON and a `pullwatch scan`; then the fleet: a second
+#   containerd and agent, both shipping to one pullwatch-fleet collector, a tag that
+#   diverges between the two nodes, and the HTML fleet report written to a file whose
+#   path it prints (kept after the demo); then stops
 #   everything it started. Nothing outside a temporary dir (and build/) is touched:
 #   the private containerd and registry use their own socket, port and storage.
 #
 #   PW_SKIP_INSTALL=1   don't apt-get
-#   PW_SKIP_BUILD=1     use an existing build/pullwatch (or $PULLWATCH)
+#   PW_SKIP_BUILD=1     use an existing build/pullwatch (or $PULLWATCH) and build/pullwatch-fleet
+#                       (or $PULLWATCH_FLEET)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,7 +21,8 @@ ROOT=$(pwd)
 
 PACKAGES=(containerd docker-registry skopeo systemd python3
           build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev libsystemd-dev
-          libprotobuf-c-dev protobuf-c-compiler libcmocka-dev zlib1g-dev libnghttp2-dev)
+          libprotobuf-c-dev protobuf-c-compiler libcmocka-dev zlib1g-dev libnghttp2-dev
+          libmicrohttpd-dev libsqlite3-dev libpq-dev)
 if [[ ${PW_SKIP_INSTALL:-0} != 1 ]]; then
 	missing=()
 	for p in "${PACKAGES[@]}"; do
@@ -34,7 +39,7 @@ fi
 if [[ ${PW_SKIP_BUILD:-0} != 1 ]]; then
 	echo "== building pullwatch in build/"
 	cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	cmake --build "$ROOT/build" -j"$(nproc)" --target pullwatch >/dev/null
+	cmake --build "$ROOT/build" -j"$(nproc)" --target pullwatch pullwatch-fleet >/dev/null
 fi
 export PULLWATCH=${PULLWATCH:-$ROOT/build/pullwatch}
 [[ -x $PULLWATCH ]] || { echo "demo.sh: $PULLWATCH was not built" >&2; exit 1; }
@@ -164,8 +169,8 @@ else
 	soft pw_poll 30 diverged
 	REPORT_HTML=$(mktemp /tmp/pullwatch-fleet-report.XXXXXX.html)
 	"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format html -o "$REPORT_HTML" && chmod 644 "$REPORT_HTML"
-	echo "   divergent tags, as the report's JSON has them:"
-	"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format json | "$PW_PY" -c '
+	echo "   curl http://127.0.0.1:$FPORT/api/v1/report (the live report's JSON):"
+	curl -sf "http://127.0.0.1:$FPORT/api/v1/report" | "$PW_PY" -c '
 import json, sys
 r = json.load(sys.stdin)
 h = r["headline"]
@@ -175,7 +180,7 @@ for d in r["divergence"]:
     for g in d["digests"]:
         print("      %s  on %s" % (g["digest"][:19], ", ".join(g["nodes"])))'
 	echo "   the HTML report (one self-contained file): $REPORT_HTML"
-	echo "   live: http://127.0.0.1:$FPORT/report and /api/v1/report (while the demo runs)"
+	echo "   (the collector serves the same live at /report; the demo stops it below)"
 fi
 
 echo
