@@ -157,28 +157,46 @@ else
 		--endpoint "http://127.0.0.1:$FPORT/v1/records" --batch-max-age 200ms >"$D2/agent.out" 2>"$D2/agent.err" </dev/null &
 	PW_EXTRA_PIDS="$PW_EXTRA_PIDS $!"
 	soft pw_poll 20 grep -q 'subscribed to containerd events' "$D2/agent.err"
-	# shop/web:latest is pushed once more; node 2 pulls it, node 1 keeps the one it has
+	# shop/web:latest is pushed once more; node 2 pulls it and starts a pod on it; then the
+	# tag is re-pushed under that pod, node 2 pulls again and the pod restarts on the new
+	# digest: node 1 keeps the one it has
+	ctr2() { ctr -a "$D2/containerd.sock" -n k8s.io "$@"; }
 	d_web3=$(pw_build_image shop/web latest "" web-3)
-	ctr -a "$D2/containerd.sock" -n k8s.io images pull --plain-http "$R/shop/web:latest" >/dev/null
+	ctr2 images pull --plain-http "$R/shop/web:latest" >/dev/null
+	ctr2 containers create --label io.kubernetes.pod.name=web-5c8d-q7k2p --label io.kubernetes.pod.namespace=shop \
+		--label io.kubernetes.container.name=web "$R/shop/web:latest" demo-web-b >/dev/null
+	d_web4=$(pw_build_image shop/web latest "" web-4)
+	ctr2 images pull --plain-http "$R/shop/web:latest" >/dev/null
+	# the pod's container restarts and runs what the tag says now
+	ctr2 containers create --label io.kubernetes.pod.name=web-5c8d-q7k2p --label io.kubernetes.pod.namespace=shop \
+		--label io.kubernetes.container.name=web "$R/shop/web:latest" demo-web-b2 >/dev/null
 	echo "   $NODE holds $R/shop/web:latest at $d_moved"
-	echo "   $NODE2 holds $R/shop/web:latest at $d_web3"
-	diverged() {
+	echo "   $NODE2 pulled it at $d_web3 (pod shop/web-5c8d-q7k2p), then at $d_web4 (the pod restarted on it)"
+	reported() {
 		"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format json 2>/dev/null |
-			"$PW_PY" -c 'import json, sys; r = json.load(sys.stdin); sys.exit(not any(d["ref"] == sys.argv[1] for d in r["divergence"]))' "$R/shop/web:latest"
+			"$PW_PY" -c 'import json, sys; r = json.load(sys.stdin); sys.exit(not (any(d["ref"] == sys.argv[1] for d in r["divergence"]) and r["moves"]))' "$R/shop/web:latest"
 	}
-	soft pw_poll 30 diverged
+	soft pw_poll 30 reported
 	REPORT_HTML=$(mktemp /tmp/pullwatch-fleet-report.XXXXXX.html)
 	"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format html -o "$REPORT_HTML" && chmod 644 "$REPORT_HTML"
-	echo "   curl http://127.0.0.1:$FPORT/api/v1/report (the live report's JSON):"
-	curl -sf "http://127.0.0.1:$FPORT/api/v1/report" | "$PW_PY" -c '
+	echo "   curl http://127.0.0.1:$FPORT/api/v1/report?workload=shop/web (the live report's JSON):"
+	curl -sf "http://127.0.0.1:$FPORT/api/v1/report?workload=shop/web" | "$PW_PY" -c '
 import json, sys
 r = json.load(sys.stdin)
 h = r["headline"]
 print("   nodes %d (stale %d), images %d, compliance %s %%" % (h["nodes"], h["nodes_stale"], h["images"], h["percent"]))
+print("   divergent tags:")
 for d in r["divergence"]:
-    print("   %s" % d["ref"])
+    print("     %s" % d["ref"])
     for g in d["digests"]:
-        print("      %s  on %s" % (g["digest"][:19], ", ".join(g["nodes"])))'
+        print("        %s  on %s" % (g["digest"][:19], ", ".join(g["nodes"])))
+print("   tag moves:")
+for m in r["moves"]:
+    print("     %s  %s -> %s  on %s" % (m["first"][:19], m["previous_digest"][:19], m["digest"][:19], ", ".join(m["nodes"])))
+print("   what runs where (?workload=shop/web), and the rollback target:")
+for p in r["placements"]:
+    prev = p["previous"]["digest"][:19] if p["previous"] else "-"
+    print("     %s %s/%s: now %s, before %s" % (p["node"], p["namespace"], p["pod"], (p["digest"] or "")[:19], prev))'
 	echo "   the HTML report (one self-contained file): $REPORT_HTML"
 	echo "   (the collector serves the same live at /report; the demo stops it below)"
 fi
