@@ -603,48 +603,90 @@ static int row_image_now(void *userdata, size_t ncols, const char *const *v) {
         return 0;
 }
 
-typedef struct HistCtx {
-        Q *q;
-        size_t next; /* placements are ordered by (cluster, node) like the history rows */
-} HistCtx;
+static int cmp_node(const ReportPlacement *p, const char *cluster, const char *node) {
+        int c = strcmp(p->cluster, cluster);
+        return c ? c : strcmp(p->node, node);
+}
 
+/* The first placement on (cluster, node), by binary search: placements are sorted in C
+ * (strcmp), since the database's ORDER BY follows its collation, not strcmp. */
+static size_t placement_lower_bound(const ReportModel *m, const char *cluster, const char *node) {
+        size_t lo = 0, hi = m->n_placements;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (cmp_node(&m->placements[mid], cluster, node) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static int set_previous(ReportPlacement *p, const char *digest, const char *revision, uint64_t last) {
+        free(p->previous_digest);
+        free(p->previous_revision);
+        p->previous_digest = xstrdup(digest);
+        p->previous_revision = xstrdup(revision);
+        p->previous_last_usec = last;
+        return p->previous_digest && p->previous_revision ? 0 : -ENOMEM;
+}
+
+/* workload_history rows of the image: cluster node digest revision first last, each
+ * node's newest first. The current digest's first sighting is "since"; the newest other
+ * digest is what ran before. */
 static int row_image_before(void *userdata, size_t ncols, const char *const *v) {
-        HistCtx *h = userdata;
-        ReportModel *m = h->q->m;
+        Q *q = userdata;
+        ReportModel *m = q->m;
         if (ncols < 6)
                 return -EPROTO;
-        /* columns: cluster node digest revision first last, by (cluster, node), newest first */
-        while (h->next < m->n_placements) {
-                ReportPlacement *p = &m->placements[h->next];
-                int c = strcmp(p->cluster, opt(v[0]));
-                if (!c)
-                        c = strcmp(p->node, opt(v[1]));
-                if (c > 0)
-                        return 0; /* history of a node that holds the image no more */
-                if (c < 0) {
-                        h->next++;
-                        continue;
+        for (size_t i = placement_lower_bound(m, opt(v[0]), opt(v[1]));
+             i < m->n_placements && cmp_node(&m->placements[i], opt(v[0]), opt(v[1])) == 0; i++) {
+                ReportPlacement *p = &m->placements[i];
+                if (streq_ptr(p->digest, opt(v[2]))) {
+                        if (p->since_usec == 0 || u64(v[4]) < p->since_usec)
+                                p->since_usec = u64(v[4]);
+                } else if (isempty(p->previous_digest) || u64(v[5]) > p->previous_last_usec) {
+                        int r = set_previous(p, opt(v[2]), opt(v[3]), u64(v[5]));
+                        if (r < 0)
+                                return r;
                 }
-                /* every reference of the image on this node: the same history applies */
-                for (size_t i = h->next; i < m->n_placements; i++) {
-                        ReportPlacement *pi = &m->placements[i];
-                        if (!streq_ptr(pi->cluster, p->cluster) || !streq_ptr(pi->node, p->node))
-                                break;
-                        if (streq_ptr(pi->digest, opt(v[2]))) {
-                                if (pi->since_usec == 0 || u64(v[4]) < pi->since_usec)
-                                        pi->since_usec = u64(v[4]);
-                        } else if (isempty(pi->previous_digest)) {
-                                free(pi->previous_digest);
-                                free(pi->previous_revision);
-                                if (!(pi->previous_digest = xstrdup(v[2])) ||
-                                    !(pi->previous_revision = xstrdup(v[3])))
-                                        return -ENOMEM;
-                                pi->previous_last_usec = u64(v[5]);
-                        }
-                }
-                return 0;
         }
         return 0;
+}
+
+/* pull records of the image, for nodes no pod history covers: cluster node ref digest
+ * revision last. The newest pull of another digest of the same reference ran before. */
+static int row_image_pulls(void *userdata, size_t ncols, const char *const *v) {
+        Q *q = userdata;
+        ReportModel *m = q->m;
+        if (ncols < 6)
+                return -EPROTO;
+        for (size_t i = placement_lower_bound(m, opt(v[0]), opt(v[1]));
+             i < m->n_placements && cmp_node(&m->placements[i], opt(v[0]), opt(v[1])) == 0; i++) {
+                ReportPlacement *p = &m->placements[i];
+                if (!streq_ptr(p->ref, opt(v[2])) || p->from_history)
+                        continue;
+                if (streq_ptr(p->digest, opt(v[3]))) {
+                        if (p->since_usec == 0 || u64(v[5]) < p->since_usec)
+                                p->since_usec = u64(v[5]);
+                        if (isempty(p->revision) && !isempty(v[4])) {
+                                free(p->revision);
+                                if (!(p->revision = xstrdup(v[4])))
+                                        return -ENOMEM;
+                        }
+                } else if (isempty(p->previous_digest) || u64(v[5]) > p->previous_last_usec) {
+                        int r = set_previous(p, opt(v[3]), opt(v[4]), u64(v[5]));
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int cmp_placement_node(const void *a, const void *b) {
+        const ReportPlacement *x = a, *y = b;
+        int c = cmp_node(x, y->cluster, y->node);
+        return c ? c : strcmp(x->ref, y->ref);
 }
 
 static int query_image(Q *q) {
@@ -652,19 +694,29 @@ static int query_image(Q *q) {
         where_images(q, where, sizeof where);
         snprintf(sql, sizeof sql,
                  "SELECT cluster, node, ref, digest, revision, updated_usec FROM node_images "
-                 "WHERE %s AND name = $3 ORDER BY cluster, node, ref",
+                 "WHERE %s AND name = $3",
                  where);
         const char *p[] = {opt(q->f->cluster), q->ns_needle, q->f->image};
         int r = run(q, sql, 3, p, row_image_now, q);
         if (r < 0)
                 return r;
-        HistCtx h = {q, 0};
+        ReportModel *m = q->m;
+        if (m->n_placements > 1)
+                qsort(m->placements, m->n_placements, sizeof *m->placements, cmp_placement_node);
         const char *p2[] = {q->f->image, opt(q->f->cluster)};
+        r = run(q,
+                "SELECT cluster, node, digest, MAX(revision), MIN(first_seen_usec), MAX(last_seen_usec) "
+                "FROM workload_history WHERE name = $1 AND ($2 = '' OR cluster = $2) GROUP BY cluster, node, digest",
+                2, p2, row_image_before, q);
+        if (r < 0)
+                return r;
+        /* pods ran it on these nodes: their history is the better witness */
+        for (size_t i = 0; i < m->n_placements; i++)
+                m->placements[i].from_history = !isempty(m->placements[i].previous_digest);
         return run(q,
-                   "SELECT cluster, node, digest, MAX(revision), MIN(first_seen_usec), MAX(last_seen_usec) "
-                   "FROM workload_history WHERE name = $1 AND ($2 = '' OR cluster = $2) "
-                   "GROUP BY cluster, node, digest ORDER BY cluster, node, 6 DESC, digest",
-                   2, p2, row_image_before, &h);
+                   "SELECT cluster, node, ref, digest, MAX(revision), MAX(time_usec) FROM records "
+                   "WHERE kind = 'pull' AND name = $1 AND ($2 = '' OR cluster = $2) GROUP BY cluster, node, ref, digest",
+                   2, p2, row_image_pulls, q);
 }
 
 /* ---- the whole model ---- */

@@ -122,6 +122,7 @@ typedef struct ReportPlacement {
         uint64_t since_usec; /* first seen running this digest (0 unknown) */
         char *previous_digest, *previous_revision; /* "" when nothing ran before */
         uint64_t previous_last_usec;
+        bool from_history; /* internal: "previous" came from pod history, not pull records */
 } ReportPlacement;
 
 #define REPORT_ARRAY(type, name) \

@@ -213,6 +213,11 @@ static int fill(void) {
                     "tag 3f2c1ab, revision 0000000");
         r |= record("p1", "pull", "info", NOW - H, "prod", "node-a", API ":1.4.2", API, "1.4.2", A1, "", "", REV, "",
                     "", "pull");
+        /* node-b's pulls of web:latest: no pod history there, so --image reads what ran before from these */
+        r |= record("p2", "pull", "info", NOW - 4 * D, "prod", "node-b", WEB ":latest", WEB, "latest", W0, "", "", "r0",
+                    "", "", "pull");
+        r |= record("p3", "pull", "info", NOW - 3 * D + H, "prod", "node-b", WEB ":latest", WEB, "latest", W1, "", "",
+                    "", "", "", "pull");
         r |= record("x1", "tag_moved", "high", NOW - 4 * H, "prod", "node-b", EVIL_REF, EVIL_NAME,
                     "1</title><b>x&amp;y", W2, W1, "", "", EVIL_NS, EVIL_POD, "<script>alert(3)</script>");
 
