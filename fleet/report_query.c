@@ -13,6 +13,7 @@
 #include "pullwatch/store.h"
 #include "pullwatch/util.h"
 
+#define REPORT_PG_WORK_MEM "64MB"  /* per hash or sort, for this session only */
 #define PODS_JSON_MAX (256 * 1024) /* one node_images.pods value; beyond it the pods are not listed */
 
 typedef struct Q {
@@ -756,6 +757,13 @@ int report_query(Store *s, const ReportFilter *f, ReportModel **ret, char *err, 
         Q q;
         if (r >= 0)
                 r = q_init(&q, s, &m->filter, m, err, errlen);
+        /* PostgreSQL sizes a GROUP BY from column statistics, which overestimate the groups
+         * of (cluster, namespaces, ref, digest) by orders of magnitude, and with the default
+         * 4 MB work_mem it then sorts 2M rows through disk instead of hashing a thousand
+         * groups in memory (3.1 → 1.5 s over 500k rows here). A session setting of this
+         * read-only connection, not a write: the report has a Store of its own. */
+        if (r >= 0 && store_engine(s) == STORE_POSTGRESQL)
+                r = run(&q, "SET work_mem = '" REPORT_PG_WORK_MEM "'", 0, NULL, NULL, NULL);
         if (r >= 0)
                 r = query_nodes(&q);
         if (r >= 0)
