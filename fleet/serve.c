@@ -95,7 +95,7 @@ typedef struct Request {
         Server *srv;
         struct MHD_Connection *conn;
         ReqState state;
-        bool gzip, too_big, counted;
+        bool gzip, too_big, overloaded, counted;
         char cluster[RECORD_CLUSTER_MAX];
         bool has_cluster;
         char *body; /* as received, then inflated */
@@ -113,6 +113,8 @@ struct Server {
         const char *listen, *db_url, *tls_cert, *tls_key, *client_ca, *tokens_path;
         unsigned retention_days;
         size_t max_body, queue_max_bytes;
+        size_t inflight_max_bytes; /* bodies received or waiting, all requests: 2 × queue + 1 body */
+        atomic_size_t inflight_bytes;
         uint64_t maintain_usec;
         bool allow_open;
 
@@ -216,6 +218,22 @@ static int client_cert_cluster(struct MHD_Connection *conn, char *buf, size_t si
         return r;
 }
 
+/* With --client-ca every connection must present a certificate the CA signed, checked by
+ * GnuTLS during the handshake: a wrong or missing one fails the handshake itself, before
+ * any HTTP. (libmicrohttpd only asks for a certificate and leaves the checking to us.) */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        Server *srv = cls;
+        if (code != MHD_CONNECTION_NOTIFY_STARTED || !srv->client_ca)
+                return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (!ci || !ci->tls_session)
+                return;
+        gnutls_session_t session = (gnutls_session_t) ci->tls_session;
+        gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+        gnutls_session_set_verify_cert(session, NULL, 0);
+}
+
 /* 1: authenticated (cluster set, or has_cluster false for an open collector), 0: not. */
 static int authenticate(Server *srv, struct MHD_Connection *conn, Request *req) {
         if (srv->client_ca) {
@@ -244,10 +262,20 @@ static int authenticate(Server *srv, struct MHD_Connection *conn, Request *req) 
 
 /* -------------------------------------------------------------------- queue ---- */
 
+/* Every body buffer counts against srv->inflight_bytes, so that many slow uploads at once
+ * cannot take more memory than the bound either. */
+static void body_release(Request *req) {
+        if (req->body)
+                atomic_fetch_sub(&req->srv->inflight_bytes, req->cap);
+        free(req->body);
+        req->body = NULL;
+        req->cap = req->len = 0;
+}
+
 static void request_free(Request *req) {
         if (!req)
                 return;
-        free(req->body);
+        body_release(req);
         free(req->answer);
         free(req);
 }
@@ -414,8 +442,7 @@ static void *writer_main(void *userdata) {
                 srv->queue_requests--;
                 srv->queue_bytes -= req->queued_bytes;
                 req->state = REQ_DONE;
-                free(req->body); /* the queue's memory goes back now, not when the client reads */
-                req->body = NULL;
+                body_release(req); /* the queue's memory goes back now, not when the client reads */
                 pthread_mutex_unlock(&srv->lock);
                 /* outside our lock: libmicrohttpd takes its own, and on_completed takes ours */
                 MHD_resume_connection(req->conn);
@@ -520,16 +547,23 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
         if (*upload_size > 0) {
                 size_t n = *upload_size;
                 *upload_size = 0;
-                if (req->too_big)
+                if (req->too_big || req->overloaded)
                         return MHD_YES;
                 if (req->len + n > srv->max_body) {
                         req->too_big = true; /* read on and drop, then answer 413 */
-                        free(req->body);
-                        req->body = NULL;
+                        body_release(req);
                         return MHD_YES;
                 }
+                size_t old_cap = req->cap;
                 if (greedy_realloc((void **) &req->body, &req->cap, req->len + n + 1, 1, 64 * 1024) < 0)
                         return MHD_NO;
+                if (req->cap != old_cap &&
+                    atomic_fetch_add(&srv->inflight_bytes, req->cap - old_cap) + (req->cap - old_cap) >
+                            srv->inflight_max_bytes) {
+                        req->overloaded = true; /* read on and drop, then answer 503 */
+                        body_release(req);
+                        return MHD_YES;
+                }
                 memcpy(req->body + req->len, upload, n);
                 req->len += n;
                 return MHD_YES;
@@ -540,6 +574,9 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
                 snprintf(msg, sizeof msg, "body larger than %zu bytes", srv->max_body);
                 return respond_error(srv, conn, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE, msg, 0);
         }
+        if (req->overloaded)
+                return respond_error(srv, conn, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_OVERLOAD,
+                                     "too many bodies being received, try again later", RETRY_AFTER_FULL);
         if (req->gzip) {
                 char *plain = NULL;
                 size_t plain_len = 0;
@@ -550,10 +587,15 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
                         return respond_error(srv, conn, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE, err, 0);
                 if (r < 0)
                         return respond_error(srv, conn, MHD_HTTP_BAD_REQUEST, REJECT_MALFORMED, err, 0);
-                free(req->body);
+                body_release(req);
                 req->body = plain;
                 req->len = plain_len;
                 req->cap = plain_len + 1;
+                if (atomic_fetch_add(&srv->inflight_bytes, req->cap) + req->cap > srv->inflight_max_bytes) {
+                        body_release(req);
+                        return respond_error(srv, conn, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_OVERLOAD,
+                                             "too many bodies being received, try again later", RETRY_AFTER_FULL);
+                }
         }
         /* validate every line now, in this thread, so the writer only ever stores */
         char err[512] = "";
@@ -900,6 +942,7 @@ int fleet_serve_main(int argc, char **argv) {
                 log_line("--client-ca needs --tls-cert and --tls-key");
                 return 2;
         }
+        srv->inflight_max_bytes = 2 * srv->queue_max_bytes + srv->max_body;
         if (srv->client_ca && srv->tokens_path) {
                 log_line("--client-ca and --tokens are alternatives: choose one");
                 return 2;
@@ -972,7 +1015,8 @@ int fleet_serve_main(int argc, char **argv) {
                         tls_list[nt++] = tls_opts[i];
         tls_list[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
         srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &addr,
-                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE,
+                                       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                                       MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_THREAD_POOL_SIZE,
                                        (unsigned) 2, MHD_OPTION_CONNECTION_LIMIT, (unsigned) 512,
                                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 60, MHD_OPTION_ARRAY, tls_list,
                                        MHD_OPTION_END);

@@ -391,6 +391,11 @@ static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
                 r = sqlite_exec(s, "PRAGMA synchronous=FULL", err, errlen);
         if (r >= 0)
                 r = sqlite_exec(s, "PRAGMA foreign_keys=OFF", err, errlen);
+        /* 8 MiB of page cache (default 2 MiB): a batch touches pages of records' five
+         * indexes and node_images' four; with the default most of them were re-read from
+         * the WAL by pread() on every batch (40 % of the collector's CPU in the kernel). */
+        if (r >= 0)
+                r = sqlite_exec(s, "PRAGMA cache_size=-8192", err, errlen);
         return r;
 }
 
@@ -605,6 +610,9 @@ static int pg_queue(Store *s, StmtId id, const Val *v, size_t n, size_t *affecte
 }
 
 static int pg_open(Store *s, const char *url, char *err, size_t errlen) {
+        /* a database host that drops packets must not hang the writer for minutes on a
+         * reconnect: 10 s unless the URL or the environment says otherwise */
+        (void) setenv("PGCONNECT_TIMEOUT", "10", 0);
         s->conninfo = strdup(url);
         if (!s->conninfo)
                 return -ENOMEM;

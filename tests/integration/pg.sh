@@ -80,11 +80,11 @@ pw_pg_start() {
 	PW_PG_PORT=${PW_PG_URL##*:}
 	PW_PG_PORT=${PW_PG_PORT%%/*}
 	export PW_PG_URL PW_PG_DIR PW_PG_PORT
-	# chain onto whatever EXIT trap the test already has (lib.sh's)
+	# before whatever EXIT trap the test already has (lib.sh's pw_cleanup ends in `exit`)
 	local prev
 	prev=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
 	# shellcheck disable=SC2064
-	trap "${prev:+$prev; }pw_pg_stop" EXIT
+	trap "pw__pg_rc=\$?; set +e; pw_pg_stop; (exit \$pw__pg_rc)${prev:+; $prev}" EXIT # keep the test's status for it
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
