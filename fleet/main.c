@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "pullwatch/fleet.h"
+#include "pullwatch/report.h"
 #include "pullwatch/util.h"
 
 static bool streq(const char *a, const char *b) {
@@ -12,6 +13,9 @@ static bool streq(const char *a, const char *b) {
 static int help(void) {
         printf("pullwatch-fleet serve --listen ADDR:PORT --db URL [--tls-cert F --tls-key F] [--client-ca F]\n"
                "                      [--tokens F] [--retention DAYS] [--max-body BYTES]\n"
+               "pullwatch-fleet report --db URL [--format json|html|csv] [-o FILE] [--fail-under PERCENT]\n"
+               "                      [--cluster C] [--namespace NS] [--since DURATION]\n"
+               "                      [--image NAME | --workload NS/NAME] (report --help for more)\n"
                "pullwatch-fleet version | --help\n");
         return 0;
 }
@@ -26,6 +30,8 @@ int main(int argc, char **argv) {
         if (streq(argv[1], "serve"))
                 return fleet_serve_main(argc - 1, argv + 1);
         /* --- report engineer: the `report` subcommand goes here --- */
+        if (streq(argv[1], "report"))
+                return fleet_report_main(argc - 1, argv + 1);
         fprintf(stderr, "pullwatch-fleet: unknown command %s (try --help)\n", argv[1]);
         return 2;
 }

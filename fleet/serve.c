@@ -22,6 +22,7 @@
 
 #include "pullwatch/fleet.h"
 #include "pullwatch/ingest.h"
+#include "pullwatch/report.h"
 #include "pullwatch/store.h"
 #include "pullwatch/util.h"
 
@@ -619,6 +620,73 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
         return MHD_YES;
 }
 
+/* ------------------------------------------------------------------ report ---- */
+
+/* The query string again, from libmicrohttpd's decoded arguments: percent-encoded, so the
+ * report parses exactly what the command line would get. */
+static enum MHD_Result report_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        FILE *f = cls;
+        if (ftell(f) > 0)
+                fputc('&', f);
+        for (int pass = 0; pass < 2; pass++) {
+                const char *s = pass == 0 ? key : value;
+                if (pass == 1) {
+                        if (!value)
+                                break;
+                        fputc('=', f);
+                }
+                for (const unsigned char *c = (const unsigned char *) (s ? s : ""); *c; c++) {
+                        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                            strchr("-._~", *c))
+                                fputc(*c, f);
+                        else
+                                fprintf(f, "%%%02X", *c);
+                }
+        }
+        return MHD_YES;
+}
+
+/* GET /report and /api/v1/report. A credential that names a cluster (bearer token or
+ * client certificate) reads that cluster only. Each report opens a Store of its own: a
+ * scan of millions of rows must not hold the writer's connection and its lock (SQLite
+ * in WAL mode: readers do not block the writer; PostgreSQL: one more connection). */
+static enum MHD_Result serve_report(Server *srv, struct MHD_Connection *conn, const char *url) {
+        _cleanup_free_ Request *auth = calloc(1, sizeof *auth);
+        if (!auth)
+                return MHD_NO;
+        if (!authenticate(srv, conn, auth))
+                return respond(conn, MHD_HTTP_UNAUTHORIZED, "text/plain", strdup("unauthorized\n"), 0,
+                               MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+        _cleanup_free_ char *query = NULL;
+        size_t query_len = 0;
+        FILE *f = open_memstream(&query, &query_len);
+        if (!f)
+                return MHD_NO;
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, report_arg, f);
+        if (fclose(f) != 0)
+                return MHD_NO;
+
+        char err[512] = "";
+        Store *rs = NULL;
+        int r = store_open(&rs, srv->db_url, err, sizeof err);
+        if (r < 0) {
+                log_line("report: %s", err);
+                return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", strdup("database unavailable\n"),
+                               RETRY_AFTER_DB, NULL, NULL);
+        }
+        int status = 0;
+        const char *type = NULL;
+        char *body = NULL;
+        size_t len = 0;
+        r = fleet_report_http(rs, url, query, auth->has_cluster ? auth->cluster : NULL, &status, &type, &body, &len);
+        store_free(rs);
+        if (r < 0)
+                return MHD_NO;
+        bool html = status == MHD_HTTP_OK && startswith(type, "text/html");
+        return respond(conn, (unsigned) status, type, body, 0, html ? "Content-Security-Policy" : NULL,
+                       html ? report_html_csp() : NULL);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
         Server *srv = cls;
@@ -678,6 +746,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return serve_metrics(srv, conn);
         }
         /* --- report engineer: GET /report and GET /api/v1/report are routed here --- */
+        if (streq_ptr(url, "/report") || streq_ptr(url, "/api/v1/report")) {
+                if (!is_get)
+                        return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", strdup("use GET\n"), 0,
+                                       MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+                return serve_report(srv, conn, url);
+        }
         return respond(conn, MHD_HTTP_NOT_FOUND, "text/plain", strdup("not found\n"), 0, NULL, NULL);
 }
 

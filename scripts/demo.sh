@@ -3,12 +3,16 @@
 #   installs what is missing, builds pullwatch into build/, starts a private
 #   systemd-journald (when none runs), docker-registry and containerd, runs the
 #   agent, pushes and pulls a few images the way it happens in life, shows the
-#   journal entries, the --stdout JSON and a `pullwatch scan`, then stops
+#   journal entries, the --stdout JSON and a `pullwatch scan`; then the fleet: a second
+#   containerd and agent, both shipping to one pullwatch-fleet collector, a tag that
+#   diverges between the two nodes, and the HTML fleet report written to a file whose
+#   path it prints (kept after the demo); then stops
 #   everything it started. Nothing outside a temporary dir (and build/) is touched:
 #   the private containerd and registry use their own socket, port and storage.
 #
 #   PW_SKIP_INSTALL=1   don't apt-get
-#   PW_SKIP_BUILD=1     use an existing build/pullwatch (or $PULLWATCH)
+#   PW_SKIP_BUILD=1     use an existing build/pullwatch (or $PULLWATCH) and build/pullwatch-fleet
+#                       (or $PULLWATCH_FLEET)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,7 +21,8 @@ ROOT=$(pwd)
 
 PACKAGES=(containerd docker-registry skopeo systemd python3
           build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev libsystemd-dev
-          libprotobuf-c-dev protobuf-c-compiler libcmocka-dev zlib1g-dev libnghttp2-dev)
+          libprotobuf-c-dev protobuf-c-compiler libcmocka-dev zlib1g-dev libnghttp2-dev
+          libmicrohttpd-dev libsqlite3-dev libpq-dev)
 if [[ ${PW_SKIP_INSTALL:-0} != 1 ]]; then
 	missing=()
 	for p in "${PACKAGES[@]}"; do
@@ -34,7 +39,7 @@ fi
 if [[ ${PW_SKIP_BUILD:-0} != 1 ]]; then
 	echo "== building pullwatch in build/"
 	cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	cmake --build "$ROOT/build" -j"$(nproc)" --target pullwatch >/dev/null
+	cmake --build "$ROOT/build" -j"$(nproc)" --target pullwatch pullwatch-fleet >/dev/null
 fi
 export PULLWATCH=${PULLWATCH:-$ROOT/build/pullwatch}
 [[ -x $PULLWATCH ]] || { echo "demo.sh: $PULLWATCH was not built" >&2; exit 1; }
@@ -123,6 +128,78 @@ echo "== pullwatch check (offline, as a CI job would)"
 st=0
 "$PULLWATCH" check --pins "$PINS" nginx "$R/shop/api:1.4.2" "registry.example.com/team/app@$d_pinned" || st=$?
 echo "   (exit status $st)"
+
+echo
+echo "== the fleet: a second node, both agents shipping to one collector, the fleet report"
+FLEET=${PULLWATCH_FLEET:-$(dirname "$PULLWATCH")/pullwatch-fleet}
+if [[ ! -x $FLEET ]]; then
+	echo "   ($FLEET was not built: skipping the fleet)"
+else
+	FPORT=$(pw_free_port)
+	"$FLEET" serve --listen "127.0.0.1:$FPORT" --db "sqlite:$PW_WORK/fleet.db" >"$PW_WORK/fleet.log" 2>&1 &
+	PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $!"
+	soft pw_poll 20 pw_http_ok "http://127.0.0.1:$FPORT/readyz"
+	echo "   collector: pullwatch-fleet serve --listen 127.0.0.1:$FPORT --db sqlite:fleet.db"
+	# node 1: the agent above, now shipping (its start-up inventory carries what it holds)
+	pw_stop_agent >/dev/null
+	pw_start_agent "$NODE" --pins "$PINS" --cluster demo --endpoint "http://127.0.0.1:$FPORT/v1/records" \
+		--batch-max-age 200ms
+	# node 2: its own containerd and agent
+	NODE2=$NODE-b
+	D2=$PW_WORK/node2
+	mkdir -p "$D2/containerd/root" "$D2/containerd/state" "$D2/state"
+	sed "s|$PW_WORK/containerd|$D2/containerd|g; s|$PW_WORK/containerd.sock|$D2/containerd.sock|g; s|$PW_WORK/containerd-debug.sock|$D2/containerd-debug.sock|g" \
+		"$PW_WORK/containerd/config.toml" >"$D2/containerd/config.toml"
+	containerd --config "$D2/containerd/config.toml" >"$D2/containerd.log" 2>&1 &
+	PW_EXTRA_PIDS="$PW_EXTRA_PIDS $!"
+	soft pw_poll 30 ctr -a "$D2/containerd.sock" version
+	"$PULLWATCH" run --address "$D2/containerd.sock" --state-dir "$D2/state" --node "$NODE2" --cluster demo \
+		--endpoint "http://127.0.0.1:$FPORT/v1/records" --batch-max-age 200ms >"$D2/agent.out" 2>"$D2/agent.err" </dev/null &
+	PW_EXTRA_PIDS="$PW_EXTRA_PIDS $!"
+	soft pw_poll 20 grep -q 'subscribed to containerd events' "$D2/agent.err"
+	# shop/web:latest is pushed once more; node 2 pulls it and starts a pod on it; then the
+	# tag is re-pushed under that pod, node 2 pulls again and the pod restarts on the new
+	# digest: node 1 keeps the one it has
+	ctr2() { ctr -a "$D2/containerd.sock" -n k8s.io "$@"; }
+	d_web3=$(pw_build_image shop/web latest "" web-3)
+	ctr2 images pull --plain-http "$R/shop/web:latest" >/dev/null
+	ctr2 containers create --label io.kubernetes.pod.name=web-5c8d-q7k2p --label io.kubernetes.pod.namespace=shop \
+		--label io.kubernetes.container.name=web "$R/shop/web:latest" demo-web-b >/dev/null
+	d_web4=$(pw_build_image shop/web latest "" web-4)
+	ctr2 images pull --plain-http "$R/shop/web:latest" >/dev/null
+	# the pod's container restarts and runs what the tag says now
+	ctr2 containers create --label io.kubernetes.pod.name=web-5c8d-q7k2p --label io.kubernetes.pod.namespace=shop \
+		--label io.kubernetes.container.name=web "$R/shop/web:latest" demo-web-b2 >/dev/null
+	echo "   $NODE holds $R/shop/web:latest at $d_moved"
+	echo "   $NODE2 pulled it at $d_web3 (pod shop/web-5c8d-q7k2p), then at $d_web4 (the pod restarted on it)"
+	reported() {
+		"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format json 2>/dev/null |
+			"$PW_PY" -c 'import json, sys; r = json.load(sys.stdin); sys.exit(not (any(d["ref"] == sys.argv[1] for d in r["divergence"]) and r["moves"]))' "$R/shop/web:latest"
+	}
+	soft pw_poll 30 reported
+	REPORT_HTML=$(mktemp /tmp/pullwatch-fleet-report.XXXXXX.html)
+	"$FLEET" report --db "sqlite:$PW_WORK/fleet.db" --format html -o "$REPORT_HTML" && chmod 644 "$REPORT_HTML"
+	echo "   curl http://127.0.0.1:$FPORT/api/v1/report?workload=shop/web (the live report's JSON):"
+	curl -sf "http://127.0.0.1:$FPORT/api/v1/report?workload=shop/web" | "$PW_PY" -c '
+import json, sys
+r = json.load(sys.stdin)
+h = r["headline"]
+print("   nodes %d (stale %d), images %d, compliance %s %%" % (h["nodes"], h["nodes_stale"], h["images"], h["percent"]))
+print("   divergent tags:")
+for d in r["divergence"]:
+    print("     %s" % d["ref"])
+    for g in d["digests"]:
+        print("        %s  on %s" % (g["digest"][:19], ", ".join(g["nodes"])))
+print("   tag moves:")
+for m in r["moves"]:
+    print("     %s  %s -> %s  on %s" % (m["first"][:19], m["previous_digest"][:19], m["digest"][:19], ", ".join(m["nodes"])))
+print("   what runs where (?workload=shop/web), and the rollback target:")
+for p in r["placements"]:
+    prev = p["previous"]["digest"][:19] if p["previous"] else "-"
+    print("     %s %s/%s: now %s, before %s" % (p["node"], p["namespace"], p["pod"], (p["digest"] or "")[:19], prev))'
+	echo "   the HTML report (one self-contained file): $REPORT_HTML"
+	echo "   (the collector serves the same live at /report; the demo stops it below)"
+fi
 
 echo
 echo "== stopping"
