@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -121,6 +122,47 @@ static StoreIngestResult ingest(Store *s, const char *cluster, const char *const
         "\",\"name\":\"docker.io/library/web\",\"tag\":\"latest\",\"digest\":\"" digest "\"},"                   \
         "\"workload\":{\"namespace\":\"shop\",\"pod\":\"web-0\",\"container\":\"web\"},\"message\":\"latest\"}"
 
+/* The secondary indexes of `records` (migration 2 keeps only what the report and retention use). */
+static const char *const records_indexes[] = {
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records' AND sql IS NOT NULL"
+        " ORDER BY name",
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'records' AND indexname <> 'records_pkey'"
+        " ORDER BY indexname",
+};
+
+/* A database of schema version 1 (as collectors before migration 2 left it) upgrades in
+ * place: its rows stay, the unused indexes go, and retention still deletes by time. */
+static void test_upgrade_from_v1(void **state) {
+        char url[512], err[512] = "";
+        Out o;
+        fresh_url(STORE_SQLITE, url, sizeof url);
+        Store *s = NULL;
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        s = store_free(s);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(url + strlen("sqlite:"), &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                                      "CREATE INDEX records_time ON records (time_usec);"
+                                      "CREATE INDEX records_cluster_node ON records (cluster, node);"
+                                      "DELETE FROM schema_migrations WHERE version = 2",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2");
+        assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
+        const char *recs[] = {
+                PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
+                LATEST("l1", "node-a", "docker.io/library/web:latest", D1, "2026-11-25T09:00:00Z"),
+                PULL("p2", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-28T09:00:00Z"),
+        };
+        ingest(s, "prod", recs, 3);
+        /* 14 days before 2026-12-11T10:00Z: both records of the 25th go, whatever their kind */
+        assert_int_equal(store_maintain(s, 1796983200000000ULL, 14, err, sizeof err), 0);
+        assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "p2");
+        store_free(s);
+}
+
 static void test_open_migrates_once(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
                 char url[512], err[512] = "";
@@ -128,11 +170,12 @@ static void test_open_migrates_once(void **state) {
                 fresh_url((StoreEngine) e, url, sizeof url);
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT version FROM schema_migrations", 0, NULL, &o), "1");
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2");
                 s = store_free(s);
-                /* a second open finds version 1 and applies nothing */
+                /* a second open finds version 2 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "1");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "2");
+                assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 /* every table of the contract is there and empty */
                 static const char *const tables[] = {"records", "nodes", "node_images", "inventory_parts",
                                                      "workload_history", "daily_rollup"};
@@ -406,7 +449,7 @@ int main(void) {
         else
                 fprintf(stderr, "test_store: SQLite and PostgreSQL (%s)\n", pg_url);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_open_migrates_once),  cmocka_unit_test(test_open_failures),
+                cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention),
