@@ -114,6 +114,7 @@ typedef enum StmtId {
         S_PART_SELECT,
         S_PART_DELETE,
         S_NODE_CLUSTER,
+        S_RECORD_INSERT_MANY,
         _S_MAX,
 } StmtId;
 
@@ -223,6 +224,16 @@ static const struct {
                            " snapshot = $3 ORDER BY part",
                            3},
         [S_PART_DELETE] = {"DELETE FROM inventory_parts WHERE cluster = $1 AND node = $2 AND snapshot = $3", 3},
+        /* PostgreSQL: a batch's records as one statement, each column an array literal
+         * (rec_arrays_add); a duplicate id, within the batch too, is skipped. */
+        [S_RECORD_INSERT_MANY] = {"INSERT INTO records (id, kind, severity, time_usec, received_usec, cluster, node,"
+                                  " namespace, ref, name, tag, digest, previous_digest, expected_digest, revision,"
+                                  " media_type, k8s_namespace, pod, container, container_id, message) SELECT * FROM"
+                                  " unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],"
+                                  " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+                                  " $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],"
+                                  " $18::text[], $19::text[], $20::text[], $21::text[]) ON CONFLICT (id) DO NOTHING",
+                                  21},
         [S_NODE_CLUSTER] = {"SELECT cluster FROM nodes WHERE node = $1 AND cluster <> '' ORDER BY last_seen_usec"
                             " DESC LIMIT 1",
                             1},
@@ -248,6 +259,16 @@ typedef struct NodeCacheEntry {
         char node[PW_NODE_MAX];
         char cluster[RECORD_CLUSTER_MAX];
 } NodeCacheEntry;
+
+#define REC_COLUMNS 21
+#define REC_ARRAY_ROWS 1000 /* records per multi-row statement (PostgreSQL) */
+
+/* PostgreSQL: the records not sent yet, one array literal per column ("{"a","b"}"). */
+typedef struct RecArrays {
+        char *col[REC_COLUMNS];
+        size_t len[REC_COLUMNS], alloc[REC_COLUMNS];
+        size_t rows;
+} RecArrays;
 
 /* One batch, from store_ingest_begin to store_ingest_end (the lock is held in between). */
 typedef struct IngestState {
@@ -280,6 +301,7 @@ struct Store {
 
         NodeCacheEntry *node_cache; /* NODE_CACHE_SIZE slots, by hash of the node name */
         IngestState ing;            /* the batch between store_ingest_begin and _end */
+        RecArrays rec_arrays;       /* PostgreSQL: records of the batch not sent yet */
 };
 
 StoreEngine store_engine(const Store *s) {
@@ -844,6 +866,8 @@ Store *store_free(Store *s) {
                 free(s->conninfo);
         }
         free(s->pending);
+        for (size_t i = 0; i < REC_COLUMNS; i++)
+                free(s->rec_arrays.col[i]);
         free(s->node_cache);
         pthread_mutex_destroy(&s->lock);
         free(s);
@@ -1175,6 +1199,61 @@ static int ingest_inventory(Store *s, const char *cluster, const Record *rec, ui
         return r;
 }
 
+/* Append a row to the column arrays: each text element double-quoted with '\\' and '"'
+ * escaped, as PostgreSQL's array input reads it; NULL as NULL. */
+static int rec_arrays_add(RecArrays *a, const Val *v) {
+        for (size_t c = 0; c < REC_COLUMNS; c++) {
+                char num[24];
+                const char *x = v[c].s;
+                if (v[c].is_int) {
+                        snprintf(num, sizeof num, "%" PRId64, v[c].i);
+                        x = num;
+                }
+                size_t l = x ? strlen(x) : 4;
+                /* worst case: every byte escaped, quotes, separator, closing brace, NUL */
+                int r = greedy_realloc((void **) &a->col[c], &a->alloc[c], a->len[c] + 2 * l + 5, 1, 4096);
+                if (r < 0)
+                        return r;
+                char *p = a->col[c] + a->len[c];
+                *p++ = a->rows ? ',' : '{';
+                if (!x)
+                        p = stpcpy(p, "NULL");
+                else if (v[c].is_int)
+                        p = stpcpy(p, x);
+                else {
+                        *p++ = '"';
+                        for (; *x; x++) {
+                                if (*x == '"' || *x == '\\')
+                                        *p++ = '\\';
+                                *p++ = *x;
+                        }
+                        *p++ = '"';
+                }
+                a->len[c] = (size_t) (p - a->col[c]);
+        }
+        a->rows++;
+        return 0;
+}
+
+/* Queue the pending records as one statement; their inserted count adds to *inserted at the sync. */
+static int rec_arrays_flush(Store *s, size_t *inserted, char *err, size_t errlen) {
+        RecArrays *a = &s->rec_arrays;
+        if (!a->rows)
+                return 0;
+        Val v[REC_COLUMNS];
+        for (size_t c = 0; c < REC_COLUMNS; c++) {
+                a->col[c][a->len[c]] = '}';
+                a->col[c][a->len[c] + 1] = 0;
+                v[c] = T(a->col[c]);
+        }
+        /* libpq copies the parameters into its output buffer: the arrays can be reused */
+        int r = db_write(s, S_RECORD_INSERT_MANY, v, REC_COLUMNS, inserted, err, errlen);
+        for (size_t c = 0; c < REC_COLUMNS; c++)
+                a->len[c] = 0;
+        a->rows = 0;
+        return r;
+}
+
 static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint64_t received_usec,
                           size_t *inserted, char *err, size_t errlen) {
         const FindingImage *im = &f->image;
@@ -1187,8 +1266,17 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                 T(im->media_type),  T(w->namespace),     T(w->pod),     T(w->container),
                 T(w->container_id), T(f->message),
         };
-        /* PG adds the inserted rows at the next sync */
-        int r = db_write(s, S_RECORD_INSERT, rec, ELEMENTSOF(rec), inserted, err, errlen);
+        _Static_assert(ELEMENTSOF(rec) == REC_COLUMNS, "one array per column of records");
+        int r;
+        if (s->engine == STORE_POSTGRESQL) {
+                /* sent in batches of REC_ARRAY_ROWS; PG adds the inserted rows at the next sync */
+                r = rec_arrays_add(&s->rec_arrays, rec);
+                if (r < 0)
+                        return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
+                if (s->rec_arrays.rows >= REC_ARRAY_ROWS)
+                        r = rec_arrays_flush(s, inserted, err, errlen);
+        } else
+                r = db_write(s, S_RECORD_INSERT, rec, ELEMENTSOF(rec), inserted, err, errlen);
         if (r < 0)
                 return r;
         Val row[] = {T(cluster),  T(f->node),  T(f->namespace), T(im->ref),        T(im->name),
@@ -1265,6 +1353,11 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
                         g->findings++;
                 }
         }
+        if (r >= 0)
+                r = rec_arrays_flush(s, &g->inserted, err, errlen);
+        s->rec_arrays.rows = 0; /* after an error: nothing half-built is sent with the next batch */
+        for (size_t c = 0; c < REC_COLUMNS; c++)
+                s->rec_arrays.len[c] = 0;
         free(clusters);
         if (r < 0)
                 g->error = r;

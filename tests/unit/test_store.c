@@ -163,6 +163,30 @@ static void test_upgrade_from_v1(void **state) {
         store_free(s);
 }
 
+/* Records carry attacker-controlled text: on PostgreSQL a batch's records travel as array
+ * literals, so quotes, backslashes, commas, braces and the word NULL must come back as sent;
+ * a duplicate id within one batch is stored once and counted as a duplicate. */
+#define ODD(id)                                                                                                 \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":"                    \
+        "\"2026-11-25T09:00:00Z\",\"node\":\"n,{1}\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":"             \
+        "\"docker.io/library/c:v1\",\"name\":\"docker.io/library/c\",\"tag\":\"v1\",\"digest\":\"" D3 "\"},"     \
+        "\"message\":\"a \\\"q\\\" \\\\ b,{c} NULL \\u00e9\"}"
+
+static void test_record_text_round_trip(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                const char *recs[] = {ODD("x1"), ODD("x2"), ODD("x1")};
+                StoreIngestResult res = ingest(s, "prod", recs, 3);
+                assert_int_equal(res.accepted, 2);
+                assert_int_equal(res.duplicates, 1);
+                assert_string_equal(q(s, "SELECT id, node, message, time_usec FROM records ORDER BY id", 0, NULL, &o),
+                                    "x1|n,{1}|a \"q\" \\ b,{c} NULL \xc3\xa9|1795597200000000;"
+                                    "x2|n,{1}|a \"q\" \\ b,{c} NULL \xc3\xa9|1795597200000000");
+                store_free(s);
+        }
+}
+
 static void test_open_migrates_once(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
                 char url[512], err[512] = "";
@@ -449,7 +473,8 @@ int main(void) {
         else
                 fprintf(stderr, "test_store: SQLite and PostgreSQL (%s)\n", pg_url);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),  cmocka_unit_test(test_open_failures),
+                cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
+                cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention),
