@@ -41,6 +41,10 @@
 #define CONTAINERS_MAX 16384          /* containers known to run an image (tag_moved pods) */
 #define RECONNECT_MIN_USEC (250 * 1000ULL)
 #define RECONNECT_MAX_USEC (10 * 1000000ULL)
+/* An event stream that lived this long was a working connection: its end restarts the
+ * backoff. One that ends sooner (a containerd or proxy that drops streams) keeps backing
+ * off: reconnecting, re-listing and logging every 0.25 s was a storm. */
+#define STREAM_STABLE_USEC (30 * 1000000ULL)
 #define CATCHUP_DELAY_USEC (3 * 1000000ULL) /* second listing after a (re)connect */
 #define LEDGER_SAVE_DELAY_USEC (2 * 1000000ULL)
 #define METRICS_INTERVAL_USEC (15 * 1000000ULL)
@@ -127,6 +131,7 @@ struct Agent {
         bool ready_notified;
         uint64_t generation;
         uint64_t reconnect_usec;
+        uint64_t subscribed_usec; /* CLOCK_MONOTONIC, when the current stream started */
         char last_connect_error[256];
         CtrdCall *subscription;
         sd_event_source *reconnect_timer, *catchup_timer;
@@ -1089,7 +1094,8 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
         a->generation++;
         log_warning("event stream from containerd at %s ended: %s; reconnecting", a->config->address,
                     reason ? reason : "closed");
-        a->reconnect_usec = RECONNECT_MIN_USEC;
+        if (now_usec_monotonic() - a->subscribed_usec >= STREAM_STABLE_USEC)
+                a->reconnect_usec = RECONNECT_MIN_USEC;
         strcpy_bounded(a->last_connect_error, sizeof a->last_connect_error, "");
         schedule_reconnect(a);
 }
@@ -1131,6 +1137,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         }
         log_info("connected to containerd %s (%s) at %s", v->version, v->revision, a->config->address);
         a->connected = true;
+        a->subscribed_usec = now_usec_monotonic();
         a->last_connect_error[0] = 0;
         a->listed_images = 0;
         reconcile(a, true);
