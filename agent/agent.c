@@ -272,14 +272,12 @@ static void emit(Agent *a, Finding *f, const char *key) {
         int r = 0;
         if (a->spool || a->config->stdout_json) /* JSON only for the outputs that take it */
                 r = finding_to_json_string(f, &json);
-        if (r < 0) {
-                log_error("cannot encode %s record for %s as JSON, ignoring", finding_kind_to_string(f->kind),
-                          f->image.ref);
-                return;
-        }
+        if (r < 0) /* never a reason to lose it everywhere: journald still gets it */
+                log_error("cannot encode %s record for %s as JSON, it goes to journald only",
+                          finding_kind_to_string(f->kind), f->image.ref);
         /* The spool first: a record counts as emitted only once it is durable there, so a
          * SIGKILL between the outputs can duplicate a line on stdout, never lose a record. */
-        if (a->spool) {
+        if (a->spool && json) {
                 uint64_t seq;
                 r = spool_append(a->spool, json, strlen(json), &seq);
                 if (r < 0) {
@@ -313,7 +311,7 @@ static void emit(Agent *a, Finding *f, const char *key) {
                         log_notice("journald works again; %" PRIu64 " entries could not be written", n);
         }
 
-        if (a->config->stdout_json) {
+        if (a->config->stdout_json && json) {
                 fputs(json, stdout);
                 fputc('\n', stdout);
                 fflush(stdout);
