@@ -575,6 +575,40 @@ static void container_from_proto(const Containerd__Services__Containers__V1__Con
         }
 }
 
+/* protobuf-c's allocations for one reply, within a budget: a hostile reply of empty
+ * records (2 bytes each) decodes to ~50 times its size, so a max_message_bytes reply could
+ * take gigabytes. */
+typedef struct DecodeBudget {
+        size_t left;
+        bool exceeded;
+} DecodeBudget;
+
+static void *budget_alloc(void *data, size_t size) {
+        DecodeBudget *b = data;
+        size_t need = size + sizeof(max_align_t);
+        if (size > SIZE_MAX - sizeof(max_align_t) || need > b->left) {
+                b->exceeded = true;
+                return NULL;
+        }
+        max_align_t *p = malloc(need);
+        if (!p)
+                return NULL;
+        memcpy(p, &need, sizeof(need)); /* the size, to give it back on free */
+        b->left -= need;
+        return p + 1;
+}
+
+static void budget_free(void *data, void *ptr) {
+        DecodeBudget *b = data;
+        if (!ptr)
+                return;
+        max_align_t *p = (max_align_t *) ptr - 1;
+        size_t need;
+        memcpy(&need, p, sizeof(need));
+        b->left += need;
+        free(p);
+}
+
 /* Decode the unary response and call the typed callback. */
 static void deliver_unary(CtrdCall *call) {
         Ctrd *c = call->ctrd;
@@ -610,11 +644,18 @@ static void deliver_unary(CtrdCall *call) {
                 deliver_error(call, -EBADMSG, reason);
                 return;
         }
-        m = protobuf_c_message_unpack(d, NULL, call->len, call->buf);
+        DecodeBudget budget = { .left = CTRD_DECODE_RATIO * call->len + (1U << 20) };
+        ProtobufCAllocator alloc = { .alloc = budget_alloc, .free = budget_free, .allocator_data = &budget };
+        m = protobuf_c_message_unpack(d, &alloc, call->len, call->buf);
         if (!m) {
-                snprintf(reason, sizeof(reason), "%s: cannot decode the response (%zu bytes)", method_short(call->type),
-                         call->len);
-                deliver_error(call, -EBADMSG, reason);
+                if (budget.exceeded)
+                        snprintf(reason, sizeof(reason),
+                                 "%s: the response (%zu bytes) decodes to more than %u times its size; ignoring it",
+                                 method_short(call->type), call->len, CTRD_DECODE_RATIO);
+                else
+                        snprintf(reason, sizeof(reason), "%s: cannot decode the response (%zu bytes)",
+                                 method_short(call->type), call->len);
+                deliver_error(call, budget.exceeded ? -E2BIG : -EBADMSG, reason);
                 return;
         }
 
@@ -648,6 +689,12 @@ static void deliver_unary(CtrdCall *call) {
         }
         case CALL_IMAGES_LIST: {
                 const Containerd__Services__Images__V1__ListImagesResponse *p = (const void *) m;
+                if (p->n_images > CTRD_LIST_MAX) {
+                        snprintf(reason, sizeof(reason), "Images.List: %zu images, more than %u; ignoring the reply",
+                                 p->n_images, CTRD_LIST_MAX);
+                        deliver_error(call, -E2BIG, reason);
+                        break;
+                }
                 CtrdImage *imgs = calloc(p->n_images ? p->n_images : 1, sizeof(*imgs));
                 size_t n = 0;
                 if (!imgs) {
@@ -685,6 +732,13 @@ static void deliver_unary(CtrdCall *call) {
         }
         case CALL_CONTAINERS_LIST: {
                 const Containerd__Services__Containers__V1__ListContainersResponse *p = (const void *) m;
+                if (p->n_containers > CTRD_LIST_MAX) {
+                        snprintf(reason, sizeof(reason),
+                                 "Containers.List: %zu containers, more than %u; ignoring the reply", p->n_containers,
+                                 CTRD_LIST_MAX);
+                        deliver_error(call, -E2BIG, reason);
+                        break;
+                }
                 CtrdContainer *cts = calloc(p->n_containers ? p->n_containers : 1, sizeof(*cts));
                 size_t n = 0;
                 if (!cts) {
@@ -723,7 +777,7 @@ static void deliver_unary(CtrdCall *call) {
         default:
                 break;
         }
-        protobuf_c_message_free_unpacked(m, NULL);
+        protobuf_c_message_free_unpacked(m, &alloc);
 }
 
 static int on_message(GrpcCall *gcall, const uint8_t *msg, size_t len, void *userdata) {
