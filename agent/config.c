@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "pullwatch/config.h"
+#include "pullwatch/log.h"
 #include "pullwatch/util.h"
 
 #define USEC_PER_MSEC 1000ULL
@@ -42,6 +43,12 @@ static const ConfigKey keys[] = {
         { "inventory_interval", CONFIG_DURATION, "1h", OFF(inventory_interval_usec),
           "re-list every image this often (0: only at start and reconnect)", "PULLWATCH_INVENTORY_INTERVAL",
           "inventory-interval", 60 * USEC_PER_SEC, 365 * DAY_USEC, NULL, CONFIG_F_ZERO_OFF },
+        { "keepalive_interval", CONFIG_DURATION, "5m", OFF(keepalive_interval_usec),
+          "after this long without a byte from containerd, PING it (below 5m a quiet containerd may answer GOAWAY too_many_pings)",
+          "PULLWATCH_KEEPALIVE_INTERVAL", "keepalive-interval", 10 * USEC_PER_SEC, DAY_USEC, NULL, 0 },
+        { "keepalive_timeout", CONFIG_DURATION, "20s", OFF(keepalive_timeout_usec),
+          "no answer to that PING within this long: containerd is hung, reconnect", "PULLWATCH_KEEPALIVE_TIMEOUT",
+          "keepalive-timeout", USEC_PER_SEC, 300 * USEC_PER_SEC, NULL, 0 },
         { "metrics_file", CONFIG_STRING, "", OFF(metrics_file),
           "write counters in Prometheus text format to this file", "PULLWATCH_METRICS_FILE", "metrics-file", 0,
           0, NULL, 0 },
@@ -303,16 +310,35 @@ int config_parse_severity(const char *s, int *ret) {
         return -EINVAL;
 }
 
-static bool choice_ok(const char *choices, const char *s) {
+/* Where an enum key's parsed value goes: an int in Config set to base + the index of the
+ * choice, so the choices are listed in the order of the enum they stand for. */
+static const struct {
+        size_t key, value;
+        int base;
+} enum_values[] = {
+        {OFF(endpoint_format), OFF(endpoint_format_value), SHIP_FORMAT_JSONL},
+        {OFF(spool_fsync), OFF(spool_fsync_value), SPOOL_FSYNC_ALWAYS},
+        {OFF(log_level), OFF(log_level_value), LOG_LEVEL_ERR},
+};
+
+static void set_enum_value(Config *c, const ConfigKey *k, int choice) {
+        for (size_t i = 0; i < ELEMENTSOF(enum_values); i++)
+                if (enum_values[i].key == k->offset)
+                        *(int *) ((char *) c + enum_values[i].value) = enum_values[i].base + choice;
+}
+
+/* The index of s in "a|b|c", or -1. */
+static int choice_index(const char *choices, const char *s) {
         size_t n = strlen(s);
-        for (const char *p = choices; p && *p;) {
+        int i = 0;
+        for (const char *p = choices; p && *p; i++) {
                 const char *bar = strchr(p, '|');
                 size_t l = bar ? (size_t) (bar - p) : strlen(p);
                 if (l == n && n > 0 && memcmp(p, s, n) == 0)
-                        return true;
+                        return i;
                 p = bar ? bar + 1 : NULL;
         }
-        return false;
+        return -1;
 }
 
 /* What a key accepts, for error messages. */
@@ -373,7 +399,8 @@ static int set_scalar(Config *c, const ConfigKey *k, const char *s, char *why, s
         switch (k->type) {
         case CONFIG_STRING:
         case CONFIG_ENUM: {
-                if (k->type == CONFIG_ENUM && !choice_ok(k->choices, s)) {
+                int choice = k->type == CONFIG_ENUM ? choice_index(k->choices, s) : 0;
+                if (choice < 0) {
                         set_err(why, whylen, "expected one of %s", k->choices);
                         return -EINVAL;
                 }
@@ -382,6 +409,8 @@ static int set_scalar(Config *c, const ConfigKey *k, const char *s, char *why, s
                         return -ENOMEM;
                 free(*(char **) f);
                 *(char **) f = d;
+                if (k->type == CONFIG_ENUM)
+                        set_enum_value(c, k, choice);
                 return 0;
         }
         case CONFIG_BOOL: {

@@ -17,7 +17,10 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "pullwatch/fileio.h"
 #include "pullwatch/ledger.h"
+#include "pullwatch/refname.h"
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 #define LEDGER_TMP_FILE LEDGER_FILE ".tmp"
@@ -52,6 +55,8 @@ typedef struct Raised {
 
 typedef struct Ref {
         void *items;            /* owned: Hist[n_digests] then Raised[n_raised], allocated to size */
+        struct Ref *twin_next;  /* chain in Ledger.twins */
+        uint64_t twin_hash;     /* of (namespace, repository, current digest); 0: not a tagged reference */
         uint32_t n_digests;     /* never 0 once recorded */
         uint32_t current;
         uint8_t n_raised, ns_len;
@@ -75,6 +80,10 @@ struct Ledger {
         size_t entries, raised;
         uint64_t pruned;
         bool dirty;
+        /* tagged references by (namespace, repository name, current digest): answers
+         * ledger_tagged_current() without a scan; chains of Ref.twin_next */
+        Ref **twins;
+        size_t n_twin_buckets, n_twins; /* power of two; refs linked */
 };
 
 static_assert(LEDGER_RAISED_PER_REF_MAX <= UINT8_MAX, "n_raised is a uint8_t");
@@ -409,10 +418,81 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
         return 0;
 }
 
+/* ---- the index of tagged references by current digest ---- */
+
+static uint64_t twin_hash(const char *ns, const char *name, uint32_t atom) {
+        uint64_t h = fnv1a(fnv1a(FNV_OFFSET, ns) * 1099511628211ULL, name);
+        h = (h ^ atom) * 1099511628211ULL;
+        return h ? h : 1;
+}
+
+static void twin_unlink(Ledger *l, Ref *e) {
+        if (e->twin_hash == 0)
+                return;
+        for (Ref **p = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)]; *p; p = &(*p)->twin_next)
+                if (*p == e) {
+                        *p = e->twin_next;
+                        l->n_twins--;
+                        break;
+                }
+        e->twin_hash = 0;
+        e->twin_next = NULL;
+}
+
+static int twin_buckets_grow(Ledger *l) {
+        size_t n = l->n_twin_buckets ? l->n_twin_buckets * 2 : 64;
+        Ref **b = calloc(n, sizeof(Ref *));
+        if (!b)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n_twin_buckets; i++)
+                for (Ref *e = l->twins[i], *next; e; e = next) {
+                        next = e->twin_next;
+                        e->twin_next = b[e->twin_hash & (n - 1)];
+                        b[e->twin_hash & (n - 1)] = e;
+                }
+        free(l->twins);
+        l->twins = b;
+        l->n_twin_buckets = n;
+        return 0;
+}
+
+/* (Re)index e under its current digest if it is a tagged reference. Without memory
+ * the reference stays unindexed: its digest-only twin is then recorded as a pull of
+ * its own, as before the index existed. */
+static void twin_link(Ledger *l, Ref *e) {
+        char name[PW_NAME_MAX];
+        twin_unlink(l, e);
+        if (e->current == NO_CURRENT || ref_tagged_name(ref_name(e), name, sizeof name) <= 0)
+                return;
+        if (l->n_twins >= l->n_twin_buckets && twin_buckets_grow(l) < 0)
+                return;
+        e->twin_hash = twin_hash(ref_ns(e), name, ref_hist(e)[e->current].atom);
+        Ref **b = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)];
+        e->twin_next = *b;
+        *b = e;
+        l->n_twins++;
+}
+
+bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, const char *digest) {
+        char other[PW_NAME_MAX];
+        if (!l || l->n_twins == 0 || !ns || !name || !digest)
+                return false;
+        uint32_t a = atom_find(l, digest);
+        if (a == NO_ATOM)
+                return false;
+        uint64_t h = twin_hash(ns, name, a);
+        for (const Ref *e = l->twins[h & (l->n_twin_buckets - 1)]; e; e = e->twin_next)
+                if (e->twin_hash == h && ref_hist(e)[e->current].atom == a && streq_ptr(ref_ns(e), ns) &&
+                    ref_tagged_name(ref_name(e), other, sizeof other) > 0 && streq_ptr(other, name))
+                        return true;
+        return false;
+}
+
 /* Remove refs[i] entirely. The table is refilled in place: O(n), only when pruning whole
  * references (or undoing a failed first record). */
 static void ref_remove(Ledger *l, size_t i) {
         Ref *e = l->refs[i];
+        twin_unlink(l, e);
         for (size_t j = 0; j < e->n_digests; j++)
                 atom_unref(l, ref_hist(e)[j].atom);
         for (size_t j = 0; j < e->n_raised; j++)
@@ -622,6 +702,9 @@ static void ledger_clear(Ledger *l) {
         free(l->atoms);
         free(l->atom_slots);
         free(l->kinds);
+        free(l->twins);
+        l->twins = NULL;
+        l->n_twin_buckets = l->n_twins = 0;
         l->refs = NULL;
         l->slots = l->atom_slots = NULL;
         l->atoms = NULL;
@@ -689,7 +772,10 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
         if (e->current != NO_CURRENT && e->current != j)
                 strcpy_bounded(previous, sizeof(previous),
                                atom_str(l, ref_hist(e)[e->current].atom, (char[PW_DIGEST_MAX]) {}));
+        bool moved = e->current != (uint32_t) j;
         e->current = (uint32_t) j;
+        if (moved)
+                twin_link(l, e);
         l->dirty = true;
         prune(l, e);
 
@@ -833,6 +919,24 @@ int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *d
         return 0;
 }
 
+int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, FindingKind kind, uint64_t now_usec,
+                 uint64_t reminder_interval_usec, LedgerRaiseFlags flags, uint64_t *ret_previous_usec) {
+        const char *name = finding_kind_to_string(kind);
+        uint64_t previous = 0;
+        if (!name)
+                return -EINVAL;
+        if (l)
+                (void) ledger_last_raised(l, ns, ref, digest, name, &previous);
+        if (ret_previous_usec)
+                *ret_previous_usec = previous;
+        if (l && !(flags & LEDGER_RAISE_ALWAYS) &&
+            !ledger_should_raise(l, ns, ref, digest, name, now_usec, reminder_interval_usec))
+                return 0;
+        if (l)
+                (void) ledger_mark_raised(l, ns, ref, digest, name, now_usec);
+        return 1;
+}
+
 bool ledger_is_dirty(const Ledger *l) {
         return l && l->dirty;
 }
@@ -870,19 +974,6 @@ static void out_init(Out *o, int fd, char *mem) {
         o->fd = fd;
         o->mem = mem;
         o->error = 0;
-}
-
-static int write_all(int fd, const char *p, size_t len) {
-        while (len > 0) {
-                ssize_t w = write(fd, p, len);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return w < 0 ? -errno : -ENOSPC;
-                p += w;
-                len -= (size_t) w;
-        }
-        return 0;
 }
 
 /* After a write error the buffer is dropped, not kept: out_put() waits for room, and a
@@ -1187,6 +1278,7 @@ static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t err
         }
         if (e->current == NO_CURRENT)
                 return fail(err, errlen, "references[%zu]: current digest is not in its history", i);
+        twin_link(l, e);
 
         /* duplicates, in O(n log n): equal digests are the same atom */
         _cleanup_free_ uint32_t *sorted = reallocarray(NULL, n, sizeof(uint32_t));
@@ -1290,7 +1382,7 @@ int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t er
 
 /* ---- file I/O ---- */
 
-static int read_all(int fd, char **ret, size_t *ret_len) {
+static int read_ledger_file(int fd, char **ret, size_t *ret_len) {
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
@@ -1298,33 +1390,24 @@ static int read_all(int fd, char **ret, size_t *ret_len) {
                 return -EBADMSG;
         if ((uint64_t) st.st_size > LEDGER_FILE_MAX)
                 return -EFBIG;
-        size_t n = (size_t) st.st_size;
-        _cleanup_free_ char *buf = malloc(n + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t got = 0;
-        while (got < n) {
-                ssize_t k = read(fd, buf + got, n - got);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                got += (size_t) k;
-        }
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int r = read_fd_bounded(fd, LEDGER_FILE_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        if (len > LEDGER_FILE_MAX)
+                return -EFBIG; /* grew since fstat() */
         *ret = TAKE_PTR(buf);
-        *ret_len = got;
+        *ret_len = len;
         return 0;
 }
 
 /* Rename the bad file out of the way, never over an earlier one. */
 static int move_aside(int dfd, char *ret_name, size_t size) {
-        struct tm tm;
-        time_t t = time(NULL);
-        char stamp[32];
-        if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
-                return -EINVAL;
+        char stamp[TIMEFMT_MAX];
+        int r = timefmt_utc(now_usec_realtime(), TIMEFMT_COMPACT, stamp, sizeof stamp);
+        if (r < 0)
+                return r;
         for (unsigned i = 0; i < 100; i++) {
                 if (i == 0)
                         snprintf(ret_name, size, LEDGER_FILE ".corrupt-%s", stamp);
@@ -1374,7 +1457,7 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
                 r = -errno;
                 goto fail;
         }
-        r = fd < 0 ? -EBADMSG : read_all(fd, &buf, &len);
+        r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
         if (fd >= 0)
                 close(fd);
         if (r == -EBADMSG)
@@ -1416,6 +1499,30 @@ fail:
         return r;
 }
 
+typedef struct SaveCtx {
+        Ledger *l;
+        Ref **v;
+        Out *o;
+        const char *header;
+        int hlen;
+        uint64_t blen;
+        uLong crc;
+} SaveCtx;
+
+/* The second pass: header, then the body streamed through the Out buffer, checked
+ * against the first pass's length and CRC. */
+static int save_write(int fd, void *userdata) {
+        SaveCtx *c = userdata;
+        int r = write_all(fd, c->header, (size_t) c->hlen);
+        if (r < 0)
+                return r;
+        out_init(c->o, fd, NULL);
+        emit_body(c->l, c->v, c->o);
+        if (c->o->error < 0)
+                return c->o->error;
+        return check_second_pass(c->o, c->blen, c->crc);
+}
+
 int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *err, size_t errlen) {
         _cleanup_free_ char *buf = NULL;
         size_t len = 0;
@@ -1427,7 +1534,7 @@ int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *e
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0 && errno != ELOOP)
                 return -errno;
-        int r = fd < 0 ? -EBADMSG : read_all(fd, &buf, &len);
+        int r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
         if (fd >= 0)
                 close(fd);
         if (r == -EBADMSG)
@@ -1483,35 +1590,10 @@ int ledger_save(Ledger *l) {
                         return r;
         }
 
-        _cleanup_close_ int fd = openat(l->dfd, LEDGER_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                                        0600);
-        if (fd < 0)
-                return -errno;
-        r = write_all(fd, header, (size_t) hlen);
+        SaveCtx ctx = {.l = l, .v = v, .o = o, .header = header, .hlen = hlen, .blen = blen, .crc = crc};
+        r = file_replace_at(l->dfd, LEDGER_FILE, 0600, FILE_REPLACE_SYNC, save_write, &ctx);
         if (r < 0)
-                goto fail;
-        out_init(o, fd, NULL);
-        emit_body(l, v, o);
-        if (o->error < 0) {
-                r = o->error;
-                goto fail;
-        }
-        r = check_second_pass(o, blen, crc);
-        if (r < 0)
-                goto fail;
-        if (fsync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (renameat(l->dfd, LEDGER_TMP_FILE, l->dfd, LEDGER_FILE) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (fsync(l->dfd) < 0)
-                return -errno;
+                return r;
         l->dirty = false;
         return (int) MIN(l->pruned - pruned_before, (uint64_t) INT_MAX);
-fail:
-        (void) unlinkat(l->dfd, LEDGER_TMP_FILE, 0);
-        return r;
 }

@@ -12,6 +12,7 @@
 #include "pullwatch/pins.h"
 #include "pullwatch/policy.h"
 #include "pullwatch/ref.h"
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 /* Exit statuses of scan and check (usable from a node check or a CI job). */
@@ -244,15 +245,20 @@ static int report_visit(const char *ns, const char *ref, const LedgerDigest *d, 
         }
         if (policy_check_reference(ctx->policy, ref, ctx->pins, out, ELEMENTSOF(out), &nf, NULL, 0) < 0)
                 nf = 0;
-        for (size_t i = 0; i < nf; i++)
+        unsigned mask = 0;
+        for (size_t i = 0; i < nf; i++) {
                 json_array_append_new(kinds, json_string(finding_kind_to_string(out[i].kind)));
-        if (n > 1)
+                mask |= FINDING_KIND_BIT(out[i].kind);
+        }
+        if (n > 1) {
                 json_array_append_new(kinds, json_string("tag_moved"));
+                mask |= FINDING_KIND_BIT(FINDING_TAG_MOVED);
+        }
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(history, json_pack("{s:s, s:I, s:I}", "digest", d[i].digest, "first_seen_usec",
                                                          (json_int_t) d[i].first_seen_usec, "last_seen_usec",
                                                          (json_int_t) d[i].last_seen_usec));
-        bool compliant = json_array_size(kinds) == 0;
+        bool compliant = finding_kinds_compliant(mask);
         ctx->total++;
         ctx->compliant += compliant;
         json_array_append_new(ctx->refs, json_pack("{s:s, s:s, s:s, s:b, s:o, s:o}", "namespace", ns, "reference",
@@ -299,9 +305,8 @@ static int cmd_report(int argc, char **argv) {
                 json_decref(ctx.refs);
                 goto out;
         }
-        char ts[32];
-        time_t now = time(NULL);
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+        char ts[TIMEFMT_MAX] = "";
+        (void) timefmt_utc(now_usec_realtime(), TIMEFMT_RFC3339_SEC, ts, sizeof ts);
         json_t *doc = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:o}", "schema", PW_SCHEMA_VERSION, "node", c.node,
                                 "cluster", c.cluster ? c.cluster : "", "time", ts, "references", (json_int_t) ctx.total,
                                 "compliant", (json_int_t) ctx.compliant, "images", ctx.refs);

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <time.h>
 
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 static const char *const kind_table[_FINDING_KIND_MAX] = {
@@ -160,21 +161,10 @@ void finding_format_message(Finding *f) {
         default:
                 snprintf(f->message, sizeof f->message, "%s", ref);
         }
-}
-
-/* RFC 3339, UTC, microseconds: 2026-11-25T16:50:53.123456Z */
-static int format_time(uint64_t usec, char *buf, size_t size) {
-        time_t sec = (time_t) (usec / 1000000ULL);
-        struct tm tm;
-        if (!gmtime_r(&sec, &tm))
-                return -EINVAL;
-        size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (n == 0)
-                return -ENOBUFS;
-        int r = snprintf(buf + n, size - n, ".%06" PRIu64 "Z", (uint64_t) (usec % 1000000ULL));
-        if (r < 0 || (size_t) r >= size - n)
-                return -ENOBUFS;
-        return 0;
+        if (f->found_at_start) {
+                size_t n = strlen(f->message);
+                snprintf(f->message + n, sizeof f->message - n, "; found at container start (the pull published no event)");
+        }
 }
 
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, at
@@ -227,7 +217,7 @@ int finding_to_json(const Finding *f, json_t **ret) {
         const char *kind = finding_kind_to_string(f->kind), *sev = severity_to_string(f->severity);
         if (!kind || !sev)
                 return -EINVAL;
-        if (format_time(f->time_usec, ts, sizeof ts) < 0)
+        if (timefmt_utc(f->time_usec, TIMEFMT_RFC3339_USEC, ts, sizeof ts) < 0)
                 return -EINVAL;
 
         json_t *o = json_object(), *im = json_object();
@@ -271,6 +261,8 @@ int finding_to_json(const Finding *f, json_t **ret) {
                 }
         }
         r |= set_str(o, "message", f->message, true);
+        if (f->found_at_start)
+                r |= set_str(o, "found", "container_start", true);
         if (r != 0) {
                 json_decref(o);
                 return -ENOMEM;
@@ -348,6 +340,7 @@ int finding_to_journal(const Finding *f, JournalFields *ret) {
                 {"K8S_CONTAINER", f->workload.container, false},
                 {"CONTAINER_ID", f->workload.container_id, false},
                 {"NODE_NAME", f->node, true},
+                {"PULLWATCH_FOUND", f->found_at_start ? "container_start" : "", false},
         };
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 int r = add_field(ret, fields[i].field, fields[i].value, fields[i].always);
@@ -355,4 +348,8 @@ int finding_to_journal(const Finding *f, JournalFields *ret) {
                         return r;
         }
         return 0;
+}
+
+bool finding_kinds_compliant(unsigned kinds_mask) {
+        return (kinds_mask & ~FINDING_KIND_BIT(FINDING_PULL)) == 0;
 }

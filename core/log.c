@@ -34,6 +34,8 @@ int log_full(int level, const char *event, int error, const char *fmt, ...) {
 
         char msg[1024];
         va_list ap;
+        if (error != 0)
+                errno = abs(error); /* so that %m names it (systemd's log.c) */
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
