@@ -23,6 +23,8 @@
 #define CTRD_TYPE_URL_MAX 160
 #define CTRD_VERSION_MAX 128
 #define CTRD_NAMESPACES_MAX 256       /* more are ignored */
+#define CTRD_LIST_MAX 65536U          /* images or containers in one List reply; more: the reply is refused */
+#define CTRD_DECODE_RATIO 16U         /* a reply may decode to 16 times its size (+1 MiB); more: refused */
 #define CTRD_INDEX_MANIFESTS_MAX 64   /* manifests kept from one index; more are ignored */
 #define CTRD_BLOB_MAX (4U << 20)      /* manifests, indexes and configs we read */
 #define CTRD_UNARY_TIMEOUT_USEC (30ULL * 1000000ULL)
