@@ -167,6 +167,7 @@ pw_assert_eq "$(pw_stdout_count "image.ref=$REF" "kind!=pull")" 0 "pullwatch rai
 # shipped over HTTPS by the image's libcurl
 ID=$(pw_stdout_get id kind=latest_tag "image.ref=$PW_REGISTRY/app:latest" | head -1)
 if [[ $HAVE_FLEET == 1 ]]; then
+	pw_wait_stdout pull 1 20 "image.ref=$FREF" "image.digest=$FDIGEST"
 	pw_assert_eq "$(pw_stdout_count "image.ref=$FREF" "kind!=pull")" 0 "pullwatch raises no finding about the collector's image"
 	stored() { [[ $(sqlite3 "file:$W/fstate/fleet.db?mode=ro" "SELECT count(*) FROM records WHERE id = '$1'" 2>/dev/null) == 1 ]]; }
 	pw_poll 20 stored "$ID" || pw_fail "the containerized collector did not store record $ID" \
