@@ -2,7 +2,7 @@
 # Alerting rules (issue 11, item 6): packaging/prometheus/pullwatch.rules.yml is valid
 # (promtool check rules), every alert fires on the series that should raise it and not
 # on a quiet node (promtool test rules, Debian's prometheus package), every pullwatch
-# metric the rules use is one the agent writes, and a weakened rule fails the tests.
+# metric the rules use is one the agent or the collector writes, and a weakened rule fails the tests.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -16,9 +16,13 @@ pw_pass "promtool check rules: $(grep -o '[0-9]* rules found' "$W/check.log")"
 pw_pass "promtool test rules: every alert fires where it should and nowhere else"
 
 for m in $(grep -o 'pullwatch_[a-z_]*' "$P/pullwatch.rules.yml" | sort -u); do
-	grep -q "\"$m" "$SRC/agent/metrics.c" || pw_fail "the rules use $m, which agent/metrics.c does not write"
+	case $m in
+	pullwatch_fleet_*) f=fleet/serve.c ;;
+	*) f=agent/metrics.c ;;
+	esac
+	grep -q "$m" "$SRC/$f" || pw_fail "the rules use $m, which $f does not write"
 done
-pw_pass "every metric the rules use is one the agent writes"
+pw_pass "every metric the rules use is one the agent or the collector writes"
 
 # the tests can fail: a rule that no longer sees a single digest_mismatch is caught
 mkdir -p "$W/weak"
