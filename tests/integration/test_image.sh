@@ -180,6 +180,16 @@ else
 	pw_pass "the record reached the HTTPS endpoint"
 fi
 
+# and pullwatch is not blind to its own label: the same image pushed under another
+# commit's tag is a revision_mismatch
+LIE=deadbee
+[[ ${REV:0:7} == "$LIE" ]] && LIE=c0ffee1
+skopeo copy --quiet --insecure-policy --dest-tls-verify=false "oci:$L:$TAG" "docker://$PW_REGISTRY/pullwatch:$LIE" >>"$W/skopeo.log" 2>&1
+pw_pull default "$PW_REGISTRY/pullwatch:$LIE"
+pw_wait_record revision_mismatch "$PW_REGISTRY/pullwatch:$LIE" "$DIGEST" default
+pw_assert_eq "$(pw_stdout_get image.revision kind=revision_mismatch "image.ref=$PW_REGISTRY/pullwatch:$LIE")" "$REV" \
+	"the finding names the commit the image really comes from"
+
 pw_ctr -n "$NS" task kill -s TERM "$CID" >/dev/null
 pw_poll 15 eval "! pw_proc_alive $CTR_PID" || pw_fail "the containerized agent ignored SIGTERM"
 st=0
