@@ -32,6 +32,7 @@
 #include "pullwatch/ref.h"
 #include "pullwatch/ship.h"
 #include "pullwatch/spool.h"
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 #define JOBS_IN_FLIGHT_MAX 64         /* concurrent lookups: pipelined on the one HTTP/2 connection */
@@ -328,8 +329,14 @@ static int on_ledger_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                                 log_warning_errno(r, "cannot save the ledger in %s: %s; it stays in memory, retrying",
                                                   a->config->state_dir, strerror(-r));
                         ledger_schedule_save(a); /* the dirty flag stays: try again later */
-                } else if (latch_ok(&a->ledger_fail) > 0)
-                        log_notice("the ledger in %s is saved again", a->config->state_dir);
+                } else {
+                        if (latch_ok(&a->ledger_fail) > 0)
+                                log_notice("the ledger in %s is saved again", a->config->state_dir);
+                        if (r > 0)
+                                log_warning("the ledger in %s reached %u MiB: its %d oldest entries were pruned "
+                                            "to fit (lower ledger_max_entries)",
+                                            a->config->state_dir, LEDGER_FILE_MAX >> 20, r);
+                }
                 /* a burst and the save's buffers leave freed heap behind: give it back, so an
                  * idle agent's private dirty memory is what it holds, not what it once held */
                 malloc_trim(0);
@@ -493,27 +500,6 @@ static void pods_on_digest(Agent *a, const char *ns, const char *ref, const char
         }
 }
 
-typedef struct CompanionCtx {
-        const char *ns, *name, *digest;
-        bool found;
-} CompanionCtx;
-
-static int companion_visit(const char *ns, const char *ref, const LedgerDigest *d, size_t n, size_t current,
-                           void *userdata) {
-        CompanionCtx *c = userdata;
-        if (!streq_ptr(ns, c->ns) || !streq_ptr(d[current].digest, c->digest))
-                return 0;
-        Ref r;
-        char name[PW_NAME_MAX];
-        if (ref_parse(ref, &r, NULL, 0) < 0 || r.tag[0] == 0 || ref_name(&r, name, sizeof name) < 0)
-                return 0;
-        if (streq_ptr(name, c->name)) {
-                c->found = true;
-                return 1;
-        }
-        return 0;
-}
-
 /* Scan output: one row per image record judged. */
 static void scan_row(Agent *a, const Observation *o, const Finding *fs, size_t n) {
         json_t *kinds = json_array();
@@ -541,13 +527,8 @@ static void inventory_flush(Agent *a) {
         json_t *row;
         json_array_foreach(all, i, row) compliant += json_is_true(json_object_get(row, "compliant"));
         size_t parts = total == 0 ? 1 : (total + INVENTORY_PART_MAX - 1) / INVENTORY_PART_MAX;
-        char ts[64];
-        uint64_t now = now_usec_realtime();
-        time_t sec = (time_t) (now / 1000000ULL);
-        struct tm tm;
-        gmtime_r(&sec, &tm);
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(ts + strlen(ts), sizeof ts - strlen(ts), ".%06uZ", (unsigned) (now % 1000000ULL));
+        char ts[TIMEFMT_MAX] = "";
+        (void) timefmt_utc(now_usec_realtime(), TIMEFMT_RFC3339_USEC, ts, sizeof ts);
         for (size_t p = 0; p < parts; p++) {
                 json_t *images = json_array();
                 for (size_t k = p * INVENTORY_PART_MAX; k < total && k < (p + 1) * INVENTORY_PART_MAX; k++)
@@ -613,9 +594,7 @@ static void process_image(Agent *a, Job *j) {
         if (ref.is_digest_only && j->type == JOB_IMAGE && a->ledger) {
                 /* CRI's repo-digest twin: if a tagged record of the same repository already
                  * resolved to this digest, the pull was recorded under the tag. */
-                CompanionCtx c = {.ns = o->namespace, .name = name, .digest = o->digest};
-                (void) ledger_foreach(a->ledger, companion_visit, &c);
-                if (c.found)
+                if (ledger_tagged_current(a->ledger, o->namespace, name, o->digest))
                         return;
         }
 
@@ -667,8 +646,8 @@ static void process_image(Agent *a, Job *j) {
                                  last_move);
                 else
                         snprintf(what, sizeof what, "%s|%s", o->namespace, o->ref);
-                if (!a->ledger || changed ||
-                    ledger_should_raise(a->ledger, o->namespace, o->ref, o->digest, "pull", now, 0)) {
+                if (ledger_raise(a->ledger, o->namespace, o->ref, o->digest, "pull", now, 0,
+                                 changed ? LEDGER_RAISE_ALWAYS : 0, NULL) > 0) {
                         Finding pull = {.kind = FINDING_PULL, .severity = SEVERITY_INFO, .time_usec = o->time_usec};
                         strcpy_bounded(pull.namespace, sizeof pull.namespace, o->namespace);
                         strcpy_bounded(pull.image.ref, sizeof pull.image.ref, o->ref);
@@ -681,21 +660,17 @@ static void process_image(Agent *a, Job *j) {
                                 strcpy_bounded(pull.image.revision, sizeof pull.image.revision, o->revision);
                         record_key(a, what, o->digest, FINDING_PULL, 0, key, sizeof key);
                         emit(a, &pull, key);
-                        if (a->ledger)
-                                (void) ledger_mark_raised(a->ledger, o->namespace, o->ref, o->digest, "pull", now);
                 }
                 for (size_t i = 0; i < n; i++) {
                         const char *kind = finding_kind_to_string(fs[i].kind);
                         bool transition = fs[i].kind == FINDING_TAG_MOVED;
-                        if (a->ledger && !transition &&
-                            !ledger_should_raise(a->ledger, o->namespace, o->ref, o->digest, kind, now, reminder))
+                        if (ledger_raise(a->ledger, o->namespace, o->ref, o->digest, kind, now, reminder,
+                                         transition ? LEDGER_RAISE_ALWAYS : 0, NULL) == 0)
                                 continue;
                         if (fs[i].kind == FINDING_TAG_MOVED)
                                 pods_on_digest(a, o->namespace, o->ref, previous, &fs[i]);
                         record_key(a, what, o->digest, fs[i].kind, now, key, sizeof key);
                         emit(a, &fs[i], key);
-                        if (a->ledger)
-                                (void) ledger_mark_raised(a->ledger, o->namespace, o->ref, o->digest, kind, now);
                 }
                 return;
         }
@@ -1267,9 +1242,12 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
         r = sd_event_default(&a->event);
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop: %s", strerror(-r));
-        r = ctrd_new(&a->ctrd, a->event, NULL, c->address, c->max_message_bytes, err, sizeof err);
+        r = ctrd_new(&a->ctrd, a->event, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "%s", err[0] ? err : strerror(-r));
+        r = ctrd_set_keepalive(a->ctrd, c->keepalive_interval_usec, c->keepalive_timeout_usec);
+        if (r < 0)
+                return log_error_errno(r, "invalid keepalive settings: %s", strerror(-r));
 
         if (mode == MODE_SCAN) {
                 a->scan_findings = json_array();
@@ -1323,6 +1301,11 @@ static int agent_new(Agent **ret, const Config *c, AgentMode mode) {
                                  "spool %s: discarded a torn tail of %" PRIu64 " bytes and %" PRIu64
                                  " corrupt records after an unclean stop; %" PRIu64 " records kept",
                                  dir, srep.trimmed_bytes, srep.corrupt_records, srep.records);
+                if (srep.ack_state_reset)
+                        log_full(LOG_LEVEL_WARNING, "spool_ack_reset", 0,
+                                 "spool %s: the ack file was unreadable or held impossible sequence numbers;"
+                                 " every record on disk (%" PRIu64 ") will be sent again",
+                                 dir, srep.records);
 
                 ShipConfig sc;
                 ship_config_init(&sc);

@@ -232,15 +232,7 @@ bool ctrd_media_type_is_index(const char *mt) {
         return streq_ptr(mt, CTRD_MT_OCI_INDEX) || streq_ptr(mt, CTRD_MT_DOCKER_LIST);
 }
 
-_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-        if (err && errlen > 0) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return -EBADMSG;
-}
+#define fail(err, errlen, ...) errbuf_fail(err, errlen, -EBADMSG, __VA_ARGS__)
 
 static json_t *json_load(const char *s, size_t len, const char *what, char *err, size_t errlen) {
         json_error_t je;
@@ -380,16 +372,20 @@ int ctrd_parse_config(const char *json, size_t len, CtrdImageConfig *cfg, char *
 
 /* ================================================================= client */
 
-typedef enum CallType {
-        CALL_SUBSCRIBE,
-        CALL_VERSION,
-        CALL_NAMESPACES,
-        CALL_IMAGES_LIST,
-        CALL_IMAGE_GET,
-        CALL_CONTAINERS_LIST,
-        CALL_CONTAINER_GET,
-        CALL_CONTENT_READ,
-} CallType;
+typedef struct CallKind CallKind;
+
+/* The caller's callback, typed by the kind of call; kind->fail and kind->deliver are
+ * the only places that read it, each the member of its own kind. */
+typedef union CallCallback {
+        ctrd_event_cb_t event; /* Subscribe; its end goes to on_end */
+        ctrd_version_cb_t version;
+        ctrd_namespaces_cb_t namespaces;
+        ctrd_images_cb_t images;
+        ctrd_image_cb_t image;
+        ctrd_containers_cb_t containers;
+        ctrd_container_cb_t container;
+        ctrd_blob_cb_t blob;
+} CallCallback;
 
 struct Ctrd {
         sd_event *event;
@@ -401,9 +397,9 @@ struct Ctrd {
 struct CtrdCall {
         Ctrd *ctrd;
         CtrdCall *prev, *next;
-        CallType type;
+        const CallKind *kind;
         GrpcCall *gcall;
-        void *cb;        /* one of the ctrd_*_cb_t, by type */
+        CallCallback cb;
         ctrd_stream_end_cb_t on_end;
         void *userdata;
         void (*free_userdata)(void *userdata); /* when dropped without a callback */
@@ -415,7 +411,7 @@ struct CtrdCall {
         bool got_message;
 };
 
-int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t max_message, char *err,
+int ctrd_new(Ctrd **ret, sd_event *e, const char *address, size_t max_message, char *err,
              size_t errlen) {
         Ctrd *c;
         int r;
@@ -428,7 +424,7 @@ int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t 
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        r = grpc_client_new(&c->grpc, e, curl, address, max_message);
+        r = grpc_client_new(&c->grpc, e, address, max_message);
         if (r < 0) {
                 if (err && errlen) {
                         if (r == -ENAMETOOLONG)
@@ -443,6 +439,10 @@ int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t 
         c->event = sd_event_ref(e);
         *ret = c;
         return 0;
+}
+
+int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec) {
+        return c ? grpc_client_set_keepalive(c->grpc, interval_usec, timeout_usec) : -EINVAL;
 }
 
 static void call_free(CtrdCall *call) {
@@ -487,59 +487,79 @@ void ctrd_call_cancel(CtrdCall *call) {
         call_free(call);
 }
 
-static const char *method_short(CallType t) {
-        switch (t) {
-        case CALL_SUBSCRIBE:
-                return "Events.Subscribe";
-        case CALL_VERSION:
-                return "Version";
-        case CALL_NAMESPACES:
-                return "Namespaces.List";
-        case CALL_IMAGES_LIST:
-                return "Images.List";
-        case CALL_IMAGE_GET:
-                return "Images.Get";
-        case CALL_CONTAINERS_LIST:
-                return "Containers.List";
-        case CALL_CONTAINER_GET:
-                return "Containers.Get";
-        case CALL_CONTENT_READ:
-                return "Content.Read";
-        }
-        return "call";
+/* One kind of call: its method, how it fails and how its answer is delivered. Each
+ * kind reads only its own member of CtrdCall.cb. */
+struct CallKind {
+        const char *name;   /* "Images.Get", for reasons */
+        const char *method; /* gRPC path */
+        /* unary calls: the response message type, decoded once on_done says OK */
+        const ProtobufCMessageDescriptor *response;
+        /* streams: each message as it arrives (unary calls keep their one message) */
+        int (*on_message)(CtrdCall *call, const uint8_t *msg, size_t len);
+        /* success: a unary call's decoded response, or NULL for a stream that ended OK */
+        void (*deliver)(CtrdCall *call, const ProtobufCMessage *m);
+        void (*report_error)(CtrdCall *call, int error, const char *reason);
+};
+
+static void fail_formatted(CtrdCall *call, int error, const char *fmt, ...) _printf_(3, 4);
+static void fail_formatted(CtrdCall *call, int error, const char *fmt, ...) {
+        char reason[GRPC_MESSAGE_MAX + 128];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof reason, fmt, ap);
+        va_end(ap);
+        call->kind->report_error(call, error, reason);
 }
 
-/* ---- per-type completion with an error (data NULL) */
-static void deliver_error(CtrdCall *call, int error, const char *reason) {
-        Ctrd *c = call->ctrd;
-        switch (call->type) {
-        case CALL_SUBSCRIBE:
-                if (call->on_end)
-                        call->on_end(c, error, reason, call->userdata);
-                break;
-        case CALL_VERSION:
-                ((ctrd_version_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
-                break;
-        case CALL_NAMESPACES:
-                ((ctrd_namespaces_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
-                break;
-        case CALL_IMAGES_LIST:
-                ((ctrd_images_cb_t) call->cb)(c, error, reason, call->ns, NULL, 0, call->userdata);
-                break;
-        case CALL_IMAGE_GET:
-                ((ctrd_image_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
-                break;
-        case CALL_CONTAINERS_LIST:
-                ((ctrd_containers_cb_t) call->cb)(c, error, reason, call->ns, NULL, 0, call->userdata);
-                break;
-        case CALL_CONTAINER_GET:
-                ((ctrd_container_cb_t) call->cb)(c, error, reason, NULL, call->userdata);
-                break;
-        case CALL_CONTENT_READ:
-                ((ctrd_blob_cb_t) call->cb)(c, error, reason, NULL, 0, call->userdata);
-                break;
-        }
+/* ---- Events.Subscribe */
+
+static int subscribe_message(CtrdCall *call, const uint8_t *msg, size_t len) {
+        CtrdEvent ev;
+        /* a single undecodable event is skipped, it does not end the stream */
+        if (ctrd_event_decode(msg, len, &ev) >= 0)
+                call->cb.event(call->ctrd, &ev, call->userdata);
+        return 0;
 }
+static void subscribe_fail(CtrdCall *call, int error, const char *reason) {
+        if (call->on_end)
+                call->on_end(call->ctrd, error, reason, call->userdata);
+}
+static void subscribe_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        subscribe_fail(call, 0, "event stream closed by containerd");
+}
+
+/* ---- Version */
+
+static void version_fail(CtrdCall *call, int error, const char *reason) {
+        call->cb.version(call->ctrd, error, reason, NULL, call->userdata);
+}
+static void version_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        const Containerd__Services__Version__V1__VersionResponse *p = (const void *) m;
+        CtrdVersion v = {};
+        if (copy_field(v.version, sizeof(v.version), p->version) < 0 ||
+            copy_field(v.revision, sizeof(v.revision), p->revision) < 0)
+                return version_fail(call, -ENAMETOOLONG, "Version: version string too long");
+        call->cb.version(call->ctrd, 0, NULL, &v, call->userdata);
+}
+
+/* ---- Namespaces.List */
+
+static void namespaces_fail(CtrdCall *call, int error, const char *reason) {
+        call->cb.namespaces(call->ctrd, error, reason, NULL, call->userdata);
+}
+static void namespaces_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        const Containerd__Services__Namespaces__V1__ListNamespacesResponse *p = (const void *) m;
+        _cleanup_free_ CtrdNamespaceList *list = calloc(1, sizeof(*list));
+        if (!list)
+                return namespaces_fail(call, -ENOMEM, "Namespaces.List: out of memory");
+        for (size_t i = 0; i < p->n_namespaces && list->n < CTRD_NAMESPACES_MAX; i++)
+                if (p->namespaces[i] && copy_field(list->names[list->n], PW_NS_MAX, p->namespaces[i]->name) >= 0 &&
+                    list->names[list->n][0])
+                        list->n++;
+        call->cb.namespaces(call->ctrd, 0, NULL, list, call->userdata);
+}
+
+/* ---- Images.List, Images.Get */
 
 static void image_from_proto(const Containerd__Services__Images__V1__Image *p, CtrdImage *img, int *r) {
         *img = (CtrdImage) {};
@@ -551,6 +571,43 @@ static void image_from_proto(const Containerd__Services__Images__V1__Image *p, C
         if (p->target)
                 img->target_size = p->target->size;
 }
+
+static void images_fail(CtrdCall *call, int error, const char *reason) {
+        call->cb.images(call->ctrd, error, reason, call->ns, NULL, 0, call->userdata);
+}
+static void images_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        const Containerd__Services__Images__V1__ListImagesResponse *p = (const void *) m;
+        _cleanup_free_ CtrdImage *imgs = calloc(p->n_images ? p->n_images : 1, sizeof(*imgs));
+        size_t n = 0;
+        if (!imgs)
+                return images_fail(call, -ENOMEM, "Images.List: out of memory");
+        for (size_t i = 0; i < p->n_images; i++) {
+                int k = 0;
+                if (!p->images[i])
+                        continue;
+                image_from_proto(p->images[i], &imgs[n], &k);
+                if (k >= 0)
+                        n++;
+        }
+        call->cb.images(call->ctrd, 0, NULL, call->ns, imgs, n, call->userdata);
+}
+
+static void image_fail(CtrdCall *call, int error, const char *reason) {
+        call->cb.image(call->ctrd, error, reason, NULL, call->userdata);
+}
+static void image_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        const Containerd__Services__Images__V1__GetImageResponse *p = (const void *) m;
+        CtrdImage img;
+        int r = 0;
+        if (!p->image)
+                return fail_formatted(call, -EBADMSG, "Images.Get %s: empty response", call->what);
+        image_from_proto(p->image, &img, &r);
+        if (r < 0)
+                return fail_formatted(call, r, "Images.Get %s: a field is too long", call->what);
+        call->cb.image(call->ctrd, 0, NULL, &img, call->userdata);
+}
+
+/* ---- Containers.List, Containers.Get */
 
 static void label_into(char *dst, size_t size, const char *v) {
         if (strcpy_bounded(dst, size, str_or_empty(v)) < 0)
@@ -575,246 +632,157 @@ static void container_from_proto(const Containerd__Services__Containers__V1__Con
         }
 }
 
-/* Decode the unary response and call the typed callback. */
-static void deliver_unary(CtrdCall *call) {
-        Ctrd *c = call->ctrd;
-        char reason[GRPC_MESSAGE_MAX];
-        const ProtobufCMessageDescriptor *d = NULL;
-        ProtobufCMessage *m;
-        int r = 0;
-
-        switch (call->type) {
-        case CALL_VERSION:
-                d = &containerd__services__version__v1__version_response__descriptor;
-                break;
-        case CALL_NAMESPACES:
-                d = &containerd__services__namespaces__v1__list_namespaces_response__descriptor;
-                break;
-        case CALL_IMAGES_LIST:
-                d = &containerd__services__images__v1__list_images_response__descriptor;
-                break;
-        case CALL_IMAGE_GET:
-                d = &containerd__services__images__v1__get_image_response__descriptor;
-                break;
-        case CALL_CONTAINERS_LIST:
-                d = &containerd__services__containers__v1__list_containers_response__descriptor;
-                break;
-        case CALL_CONTAINER_GET:
-                d = &containerd__services__containers__v1__get_container_response__descriptor;
-                break;
-        default:
-                return;
-        }
-        if (!call->got_message) {
-                snprintf(reason, sizeof(reason), "%s: OK status without a response message", method_short(call->type));
-                deliver_error(call, -EBADMSG, reason);
-                return;
-        }
-        m = protobuf_c_message_unpack(d, NULL, call->len, call->buf);
-        if (!m) {
-                snprintf(reason, sizeof(reason), "%s: cannot decode the response (%zu bytes)", method_short(call->type),
-                         call->len);
-                deliver_error(call, -EBADMSG, reason);
-                return;
-        }
-
-        switch (call->type) {
-        case CALL_VERSION: {
-                const Containerd__Services__Version__V1__VersionResponse *p = (const void *) m;
-                CtrdVersion v = {};
-                if (copy_field(v.version, sizeof(v.version), p->version) < 0 ||
-                    copy_field(v.revision, sizeof(v.revision), p->revision) < 0) {
-                        deliver_error(call, -ENAMETOOLONG, "Version: version string too long");
-                        break;
-                }
-                ((ctrd_version_cb_t) call->cb)(c, 0, NULL, &v, call->userdata);
-                break;
-        }
-        case CALL_NAMESPACES: {
-                const Containerd__Services__Namespaces__V1__ListNamespacesResponse *p = (const void *) m;
-                CtrdNamespaceList *list = calloc(1, sizeof(*list));
-                if (!list) {
-                        deliver_error(call, -ENOMEM, "Namespaces.List: out of memory");
-                        break;
-                }
-                for (size_t i = 0; i < p->n_namespaces && list->n < CTRD_NAMESPACES_MAX; i++)
-                        if (p->namespaces[i] &&
-                            copy_field(list->names[list->n], PW_NS_MAX, p->namespaces[i]->name) >= 0 &&
-                            list->names[list->n][0])
-                                list->n++;
-                ((ctrd_namespaces_cb_t) call->cb)(c, 0, NULL, list, call->userdata);
-                free(list);
-                break;
-        }
-        case CALL_IMAGES_LIST: {
-                const Containerd__Services__Images__V1__ListImagesResponse *p = (const void *) m;
-                CtrdImage *imgs = calloc(p->n_images ? p->n_images : 1, sizeof(*imgs));
-                size_t n = 0;
-                if (!imgs) {
-                        deliver_error(call, -ENOMEM, "Images.List: out of memory");
-                        break;
-                }
-                for (size_t i = 0; i < p->n_images; i++) {
-                        int k = 0;
-                        if (!p->images[i])
-                                continue;
-                        image_from_proto(p->images[i], &imgs[n], &k);
-                        if (k >= 0)
-                                n++;
-                }
-                ((ctrd_images_cb_t) call->cb)(c, 0, NULL, call->ns, imgs, n, call->userdata);
-                free(imgs);
-                break;
-        }
-        case CALL_IMAGE_GET: {
-                const Containerd__Services__Images__V1__GetImageResponse *p = (const void *) m;
-                CtrdImage img;
-                if (!p->image) {
-                        snprintf(reason, sizeof(reason), "Images.Get %s: empty response", call->what);
-                        deliver_error(call, -EBADMSG, reason);
-                        break;
-                }
-                image_from_proto(p->image, &img, &r);
-                if (r < 0) {
-                        snprintf(reason, sizeof(reason), "Images.Get %s: a field is too long", call->what);
-                        deliver_error(call, r, reason);
-                        break;
-                }
-                ((ctrd_image_cb_t) call->cb)(c, 0, NULL, &img, call->userdata);
-                break;
-        }
-        case CALL_CONTAINERS_LIST: {
-                const Containerd__Services__Containers__V1__ListContainersResponse *p = (const void *) m;
-                CtrdContainer *cts = calloc(p->n_containers ? p->n_containers : 1, sizeof(*cts));
-                size_t n = 0;
-                if (!cts) {
-                        deliver_error(call, -ENOMEM, "Containers.List: out of memory");
-                        break;
-                }
-                for (size_t i = 0; i < p->n_containers; i++) {
-                        int k = 0;
-                        if (!p->containers[i])
-                                continue;
-                        container_from_proto(p->containers[i], &cts[n], &k);
-                        if (k >= 0)
-                                n++;
-                }
-                ((ctrd_containers_cb_t) call->cb)(c, 0, NULL, call->ns, cts, n, call->userdata);
-                free(cts);
-                break;
-        }
-        case CALL_CONTAINER_GET: {
-                const Containerd__Services__Containers__V1__GetContainerResponse *p = (const void *) m;
-                CtrdContainer ct;
-                if (!p->container) {
-                        snprintf(reason, sizeof(reason), "Containers.Get %s: empty response", call->what);
-                        deliver_error(call, -EBADMSG, reason);
-                        break;
-                }
-                container_from_proto(p->container, &ct, &r);
-                if (r < 0) {
-                        snprintf(reason, sizeof(reason), "Containers.Get %s: a field is too long", call->what);
-                        deliver_error(call, r, reason);
-                        break;
-                }
-                ((ctrd_container_cb_t) call->cb)(c, 0, NULL, &ct, call->userdata);
-                break;
-        }
-        default:
-                break;
-        }
-        protobuf_c_message_free_unpacked(m, NULL);
+static void containers_fail(CtrdCall *call, int error, const char *reason) {
+        call->cb.containers(call->ctrd, error, reason, call->ns, NULL, 0, call->userdata);
 }
+static void containers_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        const Containerd__Services__Containers__V1__ListContainersResponse *p = (const void *) m;
+        _cleanup_free_ CtrdContainer *cts = calloc(p->n_containers ? p->n_containers : 1, sizeof(*cts));
+        size_t n = 0;
+        if (!cts)
+                return containers_fail(call, -ENOMEM, "Containers.List: out of memory");
+        for (size_t i = 0; i < p->n_containers; i++) {
+                int k = 0;
+                if (!p->containers[i])
+                        continue;
+                container_from_proto(p->containers[i], &cts[n], &k);
+                if (k >= 0)
+                        n++;
+        }
+        call->cb.containers(call->ctrd, 0, NULL, call->ns, cts, n, call->userdata);
+}
+
+static void container_fail(CtrdCall *call, int error, const char *reason) {
+        call->cb.container(call->ctrd, error, reason, NULL, call->userdata);
+}
+static void container_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        const Containerd__Services__Containers__V1__GetContainerResponse *p = (const void *) m;
+        CtrdContainer ct;
+        int r = 0;
+        if (!p->container)
+                return fail_formatted(call, -EBADMSG, "Containers.Get %s: empty response", call->what);
+        container_from_proto(p->container, &ct, &r);
+        if (r < 0)
+                return fail_formatted(call, r, "Containers.Get %s: a field is too long", call->what);
+        call->cb.container(call->ctrd, 0, NULL, &ct, call->userdata);
+}
+
+/* ---- Content.Read: a stream of chunks, reassembled up to call->max bytes */
+
+static int content_message(CtrdCall *call, const uint8_t *msg, size_t len) {
+        Containerd__Services__Content__V1__ReadContentResponse *p = (void *) protobuf_c_message_unpack(
+                &containerd__services__content__v1__read_content_response__descriptor, NULL, len, msg);
+        if (!p)
+                return -EBADMSG;
+        int r = 0;
+        if (p->offset != (int64_t) call->len)
+                r = -EBADMSG;
+        else if (p->data.len > call->max - call->len)
+                r = -EFBIG;
+        else if (p->data.len > 0) {
+                uint8_t *nb = realloc(call->buf, call->len + p->data.len);
+                if (!nb)
+                        r = -ENOMEM;
+                else {
+                        call->buf = nb;
+                        memcpy(call->buf + call->len, p->data.data, p->data.len);
+                        call->len += p->data.len;
+                }
+        }
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        return r;
+}
+static void content_fail(CtrdCall *call, int error, const char *reason) {
+        call->cb.blob(call->ctrd, error, reason, NULL, 0, call->userdata);
+}
+static void content_deliver(CtrdCall *call, const ProtobufCMessage *m) {
+        call->cb.blob(call->ctrd, 0, NULL, call->buf ? call->buf : (const uint8_t *) "", call->len, call->userdata);
+}
+
+static const CallKind KIND_SUBSCRIBE = {"Events.Subscribe", M_SUBSCRIBE, NULL, subscribe_message, subscribe_deliver,
+                                        subscribe_fail};
+static const CallKind KIND_VERSION = {"Version", M_VERSION, &containerd__services__version__v1__version_response__descriptor,
+                                      NULL, version_deliver, version_fail};
+static const CallKind KIND_NAMESPACES = {"Namespaces.List", M_NAMESPACES_LIST,
+                                         &containerd__services__namespaces__v1__list_namespaces_response__descriptor,
+                                         NULL, namespaces_deliver, namespaces_fail};
+static const CallKind KIND_IMAGES_LIST = {"Images.List", M_IMAGES_LIST,
+                                          &containerd__services__images__v1__list_images_response__descriptor, NULL,
+                                          images_deliver, images_fail};
+static const CallKind KIND_IMAGE_GET = {"Images.Get", M_IMAGES_GET,
+                                        &containerd__services__images__v1__get_image_response__descriptor, NULL,
+                                        image_deliver, image_fail};
+static const CallKind KIND_CONTAINERS_LIST = {"Containers.List", M_CONTAINERS_LIST,
+                                              &containerd__services__containers__v1__list_containers_response__descriptor,
+                                              NULL, containers_deliver, containers_fail};
+static const CallKind KIND_CONTAINER_GET = {"Containers.Get", M_CONTAINERS_GET,
+                                            &containerd__services__containers__v1__get_container_response__descriptor,
+                                            NULL, container_deliver, container_fail};
+static const CallKind KIND_CONTENT_READ = {"Content.Read", M_CONTENT_READ, NULL, content_message, content_deliver,
+                                           content_fail};
+
+/* ---- the shared path of every call */
 
 static int on_message(GrpcCall *gcall, const uint8_t *msg, size_t len, void *userdata) {
         CtrdCall *call = userdata;
+        if (call->kind->on_message)
+                return call->kind->on_message(call, msg, len);
+        if (call->got_message)
+                return -EBADMSG; /* unary: exactly one message */
+        call->buf = malloc(len ? len : 1);
+        if (!call->buf)
+                return -ENOMEM;
+        memcpy(call->buf, msg, len);
+        call->len = len;
+        call->got_message = true;
+        return 0;
+}
 
-        switch (call->type) {
-        case CALL_SUBSCRIBE: {
-                CtrdEvent ev;
-                /* a single undecodable event is skipped, it does not end the stream */
-                if (ctrd_event_decode(msg, len, &ev) >= 0)
-                        ((ctrd_event_cb_t) call->cb)(call->ctrd, &ev, call->userdata);
-                return 0;
-        }
-        case CALL_CONTENT_READ: {
-                Containerd__Services__Content__V1__ReadContentResponse *p =
-                        (void *) protobuf_c_message_unpack(
-                                &containerd__services__content__v1__read_content_response__descriptor, NULL, len, msg);
-                if (!p)
-                        return -EBADMSG;
-                int r = 0;
-                if (p->offset != (int64_t) call->len)
-                        r = -EBADMSG;
-                else if (p->data.len > call->max - call->len)
-                        r = -EFBIG;
-                else if (p->data.len > 0) {
-                        uint8_t *nb = realloc(call->buf, call->len + p->data.len);
-                        if (!nb)
-                                r = -ENOMEM;
-                        else {
-                                call->buf = nb;
-                                memcpy(call->buf + call->len, p->data.data, p->data.len);
-                                call->len += p->data.len;
-                        }
-                }
-                protobuf_c_message_free_unpacked(&p->base, NULL);
-                return r;
-        }
-        default:
-                if (call->got_message)
-                        return -EBADMSG; /* unary: exactly one message */
-                call->buf = malloc(len ? len : 1);
-                if (!call->buf)
-                        return -ENOMEM;
-                memcpy(call->buf, msg, len);
-                call->len = len;
-                call->got_message = true;
-                return 0;
-        }
+/* A unary call ended OK: decode its one message and deliver it. */
+static void deliver_unary(CtrdCall *call) {
+        const CallKind *k = call->kind;
+        if (!call->got_message)
+                return fail_formatted(call, -EBADMSG, "%s: OK status without a response message", k->name);
+        ProtobufCMessage *m = protobuf_c_message_unpack(k->response, NULL, call->len, call->buf);
+        if (!m)
+                return fail_formatted(call, -EBADMSG, "%s: cannot decode the response (%zu bytes)", k->name, call->len);
+        k->deliver(call, m);
+        protobuf_c_message_free_unpacked(m, NULL);
 }
 
 static void on_done(GrpcCall *gcall, int error, const GrpcStatus *st, void *userdata) {
         CtrdCall *call = userdata;
-        char reason[GRPC_MESSAGE_MAX + 128];
-        const char *what = method_short(call->type);
+        const char *what = call->kind->name;
 
         call->gcall = NULL; /* freed by grpc when we return */
 
         if (error < 0) {
                 if (error == -EFBIG)
-                        snprintf(reason, sizeof(reason), "%s %s: blob larger than %zu bytes", what, call->what, call->max);
-                else if (error == -EBADMSG && call->type == CALL_CONTENT_READ)
-                        snprintf(reason, sizeof(reason), "%s %s: malformed or out-of-order chunk", what, call->what);
+                        fail_formatted(call, error, "%s %s: blob larger than %zu bytes", what, call->what, call->max);
+                else if (error == -EBADMSG && call->kind == &KIND_CONTENT_READ)
+                        fail_formatted(call, error, "%s %s: malformed or out-of-order chunk", what, call->what);
                 else
-                        snprintf(reason, sizeof(reason), "%s", st->message);
-                deliver_error(call, error, reason);
+                        fail_formatted(call, error, "%s", st->message);
         } else if (st->code != GRPC_STATUS_OK) {
                 const char *name = grpc_status_to_string(st->code);
-                snprintf(reason, sizeof(reason), "%s%s%s: %s: %s", what, call->what[0] ? " " : "", call->what,
-                         name ? name : "status", st->message[0] ? st->message : "(no message)");
-                deliver_error(call, grpc_status_to_errno(st->code), reason);
-        } else if (call->type == CALL_SUBSCRIBE) {
-                if (call->on_end)
-                        call->on_end(call->ctrd, 0, "event stream closed by containerd", call->userdata);
-        } else if (call->type == CALL_CONTENT_READ) {
-                ((ctrd_blob_cb_t) call->cb)(call->ctrd, 0, NULL, call->buf ? call->buf : (const uint8_t *) "",
-                                            call->len, call->userdata);
-        } else
+                fail_formatted(call, grpc_status_to_errno(st->code), "%s%s%s: %s: %s", what, call->what[0] ? " " : "",
+                               call->what, name ? name : "status", st->message[0] ? st->message : "(no message)");
+        } else if (call->kind->response)
                 deliver_unary(call);
+        else
+                call->kind->deliver(call, NULL);
 
         call_free(call);
 }
 
-static int start(Ctrd *c, CallType type, const char *method, const char *ns, const char *what,
-                 const ProtobufCMessage *req, uint64_t timeout, void *cb, ctrd_stream_end_cb_t on_end,
-                 void *userdata, size_t max, CtrdCall **ret) {
+static int start(Ctrd *c, const CallKind *kind, CallCallback cb, const char *ns, const char *what,
+                 const ProtobufCMessage *req, uint64_t timeout, void *userdata, size_t max, CtrdCall **ret) {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len;
         CtrdCall *call;
         int r;
 
-        if (!c || (!cb && type != CALL_SUBSCRIBE))
+        if (!c)
                 return -EINVAL;
 
         len = protobuf_c_message_get_packed_size(req);
@@ -827,9 +795,8 @@ static int start(Ctrd *c, CallType type, const char *method, const char *ns, con
         if (!call)
                 return -ENOMEM;
         call->ctrd = c;
-        call->type = type;
+        call->kind = kind;
         call->cb = cb;
-        call->on_end = on_end;
         call->userdata = userdata;
         call->max = max;
         if ((ns && strcpy_bounded(call->ns, sizeof(call->ns), ns) < 0) ||
@@ -838,7 +805,7 @@ static int start(Ctrd *c, CallType type, const char *method, const char *ns, con
                 return -ENAMETOOLONG;
         }
 
-        r = grpc_call_start(c->grpc, method, ns, buf, len, timeout, on_message, on_done, call, &call->gcall);
+        r = grpc_call_start(c->grpc, kind->method, ns, buf, len, timeout, on_message, on_done, call, &call->gcall);
         if (r < 0) {
                 free(call);
                 return r;
@@ -856,73 +823,84 @@ static int start(Ctrd *c, CallType type, const char *method, const char *ns, con
 int ctrd_subscribe(Ctrd *c, const char *const *filters, size_t n_filters, ctrd_event_cb_t on_event,
                    ctrd_stream_end_cb_t on_end, void *userdata, CtrdCall **ret) {
         Containerd__Services__Events__V1__SubscribeRequest req = CONTAINERD__SERVICES__EVENTS__V1__SUBSCRIBE_REQUEST__INIT;
+        CtrdCall *call = NULL;
 
         if (!on_event || (n_filters > 0 && !filters))
                 return -EINVAL;
         req.n_filters = n_filters;
         req.filters = (char **) filters;
-        return start(c, CALL_SUBSCRIBE, M_SUBSCRIBE, NULL, NULL, &req.base, 0, (void *) on_event, on_end, userdata, 0,
-                     ret);
+        int r = start(c, &KIND_SUBSCRIBE, (CallCallback){.event = on_event}, NULL, NULL, &req.base, 0, userdata, 0,
+                      &call);
+        if (r < 0)
+                return r;
+        call->on_end = on_end;
+        if (ret)
+                *ret = call;
+        return 0;
 }
 
 int ctrd_version(Ctrd *c, ctrd_version_cb_t cb, void *userdata) {
         Google__Protobuf__Empty req = GOOGLE__PROTOBUF__EMPTY__INIT;
-        return start(c, CALL_VERSION, M_VERSION, NULL, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb, NULL,
+        if (!cb)
+                return -EINVAL;
+        return start(c, &KIND_VERSION, (CallCallback){.version = cb}, NULL, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC,
                      userdata, 0, NULL);
 }
 
 int ctrd_namespaces_list(Ctrd *c, ctrd_namespaces_cb_t cb, void *userdata) {
         Containerd__Services__Namespaces__V1__ListNamespacesRequest req =
                 CONTAINERD__SERVICES__NAMESPACES__V1__LIST_NAMESPACES_REQUEST__INIT;
-        return start(c, CALL_NAMESPACES, M_NAMESPACES_LIST, NULL, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC,
-                     (void *) cb, NULL, userdata, 0, NULL);
+        if (!cb)
+                return -EINVAL;
+        return start(c, &KIND_NAMESPACES, (CallCallback){.namespaces = cb}, NULL, NULL, &req.base,
+                     CTRD_UNARY_TIMEOUT_USEC, userdata, 0, NULL);
 }
 
 int ctrd_images_list(Ctrd *c, const char *ns, ctrd_images_cb_t cb, void *userdata) {
         Containerd__Services__Images__V1__ListImagesRequest req = CONTAINERD__SERVICES__IMAGES__V1__LIST_IMAGES_REQUEST__INIT;
-        if (isempty(ns))
+        if (!cb || isempty(ns))
                 return -EINVAL;
-        return start(c, CALL_IMAGES_LIST, M_IMAGES_LIST, ns, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb,
-                     NULL, userdata, 0, NULL);
+        return start(c, &KIND_IMAGES_LIST, (CallCallback){.images = cb}, ns, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC,
+                     userdata, 0, NULL);
 }
 
 int ctrd_image_get(Ctrd *c, const char *ns, const char *name, ctrd_image_cb_t cb, void *userdata) {
         Containerd__Services__Images__V1__GetImageRequest req = CONTAINERD__SERVICES__IMAGES__V1__GET_IMAGE_REQUEST__INIT;
-        if (isempty(ns) || isempty(name))
+        if (!cb || isempty(ns) || isempty(name))
                 return -EINVAL;
         req.name = (char *) name;
-        return start(c, CALL_IMAGE_GET, M_IMAGES_GET, ns, name, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb, NULL,
+        return start(c, &KIND_IMAGE_GET, (CallCallback){.image = cb}, ns, name, &req.base, CTRD_UNARY_TIMEOUT_USEC,
                      userdata, 0, NULL);
 }
 
 int ctrd_containers_list(Ctrd *c, const char *ns, ctrd_containers_cb_t cb, void *userdata) {
         Containerd__Services__Containers__V1__ListContainersRequest req =
                 CONTAINERD__SERVICES__CONTAINERS__V1__LIST_CONTAINERS_REQUEST__INIT;
-        if (isempty(ns))
+        if (!cb || isempty(ns))
                 return -EINVAL;
-        return start(c, CALL_CONTAINERS_LIST, M_CONTAINERS_LIST, ns, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC,
-                     (void *) cb, NULL, userdata, 0, NULL);
+        return start(c, &KIND_CONTAINERS_LIST, (CallCallback){.containers = cb}, ns, NULL, &req.base,
+                     CTRD_UNARY_TIMEOUT_USEC, userdata, 0, NULL);
 }
 
 int ctrd_container_get(Ctrd *c, const char *ns, const char *id, ctrd_container_cb_t cb, void *userdata) {
         Containerd__Services__Containers__V1__GetContainerRequest req =
                 CONTAINERD__SERVICES__CONTAINERS__V1__GET_CONTAINER_REQUEST__INIT;
-        if (isempty(ns) || isempty(id))
+        if (!cb || isempty(ns) || isempty(id))
                 return -EINVAL;
         req.id = (char *) id;
-        return start(c, CALL_CONTAINER_GET, M_CONTAINERS_GET, ns, id, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb,
-                     NULL, userdata, 0, NULL);
+        return start(c, &KIND_CONTAINER_GET, (CallCallback){.container = cb}, ns, id, &req.base,
+                     CTRD_UNARY_TIMEOUT_USEC, userdata, 0, NULL);
 }
 
 static int content_read(Ctrd *c, const char *ns, const char *digest, size_t max_bytes, ctrd_blob_cb_t cb,
                         void *userdata, CtrdCall **ret) {
         Containerd__Services__Content__V1__ReadContentRequest req =
                 CONTAINERD__SERVICES__CONTENT__V1__READ_CONTENT_REQUEST__INIT;
-        if (isempty(ns) || !digest_valid(digest) || max_bytes == 0)
+        if (!cb || isempty(ns) || !digest_valid(digest) || max_bytes == 0)
                 return -EINVAL;
         req.digest = (char *) digest;
-        return start(c, CALL_CONTENT_READ, M_CONTENT_READ, ns, digest, &req.base, CTRD_UNARY_TIMEOUT_USEC, (void *) cb,
-                     NULL, userdata, max_bytes, ret);
+        return start(c, &KIND_CONTENT_READ, (CallCallback){.blob = cb}, ns, digest, &req.base, CTRD_UNARY_TIMEOUT_USEC,
+                     userdata, max_bytes, ret);
 }
 
 int ctrd_content_read(Ctrd *c, const char *ns, const char *digest, size_t max_bytes, ctrd_blob_cb_t cb,

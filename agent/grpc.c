@@ -255,42 +255,6 @@ static int parse_decimal(const char *s, size_t len, int max, int *ret) {
         return 0;
 }
 
-int grpc_headers_parse_line(GrpcHeaders *h, const char *line, size_t len) {
-        const char *colon, *v;
-        size_t nlen, vlen;
-        int r, x;
-
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-                len--;
-        if (len == 0)
-                return 0;
-
-        if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-                const char *sp = memchr(line, ' ', len);
-                if (!sp)
-                        return -EBADMSG;
-                size_t rest = len - (size_t) (sp + 1 - line);
-                const char *code = sp + 1;
-                size_t clen = 0;
-                while (clen < rest && code[clen] != ' ')
-                        clen++;
-                r = parse_decimal(code, clen, 999, &x);
-                if (r < 0)
-                        return r;
-                h->http_status = x;
-                return 0;
-        }
-
-        /* ":status" would be the first colon: skip it when looking for the separator. */
-        colon = memchr(line + 1, ':', len - 1);
-        if (!colon)
-                return 0; /* not a header line we understand */
-        nlen = (size_t) (colon - line);
-        v = colon + 1;
-        vlen = len - nlen - 1;
-        return grpc_headers_parse_pair(h, line, nlen, v, vlen);
-}
-
 int grpc_headers_parse_pair(GrpcHeaders *h, const char *name, size_t nlen, const char *v, size_t vlen) {
         int r, x;
 
@@ -387,6 +351,9 @@ struct Conn {
         int32_t goaway_last_id;
         unsigned in_nghttp2; /* > 0 while nghttp2 runs our callbacks */
         sd_event_source *flusher; /* defer: one flush per loop turn for calls started outside I/O */
+        sd_event_source *keepalive; /* liveness: PING after keepalive_interval of silence */
+        uint64_t last_recv_usec;    /* CLOCK_MONOTONIC of the last bytes read */
+        uint64_t ping_sent_usec;    /* > 0 while a PING waits for its ACK */
 };
 
 struct GrpcClient {
@@ -403,6 +370,7 @@ struct GrpcClient {
         sd_event_source *dispatcher;  /* runs dispatch() for completions made outside the loop handlers */
         uint8_t ibuf[CONN_IBUF_SIZE];
         uint64_t n_connects;
+        uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* 0: no pings */
 };
 
 struct GrpcCall {
@@ -430,11 +398,10 @@ struct GrpcCall {
 
 static int on_dispatch(sd_event_source *s, void *userdata);
 
-int grpc_client_new(GrpcClient **ret, sd_event *e, CurlEv *curl, const char *socket_path, size_t max_message) {
+int grpc_client_new(GrpcClient **ret, sd_event *e, const char *socket_path, size_t max_message) {
         GrpcClient *c;
         int r;
 
-        (void) curl; /* accepted for compatibility; the client no longer uses libcurl */
         if (!ret || !e || isempty(socket_path))
                 return -EINVAL;
         if (strlen(socket_path) > GRPC_SOCKET_PATH_MAX)
@@ -471,6 +438,14 @@ size_t grpc_client_max_message(const GrpcClient *c) {
 
 uint64_t grpc_client_connects(const GrpcClient *c) {
         return c ? c->n_connects : 0;
+}
+
+int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec) {
+        if (!c || (interval_usec > 0 && timeout_usec == 0))
+                return -EINVAL;
+        c->keepalive_interval_usec = interval_usec;
+        c->keepalive_timeout_usec = timeout_usec;
+        return 0; /* takes effect with the next connection */
 }
 
 /* ---- calls: lists */
@@ -630,6 +605,7 @@ static void conn_free(Conn *conn) {
         }
         sd_event_source_disable_unref(conn->io);
         sd_event_source_disable_unref(conn->flusher);
+        sd_event_source_disable_unref(conn->keepalive);
         if (conn->session)
                 nghttp2_session_del(conn->session);
         if (conn->fd >= 0)
@@ -921,8 +897,15 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         return 0;
 }
 
+static void keepalive_arm(Conn *conn, uint64_t at);
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
         Conn *conn = user_data;
+
+        if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) && conn->ping_sent_usec > 0) {
+                conn->ping_sent_usec = 0;
+                keepalive_arm(conn, conn->last_recv_usec + conn->client->keepalive_interval_usec);
+        }
 
         if (frame->hd.type == NGHTTP2_GOAWAY && !conn->goaway) {
                 conn->goaway = true;
@@ -946,6 +929,83 @@ static nghttp2_session_callbacks *callbacks_get(void) {
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
         return cbs;
+}
+
+/* ---- liveness
+ *
+ * A containerd that stops answering (a hung daemon keeps its socket open) would leave the
+ * Subscribe stream waiting forever: no event, no error, no reconnect. While a stream is
+ * open and nothing has been read for keepalive_interval, one HTTP/2 PING goes out; no
+ * ACK (and nothing else read) within keepalive_timeout fails the connection, and its
+ * calls, with -ETIMEDOUT, so the caller reconnects.
+ *
+ * grpc-go's server enforces a keepalive policy: with streams open, a PING sooner than
+ * MinTime (default 5 min) after the previous one is a strike, unless the server sent
+ * data or headers in between; after two strikes it answers GOAWAY ENHANCE_YOUR_CALM
+ * "too_many_pings". Pings are only sent after keepalive_interval of silence and never
+ * without an open stream (grpc-go's PermitWithoutStream is false), so with the default
+ * interval of 5 min a quiet node never collects a strike; a shorter interval on a quiet
+ * node may earn a GOAWAY, which costs one reconnect and re-list. */
+
+static void keepalive_arm(Conn *conn, uint64_t at) {
+        if (!conn->keepalive)
+                return;
+        (void) sd_event_source_set_time(conn->keepalive, at);
+        (void) sd_event_source_set_enabled(conn->keepalive, SD_EVENT_ONESHOT);
+}
+
+static bool conn_has_streams(const Conn *conn) {
+        for (GrpcCall *call = conn->client->calls; call; call = call->next)
+                if (call->conn == conn && call->stream_id > 0 && !call->completed)
+                        return true;
+        return false;
+}
+
+static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata) {
+        Conn *conn = userdata;
+        GrpcClient *c = conn->client;
+
+        if (conn->ping_sent_usec > 0) {
+                if (conn->last_recv_usec >= conn->ping_sent_usec) { /* bytes arrived: alive */
+                        conn->ping_sent_usec = 0;
+                        keepalive_arm(conn, conn->last_recv_usec + c->keepalive_interval_usec);
+                        return 0;
+                }
+                conn_fail(conn, -ETIMEDOUT, "%s stopped answering: no HTTP/2 PING ACK within %" PRIu64 " ms",
+                          c->socket_path, c->keepalive_timeout_usec / 1000);
+                (void) dispatch(c);
+                return 0;
+        }
+        if (conn->connecting || usec < conn->last_recv_usec + c->keepalive_interval_usec || !conn_has_streams(conn)) {
+                keepalive_arm(conn, (usec > conn->last_recv_usec ? usec : conn->last_recv_usec) + c->keepalive_interval_usec);
+                return 0;
+        }
+        if (nghttp2_submit_ping(conn->session, NGHTTP2_FLAG_NONE, NULL) != 0) {
+                conn_fail(conn, -ENOMEM, "cannot queue an HTTP/2 PING to %s", c->socket_path);
+                (void) dispatch(c);
+                return 0;
+        }
+        conn->ping_sent_usec = usec;
+        keepalive_arm(conn, usec + c->keepalive_timeout_usec);
+        conn_kick(conn);
+        return 0;
+}
+
+static int keepalive_start(Conn *conn) {
+        GrpcClient *c = conn->client;
+        uint64_t now;
+        if (c->keepalive_interval_usec == 0)
+                return 0;
+        int r = sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        conn->last_recv_usec = now;
+        r = sd_event_add_time(c->event, &conn->keepalive, CLOCK_MONOTONIC, now + c->keepalive_interval_usec,
+                              1000000ULL, on_keepalive, conn);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(conn->keepalive, "grpc-keepalive");
+        return 0;
 }
 
 /* Open a connection: socket, connect, nghttp2 session, preface + SETTINGS queued.
@@ -1006,6 +1066,9 @@ static int conn_open(GrpcClient *c, Conn **ret, char *reason, size_t reason_size
                 goto fail_errno;
         }
         conn->client = c;
+        r = keepalive_start(conn);
+        if (r < 0)
+                goto fail_errno;
         c->n_connects++;
         *ret = conn;
         return 0;
@@ -1052,6 +1115,8 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                                           c->socket_path);
                                 goto out;
                         }
+                        if (conn->keepalive)
+                                (void) sd_event_now(c->event, CLOCK_MONOTONIC, &conn->last_recv_usec);
                         conn->in_nghttp2++;
                         ssize_t k = nghttp2_session_mem_recv(conn->session, c->ibuf, (size_t) n);
                         conn->in_nghttp2--;

@@ -17,7 +17,10 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "pullwatch/fileio.h"
 #include "pullwatch/ledger.h"
+#include "pullwatch/refname.h"
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 #define LEDGER_TMP_FILE LEDGER_FILE ".tmp"
@@ -52,6 +55,8 @@ typedef struct Raised {
 
 typedef struct Ref {
         void *items;            /* owned: Hist[n_digests] then Raised[n_raised], allocated to size */
+        struct Ref *twin_next;  /* chain in Ledger.twins */
+        uint64_t twin_hash;     /* of (namespace, repository, current digest); 0: not a tagged reference */
         uint32_t n_digests;     /* never 0 once recorded */
         uint32_t current;
         uint8_t n_raised, ns_len;
@@ -75,6 +80,10 @@ struct Ledger {
         size_t entries, raised;
         uint64_t pruned;
         bool dirty;
+        /* tagged references by (namespace, repository name, current digest): answers
+         * ledger_tagged_current() without a scan; chains of Ref.twin_next */
+        Ref **twins;
+        size_t n_twin_buckets, n_twins; /* power of two; refs linked */
 };
 
 static_assert(LEDGER_RAISED_PER_REF_MAX <= UINT8_MAX, "n_raised is a uint8_t");
@@ -409,10 +418,81 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
         return 0;
 }
 
+/* ---- the index of tagged references by current digest ---- */
+
+static uint64_t twin_hash(const char *ns, const char *name, uint32_t atom) {
+        uint64_t h = fnv1a(fnv1a(FNV_OFFSET, ns) * 1099511628211ULL, name);
+        h = (h ^ atom) * 1099511628211ULL;
+        return h ? h : 1;
+}
+
+static void twin_unlink(Ledger *l, Ref *e) {
+        if (e->twin_hash == 0)
+                return;
+        for (Ref **p = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)]; *p; p = &(*p)->twin_next)
+                if (*p == e) {
+                        *p = e->twin_next;
+                        l->n_twins--;
+                        break;
+                }
+        e->twin_hash = 0;
+        e->twin_next = NULL;
+}
+
+static int twin_buckets_grow(Ledger *l) {
+        size_t n = l->n_twin_buckets ? l->n_twin_buckets * 2 : 64;
+        Ref **b = calloc(n, sizeof(Ref *));
+        if (!b)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n_twin_buckets; i++)
+                for (Ref *e = l->twins[i], *next; e; e = next) {
+                        next = e->twin_next;
+                        e->twin_next = b[e->twin_hash & (n - 1)];
+                        b[e->twin_hash & (n - 1)] = e;
+                }
+        free(l->twins);
+        l->twins = b;
+        l->n_twin_buckets = n;
+        return 0;
+}
+
+/* (Re)index e under its current digest if it is a tagged reference. Without memory
+ * the reference stays unindexed: its digest-only twin is then recorded as a pull of
+ * its own, as before the index existed. */
+static void twin_link(Ledger *l, Ref *e) {
+        char name[PW_NAME_MAX];
+        twin_unlink(l, e);
+        if (e->current == NO_CURRENT || ref_tagged_name(ref_name(e), name, sizeof name) <= 0)
+                return;
+        if (l->n_twins >= l->n_twin_buckets && twin_buckets_grow(l) < 0)
+                return;
+        e->twin_hash = twin_hash(ref_ns(e), name, ref_hist(e)[e->current].atom);
+        Ref **b = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)];
+        e->twin_next = *b;
+        *b = e;
+        l->n_twins++;
+}
+
+bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, const char *digest) {
+        char other[PW_NAME_MAX];
+        if (!l || l->n_twins == 0 || !ns || !name || !digest)
+                return false;
+        uint32_t a = atom_find(l, digest);
+        if (a == NO_ATOM)
+                return false;
+        uint64_t h = twin_hash(ns, name, a);
+        for (const Ref *e = l->twins[h & (l->n_twin_buckets - 1)]; e; e = e->twin_next)
+                if (e->twin_hash == h && ref_hist(e)[e->current].atom == a && streq_ptr(ref_ns(e), ns) &&
+                    ref_tagged_name(ref_name(e), other, sizeof other) > 0 && streq_ptr(other, name))
+                        return true;
+        return false;
+}
+
 /* Remove refs[i] entirely. The table is refilled in place: O(n), only when pruning whole
  * references (or undoing a failed first record). */
 static void ref_remove(Ledger *l, size_t i) {
         Ref *e = l->refs[i];
+        twin_unlink(l, e);
         for (size_t j = 0; j < e->n_digests; j++)
                 atom_unref(l, ref_hist(e)[j].atom);
         for (size_t j = 0; j < e->n_raised; j++)
@@ -473,7 +553,88 @@ static void remove_digest(Ledger *l, Ref *e, size_t j) {
         l->entries--;
 }
 
+typedef struct Victim {
+        uint64_t last_seen;
+        size_t ref, j; /* index into l->refs, into its history */
+} Victim;
+
+/* Oldest first; ties in table order, as the one-at-a-time scan below would pick them. */
+static int victim_cmp(const void *a, const void *b) {
+        const Victim *x = a, *y = b;
+        if (x->last_seen != y->last_seen)
+                return x->last_seen < y->last_seen ? -1 : 1;
+        if (x->ref != y->ref)
+                return x->ref < y->ref ? -1 : 1;
+        return x->j < y->j ? -1 : x->j > y->j;
+}
+
+/* prune() for a large excess (a file loaded under a smaller cap, a save pruned to fit):
+ * the same choice, made with one sort instead of one scan of the table per entry pruned
+ * (O(excess x n): 40k references took 88 s to load). On -ENOMEM it does nothing, and the
+ * one-at-a-time loop does the work. */
+static void prune_batch(Ledger *l, const Ref *protect) {
+        size_t n = 0, excess = l->entries - l->max_entries;
+        for (size_t i = 0; i < l->n_refs; i++)
+                n += l->refs[i]->n_digests > 0 ? l->refs[i]->n_digests - 1 : 0;
+        _cleanup_free_ Victim *v = reallocarray(NULL, MAX(n, l->n_refs) + 1, sizeof(Victim));
+        if (!v)
+                return;
+        /* 1. non-current history, oldest first; removed from the highest index down so
+         * the indices of a reference's other victims stay valid */
+        n = 0;
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const Ref *e = l->refs[i];
+                for (size_t j = 0; j < e->n_digests; j++)
+                        if (j != e->current)
+                                v[n++] = (Victim) { ref_hist(e)[j].last_seen_usec, i, j };
+        }
+        qsort(v, n, sizeof(Victim), victim_cmp);
+        n = MIN(n, excess);
+        for (size_t k = 0; k < n; k++) /* by reference, then history index descending */
+                v[k].last_seen = ((uint64_t) v[k].ref << 32) | (uint64_t) v[k].j;
+        qsort(v, n, sizeof(Victim), victim_cmp);
+        for (size_t k = n; k > 0; k--) {
+                remove_digest(l, l->refs[v[k - 1].ref], v[k - 1].j);
+                l->pruned++;
+                l->dirty = true;
+        }
+        if (l->entries <= l->max_entries)
+                return;
+        /* 2. only current digests left: whole references, least recently seen first, the
+         * table refilled once at the end */
+        n = 0;
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const Ref *e = l->refs[i];
+                if (e != protect && e->current != NO_CURRENT)
+                        v[n++] = (Victim) { ref_hist(e)[e->current].last_seen_usec, i, 0 };
+        }
+        qsort(v, n, sizeof(Victim), victim_cmp);
+        size_t k = 0;
+        for (; k < n && l->entries > l->max_entries; k++) {
+                Ref *e = l->refs[v[k].ref];
+                for (size_t j = 0; j < e->n_digests; j++)
+                        atom_unref(l, ref_hist(e)[j].atom);
+                for (size_t j = 0; j < e->n_raised; j++)
+                        atom_unref(l, ref_raised(e)[j].atom);
+                l->entries -= e->n_digests;
+                l->raised -= e->n_raised;
+                l->pruned += e->n_digests;
+                l->refs[v[k].ref] = ref_free(e);
+        }
+        if (k == 0)
+                return;
+        size_t kept = 0;
+        for (size_t i = 0; i < l->n_refs; i++)
+                if (l->refs[i])
+                        l->refs[kept++] = l->refs[i];
+        l->n_refs = kept;
+        table_fill(l);
+        l->dirty = true;
+}
+
 static void prune(Ledger *l, const Ref *protect) {
+        if (l->entries > l->max_entries + 1)
+                prune_batch(l, protect);
         while (l->entries > l->max_entries) {
                 Ref *best = NULL;
                 size_t best_j = 0;
@@ -541,6 +702,9 @@ static void ledger_clear(Ledger *l) {
         free(l->atoms);
         free(l->atom_slots);
         free(l->kinds);
+        free(l->twins);
+        l->twins = NULL;
+        l->n_twin_buckets = l->n_twins = 0;
         l->refs = NULL;
         l->slots = l->atom_slots = NULL;
         l->atoms = NULL;
@@ -608,7 +772,10 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
         if (e->current != NO_CURRENT && e->current != j)
                 strcpy_bounded(previous, sizeof(previous),
                                atom_str(l, ref_hist(e)[e->current].atom, (char[PW_DIGEST_MAX]) {}));
+        bool moved = e->current != (uint32_t) j;
         e->current = (uint32_t) j;
+        if (moved)
+                twin_link(l, e);
         l->dirty = true;
         prune(l, e);
 
@@ -752,6 +919,21 @@ int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *d
         return 0;
 }
 
+int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind, uint64_t now_usec,
+                 uint64_t reminder_interval_usec, LedgerRaiseFlags flags, uint64_t *ret_previous_usec) {
+        uint64_t previous = 0;
+        if (l)
+                (void) ledger_last_raised(l, ns, ref, digest, kind, &previous);
+        if (ret_previous_usec)
+                *ret_previous_usec = previous;
+        if (l && !(flags & LEDGER_RAISE_ALWAYS) &&
+            !ledger_should_raise(l, ns, ref, digest, kind, now_usec, reminder_interval_usec))
+                return 0;
+        if (l)
+                (void) ledger_mark_raised(l, ns, ref, digest, kind, now_usec);
+        return 1;
+}
+
 bool ledger_is_dirty(const Ledger *l) {
         return l && l->dirty;
 }
@@ -789,19 +971,6 @@ static void out_init(Out *o, int fd, char *mem) {
         o->fd = fd;
         o->mem = mem;
         o->error = 0;
-}
-
-static int write_all(int fd, const char *p, size_t len) {
-        while (len > 0) {
-                ssize_t w = write(fd, p, len);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return w < 0 ? -errno : -ENOSPC;
-                p += w;
-                len -= (size_t) w;
-        }
-        return 0;
 }
 
 /* After a write error the buffer is dropped, not kept: out_put() waits for room, and a
@@ -1106,6 +1275,7 @@ static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t err
         }
         if (e->current == NO_CURRENT)
                 return fail(err, errlen, "references[%zu]: current digest is not in its history", i);
+        twin_link(l, e);
 
         /* duplicates, in O(n log n): equal digests are the same atom */
         _cleanup_free_ uint32_t *sorted = reallocarray(NULL, n, sizeof(uint32_t));
@@ -1217,33 +1387,24 @@ static int read_all(int fd, char **ret, size_t *ret_len) {
                 return -EBADMSG;
         if ((uint64_t) st.st_size > LEDGER_FILE_MAX)
                 return -EFBIG;
-        size_t n = (size_t) st.st_size;
-        _cleanup_free_ char *buf = malloc(n + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t got = 0;
-        while (got < n) {
-                ssize_t k = read(fd, buf + got, n - got);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                got += (size_t) k;
-        }
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int r = read_fd_bounded(fd, LEDGER_FILE_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        if (len > LEDGER_FILE_MAX)
+                return -EFBIG; /* grew since fstat() */
         *ret = TAKE_PTR(buf);
-        *ret_len = got;
+        *ret_len = len;
         return 0;
 }
 
 /* Rename the bad file out of the way, never over an earlier one. */
 static int move_aside(int dfd, char *ret_name, size_t size) {
-        struct tm tm;
-        time_t t = time(NULL);
-        char stamp[32];
-        if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
-                return -EINVAL;
+        char stamp[TIMEFMT_MAX];
+        int r = timefmt_utc(now_usec_realtime(), TIMEFMT_COMPACT, stamp, sizeof stamp);
+        if (r < 0)
+                return r;
         for (unsigned i = 0; i < 100; i++) {
                 if (i == 0)
                         snprintf(ret_name, size, LEDGER_FILE ".corrupt-%s", stamp);
@@ -1335,6 +1496,30 @@ fail:
         return r;
 }
 
+typedef struct SaveCtx {
+        Ledger *l;
+        Ref **v;
+        Out *o;
+        const char *header;
+        int hlen;
+        uint64_t blen;
+        uLong crc;
+} SaveCtx;
+
+/* The second pass: header, then the body streamed through the Out buffer, checked
+ * against the first pass's length and CRC. */
+static int save_write(int fd, void *userdata) {
+        SaveCtx *c = userdata;
+        int r = write_all(fd, c->header, (size_t) c->hlen);
+        if (r < 0)
+                return r;
+        out_init(c->o, fd, NULL);
+        emit_body(c->l, c->v, c->o);
+        if (c->o->error < 0)
+                return c->o->error;
+        return check_second_pass(c->o, c->blen, c->crc);
+}
+
 int ledger_save(Ledger *l) {
         _cleanup_free_ Ref **v = NULL;
         _cleanup_free_ Out *o = NULL;
@@ -1342,41 +1527,36 @@ int ledger_save(Ledger *l) {
         uint64_t blen;
         uLong crc;
         int hlen;
+        uint64_t pruned_before;
         if (!l || l->dfd < 0)
                 return -EINVAL;
+        pruned_before = l->pruned;
         int r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
         if (r < 0)
                 return r;
+        /* One limit on both sides: never write a file ledger_open() would refuse (and move
+         * aside, history and all). Over it, prune the oldest history as the cap would, in
+         * proportion to the excess (2% below, so one round usually does), and measure again. */
+        while ((uint64_t) hlen + blen > LEDGER_FILE_MAX) {
+                size_t entries = l->entries, keep = l->max_entries;
+                l->max_entries = (size_t) ((double) entries * (LEDGER_FILE_MAX * 0.98) / (double) ((uint64_t) hlen + blen));
+                if (l->max_entries >= entries)
+                        l->max_entries = entries - 1;
+                prune(l, NULL);
+                l->max_entries = keep;
+                if (l->entries >= entries || l->max_entries == 0)
+                        return -EFBIG;
+                v = free_null(v);
+                o = free_null(o);
+                r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
+                if (r < 0)
+                        return r;
+        }
 
-        _cleanup_close_ int fd = openat(l->dfd, LEDGER_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                                        0600);
-        if (fd < 0)
-                return -errno;
-        r = write_all(fd, header, (size_t) hlen);
+        SaveCtx ctx = {.l = l, .v = v, .o = o, .header = header, .hlen = hlen, .blen = blen, .crc = crc};
+        r = file_replace_at(l->dfd, LEDGER_FILE, 0600, FILE_REPLACE_SYNC, save_write, &ctx);
         if (r < 0)
-                goto fail;
-        out_init(o, fd, NULL);
-        emit_body(l, v, o);
-        if (o->error < 0) {
-                r = o->error;
-                goto fail;
-        }
-        r = check_second_pass(o, blen, crc);
-        if (r < 0)
-                goto fail;
-        if (fsync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (renameat(l->dfd, LEDGER_TMP_FILE, l->dfd, LEDGER_FILE) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (fsync(l->dfd) < 0)
-                return -errno;
+                return r;
         l->dirty = false;
-        return 0;
-fail:
-        (void) unlinkat(l->dfd, LEDGER_TMP_FILE, 0);
-        return r;
+        return (int) MIN(l->pruned - pruned_before, (uint64_t) INT_MAX);
 }

@@ -12,6 +12,7 @@
 #include "pullwatch/pins.h"
 #include "pullwatch/policy.h"
 #include "pullwatch/ref.h"
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 /* Exit statuses of scan and check (usable from a node check or a CI job). */
@@ -289,9 +290,8 @@ static int cmd_report(int argc, char **argv) {
                 json_decref(ctx.refs);
                 goto out;
         }
-        char ts[32];
-        time_t now = time(NULL);
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+        char ts[TIMEFMT_MAX] = "";
+        (void) timefmt_utc(now_usec_realtime(), TIMEFMT_RFC3339_SEC, ts, sizeof ts);
         json_t *doc = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:o}", "schema", PW_SCHEMA_VERSION, "node", c.node,
                                 "cluster", c.cluster ? c.cluster : "", "time", ts, "references", (json_int_t) ctx.total,
                                 "compliant", (json_int_t) ctx.compliant, "images", ctx.refs);

@@ -4,11 +4,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 
+#include "pullwatch/fileio.h"
 #include "pullwatch/util.h"
 
 #ifndef MIN
@@ -139,43 +139,6 @@ int metrics_format(const MetricsSnapshot *m, char **ret, size_t *ret_len) {
         return 0;
 }
 
-/* temp file in the same directory, fsync, rename, fsync the directory */
-static int write_atomic(const char *path, const char *data, size_t len) {
-        char tmp[PATH_MAX], dir[PATH_MAX];
-        _cleanup_close_ int dfd = -1; /* declared before any goto: its cleanup must see -1 */
-        int r;
-
-        if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int) sizeof tmp ||
-            strcpy_bounded(dir, sizeof dir, path) < 0)
-                return -ENAMETOOLONG;
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (fchmod(fd, 0644) < 0)
-                goto fail_errno;
-        for (size_t off = 0; off < len;) {
-                ssize_t k = write(fd, data + off, len - off);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        goto fail_errno;
-                }
-                off += (size_t) k;
-        }
-        if (fsync(fd) < 0 || rename(tmp, path) < 0)
-                goto fail_errno;
-
-        dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void) fsync(dfd); /* best effort: the rename is done either way */
-        return 0;
-
-fail_errno:
-        r = -errno;
-        (void) unlink(tmp);
-        return r;
-}
-
 int metrics_write_textfile(const char *path, const MetricsSnapshot *m) {
         _cleanup_free_ char *text = NULL;
         size_t len;
@@ -186,7 +149,7 @@ int metrics_write_textfile(const char *path, const MetricsSnapshot *m) {
         r = metrics_format(m, &text, &len);
         if (r < 0)
                 return r;
-        return write_atomic(path, text, len);
+        return file_replace_data(path, 0644, FILE_REPLACE_SYNC, text, len);
 }
 
 static const struct {
@@ -307,7 +270,7 @@ int metrics_status_write(const char *state_dir, const MetricsSnapshot *m) {
                 return r;
         size_t n = strlen(s);
         s[n] = '\n'; /* reuse the NUL's byte: the file ends with a newline */
-        return write_atomic(path, s, n + 1);
+        return file_replace_data(path, 0644, FILE_REPLACE_SYNC, s, n + 1);
 }
 
 int metrics_status_read(const char *state_dir, MetricsSnapshot *ret) {

@@ -19,6 +19,8 @@
 #include <syslog.h>
 #include <zlib.h>
 
+#include "pullwatch/dynbuf.h"
+#include "pullwatch/fileio.h"
 #include "pullwatch/util.h"
 
 #ifndef MIN
@@ -31,59 +33,12 @@ static bool streq(const char *a, const char *b) {
 
 /* ---------------------------------------------------------------- buffers */
 
-/* A growing buffer with a hard maximum (curl's dynbuf rule). */
-typedef struct Buf {
-        char *data;
-        size_t len, cap, max;
-} Buf;
-
-static void buf_done(Buf *b) {
-        free(b->data);
-        *b = (Buf) {};
-}
-
-static int buf_append(Buf *b, const void *p, size_t n) {
-        if (n > b->max || b->len > b->max - n)
-                return -E2BIG;
-        if (b->len + n > b->cap) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap < b->len + n)
-                        cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-                if (cap > b->max)
-                        cap = b->max;
-                char *d = realloc(b->data, cap ? cap : 1);
-                if (!d)
-                        return -ENOMEM;
-                b->data = d;
-                b->cap = cap;
-        }
-        if (n)
-                memcpy(b->data + b->len, p, n);
-        b->len += n;
-        return 0;
-}
-
-static int buf_puts(Buf *b, const char *s) {
-        return buf_append(b, s, strlen(s));
-}
-
-_printf_(2, 3) static int buf_printf(Buf *b, const char *fmt, ...) {
-        char tmp[256];
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-        va_end(ap);
-        if (n < 0 || (size_t) n >= sizeof tmp)
-                return -EINVAL;
-        return buf_append(b, tmp, (size_t) n);
-}
-
 /* Append s as a JSON string literal. Control bytes are escaped; with ascii_only,
  * bytes >= 0x80 become \u00XX too (used for arbitrary bytes of dead letters, so the
  * line stays valid JSON whatever the input was). */
-static int buf_json_string(Buf *b, const char *s, size_t n, bool ascii_only) {
+static int buf_json_string(DynBuf *b, const char *s, size_t n, bool ascii_only) {
         static const char hex[] = "0123456789abcdef";
-        int r = buf_append(b, "\"", 1);
+        int r = dynbuf_add(b, "\"", 1);
         if (r < 0)
                 return r;
         size_t run = 0; /* start of the pending run of bytes copied verbatim */
@@ -108,18 +63,18 @@ static int buf_json_string(Buf *b, const char *s, size_t n, bool ascii_only) {
                         elen = 6;
                 } else
                         continue;
-                r = buf_append(b, s + run, i - run);
+                r = dynbuf_add(b, s + run, i - run);
                 if (r < 0)
                         return r;
-                r = buf_append(b, esc, elen);
+                r = dynbuf_add(b, esc, elen);
                 if (r < 0)
                         return r;
                 run = i + 1;
         }
-        r = buf_append(b, s + run, n - run);
+        r = dynbuf_add(b, s + run, n - run);
         if (r < 0)
                 return r;
-        return buf_append(b, "\"", 1);
+        return dynbuf_add(b, "\"", 1);
 }
 
 /* ---------------------------------------------------------------- formats */
@@ -267,7 +222,7 @@ bool ship_record_valid(ShipFormat f, const char *data, size_t len) {
 }
 
 int ship_encode_jsonl(const ShipRecord *recs, size_t n, size_t max_bytes, char **ret, size_t *ret_len) {
-        _cleanup_(buf_done) Buf b = { .max = max_bytes };
+        _cleanup_(dynbuf_free) DynBuf b = { .max = max_bytes };
         int r;
 
         if ((!recs && n > 0) || !ret || !ret_len)
@@ -275,10 +230,10 @@ int ship_encode_jsonl(const ShipRecord *recs, size_t n, size_t max_bytes, char *
         for (size_t i = 0; i < n; i++) {
                 if (!ship_record_valid(SHIP_FORMAT_JSONL, recs[i].data, recs[i].len))
                         return -EBADMSG;
-                r = buf_append(&b, recs[i].data, recs[i].len);
+                r = dynbuf_add(&b, recs[i].data, recs[i].len);
                 if (r < 0)
                         return r;
-                r = buf_append(&b, "\n", 1);
+                r = dynbuf_add(&b, "\n", 1);
                 if (r < 0)
                         return r;
         }
@@ -290,46 +245,56 @@ int ship_encode_jsonl(const ShipRecord *recs, size_t n, size_t max_bytes, char *
 }
 
 /* The labels a record contributes to its stream; values borrowed from the parsed record. */
-enum { DYN_NODE, DYN_KIND, DYN_SEVERITY, _DYN_MAX };
-static const char *const dyn_names[_DYN_MAX] = { "node", "kind", "severity" };
+static const char *const dyn_names[SHIP_DYN_MAX] = { "node", "kind", "severity" };
 
 typedef struct LokiStream {
-        const char *dyn[_DYN_MAX]; /* NULL = label absent; borrowed from parsed[first] */
-        size_t dyn_len[_DYN_MAX];
+        const char *dyn[SHIP_DYN_MAX]; /* NULL = label absent; borrowed from the first record's meta */
+        size_t dyn_len[SHIP_DYN_MAX];
         size_t first, last; /* record indices; chained through next[] */
 } LokiStream;
 
-typedef struct LokiItem {
-        json_t *parsed; /* owned */
-        uint64_t ts_ns;
-        size_t stream;
-        size_t next; /* next record of the same stream, SIZE_MAX = end */
-} LokiItem;
-
-static void loki_items_free(LokiItem *items, size_t n) {
-        if (!items)
-                return;
-        for (size_t i = 0; i < n; i++)
-                json_decref(items[i].parsed);
-        free(items);
-}
-
 /* A label value must be a short string without NUL; else the label is left out
  * (the record line still carries the value). */
-static const char *label_value(json_t *obj, const char *key, size_t *ret_len) {
+static int label_value(json_t *obj, const char *key, char **ret, size_t *ret_len) {
         json_t *v = json_object_get(obj, key);
         if (!json_is_string(v))
-                return NULL;
+                return 0;
         size_t n = json_string_length(v);
         const char *s = json_string_value(v);
         if (n == 0 || n >= SHIP_LABEL_VALUE_MAX || memchr(s, 0, n))
-                return NULL;
+                return 0;
+        if (!(*ret = strndup(s, n)))
+                return -ENOMEM;
         *ret_len = n;
-        return s;
+        return 0;
+}
+
+void ship_loki_meta_done(ShipLokiMeta *m) {
+        for (int k = 0; k < SHIP_DYN_MAX; k++)
+                free(m->dyn[k]);
+        *m = (ShipLokiMeta){};
+}
+
+int ship_loki_meta(const char *data, size_t len, ShipLokiMeta *ret) {
+        *ret = (ShipLokiMeta){};
+        if (!ship_record_valid(SHIP_FORMAT_JSONL, data, len))
+                return -EBADMSG;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(data, len, 0, NULL);
+        if (!json_is_object(j))
+                return -EBADMSG;
+        json_t *t = json_object_get(j, "time");
+        ret->has_ts = json_is_string(t) &&
+                      ship_parse_rfc3339_ns(json_string_value(t), json_string_length(t), &ret->ts_ns) >= 0;
+        for (int k = 0; k < SHIP_DYN_MAX; k++)
+                if (label_value(j, dyn_names[k], &ret->dyn[k], &ret->dyn_len[k]) < 0) {
+                        ship_loki_meta_done(ret);
+                        return -ENOMEM;
+                }
+        return 0;
 }
 
 static bool dyn_equal(const LokiStream *st, const char *const *dyn, const size_t *dyn_len) {
-        for (int k = 0; k < _DYN_MAX; k++) {
+        for (int k = 0; k < SHIP_DYN_MAX; k++) {
                 if (!st->dyn[k] != !dyn[k])
                         return false;
                 if (dyn[k] && (st->dyn_len[k] != dyn_len[k] || memcmp(st->dyn[k], dyn[k], dyn_len[k]) != 0))
@@ -338,15 +303,15 @@ static bool dyn_equal(const LokiStream *st, const char *const *dyn, const size_t
         return true;
 }
 
-static int loki_label(Buf *b, bool *first, const char *name, const char *value, size_t vlen) {
-        int r = buf_append(b, *first ? "" : ",", *first ? 0 : 1);
+static int loki_label(DynBuf *b, bool *first, const char *name, const char *value, size_t vlen) {
+        int r = dynbuf_add(b, *first ? "" : ",", *first ? 0 : 1);
         *first = false;
         if (r < 0)
                 return r;
         r = buf_json_string(b, name, strlen(name), false);
         if (r < 0)
                 return r;
-        r = buf_append(b, ":", 1);
+        r = dynbuf_add(b, ":", 1);
         if (r < 0)
                 return r;
         return buf_json_string(b, value, vlen, false);
@@ -354,15 +319,34 @@ static int loki_label(Buf *b, bool *first, const char *name, const char *value, 
 
 int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, size_t n_labels,
                      uint64_t fallback_ns, size_t max_bytes, char **ret, size_t *ret_len) {
-        _cleanup_(buf_done) Buf b = { .max = max_bytes };
+        ShipLokiMeta *meta = NULL;
+        int r = 0;
+        if ((!recs && n > 0) || !ret || !ret_len)
+                return -EINVAL;
+        if (n > 0 && !(meta = calloc(n, sizeof *meta)))
+                return -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = ship_loki_meta(recs[i].data, recs[i].len, &meta[i]);
+        if (r >= 0)
+                r = ship_encode_loki_meta(recs, meta, n, labels, n_labels, fallback_ns, max_bytes, ret, ret_len);
+        for (size_t i = 0; i < n; i++)
+                ship_loki_meta_done(&meta[i]);
+        free(meta);
+        return r;
+}
+
+int ship_encode_loki_meta(const ShipRecord *recs, const ShipLokiMeta *meta, size_t n, const ShipLabel *labels,
+                          size_t n_labels, uint64_t fallback_ns, size_t max_bytes, char **ret, size_t *ret_len) {
+        _cleanup_(dynbuf_free) DynBuf b = { .max = max_bytes };
         _cleanup_free_ LokiStream *streams = NULL;
-        LokiItem *items = NULL;
+        _cleanup_free_ size_t *next = NULL; /* next record of the same stream, SIZE_MAX = end */
         size_t n_streams = 0;
-        bool static_dyn[_DYN_MAX] = {};
+        bool static_dyn[SHIP_DYN_MAX] = {};
         bool static_job = false;
         int r;
 
-        if ((!recs && n > 0) || (!labels && n_labels > 0) || n_labels > SHIP_LABELS_MAX || !ret || !ret_len)
+        if ((!recs && n > 0) || (!meta && n > 0) || (!labels && n_labels > 0) || n_labels > SHIP_LABELS_MAX || !ret ||
+            !ret_len)
                 return -EINVAL;
         for (size_t i = 0; i < n_labels; i++) {
                 if (!ship_label_name_valid(labels[i].name) || !labels[i].value ||
@@ -371,7 +355,7 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
                 for (size_t j = 0; j < i; j++)
                         if (streq(labels[i].name, labels[j].name))
                                 return -EINVAL;
-                for (int k = 0; k < _DYN_MAX; k++)
+                for (int k = 0; k < SHIP_DYN_MAX; k++)
                         if (streq(labels[i].name, dyn_names[k]))
                                 static_dyn[k] = true;
                 if (streq(labels[i].name, "job"))
@@ -379,39 +363,23 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
         }
 
         if (n > 0) {
-                items = calloc(n, sizeof *items);
+                next = calloc(n, sizeof *next);
                 streams = calloc(n, sizeof *streams);
-                if (!items || !streams) {
-                        free(items);
+                if (!next || !streams)
                         return -ENOMEM;
-                }
         }
 
         /* Group. O(records × streams): streams are few (kinds × severities on one node),
          * and a batch is bounded, so no hash table. */
         for (size_t i = 0; i < n; i++) {
-                LokiItem *it = &items[i];
-                if (!ship_record_valid(SHIP_FORMAT_JSONL, recs[i].data, recs[i].len)) {
-                        r = -EBADMSG;
-                        goto fail;
-                }
-                it->parsed = json_loadb(recs[i].data, recs[i].len, 0, NULL);
-                if (!json_is_object(it->parsed)) {
-                        r = -EBADMSG;
-                        goto fail;
-                }
-                it->next = SIZE_MAX;
-
-                json_t *t = json_object_get(it->parsed, "time");
-                if (!json_is_string(t) ||
-                    ship_parse_rfc3339_ns(json_string_value(t), json_string_length(t), &it->ts_ns) < 0)
-                        it->ts_ns = fallback_ns;
-
-                const char *dyn[_DYN_MAX] = {};
-                size_t dyn_len[_DYN_MAX] = {};
-                for (int k = 0; k < _DYN_MAX; k++)
-                        if (!static_dyn[k])
-                                dyn[k] = label_value(it->parsed, dyn_names[k], &dyn_len[k]);
+                next[i] = SIZE_MAX;
+                const char *dyn[SHIP_DYN_MAX] = {};
+                size_t dyn_len[SHIP_DYN_MAX] = {};
+                for (int k = 0; k < SHIP_DYN_MAX; k++)
+                        if (!static_dyn[k] && meta[i].dyn[k]) {
+                                dyn[k] = meta[i].dyn[k];
+                                dyn_len[k] = meta[i].dyn_len[k];
+                        }
 
                 size_t s;
                 for (s = 0; s < n_streams; s++)
@@ -423,46 +391,41 @@ int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, 
                         memcpy(streams[s].dyn_len, dyn_len, sizeof dyn_len);
                         streams[s].first = i;
                 } else
-                        items[streams[s].last].next = i;
+                        next[streams[s].last] = i;
                 streams[s].last = i;
-                it->stream = s;
         }
 
-        r = buf_puts(&b, "{\"streams\":[");
+        r = dynbuf_puts(&b, "{\"streams\":[");
         for (size_t s = 0; r >= 0 && s < n_streams; s++) {
                 bool first = true;
-                r = buf_puts(&b, s ? ",{\"stream\":{" : "{\"stream\":{");
+                r = dynbuf_puts(&b, s ? ",{\"stream\":{" : "{\"stream\":{");
                 if (r >= 0 && !static_job)
                         r = loki_label(&b, &first, "job", "pullwatch", strlen("pullwatch"));
                 for (size_t l = 0; r >= 0 && l < n_labels; l++)
                         r = loki_label(&b, &first, labels[l].name, labels[l].value, strlen(labels[l].value));
-                for (int k = 0; r >= 0 && k < _DYN_MAX; k++)
+                for (int k = 0; r >= 0 && k < SHIP_DYN_MAX; k++)
                         if (streams[s].dyn[k])
                                 r = loki_label(&b, &first, dyn_names[k], streams[s].dyn[k], streams[s].dyn_len[k]);
                 if (r >= 0)
-                        r = buf_puts(&b, "},\"values\":[");
-                for (size_t i = streams[s].first; r >= 0 && i != SIZE_MAX; i = items[i].next) {
-                        r = buf_printf(&b, "%s[\"%" PRIu64 "\",", i == streams[s].first ? "" : ",", items[i].ts_ns);
+                        r = dynbuf_puts(&b, "},\"values\":[");
+                for (size_t i = streams[s].first; r >= 0 && i != SIZE_MAX; i = next[i]) {
+                        r = dynbuf_printf(&b, "%s[\"%" PRIu64 "\",", i == streams[s].first ? "" : ",",
+                                          meta[i].has_ts ? meta[i].ts_ns : fallback_ns);
                         if (r >= 0)
                                 r = buf_json_string(&b, recs[i].data, recs[i].len, false);
                         if (r >= 0)
-                                r = buf_append(&b, "]", 1);
+                                r = dynbuf_add(&b, "]", 1);
                 }
                 if (r >= 0)
-                        r = buf_puts(&b, "]}");
+                        r = dynbuf_puts(&b, "]}");
         }
         if (r >= 0)
-                r = buf_puts(&b, "]}");
+                r = dynbuf_puts(&b, "]}");
         if (r < 0)
-                goto fail;
-
-        loki_items_free(items, n);
+                return r;
         *ret_len = b.len;
         *ret = TAKE_PTR(b.data);
         return 0;
-fail:
-        loki_items_free(items, n);
-        return r;
 }
 
 int ship_gzip(const void *in, size_t len, int level, char **ret, size_t *ret_len) {
@@ -648,6 +611,7 @@ typedef enum ShipState {
 typedef struct Batch {
         ShipRecord *recs; /* data points into arena */
         bool *valid;
+        ShipLokiMeta *meta; /* Loki: each record's labels and time, from its one parse */
         size_t n, n_valid;
         char *arena;
         size_t arena_len;
@@ -753,6 +717,9 @@ static uint64_t default_rng(void *userdata) {
 }
 
 static void batch_free(Batch *b) {
+        for (size_t i = 0; b->meta && i < b->n; i++)
+                ship_loki_meta_done(&b->meta[i]);
+        free(b->meta);
         free(b->recs);
         free(b->valid);
         free(b->arena);
@@ -883,7 +850,7 @@ static int token_refresh(Shipper *s) {
 typedef struct PeekCtx {
         Batch *b;
         size_t cap;
-        Buf arena;
+        DynBuf arena;
         size_t *offsets;
 } PeekCtx;
 
@@ -892,7 +859,7 @@ static int peek_visit(uint64_t seq, const void *data, size_t len, void *userdata
         Batch *b = c->b;
         if (b->n == c->cap)
                 return 1;
-        int r = buf_append(&c->arena, data, len);
+        int r = dynbuf_add(&c->arena, data, len);
         if (r < 0)
                 return r;
         c->offsets[b->n] = c->arena.len - len;
@@ -910,13 +877,15 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
 
         b->recs = calloc(max_records, sizeof *b->recs);
         b->valid = calloc(max_records, sizeof *b->valid);
-        if (!offsets || !b->recs || !b->valid) {
+        if (s->format == SHIP_FORMAT_LOKI)
+                b->meta = calloc(max_records, sizeof *b->meta);
+        if (!offsets || !b->recs || !b->valid || (s->format == SHIP_FORMAT_LOKI && !b->meta)) {
                 batch_free(b);
                 return -ENOMEM;
         }
         r = spool_peek(s->spool, 0, max_records, max_bytes, peek_visit, &c);
         if (r < 0) {
-                buf_done(&c.arena);
+                dynbuf_free(&c.arena);
                 batch_free(b);
                 return r;
         }
@@ -924,7 +893,15 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
         b->arena_len = c.arena.len;
         for (size_t i = 0; i < b->n; i++) {
                 b->recs[i].data = b->arena + offsets[i];
-                b->valid[i] = ship_record_valid(s->format, b->recs[i].data, b->recs[i].len);
+                if (b->meta) { /* the one parse of a Loki record: validity, labels and time */
+                        r = ship_loki_meta(b->recs[i].data, b->recs[i].len, &b->meta[i]);
+                        if (r == -ENOMEM) {
+                                batch_free(b);
+                                return r;
+                        }
+                        b->valid[i] = r >= 0;
+                } else
+                        b->valid[i] = ship_record_valid(s->format, b->recs[i].data, b->recs[i].len);
                 b->n_valid += b->valid[i];
         }
         return 0;
@@ -933,21 +910,25 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
 static int batch_encode(Shipper *s) {
         Batch *b = &s->batch;
         _cleanup_free_ ShipRecord *valid = calloc(b->n_valid ? b->n_valid : 1, sizeof *valid);
+        _cleanup_free_ ShipLokiMeta *meta = b->meta ? calloc(b->n_valid ? b->n_valid : 1, sizeof *meta) : NULL;
         _cleanup_free_ char *plain = NULL;
         size_t plain_len = 0, k = 0;
         int r;
 
-        if (!valid)
+        if (!valid || (b->meta && !meta))
                 return -ENOMEM;
         for (size_t i = 0; i < b->n; i++)
-                if (b->valid[i])
+                if (b->valid[i]) {
+                        if (meta)
+                                meta[k] = b->meta[i]; /* borrowed: the strings stay owned by the batch */
                         valid[k++] = b->recs[i];
+                }
         /* Generous bound: worst-case escaping is 6 bytes per payload byte, plus per-record
          * and per-stream framing; it only guards against a bug growing without limit. */
         size_t max = b->arena_len * 6 + b->n_valid * 4096 + 65536;
         if (s->format == SHIP_FORMAT_LOKI)
-                r = ship_encode_loki(valid, k, s->labels, s->n_labels, now_usec_realtime() * 1000ULL, max, &plain,
-                                     &plain_len);
+                r = ship_encode_loki_meta(valid, meta, k, s->labels, s->n_labels, now_usec_realtime() * 1000ULL, max,
+                                          &plain, &plain_len);
         else
                 r = ship_encode_jsonl(valid, k, max, &plain, &plain_len);
         if (r < 0)
@@ -963,25 +944,11 @@ static int batch_encode(Shipper *s) {
         return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* Append the batch (all records, or only the invalid ones) and one status line to the
  * dead-letter file, fdatasync'ed before the caller acks. */
 static int dead_letter(Shipper *s, bool only_invalid, long status, const char *reason, size_t *ret_count) {
         Batch *b = &s->batch;
-        _cleanup_(buf_done) Buf out = { .max = SIZE_MAX };
+        _cleanup_(dynbuf_free) DynBuf out = { .max = SIZE_MAX };
         size_t count = 0;
         int r = 0;
 
@@ -991,34 +958,34 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 count++;
                 if (ship_record_valid(SHIP_FORMAT_JSONL, b->recs[i].data, b->recs[i].len) &&
                     ship_record_valid(SHIP_FORMAT_LOKI, b->recs[i].data, b->recs[i].len))
-                        r = buf_append(&out, b->recs[i].data, b->recs[i].len);
+                        r = dynbuf_add(&out, b->recs[i].data, b->recs[i].len);
                 else {
                         /* not a JSON line: wrap it so the file stays JSON lines */
-                        r = buf_puts(&out, "{\"invalid_record\":");
+                        r = dynbuf_puts(&out, "{\"invalid_record\":");
                         if (r >= 0)
                                 r = buf_json_string(&out, b->recs[i].data, b->recs[i].len, true);
                         if (r >= 0)
-                                r = buf_puts(&out, "}");
+                                r = dynbuf_puts(&out, "}");
                 }
                 if (r >= 0)
-                        r = buf_append(&out, "\n", 1);
+                        r = dynbuf_add(&out, "\n", 1);
         }
         if (count == 0) {
                 *ret_count = 0;
                 return 0;
         }
         if (r >= 0)
-                r = buf_printf(&out, "{\"dead_letter\":{\"time_usec\":%" PRIu64 ",\"records\":%zu,\"last_seq\":%" PRIu64
+                r = dynbuf_printf(&out, "{\"dead_letter\":{\"time_usec\":%" PRIu64 ",\"records\":%zu,\"last_seq\":%" PRIu64
                                ",\"status\":%ld,\"reason\":",
                                now_usec_realtime(), count, b->last_seq, status);
         if (r >= 0)
                 r = buf_json_string(&out, reason, strlen(reason), true);
         if (r >= 0)
-                r = buf_puts(&out, ",\"response\":");
+                r = dynbuf_puts(&out, ",\"response\":");
         if (r >= 0)
                 r = buf_json_string(&out, s->resp, status > 0 ? s->resp_len : 0, true);
         if (r >= 0)
-                r = buf_puts(&out, "}}\n");
+                r = dynbuf_puts(&out, "}}\n");
         if (r < 0)
                 return r;
 

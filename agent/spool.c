@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <zlib.h>
 
+#include "pullwatch/fileio.h"
 #include "pullwatch/spool.h"
 #include "pullwatch/util.h"
 
@@ -20,7 +21,7 @@
 #define SEGMENT_SUFFIX ".seg"
 #define SEGMENT_NAME_DIGITS 20
 #define ACK_FILE "ack"
-#define ACK_TMP_FILE "ack.tmp"
+#define ACK_TMP_FILE ACK_FILE ".tmp" /* file_replace_at()'s temporary name */
 #define LOCK_FILE "lock"
 #define ACK_LINE_MAX 256
 
@@ -294,20 +295,8 @@ static int write_state(Spool *s) {
         uint32_t crc = (uint32_t) crc32(crc32(0L, Z_NULL, 0), (const Bytef *) line, (uInt) n);
         n += snprintf(line + n, sizeof(line) - (size_t) n, " crc=%08" PRIx32 "\n", crc);
 
-        _cleanup_close_ int fd = openat(s->dfd, ACK_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        ssize_t w = write(fd, line, (size_t) n);
-        if (w < 0)
-                return -errno;
-        if (w != n)
-                return -ENOSPC;
-        int r = fsync_if(s, fd);
-        if (r < 0)
-                return r;
-        if (renameat(s->dfd, ACK_TMP_FILE, s->dfd, ACK_FILE) < 0)
-                return -errno;
-        r = fsync_if(s, s->dfd);
+        int r = file_replace_data_at(s->dfd, ACK_FILE, 0600,
+                                     s->policy == SPOOL_FSYNC_NEVER ? 0 : FILE_REPLACE_SYNC, line, (size_t) n);
         if (r < 0)
                 return r;
         s->state_dirty = false;
@@ -331,7 +320,10 @@ static bool parse_field(const char **p, const char *name, uint64_t *ret) {
         return true;
 }
 
-/* -ENOENT: no file; -EBADMSG: unreadable. */
+/* The largest sequence number a spool can reach: 2^62, millennia at any rate of records. */
+#define SPOOL_SEQ_MAX (UINT64_C(1) << 62)
+
+/* -ENOENT: no file; -EBADMSG: unreadable or impossible. */
 static int read_state(Spool *s, uint64_t *ret_acked, uint64_t *ret_next, uint64_t *ret_dropped_total) {
         char line[ACK_LINE_MAX];
         _cleanup_close_ int fd = openat(s->dfd, ACK_FILE, O_RDONLY | O_CLOEXEC);
@@ -358,6 +350,11 @@ static int read_state(Spool *s, uint64_t *ret_acked, uint64_t *ret_next, uint64_
         p += strlen("pullwatch-spool 1 ");
         if (!parse_field(&p, "acked=", &acked) || !parse_field(&p, " next=", &next) ||
             !parse_field(&p, " dropped_total=", &dropped) || p != crcpos)
+                return -EBADMSG;
+        /* Numbers write_state() cannot have written: acked < next always, and next that
+         * large is a file written by hand (acked = UINT64_MAX made acked + 1 wrap, and
+         * nothing was ever sent again). Refused like a corrupt file. */
+        if (next == 0 || acked >= next || next > SPOOL_SEQ_MAX)
                 return -EBADMSG;
         *ret_acked = acked;
         *ret_next = next;

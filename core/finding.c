@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <time.h>
 
+#include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 
 static const char *const kind_table[_FINDING_KIND_MAX] = {
@@ -162,21 +163,6 @@ void finding_format_message(Finding *f) {
         }
 }
 
-/* RFC 3339, UTC, microseconds: 2026-11-25T16:50:53.123456Z */
-static int format_time(uint64_t usec, char *buf, size_t size) {
-        time_t sec = (time_t) (usec / 1000000ULL);
-        struct tm tm;
-        if (!gmtime_r(&sec, &tm))
-                return -EINVAL;
-        size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (n == 0)
-                return -ENOBUFS;
-        int r = snprintf(buf + n, size - n, ".%06" PRIu64 "Z", (uint64_t) (usec % 1000000ULL));
-        if (r < 0 || (size_t) r >= size - n)
-                return -ENOBUFS;
-        return 0;
-}
-
 static int set_str(json_t *o, const char *key, const char *value, bool always) {
         if (!always && isempty(value))
                 return 0;
@@ -188,7 +174,7 @@ int finding_to_json(const Finding *f, json_t **ret) {
         const char *kind = finding_kind_to_string(f->kind), *sev = severity_to_string(f->severity);
         if (!kind || !sev)
                 return -EINVAL;
-        if (format_time(f->time_usec, ts, sizeof ts) < 0)
+        if (timefmt_utc(f->time_usec, TIMEFMT_RFC3339_USEC, ts, sizeof ts) < 0)
                 return -EINVAL;
 
         json_t *o = json_object(), *im = json_object();

@@ -1,7 +1,8 @@
-/* Image reference grammar and normalisation; see ref.h and REFERENCE.md §5. */
+/* Image reference grammar and normalisation; see ref.h. */
 #include <stdarg.h>
 
 #include "pullwatch/ref.h"
+#include "pullwatch/refname.h"
 #include "pullwatch/util.h"
 
 #define fail(err, errlen, ...) errbuf_fail(err, errlen, -EINVAL, __VA_ARGS__)
@@ -386,4 +387,12 @@ bool ref_equal(const Ref *a, const Ref *b) {
         return streq_ptr(a->domain, b->domain) && streq_ptr(a->path, b->path) && streq_ptr(a->tag, b->tag) &&
                streq_ptr(a->digest, b->digest) && a->tag_implicit == b->tag_implicit &&
                a->is_image_id == b->is_image_id && a->is_digest_only == b->is_digest_only;
+}
+
+int ref_tagged_name(const char *s, char *name, size_t size) {
+        Ref r;
+        if (ref_parse(s, &r, NULL, 0) < 0 || r.is_image_id || r.tag[0] == 0)
+                return 0;
+        int k = ref_name(&r, name, size);
+        return k < 0 ? k : 1;
 }

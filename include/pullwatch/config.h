@@ -37,6 +37,8 @@
 #include <jansson.h>
 
 #include "pullwatch/finding.h"
+#include "pullwatch/ship.h"
+#include "pullwatch/spool.h"
 
 #define CONFIG_FILE_MAX (1024U * 1024U) /* config file size */
 #define CONFIG_VALUE_MAX 4096U           /* one string or list item */
@@ -62,6 +64,7 @@ typedef struct Config {
         uint64_t ledger_max_entries;
         uint64_t reminder_interval_usec; /* 0 = never */
         uint64_t inventory_interval_usec; /* 0 = never */
+        uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* liveness PING of containerd */
         char *metrics_file;
         char *cluster;
 
@@ -93,6 +96,12 @@ typedef struct Config {
         uint64_t spool_max_bytes;
         char *spool_fsync; /* always | batch | never */
         char *log_level;   /* err | warning | notice | info | debug */
+
+        /* the enum keys above as the config parsed them (set with the string), so no
+         * user of Config parses them again */
+        ShipFormat endpoint_format_value;
+        SpoolFsync spool_fsync_value;
+        int log_level_value; /* LOG_LEVEL_ERR (3) .. LOG_LEVEL_DEBUG (7) */
 } Config;
 
 typedef enum ConfigType {
@@ -109,6 +118,7 @@ typedef enum ConfigType {
 
 #define CONFIG_F_NOFILE 1U      /* not settable in the config file (the file's own path) */
 #define CONFIG_F_ONE_PER_FLAG 2U /* list items may contain commas: see above */
+#define CONFIG_F_ZERO_OFF 4U     /* 0 (off) is accepted besides min..max */
 
 typedef struct ConfigKey {
         const char *name;        /* file key, e.g. "state_dir" or "severity.latest_tag" */
@@ -118,7 +128,8 @@ typedef struct ConfigKey {
         const char *description; /* one line */
         const char *env;         /* environment variable, NULL if none */
         const char *flag;        /* without the leading "--" */
-        uint64_t min, max;       /* CONFIG_UINT/DURATION(usec)/SIZE bounds, inclusive */
+        uint64_t min, max;       /* CONFIG_UINT/DURATION(usec)/SIZE bounds, inclusive; a
+                                  * duration's min is never below 1ms (0 = off is a flag) */
         const char *choices;     /* CONFIG_ENUM: "a|b|c" */
         unsigned flags;          /* CONFIG_F_* */
 } ConfigKey;

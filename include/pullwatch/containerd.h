@@ -17,7 +17,6 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#include "pullwatch/curlev.h"
 #include "pullwatch/finding.h"
 
 #define CTRD_TOPIC_MAX 128
@@ -156,13 +155,15 @@ typedef void (*ctrd_event_cb_t)(Ctrd *c, const CtrdEvent *ev, void *userdata);
 /* The stream ended: error < 0 transport or gRPC error; 0 if containerd closed it with OK. */
 typedef void (*ctrd_stream_end_cb_t)(Ctrd *c, int error, const char *reason, void *userdata);
 
-/* curl: unused since the gRPC client speaks HTTP/2 itself (libnghttp2); may be NULL,
- * kept so callers need not change. address: containerd's socket path (copied).
+/* address: containerd's socket path (copied).
  * max_message 0: 16 MiB. err (optional) gets a one-line reason on failure. */
-int ctrd_new(Ctrd **ret, sd_event *e, CurlEv *curl, const char *address, size_t max_message, char *err,
+int ctrd_new(Ctrd **ret, sd_event *e, const char *address, size_t max_message, char *err,
              size_t errlen);
 /* Cancels every pending call without calling its callback. Accepts NULL. Not from a callback. */
 Ctrd *ctrd_free(Ctrd *c);
+/* Detect a containerd that stops answering while the event stream is open: see
+ * grpc_client_set_keepalive(). The stream then ends with -ETIMEDOUT. */
+int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec);
 /* Number of calls still running (a one-shot scan runs the loop until this is 0). */
 size_t ctrd_pending(const Ctrd *c);
 

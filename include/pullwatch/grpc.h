@@ -5,18 +5,17 @@
  *    grpc-message percent-decoding, grpc-timeout formatting, status names) with no I/O;
  *  - a client: ONE persistent HTTP/2 (prior knowledge) connection per GrpcClient, opened
  *    lazily by the first call, one stream per call. libcurl 7.88.1 cannot reuse an h2c
- *    prior-knowledge connection (REFERENCE.md §7, curl #10634), so the client drives
+ *    prior-knowledge connection (curl #10634, fixed in 8.0.0), so the client drives
  *    nghttp2 itself. A connection that breaks fails its calls once; the next call
  *    reconnects. After GOAWAY, new calls go to a new connection. The server's
- *    MAX_CONCURRENT_STREAMS is honoured (nghttp2 queues the HEADERS beyond it). No pings. */
+ *    MAX_CONCURRENT_STREAMS is honoured (nghttp2 queues the HEADERS beyond it). A PING after a
+ *    silence detects a daemon that stopped answering (grpc_client_set_keepalive()). */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
-
-#include "pullwatch/curlev.h"
 
 #define GRPC_FRAME_HEADER_SIZE 5
 #define GRPC_MESSAGE_MAX 512      /* grpc-message after decoding / our reason lines, with NUL */
@@ -93,14 +92,11 @@ typedef struct GrpcHeaders {
 } GrpcHeaders;
 
 void grpc_headers_init(GrpcHeaders *h);
-/* One raw header line as curl delivers it ("HTTP/2 200\r\n", "grpc-status: 5\r\n", "\r\n").
+/* One decoded header field (name, value as HTTP/2 delivers them; not NUL-terminated).
  * Names are case-insensitive; unknown headers are ignored. -EBADMSG on a malformed
  * grpc-status or :status value. */
-int grpc_headers_parse_line(GrpcHeaders *h, const char *line, size_t len);
-/* One decoded header field (name, value as HTTP/2 delivers them; not NUL-terminated).
- * Same rules and errors as grpc_headers_parse_line. */
 int grpc_headers_parse_pair(GrpcHeaders *h, const char *name, size_t nlen, const char *value, size_t vlen);
-/* The gRPC status for a stream reset with HTTP/2 error code h2_error (PROTOCOL-HTTP2.md):
+/* The gRPC status for a stream reset with HTTP/2 error code h2_error (gRPC's doc/PROTOCOL-HTTP2.md):
  * REFUSED_STREAM → UNAVAILABLE, CANCEL → CANCELLED, ENHANCE_YOUR_CALM →
  * RESOURCE_EXHAUSTED, INADEQUATE_SECURITY → PERMISSION_DENIED, anything else → INTERNAL. */
 int grpc_status_from_h2_error(uint32_t h2_error);
@@ -139,16 +135,21 @@ typedef int (*grpc_message_handler_t)(GrpcCall *call, const uint8_t *msg, size_t
  * status is borrowed; the call is freed when on_done returns. */
 typedef void (*grpc_done_handler_t)(GrpcCall *call, int error, const GrpcStatus *status, void *userdata);
 
-/* curl: ignored (the client no longer runs on libcurl); kept so callers need not change,
- * may be NULL. e: borrowed (a reference is taken). socket_path is copied;
+/* e: borrowed (a reference is taken). socket_path is copied;
  * > GRPC_SOCKET_PATH_MAX bytes → -ENAMETOOLONG. max_message 0 → GRPC_DEFAULT_MAX_MESSAGE.
  * No connection is made until the first call. *ret is owned, freed with grpc_client_free(). */
-int grpc_client_new(GrpcClient **ret, sd_event *e, CurlEv *curl, const char *socket_path, size_t max_message);
+int grpc_client_new(GrpcClient **ret, sd_event *e, const char *socket_path, size_t max_message);
 /* Cancels every call still running without calling on_done, closes the connection.
  * Allowed from on_done; not from on_message. Accepts NULL. */
 GrpcClient *grpc_client_free(GrpcClient *c);
 const char *grpc_client_socket_path(const GrpcClient *c);
 size_t grpc_client_max_message(const GrpcClient *c);
+/* Liveness of the connection (see grpc.c): while a stream is open and nothing has been
+ * read for interval_usec, send an HTTP/2 PING; no answer within timeout_usec fails the
+ * connection's calls with -ETIMEDOUT ("… stopped answering …"). interval 0: never ping
+ * (the default). Applies to connections opened after the call. -EINVAL for an interval
+ * without a timeout. */
+int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec);
 /* How many connections this client has opened (connect() succeeded or is in progress). */
 uint64_t grpc_client_connects(const GrpcClient *c);
 

@@ -31,7 +31,9 @@
  *      with the oldest last_seen, never the reference being recorded.
  * A pruned digest's raised findings go with it. Each reference keeps at most
  * LEDGER_RAISED_PER_REF_MAX raised findings, the oldest last_raised evicted first.
- * Pruning scans the table: O(entries) per record once at the cap; pulls are rare.
+ * Pruning scans the table: O(entries) per record once at the cap; pulls are rare. A
+ * larger excess (a file loaded under a smaller cap, a save pruned to fit LEDGER_FILE_MAX)
+ * is pruned in one pass with one sort: O(entries log entries).
  *
  * Times are CLOCK_REALTIME µs supplied by the caller (the ledger reads no clock except
  * for naming a corrupt file). Not thread-safe. */
@@ -46,7 +48,7 @@
 #define LEDGER_FILE "ledger.json"
 #define LEDGER_KIND_MAX 32             /* finding kind name, with NUL */
 #define LEDGER_RAISED_PER_REF_MAX 64
-#define LEDGER_FILE_MAX (64U << 20)    /* a larger state file is treated as corrupt */
+#define LEDGER_FILE_MAX (64U << 20)    /* the saver never writes more, the loader refuses more */
 #define LEDGER_REASON_MAX 1024
 
 typedef struct Ledger Ledger;
@@ -112,7 +114,30 @@ int ledger_last_raised(const Ledger *l, const char *ns, const char *ref, const c
 int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind,
                        uint64_t now_usec);
 
-/* Crash-safe rewrite of STATE_DIR/ledger.json; clears the dirty flag. */
+typedef enum LedgerRaiseFlags {
+        LEDGER_RAISE_ALWAYS = 1 << 0, /* a transition (a tag that moved): raised whatever was raised before */
+} LedgerRaiseFlags;
+
+/* Decide and mark in one call: 1 if a finding (or record) of kind for (ns, ref, digest)
+ * is to be raised now — by the rule of ledger_should_raise(), or always with
+ * LEDGER_RAISE_ALWAYS — and it is then marked raised at now_usec; 0 if it was raised
+ * already. ret_previous_usec (optional) gets when it was raised before this call, 0 if
+ * never. A NULL ledger raises everything. Marking is best effort (a reference never
+ * recorded cannot be marked): a failure to remember never suppresses a finding, at
+ * worst it is raised again. */
+int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind, uint64_t now_usec,
+                 uint64_t reminder_interval_usec, LedgerRaiseFlags flags, uint64_t *ret_previous_usec);
+
+/* Whether a tagged reference of repository name (normalised domain/path, as ref_name()
+ * gives it) in namespace ns currently resolves to digest: the CRI plugin's repo-digest
+ * record (name@digest) of a pull already recorded under its tag. An index kept on
+ * every change of a current digest makes this O(1), not a scan of the ledger. */
+bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, const char *digest);
+
+/* Crash-safe rewrite of STATE_DIR/ledger.json; clears the dirty flag. The file never
+ * exceeds LEDGER_FILE_MAX, the limit ledger_open() enforces: a ledger that would is first
+ * pruned, oldest history first as for the cap, until it fits. Returns the number of
+ * entries so pruned (0 almost always), -EFBIG if even pruning cannot make it fit. */
 int ledger_save(Ledger *l);
 bool ledger_is_dirty(const Ledger *l);
 void ledger_get_stats(const Ledger *l, LedgerStats *ret);

@@ -2,7 +2,7 @@
  * journal when systemd runs us with stderr connected to it). Messages at warning or
  * worse are also sent to journald as structured entries (SYSLOG_IDENTIFIER=pullwatch,
  * PULLWATCH_EVENT=<event>) unless stderr already is the journal ($JOURNAL_STREAM).
- * Only the top of the program logs (STYLE.md: log once, at the top). */
+ * Only the top of the program logs (log once, at the top). */
 #pragma once
 
 #include "pullwatch/util.h"

@@ -1,4 +1,4 @@
-/* Image references: the distribution grammar and its normalisation (REFERENCE.md §5).
+/* Image references: the distribution grammar and its normalisation (distribution/reference, reference.go).
  *
  *   reference := name [":" tag] ["@" digest]      name := [domain "/"] path
  *

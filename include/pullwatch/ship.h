@@ -75,6 +75,24 @@ int ship_encode_jsonl(const ShipRecord *recs, size_t n, size_t max_bytes, char *
 int ship_encode_loki(const ShipRecord *recs, size_t n, const ShipLabel *labels, size_t n_labels,
                      uint64_t fallback_ns, size_t max_bytes, char **ret, size_t *ret_len);
 
+/* What the Loki encoder needs of one record: its stream labels (node, kind, severity;
+ * NULL when absent or unusable as a label) and its time. Filled by ONE parse of the
+ * record (ship_loki_meta(), which also tells whether it is a valid Loki record:
+ * -EBADMSG otherwise, -ENOMEM), so the shipper parses each record once, when it loads
+ * the batch, and the encoder not at all. Strings owned; ship_loki_meta_done() frees. */
+enum { SHIP_DYN_NODE, SHIP_DYN_KIND, SHIP_DYN_SEVERITY, SHIP_DYN_MAX };
+typedef struct ShipLokiMeta {
+        char *dyn[SHIP_DYN_MAX];
+        size_t dyn_len[SHIP_DYN_MAX];
+        bool has_ts;    /* false: no parseable time (the encoder's fallback_ns is used) */
+        uint64_t ts_ns;
+} ShipLokiMeta;
+int ship_loki_meta(const char *data, size_t len, ShipLokiMeta *ret);
+void ship_loki_meta_done(ShipLokiMeta *m);
+/* ship_encode_loki() with each record's meta given (borrowed), nothing parsed. */
+int ship_encode_loki_meta(const ShipRecord *recs, const ShipLokiMeta *meta, size_t n, const ShipLabel *labels,
+                          size_t n_labels, uint64_t fallback_ns, size_t max_bytes, char **ret, size_t *ret_len);
+
 /* Whether a record can be encoded in format f (jsonl: non-empty, no '\n' or NUL;
  * loki additionally: parses as a JSON object). Invalid records are dead-lettered by
  * the shipper, never sent. */

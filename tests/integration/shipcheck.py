@@ -14,7 +14,7 @@
       checks the dead-letter file: record lines, then one {"dead_letter": ...} line per batch;
       prints the ids of the records (one a line) after a summary line on stderr.
   shipcheck.py loki --bodies FILE --stdout FILE --node NODE --cluster CLUSTER
-      checks every Loki push body field by field against REFERENCE.md §9; exits 1
+      checks every Loki push body field by field against Loki's push API; exits 1
       naming the first violation, else prints a summary.
   shipcheck.py frames DIR               number of well-formed frames (magic, length, CRC)
       in the spool segments DIR/*.seg — read independently of the agent's reader

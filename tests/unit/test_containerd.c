@@ -363,7 +363,6 @@ typedef struct Live {
         char sock[128];
         pid_t pid;
         sd_event *e;
-        CurlEv *curl;
         Ctrd *ctrd;
         int pending;
         /* results */
@@ -415,9 +414,8 @@ static void live_begin(void) {
         if (live.pid <= 0)
                 skip();
         assert_int_equal(sd_event_new(&live.e), 0);
-        assert_int_equal(curlev_new(&live.curl, live.e), 0);
         char err[256];
-        assert_int_equal(ctrd_new(&live.ctrd, live.e, live.curl, live.sock, 0, err, sizeof(err)), 0);
+        assert_int_equal(ctrd_new(&live.ctrd, live.e, live.sock, 0, err, sizeof(err)), 0);
 }
 
 /* Run the loop until the test's callbacks say stop; bounded. (sd_event_exit would
@@ -434,7 +432,6 @@ static void live_run(void) {
 static void live_end(void) {
         assert_int_equal(ctrd_pending(live.ctrd), 0);
         live.ctrd = ctrd_free(live.ctrd);
-        live.curl = curlev_free(live.curl);
         live.e = sd_event_unref(live.e);
 }
 
@@ -518,7 +515,7 @@ static void test_live_unary(void **state) {
         /* bounded content read, and a call without the namespace header (trailers-only) */
         assert_int_equal(ctrd_content_read(live.ctrd, "test", live.image.target_digest, 16, on_blob, NULL), 0);
         GrpcClient *g = NULL;
-        assert_int_equal(grpc_client_new(&g, live.e, live.curl, live.sock, 0), 0);
+        assert_int_equal(grpc_client_new(&g, live.e, live.sock, 0), 0);
         assert_int_equal(grpc_call_start(g, "/containerd.services.images.v1.Images/List", NULL, NULL, 0,
                                          5 * 1000000ULL, NULL, on_raw_done, NULL, NULL),
                          0);

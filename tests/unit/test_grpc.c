@@ -196,6 +196,30 @@ static void test_reader_callback_abort(void **state) {
 
 /* ------------------------------------------------------------ headers */
 
+/* The table below is written as header lines ("HTTP/2 200", "name: value"); the client
+ * gets decoded pairs from nghttp2, so each line is split into the pair it stands for. */
+static int parse_line(GrpcHeaders *h, const char *line, size_t len) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+                len--;
+        if (len == 0)
+                return 0;
+        if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+                const char *sp = memchr(line, ' ', len);
+                if (!sp)
+                        return -EBADMSG;
+                const char *code = sp + 1;
+                size_t clen = 0;
+                while (code + clen < line + len && code[clen] != ' ')
+                        clen++;
+                return grpc_headers_parse_pair(h, ":status", 7, code, clen);
+        }
+        const char *colon = memchr(line + 1, ':', len - 1); /* ":status" starts with one */
+        if (!colon)
+                return 0;
+        size_t nlen = (size_t) (colon - line);
+        return grpc_headers_parse_pair(h, line, nlen, colon + 1, len - nlen - 1);
+}
+
 static void test_headers(void **state) {
         static const struct {
                 const char *lines[6];
@@ -226,7 +250,7 @@ static void test_headers(void **state) {
                 int r = 0;
                 grpc_headers_init(&h);
                 for (size_t k = 0; k < 6 && cases[i].lines[k]; k++)
-                        r = grpc_headers_parse_line(&h, cases[i].lines[k], strlen(cases[i].lines[k]));
+                        r = parse_line(&h, cases[i].lines[k], strlen(cases[i].lines[k]));
                 if (r != cases[i].error)
                         fail_msg("case %zu: error %d want %d", i, r, cases[i].error);
                 assert_int_equal(h.http_status, cases[i].http_status);
@@ -398,7 +422,7 @@ static void run_call(const char *path, Outcome *o) {
 
         assert_int_equal(sd_event_new(&e), 0);
         o->e = e;
-        assert_int_equal(grpc_client_new(&c, e, NULL, path, 0), 0);
+        assert_int_equal(grpc_client_new(&c, e, path, 0), 0);
         assert_string_equal(grpc_client_socket_path(c), path);
         assert_int_equal(grpc_client_max_message(c), GRPC_DEFAULT_MAX_MESSAGE);
         assert_int_equal(grpc_call_start(c, "/containerd.services.version.v1.Version/Version", NULL, NULL, 0,
@@ -450,10 +474,10 @@ static void test_client_bad_arguments(void **state) {
         longpath[sizeof(longpath) - 1] = 0;
 
         assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(grpc_client_new(&c, e, NULL, longpath, 0), -ENAMETOOLONG);
+        assert_int_equal(grpc_client_new(&c, e, longpath, 0), -ENAMETOOLONG);
         assert_null(c);
         longpath[GRPC_SOCKET_PATH_MAX] = 0; /* exactly 107: accepted */
-        assert_int_equal(grpc_client_new(&c, e, NULL, longpath, 100), 0);
+        assert_int_equal(grpc_client_new(&c, e, longpath, 100), 0);
         assert_int_equal(grpc_call_start(c, "/a.B/C", "bad\nns", NULL, 0, 0, NULL, NULL, NULL, NULL), -EINVAL);
         assert_int_equal(grpc_call_start(c, "no-slash", NULL, NULL, 0, 0, NULL, NULL, NULL, NULL), -EINVAL);
         assert_int_equal(grpc_call_start(c, "/a.B/C\r\nx: y", NULL, NULL, 0, 0, NULL, NULL, NULL, NULL), -EINVAL);

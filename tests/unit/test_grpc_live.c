@@ -57,7 +57,7 @@ static void begin(void) {
         if (L.pid <= 0)
                 skip();
         assert_int_equal(sd_event_new(&L.e), 0);
-        assert_int_equal(grpc_client_new(&L.g, L.e, NULL, L.sock, 0), 0);
+        assert_int_equal(grpc_client_new(&L.g, L.e, L.sock, 0), 0);
 }
 
 static void end(void) {

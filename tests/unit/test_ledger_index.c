@@ -1,0 +1,110 @@
+/* ledger: decide-and-mark (ledger_raise) and the index of tagged references by current
+ * digest (ledger_tagged_current), including after pruning and a save + reload. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <inttypes.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "pullwatch/ledger.h"
+#include "pullwatch/util.h"
+
+#define DA "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define DB "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define NGINX "docker.io/library/nginx"
+
+static void test_raise(void **state) {
+        Ledger *l = NULL;
+        uint64_t prev = 99;
+        assert_int_equal(ledger_new(&l, 100), 0);
+        assert_int_equal(ledger_record(l, "k8s.io", NGINX ":latest", DA, 1000, NULL, NULL), 0);
+        static const struct {
+                const char *kind;
+                uint64_t now, reminder;
+                LedgerRaiseFlags flags;
+                int want;
+                uint64_t want_prev;
+        } steps[] = {
+                {"latest_tag", 2000, 0, 0, 1, 0},                   /* first time */
+                {"latest_tag", 3000, 0, 0, 0, 2000},                /* already raised */
+                {"latest_tag", 3500, 1000, 0, 1, 2000},             /* reminder due */
+                {"latest_tag", 4000, 1000, 0, 0, 3500},             /* not yet due again */
+                {"tag_moved", 5000, 0, LEDGER_RAISE_ALWAYS, 1, 0},  /* a transition */
+                {"tag_moved", 6000, 0, LEDGER_RAISE_ALWAYS, 1, 5000}, /* again: still raised, marked */
+                {"pull", 7000, 0, 0, 1, 0},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                int r = ledger_raise(l, "k8s.io", NGINX ":latest", DA, steps[i].kind, steps[i].now, steps[i].reminder,
+                                     steps[i].flags, &prev);
+                if (r != steps[i].want || prev != steps[i].want_prev)
+                        fail_msg("step %zu: %d (prev %" PRIu64 ") want %d (prev %" PRIu64 ")", i, r, prev,
+                                 steps[i].want, steps[i].want_prev);
+        }
+        /* never recorded: raised (and it cannot be remembered, so raised again) */
+        assert_int_equal(ledger_raise(l, "k8s.io", "docker.io/library/x:1", DA, "pull", 1, 0, 0, NULL), 1);
+        assert_int_equal(ledger_raise(l, "k8s.io", "docker.io/library/x:1", DA, "pull", 2, 0, 0, NULL), 1);
+        /* no ledger: everything is raised */
+        assert_int_equal(ledger_raise(NULL, "k8s.io", NGINX ":latest", DA, "pull", 1, 0, 0, &prev), 1);
+        assert_int_equal(prev, 0);
+        ledger_free(l);
+}
+
+static void test_tagged_current(void **state) {
+        Ledger *l = NULL;
+        assert_int_equal(ledger_new(&l, 3), 0);
+        assert_false(ledger_tagged_current(l, "k8s.io", NGINX, DA));
+        assert_int_equal(ledger_record(l, "k8s.io", NGINX ":latest", DA, 1, NULL, NULL), 0);
+        assert_int_equal(ledger_record(l, "k8s.io", NGINX "@" DB, DB, 1, NULL, NULL), 0);
+        static const struct {
+                const char *ns, *name, *digest;
+                bool want;
+        } cases[] = {
+                {"k8s.io", NGINX, DA, true},
+                {"default", NGINX, DA, false},                  /* another namespace */
+                {"k8s.io", "docker.io/library/redis", DA, false}, /* another repository */
+                {"k8s.io", NGINX, DB, false},                   /* only a digest-only record has DB */
+                {"k8s.io", "nginx", DA, false},                 /* names are normalised by the caller */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (ledger_tagged_current(l, cases[i].ns, cases[i].name, cases[i].digest) != cases[i].want)
+                        fail_msg("case %zu: want %d", i, cases[i].want);
+
+        /* the tag moves: the index follows the current digest */
+        assert_int_equal(ledger_record(l, "k8s.io", NGINX ":latest", DB, 2, NULL, NULL), 0);
+        assert_false(ledger_tagged_current(l, "k8s.io", NGINX, DA));
+        assert_true(ledger_tagged_current(l, "k8s.io", NGINX, DB));
+
+        /* a save and a reload rebuild it */
+        char *text = NULL;
+        size_t len = 0;
+        assert_int_equal(ledger_format(l, &text, &len), 0);
+        Ledger *l2 = NULL;
+        assert_int_equal(ledger_new(&l2, 3), 0);
+        assert_int_equal(ledger_parse(l2, text, len, NULL, 0), 0);
+        assert_true(ledger_tagged_current(l2, "k8s.io", NGINX, DB));
+        assert_false(ledger_tagged_current(l2, "k8s.io", NGINX, DA));
+        free(text);
+        ledger_free(l2);
+
+        /* pruned away with its reference: gone from the index (cap 3 entries; many
+         * tagged references grow the index and push the oldest out) */
+        char ref[64];
+        for (int i = 0; i < 200; i++) {
+                snprintf(ref, sizeof ref, "docker.io/library/r%d:1", i);
+                assert_int_equal(ledger_record(l, "k8s.io", ref, DA, 10 + (uint64_t) i, NULL, NULL), 0);
+        }
+        assert_false(ledger_tagged_current(l, "k8s.io", NGINX, DB));
+        assert_true(ledger_tagged_current(l, "k8s.io", "docker.io/library/r199", DA));
+        assert_false(ledger_tagged_current(l, "k8s.io", "docker.io/library/r0", DA));
+        ledger_free(l);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_raise),
+                cmocka_unit_test(test_tagged_current),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
