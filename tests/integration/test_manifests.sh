@@ -65,6 +65,19 @@ pw_assert_eq "$(grep -c ' seccomp RuntimeDefault' "$W/facts")" "$n" "seccomp Run
 pw_assert_eq "$(grep -c ' privileged False' "$W/facts")" "$n" "not privileged"
 pw_assert_eq "$(grep -c ' memory-limit [0-9]' "$W/facts")" "$n" "a memory limit on every container"
 
+# the agent accepts the ConfigMap's config (unknown keys are rejected) and pins
+"$PW_PY" - "$W/all.yaml" "$W" <<'EOF2'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pullwatch-config":
+        for k, v in d["data"].items():
+            open(f"{sys.argv[2]}/cm-{k}", "w").write(v)
+EOF2
+st=0; "$PULLWATCH" check --config "$W/cm-config.json" --pins "$W/cm-pins.json" docker.io/library/nginx:1.25.3 >"$W/cm.out" 2>&1 || st=$?
+pw_assert_eq "$st" 0 "the agent accepts the ConfigMap's config.json and pins.json" 
+st=0; "$PULLWATCH" check --config "$W/cm-config.json" --pins "$W/cm-pins.json" docker.io/library/nginx >/dev/null 2>&1 || st=$?
+pw_assert_eq "$st" 1 "and judges with it (an implied :latest is a finding)"
+
 # pullwatch judges its own deployment: every image reference is clean
 awk '$3 == "image" { print $4 }' "$W/facts" >"$W/refs"
 st=0; "$PULLWATCH" check - <"$W/refs" >"$W/check.out" 2>&1 || st=$?
