@@ -753,16 +753,10 @@ int config_load_buffer(Config *c, const char *buf, size_t len, const char *sourc
 }
 
 int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                int r = -errno;
-                set_err(err, errlen, "config: %s: %s", path, strerror(-r));
-                return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                set_err(err, errlen, "config: %s: not a regular file", path);
-                return -EINVAL;
+        _cleanup_close_ int fd = open_regular_file(AT_FDCWD, path, 0);
+        if (fd < 0) {
+                set_err(err, errlen, "config: %s: %s", path, fd == -EINVAL ? "not a regular file" : strerror(-fd));
+                return fd;
         }
         _cleanup_free_ char *buf = NULL;
         size_t off = 0;

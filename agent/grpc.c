@@ -349,6 +349,8 @@ struct Conn {
         bool connecting;
         bool goaway;
         int32_t goaway_last_id;
+        bool sent_goaway;      /* nghttp2 ended the session itself: the peer broke HTTP/2 */
+        uint32_t sent_goaway_code;
         unsigned in_nghttp2; /* > 0 while nghttp2 runs our callbacks */
         sd_event_source *flusher; /* defer: one flush per loop turn for calls started outside I/O */
         sd_event_source *keepalive; /* liveness: PING after keepalive_interval of silence */
@@ -390,6 +392,7 @@ struct GrpcCall {
         grpc_done_handler_t on_done;
         void *userdata;
         bool completed;  /* on c->done */
+        bool peer_reset; /* containerd sent RST_STREAM (else a reset is nghttp2's, i.e. ours) */
         bool cancelled;  /* cancelled from on_message: freed by dispatch without on_done */
         bool finished;   /* on_done running: cancel is a no-op */
         int error;
@@ -750,6 +753,10 @@ static int conn_closes_on_goaway(Conn *conn) {
 
 static int on_before_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
         Conn *conn = user_data;
+        if (frame->hd.type == NGHTTP2_GOAWAY && !conn->sent_goaway) {
+                conn->sent_goaway = true;
+                conn->sent_goaway_code = frame->goaway.error_code;
+        }
         /* the call was cancelled or timed out before its HEADERS left: never open the stream */
         if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
             !conn_find(conn, frame->hd.stream_id))
@@ -886,9 +893,12 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
                 if (conn->goaway && stream_id > conn->goaway_last_id)
                         call_complete(call, 0, "%s: not processed: containerd is closing the connection (GOAWAY); retry",
                                       call->method);
-                else
+                else if (call->peer_reset)
                         call_complete(call, 0, "%s: stream reset by containerd: HTTP/2 %s", call->method,
                                       h2_error_name(error_code));
+                else
+                        call_complete(call, 0, "%s: stream reset by pullwatch: containerd's reply broke HTTP/2 (%s)",
+                                      call->method, h2_error_name(error_code));
         } else if (call->hdrs.http_status != 200)
                 call_complete(call, -EPROTO, "%s: HTTP status %d without grpc-status", call->method,
                               call->hdrs.http_status);
@@ -907,6 +917,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
                 keepalive_arm(conn, conn->last_recv_usec + conn->client->keepalive_interval_usec);
         }
 
+        if (frame->hd.type == NGHTTP2_RST_STREAM) {
+                GrpcCall *call = conn_find(conn, frame->hd.stream_id);
+                if (call)
+                        call->peer_reset = true;
+        }
         if (frame->hd.type == NGHTTP2_GOAWAY && !conn->goaway) {
                 conn->goaway = true;
                 conn->goaway_last_id = frame->goaway.last_stream_id;
@@ -1137,8 +1152,13 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
         }
         if (!nghttp2_session_want_read(conn->session) && !nghttp2_session_want_write(conn->session) &&
             conn->olen == 0 && conn->pend_len == 0) {
-                /* after GOAWAY with no streams left, or a fatal protocol error */
-                conn_fail(conn, -EPROTO, "connection to %s closed (GOAWAY)", c->socket_path);
+                /* after containerd's GOAWAY with no streams left, or a fatal protocol error on
+                 * which nghttp2 sent its own GOAWAY */
+                if (conn->goaway || !conn->sent_goaway)
+                        conn_fail(conn, -EPROTO, "connection to %s closed by containerd (GOAWAY)", c->socket_path);
+                else
+                        conn_fail(conn, -EPROTO, "%s answered with bytes that are not HTTP/2 (%s): connection closed",
+                                  c->socket_path, h2_error_name(conn->sent_goaway_code));
                 goto out;
         }
         conn_update_events(conn);

@@ -919,18 +919,21 @@ int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *d
         return 0;
 }
 
-int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind, uint64_t now_usec,
+int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, FindingKind kind, uint64_t now_usec,
                  uint64_t reminder_interval_usec, LedgerRaiseFlags flags, uint64_t *ret_previous_usec) {
+        const char *name = finding_kind_to_string(kind);
         uint64_t previous = 0;
+        if (!name)
+                return -EINVAL;
         if (l)
-                (void) ledger_last_raised(l, ns, ref, digest, kind, &previous);
+                (void) ledger_last_raised(l, ns, ref, digest, name, &previous);
         if (ret_previous_usec)
                 *ret_previous_usec = previous;
         if (l && !(flags & LEDGER_RAISE_ALWAYS) &&
-            !ledger_should_raise(l, ns, ref, digest, kind, now_usec, reminder_interval_usec))
+            !ledger_should_raise(l, ns, ref, digest, name, now_usec, reminder_interval_usec))
                 return 0;
         if (l)
-                (void) ledger_mark_raised(l, ns, ref, digest, kind, now_usec);
+                (void) ledger_mark_raised(l, ns, ref, digest, name, now_usec);
         return 1;
 }
 
@@ -1379,7 +1382,7 @@ int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t er
 
 /* ---- file I/O ---- */
 
-static int read_all(int fd, char **ret, size_t *ret_len) {
+static int read_ledger_file(int fd, char **ret, size_t *ret_len) {
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
@@ -1454,7 +1457,7 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
                 r = -errno;
                 goto fail;
         }
-        r = fd < 0 ? -EBADMSG : read_all(fd, &buf, &len);
+        r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
         if (fd >= 0)
                 close(fd);
         if (r == -EBADMSG)
@@ -1518,6 +1521,40 @@ static int save_write(int fd, void *userdata) {
         if (c->o->error < 0)
                 return c->o->error;
         return check_second_pass(c->o, c->blen, c->crc);
+}
+
+int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *err, size_t errlen) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        char path[PATH_MAX];
+        if (!ret || isempty(state_dir) || max_entries == 0)
+                return -EINVAL;
+        if (snprintf(path, sizeof(path), "%s/" LEDGER_FILE, state_dir) >= (int) sizeof(path))
+                return -ENAMETOOLONG;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 && errno != ELOOP)
+                return -errno;
+        int r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
+        if (fd >= 0)
+                close(fd);
+        if (r == -EBADMSG)
+                return fail(err, errlen, "ledger: %s: not a regular file", path);
+        if (r == -EFBIG)
+                return fail(err, errlen, "ledger: %s: file too large (at most %u bytes)", path, LEDGER_FILE_MAX);
+        if (r < 0)
+                return r;
+        Ledger *l = NULL;
+        r = ledger_new(&l, max_entries);
+        if (r < 0)
+                return r;
+        char why[LEDGER_REASON_MAX / 2] = "";
+        r = ledger_parse(l, buf, len, why, sizeof(why));
+        if (r < 0) {
+                ledger_free(l);
+                return r == -EBADMSG ? fail(err, errlen, "ledger: %s: %s", path, why) : r;
+        }
+        *ret = l;
+        return 0;
 }
 
 int ledger_save(Ledger *l) {

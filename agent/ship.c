@@ -606,6 +606,7 @@ typedef enum ShipState {
         STATE_WAIT_AGE,   /* records pending below the thresholds; timer armed */
         STATE_SENDING,    /* one request in flight */
         STATE_WAIT_RETRY, /* batch held; timer armed for the next attempt */
+        STATE_STOPPED,    /* libcurl refused an option: no request can be made, none is retried */
 } ShipState;
 
 typedef struct Batch {
@@ -811,9 +812,10 @@ static int token_refresh(Shipper *s) {
             st.st_mtim.tv_sec == s->token_mtime.tv_sec && st.st_mtim.tv_nsec == s->token_mtime.tv_nsec)
                 return 0;
 
-        _cleanup_close_ int fd = open(s->token_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* followed if a symlink: kubelet's projected token is one */
+        _cleanup_close_ int fd = open_regular_file(AT_FDCWD, s->token_file, 0);
         if (fd < 0)
-                return -errno;
+                return fd;
         char *buf = NULL;
         size_t n = 0;
         int e = read_fd_bounded(fd, SHIP_TOKEN_MAX, &buf, &n);
@@ -990,7 +992,7 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 return r;
 
         struct stat st;
-        if (stat(s->dead_letter_path, &st) >= 0 && s->dead_letter_max_bytes > 0 &&
+        if (lstat(s->dead_letter_path, &st) >= 0 && s->dead_letter_max_bytes > 0 &&
             (uint64_t) st.st_size + out.len > s->dead_letter_max_bytes && st.st_size > 0) {
                 char rotated[PATH_MAX];
                 if (snprintf(rotated, sizeof rotated, "%s.1", s->dead_letter_path) >= (int) sizeof rotated)
@@ -1000,7 +1002,9 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 ship_log(s, LOG_WARNING, "dead-letter file %s reached %" PRIu64 " bytes, rotated to %s",
                          s->dead_letter_path, s->dead_letter_max_bytes, rotated);
         }
-        _cleanup_close_ int fd = open(s->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        /* never through a symlink: root would append to its target */
+        _cleanup_close_ int fd =
+                open(s->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         r = write_all(fd, out.data, out.len);
@@ -1084,6 +1088,8 @@ int ship_kick(Shipper *s) {
                 return -EINVAL;
         if (s->state == STATE_SENDING || s->state == STATE_WAIT_RETRY)
                 return 0; /* the completion continues with whatever is pending */
+        if (s->state == STATE_STOPPED)
+                return -EOPNOTSUPP;
         spool_get_stats(s->spool, &st);
         if (st.pending_records == 0) {
                 if (s->state == STATE_WAIT_AGE)
@@ -1272,7 +1278,7 @@ static int start_request(Shipper *s) {
         if (r < 0) {
                 /* the token may appear later (kubelet writes it asynchronously) */
                 snprintf(s->stats.last_error, sizeof s->stats.last_error, "bearer token file %s: %s", s->token_file,
-                         strerror(-r));
+                         r == -EINVAL ? "not a regular file" : strerror(-r));
                 schedule_retry(s, 0);
                 return r;
         }
@@ -1301,7 +1307,18 @@ static int start_request(Shipper *s) {
         s->resp_total = 0;
         s->resp_aborted = false;
 
-#define SET(opt, val) (ok = ok && curl_easy_setopt(easy, opt, val) == CURLE_OK)
+        /* journal-upload's easy_setopt: a refused option names itself */
+        const char *bad_opt = NULL;
+        CURLcode bad = CURLE_OK;
+#define SET(opt, val)                                                   \
+        do {                                                            \
+                CURLcode _c = ok ? curl_easy_setopt(easy, opt, val) : CURLE_OK; \
+                if (_c != CURLE_OK) {                                   \
+                        ok = false;                                     \
+                        bad = _c;                                       \
+                        bad_opt = #opt;                                 \
+                }                                                       \
+        } while (0)
         SET(CURLOPT_URL, s->url);
         SET(CURLOPT_POST, 1L);
         SET(CURLOPT_POSTFIELDS, s->batch.body);
@@ -1331,9 +1348,19 @@ static int start_request(Shipper *s) {
         if (!ok) {
                 curl_slist_free_all(h);
                 curl_easy_cleanup(easy);
-                snprintf(s->stats.last_error, sizeof s->stats.last_error, "setting up the request failed");
-                schedule_retry(s, 0);
-                return -ENOMEM;
+                if (!bad_opt || bad == CURLE_OUT_OF_MEMORY) {
+                        snprintf(s->stats.last_error, sizeof s->stats.last_error,
+                                 "setting up the request failed: out of memory");
+                        schedule_retry(s, 0);
+                        return -ENOMEM;
+                }
+                /* not transient: the same option fails on every attempt */
+                snprintf(s->stats.last_error, sizeof s->stats.last_error, "libcurl refused %s: %s", bad_opt,
+                         curl_easy_strerror(bad));
+                ship_log(s, LOG_ERR, "cannot set up a request to the endpoint: libcurl refused %s: %s; shipping stops, "
+                         "records stay in the spool", bad_opt, curl_easy_strerror(bad));
+                s->state = STATE_STOPPED;
+                return -EOPNOTSUPP;
         }
         r = curlev_add(s->ev, easy, on_done, s);
         if (r < 0) {

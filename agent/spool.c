@@ -326,9 +326,10 @@ static bool parse_field(const char **p, const char *name, uint64_t *ret) {
 /* -ENOENT: no file; -EBADMSG: unreadable or impossible. */
 static int read_state(Spool *s, uint64_t *ret_acked, uint64_t *ret_next, uint64_t *ret_dropped_total) {
         char line[ACK_LINE_MAX];
-        _cleanup_close_ int fd = openat(s->dfd, ACK_FILE, O_RDONLY | O_CLOEXEC);
+        /* a symlink, a FIFO...: unreadable, and replaced by the next write_state() */
+        _cleanup_close_ int fd = open_regular_file(s->dfd, ACK_FILE, O_NOFOLLOW);
         if (fd < 0)
-                return errno == ENOENT ? -ENOENT : -errno;
+                return fd == -ELOOP || fd == -EINVAL ? -EBADMSG : fd;
         ssize_t n = read(fd, line, sizeof(line) - 1);
         if (n < 0)
                 return -errno;

@@ -77,7 +77,17 @@ typedef struct Finding {
         FindingImage image;
         FindingWorkload workload; /* empty strings when not known */
         char message[PW_MESSAGE_MAX];
+        /* the pull published no event (containerd 1.7's Transfer service, #9725): found when a
+         * container started on it, so `time` is that moment, not the pull's. JSON "found":
+         * "container_start", journald PULLWATCH_FOUND=container_start. */
+        bool found_at_start;
 } Finding;
+
+#define FINDING_KIND_BIT(k) (1U << (unsigned) (k))
+/* The one definition of "compliant", for the inventory and `pullwatch report` alike:
+ * an image is compliant when no finding of any kind applies to it (kinds_mask: an OR of
+ * FINDING_KIND_BIT()s); a `pull` is a record, never a reason. */
+bool finding_kinds_compliant(unsigned kinds_mask);
 
 const char *finding_kind_to_string(FindingKind k);   /* static string, NULL if out of range */
 FindingKind finding_kind_from_string(const char *s); /* _FINDING_KIND_INVALID if unknown */

@@ -81,6 +81,13 @@ int ledger_new(Ledger **ret, size_t max_entries);
 int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerOpenReport *report);
 Ledger *ledger_free(Ledger *l); /* accepts NULL, returns NULL; does not save */
 
+/* For read-only commands (report, scan): load STATE_DIR/ledger.json into a ledger with no
+ * file behind it (ledger_save() returns -EINVAL), changing nothing on disk: no directory
+ * created, no temp file removed, a bad file left where it is. -ENOENT if there is no file;
+ * -EBADMSG with a one-line reason in err for a truncated, corrupt or oversized file or one
+ * that is not a regular file (refused at once, never waited on). */
+int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *err, size_t errlen);
+
 /* Note that (ns, ref) resolves to digest at now_usec. A first sighting is not a change.
  * When the reference's current digest was another one, *ret_changed is true and
  * ret_previous_digest (PW_DIGEST_MAX bytes, may be NULL) gets it; otherwise "" and
@@ -118,14 +125,14 @@ typedef enum LedgerRaiseFlags {
         LEDGER_RAISE_ALWAYS = 1 << 0, /* a transition (a tag that moved): raised whatever was raised before */
 } LedgerRaiseFlags;
 
-/* Decide and mark in one call: 1 if a finding (or record) of kind for (ns, ref, digest)
+/* Decide and mark in one call: 1 if a finding (or, for FINDING_PULL, the pull record) of kind for (ns, ref, digest)
  * is to be raised now — by the rule of ledger_should_raise(), or always with
  * LEDGER_RAISE_ALWAYS — and it is then marked raised at now_usec; 0 if it was raised
  * already. ret_previous_usec (optional) gets when it was raised before this call, 0 if
  * never. A NULL ledger raises everything. Marking is best effort (a reference never
  * recorded cannot be marked): a failure to remember never suppresses a finding, at
  * worst it is raised again. */
-int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, const char *kind, uint64_t now_usec,
+int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest, FindingKind kind, uint64_t now_usec,
                  uint64_t reminder_interval_usec, LedgerRaiseFlags flags, uint64_t *ret_previous_usec);
 
 /* Whether a tagged reference of repository name (normalised domain/path, as ref_name()

@@ -12,7 +12,9 @@ enum { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARNING = 4, LOG_LEVEL_NOTICE = 5, LOG_LEVEL
 void log_set_max_level(int level);
 void log_set_node(const char *node); /* copied; added as NODE_NAME to journald entries */
 /* event: a short stable word for the journald PULLWATCH_EVENT field, or NULL. Returns -abs(error)
- * if error != 0, else 0, so that `return log_error_errno(r, ...)` works. */
+ * if error != 0, else 0, so that `return log_error_errno(r, ...)` works. With error != 0,
+ * errno is set to it before formatting, so "%m" names it (systemd's log.c): no
+ * strerror(-r) at the call sites. */
 int log_full(int level, const char *event, int error, const char *fmt, ...) _printf_(4, 5);
 
 #define log_error(...) log_full(LOG_LEVEL_ERR, NULL, 0, __VA_ARGS__)
@@ -22,3 +24,5 @@ int log_full(int level, const char *event, int error, const char *fmt, ...) _pri
 #define log_debug(...) log_full(LOG_LEVEL_DEBUG, NULL, 0, __VA_ARGS__)
 #define log_error_errno(e, ...) log_full(LOG_LEVEL_ERR, NULL, (e), __VA_ARGS__)
 #define log_warning_errno(e, ...) log_full(LOG_LEVEL_WARNING, NULL, (e), __VA_ARGS__)
+#define log_notice_errno(e, ...) log_full(LOG_LEVEL_NOTICE, NULL, (e), __VA_ARGS__)
+#define log_debug_errno(e, ...) log_full(LOG_LEVEL_DEBUG, NULL, (e), __VA_ARGS__)

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -283,6 +285,28 @@ static void test_file_errors(void **state) {
         }
 }
 
+/* A FIFO in place of the config file: refused at once, in one line (the open used to
+ * wait for a writer, hanging start-up); alarm() turns a hang into a failed test. */
+static void test_file_fifo(void **state) {
+        char dir[] = "/tmp/pullwatch-test-config-XXXXXX", path[64];
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        Config c;
+        char err[256] = "";
+        assert_int_equal(config_init(&c), 0);
+        alarm(10);
+        int r = config_load_file(&c, path, err, sizeof(err));
+        alarm(0);
+        assert_int_equal(r, -EINVAL);
+        char want[128];
+        snprintf(want, sizeof(want), "config: %s: not a regular file", path);
+        assert_string_equal(err, want);
+        config_done(&c);
+        unlink(path);
+        rmdir(dir);
+}
+
 static void test_file_atomic(void **state) {
         /* A good key before a bad one must not stick. */
         static const char json[] = "{\"stdout\": true, \"bogus\": 1}";
@@ -553,6 +577,7 @@ int main(void) {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_file_values),
                 cmocka_unit_test(test_file_errors),
+                cmocka_unit_test(test_file_fifo),
                 cmocka_unit_test(test_file_atomic),
                 cmocka_unit_test(test_env),
                 cmocka_unit_test(test_flags),

@@ -10,6 +10,8 @@
 
 #include "pullwatch/dynbuf.h"
 #include "pullwatch/fileio.h"
+#include "pullwatch/finding.h"
+#include "pullwatch/log.h"
 #include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
 #include "tmpdir.h"
@@ -134,10 +136,53 @@ static void test_file_replace(void **state) {
         assert_int_equal(file_replace_data(path, 0644, 0, "p", 1), -ENOENT);
 }
 
+static void test_compliant(void **state) {
+        static const struct {
+                unsigned mask;
+                bool want;
+        } cases[] = {
+                {0, true},
+                {FINDING_KIND_BIT(FINDING_PULL), true}, /* a record, not a finding */
+                {FINDING_KIND_BIT(FINDING_LATEST_TAG), false},
+                {FINDING_KIND_BIT(FINDING_PULL) | FINDING_KIND_BIT(FINDING_UNTRACEABLE), false},
+                {FINDING_KIND_BIT(FINDING_TAG_MOVED), false},
+                {FINDING_KIND_BIT(FINDING_DIGEST_MISMATCH) | FINDING_KIND_BIT(FINDING_REVISION_MISMATCH), false},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (finding_kinds_compliant(cases[i].mask) != cases[i].want)
+                        fail_msg("case %zu: want %d", i, cases[i].want);
+}
+
+/* %m names the error given to log_full (errno is set from it), and errno given as
+ * positive or negative is the same error. */
+static void test_log_errno(void **state) {
+        const char *dir = *state;
+        char path[512], buf[512] = "";
+        snprintf(path, sizeof path, "%s/stderr", dir);
+        fflush(stderr);
+        int saved = dup(STDERR_FILENO), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(saved >= 0 && fd >= 0);
+        assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+        close(fd);
+        setenv("JOURNAL_STREAM", "0:0", 1); /* the journald copy is not what is tested */
+        errno = 0;
+        assert_int_equal(log_full(LOG_LEVEL_INFO, NULL, -ENOENT, "a: %m"), -ENOENT);
+        assert_int_equal(log_full(LOG_LEVEL_INFO, NULL, EACCES, "b: %m"), -EACCES);
+        fflush(stderr);
+        assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        close(saved);
+        _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(read(in, buf, sizeof buf - 1) > 0);
+        assert_non_null(strstr(buf, "pullwatch: a: No such file or directory\n"));
+        assert_non_null(strstr(buf, "pullwatch: b: Permission denied\n"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_dynbuf),
                 cmocka_unit_test(test_timefmt),
+                cmocka_unit_test(test_compliant),
+                cmocka_unit_test_setup_teardown(test_log_errno, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_file_replace, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -658,6 +658,72 @@ static void test_prune_many_at_load(void **state) {
         ledger_free(l);
 }
 
+/* ledger_read(), for report and scan: loads what ledger_open() would, and changes nothing
+ * on disk whatever it finds (ledger_open() moves a bad file aside, removes the temp file). */
+static void test_read_only(void **state) {
+        const char *dir = *state;
+        char path[512], tmp[512], err[LEDGER_REASON_MAX];
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE, dir);
+        snprintf(tmp, sizeof(tmp), "%s/" LEDGER_FILE ".tmp", dir);
+        Ledger *l = NULL;
+        assert_int_equal(ledger_read(&l, dir, 100, err, sizeof(err)), -ENOENT);
+
+        assert_int_equal(ledger_open(&l, dir, 100, NULL), 0);
+        record_ok(l, "k8s.io", NGINX, DA, 100);
+        assert_int_equal(ledger_save(l), 0);
+        ledger_free(l);
+        FILE *f = fopen(tmp, "we");
+        assert_non_null(f);
+        fputs("left by a crash", f);
+        assert_int_equal(fclose(f), 0);
+
+        l = NULL;
+        assert_int_equal(ledger_read(&l, dir, 100, err, sizeof(err)), 0);
+        LedgerDigest cur;
+        assert_int_equal(ledger_lookup(l, "k8s.io", NGINX, &cur), 0);
+        assert_string_equal(cur.digest, DA);
+        assert_int_equal(ledger_save(l), -EINVAL); /* no file behind it */
+        ledger_free(l);
+
+        static const struct {
+                const char *content; /* NULL: a FIFO */
+                const char *reason;
+        } cases[] = {
+                { "pullwatch-ledger 1 999 00000000\n{", "truncated" },
+                { "garbage", "" },
+                { NULL, "not a regular file" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                assert_int_equal(unlink(path), 0);
+                if (cases[i].content) {
+                        f = fopen(path, "we");
+                        assert_non_null(f);
+                        fputs(cases[i].content, f);
+                        assert_int_equal(fclose(f), 0);
+                } else
+                        assert_int_equal(mkfifo(path, 0600), 0);
+                l = (Ledger *) 0x1;
+                alarm(10);
+                int r = ledger_read(&l, dir, 100, err, sizeof(err));
+                alarm(0);
+                assert_int_equal(r, -EBADMSG);
+                assert_ptr_equal(l, (Ledger *) 0x1);
+                if (!startswith(err, "ledger: ") || !strstr(err, cases[i].reason) || strchr(err, '\n'))
+                        fail_msg("case %zu: \"%s\"", i, err);
+                /* nothing moved, nothing removed */
+                struct stat st;
+                assert_int_equal(lstat(path, &st), 0);
+                assert_int_equal(access(tmp, F_OK), 0);
+                DIR *d = opendir(dir);
+                assert_non_null(d);
+                unsigned n = 0;
+                for (struct dirent *de; (de = readdir(d));)
+                        n += de->d_name[0] != '.';
+                closedir(d);
+                assert_int_equal(n, 2);
+        }
+}
+
 static void test_big_ledger_and_cap_at_load(void **state) {
         const char *dir = *state;
         Ledger *l = NULL;
@@ -791,6 +857,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt_twice_keeps_both, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_big_ledger_and_cap_at_load, setup_dir, teardown_dir),
                 cmocka_unit_test(test_prune_many_at_load),
+                cmocka_unit_test_setup_teardown(test_read_only, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_save_fits_the_loader, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_string_escaping_round_trip, setup_dir, teardown_dir),
         };

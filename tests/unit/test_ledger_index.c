@@ -21,19 +21,19 @@ static void test_raise(void **state) {
         assert_int_equal(ledger_new(&l, 100), 0);
         assert_int_equal(ledger_record(l, "k8s.io", NGINX ":latest", DA, 1000, NULL, NULL), 0);
         static const struct {
-                const char *kind;
+                FindingKind kind;
                 uint64_t now, reminder;
                 LedgerRaiseFlags flags;
                 int want;
                 uint64_t want_prev;
         } steps[] = {
-                {"latest_tag", 2000, 0, 0, 1, 0},                   /* first time */
-                {"latest_tag", 3000, 0, 0, 0, 2000},                /* already raised */
-                {"latest_tag", 3500, 1000, 0, 1, 2000},             /* reminder due */
-                {"latest_tag", 4000, 1000, 0, 0, 3500},             /* not yet due again */
-                {"tag_moved", 5000, 0, LEDGER_RAISE_ALWAYS, 1, 0},  /* a transition */
-                {"tag_moved", 6000, 0, LEDGER_RAISE_ALWAYS, 1, 5000}, /* again: still raised, marked */
-                {"pull", 7000, 0, 0, 1, 0},
+                {FINDING_LATEST_TAG, 2000, 0, 0, 1, 0},                   /* first time */
+                {FINDING_LATEST_TAG, 3000, 0, 0, 0, 2000},                /* already raised */
+                {FINDING_LATEST_TAG, 3500, 1000, 0, 1, 2000},             /* reminder due */
+                {FINDING_LATEST_TAG, 4000, 1000, 0, 0, 3500},             /* not yet due again */
+                {FINDING_TAG_MOVED, 5000, 0, LEDGER_RAISE_ALWAYS, 1, 0},  /* a transition */
+                {FINDING_TAG_MOVED, 6000, 0, LEDGER_RAISE_ALWAYS, 1, 5000}, /* again: still raised, marked */
+                {FINDING_PULL, 7000, 0, 0, 1, 0},
         };
         for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
                 int r = ledger_raise(l, "k8s.io", NGINX ":latest", DA, steps[i].kind, steps[i].now, steps[i].reminder,
@@ -43,10 +43,11 @@ static void test_raise(void **state) {
                                  steps[i].want, steps[i].want_prev);
         }
         /* never recorded: raised (and it cannot be remembered, so raised again) */
-        assert_int_equal(ledger_raise(l, "k8s.io", "docker.io/library/x:1", DA, "pull", 1, 0, 0, NULL), 1);
-        assert_int_equal(ledger_raise(l, "k8s.io", "docker.io/library/x:1", DA, "pull", 2, 0, 0, NULL), 1);
+        assert_int_equal(ledger_raise(l, "k8s.io", "docker.io/library/x:1", DA, FINDING_PULL, 1, 0, 0, NULL), 1);
+        assert_int_equal(ledger_raise(l, "k8s.io", "docker.io/library/x:1", DA, FINDING_PULL, 2, 0, 0, NULL), 1);
+        assert_int_equal(ledger_raise(l, "k8s.io", NGINX ":latest", DA, _FINDING_KIND_MAX, 1, 0, 0, NULL), -EINVAL);
         /* no ledger: everything is raised */
-        assert_int_equal(ledger_raise(NULL, "k8s.io", NGINX ":latest", DA, "pull", 1, 0, 0, &prev), 1);
+        assert_int_equal(ledger_raise(NULL, "k8s.io", NGINX ":latest", DA, FINDING_PULL, 1, 0, 0, &prev), 1);
         assert_int_equal(prev, 0);
         ledger_free(l);
 }

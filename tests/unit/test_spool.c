@@ -554,6 +554,56 @@ static void test_ack_file_impossible(void **state) {
         }
 }
 
+/* State files are never opened through a symlink: a link planted at ack.tmp made root
+ * truncate and overwrite its target at the next ack; one at ack was read. */
+static void test_ack_symlinks_not_followed(void **state) {
+        char dir[512], path[768], victim[768];
+        spool_dir(dir, sizeof(dir), state);
+        snprintf(victim, sizeof(victim), "%s/victim", (const char *) *state);
+        FILE *f = fopen(victim, "we");
+        assert_non_null(f);
+        fputs("precious\n", f);
+        assert_int_equal(fclose(f), 0);
+
+        Spool *s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, NULL);
+        append_n(s, 1, 5, 50);
+        snprintf(path, sizeof(path), "%s/ack.tmp", dir);
+        assert_int_equal(symlink(victim, path), 0);
+        assert_int_equal(spool_ack(s, 2), -ELOOP);
+        struct stat st;
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, strlen("precious\n"));
+        /* the link gone, acking works again */
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(spool_ack(s, 2), 0);
+        s = spool_free(s);
+
+        /* ack itself a symlink: treated as unreadable, not read through, and replaced */
+        snprintf(path, sizeof(path), "%s/ack", dir);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(symlink(victim, path), 0);
+        SpoolOpenReport rep;
+        s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, &rep);
+        assert_true(rep.ack_state_reset);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, strlen("precious\n"));
+        s = spool_free(s);
+
+        /* ack a FIFO: refused at once as unreadable (the open waited for a writer, hanging
+         * start-up), and replaced; alarm() turns a hang into a failed test */
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        alarm(10);
+        s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, &rep);
+        alarm(0);
+        assert_true(rep.ack_state_reset);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        s = spool_free(s);
+}
+
 static void test_second_open_busy(void **state) {
         char dir[512];
         spool_dir(dir, sizeof(dir), state);
@@ -677,6 +727,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_many_segments_peek_and_ack, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_ack_file_corrupt, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_ack_file_impossible, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_ack_symlinks_not_followed, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_second_open_busy, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_write_failure_leaves_file_intact, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_sigkill_child, setup_dir, teardown_dir),

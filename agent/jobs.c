@@ -1,0 +1,362 @@
+/* See include/pullwatch/jobs.h. */
+#include "pullwatch/jobs.h"
+
+#include "pullwatch/log.h"
+#include "pullwatch/util.h"
+
+typedef enum JobState { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
+
+/* Memory is spent only on what the node has: allocated per entry. */
+typedef struct ResolveEntry {
+        char digest[PW_DIGEST_MAX]; /* target */
+        char platform_digest[PW_DIGEST_MAX];
+        char config_digest[PW_DIGEST_MAX];
+        bool has_revision;
+        char revision[PW_REVISION_MAX];
+} ResolveEntry;
+
+typedef struct Job Job;
+
+/* Compact: a listing of thousands of images queues thousands of jobs at once, so a job
+ * holds its strings at their length; the (large, fixed-size) Observation is built on the
+ * stack only when the job is handed back. Every pointer is owned by the job (job_free). */
+struct Job {
+        Job *next;
+        Jobs *queue;
+        JobType type;
+        JobState state;
+        uint64_t generation;
+        uint64_t time_usec;   /* event time, or when listed */
+        bool from_listing;
+        bool have_target;     /* digest/media_type known (listing, or after Images.Get) */
+        bool skip;            /* nothing to judge (a sandbox container) */
+        int error;            /* <0: lookups failed */
+        char *reason;         /* why, when error < 0 */
+        char *ns;
+        char *image;          /* image record name */
+        char *container_id;   /* container jobs */
+        char *digest, *media_type;
+        FindingWorkload *workload; /* container jobs, once Containers.Get answered */
+        ResolveEntry *config;      /* copy of the resolved config facts, once known */
+};
+
+struct Jobs {
+        Ctrd *ctrd;
+        JobsCallbacks cb;
+        void *userdata;
+        uint64_t generation;
+        Job *head, *tail, *next_to_start;
+        size_t queued, running, listing;
+        bool pumping;
+        ResolveEntry *resolve_cache[JOBS_RESOLVE_CACHE_MAX];
+        size_t resolve_next;
+};
+
+static void job_pump(Jobs *q);
+
+static int dup_str(char **dst, const char *src) {
+        char *n = strdup(src ? src : "");
+        if (!n)
+                return -ENOMEM;
+        free(*dst);
+        *dst = n;
+        return 0;
+}
+
+static void job_free(Job *j) {
+        if (!j)
+                return;
+        free(j->reason);
+        free(j->ns);
+        free(j->image);
+        free(j->container_id);
+        free(j->digest);
+        free(j->media_type);
+        free(j->workload);
+        free(j->config);
+        free(j);
+}
+
+int jobs_new(Jobs **ret, Ctrd *ctrd, const JobsCallbacks *cb, void *userdata) {
+        if (!ret || !ctrd || !cb || !cb->done)
+                return -EINVAL;
+        Jobs *q = calloc(1, sizeof *q);
+        if (!q)
+                return -ENOMEM;
+        q->ctrd = ctrd;
+        q->cb = *cb;
+        q->userdata = userdata;
+        *ret = q;
+        return 0;
+}
+
+Jobs *jobs_free(Jobs *q) {
+        if (!q)
+                return NULL;
+        while (q->head) {
+                Job *j = q->head;
+                q->head = j->next;
+                job_free(j);
+        }
+        for (size_t i = 0; i < JOBS_RESOLVE_CACHE_MAX; i++)
+                free(q->resolve_cache[i]);
+        free(q);
+        return NULL;
+}
+
+void jobs_set_generation(Jobs *q, uint64_t generation) {
+        q->generation = generation;
+}
+
+size_t jobs_queued(const Jobs *q) {
+        return q->queued;
+}
+
+size_t jobs_listing(const Jobs *q) {
+        return q->listing;
+}
+
+/* The Observation the ledger and the policy judge. Strings come from containerd's
+ * replies, already bounded by the client to the sizes below. */
+static int job_observation(const Job *j, Observation *o) {
+        *o = (Observation){.time_usec = j->time_usec};
+        int r = 0;
+        r |= strcpy_bounded(o->namespace, sizeof o->namespace, j->ns);
+        r |= strcpy_bounded(o->ref, sizeof o->ref, j->image);
+        r |= strcpy_bounded(o->digest, sizeof o->digest, j->digest);
+        r |= strcpy_bounded(o->media_type, sizeof o->media_type, j->media_type);
+        if (j->workload)
+                o->workload = *j->workload;
+        if (j->config) {
+                o->config_known = true;
+                r |= strcpy_bounded(o->platform_digest, sizeof o->platform_digest, j->config->platform_digest);
+                r |= strcpy_bounded(o->config_digest, sizeof o->config_digest, j->config->config_digest);
+                o->has_revision = j->config->has_revision;
+                r |= strcpy_bounded(o->revision, sizeof o->revision, j->config->revision);
+        }
+        return r < 0 ? -ENAMETOOLONG : 0;
+}
+
+static void job_hand_back(Jobs *q, Job *j) {
+        Observation obs;
+        JobOutcome o = {
+                .type = j->type,
+                .from_listing = j->from_listing,
+                .generation = j->generation,
+                .error = j->error,
+                .reason = j->reason,
+                .ns = j->ns,
+                .name = j->type == JOB_IMAGE ? j->image : j->container_id,
+        };
+        if (o.error >= 0 && job_observation(j, &obs) >= 0)
+                o.observation = &obs;
+        q->cb.done(&o, q->userdata);
+}
+
+/* Hand finished jobs back from the head of the FIFO, in order. */
+static void job_drain(Jobs *q) {
+        while (q->head && q->head->state == JOB_DONE) {
+                Job *j = q->head;
+                q->head = j->next;
+                if (!q->head)
+                        q->tail = NULL;
+                q->queued--;
+                if (j->from_listing)
+                        q->listing--;
+                if (!j->skip)
+                        job_hand_back(q, j);
+                job_free(j);
+        }
+        if (q->cb.drained)
+                q->cb.drained(q->userdata);
+}
+
+static void job_finish(Job *j, int error, const char *reason) {
+        Jobs *q = j->queue;
+        j->state = JOB_DONE;
+        j->error = error;
+        if (error < 0 && dup_str(&j->reason, reason ? reason : strerror(-error)) < 0)
+                j->reason = NULL;
+        q->running--;
+        job_drain(q);
+        job_pump(q);
+}
+
+/* ---- image config, cached by digest */
+
+static ResolveEntry *resolve_lookup(Jobs *q, const char *digest) {
+        for (size_t i = 0; i < JOBS_RESOLVE_CACHE_MAX; i++)
+                if (q->resolve_cache[i] && streq_ptr(q->resolve_cache[i]->digest, digest))
+                        return q->resolve_cache[i];
+        return NULL;
+}
+
+static const ResolveEntry *resolve_store(Jobs *q, const char *digest, const CtrdImageConfig *cfg) {
+        ResolveEntry *e = q->resolve_cache[q->resolve_next];
+        if (!e) {
+                e = malloc(sizeof *e);
+                if (!e)
+                        return NULL;
+                q->resolve_cache[q->resolve_next] = e;
+        }
+        q->resolve_next = (q->resolve_next + 1) % JOBS_RESOLVE_CACHE_MAX;
+        strcpy_bounded(e->digest, sizeof e->digest, digest);
+        strcpy_bounded(e->platform_digest, sizeof e->platform_digest, cfg->platform_digest);
+        strcpy_bounded(e->config_digest, sizeof e->config_digest, cfg->config_digest);
+        e->has_revision = cfg->has_revision;
+        strcpy_bounded(e->revision, sizeof e->revision, cfg->revision);
+        return e;
+}
+
+static void apply_config(Job *j, const ResolveEntry *e) {
+        if (!j->config)
+                j->config = malloc(sizeof *j->config);
+        if (j->config)
+                *j->config = *e; /* without it the job is judged without the revision checks */
+}
+
+static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageConfig *cfg, void *userdata) {
+        Job *j = userdata;
+        /* on error the image is still judged on its tag and digest; only the revision
+         * checks need the config */
+        if (error < 0)
+                log_debug("cannot read the config of %s (%s): %s", j->image, j->digest, reason);
+        else {
+                const ResolveEntry *e = resolve_store(j->queue, j->digest, cfg);
+                if (e)
+                        apply_config(j, e);
+        }
+        job_finish(j, 0, NULL);
+}
+
+static void job_resolve(Job *j) {
+        ResolveEntry *e = resolve_lookup(j->queue, j->digest);
+        if (e) {
+                apply_config(j, e);
+                job_finish(j, 0, NULL);
+                return;
+        }
+        if (ctrd_image_resolve(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j) < 0)
+                job_finish(j, 0, NULL);
+}
+
+/* ---- lookups */
+
+static void on_image_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
+        Job *j = userdata;
+        Jobs *q = j->queue;
+        if (error < 0) {
+                job_finish(j, error, reason);
+                return;
+        }
+        if (dup_str(&j->digest, img->target_digest) < 0 || dup_str(&j->media_type, img->target_media_type) < 0 ||
+            dup_str(&j->image, img->name) < 0) {
+                job_finish(j, -ENOMEM, NULL);
+                return;
+        }
+        j->have_target = true;
+        if (j->type == JOB_CONTAINER && j->workload && q->cb.container_image)
+                q->cb.container_image(j->ns, j->container_id, j->image, j->digest, j->workload, q->userdata);
+        job_resolve(j);
+}
+
+static void on_container_got(Ctrd *c, int error, const char *reason, const CtrdContainer *ct, void *userdata) {
+        Job *j = userdata;
+        if (error < 0) {
+                job_finish(j, error, reason);
+                return;
+        }
+        if (isempty(ct->image)) {
+                job_finish(j, -ENOENT, "container has no image");
+                return;
+        }
+        if (ct->is_sandbox) {
+                /* the pod's pause container: infrastructure, not the workload; its image's
+                 * pull was judged like any other, but no finding names a pod for it */
+                j->skip = true;
+                job_finish(j, 0, NULL);
+                return;
+        }
+        if (dup_str(&j->image, ct->image) < 0 || !(j->workload = malloc(sizeof *j->workload))) {
+                job_finish(j, -ENOMEM, NULL);
+                return;
+        }
+        *j->workload = ct->workload;
+        strcpy_bounded(j->workload->container_id, sizeof j->workload->container_id, ct->id);
+        int r = ctrd_image_get(j->queue->ctrd, j->ns, j->image, on_image_got, j);
+        if (r < 0)
+                job_finish(j, r, "cannot start Images.Get");
+}
+
+static void job_start(Job *j) {
+        Jobs *q = j->queue;
+        int r;
+        j->state = JOB_RUNNING;
+        q->running++;
+        if (j->type == JOB_CONTAINER)
+                r = ctrd_container_get(q->ctrd, j->ns, j->container_id, on_container_got, j);
+        else if (j->have_target) {
+                job_resolve(j);
+                return;
+        } else
+                r = ctrd_image_get(q->ctrd, j->ns, j->image, on_image_got, j);
+        if (r < 0)
+                job_finish(j, r, strerror(-r));
+}
+
+static void job_pump(Jobs *q) {
+        /* A job can finish synchronously (config cached) and ask to pump again: only the
+         * outermost call loops, or a listing of thousands would recurse thousands deep. */
+        if (q->pumping)
+                return;
+        q->pumping = true;
+        while (q->next_to_start && q->running < JOBS_IN_FLIGHT_MAX) {
+                Job *j = q->next_to_start;
+                q->next_to_start = j->next;
+                job_start(j); /* may finish synchronously and drain */
+        }
+        q->pumping = false;
+}
+
+/* name: the image record's name (JOB_IMAGE) or the container id (JOB_CONTAINER). */
+static int job_add(Jobs *q, JobType type, const char *ns, const char *name, const char *digest,
+                   const char *media_type, uint64_t time_usec) {
+        if (q->queued >= JOBS_QUEUED_MAX)
+                return -ENOBUFS;
+        Job *j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        j->queue = q;
+        j->type = type;
+        j->generation = q->generation;
+        j->time_usec = time_usec;
+        if (dup_str(&j->ns, ns) < 0 || dup_str(type == JOB_IMAGE ? &j->image : &j->container_id, name) < 0 ||
+            (digest && (dup_str(&j->digest, digest) < 0 || dup_str(&j->media_type, media_type) < 0))) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        if (digest) {
+                j->have_target = true;
+                j->from_listing = true;
+                q->listing++;
+        }
+        if (q->tail)
+                q->tail->next = j;
+        else
+                q->head = j;
+        q->tail = j;
+        if (!q->next_to_start)
+                q->next_to_start = j;
+        q->queued++;
+        job_pump(q);
+        return 0;
+}
+
+int jobs_add_image(Jobs *q, const char *ns, const char *name, const char *digest, const char *media_type,
+                   uint64_t time_usec) {
+        return job_add(q, JOB_IMAGE, ns, name, digest, media_type, time_usec);
+}
+
+int jobs_add_container(Jobs *q, const char *ns, const char *id, uint64_t time_usec) {
+        return job_add(q, JOB_CONTAINER, ns, id, NULL, NULL, time_usec);
+}

@@ -1,0 +1,269 @@
+/* See include/pullwatch/sinks.h. */
+#include "pullwatch/sinks.h"
+
+#include <inttypes.h>
+#include <systemd/sd-id128.h>
+
+#include "pullwatch/curlev.h"
+#include "pullwatch/curlshim.h"
+#include "pullwatch/journal.h"
+#include "pullwatch/latch.h"
+#include "pullwatch/log.h"
+#include "pullwatch/ship.h"
+#include "pullwatch/spool.h"
+#include "pullwatch/util.h"
+
+struct Sinks {
+        const Config *config;
+        bool journal, stdout_json;
+        ScanReport *scan; /* borrowed */
+        CurlEv *curl;
+        Spool *spool;
+        Shipper *shipper;
+        sd_event_source *post;
+        bool spool_dirty;
+        uint64_t spool_lost; /* records that could not be spooled (they still went to journald/stdout) */
+        FailLatch journal_fail, spool_fail;
+        uint64_t counts[_FINDING_KIND_MAX];
+};
+
+Sinks *sinks_free(Sinks *s) {
+        if (!s)
+                return NULL;
+        sd_event_source_unref(s->post);
+        ship_free(s->shipper);
+        curlev_free(s->curl);
+        spool_free(s->spool);
+        free(s);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Sinks *, sinks_free);
+
+/* SPOOL_FSYNC_BATCH: one fsync per loop turn that appended, however many records it
+ * appended (a burst of events is one batch). */
+static int on_post(sd_event_source *source, void *userdata) {
+        Sinks *s = userdata;
+        if (s->spool && s->spool_dirty) {
+                s->spool_dirty = false;
+                int r = spool_sync(s->spool);
+                if (r < 0)
+                        log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot sync the spool: %m");
+        }
+        return 0;
+}
+
+static void on_ship_log(int level, const char *message, void *userdata) {
+        log_full(level, "ship", 0, "%s", message);
+}
+
+static int spool_open_logged(Sinks *s, const Config *c) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/spool", c->state_dir);
+        SpoolOpenReport rep = {0};
+        int r = spool_open(&s->spool, dir, c->spool_max_bytes, c->spool_fsync_value, &rep);
+        if (r < 0)
+                return log_error_errno(r, "cannot open the spool %s: %m", dir);
+        if (rep.trimmed_bytes > 0 || rep.corrupt_records > 0)
+                log_full(LOG_LEVEL_WARNING, "spool_trimmed", 0,
+                         "spool %s: discarded a torn tail of %" PRIu64 " bytes and %" PRIu64
+                         " corrupt records after an unclean stop; %" PRIu64 " records kept",
+                         dir, rep.trimmed_bytes, rep.corrupt_records, rep.records);
+        if (rep.ack_state_reset)
+                log_full(LOG_LEVEL_WARNING, "spool_ack_reset", 0,
+                         "spool %s: the ack file was unreadable or held impossible sequence numbers;"
+                         " every record on disk (%" PRIu64 ") will be sent again",
+                         dir, rep.records);
+        return 0;
+}
+
+static int shipper_new_logged(Sinks *s, sd_event *e, const Config *c) {
+        char dead[4096], err[512] = "";
+        snprintf(dead, sizeof dead, "%s/dead-letter.jsonl", c->state_dir);
+        ShipLabel labels[1];
+        ShipConfig sc;
+        ship_config_init(&sc);
+        sc.url = c->endpoint;
+        sc.format = c->endpoint_format_value;
+        sc.batch_max_records = c->batch_max_records;
+        sc.batch_max_bytes = c->batch_max_bytes;
+        sc.batch_max_age_usec = c->batch_max_age_usec;
+        sc.timeout_usec = c->endpoint_timeout_usec;
+        sc.retry_max_usec = c->retry_max_backoff_usec;
+        sc.ca_file = isempty(c->endpoint_ca_file) ? NULL : c->endpoint_ca_file;
+        sc.client_cert = isempty(c->endpoint_cert_file) ? NULL : c->endpoint_cert_file;
+        sc.client_key = isempty(c->endpoint_key_file) ? NULL : c->endpoint_key_file;
+        sc.bearer_token_file = isempty(c->endpoint_token_file) ? NULL : c->endpoint_token_file;
+        sc.headers = (const char *const *) c->endpoint_headers.v;
+        sc.n_headers = c->endpoint_headers.n;
+        sc.insecure = c->endpoint_insecure;
+        if (!isempty(c->cluster)) {
+                labels[0] = (ShipLabel){"cluster", c->cluster};
+                sc.labels = labels;
+                sc.n_labels = 1;
+        }
+        sc.dead_letter_path = dead;
+        int r = ship_new(&s->shipper, e, s->curl, s->spool, &sc, err, sizeof err);
+        if (r < 0)
+                return err[0] ? log_error_errno(r, "%s", err) : log_error_errno(r, "%m");
+        ship_set_log_callback(s->shipper, on_ship_log, s);
+        return 0;
+}
+
+/* Only shipping needs libcurl: it is loaded now, not by the dynamic linker. */
+static int endpoint_open(Sinks *s, sd_event *e, const Config *c) {
+        char err[512] = "";
+        int r = curlshim_load(err, sizeof err);
+        if (r < 0)
+                return log_error_errno(r, "endpoint %s: %s", c->endpoint, err);
+        r = curlev_new(&s->curl, e);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up libcurl: %m");
+        r = spool_open_logged(s, c);
+        if (r < 0)
+                return r;
+        r = shipper_new_logged(s, e, c);
+        if (r < 0)
+                return r;
+        r = sd_event_add_post(e, &s->post, on_post, s);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the spool sync hook: %m");
+        return 0;
+}
+
+int sinks_new(Sinks **ret, sd_event *e, const Config *c) {
+        _cleanup_(sinks_freep) Sinks *s = calloc(1, sizeof *s);
+        if (!s)
+                return log_error_errno(ENOMEM, "out of memory");
+        s->config = c;
+        s->journal = true;
+        s->stdout_json = c->stdout_json;
+        if (!isempty(c->endpoint)) {
+                int r = endpoint_open(s, e, c);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int sinks_new_scan(Sinks **ret, const Config *c, ScanReport *scan) {
+        Sinks *s = calloc(1, sizeof *s);
+        if (!s)
+                return log_error_errno(ENOMEM, "out of memory");
+        s->config = c;
+        s->scan = scan;
+        *ret = s;
+        return 0;
+}
+
+bool sinks_has_endpoint(const Sinks *s) {
+        return s && s->spool;
+}
+
+static void spool_record(Sinks *s, const Finding *f, const char *json) {
+        uint64_t seq;
+        int r = spool_append(s->spool, json, strlen(json), &seq);
+        if (r < 0) {
+                s->spool_lost++;
+                if (latch_fail(&s->spool_fail, r))
+                        log_full(LOG_LEVEL_ERR, "spool_error", r,
+                                 "cannot spool %s record for %s: %m; it still goes to journald, and "
+                                 "this is said once until spooling works again",
+                                 finding_kind_to_string(f->kind), f->image.ref);
+                return;
+        }
+        uint64_t n = latch_ok(&s->spool_fail);
+        if (n > 0)
+                log_full(LOG_LEVEL_WARNING, "spool_error", 0,
+                         "spooling works again; %" PRIu64 " records could not be spooled and will "
+                         "not reach the endpoint (they are in journald)",
+                         n);
+        s->spool_dirty = true;
+        (void) ship_kick(s->shipper);
+}
+
+static void journal_record(Sinks *s, const Finding *f) {
+        int r = journal_send_finding(f);
+        if (r < 0) {
+                if (latch_fail(&s->journal_fail, r)) {
+                        if (r == -ENOENT)
+                                log_warning("cannot write to journald: its socket " JOURNAL_SOCKET
+                                            " is missing, continuing with the other outputs");
+                        else
+                                log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
+                }
+                return;
+        }
+        uint64_t n = latch_ok(&s->journal_fail);
+        if (n > 0)
+                log_notice("journald works again; %" PRIu64 " entries could not be written", n);
+}
+
+/* key: what makes this record this record; its id derives from it, so a record raised
+ * again after a crash carries the same id. NULL: a random id. */
+static void complete(Sinks *s, Finding *f, const char *key) {
+        sd_id128_t id;
+        if (key)
+                finding_id_from_key(key, f->id);
+        else if (sd_id128_randomize(&id) >= 0)
+                sd_id128_to_string(id, f->id);
+        strcpy_bounded(f->node, sizeof f->node, s->config->node);
+        if (f->time_usec == 0)
+                f->time_usec = now_usec_realtime();
+        if (!f->message[0]) /* the judge may have written a longer one already */
+                finding_format_message(f);
+        if (f->kind >= 0 && f->kind < _FINDING_KIND_MAX)
+                s->counts[f->kind]++;
+}
+
+void sinks_emit(Sinks *s, Finding *f, const char *key) {
+        complete(s, f, key);
+        if (s->scan)
+                scan_report_finding(s->scan, f);
+
+        _cleanup_free_ char *json = NULL;
+        if ((s->spool || s->stdout_json) && finding_to_json_string(f, &json) < 0) {
+                log_error("cannot encode %s record for %s as JSON, ignoring", finding_kind_to_string(f->kind),
+                          f->image.ref);
+                return;
+        }
+        if (s->spool)
+                spool_record(s, f, json);
+        if (s->journal)
+                journal_record(s, f);
+        if (s->stdout_json) {
+                fputs(json, stdout);
+                fputc('\n', stdout);
+                fflush(stdout);
+        }
+}
+
+int sinks_spool_only(Sinks *s, const char *json, size_t len) {
+        uint64_t seq;
+        if (!s->spool)
+                return -ENODEV;
+        int r = spool_append(s->spool, json, len, &seq);
+        if (r >= 0)
+                s->spool_dirty = true;
+        return r;
+}
+
+void sinks_kick(Sinks *s) {
+        if (s->shipper)
+                (void) ship_kick(s->shipper);
+}
+
+void sinks_metrics(const Sinks *s, MetricsSnapshot *m) {
+        if (s->shipper) {
+                ShipStats st;
+                ship_get_stats(s->shipper, &st);
+                metrics_from_ship_stats(m, &st);
+        }
+        for (int k = 0; k < _FINDING_KIND_MAX; k++)
+                (void) metrics_set_findings(m, finding_kind_to_string(k), s->counts[k]);
+}
+
+void sinks_sync(Sinks *s) {
+        if (s && s->spool)
+                (void) spool_sync(s->spool);
+}
