@@ -42,8 +42,14 @@ static int on_ledger_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         log_warning_errno(r, "cannot save the ledger in %s: %m; it stays in memory, retrying",
                                           a->config->state_dir);
                 agent_ledger_schedule_save(a); /* the dirty flag stays: try again later */
-        } else if (latch_ok(&a->ledger_fail) > 0)
-                log_notice("the ledger in %s is saved again", a->config->state_dir);
+        } else {
+                if (latch_ok(&a->ledger_fail) > 0)
+                        log_notice("the ledger in %s is saved again", a->config->state_dir);
+                if (r > 0)
+                        log_warning("the ledger in %s reached %u MiB: its %d oldest entries were pruned to fit "
+                                    "(lower ledger_max_entries)",
+                                    a->config->state_dir, LEDGER_FILE_MAX >> 20, r);
+        }
         /* a burst and the save's buffers leave freed heap behind: give it back, so an idle
          * agent's private dirty memory is what it holds, not what it once held */
         malloc_trim(0);
@@ -167,6 +173,9 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         r = ctrd_new(&a->ctrd, a->event, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
                 return err[0] ? log_error_errno(r, "%s", err) : log_error_errno(r, "%m");
+        r = ctrd_set_keepalive(a->ctrd, c->keepalive_interval_usec, c->keepalive_timeout_usec);
+        if (r < 0)
+                return log_error_errno(r, "invalid keepalive settings: %m");
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
         if (r >= 0)
                 r = attribution_new(&a->attribution);
@@ -230,6 +239,28 @@ static int watch_pins(Agent *a) {
         return add_timer(a, &a->pins_timer, 0, 1000, on_pins_timer, SD_EVENT_OFF);
 }
 
+/* The state directory holds what root reads back and renames over: one that another user
+ * can write to (or owns) could be handed symlinks and FIFOs. Refused, in one line. A
+ * missing directory is fine (it is created 0750 by us). */
+static int check_state_dir(const char *path) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return errno == ENOENT ? 0 : log_error_errno(errno, "cannot check the state directory %s: %m", path);
+        if (!S_ISDIR(st.st_mode))
+                return log_error_errno(ENOTDIR, "state directory %s is not a directory", path);
+        if (st.st_uid != geteuid())
+                return log_error_errno(EPERM,
+                                       "state directory %s is owned by uid %u, not by the agent's user (uid %u): "
+                                       "refusing it",
+                                       path, (unsigned) st.st_uid, (unsigned) geteuid());
+        if (st.st_mode & (S_IWGRP | S_IWOTH))
+                return log_error_errno(EPERM,
+                                       "state directory %s is writable by %s (mode %04o): refusing it (chmod go-w)",
+                                       path, st.st_mode & S_IWOTH ? "others" : "group",
+                                       (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
 /* `run`: the state directory, the ledger, every output, timers and signals. */
 static int agent_setup_run(Agent *a) {
         const Config *c = a->config;
@@ -237,6 +268,10 @@ static int agent_setup_run(Agent *a) {
         int r;
         if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "cannot create the state directory %s: %m", c->state_dir);
+        char spool_dir[4096];
+        snprintf(spool_dir, sizeof spool_dir, "%s/spool", c->state_dir);
+        if ((r = check_state_dir(c->state_dir)) < 0 || (r = check_state_dir(spool_dir)) < 0)
+                return r;
         r = ledger_open(&a->ledger, c->state_dir, c->ledger_max_entries, &rep);
         if (r < 0)
                 return log_error_errno(r, "cannot open the ledger in %s: %m", c->state_dir);
@@ -288,19 +323,17 @@ int agent_run(const Config *c) {
 }
 
 /* `scan`: the node's history, if the agent keeps one here, makes tag_moved visible;
- * scan reads it and never writes it. */
+ * scan reads it and never writes it, nor moves a bad one aside: it goes on without. */
 static int agent_setup_scan(Agent *a) {
         const Config *c = a->config;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", c->state_dir, LEDGER_FILE);
-        if (access(path, R_OK) == 0) {
-                LedgerOpenReport rep = {0};
-                if (ledger_open(&a->ledger, c->state_dir, c->ledger_max_entries, &rep) >= 0 && rep.corrupt)
-                        log_warning("%s", rep.reason);
-        } else
+        char err[LEDGER_REASON_MAX] = "";
+        int r = ledger_read(&a->ledger, c->state_dir, c->ledger_max_entries, err, sizeof err);
+        if (r == -EBADMSG)
+                log_warning("%s; scanning without the node's history", err);
+        if (r < 0)
                 (void) ledger_new(&a->ledger, c->ledger_max_entries);
         a->judge.ledger = a->ledger;
-        int r = scan_report_new(&a->scan);
+        r = scan_report_new(&a->scan);
         if (r < 0)
                 return log_error_errno(r, "out of memory");
         return sinks_new_scan(&a->sinks, c, a->scan);

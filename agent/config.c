@@ -33,15 +33,22 @@ static const ConfigKey keys[] = {
         { "max_message_bytes", CONFIG_SIZE, "16MiB", OFF(max_message_bytes),
           "largest gRPC message accepted from containerd", "PULLWATCH_MAX_MESSAGE_BYTES", "max-message-bytes",
           4 * KiB, 1 * GiB, NULL, 0 },
+        /* at ~200-650 bytes an entry, 100k fill the 64 MiB a ledger file may hold (LEDGER_FILE_MAX) */
         { "ledger_max_entries", CONFIG_UINT, "10000", OFF(ledger_max_entries),
           "cap of the ledger's history (oldest history pruned first)", "PULLWATCH_LEDGER_MAX_ENTRIES",
-          "ledger-max-entries", 16, 10000000, NULL, 0 },
+          "ledger-max-entries", 16, 100000, NULL, 0 },
         { "reminder_interval", CONFIG_DURATION, "0", OFF(reminder_interval_usec),
-          "repeat open findings this often (0: never)", "PULLWATCH_REMINDER_INTERVAL", "reminder-interval", 0,
-          365 * DAY_USEC, NULL, 0 },
+          "repeat open findings this often (0: never)", "PULLWATCH_REMINDER_INTERVAL", "reminder-interval",
+          60 * USEC_PER_SEC, 365 * DAY_USEC, NULL, CONFIG_F_ZERO_OFF },
         { "inventory_interval", CONFIG_DURATION, "1h", OFF(inventory_interval_usec),
           "re-list every image this often (0: only at start and reconnect)", "PULLWATCH_INVENTORY_INTERVAL",
-          "inventory-interval", 0, 365 * DAY_USEC, NULL, 0 },
+          "inventory-interval", 60 * USEC_PER_SEC, 365 * DAY_USEC, NULL, CONFIG_F_ZERO_OFF },
+        { "keepalive_interval", CONFIG_DURATION, "5m", OFF(keepalive_interval_usec),
+          "after this long without a byte from containerd, PING it (below 5m a quiet containerd may answer GOAWAY too_many_pings)",
+          "PULLWATCH_KEEPALIVE_INTERVAL", "keepalive-interval", 10 * USEC_PER_SEC, DAY_USEC, NULL, 0 },
+        { "keepalive_timeout", CONFIG_DURATION, "20s", OFF(keepalive_timeout_usec),
+          "no answer to that PING within this long: containerd is hung, reconnect", "PULLWATCH_KEEPALIVE_TIMEOUT",
+          "keepalive-timeout", USEC_PER_SEC, 300 * USEC_PER_SEC, NULL, 0 },
         { "metrics_file", CONFIG_STRING, "", OFF(metrics_file),
           "write counters in Prometheus text format to this file", "PULLWATCH_METRICS_FILE", "metrics-file", 0,
           0, NULL, 0 },
@@ -113,8 +120,8 @@ static const ConfigKey keys[] = {
         { "batch_max_bytes", CONFIG_SIZE, "1MiB", OFF(batch_max_bytes), "uncompressed bytes per request, at most",
           "PULLWATCH_BATCH_MAX_BYTES", "batch-max-bytes", 1 * KiB, 64 * MiB, NULL, 0 },
         { "batch_max_age", CONFIG_DURATION, "5s", OFF(batch_max_age_usec),
-          "send a partial batch after this long", "PULLWATCH_BATCH_MAX_AGE", "batch-max-age", 0,
-          3600 * USEC_PER_SEC, NULL, 0 },
+          "send a partial batch after this long", "PULLWATCH_BATCH_MAX_AGE", "batch-max-age",
+          10 * USEC_PER_MSEC, 3600 * USEC_PER_SEC, NULL, CONFIG_F_ZERO_OFF },
         { "retry_max_backoff", CONFIG_DURATION, "5m", OFF(retry_max_backoff_usec),
           "cap of the exponential retry backoff", "PULLWATCH_RETRY_MAX_BACKOFF", "retry-max-backoff",
           1 * USEC_PER_SEC, DAY_USEC, NULL, 0 },
@@ -362,6 +369,23 @@ static const char *unit_name(const ConfigKey *k) {
         return k->type == CONFIG_DURATION ? "us" : k->type == CONFIG_SIZE ? " bytes" : "";
 }
 
+/* A bound in the key's own syntax: a duration in its largest exact unit ("1m", "365d"). */
+static void format_bound(const ConfigKey *k, uint64_t v, char *buf, size_t len) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } units[] = { { "d", DAY_USEC }, { "h", 3600 * USEC_PER_SEC }, { "m", 60 * USEC_PER_SEC },
+                      { "s", USEC_PER_SEC }, { "ms", USEC_PER_MSEC } };
+        if (k->type == CONFIG_DURATION && v > 0)
+                for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                        if (v % units[i].usec == 0) {
+                                snprintf(buf, len, "%llu%s", (unsigned long long) (v / units[i].usec),
+                                         units[i].suffix);
+                                return;
+                        }
+        snprintf(buf, len, "%llu%s", (unsigned long long) v, unit_name(k));
+}
+
 /* Set one scalar (non-list) key from its text form. On failure -EINVAL/-ERANGE with a
  * reason; the field is unchanged. */
 static int set_scalar(Config *c, const ConfigKey *k, const char *s, char *why, size_t whylen) {
@@ -414,9 +438,12 @@ static int set_scalar(Config *c, const ConfigKey *k, const char *s, char *why, s
                         set_err(why, whylen, "expected %s", expected(k));
                         return -EINVAL;
                 }
-                if (k->max > 0 && (u < k->min || u > k->max)) {
-                        set_err(why, whylen, "out of range %llu%s..%llu%s", (unsigned long long) k->min,
-                                unit_name(k), (unsigned long long) k->max, unit_name(k));
+                if (k->max > 0 && (u < k->min || u > k->max) && !(u == 0 && (k->flags & CONFIG_F_ZERO_OFF))) {
+                        char lo[32], hi[32];
+                        format_bound(k, k->min, lo, sizeof(lo));
+                        format_bound(k, k->max, hi, sizeof(hi));
+                        set_err(why, whylen, "out of range%s%s..%s", k->flags & CONFIG_F_ZERO_OFF ? ": 0 (off) or " : " ",
+                                lo, hi);
                         return -ERANGE;
                 }
                 *(uint64_t *) f = u;
@@ -726,16 +753,10 @@ int config_load_buffer(Config *c, const char *buf, size_t len, const char *sourc
 }
 
 int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                int r = -errno;
-                set_err(err, errlen, "config: %s: %s", path, strerror(-r));
-                return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                set_err(err, errlen, "config: %s: not a regular file", path);
-                return -EINVAL;
+        _cleanup_close_ int fd = open_regular_file(AT_FDCWD, path, 0);
+        if (fd < 0) {
+                set_err(err, errlen, "config: %s: %s", path, fd == -EINVAL ? "not a regular file" : strerror(-fd));
+                return fd;
         }
         _cleanup_free_ char *buf = NULL;
         size_t off = 0;

@@ -441,6 +441,10 @@ int ctrd_new(Ctrd **ret, sd_event *e, const char *address, size_t max_message, c
         return 0;
 }
 
+int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec) {
+        return c ? grpc_client_set_keepalive(c->grpc, interval_usec, timeout_usec) : -EINVAL;
+}
+
 static void call_free(CtrdCall *call) {
         Ctrd *c = call->ctrd;
         if (call->next)

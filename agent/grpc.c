@@ -349,8 +349,13 @@ struct Conn {
         bool connecting;
         bool goaway;
         int32_t goaway_last_id;
+        bool sent_goaway;      /* nghttp2 ended the session itself: the peer broke HTTP/2 */
+        uint32_t sent_goaway_code;
         unsigned in_nghttp2; /* > 0 while nghttp2 runs our callbacks */
         sd_event_source *flusher; /* defer: one flush per loop turn for calls started outside I/O */
+        sd_event_source *keepalive; /* liveness: PING after keepalive_interval of silence */
+        uint64_t last_recv_usec;    /* CLOCK_MONOTONIC of the last bytes read */
+        uint64_t ping_sent_usec;    /* > 0 while a PING waits for its ACK */
 };
 
 struct GrpcClient {
@@ -367,6 +372,7 @@ struct GrpcClient {
         sd_event_source *dispatcher;  /* runs dispatch() for completions made outside the loop handlers */
         uint8_t ibuf[CONN_IBUF_SIZE];
         uint64_t n_connects;
+        uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* 0: no pings */
 };
 
 struct GrpcCall {
@@ -386,6 +392,7 @@ struct GrpcCall {
         grpc_done_handler_t on_done;
         void *userdata;
         bool completed;  /* on c->done */
+        bool peer_reset; /* containerd sent RST_STREAM (else a reset is nghttp2's, i.e. ours) */
         bool cancelled;  /* cancelled from on_message: freed by dispatch without on_done */
         bool finished;   /* on_done running: cancel is a no-op */
         int error;
@@ -434,6 +441,14 @@ size_t grpc_client_max_message(const GrpcClient *c) {
 
 uint64_t grpc_client_connects(const GrpcClient *c) {
         return c ? c->n_connects : 0;
+}
+
+int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec) {
+        if (!c || (interval_usec > 0 && timeout_usec == 0))
+                return -EINVAL;
+        c->keepalive_interval_usec = interval_usec;
+        c->keepalive_timeout_usec = timeout_usec;
+        return 0; /* takes effect with the next connection */
 }
 
 /* ---- calls: lists */
@@ -593,6 +608,7 @@ static void conn_free(Conn *conn) {
         }
         sd_event_source_disable_unref(conn->io);
         sd_event_source_disable_unref(conn->flusher);
+        sd_event_source_disable_unref(conn->keepalive);
         if (conn->session)
                 nghttp2_session_del(conn->session);
         if (conn->fd >= 0)
@@ -737,6 +753,10 @@ static int conn_closes_on_goaway(Conn *conn) {
 
 static int on_before_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
         Conn *conn = user_data;
+        if (frame->hd.type == NGHTTP2_GOAWAY && !conn->sent_goaway) {
+                conn->sent_goaway = true;
+                conn->sent_goaway_code = frame->goaway.error_code;
+        }
         /* the call was cancelled or timed out before its HEADERS left: never open the stream */
         if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
             !conn_find(conn, frame->hd.stream_id))
@@ -873,9 +893,12 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
                 if (conn->goaway && stream_id > conn->goaway_last_id)
                         call_complete(call, 0, "%s: not processed: containerd is closing the connection (GOAWAY); retry",
                                       call->method);
-                else
+                else if (call->peer_reset)
                         call_complete(call, 0, "%s: stream reset by containerd: HTTP/2 %s", call->method,
                                       h2_error_name(error_code));
+                else
+                        call_complete(call, 0, "%s: stream reset by pullwatch: containerd's reply broke HTTP/2 (%s)",
+                                      call->method, h2_error_name(error_code));
         } else if (call->hdrs.http_status != 200)
                 call_complete(call, -EPROTO, "%s: HTTP status %d without grpc-status", call->method,
                               call->hdrs.http_status);
@@ -884,9 +907,21 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         return 0;
 }
 
+static void keepalive_arm(Conn *conn, uint64_t at);
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
         Conn *conn = user_data;
 
+        if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) && conn->ping_sent_usec > 0) {
+                conn->ping_sent_usec = 0;
+                keepalive_arm(conn, conn->last_recv_usec + conn->client->keepalive_interval_usec);
+        }
+
+        if (frame->hd.type == NGHTTP2_RST_STREAM) {
+                GrpcCall *call = conn_find(conn, frame->hd.stream_id);
+                if (call)
+                        call->peer_reset = true;
+        }
         if (frame->hd.type == NGHTTP2_GOAWAY && !conn->goaway) {
                 conn->goaway = true;
                 conn->goaway_last_id = frame->goaway.last_stream_id;
@@ -909,6 +944,83 @@ static nghttp2_session_callbacks *callbacks_get(void) {
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
         return cbs;
+}
+
+/* ---- liveness
+ *
+ * A containerd that stops answering (a hung daemon keeps its socket open) would leave the
+ * Subscribe stream waiting forever: no event, no error, no reconnect. While a stream is
+ * open and nothing has been read for keepalive_interval, one HTTP/2 PING goes out; no
+ * ACK (and nothing else read) within keepalive_timeout fails the connection, and its
+ * calls, with -ETIMEDOUT, so the caller reconnects.
+ *
+ * grpc-go's server enforces a keepalive policy: with streams open, a PING sooner than
+ * MinTime (default 5 min) after the previous one is a strike, unless the server sent
+ * data or headers in between; after two strikes it answers GOAWAY ENHANCE_YOUR_CALM
+ * "too_many_pings". Pings are only sent after keepalive_interval of silence and never
+ * without an open stream (grpc-go's PermitWithoutStream is false), so with the default
+ * interval of 5 min a quiet node never collects a strike; a shorter interval on a quiet
+ * node may earn a GOAWAY, which costs one reconnect and re-list. */
+
+static void keepalive_arm(Conn *conn, uint64_t at) {
+        if (!conn->keepalive)
+                return;
+        (void) sd_event_source_set_time(conn->keepalive, at);
+        (void) sd_event_source_set_enabled(conn->keepalive, SD_EVENT_ONESHOT);
+}
+
+static bool conn_has_streams(const Conn *conn) {
+        for (GrpcCall *call = conn->client->calls; call; call = call->next)
+                if (call->conn == conn && call->stream_id > 0 && !call->completed)
+                        return true;
+        return false;
+}
+
+static int on_keepalive(sd_event_source *s, uint64_t usec, void *userdata) {
+        Conn *conn = userdata;
+        GrpcClient *c = conn->client;
+
+        if (conn->ping_sent_usec > 0) {
+                if (conn->last_recv_usec >= conn->ping_sent_usec) { /* bytes arrived: alive */
+                        conn->ping_sent_usec = 0;
+                        keepalive_arm(conn, conn->last_recv_usec + c->keepalive_interval_usec);
+                        return 0;
+                }
+                conn_fail(conn, -ETIMEDOUT, "%s stopped answering: no HTTP/2 PING ACK within %" PRIu64 " ms",
+                          c->socket_path, c->keepalive_timeout_usec / 1000);
+                (void) dispatch(c);
+                return 0;
+        }
+        if (conn->connecting || usec < conn->last_recv_usec + c->keepalive_interval_usec || !conn_has_streams(conn)) {
+                keepalive_arm(conn, (usec > conn->last_recv_usec ? usec : conn->last_recv_usec) + c->keepalive_interval_usec);
+                return 0;
+        }
+        if (nghttp2_submit_ping(conn->session, NGHTTP2_FLAG_NONE, NULL) != 0) {
+                conn_fail(conn, -ENOMEM, "cannot queue an HTTP/2 PING to %s", c->socket_path);
+                (void) dispatch(c);
+                return 0;
+        }
+        conn->ping_sent_usec = usec;
+        keepalive_arm(conn, usec + c->keepalive_timeout_usec);
+        conn_kick(conn);
+        return 0;
+}
+
+static int keepalive_start(Conn *conn) {
+        GrpcClient *c = conn->client;
+        uint64_t now;
+        if (c->keepalive_interval_usec == 0)
+                return 0;
+        int r = sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        conn->last_recv_usec = now;
+        r = sd_event_add_time(c->event, &conn->keepalive, CLOCK_MONOTONIC, now + c->keepalive_interval_usec,
+                              1000000ULL, on_keepalive, conn);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(conn->keepalive, "grpc-keepalive");
+        return 0;
 }
 
 /* Open a connection: socket, connect, nghttp2 session, preface + SETTINGS queued.
@@ -969,6 +1081,9 @@ static int conn_open(GrpcClient *c, Conn **ret, char *reason, size_t reason_size
                 goto fail_errno;
         }
         conn->client = c;
+        r = keepalive_start(conn);
+        if (r < 0)
+                goto fail_errno;
         c->n_connects++;
         *ret = conn;
         return 0;
@@ -1015,6 +1130,8 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                                           c->socket_path);
                                 goto out;
                         }
+                        if (conn->keepalive)
+                                (void) sd_event_now(c->event, CLOCK_MONOTONIC, &conn->last_recv_usec);
                         conn->in_nghttp2++;
                         ssize_t k = nghttp2_session_mem_recv(conn->session, c->ibuf, (size_t) n);
                         conn->in_nghttp2--;
@@ -1035,8 +1152,13 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
         }
         if (!nghttp2_session_want_read(conn->session) && !nghttp2_session_want_write(conn->session) &&
             conn->olen == 0 && conn->pend_len == 0) {
-                /* after GOAWAY with no streams left, or a fatal protocol error */
-                conn_fail(conn, -EPROTO, "connection to %s closed (GOAWAY)", c->socket_path);
+                /* after containerd's GOAWAY with no streams left, or a fatal protocol error on
+                 * which nghttp2 sent its own GOAWAY */
+                if (conn->goaway || !conn->sent_goaway)
+                        conn_fail(conn, -EPROTO, "connection to %s closed by containerd (GOAWAY)", c->socket_path);
+                else
+                        conn_fail(conn, -EPROTO, "%s answered with bytes that are not HTTP/2 (%s): connection closed",
+                                  c->socket_path, h2_error_name(conn->sent_goaway_code));
                 goto out;
         }
         conn_update_events(conn);

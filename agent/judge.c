@@ -93,6 +93,7 @@ static void emit_pull(Judge *jd, const Judged *jg, const char *key) {
         strcpy_bounded(pull.image.media_type, sizeof pull.image.media_type, o->media_type);
         if (o->has_revision)
                 strcpy_bounded(pull.image.revision, sizeof pull.image.revision, o->revision);
+        pull.found_at_start = o->found_at_start;
         jd->out.emit(&pull, key, jd->out.userdata);
 }
 
@@ -122,6 +123,10 @@ static void raise_image(Judge *jd, Judged *jg, bool changed, const char *previou
                                  jd->config->reminder_interval_usec, transition ? LEDGER_RAISE_ALWAYS : 0,
                                  NULL) == 0)
                         continue;
+                if (o->found_at_start && !f->found_at_start) {
+                        f->found_at_start = true;
+                        finding_format_message(f);
+                }
                 if (transition)
                         name_pods(jd, o, previous, f);
                 record_key(jd, what, o->digest, f->kind, now, key, sizeof key);
@@ -164,7 +169,23 @@ void judge_image(Judge *jd, const Observation *o, bool from_listing) {
  * crash-looping pod does not flood). */
 void judge_container(Judge *jd, const Observation *o) {
         Judged jg;
-        if (!parse(o, &jg) || !evaluate(jd, o, NULL, &jg))
+        if (!parse(o, &jg))
+                return;
+        /* A pull that published no event (containerd 1.7's Transfer service publishes no
+         * /images/create or /images/update, #9725): the container's image is not in the
+         * ledger at this digest. Record the pull now, marked as found at container start,
+         * rather than at the next re-list. (In order: a pull that did publish its events
+         * was judged before this container, whose event came after them.) */
+        LedgerDigest known;
+        if (jd->remember && jd->ledger &&
+            (ledger_lookup(jd->ledger, o->namespace, o->ref, &known) < 0 || !streq_ptr(known.digest, o->digest)) &&
+            !(jg.ref.is_digest_only && ledger_tagged_current(jd->ledger, o->namespace, jg.name, o->digest))) {
+                Observation img = *o;
+                memset(&img.workload, 0, sizeof img.workload);
+                img.found_at_start = true;
+                judge_image(jd, &img, false);
+        }
+        if (!evaluate(jd, o, NULL, &jg))
                 return;
         if (!jd->remember) {
                 for (size_t i = 0; i < jg.n; i++)

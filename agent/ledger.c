@@ -553,7 +553,88 @@ static void remove_digest(Ledger *l, Ref *e, size_t j) {
         l->entries--;
 }
 
+typedef struct Victim {
+        uint64_t last_seen;
+        size_t ref, j; /* index into l->refs, into its history */
+} Victim;
+
+/* Oldest first; ties in table order, as the one-at-a-time scan below would pick them. */
+static int victim_cmp(const void *a, const void *b) {
+        const Victim *x = a, *y = b;
+        if (x->last_seen != y->last_seen)
+                return x->last_seen < y->last_seen ? -1 : 1;
+        if (x->ref != y->ref)
+                return x->ref < y->ref ? -1 : 1;
+        return x->j < y->j ? -1 : x->j > y->j;
+}
+
+/* prune() for a large excess (a file loaded under a smaller cap, a save pruned to fit):
+ * the same choice, made with one sort instead of one scan of the table per entry pruned
+ * (O(excess x n): 40k references took 88 s to load). On -ENOMEM it does nothing, and the
+ * one-at-a-time loop does the work. */
+static void prune_batch(Ledger *l, const Ref *protect) {
+        size_t n = 0, excess = l->entries - l->max_entries;
+        for (size_t i = 0; i < l->n_refs; i++)
+                n += l->refs[i]->n_digests > 0 ? l->refs[i]->n_digests - 1 : 0;
+        _cleanup_free_ Victim *v = reallocarray(NULL, MAX(n, l->n_refs) + 1, sizeof(Victim));
+        if (!v)
+                return;
+        /* 1. non-current history, oldest first; removed from the highest index down so
+         * the indices of a reference's other victims stay valid */
+        n = 0;
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const Ref *e = l->refs[i];
+                for (size_t j = 0; j < e->n_digests; j++)
+                        if (j != e->current)
+                                v[n++] = (Victim) { ref_hist(e)[j].last_seen_usec, i, j };
+        }
+        qsort(v, n, sizeof(Victim), victim_cmp);
+        n = MIN(n, excess);
+        for (size_t k = 0; k < n; k++) /* by reference, then history index descending */
+                v[k].last_seen = ((uint64_t) v[k].ref << 32) | (uint64_t) v[k].j;
+        qsort(v, n, sizeof(Victim), victim_cmp);
+        for (size_t k = n; k > 0; k--) {
+                remove_digest(l, l->refs[v[k - 1].ref], v[k - 1].j);
+                l->pruned++;
+                l->dirty = true;
+        }
+        if (l->entries <= l->max_entries)
+                return;
+        /* 2. only current digests left: whole references, least recently seen first, the
+         * table refilled once at the end */
+        n = 0;
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const Ref *e = l->refs[i];
+                if (e != protect && e->current != NO_CURRENT)
+                        v[n++] = (Victim) { ref_hist(e)[e->current].last_seen_usec, i, 0 };
+        }
+        qsort(v, n, sizeof(Victim), victim_cmp);
+        size_t k = 0;
+        for (; k < n && l->entries > l->max_entries; k++) {
+                Ref *e = l->refs[v[k].ref];
+                for (size_t j = 0; j < e->n_digests; j++)
+                        atom_unref(l, ref_hist(e)[j].atom);
+                for (size_t j = 0; j < e->n_raised; j++)
+                        atom_unref(l, ref_raised(e)[j].atom);
+                l->entries -= e->n_digests;
+                l->raised -= e->n_raised;
+                l->pruned += e->n_digests;
+                l->refs[v[k].ref] = ref_free(e);
+        }
+        if (k == 0)
+                return;
+        size_t kept = 0;
+        for (size_t i = 0; i < l->n_refs; i++)
+                if (l->refs[i])
+                        l->refs[kept++] = l->refs[i];
+        l->n_refs = kept;
+        table_fill(l);
+        l->dirty = true;
+}
+
 static void prune(Ledger *l, const Ref *protect) {
+        if (l->entries > l->max_entries + 1)
+                prune_batch(l, protect);
         while (l->entries > l->max_entries) {
                 Ref *best = NULL;
                 size_t best_j = 0;
@@ -1442,6 +1523,40 @@ static int save_write(int fd, void *userdata) {
         return check_second_pass(c->o, c->blen, c->crc);
 }
 
+int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *err, size_t errlen) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        char path[PATH_MAX];
+        if (!ret || isempty(state_dir) || max_entries == 0)
+                return -EINVAL;
+        if (snprintf(path, sizeof(path), "%s/" LEDGER_FILE, state_dir) >= (int) sizeof(path))
+                return -ENAMETOOLONG;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 && errno != ELOOP)
+                return -errno;
+        int r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
+        if (fd >= 0)
+                close(fd);
+        if (r == -EBADMSG)
+                return fail(err, errlen, "ledger: %s: not a regular file", path);
+        if (r == -EFBIG)
+                return fail(err, errlen, "ledger: %s: file too large (at most %u bytes)", path, LEDGER_FILE_MAX);
+        if (r < 0)
+                return r;
+        Ledger *l = NULL;
+        r = ledger_new(&l, max_entries);
+        if (r < 0)
+                return r;
+        char why[LEDGER_REASON_MAX / 2] = "";
+        r = ledger_parse(l, buf, len, why, sizeof(why));
+        if (r < 0) {
+                ledger_free(l);
+                return r == -EBADMSG ? fail(err, errlen, "ledger: %s: %s", path, why) : r;
+        }
+        *ret = l;
+        return 0;
+}
+
 int ledger_save(Ledger *l) {
         _cleanup_free_ Ref **v = NULL;
         _cleanup_free_ Out *o = NULL;
@@ -1449,16 +1564,36 @@ int ledger_save(Ledger *l) {
         uint64_t blen;
         uLong crc;
         int hlen;
+        uint64_t pruned_before;
         if (!l || l->dfd < 0)
                 return -EINVAL;
+        pruned_before = l->pruned;
         int r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
         if (r < 0)
                 return r;
+        /* One limit on both sides: never write a file ledger_open() would refuse (and move
+         * aside, history and all). Over it, prune the oldest history as the cap would, in
+         * proportion to the excess (2% below, so one round usually does), and measure again. */
+        while ((uint64_t) hlen + blen > LEDGER_FILE_MAX) {
+                size_t entries = l->entries, keep = l->max_entries;
+                l->max_entries = (size_t) ((double) entries * (LEDGER_FILE_MAX * 0.98) / (double) ((uint64_t) hlen + blen));
+                if (l->max_entries >= entries)
+                        l->max_entries = entries - 1;
+                prune(l, NULL);
+                l->max_entries = keep;
+                if (l->entries >= entries || l->max_entries == 0)
+                        return -EFBIG;
+                v = free_null(v);
+                o = free_null(o);
+                r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
+                if (r < 0)
+                        return r;
+        }
 
         SaveCtx ctx = {.l = l, .v = v, .o = o, .header = header, .hlen = hlen, .blen = blen, .crc = crc};
         r = file_replace_at(l->dfd, LEDGER_FILE, 0600, FILE_REPLACE_SYNC, save_write, &ctx);
         if (r < 0)
                 return r;
         l->dirty = false;
-        return 0;
+        return (int) MIN(l->pruned - pruned_before, (uint64_t) INT_MAX);
 }

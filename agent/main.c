@@ -149,7 +149,15 @@ static int cmd_check(int argc, char **argv) {
                 char *line = NULL;
                 size_t cap = 0;
                 ssize_t len;
+                unsigned long lineno = 0;
                 while ((len = getline(&line, &cap, stdin)) >= 0) {
+                        lineno++;
+                        /* what follows a NUL would go unchecked: the whole line is refused */
+                        if (memchr(line, 0, (size_t) len)) {
+                                fprintf(stderr, "pullwatch: stdin line %lu: NUL byte in a reference\n", lineno);
+                                bad = true;
+                                continue;
+                        }
                         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
                                 line[--len] = 0;
                         if (len == 0 || line[0] == '#')
@@ -203,7 +211,8 @@ static int cmd_status(int argc, char **argv) {
                 return EXIT_ERROR;
         }
         if (r < 0) {
-                fprintf(stderr, "pullwatch: cannot read %s/%s: %s\n", c.state_dir, METRICS_STATUS_FILE, strerror(-r));
+                fprintf(stderr, "pullwatch: cannot read %s/%s: %s\n", c.state_dir, METRICS_STATUS_FILE,
+                        r == -EINVAL ? "not a regular file" : r == -ELOOP ? "a symbolic link" : strerror(-r));
                 return EXIT_ERROR;
         }
         _cleanup_free_ char *text = NULL;
@@ -269,7 +278,6 @@ static int cmd_report(int argc, char **argv) {
         Policy *p = NULL;
         Pins *pins = NULL;
         Ledger *l = NULL;
-        LedgerOpenReport rep = {0};
         int ret = EXIT_ERROR, r = policy_new_from_config(&c, &p, err, sizeof err);
         if (r < 0) {
                 fprintf(stderr, "pullwatch: %s\n", err);
@@ -279,17 +287,19 @@ static int cmd_report(int argc, char **argv) {
                 fprintf(stderr, "pullwatch: %s\n", err);
                 goto out;
         }
-        /* a report reads the state dir, never creates it */
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", c.state_dir, LEDGER_FILE);
-        r = access(path, F_OK) == 0 ? ledger_open(&l, c.state_dir, c.ledger_max_entries, &rep)
-                                    : ledger_new(&l, c.ledger_max_entries);
-        if (r < 0) {
-                fprintf(stderr, "pullwatch: cannot open the ledger in %s: %s\n", c.state_dir, strerror(-r));
+        /* a report reads the state dir, never changes it; its data is the ledger: an
+         * unreadable one is an error, not an empty (all compliant) report */
+        r = ledger_read(&l, c.state_dir, c.ledger_max_entries, err, sizeof err);
+        if (r == -ENOENT)
+                r = ledger_new(&l, c.ledger_max_entries);
+        if (r == -EBADMSG) {
+                fprintf(stderr, "pullwatch: %s\n", err);
                 goto out;
         }
-        if (rep.corrupt)
-                fprintf(stderr, "pullwatch: %s\n", rep.reason);
+        if (r < 0) {
+                fprintf(stderr, "pullwatch: cannot read the ledger in %s: %s\n", c.state_dir, strerror(-r));
+                goto out;
+        }
         ReportCtx ctx = {.config = &c, .policy = p, .pins = pins, .refs = json_array()};
         if (!ctx.refs || ledger_foreach(l, report_visit, &ctx) < 0) {
                 json_decref(ctx.refs);

@@ -280,9 +280,9 @@ int metrics_status_read(const char *state_dir, MetricsSnapshot *ret) {
         r = status_path(state_dir, path, sizeof path);
         if (r < 0)
                 return r;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int fd = open_regular_file(AT_FDCWD, path, O_NOFOLLOW); /* -EINVAL: not a regular file */
         if (fd < 0)
-                return -errno;
+                return fd;
         _cleanup_free_ char *buf = NULL;
         size_t n = 0;
         r = read_fd_bounded(fd, METRICS_STATUS_MAX, &buf, &n);

@@ -149,21 +149,16 @@ int pins_parse(const char *buf, size_t len, Pins **ret, char *err, size_t errlen
 }
 
 int pins_load(const char *path, Pins **ret, char *err, size_t errlen) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int fd = open_regular_file(AT_FDCWD, path, 0);
         if (fd < 0) {
-                int r = -errno;
-                set_err(err, errlen, "%s: %s", path, strerror(-r));
-                return r;
+                set_err(err, errlen, "%s: %s", path, fd == -EINVAL ? "not a regular file" : strerror(-fd));
+                return fd;
         }
         struct stat st;
         if (fstat(fd, &st) < 0) {
                 int r = -errno;
                 set_err(err, errlen, "%s: %s", path, strerror(-r));
                 return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                set_err(err, errlen, "%s: not a regular file", path);
-                return -EINVAL;
         }
         if ((uint64_t) st.st_size > PINS_FILE_MAX) {
                 set_err(err, errlen, "%s: %llu bytes exceeds the limit of %u", path,

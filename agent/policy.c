@@ -114,6 +114,139 @@ static int compile_repo_pattern(const char *s, RepoPattern *ret, char *err, size
         return ret->text ? 0 : -ENOMEM;
 }
 
+/* Bounds of an allowed tag pattern, checked before regcomp(). glibc compiles a
+ * repetition by copying its operand (a{1,n} into n copies, a+ into aa*), so nested or
+ * large repetitions grow exponentially: "e" and 24 '+' took 12.5 GB and 43 s. Tags are at
+ * most 128 characters: the bounds cost no useful pattern; at them regcomp() takes ~30 ms
+ * and ~10 MB. Back-references are refused: they make matching exponential. */
+#define PATTERN_LEN_MAX 512
+#define PATTERN_COST_MAX 1024
+
+static uint64_t cost_cap(uint64_t v) {
+        return v > PATTERN_COST_MAX + 1 ? PATTERN_COST_MAX + 1 : v;
+}
+
+/* Parse the interval at *p ('{' already seen) as "m", "m," or "m,n" followed by '}'. On
+ * success the largest number of copies it makes (saturated) and *p past the '}'. */
+static bool parse_interval(const char **p, uint64_t *ret_copies) {
+        const char *s = *p;
+        uint64_t m = 0, n = 0;
+        bool have_m = false, comma = false, have_n = false;
+        for (; *s >= '0' && *s <= '9'; s++, have_m = true)
+                m = cost_cap(m * 10 + (uint64_t) (*s - '0'));
+        if (*s == ',') {
+                comma = true;
+                for (s++; *s >= '0' && *s <= '9'; s++, have_n = true)
+                        n = cost_cap(n * 10 + (uint64_t) (*s - '0'));
+        }
+        if (*s != '}' || (!have_m && !have_n))
+                return false;
+        *p = s + 1;
+        /* {m,} copies the operand m times plus a starred one */
+        *ret_copies = have_n ? (n > m ? n : m) : comma ? m + 1 : m;
+        if (*ret_copies == 0)
+                *ret_copies = 1;
+        return true;
+}
+
+/* An upper bound of what regcomp() makes of re, in operand copies; -EINVAL with a reason
+ * if re is over the bounds. Syntax errors are left to regcomp(). */
+static int check_pattern(const char *re, char *why, size_t whylen) {
+        if (strlen(re) > PATTERN_LEN_MAX)
+                return errbuf_fail(why, whylen, -EINVAL, "longer than %d bytes", PATTERN_LEN_MAX);
+        struct {
+                uint64_t total, last; /* size of the group so far, of its last operand */
+        } stack[PATTERN_LEN_MAX + 2] = {};
+        size_t depth = 0;
+        for (const char *p = re; *p;) {
+                uint64_t atom = 0, copies = 0;
+                const char *q;
+                switch (*p) {
+                case '\\':
+                        if (p[1] >= '1' && p[1] <= '9')
+                                return errbuf_fail(why, whylen, -EINVAL, "back-references are not supported");
+                        p += p[1] ? 2 : 1;
+                        atom = 1;
+                        break;
+                case '[':
+                        /* to the closing ']': a leading '^' and ']' are literal, as are
+                         * the insides of [:class:], [=equiv=] and [.coll.] */
+                        q = p + 1;
+                        if (*q == '^')
+                                q++;
+                        if (*q == ']')
+                                q++;
+                        while (*q && *q != ']') {
+                                if (*q == '[' && (q[1] == ':' || q[1] == '=' || q[1] == '.')) {
+                                        const char *e = strchr(q + 2, q[1]);
+                                        while (e && e[1] != ']')
+                                                e = strchr(e + 1, q[1]);
+                                        q = e ? e + 2 : q + 1;
+                                } else
+                                        q++;
+                        }
+                        p = *q ? q + 1 : q;
+                        atom = 1;
+                        break;
+                case '(':
+                        depth++;
+                        stack[depth].total = stack[depth].last = 0;
+                        p++;
+                        continue;
+                case ')':
+                        if (depth == 0) {
+                                p++;
+                                atom = 1;
+                                break;
+                        }
+                        atom = cost_cap(stack[depth].total + 1);
+                        depth--;
+                        p++;
+                        break;
+                case '|':
+                        stack[depth].last = 0; /* alternatives add up; nothing to repeat */
+                        p++;
+                        continue;
+                case '*':
+                case '?':
+                        copies = 1;
+                        p++;
+                        break;
+                case '+':
+                        copies = 2;
+                        p++;
+                        break;
+                case '{':
+                        q = p + 1;
+                        if (parse_interval(&q, &copies))
+                                p = q;
+                        else {
+                                p++;
+                                atom = 1;
+                        }
+                        break;
+                default:
+                        p++;
+                        atom = 1;
+                }
+                if (copies > 0 && stack[depth].last > 0) {
+                        uint64_t last = stack[depth].last, grown = cost_cap(last * copies + 1);
+                        stack[depth].total = cost_cap(stack[depth].total - last + grown);
+                        stack[depth].last = grown;
+                } else {
+                        if (copies > 0)
+                                atom = 1; /* a repetition with nothing before it */
+                        stack[depth].total = cost_cap(stack[depth].total + atom);
+                        stack[depth].last = atom;
+                }
+                if (stack[depth].total > PATTERN_COST_MAX)
+                        return errbuf_fail(why, whylen, -EINVAL,
+                                           "repetition expands beyond %d elements (nested or large {m,n})",
+                                           PATTERN_COST_MAX);
+        }
+        return 0;
+}
+
 int policy_new_from_config(const Config *c, Policy **ret, char *err, size_t errlen) {
         _cleanup_(policy_freep) Policy *p = calloc(1, sizeof(Policy));
         int r;
@@ -140,9 +273,11 @@ int policy_new_from_config(const Config *c, Policy **ret, char *err, size_t errl
         }
         for (size_t i = 0; i < c->allowed_tag_patterns.n; i++) {
                 const char *re = c->allowed_tag_patterns.v[i];
+                char why[128];
+                if (check_pattern(re, why, sizeof(why)) < 0)
+                        return fail(err, errlen, "allowed_tag_patterns: \"%.200s\": %s", re, why);
                 int k = regcomp(&p->patterns[i], re, REG_EXTENDED | REG_NOSUB);
                 if (k != 0) {
-                        char why[128];
                         regerror(k, &p->patterns[i], why, sizeof(why));
                         return fail(err, errlen, "allowed_tag_patterns: \"%.200s\": %s", re, why);
                 }

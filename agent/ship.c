@@ -812,9 +812,10 @@ static int token_refresh(Shipper *s) {
             st.st_mtim.tv_sec == s->token_mtime.tv_sec && st.st_mtim.tv_nsec == s->token_mtime.tv_nsec)
                 return 0;
 
-        _cleanup_close_ int fd = open(s->token_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* followed if a symlink: kubelet's projected token is one */
+        _cleanup_close_ int fd = open_regular_file(AT_FDCWD, s->token_file, 0);
         if (fd < 0)
-                return -errno;
+                return fd;
         char *buf = NULL;
         size_t n = 0;
         int e = read_fd_bounded(fd, SHIP_TOKEN_MAX, &buf, &n);
@@ -991,7 +992,7 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 return r;
 
         struct stat st;
-        if (stat(s->dead_letter_path, &st) >= 0 && s->dead_letter_max_bytes > 0 &&
+        if (lstat(s->dead_letter_path, &st) >= 0 && s->dead_letter_max_bytes > 0 &&
             (uint64_t) st.st_size + out.len > s->dead_letter_max_bytes && st.st_size > 0) {
                 char rotated[PATH_MAX];
                 if (snprintf(rotated, sizeof rotated, "%s.1", s->dead_letter_path) >= (int) sizeof rotated)
@@ -1001,7 +1002,9 @@ static int dead_letter(Shipper *s, bool only_invalid, long status, const char *r
                 ship_log(s, LOG_WARNING, "dead-letter file %s reached %" PRIu64 " bytes, rotated to %s",
                          s->dead_letter_path, s->dead_letter_max_bytes, rotated);
         }
-        _cleanup_close_ int fd = open(s->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        /* never through a symlink: root would append to its target */
+        _cleanup_close_ int fd =
+                open(s->dead_letter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         r = write_all(fd, out.data, out.len);
@@ -1275,7 +1278,7 @@ static int start_request(Shipper *s) {
         if (r < 0) {
                 /* the token may appear later (kubelet writes it asynchronously) */
                 snprintf(s->stats.last_error, sizeof s->stats.last_error, "bearer token file %s: %s", s->token_file,
-                         strerror(-r));
+                         r == -EINVAL ? "not a regular file" : strerror(-r));
                 schedule_retry(s, 0);
                 return r;
         }

@@ -68,6 +68,11 @@ static int spool_open_logged(Sinks *s, const Config *c) {
                          "spool %s: discarded a torn tail of %" PRIu64 " bytes and %" PRIu64
                          " corrupt records after an unclean stop; %" PRIu64 " records kept",
                          dir, rep.trimmed_bytes, rep.corrupt_records, rep.records);
+        if (rep.ack_state_reset)
+                log_full(LOG_LEVEL_WARNING, "spool_ack_reset", 0,
+                         "spool %s: the ack file was unreadable or held impossible sequence numbers;"
+                         " every record on disk (%" PRIu64 ") will be sent again",
+                         dir, rep.records);
         return 0;
 }
 
@@ -180,8 +185,13 @@ static void spool_record(Sinks *s, const Finding *f, const char *json) {
 static void journal_record(Sinks *s, const Finding *f) {
         int r = journal_send_finding(f);
         if (r < 0) {
-                if (latch_fail(&s->journal_fail, r))
-                        log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
+                if (latch_fail(&s->journal_fail, r)) {
+                        if (r == -ENOENT)
+                                log_warning("cannot write to journald: its socket " JOURNAL_SOCKET
+                                            " is missing, continuing with the other outputs");
+                        else
+                                log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
+                }
                 return;
         }
         uint64_t n = latch_ok(&s->journal_fail);

@@ -320,12 +320,16 @@ static bool parse_field(const char **p, const char *name, uint64_t *ret) {
         return true;
 }
 
-/* -ENOENT: no file; -EBADMSG: unreadable. */
+/* The largest sequence number a spool can reach: 2^62, millennia at any rate of records. */
+#define SPOOL_SEQ_MAX (UINT64_C(1) << 62)
+
+/* -ENOENT: no file; -EBADMSG: unreadable or impossible. */
 static int read_state(Spool *s, uint64_t *ret_acked, uint64_t *ret_next, uint64_t *ret_dropped_total) {
         char line[ACK_LINE_MAX];
-        _cleanup_close_ int fd = openat(s->dfd, ACK_FILE, O_RDONLY | O_CLOEXEC);
+        /* a symlink, a FIFO...: unreadable, and replaced by the next write_state() */
+        _cleanup_close_ int fd = open_regular_file(s->dfd, ACK_FILE, O_NOFOLLOW);
         if (fd < 0)
-                return errno == ENOENT ? -ENOENT : -errno;
+                return fd == -ELOOP || fd == -EINVAL ? -EBADMSG : fd;
         ssize_t n = read(fd, line, sizeof(line) - 1);
         if (n < 0)
                 return -errno;
@@ -347,6 +351,11 @@ static int read_state(Spool *s, uint64_t *ret_acked, uint64_t *ret_next, uint64_
         p += strlen("pullwatch-spool 1 ");
         if (!parse_field(&p, "acked=", &acked) || !parse_field(&p, " next=", &next) ||
             !parse_field(&p, " dropped_total=", &dropped) || p != crcpos)
+                return -EBADMSG;
+        /* Numbers write_state() cannot have written: acked < next always, and next that
+         * large is a file written by hand (acked = UINT64_MAX made acked + 1 wrap, and
+         * nothing was ever sent again). Refused like a corrupt file. */
+        if (next == 0 || acked >= next || next > SPOOL_SEQ_MAX)
                 return -EBADMSG;
         *ret_acked = acked;
         *ret_next = next;

@@ -161,6 +161,10 @@ void finding_format_message(Finding *f) {
         default:
                 snprintf(f->message, sizeof f->message, "%s", ref);
         }
+        if (f->found_at_start) {
+                size_t n = strlen(f->message);
+                snprintf(f->message + n, sizeof f->message - n, "; found at container start (the pull published no event)");
+        }
 }
 
 static int set_str(json_t *o, const char *key, const char *value, bool always) {
@@ -218,6 +222,8 @@ int finding_to_json(const Finding *f, json_t **ret) {
                 }
         }
         r |= set_str(o, "message", f->message, true);
+        if (f->found_at_start)
+                r |= set_str(o, "found", "container_start", true);
         if (r != 0) {
                 json_decref(o);
                 return -ENOMEM;
@@ -295,6 +301,7 @@ int finding_to_journal(const Finding *f, JournalFields *ret) {
                 {"K8S_CONTAINER", f->workload.container, false},
                 {"CONTAINER_ID", f->workload.container_id, false},
                 {"NODE_NAME", f->node, true},
+                {"PULLWATCH_FOUND", f->found_at_start ? "container_start" : "", false},
         };
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 int r = add_field(ret, fields[i].field, fields[i].value, fields[i].always);

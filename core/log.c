@@ -39,14 +39,26 @@ int log_full(int level, const char *event, int error, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        /* one line, always: a peer-controlled string must not forge extra log lines */
-        for (char *p = msg; *p; p++)
+        /* one line, always: a peer-controlled string must not forge extra log lines; and
+         * printable: no terminal escape sequence (C0, DEL, C1 as UTF-8) reaches a terminal
+         * or a log viewer, each is written \xNN */
+        char line[sizeof msg * 4];
+        size_t o = 0;
+        for (const unsigned char *p = (const unsigned char *) msg; *p; p++) {
+                bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
                 if (*p == '\n' || *p == '\r')
-                        *p = ' ';
+                        line[o++] = ' ';
+                else if (*p < 0x20 || *p == 0x7f || c1) {
+                        o += (size_t) snprintf(line + o, sizeof line - o, c1 ? "\\x%02x\\x%02x" : "\\x%02x", p[0], p[1]);
+                        p += c1;
+                } else
+                        line[o++] = (char) *p;
+        }
+        line[o] = 0;
 
-        fprintf(stderr, "pullwatch: %s\n", msg);
+        fprintf(stderr, "pullwatch: %s\n", line);
         if (level <= LOG_LEVEL_WARNING && !check_stderr_is_journal())
-                sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", level, "SYSLOG_IDENTIFIER=pullwatch",
+                sd_journal_send("MESSAGE=%s", line, "PRIORITY=%d", level, "SYSLOG_IDENTIFIER=pullwatch",
                                 "PULLWATCH_EVENT=%s", event ? event : "log", "NODE_NAME=%s", node_name,
                                 error ? "ERRNO=%d" : NULL, abs(error), NULL);
         return ret;

@@ -64,6 +64,7 @@ typedef struct Config {
         uint64_t ledger_max_entries;
         uint64_t reminder_interval_usec; /* 0 = never */
         uint64_t inventory_interval_usec; /* 0 = never */
+        uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* liveness PING of containerd */
         char *metrics_file;
         char *cluster;
 
@@ -117,6 +118,7 @@ typedef enum ConfigType {
 
 #define CONFIG_F_NOFILE 1U      /* not settable in the config file (the file's own path) */
 #define CONFIG_F_ONE_PER_FLAG 2U /* list items may contain commas: see above */
+#define CONFIG_F_ZERO_OFF 4U     /* 0 (off) is accepted besides min..max */
 
 typedef struct ConfigKey {
         const char *name;        /* file key, e.g. "state_dir" or "severity.latest_tag" */
@@ -126,7 +128,8 @@ typedef struct ConfigKey {
         const char *description; /* one line */
         const char *env;         /* environment variable, NULL if none */
         const char *flag;        /* without the leading "--" */
-        uint64_t min, max;       /* CONFIG_UINT/DURATION(usec)/SIZE bounds, inclusive */
+        uint64_t min, max;       /* CONFIG_UINT/DURATION(usec)/SIZE bounds, inclusive; a
+                                  * duration's min is never below 1ms (0 = off is a flag) */
         const char *choices;     /* CONFIG_ENUM: "a|b|c" */
         unsigned flags;          /* CONFIG_F_* */
 } ConfigKey;

@@ -165,6 +165,9 @@ int ctrd_new(Ctrd **ret, sd_event *e, const char *address, size_t max_message, c
              size_t errlen);
 /* Cancels every pending call without calling its callback. Accepts NULL. Not from a callback. */
 Ctrd *ctrd_free(Ctrd *c);
+/* Detect a containerd that stops answering while the event stream is open: see
+ * grpc_client_set_keepalive(). The stream then ends with -ETIMEDOUT. */
+int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec);
 /* Number of calls still running (a one-shot scan runs the loop until this is 0). */
 size_t ctrd_pending(const Ctrd *c);
 

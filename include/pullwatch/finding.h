@@ -77,6 +77,10 @@ typedef struct Finding {
         FindingImage image;
         FindingWorkload workload; /* empty strings when not known */
         char message[PW_MESSAGE_MAX];
+        /* the pull published no event (containerd 1.7's Transfer service, #9725): found when a
+         * container started on it, so `time` is that moment, not the pull's. JSON "found":
+         * "container_start", journald PULLWATCH_FOUND=container_start. */
+        bool found_at_start;
 } Finding;
 
 #define FINDING_KIND_BIT(k) (1U << (unsigned) (k))

@@ -8,7 +8,8 @@
  *    prior-knowledge connection (curl #10634, fixed in 8.0.0), so the client drives
  *    nghttp2 itself. A connection that breaks fails its calls once; the next call
  *    reconnects. After GOAWAY, new calls go to a new connection. The server's
- *    MAX_CONCURRENT_STREAMS is honoured (nghttp2 queues the HEADERS beyond it). No pings. */
+ *    MAX_CONCURRENT_STREAMS is honoured (nghttp2 queues the HEADERS beyond it). A PING after a
+ *    silence detects a daemon that stopped answering (grpc_client_set_keepalive()). */
 #pragma once
 
 #include <stdbool.h>
@@ -143,6 +144,12 @@ int grpc_client_new(GrpcClient **ret, sd_event *e, const char *socket_path, size
 GrpcClient *grpc_client_free(GrpcClient *c);
 const char *grpc_client_socket_path(const GrpcClient *c);
 size_t grpc_client_max_message(const GrpcClient *c);
+/* Liveness of the connection (see grpc.c): while a stream is open and nothing has been
+ * read for interval_usec, send an HTTP/2 PING; no answer within timeout_usec fails the
+ * connection's calls with -ETIMEDOUT ("… stopped answering …"). interval 0: never ping
+ * (the default). Applies to connections opened after the call. -EINVAL for an interval
+ * without a timeout. */
+int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec);
 /* How many connections this client has opened (connect() succeeded or is in progress). */
 uint64_t grpc_client_connects(const GrpcClient *c);
 

@@ -31,7 +31,9 @@
  *      with the oldest last_seen, never the reference being recorded.
  * A pruned digest's raised findings go with it. Each reference keeps at most
  * LEDGER_RAISED_PER_REF_MAX raised findings, the oldest last_raised evicted first.
- * Pruning scans the table: O(entries) per record once at the cap; pulls are rare.
+ * Pruning scans the table: O(entries) per record once at the cap; pulls are rare. A
+ * larger excess (a file loaded under a smaller cap, a save pruned to fit LEDGER_FILE_MAX)
+ * is pruned in one pass with one sort: O(entries log entries).
  *
  * Times are CLOCK_REALTIME µs supplied by the caller (the ledger reads no clock except
  * for naming a corrupt file). Not thread-safe. */
@@ -46,7 +48,7 @@
 #define LEDGER_FILE "ledger.json"
 #define LEDGER_KIND_MAX 32             /* finding kind name, with NUL */
 #define LEDGER_RAISED_PER_REF_MAX 64
-#define LEDGER_FILE_MAX (64U << 20)    /* a larger state file is treated as corrupt */
+#define LEDGER_FILE_MAX (64U << 20)    /* the saver never writes more, the loader refuses more */
 #define LEDGER_REASON_MAX 1024
 
 typedef struct Ledger Ledger;
@@ -78,6 +80,13 @@ int ledger_new(Ledger **ret, size_t max_entries);
  * system errors (-ENOMEM, an unreadable directory...). report may be NULL. */
 int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerOpenReport *report);
 Ledger *ledger_free(Ledger *l); /* accepts NULL, returns NULL; does not save */
+
+/* For read-only commands (report, scan): load STATE_DIR/ledger.json into a ledger with no
+ * file behind it (ledger_save() returns -EINVAL), changing nothing on disk: no directory
+ * created, no temp file removed, a bad file left where it is. -ENOENT if there is no file;
+ * -EBADMSG with a one-line reason in err for a truncated, corrupt or oversized file or one
+ * that is not a regular file (refused at once, never waited on). */
+int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *err, size_t errlen);
 
 /* Note that (ns, ref) resolves to digest at now_usec. A first sighting is not a change.
  * When the reference's current digest was another one, *ret_changed is true and
@@ -132,7 +141,10 @@ int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest,
  * every change of a current digest makes this O(1), not a scan of the ledger. */
 bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, const char *digest);
 
-/* Crash-safe rewrite of STATE_DIR/ledger.json; clears the dirty flag. */
+/* Crash-safe rewrite of STATE_DIR/ledger.json; clears the dirty flag. The file never
+ * exceeds LEDGER_FILE_MAX, the limit ledger_open() enforces: a ledger that would is first
+ * pruned, oldest history first as for the cap, until it fits. Returns the number of
+ * entries so pruned (0 almost always), -EFBIG if even pruning cannot make it fit. */
 int ledger_save(Ledger *l);
 bool ledger_is_dirty(const Ledger *l);
 void ledger_get_stats(const Ledger *l, LedgerStats *ret);

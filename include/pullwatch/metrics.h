@@ -65,5 +65,6 @@ int metrics_status_from_json(const char *s, size_t len, MetricsSnapshot *ret);
 
 /* STATE_DIR/status.json, atomically. */
 int metrics_status_write(const char *state_dir, const MetricsSnapshot *m);
-/* -ENOENT if the agent never wrote one. */
+/* -ENOENT if the agent never wrote one; -EINVAL if it is not a regular file (a FIFO...),
+ * -ELOOP if it is a symlink: refused at once, never waited on. */
 int metrics_status_read(const char *state_dir, MetricsSnapshot *ret);

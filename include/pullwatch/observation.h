@@ -16,4 +16,5 @@ typedef struct Observation {
         char revision[PW_REVISION_MAX];
         FindingWorkload workload;          /* empty unless a container/task event named it */
         uint64_t time_usec;                /* event time (envelope timestamp) or listing time */
+        bool found_at_start;               /* an image record first seen through a container start */
 } Observation;

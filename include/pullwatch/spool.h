@@ -28,7 +28,7 @@ typedef struct SpoolOpenReport {
         uint64_t trimmed_bytes;   /* bytes of torn/corrupt tail discarded */
         uint64_t corrupt_records; /* records that failed the CRC and were skipped */
         uint64_t skipped_bytes;   /* bytes of those corrupt regions (left on disk, never read) */
-        bool ack_state_reset;     /* the ack file was unreadable: pending records will be re-sent */
+        bool ack_state_reset;     /* the ack file was unreadable or impossible: every record re-sent */
 } SpoolOpenReport;
 
 typedef struct SpoolStats {

@@ -99,3 +99,50 @@ typedef int (*store_row_t)(void *userdata, size_t ncols, const char *const *valu
  * database error; -ENOTCONN when the database is unreachable. */
 int store_query(Store *s, const char *sql, size_t nparams, const char *const *params, store_row_t row,
                 void *userdata, char *err, size_t errlen);
+
+/* ---- additions by the collector (issue 9); nothing above is renamed ----
+ *
+ * Added columns: node_images.findings_mask INTEGER (the kinds that stand, 1 << FindingKind,
+ * kept beside `findings` so a finding record updates the flags in one statement).
+ * daily_rollup.findings counts the findings that stand (an image with two kinds counts 2).
+ *
+ * A Store is one database connection guarded by a mutex: calls from several threads are
+ * serialised, never interleaved. */
+
+typedef struct Record Record;
+
+typedef struct StoreIngestResult {
+        size_t accepted;   /* pull and finding records stored now, plus inventory parts */
+        size_t duplicates; /* pull and finding records whose id was already stored */
+        size_t inventories; /* inventories completed (all parts there) and applied */
+} StoreIngestResult;
+
+/* Store a batch in one transaction: every record or none. cluster: what the request's
+ * credentials name, or NULL when the collector runs without authentication (then each
+ * record's own `cluster`, else the cluster its node last reported with, else "").
+ * received_usec stamps the records and the nodes' last_seen. Idempotent by record id;
+ * inventory parts are staged until all parts of a snapshot are there, then replace the
+ * node's node_images wholesale. -ENOTCONN (database unreachable) and -EBUSY (locked)
+ * mean "try again later"; -EIO any other database error; the reason goes to err. */
+int store_ingest(Store *s, const char *cluster, const Record *records, size_t n, uint64_t received_usec,
+                 StoreIngestResult *ret, char *err, size_t errlen);
+
+/* The same in pieces, for a batch decoded a chunk at a time: begin takes the store's lock
+ * and opens the transaction, add stores records (an error makes every later add and the
+ * end fail), end commits (commit = true) or rolls back, and releases the lock. */
+int store_ingest_begin(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen);
+int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_t errlen);
+int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, size_t errlen);
+
+/* Upkeep, called periodically by the collector: today's daily_rollup rows (UTC day of
+ * now_usec) from the current node_images; records older than retention_days deleted
+ * (0 keeps everything); inventory parts staged more than a day ago dropped. */
+int store_maintain(Store *s, uint64_t now_usec, unsigned retention_days, char *err, size_t errlen);
+
+/* 0 when the database answers a trivial query now (reconnecting if needed), else
+ * -ENOTCONN with the reason in err. */
+int store_ping(Store *s, char *err, size_t errlen);
+
+/* A printable name of the database for messages: "sqlite:PATH" or
+ * "postgresql://HOST:PORT/DB" (never a password). Borrowed from s. */
+const char *store_name(const Store *s);

@@ -13,6 +13,14 @@
 #   PW_AGENT_WRAPPER   command prefix for the agent, e.g. "valgrind -q"
 #   PW_VERBOSE=1       print the harness's progress lines
 #   PW_NO_SUMMARY=1    no "N passed, M failed" line on success (the demo)
+#   PW_CONTAINERD_BIN  the containerd daemon to start (default: containerd on PATH); the
+#                      suite's second run points it at Debian 13's 1.7 (fetch-containerd-trixie.sh).
+#                      ctr stays the system's: its pulls go through the client (events are
+#                      published); tests of the 1.7 Transfer path call that ctr themselves.
+#   PW_REGISTRY_TLS=1  the registry speaks HTTPS with a certificate from a CA made for the run
+#                      ($PW_WORK/tls/ca.crt), which containerd trusts (SSL_CERT_FILE)
+#   PW_CONTAINERD_CRI=1 enable the CRI plugin (the kubelet's pull path) with a registry
+#                      hosts.toml for the private registry under $PW_WORK/certs.d
 #
 # Conventions: timeouts are in seconds (fractions allowed); every wait polls
 # with a short interval and a bound; failures print one clear line and exit 1.
@@ -340,6 +348,10 @@ pw_free_port() {
 pw_http_ok() { # URL — 2xx answer
 	"$PW_PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2>/dev/null
 }
+pw_https_ok() { # URL CAFILE — 2xx answer over TLS verified against CAFILE
+	"$PW_PY" -c 'import ssl, sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=2, context=ssl.create_default_context(cafile=sys.argv[2]))' "$1" "$2" 2>/dev/null
+}
 
 # pw_start_registry — docker-registry on 127.0.0.1:<free port>, storage in the
 # work dir. Exports PW_REGISTRY=127.0.0.1:PORT.
@@ -363,10 +375,20 @@ http:
   addr: 127.0.0.1:$port
   secret: pullwatch-integration
 EOF
+		if [[ ${PW_REGISTRY_TLS:-0} == 1 ]]; then
+			pw__registry_tls_cert
+			cat >>"$PW_WORK/registry.yml" <<EOF
+  tls:
+    certificate: $PW_WORK/tls/registry.crt
+    key: $PW_WORK/tls/registry.key
+EOF
+		fi
 		t0=$(pw_now_ms)
 		docker-registry serve "$PW_WORK/registry.yml" >>"$PW_WORK/registry.log" 2>&1 &
 		PW_REGISTRY_PID=$!
-		if pw_poll 20 pw_http_ok "http://127.0.0.1:$port/v2/"; then
+		local probe=(pw_http_ok "http://127.0.0.1:$port/v2/")
+		[[ ${PW_REGISTRY_TLS:-0} == 1 ]] && probe=(pw_https_ok "https://127.0.0.1:$port/v2/" "$PW_WORK/tls/ca.crt")
+		if pw_poll 20 "${probe[@]}"; then
 			export PW_REGISTRY=127.0.0.1:$port
 			PW_REGISTRY_START_MS=$(($(pw_now_ms) - t0))
 			pw_log "registry on $PW_REGISTRY (pid $PW_REGISTRY_PID) in ${PW_REGISTRY_START_MS} ms"
@@ -380,15 +402,34 @@ EOF
 
 # ------------------------------------------------------------- containerd ----
 
+# pw__registry_tls_cert — a CA made for this run ($PW_WORK/tls/ca.crt) and a server
+# certificate for 127.0.0.1 signed by it (PW_REGISTRY_TLS=1). containerd is started with
+# SSL_CERT_FILE pointing at the CA, so the daemon itself (the Transfer service) trusts the
+# registry without --plain-http or a skip-verify.
+pw__registry_tls_cert() {
+	local d=$PW_WORK/tls
+	[[ -f $d/registry.crt ]] && return 0
+	mkdir -p "$d"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pullwatch test CA" \
+		-keyout "$d/ca.key" -out "$d/ca.crt" >/dev/null 2>&1 || pw_fail "openssl: cannot make the test CA"
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/registry.key" -out "$d/registry.csr" \
+		>/dev/null 2>&1 || pw_fail "openssl: cannot make the registry key"
+	printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$d/ext.cnf"
+	openssl x509 -req -in "$d/registry.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+		-extfile "$d/ext.cnf" -out "$d/registry.crt" >/dev/null 2>&1 || pw_fail "openssl: cannot sign the registry certificate"
+	cat /etc/ssl/certs/ca-certificates.crt "$d/ca.crt" >"$d/bundle.crt" 2>/dev/null || cp "$d/ca.crt" "$d/bundle.crt"
+}
+
 pw_containerd_config() {
-	local d=$PW_WORK/containerd
+	local d=$PW_WORK/containerd cri_disabled='"io.containerd.grpc.v1.cri",'
 	mkdir -p "$d/root" "$d/state"
+	[[ ${PW_CONTAINERD_CRI:-0} == 1 ]] && cri_disabled=''
 	cat >"$d/config.toml" <<EOF
 version = 2
 root = "$d/root"
 state = "$d/state"
-# no CRI (needs CNI, a sandbox image); no snapshotters that need special filesystems
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+# no CRI unless asked (needs CNI, a sandbox image); no snapshotters that need special filesystems
+disabled_plugins = [$cri_disabled "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing"]
@@ -406,6 +447,38 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 [plugins."io.containerd.gc.v1.scheduler"]
   startup_delay = "100ms"
 EOF
+	if [[ ${PW_CONTAINERD_CRI:-0} == 1 ]]; then
+		cat >>"$d/config.toml" <<EOF
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  sandbox_image = "pause.invalid/pause:3.9"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$PW_WORK/cni/bin"
+  conf_dir = "$PW_WORK/cni/conf"
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "$PW_WORK/certs.d"
+EOF
+		mkdir -p "$PW_WORK/cni/bin" "$PW_WORK/cni/conf"
+	fi
+}
+
+# pw_cri_registry_hosts — a hosts.toml telling the CRI plugin (and ctr --hosts-dir) how
+# to reach the private registry ($PW_REGISTRY): plain HTTP, or HTTPS with the run's CA.
+pw_cri_registry_hosts() {
+	local scheme=http ca=''
+	[[ ${PW_REGISTRY_TLS:-0} == 1 ]] && scheme=https ca="  ca = \"$PW_WORK/tls/ca.crt\""
+	mkdir -p "$PW_WORK/certs.d/$PW_REGISTRY"
+	cat >"$PW_WORK/certs.d/$PW_REGISTRY/hosts.toml" <<EOF
+server = "$scheme://$PW_REGISTRY"
+
+[host."$scheme://$PW_REGISTRY"]
+  capabilities = ["pull", "resolve"]
+$ca
+EOF
 }
 
 pw_ctr() { ctr -a "$PW_SOCK" "$@"; }
@@ -420,7 +493,10 @@ pw_start_containerd() {
 	local t0
 	t0=$(pw_now_ms)
 	echo "==== start $(date -u +%FT%T.%NZ)" >>"$PW_WORK/containerd.log"
-	containerd --config "$PW_WORK/containerd/config.toml" >>"$PW_WORK/containerd.log" 2>&1 &
+	local ssl=()
+	[[ ${PW_REGISTRY_TLS:-0} == 1 && -f $PW_WORK/tls/bundle.crt ]] && ssl=("SSL_CERT_FILE=$PW_WORK/tls/bundle.crt")
+	env "${ssl[@]}" "${PW_CONTAINERD_BIN:-containerd}" --config "$PW_WORK/containerd/config.toml" \
+		>>"$PW_WORK/containerd.log" 2>&1 &
 	PW_CTD_PID=$!
 	if ! pw_poll 30 pw_ctr version; then
 		pw_fail "containerd did not answer on $PW_SOCK within 30 s" "$(tail -5 "$PW_WORK/containerd.log")"
@@ -493,7 +569,10 @@ pw__push() { # DIR NAME TAG EXPECTED_DIGEST [--all]
 pw_pull() {
 	local ns=$1 ref=$2
 	shift 2
-	if ! pw_ctr -n "$ns" images pull --plain-http "$@" "$ref" >"$PW_WORK/pull.log" 2>&1; then
+	local how=(--plain-http)
+	# ctr takes a loopback registry for plain HTTP unless a hosts.toml says https
+	[[ ${PW_REGISTRY_TLS:-0} == 1 ]] && pw_cri_registry_hosts && how=(--hosts-dir "$PW_WORK/certs.d")
+	if ! pw_ctr -n "$ns" images pull "${how[@]}" "$@" "$ref" >"$PW_WORK/pull.log" 2>&1; then
 		pw_fail "ctr could not pull $ref into $ns" "$(tail -5 "$PW_WORK/pull.log")"
 	fi
 }

@@ -14,7 +14,7 @@ d=$(pw_build_image full 1.0.0 "$SHA" full-seed)
 pw_pull default "$R/full:1.0.0" >/dev/null
 
 mkdir -p "$PW_STATE_DIR"
-mount -t tmpfs -o size=96k tmpfs "$PW_STATE_DIR" # lib.sh's cleanup unmounts what is under the work dir
+mount -t tmpfs -o size=96k,mode=0700 tmpfs "$PW_STATE_DIR" # private, as the agent requires; lib.sh's cleanup unmounts what is under the work dir
 
 closed_port=$("$PW_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 NODE=$(pw_node_name)

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -124,6 +126,9 @@ static void test_table_is_consistent(void **state) {
                 assert_non_null(k[i].def);
                 assert_non_null(config_type_to_string(k[i].type));
                 assert_true(k[i].offset < sizeof(Config));
+                /* every duration has a floor: 0 may only mean "off", never "as fast as possible" */
+                if (k[i].type == CONFIG_DURATION && k[i].min < 1000)
+                        fail_msg("duration key %s accepts %lluus", k[i].name, (unsigned long long) k[i].min);
                 for (size_t j = 0; j < i; j++) {
                         if (streq_ptr(k[i].name, k[j].name) || streq_ptr(k[i].flag, k[j].flag) ||
                             (k[i].env && streq_ptr(k[i].env, k[j].env)) || k[i].offset == k[j].offset)
@@ -231,11 +236,15 @@ static const BadFile bad_files[] = {
         { "{\"ledger_max_entries\": -5}",
           "config: key \"ledger_max_entries\" in /etc/pullwatch/config.json: expected a non-negative integer" },
         { "{\"ledger_max_entries\": 1}",
-          "config: key \"ledger_max_entries\" in /etc/pullwatch/config.json: out of range 16..10000000" },
+          "config: key \"ledger_max_entries\" in /etc/pullwatch/config.json: out of range 16..100000" },
+        { "{\"ledger_max_entries\": 10000000}",
+          "config: key \"ledger_max_entries\" in /etc/pullwatch/config.json: out of range 16..100000" },
         { "{\"max_message_bytes\": \"16 MiB\"}",
           "config: key \"max_message_bytes\" in /etc/pullwatch/config.json: expected a size such as \"512KiB\", \"16MiB\"" },
         { "{\"max_message_bytes\": \"2GiB\"}",
           "config: key \"max_message_bytes\" in /etc/pullwatch/config.json: out of range 4096 bytes..1073741824 bytes" },
+        { "{\"inventory_interval\": \"1us\"}",
+          "config: key \"inventory_interval\" in /etc/pullwatch/config.json: out of range: 0 (off) or 1m..365d" },
         { "{\"reminder_interval\": \"soon\"}",
           "config: key \"reminder_interval\" in /etc/pullwatch/config.json: expected a duration such as \"30s\", \"5m\", \"1h\"" },
         { "{\"namespaces\": \"k8s.io\"}", "config: key \"namespaces\" in /etc/pullwatch/config.json: expected a list of strings" },
@@ -274,6 +283,28 @@ static void test_file_errors(void **state) {
                 config_done(&c);
                 config_done(&before);
         }
+}
+
+/* A FIFO in place of the config file: refused at once, in one line (the open used to
+ * wait for a writer, hanging start-up); alarm() turns a hang into a failed test. */
+static void test_file_fifo(void **state) {
+        char dir[] = "/tmp/pullwatch-test-config-XXXXXX", path[64];
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        Config c;
+        char err[256] = "";
+        assert_int_equal(config_init(&c), 0);
+        alarm(10);
+        int r = config_load_file(&c, path, err, sizeof(err));
+        alarm(0);
+        assert_int_equal(r, -EINVAL);
+        char want[128];
+        snprintf(want, sizeof(want), "config: %s: not a regular file", path);
+        assert_string_equal(err, want);
+        config_done(&c);
+        unlink(path);
+        rmdir(dir);
 }
 
 static void test_file_atomic(void **state) {
@@ -383,6 +414,13 @@ static void test_flag_errors(void **state) {
                 { { "--ledger-max-entries", "x", NULL }, "option --ledger-max-entries: expected a non-negative integer" },
                 { { "--ledger-max-entries", "10x", NULL }, "option --ledger-max-entries: expected a non-negative integer" },
                 { { "--batch-max-records=0", NULL }, "option --batch-max-records: out of range 1..100000" },
+                /* a duration below its key's minimum would spin the loop (1us took 100% CPU) */
+                { { "--inventory-interval=1us", NULL }, "option --inventory-interval: out of range: 0 (off) or 1m..365d" },
+                { { "--inventory-interval", "59s", NULL }, "option --inventory-interval: out of range: 0 (off) or 1m..365d" },
+                { { "--reminder-interval=1ms", NULL }, "option --reminder-interval: out of range: 0 (off) or 1m..365d" },
+                { { "--batch-max-age=1us", NULL }, "option --batch-max-age: out of range: 0 (off) or 10ms..1h" },
+                { { "--endpoint-timeout=1us", NULL }, "option --endpoint-timeout: out of range 100ms..10m" },
+                { { "--retry-max-backoff=1ms", NULL }, "option --retry-max-backoff: out of range 1s..1d" },
                 { { "--endpoint-format", "xml", NULL }, "option --endpoint-format: expected one of jsonl|loki" },
                 { { "--severity-latest-tag=urgent", NULL },
                   "option --severity-latest-tag: expected a severity: info, low, medium, high, critical or off" },
@@ -398,6 +436,27 @@ static void test_flag_errors(void **state) {
                 if (r != -EINVAL || !streq_ptr(err, cases[i].err))
                         fail_msg("case %zu: got %d \"%s\"", i, r, err);
                 assert_int_equal(npos, 77);
+                config_done(&c);
+        }
+        /* 0 still switches a periodic duration off, and the floor itself is accepted */
+        static const struct {
+                const char *arg;
+                uint64_t usec;
+        } good[] = { { "--inventory-interval=0", 0 },
+                     { "--inventory-interval=1m", 60000000ULL },
+                     { "--reminder-interval=0", 0 },
+                     { "--batch-max-age=0", 0 },
+                     { "--batch-max-age=10ms", 10000 } };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                Config c;
+                char err[256] = "", *argv[] = { (char *) good[i].arg, NULL };
+                assert_int_equal(config_init(&c), 0);
+                if (config_parse_args(&c, 1, argv, NULL, err, sizeof(err)) < 0)
+                        fail_msg("%s: %s", good[i].arg, err);
+                uint64_t got = startswith(good[i].arg, "--inventory") ? c.inventory_interval_usec
+                               : startswith(good[i].arg, "--reminder") ? c.reminder_interval_usec
+                                                                       : c.batch_max_age_usec;
+                assert_int_equal(got, good[i].usec);
                 config_done(&c);
         }
 }
@@ -474,7 +533,7 @@ static void test_json_roundtrip(void **state) {
         assert_int_equal(config_init(&c), 0);
         c.strict = true;
         c.severity[FINDING_UNTRACEABLE] = CONFIG_SEVERITY_OFF;
-        c.reminder_interval_usec = 1500000;
+        c.reminder_interval_usec = 90500000; /* 1m30s500ms */
         assert_int_equal(config_to_json(&c, &j), 0);
         char *s = json_dumps(j, JSON_COMPACT);
         assert_non_null(s);
@@ -487,7 +546,7 @@ static void test_json_roundtrip(void **state) {
         free(s);
         assert_true(d.strict);
         assert_int_equal(d.severity[FINDING_UNTRACEABLE], CONFIG_SEVERITY_OFF);
-        assert_int_equal(d.reminder_interval_usec, 1500000);
+        assert_int_equal(d.reminder_interval_usec, 90500000);
         assert_int_equal(d.allowed_tag_patterns.n, 2);
         config_done(&c);
         config_done(&d);
@@ -518,6 +577,7 @@ int main(void) {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_file_values),
                 cmocka_unit_test(test_file_errors),
+                cmocka_unit_test(test_file_fifo),
                 cmocka_unit_test(test_file_atomic),
                 cmocka_unit_test(test_env),
                 cmocka_unit_test(test_flags),

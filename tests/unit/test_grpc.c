@@ -2,7 +2,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 
 #include <cmocka.h>
@@ -465,6 +468,104 @@ static void test_client_not_listening(void **state) {
         rmdir(dir);
 }
 
+/* ---- a fake server that answers a call with canned bytes */
+
+/* Read the client's preface and frames until its first HEADERS (the call's stream 1 is
+ * open then), at most 5 s. */
+static void read_until_headers(int fd) {
+        uint8_t buf[8192];
+        size_t n = 0, off = 24; /* after the connection preface */
+        for (;;) {
+                while (off + 9 <= n) {
+                        size_t len = (size_t) buf[off] << 16 | (size_t) buf[off + 1] << 8 | buf[off + 2];
+                        if (buf[off + 3] == 0x01)
+                                return;
+                        off += 9 + len;
+                }
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (n == sizeof(buf) || poll(&p, 1, 5000) <= 0)
+                        return;
+                ssize_t k = read(fd, buf + n, sizeof(buf) - n);
+                if (k <= 0)
+                        return;
+                n += (size_t) k;
+        }
+}
+
+#define FRAME(len, type, flags, stream) \
+        (len) >> 16 & 0xff, (len) >> 8 & 0xff, (len) & 0xff, (type), (flags), 0, 0, 0, (stream)
+static const uint8_t server_settings[] = { FRAME(0, 0x04, 0, 0), FRAME(0, 0x04, 0x01, 0) }; /* SETTINGS, ACK */
+/* HEADERS on stream 1: ":status: 200" and a header name in upper case, which HTTP/2 forbids */
+static const uint8_t bad_header[] = { FRAME(8, 0x01, 0x04, 1), 0x88, 0x00, 0x03, 'B', 'a', 'd', 0x01, 'x' };
+/* RST_STREAM on stream 1, REFUSED_STREAM */
+static const uint8_t peer_reset[] = { FRAME(4, 0x03, 0, 1), 0, 0, 0, 0x07 };
+static const uint8_t garbage[] = "\x00\xffTHIS IS NOT HTTP/2\r\n\x00\xffTHIS IS NOT HTTP/2\r\n";
+
+/* Serve one connection on path: after the client's HEADERS, the server's SETTINGS (if
+ * settings) then reply; then hold the connection open until the client leaves. */
+static pid_t fake_server(const char *path, bool settings, const uint8_t *reply, size_t len) {
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), path);
+        assert_int_equal(bind(l, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(l, 4), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid > 0) {
+                close(l);
+                return pid;
+        }
+        alarm(20);
+        int fd = accept(l, NULL, NULL);
+        if (fd < 0)
+                _exit(1);
+        if (settings) {
+                read_until_headers(fd);
+                if (write(fd, server_settings, sizeof(server_settings)) < 0)
+                        _exit(1);
+        }
+        if (write(fd, reply, len) < 0)
+                _exit(1);
+        uint8_t sink[4096];
+        while (read(fd, sink, sizeof(sink)) > 0)
+                ;
+        _exit(0);
+}
+
+/* The reason a call fails names who did what: bytes that are not HTTP/2 are not "closed
+ * (GOAWAY)" by containerd, and a stream we reset because containerd's reply broke the
+ * protocol is not "reset by containerd". */
+static void test_client_failure_reasons(void **state) {
+        static const struct {
+                bool settings;
+                const uint8_t *reply;
+                size_t len;
+                const char *says, *never;
+        } cases[] = {
+                { false, garbage, sizeof(garbage) - 1, "not HTTP/2", "GOAWAY" },
+                { true, bad_header, sizeof(bad_header), "reset by pullwatch: containerd's reply broke HTTP/2",
+                  "reset by containerd" },
+                { true, peer_reset, sizeof(peer_reset), "stream reset by containerd: HTTP/2 REFUSED_STREAM",
+                  "pullwatch" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char dir[] = "/tmp/pw-grpc-XXXXXX", path[128];
+                assert_non_null(mkdtemp(dir));
+                snprintf(path, sizeof(path), "%s/sock", dir);
+                pid_t pid = fake_server(path, cases[i].settings, cases[i].reply, cases[i].len);
+                Outcome o = {};
+                run_call(path, &o);
+                int st;
+                kill(pid, SIGKILL);
+                waitpid(pid, &st, 0);
+                unlink(path);
+                rmdir(dir);
+                assert_int_equal(o.calls, 1);
+                if (!strstr(o.status.message, cases[i].says) || strstr(o.status.message, cases[i].never))
+                        fail_msg("case %zu: \"%s\"", i, o.status.message);
+        }
+}
+
 static void test_client_bad_arguments(void **state) {
         sd_event *e = NULL;
         GrpcClient *c = NULL;
@@ -508,6 +609,7 @@ int main(void) {
                 cmocka_unit_test(test_client_missing_socket),
                 cmocka_unit_test(test_client_not_listening),
                 cmocka_unit_test(test_client_bad_arguments),
+                cmocka_unit_test(test_client_failure_reasons),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -527,6 +528,202 @@ static void test_corrupt_twice_keeps_both(void **state) {
         assert_int_equal(n, 2);
 }
 
+/* The saver and the loader share one limit, LEDGER_FILE_MAX: a ledger whose file would
+ * be larger is pruned (oldest history first) until it fits, so the next start loads it.
+ * It used to be written whole, and the next start refused it and moved it aside: all
+ * history lost. Long references with many raised kinds reach the limit at ~4,500
+ * references here. */
+static void test_save_fits_the_loader(void **state) {
+        const char *dir = *state;
+        enum { N_REFS = 5200, N_KINDS = LEDGER_RAISED_PER_REF_MAX };
+        Ledger *l = NULL;
+        LedgerOpenReport rep;
+        assert_int_equal(ledger_open(&l, dir, 1000000, &rep), 0);
+        char ref[PW_REF_MAX], digest[PW_DIGEST_MAX], kinds[N_KINDS][LEDGER_KIND_MAX];
+        for (unsigned k = 0; k < N_KINDS; k++)
+                snprintf(kinds[k], sizeof(kinds[k]), "kind-%026u", k);
+        for (unsigned i = 0; i < N_REFS; i++) {
+                int n = snprintf(ref, sizeof(ref), "registry.example.com/app%05u/", i);
+                memset(ref + n, 'x', sizeof(ref) - 1 - (size_t) n - 3);
+                memcpy(ref + sizeof(ref) - 4, ":v1", 4);
+                snprintf(digest, sizeof(digest), "sha512:%0128u", i);
+                record_ok(l, "k8s.io", ref, digest, 1000 + i);
+                for (unsigned k = 0; k < N_KINDS; k++)
+                        assert_int_equal(ledger_mark_raised(l, "k8s.io", ref, digest, kinds[k], 1000 + i), 0);
+        }
+        int r = ledger_save(l);
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        if (r < 0 || st.pruned == 0)
+                fail_msg("save returned %d and pruned %" PRIu64 " of %u references", r, st.pruned, N_REFS);
+        assert_int_equal((uint64_t) r, st.pruned); /* what the save pruned, for the caller to say */
+        assert_true(st.references < N_REFS);
+        uint64_t kept = st.references;
+        ledger_free(l);
+
+        char path[512];
+        struct stat sb;
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE, dir);
+        assert_int_equal(stat(path, &sb), 0);
+        assert_true((uint64_t) sb.st_size <= LEDGER_FILE_MAX);
+        assert_true((uint64_t) sb.st_size > LEDGER_FILE_MAX / 10 * 9); /* pruned to fit, not emptied */
+
+        assert_int_equal(ledger_open(&l, dir, 1000000, &rep), 0);
+        if (rep.corrupt)
+                fail_msg("%s", rep.reason);
+        assert_int_equal(rep.references, kept);
+        /* the newest references stay, the oldest went first */
+        LedgerDigest cur;
+        snprintf(ref, sizeof(ref), "registry.example.com/app%05u/", N_REFS - 1);
+        size_t n = strlen(ref);
+        memset(ref + n, 'x', sizeof(ref) - 1 - n - 3);
+        memcpy(ref + sizeof(ref) - 4, ":v1", 4);
+        assert_int_equal(ledger_lookup(l, "k8s.io", ref, &cur), 0);
+        memcpy(ref + strlen("registry.example.com/app"), "00000", 5);
+        assert_int_equal(ledger_lookup(l, "k8s.io", ref, &cur), -ENOENT);
+        ledger_free(l);
+}
+
+/* Loading a file with many more entries than the cap prunes them all at once: it used to
+ * rescan the whole table for every entry pruned (O(excess x n): 40k references took 88 s
+ * before the agent started). alarm() turns that into a failed test instead of a hang; the
+ * rest checks that the batch keeps the cap's order: history first, then the references
+ * seen longest ago, and never more than needed. */
+/* For test_prune_many_at_load: of the history entries (references 0, 10, 20...), the
+ * 100 last seen most recently are kept: those of references 39000 and up. */
+static int check_history_kept(const char *ns, const char *ref, const LedgerDigest *digests, size_t n_digests,
+                              size_t current, void *userdata) {
+        unsigned i;
+        if (sscanf(ref, "registry.example.com/app%u:v1", &i) != 1)
+                return -EINVAL;
+        size_t want = i % 10 == 0 && i >= 39000 ? 2 : 1;
+        if (n_digests != want || digests[current].first_seen_usec < 1000000) {
+                *(unsigned *) userdata = i;
+                return 1;
+        }
+        return 0;
+}
+
+static void test_prune_many_at_load(void **state) {
+        enum { N_REFS = 40000, CAP = 1000 };
+        Ledger *l = new_ok(2 * N_REFS + 10);
+        for (unsigned i = 0; i < N_REFS; i++) {
+                char ref[96], d1[PW_DIGEST_MAX], d2[PW_DIGEST_MAX];
+                snprintf(ref, sizeof(ref), "registry.example.com/app%u:v1", i);
+                snprintf(d1, sizeof(d1), "sha256:%064x", i);
+                snprintf(d2, sizeof(d2), "sha256:%064x", i + N_REFS);
+                /* every tenth reference has a history entry; current last_seen shuffled */
+                if (i % 10 == 0)
+                        record_ok(l, "k8s.io", ref, d2, 10 + i);
+                record_ok(l, "k8s.io", ref, d1, 1000000 + (uint64_t) (i * 7919u % N_REFS));
+        }
+        size_t len;
+        _cleanup_free_ char *text = format_ok(l, &len);
+        ledger_free(l);
+
+        /* cap above the references: only history goes, the oldest first */
+        l = new_ok(N_REFS + 100);
+        alarm(30);
+        assert_int_equal(ledger_parse(l, text, len, NULL, 0), 0);
+        alarm(0);
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.references, N_REFS);
+        assert_int_equal(st.entries, N_REFS + 100);
+        assert_int_equal(st.pruned, N_REFS / 10 - 100);
+        LedgerDigest cur;
+        char ref[96];
+        unsigned bad = UINT_MAX;
+        assert_int_equal(ledger_foreach(l, check_history_kept, &bad), 0);
+        if (bad != UINT_MAX)
+                fail_msg("reference %u keeps the wrong history", bad);
+        ledger_free(l);
+
+        /* cap below the references: all history, then the references seen longest ago */
+        l = new_ok(CAP);
+        alarm(30);
+        assert_int_equal(ledger_parse(l, text, len, NULL, 0), 0);
+        alarm(0);
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.references, CAP);
+        assert_int_equal(st.entries, CAP);
+        assert_int_equal(st.pruned, N_REFS + N_REFS / 10 - CAP);
+        for (unsigned i = 0; i < N_REFS; i++) {
+                snprintf(ref, sizeof(ref), "registry.example.com/app%u:v1", i);
+                bool newest = i * 7919u % N_REFS >= N_REFS - CAP;
+                int r = ledger_lookup(l, "k8s.io", ref, &cur);
+                if (r != (newest ? 0 : -ENOENT))
+                        fail_msg("reference %u (rank %u): lookup %d", i, i * 7919u % N_REFS, r);
+        }
+        ledger_free(l);
+}
+
+/* ledger_read(), for report and scan: loads what ledger_open() would, and changes nothing
+ * on disk whatever it finds (ledger_open() moves a bad file aside, removes the temp file). */
+static void test_read_only(void **state) {
+        const char *dir = *state;
+        char path[512], tmp[512], err[LEDGER_REASON_MAX];
+        snprintf(path, sizeof(path), "%s/" LEDGER_FILE, dir);
+        snprintf(tmp, sizeof(tmp), "%s/" LEDGER_FILE ".tmp", dir);
+        Ledger *l = NULL;
+        assert_int_equal(ledger_read(&l, dir, 100, err, sizeof(err)), -ENOENT);
+
+        assert_int_equal(ledger_open(&l, dir, 100, NULL), 0);
+        record_ok(l, "k8s.io", NGINX, DA, 100);
+        assert_int_equal(ledger_save(l), 0);
+        ledger_free(l);
+        FILE *f = fopen(tmp, "we");
+        assert_non_null(f);
+        fputs("left by a crash", f);
+        assert_int_equal(fclose(f), 0);
+
+        l = NULL;
+        assert_int_equal(ledger_read(&l, dir, 100, err, sizeof(err)), 0);
+        LedgerDigest cur;
+        assert_int_equal(ledger_lookup(l, "k8s.io", NGINX, &cur), 0);
+        assert_string_equal(cur.digest, DA);
+        assert_int_equal(ledger_save(l), -EINVAL); /* no file behind it */
+        ledger_free(l);
+
+        static const struct {
+                const char *content; /* NULL: a FIFO */
+                const char *reason;
+        } cases[] = {
+                { "pullwatch-ledger 1 999 00000000\n{", "truncated" },
+                { "garbage", "" },
+                { NULL, "not a regular file" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                assert_int_equal(unlink(path), 0);
+                if (cases[i].content) {
+                        f = fopen(path, "we");
+                        assert_non_null(f);
+                        fputs(cases[i].content, f);
+                        assert_int_equal(fclose(f), 0);
+                } else
+                        assert_int_equal(mkfifo(path, 0600), 0);
+                l = (Ledger *) 0x1;
+                alarm(10);
+                int r = ledger_read(&l, dir, 100, err, sizeof(err));
+                alarm(0);
+                assert_int_equal(r, -EBADMSG);
+                assert_ptr_equal(l, (Ledger *) 0x1);
+                if (!startswith(err, "ledger: ") || !strstr(err, cases[i].reason) || strchr(err, '\n'))
+                        fail_msg("case %zu: \"%s\"", i, err);
+                /* nothing moved, nothing removed */
+                struct stat st;
+                assert_int_equal(lstat(path, &st), 0);
+                assert_int_equal(access(tmp, F_OK), 0);
+                DIR *d = opendir(dir);
+                assert_non_null(d);
+                unsigned n = 0;
+                for (struct dirent *de; (de = readdir(d));)
+                        n += de->d_name[0] != '.';
+                closedir(d);
+                assert_int_equal(n, 2);
+        }
+}
+
 static void test_big_ledger_and_cap_at_load(void **state) {
         const char *dir = *state;
         Ledger *l = NULL;
@@ -659,6 +856,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt_files, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_corrupt_twice_keeps_both, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_big_ledger_and_cap_at_load, setup_dir, teardown_dir),
+                cmocka_unit_test(test_prune_many_at_load),
+                cmocka_unit_test_setup_teardown(test_read_only, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_save_fits_the_loader, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_string_escaping_round_trip, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -185,6 +187,22 @@ static void test_status_roundtrip(void **state) {
         rm_rf(dir);
 }
 
+/* status.json a FIFO: `pullwatch status` is refused at once instead of waiting for a
+ * writer; alarm() turns a hang into a failed test. */
+static void test_status_fifo(void **state) {
+        char dir[64], path[128];
+        tmpdir(dir, sizeof dir);
+        snprintf(path, sizeof path, "%s/status.json", dir);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        MetricsSnapshot back;
+        alarm(10);
+        int r = metrics_status_read(dir, &back);
+        alarm(0);
+        assert_int_equal(r, -EINVAL);
+        unlink(path);
+        rmdir(dir);
+}
+
 static void test_status_bad(void **state) {
         static const char *const cases[] = {
                 "",
@@ -270,6 +288,7 @@ int main(void) {
                 cmocka_unit_test(test_format_exact),   cmocka_unit_test(test_format_optional),
                 cmocka_unit_test(test_set_findings),   cmocka_unit_test(test_status_roundtrip),
                 cmocka_unit_test(test_status_bad),     cmocka_unit_test(test_textfile),
+                cmocka_unit_test(test_status_fifo),
                 cmocka_unit_test(test_from_ship_stats),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

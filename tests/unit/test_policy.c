@@ -576,6 +576,59 @@ static void test_bad_config(void **state) {
         policy_free(NULL);
 }
 
+/* A pattern is bounded before regcomp() sees it: glibc expands every repetition into
+ * copies of its operand, so "e" followed by 24 '+' took 12.5 GB and 43 s to compile, and
+ * a back-reference makes matching exponential. Each case is a pattern and whether it is
+ * accepted; alarm() turns a runaway compile into a failed test instead of a hang. */
+static void test_pattern_bounds(void **state) {
+        static char plus24[32], long_pattern[600];
+        memset(plus24, '+', 25);
+        plus24[0] = 'e';
+        memset(long_pattern, 'a', sizeof(long_pattern) - 1);
+        static const struct {
+                const char *re;
+                const char *err; /* NULL: accepted */
+        } cases[] = {
+                { "^[0-9a-f]{7,40}$", NULL },
+                { "^v?[0-9]+\\.[0-9]+(\\.[0-9]+)?(-[0-9A-Za-z.-]+)?(\\+[0-9A-Za-z.-]+)?$", NULL },
+                { "^[a-z0-9._-]{1,128}$", NULL },
+                { "^(v[0-9]{1,3}\\.){2}[0-9]{1,3}$", NULL },
+                { "^release-[0-9]+(-rc[0-9]+)?$", NULL },
+                { "^a{2}[{]x\\{y}$", NULL }, /* braces that are not intervals */
+                { "^(a|b|c|d){1,100}$", NULL },
+                { "e++++++++", NULL },
+                { plus24, "repetition expands beyond 1024 elements" },
+                { "e++++++++++++++++", "repetition expands beyond 1024 elements" },
+                { "e{1,4096}", "repetition expands beyond 1024 elements" },
+                { "[a-z]{2000}", "repetition expands beyond 1024 elements" },
+                { "((e{1,32}){1,32}){1,32}", "repetition expands beyond 1024 elements" },
+                { "(a{1,40}|b){30}", "repetition expands beyond 1024 elements" },
+                { "e{1,99999999999999999999}", "repetition expands beyond 1024 elements" },
+                { "^(a*)*\\1$", "back-references are not supported" },
+                { long_pattern, "longer than 512 bytes" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *pats[] = { cases[i].re, NULL };
+                Config c;
+                Policy *p = NULL;
+                char err[512] = "";
+                assert_int_equal(config_init(&c), 0);
+                set_list(&c.allowed_tag_patterns, pats);
+                alarm(10);
+                int r = policy_new_from_config(&c, &p, err, sizeof(err));
+                alarm(0);
+                config_done(&c);
+                policy_free(p);
+                if (!cases[i].err) {
+                        if (r < 0)
+                                fail_msg("case %zu (%s): refused: %s", i, cases[i].re, err);
+                        continue;
+                }
+                if (r != -EINVAL || !startswith(err, "allowed_tag_patterns: \"") || !strstr(err, cases[i].err))
+                        fail_msg("case %zu (%.40s): r=%d \"%s\"", i, cases[i].re, r, err);
+        }
+}
+
 static void test_bounds(void **state) {
         Policy *p = policy_with(NULL);
         Observation o;
@@ -623,6 +676,7 @@ int main(void) {
                 cmocka_unit_test(test_check_reference),
                 cmocka_unit_test(test_bad_config),
                 cmocka_unit_test(test_bounds),
+                cmocka_unit_test(test_pattern_bounds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

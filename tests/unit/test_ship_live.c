@@ -492,6 +492,78 @@ static void test_400_dead_letter(void **state) {
         assert_non_null(strstr(m->text, f->dead));
 }
 
+static bool cond_dead_letter_refused(Fixture *f, uint64_t arg) {
+        return find_msg(f, LOG_ERR, "could not write dead-letter file") != NULL;
+}
+
+/* A symlink in place of the dead-letter file is not followed: root would otherwise append
+ * to whatever it points at. The batch stays in the spool, and is delivered on retry. */
+static void test_dead_letter_symlink(void **state) {
+        Fixture *f = *state;
+        REQUIRE_PYTHON();
+        char victim[256];
+        snprintf(victim, sizeof victim, "%s/victim", f->dir);
+        FILE *vf = fopen(victim, "we");
+        assert_non_null(vf);
+        fputs("precious\n", vf);
+        assert_int_equal(fclose(vf), 0);
+        assert_int_equal(symlink(victim, f->dead), 0);
+
+        receiver_start(f, 0, false, "ok");
+        receiver_control(f, "{\"mode\":\"400\",\"count\":1}");
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/ingest", f->port);
+        ShipConfig c;
+        config_base(&c, f, url);
+        c.batch_max_records = 10;
+        ship_start(f, &c);
+        append_records(f, 10);
+        assert_true(run_until(f, cond_dead_letter_refused, 0, 15000000ULL));
+        const Msg *m = find_msg(f, LOG_ERR, "could not write dead-letter file");
+        assert_non_null(strstr(m->text, "symbolic links"));
+
+        struct stat st;
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, strlen("precious\n"));
+        ShipStats ss;
+        ship_get_stats(f->ship, &ss);
+        assert_int_equal(ss.dead_lettered, 0);
+        assert_int_equal(ss.spool.pending_records, 10); /* nothing dropped */
+}
+
+static bool cond_token_refused(Fixture *f, uint64_t arg) {
+        ShipStats st;
+        ship_get_stats(f->ship, &st);
+        return strstr(st.last_error, "bearer token file") != NULL;
+}
+
+/* A FIFO in place of the token file: refused at once, said in last_error, records kept
+ * (the open waited for a writer and froze the shipper); alarm() turns a hang into a
+ * failed test. */
+static void test_token_fifo(void **state) {
+        Fixture *f = *state;
+        REQUIRE_PYTHON();
+        char token[256];
+        snprintf(token, sizeof token, "%s/token", f->dir);
+        assert_int_equal(mkfifo(token, 0600), 0);
+        receiver_start(f, 0, false, "ok");
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/ingest", f->port);
+        ShipConfig c;
+        config_base(&c, f, url);
+        c.bearer_token_file = token;
+        ship_start(f, &c);
+        alarm(20);
+        append_records(f, 5);
+        bool refused = run_until(f, cond_token_refused, 0, 10000000ULL);
+        alarm(0);
+        assert_true(refused);
+        ShipStats st;
+        ship_get_stats(f->ship, &st);
+        assert_non_null(strstr(st.last_error, "not a regular file"));
+        assert_int_equal(st.spool.pending_records, 5);
+}
+
 /* 500 twice → retried, then delivered; nothing dead-lettered. */
 static void test_500_then_ok(void **state) {
         Fixture *f = *state;
@@ -723,6 +795,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_down_then_up, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_429_retry_after, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_400_dead_letter, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dead_letter_symlink, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token_fifo, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_500_then_ok, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stall_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tls_mtls, setup, teardown),

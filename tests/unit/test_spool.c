@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "pullwatch/spool.h"
 #include "pullwatch/util.h"
@@ -502,6 +503,107 @@ static void test_ack_file_corrupt(void **state) {
         s = spool_free(s);
 }
 
+/* An ack file whose CRC is right but whose numbers cannot be: acked = UINT64_MAX made
+ * acked + 1 wrap, and nothing was ever shipped again, silently. Such a state is refused
+ * like a corrupt one: reported, and every record on disk pending again. */
+static void test_ack_file_impossible(void **state) {
+        static const struct {
+                const char *fields;
+                bool reset;
+                size_t pending; /* of the 5 records appended */
+        } cases[] = {
+                { "acked=2 next=6 dropped_total=0", false, 3 },
+                { "acked=0 next=6 dropped_total=0", false, 5 },
+                { "acked=18446744073709551615 next=6 dropped_total=0", true, 5 },
+                { "acked=18446744073709551615 next=18446744073709551615 dropped_total=0", true, 5 },
+                { "acked=6 next=6 dropped_total=0", true, 5 },
+                { "acked=7 next=6 dropped_total=0", true, 5 },
+                { "acked=2 next=18446744073709551615 dropped_total=0", true, 5 },
+                { "acked=2 next=0 dropped_total=0", true, 5 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char dir[512], ack[768], line[256];
+                spool_dir(dir, sizeof(dir), state);
+                snprintf(ack, sizeof(ack), "%s/ack", dir);
+                Spool *s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, NULL);
+                append_n(s, 1, 5, 50);
+                s = spool_free(s);
+
+                int n = snprintf(line, sizeof(line), "pullwatch-spool 1 %s", cases[i].fields);
+                uint32_t crc = (uint32_t) crc32(crc32(0L, Z_NULL, 0), (const Bytef *) line, (uInt) n);
+                snprintf(line + n, sizeof(line) - (size_t) n, " crc=%08" PRIx32 "\n", crc);
+                FILE *f = fopen(ack, "we");
+                assert_non_null(f);
+                assert_int_equal(fputs(line, f) >= 0, 1);
+                assert_int_equal(fclose(f), 0);
+
+                SpoolOpenReport rep;
+                s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, &rep);
+                if (rep.ack_state_reset != cases[i].reset)
+                        fail_msg("case %zu (%s): reset %d", i, cases[i].fields, rep.ack_state_reset);
+                Collected c = {};
+                assert_int_equal(spool_peek(s, 0, 100, SIZE_MAX, collect, &c), (int) cases[i].pending);
+                /* and the spool goes on: a new record gets the next sequence number and is pending */
+                uint64_t seq = 0;
+                assert_int_equal(spool_append(s, "{}", 2, &seq), 0);
+                assert_int_equal(seq, 6);
+                c = (Collected) {};
+                assert_int_equal(spool_peek(s, 0, 100, SIZE_MAX, collect, &c), (int) cases[i].pending + 1);
+                s = spool_free(s);
+                nftw(dir, tmpdir_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        }
+}
+
+/* State files are never opened through a symlink: a link planted at ack.tmp made root
+ * truncate and overwrite its target at the next ack; one at ack was read. */
+static void test_ack_symlinks_not_followed(void **state) {
+        char dir[512], path[768], victim[768];
+        spool_dir(dir, sizeof(dir), state);
+        snprintf(victim, sizeof(victim), "%s/victim", (const char *) *state);
+        FILE *f = fopen(victim, "we");
+        assert_non_null(f);
+        fputs("precious\n", f);
+        assert_int_equal(fclose(f), 0);
+
+        Spool *s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, NULL);
+        append_n(s, 1, 5, 50);
+        snprintf(path, sizeof(path), "%s/ack.tmp", dir);
+        assert_int_equal(symlink(victim, path), 0);
+        assert_int_equal(spool_ack(s, 2), -ELOOP);
+        struct stat st;
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, strlen("precious\n"));
+        /* the link gone, acking works again */
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(spool_ack(s, 2), 0);
+        s = spool_free(s);
+
+        /* ack itself a symlink: treated as unreadable, not read through, and replaced */
+        snprintf(path, sizeof(path), "%s/ack", dir);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(symlink(victim, path), 0);
+        SpoolOpenReport rep;
+        s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, &rep);
+        assert_true(rep.ack_state_reset);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, strlen("precious\n"));
+        s = spool_free(s);
+
+        /* ack a FIFO: refused at once as unreadable (the open waited for a writer, hanging
+         * start-up), and replaced; alarm() turns a hang into a failed test */
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        alarm(10);
+        s = open_ok(dir, 1 << 20, SPOOL_FSYNC_ALWAYS, &rep);
+        alarm(0);
+        assert_true(rep.ack_state_reset);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        s = spool_free(s);
+}
+
 static void test_second_open_busy(void **state) {
         char dir[512];
         spool_dir(dir, sizeof(dir), state);
@@ -624,6 +726,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_peek_limits, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_many_segments_peek_and_ack, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_ack_file_corrupt, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_ack_file_impossible, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_ack_symlinks_not_followed, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_second_open_busy, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_write_failure_leaves_file_intact, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_sigkill_child, setup_dir, teardown_dir),

@@ -1,0 +1,1417 @@
+/* The fleet store: one interface over SQLite and PostgreSQL (see store.h for the schema).
+ *
+ * Both engines run the same SQL text: placeholders are $1..$n (SQLite reads "$1" as a
+ * named parameter, bound here by name), upserts are INSERT … ON CONFLICT … DO UPDATE
+ * (SQLite ≥ 3.24), and every state change is a write that needs no read first, so that
+ * on PostgreSQL a whole batch goes out in libpq's pipeline mode: one round trip per
+ * few hundred statements instead of one per statement. State updates are idempotent and
+ * ordered by record time (a replayed older record never reverts a newer state), so a
+ * duplicate record may re-apply its update harmlessly; only the `records` insert needs
+ * the id check, and ON CONFLICT (id) DO NOTHING does it. */
+#include "pullwatch/store.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <time.h>
+
+#include "pullwatch/record.h"
+#include "pullwatch/util.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
+#define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
+#define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
+
+/* ------------------------------------------------------------------ schema ---- */
+
+/* Migration 1: the schema of store.h. Text the same on both engines. */
+static const char *const migration_1[] = {
+        "CREATE TABLE records (id TEXT PRIMARY KEY, kind TEXT NOT NULL, severity TEXT NOT NULL,"
+        " time_usec BIGINT NOT NULL, received_usec BIGINT NOT NULL, cluster TEXT NOT NULL, node TEXT NOT NULL,"
+        " namespace TEXT NOT NULL, ref TEXT NOT NULL, name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,"
+        " previous_digest TEXT NOT NULL, expected_digest TEXT NOT NULL, revision TEXT NOT NULL,"
+        " media_type TEXT NOT NULL, k8s_namespace TEXT NOT NULL, pod TEXT NOT NULL, container TEXT NOT NULL,"
+        " container_id TEXT NOT NULL, message TEXT NOT NULL)",
+        "CREATE INDEX records_time ON records (time_usec)",
+        "CREATE INDEX records_kind_time ON records (kind, time_usec)",
+        "CREATE INDEX records_cluster_node ON records (cluster, node)",
+        "CREATE INDEX records_name ON records (name)",
+        "CREATE TABLE nodes (cluster TEXT NOT NULL, node TEXT NOT NULL, first_seen_usec BIGINT NOT NULL,"
+        " last_seen_usec BIGINT NOT NULL, last_inventory_usec BIGINT NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (cluster, node))",
+        "CREATE TABLE node_images (cluster TEXT NOT NULL, node TEXT NOT NULL, namespace TEXT NOT NULL,"
+        " ref TEXT NOT NULL, name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,"
+        " media_type TEXT NOT NULL, revision TEXT NOT NULL, pinned INTEGER NOT NULL, latest INTEGER NOT NULL,"
+        " revision_verified INTEGER NOT NULL, compliant INTEGER NOT NULL, findings TEXT NOT NULL,"
+        " pods TEXT NOT NULL, k8s_namespaces TEXT NOT NULL, updated_usec BIGINT NOT NULL,"
+        " findings_mask INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster, node, namespace, ref))",
+        "CREATE INDEX node_images_ref ON node_images (ref)",
+        "CREATE INDEX node_images_name ON node_images (name)",
+        "CREATE INDEX node_images_digest ON node_images (digest)",
+        "CREATE TABLE inventory_parts (cluster TEXT NOT NULL, node TEXT NOT NULL, snapshot TEXT NOT NULL,"
+        " part INTEGER NOT NULL, parts INTEGER NOT NULL, time_usec BIGINT NOT NULL, images TEXT NOT NULL,"
+        " received_usec BIGINT NOT NULL, PRIMARY KEY (cluster, node, snapshot, part))",
+        "CREATE TABLE workload_history (cluster TEXT NOT NULL, node TEXT NOT NULL, k8s_namespace TEXT NOT NULL,"
+        " pod TEXT NOT NULL, container TEXT NOT NULL, name TEXT NOT NULL, ref TEXT NOT NULL, digest TEXT NOT NULL,"
+        " revision TEXT NOT NULL, first_seen_usec BIGINT NOT NULL, last_seen_usec BIGINT NOT NULL,"
+        " PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest))",
+        "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod)",
+        "CREATE INDEX workload_history_name ON workload_history (name)",
+        "CREATE TABLE daily_rollup (day TEXT NOT NULL, cluster TEXT NOT NULL, k8s_namespace TEXT NOT NULL,"
+        " images INTEGER NOT NULL, compliant INTEGER NOT NULL, pinned INTEGER NOT NULL, latest INTEGER NOT NULL,"
+        " revision_verified INTEGER NOT NULL, findings INTEGER NOT NULL, PRIMARY KEY (day, cluster, k8s_namespace))",
+        NULL,
+};
+
+static const char *const *const migrations[STORE_SCHEMA_VERSION] = {migration_1};
+
+/* --------------------------------------------------------------- statements ---- */
+
+/* The flags of a node_images row from its findings mask M (an SQL expression). The
+ * findings text is the kinds sorted by name, as record_findings_text() writes it. */
+#define FLAGS_FROM(M)                                                                                       \
+        "pinned = CASE WHEN ((" M ") & 6) = 0 THEN 1 ELSE 0 END, "                                         \
+        "latest = CASE WHEN ((" M ") & 2) <> 0 THEN 1 ELSE 0 END, "                                        \
+        "revision_verified = CASE WHEN ((" M ") & 96) = 0 THEN 1 ELSE 0 END, "                             \
+        "compliant = CASE WHEN ((" M ") & 126) = 0 THEN 1 ELSE 0 END, "                                    \
+        "findings = ltrim("                                                                                \
+        "CASE WHEN ((" M ") & 16) <> 0 THEN ',digest_mismatch' ELSE '' END || "                            \
+        "CASE WHEN ((" M ") & 2) <> 0 THEN ',latest_tag' ELSE '' END || "                                  \
+        "CASE WHEN ((" M ") & 4) <> 0 THEN ',mutable_tag' ELSE '' END || "                                 \
+        "CASE WHEN ((" M ") & 32) <> 0 THEN ',revision_mismatch' ELSE '' END || "                          \
+        "CASE WHEN ((" M ") & 8) <> 0 THEN ',tag_moved' ELSE '' END || "                                   \
+        "CASE WHEN ((" M ") & 64) <> 0 THEN ',untraceable' ELSE '' END, ','), "                            \
+        "findings_mask = (" M ")"
+
+_Static_assert(FINDING_LATEST_TAG == 1 && FINDING_MUTABLE_TAG == 2 && FINDING_TAG_MOVED == 3 &&
+                       FINDING_DIGEST_MISMATCH == 4 && FINDING_REVISION_MISMATCH == 5 && FINDING_UNTRACEABLE == 6,
+               "the SQL flag expressions hard-code the bits of the finding kinds");
+
+typedef enum StmtId {
+        S_RECORD_INSERT,
+        S_NODE_TOUCH,
+        S_PULL_UPSERT,
+        S_FINDING_ROW,
+        S_FINDING_APPLY,
+        S_WORKLOAD_UPSERT,
+        S_INVENTORY_DELETE,
+        S_INVENTORY_IMAGE,
+        S_NODE_INVENTORY,
+        S_PART_INSERT,
+        S_PART_SELECT,
+        S_PART_DELETE,
+        S_NODE_CLUSTER,
+        _S_MAX,
+} StmtId;
+
+static const struct {
+        const char *sql;
+        unsigned nparams;
+} stmts[_S_MAX] = {
+        [S_RECORD_INSERT] = {"INSERT INTO records (id, kind, severity, time_usec, received_usec, cluster, node,"
+                             " namespace, ref, name, tag, digest, previous_digest, expected_digest, revision,"
+                             " media_type, k8s_namespace, pod, container, container_id, message) VALUES ($1, $2,"
+                             " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,"
+                             " $21) ON CONFLICT (id) DO NOTHING",
+                             21},
+        [S_NODE_TOUCH] = {"INSERT INTO nodes (cluster, node, first_seen_usec, last_seen_usec, last_inventory_usec)"
+                          " VALUES ($1, $2, $3, $3, 0) ON CONFLICT (cluster, node) DO UPDATE SET last_seen_usec ="
+                          " CASE WHEN excluded.last_seen_usec > nodes.last_seen_usec THEN excluded.last_seen_usec"
+                          " ELSE nodes.last_seen_usec END",
+                          3},
+        /* A pull sets the reference's digest at once. A new digest starts with no finding
+         * (the pull's findings follow it); the same digest again keeps what stands. */
+        [S_PULL_UPSERT] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest, media_type,"
+                           " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
+                           " updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 1, 1,"
+                           " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET"
+                           " name = excluded.name, tag = excluded.tag, media_type = CASE WHEN"
+                           " excluded.media_type <> '' THEN excluded.media_type WHEN node_images.digest ="
+                           " excluded.digest THEN node_images.media_type ELSE '' END, revision = CASE WHEN"
+                           " excluded.revision <> '' THEN excluded.revision WHEN node_images.digest ="
+                           " excluded.digest THEN node_images.revision ELSE '' END, pods = CASE WHEN"
+                           " node_images.digest = excluded.digest THEN node_images.pods ELSE '[]' END,"
+                           " k8s_namespaces = CASE WHEN node_images.digest = excluded.digest THEN"
+                           " node_images.k8s_namespaces ELSE '' END, updated_usec = excluded.updated_usec, "
+                           FLAGS_FROM("CASE WHEN node_images.digest = excluded.digest THEN node_images.findings_mask"
+                                      " ELSE 0 END") ", digest = excluded.digest"
+                           " WHERE excluded.updated_usec >= node_images.updated_usec",
+                           10},
+        /* A finding about a reference the store has no row for yet (pulled before the
+         * collector knew the node) makes the row; an existing row is left to S_FINDING_APPLY. */
+        [S_FINDING_ROW] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest, media_type,"
+                           " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
+                           " updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 1, 1,"
+                           " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO NOTHING",
+                           10},
+        [S_FINDING_APPLY] = {"UPDATE node_images SET " FLAGS_FROM("node_images.findings_mask | CAST($6 AS INTEGER)")
+                             " WHERE cluster = $1 AND node = $2 AND namespace = $3 AND ref = $4 AND digest = $5",
+                             6},
+        [S_WORKLOAD_UPSERT] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name,"
+                               " ref, digest, revision, first_seen_usec, last_seen_usec) VALUES ($1, $2, $3, $4, $5,"
+                               " $6, $7, $8, $9, $10, $10) ON CONFLICT (cluster, node, k8s_namespace, pod,"
+                               " container, digest) DO UPDATE SET last_seen_usec = CASE WHEN"
+                               " excluded.last_seen_usec > workload_history.last_seen_usec THEN"
+                               " excluded.last_seen_usec ELSE workload_history.last_seen_usec END,"
+                               " first_seen_usec = CASE WHEN excluded.first_seen_usec <"
+                               " workload_history.first_seen_usec THEN excluded.first_seen_usec ELSE"
+                               " workload_history.first_seen_usec END, revision = CASE WHEN excluded.revision <> ''"
+                               " THEN excluded.revision ELSE workload_history.revision END",
+                               10},
+        /* A complete inventory taken at $3 replaces what the node reported up to $3; a
+         * pull recorded after it stays. An inventory older than the node's last one
+         * (a replay) changes nothing. */
+        [S_INVENTORY_DELETE] = {"DELETE FROM node_images WHERE cluster = $1 AND node = $2 AND updated_usec <= $3"
+                                " AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.cluster = $1 AND n.node = $2 AND"
+                                " n.last_inventory_usec > $3)",
+                                3},
+        [S_INVENTORY_IMAGE] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
+                               " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
+                               " k8s_namespaces, updated_usec, findings_mask) SELECT CAST($1 AS TEXT), CAST($2 AS"
+                               " TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT),"
+                               " CAST($7 AS TEXT), CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS INTEGER),"
+                               " CAST($11 AS INTEGER), CAST($12 AS INTEGER), CAST($13 AS INTEGER), CAST($14 AS TEXT),"
+                               " CAST($15 AS TEXT), CAST($16 AS TEXT), CAST($17 AS BIGINT), CAST($18 AS INTEGER)"
+                               " WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.cluster = CAST($1 AS TEXT) AND"
+                               " n.node = CAST($2 AS TEXT) AND n.last_inventory_usec > CAST($17 AS BIGINT))"
+                               " ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET name = excluded.name,"
+                               " tag = excluded.tag, digest = excluded.digest, media_type = excluded.media_type,"
+                               " revision = excluded.revision, pinned = excluded.pinned, latest = excluded.latest,"
+                               " revision_verified = excluded.revision_verified, compliant = excluded.compliant,"
+                               " findings = excluded.findings, pods = excluded.pods, k8s_namespaces ="
+                               " excluded.k8s_namespaces, updated_usec = excluded.updated_usec, findings_mask ="
+                               " excluded.findings_mask WHERE excluded.updated_usec >= node_images.updated_usec",
+                               18},
+        [S_NODE_INVENTORY] = {"UPDATE nodes SET last_inventory_usec = $3 WHERE cluster = $1 AND node = $2 AND"
+                              " last_inventory_usec <= $3",
+                              3},
+        [S_PART_INSERT] = {"INSERT INTO inventory_parts (cluster, node, snapshot, part, parts, time_usec, images,"
+                           " received_usec) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (cluster, node,"
+                           " snapshot, part) DO NOTHING",
+                           8},
+        [S_PART_SELECT] = {"SELECT part, parts, images FROM inventory_parts WHERE cluster = $1 AND node = $2 AND"
+                           " snapshot = $3 ORDER BY part",
+                           3},
+        [S_PART_DELETE] = {"DELETE FROM inventory_parts WHERE cluster = $1 AND node = $2 AND snapshot = $3", 3},
+        [S_NODE_CLUSTER] = {"SELECT cluster FROM nodes WHERE node = $1 AND cluster <> '' ORDER BY last_seen_usec"
+                            " DESC LIMIT 1",
+                            1},
+};
+
+/* A bound value: text, or an integer (bound natively on SQLite, as decimal text on PG). */
+typedef struct Val {
+        const char *s;
+        int64_t i;
+        bool is_int;
+} Val;
+#define T(x) ((Val){.s = (x)})
+#define I(x) ((Val){.i = (int64_t) (x), .is_int = true})
+
+/* A PostgreSQL statement sent in pipeline mode whose result is not read yet. */
+typedef struct Pending {
+        size_t *affected; /* add the command's row count here, or NULL */
+        store_row_t row;  /* rows go here, or NULL */
+        void *userdata;
+} Pending;
+
+typedef struct NodeCacheEntry {
+        char node[PW_NODE_MAX];
+        char cluster[RECORD_CLUSTER_MAX];
+} NodeCacheEntry;
+
+/* One batch, from store_ingest_begin to store_ingest_end (the lock is held in between). */
+typedef struct IngestState {
+        bool active, has_cluster;
+        char cluster[RECORD_CLUSTER_MAX];
+        uint64_t received_usec;
+        StoreIngestResult res; /* .inventories */
+        size_t inserted;       /* finding records inserted (PG: summed at each sync) */
+        size_t findings, parts;
+        int error;
+} IngestState;
+
+struct Store {
+        StoreEngine engine;
+        pthread_mutex_t lock;
+        char name[512];
+
+        sqlite3 *db;
+        sqlite3_stmt *stmt[_S_MAX];
+        int pidx[_S_MAX][24]; /* SQLite parameter index of $1..$n */
+
+        PGconn *pg;
+        char *conninfo;
+        bool prepared[_S_MAX];
+        Pending *pending;
+        size_t n_pending, alloc_pending;
+        bool pipeline;
+        char pg_error[512]; /* the first error met while reading pipeline results */
+        int pg_errno;
+
+        NodeCacheEntry *node_cache; /* NODE_CACHE_SIZE slots, by hash of the node name */
+        IngestState ing;            /* the batch between store_ingest_begin and _end */
+};
+
+StoreEngine store_engine(const Store *s) {
+        return s->engine;
+}
+
+const char *store_name(const Store *s) {
+        return s->name;
+}
+
+/* One printable line from a library's message (PostgreSQL's end in "\n", some have two lines). */
+static int fail_db(Store *s, char *err, size_t errlen, int error, const char *what, const char *msg) {
+        char line[512];
+        snprintf(line, sizeof line, "%s", msg ? msg : "unknown error");
+        char *nl = strchr(line, '\n');
+        if (nl)
+                *nl = 0;
+        return errbuf_fail(err, errlen, error, "%s: %s: %s", s->name, what, line);
+}
+
+/* ------------------------------------------------------------------ SQLite ---- */
+
+static int sqlite_errno(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_CANTOPEN:
+        case SQLITE_NOTADB:
+                return -ENOTCONN;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_IOERR:
+                return -ENOTCONN; /* the file went away or its disk failed: "try later" */
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        default:
+                return -EIO;
+        }
+}
+
+static int sqlite_exec(Store *s, const char *sql, char *err, size_t errlen) {
+        char *msg = NULL;
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+        if (rc != SQLITE_OK) {
+                int r = fail_db(s, err, errlen, sqlite_errno(rc), sql, msg ? msg : sqlite3_errmsg(s->db));
+                sqlite3_free(msg);
+                return r;
+        }
+        return 0;
+}
+
+/* Bind $1..$n by name: "$1" is a named parameter to SQLite, numbered in order of first use. */
+static int sqlite_bind(Store *s, sqlite3_stmt *st, const int *idx, const Val *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                int rc;
+                if (idx[i] <= 0)
+                        continue; /* not used by this statement's text */
+                if (v[i].is_int)
+                        rc = sqlite3_bind_int64(st, idx[i], v[i].i);
+                else if (v[i].s)
+                        rc = sqlite3_bind_text(st, idx[i], v[i].s, -1, SQLITE_STATIC);
+                else
+                        rc = sqlite3_bind_null(st, idx[i]);
+                if (rc != SQLITE_OK)
+                        return sqlite_errno(rc);
+        }
+        return 0;
+}
+
+static int sqlite_param_index(sqlite3_stmt *st, size_t n, int *idx) {
+        for (size_t i = 0; i < n; i++) {
+                char name[16];
+                snprintf(name, sizeof name, "$%zu", i + 1);
+                idx[i] = sqlite3_bind_parameter_index(st, name);
+        }
+        return 0;
+}
+
+/* Run a statement; rows (if any) to row(). Returns the changes count in *affected. */
+static int sqlite_run(Store *s, sqlite3_stmt *st, const int *idx, const Val *v, size_t n, store_row_t row,
+                      void *userdata, size_t *affected, char *err, size_t errlen) {
+        int r = sqlite_bind(s, st, idx, v, n);
+        if (r < 0) {
+                sqlite3_reset(st);
+                return fail_db(s, err, errlen, r, "bind", sqlite3_errmsg(s->db));
+        }
+        for (;;) {
+                int rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW) {
+                        r = fail_db(s, err, errlen, sqlite_errno(rc), "query", sqlite3_errmsg(s->db));
+                        sqlite3_reset(st);
+                        sqlite3_clear_bindings(st);
+                        return r;
+                }
+                if (!row)
+                        continue;
+                size_t nc = (size_t) sqlite3_column_count(st);
+                const char *vals[64];
+                if (nc > ELEMENTSOF(vals)) {
+                        sqlite3_reset(st);
+                        return errbuf_fail(err, errlen, -E2BIG, "%s: query returns more than 64 columns", s->name);
+                }
+                for (size_t c = 0; c < nc; c++)
+                        vals[c] = (const char *) sqlite3_column_text(st, (int) c);
+                r = row(userdata, nc, vals);
+                if (r != 0) {
+                        sqlite3_reset(st);
+                        sqlite3_clear_bindings(st);
+                        if (r < 0)
+                                return errbuf_fail(err, errlen, r, "%s: row callback: %s", s->name, strerror(-r));
+                        return 0;
+                }
+        }
+        if (affected)
+                *affected += (size_t) sqlite3_changes(s->db);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return 0;
+}
+
+static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
+        snprintf(s->name, sizeof s->name, "sqlite:%s", path);
+        int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 NULL);
+        if (rc != SQLITE_OK)
+                return fail_db(s, err, errlen, -ENOTCONN, "cannot open", s->db ? sqlite3_errmsg(s->db) : "");
+        sqlite3_busy_timeout(s->db, 5000);
+        /* WAL: readers (the report) never block the writer. synchronous=FULL: a 2xx is an
+         * fsync'ed commit, as the agent deletes its copy on 2xx (NORMAL could lose the last
+         * commits on power loss; the cost is one fsync per batch). */
+        int r = sqlite_exec(s, "PRAGMA journal_mode=WAL", err, errlen);
+        if (r >= 0)
+                r = sqlite_exec(s, "PRAGMA synchronous=FULL", err, errlen);
+        if (r >= 0)
+                r = sqlite_exec(s, "PRAGMA foreign_keys=OFF", err, errlen);
+        return r;
+}
+
+static int sqlite_prepare(Store *s, StmtId id, char *err, size_t errlen) {
+        if (s->stmt[id])
+                return 0;
+        int rc = sqlite3_prepare_v3(s->db, stmts[id].sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL);
+        if (rc != SQLITE_OK)
+                return fail_db(s, err, errlen, sqlite_errno(rc), "prepare", sqlite3_errmsg(s->db));
+        return sqlite_param_index(s->stmt[id], stmts[id].nparams, s->pidx[id]);
+}
+
+/* -------------------------------------------------------------- PostgreSQL ---- */
+
+static void pg_notice(void *arg, const char *message) {
+        /* CREATE … IF NOT EXISTS and the like: nothing an operator needs on stderr */
+}
+
+static bool pg_connection_lost(Store *s) {
+        return !s->pg || PQstatus(s->pg) != CONNECTION_OK;
+}
+
+/* Reconnect if the connection broke; prepared statements are per connection. */
+static int pg_ensure(Store *s, char *err, size_t errlen) {
+        if (!pg_connection_lost(s))
+                return 0;
+        if (s->pg)
+                PQreset(s->pg);
+        else
+                s->pg = PQconnectdb(s->conninfo);
+        memset(s->prepared, 0, sizeof s->prepared);
+        s->pipeline = false;
+        s->n_pending = 0;
+        if (!s->pg)
+                return errbuf_fail(err, errlen, -ENOMEM, "%s: out of memory", s->name);
+        if (PQstatus(s->pg) != CONNECTION_OK)
+                return fail_db(s, err, errlen, -ENOTCONN, "cannot connect", PQerrorMessage(s->pg));
+        PQsetNoticeProcessor(s->pg, pg_notice, NULL);
+        return 0;
+}
+
+static int pg_result_errno(Store *s, const PGresult *res) {
+        if (pg_connection_lost(s))
+                return -ENOTCONN;
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (state && (startswith(state, "08") || startswith(state, "57P") || startswith(state, "53")))
+                return -ENOTCONN; /* connection exception, operator intervention, insufficient resources */
+        if (state && (streq_ptr(state, "40001") || streq_ptr(state, "40P01") || streq_ptr(state, "55P03")))
+                return -EBUSY; /* serialization failure, deadlock, lock not available: retry */
+        return -EIO;
+}
+
+/* Plain (non-pipeline) command; rows to row(). */
+static int pg_exec_params(Store *s, const char *sql, size_t n, const char *const *params, store_row_t row,
+                          void *userdata, char *err, size_t errlen) {
+        int r = pg_ensure(s, err, errlen);
+        if (r < 0)
+                return r;
+        PGresult *res = PQexecParams(s->pg, sql, (int) n, NULL, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                r = fail_db(s, err, errlen, pg_result_errno(s, res), "query",
+                            res ? PQresultErrorMessage(res) : PQerrorMessage(s->pg));
+                PQclear(res);
+                return r;
+        }
+        if (row && st == PGRES_TUPLES_OK) {
+                size_t nc = (size_t) PQnfields(res);
+                const char *vals[64];
+                if (nc > ELEMENTSOF(vals)) {
+                        PQclear(res);
+                        return errbuf_fail(err, errlen, -E2BIG, "%s: query returns more than 64 columns", s->name);
+                }
+                for (int t = 0; t < PQntuples(res); t++) {
+                        for (size_t c = 0; c < nc; c++)
+                                vals[c] = PQgetisnull(res, t, (int) c) ? NULL : PQgetvalue(res, t, (int) c);
+                        r = row(userdata, nc, vals);
+                        if (r != 0)
+                                break;
+                }
+        }
+        PQclear(res);
+        if (r < 0)
+                return errbuf_fail(err, errlen, r, "%s: row callback: %s", s->name, strerror(-r));
+        return 0;
+}
+
+static int pg_exec(Store *s, const char *sql, char *err, size_t errlen) {
+        return pg_exec_params(s, sql, 0, NULL, NULL, NULL, err, errlen);
+}
+
+static int pg_prepare(Store *s, StmtId id, char *err, size_t errlen) {
+        if (s->prepared[id])
+                return 0;
+        char name[16];
+        snprintf(name, sizeof name, "pw%d", (int) id);
+        PGresult *res = PQprepare(s->pg, name, stmts[id].sql, (int) stmts[id].nparams, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                int r = fail_db(s, err, errlen, pg_result_errno(s, res), "prepare",
+                                res ? PQresultErrorMessage(res) : PQerrorMessage(s->pg));
+                PQclear(res);
+                return r;
+        }
+        PQclear(res);
+        s->prepared[id] = true;
+        return 0;
+}
+
+static void pg_note_error(Store *s, int error, const char *msg) {
+        if (s->pg_errno < 0)
+                return; /* keep the first: the rest are "pipeline aborted" */
+        s->pg_errno = error;
+        snprintf(s->pg_error, sizeof s->pg_error, "%s", msg ? msg : "unknown error");
+        char *nl = strchr(s->pg_error, '\n');
+        if (nl)
+                *nl = 0;
+}
+
+static void pg_take_result(Store *s, const Pending *p, PGresult *res) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_ABORTED) {
+                pg_note_error(s, -EIO, "pipeline aborted");
+                return;
+        }
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                const char *m = PQresultErrorMessage(res);
+                pg_note_error(s, pg_result_errno(s, res), m && m[0] ? m : PQerrorMessage(s->pg));
+                return;
+        }
+        if (p->affected)
+                *p->affected += (size_t) strtoull(PQcmdTuples(res), NULL, 10);
+        if (!p->row || st != PGRES_TUPLES_OK)
+                return;
+        size_t nc = (size_t) PQnfields(res);
+        const char *vals[64];
+        if (nc > ELEMENTSOF(vals)) {
+                pg_note_error(s, -E2BIG, "query returns more than 64 columns");
+                return;
+        }
+        for (int t = 0; t < PQntuples(res); t++) {
+                for (size_t c = 0; c < nc; c++)
+                        vals[c] = PQgetisnull(res, t, (int) c) ? NULL : PQgetvalue(res, t, (int) c);
+                int r = p->row(p->userdata, nc, vals);
+                if (r < 0)
+                        pg_note_error(s, r, strerror(-r));
+                if (r != 0)
+                        break;
+        }
+}
+
+/* Send a sync and read every pending result up to it. */
+static int pg_sync(Store *s, char *err, size_t errlen) {
+        if (!s->pipeline)
+                return 0;
+        if (PQpipelineSync(s->pg) != 1)
+                pg_note_error(s, -ENOTCONN, PQerrorMessage(s->pg));
+        else {
+                for (size_t i = 0; i < s->n_pending && !pg_connection_lost(s); i++) {
+                        PGresult *res;
+                        while ((res = PQgetResult(s->pg))) {
+                                pg_take_result(s, &s->pending[i], res);
+                                PQclear(res);
+                        }
+                }
+                /* then the sync marker itself */
+                while (!pg_connection_lost(s)) {
+                        PGresult *res = PQgetResult(s->pg);
+                        if (!res)
+                                continue;
+                        ExecStatusType st = PQresultStatus(res);
+                        PQclear(res);
+                        if (st == PGRES_PIPELINE_SYNC)
+                                break;
+                }
+        }
+        if (pg_connection_lost(s))
+                pg_note_error(s, -ENOTCONN, PQerrorMessage(s->pg));
+        s->n_pending = 0;
+        if (s->pg_errno < 0) {
+                int r = pg_connection_lost(s) ? -ENOTCONN : s->pg_errno;
+                return errbuf_fail(err, errlen, r, "%s: %s", s->name, s->pg_error);
+        }
+        return 0;
+}
+
+static int pg_queue(Store *s, StmtId id, const Val *v, size_t n, size_t *affected, store_row_t row, void *userdata,
+                    char *err, size_t errlen) {
+        char nums[24][24];
+        const char *params[24];
+        if (n > ELEMENTSOF(params))
+                return errbuf_fail(err, errlen, -E2BIG, "%s: too many parameters", s->name);
+        for (size_t i = 0; i < n; i++) {
+                if (v[i].is_int) {
+                        snprintf(nums[i], sizeof nums[i], "%" PRId64, v[i].i);
+                        params[i] = nums[i];
+                } else
+                        params[i] = v[i].s;
+        }
+        int r = greedy_realloc((void **) &s->pending, &s->alloc_pending, s->n_pending + 1, sizeof *s->pending, 64);
+        if (r < 0)
+                return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
+        char name[16];
+        snprintf(name, sizeof name, "pw%d", (int) id);
+        if (PQsendQueryPrepared(s->pg, name, (int) n, params, NULL, NULL, 0) != 1) {
+                pg_note_error(s, pg_connection_lost(s) ? -ENOTCONN : -EIO, PQerrorMessage(s->pg));
+                return pg_sync(s, err, errlen);
+        }
+        s->pending[s->n_pending++] = (Pending){.affected = affected, .row = row, .userdata = userdata};
+        if (s->n_pending >= PG_PIPELINE_CHUNK)
+                return pg_sync(s, err, errlen);
+        return 0;
+}
+
+static int pg_open(Store *s, const char *url, char *err, size_t errlen) {
+        s->conninfo = strdup(url);
+        if (!s->conninfo)
+                return -ENOMEM;
+        s->pg = PQconnectdb(url);
+        if (!s->pg)
+                return errbuf_fail(err, errlen, -ENOMEM, "postgresql: out of memory");
+        const char *host = PQhost(s->pg), *port = PQport(s->pg), *db = PQdb(s->pg);
+        snprintf(s->name, sizeof s->name, "postgresql://%s%s%s/%s", host && host[0] != '/' ? host : "localhost",
+                 port && port[0] ? ":" : "", port ? port : "", db ? db : "");
+        if (PQstatus(s->pg) != CONNECTION_OK)
+                return fail_db(s, err, errlen, -ENOTCONN, "cannot connect", PQerrorMessage(s->pg));
+        PQsetNoticeProcessor(s->pg, pg_notice, NULL);
+        return 0;
+}
+
+/* ------------------------------------------------------ engine-neutral core ---- */
+
+static int db_exec_sql(Store *s, const char *sql, char *err, size_t errlen) {
+        return s->engine == STORE_SQLITE ? sqlite_exec(s, sql, err, errlen) : pg_exec(s, sql, err, errlen);
+}
+
+/* Queue (PG) or run (SQLite) a write; *affected gets its row count (PG: at the next sync). */
+static int db_write(Store *s, StmtId id, const Val *v, size_t n, size_t *affected, char *err, size_t errlen) {
+        if (s->engine == STORE_SQLITE) {
+                int r = sqlite_prepare(s, id, err, errlen);
+                if (r < 0)
+                        return r;
+                return sqlite_run(s, s->stmt[id], s->pidx[id], v, n, NULL, NULL, affected, err, errlen);
+        }
+        return pg_queue(s, id, v, n, affected, NULL, NULL, err, errlen);
+}
+
+/* A read inside a write transaction: everything queued before it is executed first. */
+static int db_read(Store *s, StmtId id, const Val *v, size_t n, store_row_t row, void *userdata, char *err,
+                   size_t errlen) {
+        if (s->engine == STORE_SQLITE) {
+                int r = sqlite_prepare(s, id, err, errlen);
+                if (r < 0)
+                        return r;
+                return sqlite_run(s, s->stmt[id], s->pidx[id], v, n, row, userdata, NULL, err, errlen);
+        }
+        int r = pg_queue(s, id, v, n, NULL, row, userdata, err, errlen);
+        if (r < 0)
+                return r;
+        return pg_sync(s, err, errlen);
+}
+
+static int db_begin(Store *s, char *err, size_t errlen) {
+        if (s->engine == STORE_SQLITE)
+                return sqlite_exec(s, "BEGIN IMMEDIATE", err, errlen);
+        int r = pg_ensure(s, err, errlen);
+        if (r < 0)
+                return r;
+        for (int id = 0; id < _S_MAX; id++) {
+                r = pg_prepare(s, (StmtId) id, err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        if (PQenterPipelineMode(s->pg) != 1)
+                return fail_db(s, err, errlen, -EIO, "pipeline mode", PQerrorMessage(s->pg));
+        s->pipeline = true;
+        s->pg_errno = 0;
+        s->pg_error[0] = 0;
+        s->n_pending = 0;
+        if (PQsendQueryParams(s->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1) {
+                pg_note_error(s, -ENOTCONN, PQerrorMessage(s->pg));
+                return pg_sync(s, err, errlen);
+        }
+        r = greedy_realloc((void **) &s->pending, &s->alloc_pending, 1, sizeof *s->pending, 64);
+        if (r < 0)
+                return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
+        s->pending[s->n_pending++] = (Pending){};
+        return 0;
+}
+
+static void pg_leave_pipeline(Store *s) {
+        if (s->pipeline && s->pg && !pg_connection_lost(s))
+                (void) PQexitPipelineMode(s->pg);
+        s->pipeline = false;
+}
+
+static int db_commit(Store *s, char *err, size_t errlen) {
+        if (s->engine == STORE_SQLITE)
+                return sqlite_exec(s, "COMMIT", err, errlen);
+        int r = 0;
+        if (PQsendQueryParams(s->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1)
+                pg_note_error(s, -ENOTCONN, PQerrorMessage(s->pg));
+        else {
+                r = greedy_realloc((void **) &s->pending, &s->alloc_pending, s->n_pending + 1, sizeof *s->pending, 64);
+                if (r >= 0)
+                        s->pending[s->n_pending++] = (Pending){};
+        }
+        r = pg_sync(s, err, errlen);
+        pg_leave_pipeline(s);
+        return r;
+}
+
+static void db_rollback(Store *s) {
+        if (s->engine == STORE_SQLITE) {
+                if (!sqlite3_get_autocommit(s->db))
+                        (void) sqlite_exec(s, "ROLLBACK", NULL, 0);
+                return;
+        }
+        if (s->pipeline && !pg_connection_lost(s)) {
+                (void) pg_sync(s, NULL, 0); /* drain what is queued; errors already reported */
+                pg_leave_pipeline(s);
+        }
+        s->pipeline = false;
+        s->n_pending = 0;
+        if (!pg_connection_lost(s) && PQtransactionStatus(s->pg) != PQTRANS_IDLE)
+                (void) pg_exec(s, "ROLLBACK", NULL, 0);
+}
+
+/* ------------------------------------------------------------------ open ---- */
+
+typedef struct VersionCtx {
+        long version;
+} VersionCtx;
+
+static int version_row(void *userdata, size_t ncols, const char *const *values) {
+        VersionCtx *c = userdata;
+        c->version = ncols > 0 && values[0] ? strtol(values[0], NULL, 10) : 0;
+        return 1;
+}
+
+static int db_query_plain(Store *s, const char *sql, store_row_t row, void *userdata, char *err, size_t errlen) {
+        if (s->engine == STORE_POSTGRESQL)
+                return pg_exec_params(s, sql, 0, NULL, row, userdata, err, errlen);
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return fail_db(s, err, errlen, sqlite_errno(rc), "prepare", sqlite3_errmsg(s->db));
+        int r = sqlite_run(s, st, NULL, NULL, 0, row, userdata, NULL, err, errlen);
+        sqlite3_finalize(st);
+        return r;
+}
+
+static int migrate(Store *s, char *err, size_t errlen) {
+        int r;
+        if (s->engine == STORE_POSTGRESQL) {
+                char sql[128];
+                snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)", (long long) PG_MIGRATION_LOCK);
+                r = pg_exec(s, sql, err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        r = db_exec_sql(s,
+                        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                        " applied_usec BIGINT NOT NULL)",
+                        err, errlen);
+        VersionCtx v = {0};
+        if (r >= 0)
+                r = db_query_plain(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", version_row, &v, err,
+                                   errlen);
+        if (r >= 0 && v.version > STORE_SCHEMA_VERSION)
+                r = errbuf_fail(err, errlen, -EPROTONOSUPPORT,
+                                "%s: schema version %ld is newer than this collector's (%d)", s->name, v.version,
+                                STORE_SCHEMA_VERSION);
+        for (long ver = v.version + 1; r >= 0 && ver <= STORE_SCHEMA_VERSION; ver++) {
+                r = db_exec_sql(s, s->engine == STORE_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN", err, errlen);
+                for (const char *const *q = migrations[ver - 1]; r >= 0 && *q; q++)
+                        r = db_exec_sql(s, *q, err, errlen);
+                if (r >= 0) {
+                        char sql[160];
+                        snprintf(sql, sizeof sql,
+                                 "INSERT INTO schema_migrations (version, applied_usec) VALUES (%ld, %" PRIu64 ")",
+                                 ver, now_usec_realtime());
+                        r = db_exec_sql(s, sql, err, errlen);
+                }
+                if (r >= 0)
+                        r = db_exec_sql(s, "COMMIT", err, errlen);
+                else
+                        (void) db_exec_sql(s, "ROLLBACK", NULL, 0);
+        }
+        if (s->engine == STORE_POSTGRESQL) {
+                char sql[128];
+                snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%lld)", (long long) PG_MIGRATION_LOCK);
+                (void) pg_exec(s, sql, NULL, 0);
+        }
+        return r;
+}
+
+Store *store_free(Store *s) {
+        if (!s)
+                return NULL;
+        for (int i = 0; i < _S_MAX; i++)
+                if (s->stmt[i])
+                        sqlite3_finalize(s->stmt[i]);
+        if (s->db)
+                sqlite3_close_v2(s->db);
+        if (s->pg)
+                PQfinish(s->pg);
+        if (s->conninfo) {
+                explicit_bzero(s->conninfo, strlen(s->conninfo)); /* may hold a password */
+                free(s->conninfo);
+        }
+        free(s->pending);
+        free(s->node_cache);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_free);
+
+int store_open(Store **ret, const char *url, char *err, size_t errlen) {
+        if (!ret || !url)
+                return -EINVAL;
+        _cleanup_(store_freep) Store *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        pthread_mutex_init(&s->lock, NULL);
+        int r;
+        if (startswith(url, "sqlite:")) {
+                s->engine = STORE_SQLITE;
+                const char *path = url + strlen("sqlite:");
+                if (startswith(path, "//"))
+                        path += 2; /* sqlite:///var/lib/x.db as well as sqlite:/var/lib/x.db */
+                if (!*path)
+                        return errbuf_fail(err, errlen, -EINVAL, "sqlite: no file name in %s", url);
+                r = sqlite_open(s, path, err, errlen);
+        } else if (startswith(url, "postgresql://") || startswith(url, "postgres://")) {
+                s->engine = STORE_POSTGRESQL;
+                r = pg_open(s, url, err, errlen);
+        } else
+                return errbuf_fail(err, errlen, -EINVAL,
+                                   "unknown database URL (want sqlite:PATH or postgresql://…): %.64s", url);
+        if (r < 0)
+                return r;
+        r = migrate(s, err, errlen);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* ------------------------------------------------------------------ query ---- */
+
+int store_query(Store *s, const char *sql, size_t nparams, const char *const *params, store_row_t row,
+                void *userdata, char *err, size_t errlen) {
+        if (!s || !sql)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        int r;
+        if (s->engine == STORE_SQLITE) {
+                sqlite3_stmt *st = NULL;
+                int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+                if (rc != SQLITE_OK)
+                        r = fail_db(s, err, errlen, sqlite_errno(rc) == -EIO ? -EIO : sqlite_errno(rc), "prepare",
+                                    sqlite3_errmsg(s->db));
+                else if (!sqlite3_stmt_readonly(st))
+                        r = errbuf_fail(err, errlen, -EPERM, "%s: store_query runs read-only statements only",
+                                        s->name);
+                else {
+                        int idx[64];
+                        Val v[64];
+                        if (nparams > ELEMENTSOF(v))
+                                r = errbuf_fail(err, errlen, -E2BIG, "%s: more than 64 parameters", s->name);
+                        else {
+                                for (size_t i = 0; i < nparams; i++)
+                                        v[i] = T(params[i]);
+                                sqlite_param_index(st, nparams, idx);
+                                r = sqlite_run(s, st, idx, v, nparams, row, userdata, NULL, err, errlen);
+                        }
+                }
+                sqlite3_finalize(st);
+        } else {
+                /* a read-only transaction, so a report can never write, on either engine */
+                r = pg_exec(s, "BEGIN READ ONLY", err, errlen);
+                if (r >= 0) {
+                        r = pg_exec_params(s, sql, nparams, params, row, userdata, err, errlen);
+                        if (r >= 0)
+                                r = pg_exec(s, "COMMIT", err, errlen);
+                        else if (!pg_connection_lost(s))
+                                (void) pg_exec(s, "ROLLBACK", NULL, 0);
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+int store_ping(Store *s, char *err, size_t errlen) {
+        pthread_mutex_lock(&s->lock);
+        int r = db_query_plain(s, "SELECT 1", NULL, NULL, err, errlen);
+        pthread_mutex_unlock(&s->lock);
+        return r < 0 ? (r == -EIO ? -ENOTCONN : r) : 0;
+}
+
+/* ------------------------------------------------------------------ ingest ---- */
+
+static uint64_t hash_str(const char *p) {
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (; *p; p++)
+                h = (h ^ (unsigned char) *p) * 0x100000001b3ULL;
+        return h;
+}
+
+static NodeCacheEntry *node_cache_slot(Store *s, const char *node) {
+        if (!s->node_cache) {
+                s->node_cache = calloc(NODE_CACHE_SIZE, sizeof *s->node_cache);
+                if (!s->node_cache)
+                        return NULL;
+        }
+        return &s->node_cache[hash_str(node) % NODE_CACHE_SIZE];
+}
+
+static int cluster_row(void *userdata, size_t ncols, const char *const *values) {
+        char *buf = userdata;
+        if (ncols > 0 && values[0])
+                (void) strcpy_bounded(buf, RECORD_CLUSTER_MAX, values[0]);
+        return 1;
+}
+
+/* The cluster of a record when the request's credentials name none. */
+static int resolve_cluster(Store *s, const Record *rec, char ret[RECORD_CLUSTER_MAX], char *err, size_t errlen) {
+        const char *node = rec->finding.node;
+        NodeCacheEntry *e = node_cache_slot(s, node);
+        if (rec->cluster[0]) {
+                if (e && !streq_ptr(e->node, node)) {
+                        (void) strcpy_bounded(e->node, sizeof e->node, node);
+                        (void) strcpy_bounded(e->cluster, sizeof e->cluster, rec->cluster);
+                } else if (e)
+                        (void) strcpy_bounded(e->cluster, sizeof e->cluster, rec->cluster);
+                memcpy(ret, rec->cluster, RECORD_CLUSTER_MAX);
+                return 0;
+        }
+        if (e && streq_ptr(e->node, node) && e->node[0]) {
+                memcpy(ret, e->cluster, RECORD_CLUSTER_MAX);
+                return 0;
+        }
+        char found[RECORD_CLUSTER_MAX] = "";
+        int r = db_read(s, S_NODE_CLUSTER, (Val[]){T(node)}, 1, cluster_row, found, err, errlen);
+        if (r < 0)
+                return r;
+        if (e) {
+                (void) strcpy_bounded(e->node, sizeof e->node, node);
+                memcpy(e->cluster, found, sizeof found);
+        }
+        memcpy(ret, found, RECORD_CLUSTER_MAX);
+        return 0;
+}
+
+static int pods_to_json(const InventoryImage *im, char **ret_pods, char **ret_namespaces) {
+        json_t *a = json_array();
+        if (!a)
+                return -ENOMEM;
+        /* namespaces: sorted, unique, comma-separated; at most RECORD_PODS_MAX */
+        const char *ns[RECORD_PODS_MAX];
+        size_t nns = 0, len = 1;
+        for (size_t i = 0; i < im->n_pods; i++) {
+                const InventoryPod *p = &im->pods[i];
+                json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "namespace", p->namespace, "pod", p->pod,
+                                                   "container", p->container));
+                if (!p->namespace[0])
+                        continue;
+                size_t k;
+                for (k = 0; k < nns && strcmp(ns[k], p->namespace) < 0; k++)
+                        ;
+                if (k < nns && streq_ptr(ns[k], p->namespace))
+                        continue;
+                if (nns >= ELEMENTSOF(ns))
+                        continue;
+                memmove(&ns[k + 1], &ns[k], (nns - k) * sizeof *ns);
+                ns[k] = p->namespace;
+                nns++;
+                len += strlen(p->namespace) + 1;
+        }
+        char *pods = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(a);
+        char *names = malloc(len);
+        if (!pods || !names) {
+                free(pods);
+                free(names);
+                return -ENOMEM;
+        }
+        names[0] = 0;
+        size_t used = 0;
+        for (size_t k = 0; k < nns; k++)
+                used += (size_t) snprintf(names + used, len - used, "%s%s", k ? "," : "", ns[k]);
+        *ret_pods = pods;
+        *ret_namespaces = names;
+        return 0;
+}
+
+static int images_to_json(const InventoryImage *images, size_t n, char **ret) {
+        json_t *a = json_array();
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const InventoryImage *im = &images[i];
+                json_t *kinds = json_array(), *pods = json_array();
+                for (int k = 0; k < _FINDING_KIND_MAX; k++)
+                        if (im->findings & (1u << k))
+                                json_array_append_new(kinds, json_string(finding_kind_to_string((FindingKind) k)));
+                for (size_t p = 0; p < im->n_pods; p++)
+                        json_array_append_new(pods, json_pack("{s:s, s:s, s:s}", "namespace", im->pods[p].namespace,
+                                                              "pod", im->pods[p].pod, "container",
+                                                              im->pods[p].container));
+                json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:o}", "namespace",
+                                                   im->namespace, "ref", im->ref, "name", im->name, "tag", im->tag,
+                                                   "digest", im->digest, "media_type", im->media_type, "revision",
+                                                   im->revision, "compliant", im->compliant, "findings", kinds,
+                                                   "pods", pods));
+        }
+        char *s = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(a);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+/* Replace the node's images with a complete inventory taken at time_usec. */
+static int apply_inventory(Store *s, const char *cluster, const char *node, uint64_t time_usec,
+                           const InventoryImage *images, size_t n, char *err, size_t errlen) {
+        int r = db_write(s, S_INVENTORY_DELETE, (Val[]){T(cluster), T(node), I(time_usec)}, 3, NULL, err, errlen);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const InventoryImage *im = &images[i];
+                char findings[RECORD_FINDINGS_TEXT_MAX];
+                _cleanup_free_ char *pods = NULL, *namespaces = NULL;
+                record_findings_text(im->findings, findings, sizeof findings);
+                r = pods_to_json(im, &pods, &namespaces);
+                if (r < 0)
+                        return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
+                Val v[] = {
+                        T(cluster),     T(node),       T(im->namespace),
+                        T(im->ref),     T(im->name),   T(im->tag),
+                        T(im->digest),  T(im->media_type), T(im->revision),
+                        I(record_image_pinned(im->findings)), I(record_image_latest(im->findings)),
+                        I(record_image_revision_verified(im->findings)), I(record_image_compliant(im->findings)),
+                        T(findings),    T(pods),       T(namespaces),
+                        I(time_usec),   I(im->findings),
+                };
+                r = db_write(s, S_INVENTORY_IMAGE, v, ELEMENTSOF(v), NULL, err, errlen);
+                for (size_t p = 0; r >= 0 && p < im->n_pods; p++) {
+                        const InventoryPod *pod = &im->pods[p];
+                        Val w[] = {T(cluster),    T(node),   T(pod->namespace), T(pod->pod),       T(pod->container),
+                                   T(im->name),   T(im->ref), T(im->digest),    T(im->revision),   I(time_usec)};
+                        r = db_write(s, S_WORKLOAD_UPSERT, w, ELEMENTSOF(w), NULL, err, errlen);
+                }
+        }
+        if (r >= 0)
+                r = db_write(s, S_NODE_INVENTORY, (Val[]){T(cluster), T(node), I(time_usec)}, 3, NULL, err, errlen);
+        return r;
+}
+
+typedef struct PartsCtx {
+        unsigned parts_seen, parts_expected;
+        bool bad;
+        InventoryImage *images;
+        size_t n_images;
+        char *err;
+        size_t errlen;
+} PartsCtx;
+
+static int part_row(void *userdata, size_t ncols, const char *const *values) {
+        PartsCtx *c = userdata;
+        if (ncols < 3 || !values[0] || !values[1] || !values[2])
+                return -EIO;
+        unsigned part = (unsigned) strtoul(values[0], NULL, 10);
+        if (part != c->parts_seen + 1 || (unsigned) strtoul(values[1], NULL, 10) != c->parts_expected) {
+                c->bad = true;
+                return 1;
+        }
+        c->parts_seen++;
+        InventoryImage *im = NULL;
+        size_t n = 0;
+        int r = record_images_from_json(values[2], strlen(values[2]), &im, &n, c->err, c->errlen);
+        if (r < 0)
+                return r;
+        InventoryImage *all = realloc(c->images, (c->n_images + n) * sizeof *all + 1);
+        if (!all) {
+                record_images_free(im, n);
+                return -ENOMEM;
+        }
+        memcpy(all + c->n_images, im, n * sizeof *im);
+        free(im); /* the pods moved with the structs */
+        c->images = all;
+        c->n_images += n;
+        return 0;
+}
+
+static int ingest_inventory(Store *s, const char *cluster, const Record *rec, uint64_t received_usec,
+                            StoreIngestResult *res, char *err, size_t errlen) {
+        const Inventory *inv = &rec->inventory;
+        const char *node = rec->finding.node;
+        int r;
+        if (inv->parts == 1) {
+                r = apply_inventory(s, cluster, node, rec->finding.time_usec, inv->images, inv->n_images, err,
+                                    errlen);
+                if (r >= 0)
+                        res->inventories++;
+                return r;
+        }
+        /* Parts of one inventory share the snapshot (newer agents) or the time and count. */
+        char snapshot[64];
+        if (inv->snapshot[0])
+                snprintf(snapshot, sizeof snapshot, "%s", inv->snapshot);
+        else
+                snprintf(snapshot, sizeof snapshot, "t%" PRIu64 "/%u", rec->finding.time_usec, inv->parts);
+        _cleanup_free_ char *images = NULL;
+        r = images_to_json(inv->images, inv->n_images, &images);
+        if (r < 0)
+                return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
+        Val v[] = {T(cluster), T(node), T(snapshot), I(inv->part), I(inv->parts), I(rec->finding.time_usec),
+                   T(images), I(received_usec)};
+        r = db_write(s, S_PART_INSERT, v, ELEMENTSOF(v), NULL, err, errlen);
+        if (r < 0)
+                return r;
+        PartsCtx c = {.parts_expected = inv->parts, .err = err, .errlen = errlen};
+        r = db_read(s, S_PART_SELECT, (Val[]){T(cluster), T(node), T(snapshot)}, 3, part_row, &c, err, errlen);
+        if (r >= 0 && !c.bad && c.parts_seen == inv->parts) {
+                r = apply_inventory(s, cluster, node, rec->finding.time_usec, c.images, c.n_images, err, errlen);
+                if (r >= 0)
+                        r = db_write(s, S_PART_DELETE, (Val[]){T(cluster), T(node), T(snapshot)}, 3, NULL, err,
+                                     errlen);
+                if (r >= 0)
+                        res->inventories++;
+        }
+        record_images_free(c.images, c.n_images);
+        return r;
+}
+
+static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint64_t received_usec,
+                          size_t *inserted, char *err, size_t errlen) {
+        const FindingImage *im = &f->image;
+        const FindingWorkload *w = &f->workload;
+        Val rec[] = {
+                T(f->id),           T(finding_kind_to_string(f->kind)), T(severity_to_string(f->severity)),
+                I(f->time_usec),    I(received_usec),    T(cluster),    T(f->node),
+                T(f->namespace),    T(im->ref),          T(im->name),   T(im->tag),
+                T(im->digest),      T(im->previous_digest), T(im->expected_digest), T(im->revision),
+                T(im->media_type),  T(w->namespace),     T(w->pod),     T(w->container),
+                T(w->container_id), T(f->message),
+        };
+        /* PG adds the inserted rows at the next sync */
+        int r = db_write(s, S_RECORD_INSERT, rec, ELEMENTSOF(rec), inserted, err, errlen);
+        if (r < 0)
+                return r;
+        Val row[] = {T(cluster),  T(f->node),  T(f->namespace), T(im->ref),        T(im->name),
+                     T(im->tag),  T(im->digest), T(im->media_type), T(im->revision), I(f->time_usec)};
+        if (f->kind == FINDING_PULL)
+                return db_write(s, S_PULL_UPSERT, row, ELEMENTSOF(row), NULL, err, errlen);
+        if (!im->ref[0])
+                return 0; /* an offline check's finding: no node state to change */
+        r = db_write(s, S_FINDING_ROW, row, ELEMENTSOF(row), NULL, err, errlen);
+        if (r >= 0)
+                r = db_write(s, S_FINDING_APPLY,
+                             (Val[]){T(cluster), T(f->node), T(f->namespace), T(im->ref), T(im->digest),
+                                     I(1u << f->kind)},
+                             6, NULL, err, errlen);
+        if (r >= 0 && (w->pod[0] || w->container[0])) {
+                Val wv[] = {T(cluster),   T(f->node), T(w->namespace), T(w->pod),      T(w->container),
+                            T(im->name),  T(im->ref), T(im->digest),   T(im->revision), I(f->time_usec)};
+                r = db_write(s, S_WORKLOAD_UPSERT, wv, ELEMENTSOF(wv), NULL, err, errlen);
+        }
+        return r;
+}
+
+int store_ingest_begin(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen) {
+        if (!s)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        s->ing = (IngestState){.active = true, .has_cluster = cluster != NULL, .received_usec = received_usec};
+        if (cluster && strcpy_bounded(s->ing.cluster, sizeof s->ing.cluster, cluster) < 0) {
+                s->ing.active = false;
+                pthread_mutex_unlock(&s->lock);
+                return errbuf_fail(err, errlen, -ENAMETOOLONG, "cluster name longer than %d bytes",
+                                   RECORD_CLUSTER_MAX - 1);
+        }
+        int r = db_begin(s, err, errlen);
+        if (r < 0) {
+                db_rollback(s);
+                s->ing.active = false;
+                pthread_mutex_unlock(&s->lock);
+        }
+        return r;
+}
+
+int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_t errlen) {
+        if (!s || !s->ing.active || (!records && n > 0))
+                return -EINVAL;
+        IngestState *g = &s->ing;
+        if (g->error < 0)
+                return g->error;
+        char(*clusters)[RECORD_CLUSTER_MAX] = NULL;
+        int r = 0;
+        if (!g->has_cluster) {
+                clusters = calloc(n ? n : 1, sizeof *clusters);
+                if (!clusters)
+                        r = errbuf_fail(err, errlen, -ENOMEM, "%s: out of memory", s->name);
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        r = resolve_cluster(s, &records[i], clusters[i], err, errlen);
+        }
+        /* nodes first: an inventory's guard reads its node's row */
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const char *cl = g->has_cluster ? g->cluster : clusters[i];
+                if (i > 0 && streq_ptr(records[i].finding.node, records[i - 1].finding.node) &&
+                    streq_ptr(cl, g->has_cluster ? g->cluster : clusters[i - 1]))
+                        continue;
+                r = db_write(s, S_NODE_TOUCH, (Val[]){T(cl), T(records[i].finding.node), I(g->received_usec)}, 3,
+                             NULL, err, errlen);
+        }
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const char *cl = g->has_cluster ? g->cluster : clusters[i];
+                if (records[i].type == RECORD_INVENTORY) {
+                        r = ingest_inventory(s, cl, &records[i], g->received_usec, &g->res, err, errlen);
+                        g->parts++;
+                } else {
+                        r = ingest_finding(s, cl, &records[i].finding, g->received_usec, &g->inserted, err, errlen);
+                        g->findings++;
+                }
+        }
+        free(clusters);
+        if (r < 0)
+                g->error = r;
+        return r;
+}
+
+int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, size_t errlen) {
+        if (!s || !s->ing.active)
+                return -EINVAL;
+        IngestState *g = &s->ing;
+        int r = g->error;
+        if (commit && r >= 0)
+                r = db_commit(s, err, errlen);
+        if (!commit || r < 0)
+                db_rollback(s);
+        if (commit && r >= 0 && ret) {
+                /* PG counts inserted rows at sync time: only now is g->inserted final */
+                *ret = g->res;
+                ret->accepted = g->inserted + g->parts;
+                ret->duplicates = g->findings - g->inserted;
+        }
+        g->active = false;
+        pthread_mutex_unlock(&s->lock);
+        return commit ? r : 0;
+}
+
+int store_ingest(Store *s, const char *cluster, const Record *records, size_t n, uint64_t received_usec,
+                 StoreIngestResult *ret, char *err, size_t errlen) {
+        int r = store_ingest_begin(s, cluster, received_usec, err, errlen);
+        if (r < 0)
+                return r;
+        r = store_ingest_add(s, records, n, err, errlen);
+        int k = store_ingest_end(s, r >= 0, ret, err, errlen);
+        return r < 0 ? r : k;
+}
+
+/* ------------------------------------------------------------------ upkeep ---- */
+
+typedef struct RollupAcc {
+        char cluster[RECORD_CLUSTER_MAX];
+        char k8s_namespace[PW_K8S_NAME_MAX];
+        int64_t images, compliant, pinned, latest, verified, findings;
+} RollupAcc;
+
+typedef struct RollupCtx {
+        RollupAcc *acc;
+        size_t n, alloc;
+        int error;
+} RollupCtx;
+
+static RollupAcc *rollup_get(RollupCtx *c, const char *cluster, const char *ns) {
+        for (size_t i = 0; i < c->n; i++)
+                if (streq_ptr(c->acc[i].cluster, cluster) && streq_ptr(c->acc[i].k8s_namespace, ns))
+                        return &c->acc[i];
+        if (greedy_realloc((void **) &c->acc, &c->alloc, c->n + 1, sizeof *c->acc, 16) < 0)
+                return NULL;
+        RollupAcc *a = &c->acc[c->n++];
+        *a = (RollupAcc){0};
+        (void) strcpy_bounded(a->cluster, sizeof a->cluster, cluster);
+        (void) strcpy_bounded(a->k8s_namespace, sizeof a->k8s_namespace, ns);
+        return a;
+}
+
+/* One row per (cluster, k8s_namespaces, findings_mask) group: the counts it adds. */
+static int rollup_row(void *userdata, size_t ncols, const char *const *v) {
+        RollupCtx *c = userdata;
+        if (ncols < 4 || !v[0] || !v[1] || !v[2] || !v[3])
+                return -EIO;
+        unsigned mask = (unsigned) strtoul(v[2], NULL, 10);
+        int64_t count = strtoll(v[3], NULL, 10);
+        int64_t nfind = __builtin_popcount(mask & ~(1u << FINDING_PULL));
+        /* '' = every image on the cluster's nodes; then once per namespace using it */
+        const char *list = v[1];
+        char ns[PW_K8S_NAME_MAX];
+        for (const char *p = NULL;;) {
+                const char *name = "";
+                if (p) {
+                        const char *end = strchr(p, ',');
+                        size_t l = end ? (size_t) (end - p) : strlen(p);
+                        if (l >= sizeof ns)
+                                l = sizeof ns - 1;
+                        memcpy(ns, p, l);
+                        ns[l] = 0;
+                        name = ns;
+                }
+                RollupAcc *a = rollup_get(c, v[0], name);
+                if (!a)
+                        return -ENOMEM;
+                a->images += count;
+                a->compliant += record_image_compliant(mask) ? count : 0;
+                a->pinned += record_image_pinned(mask) ? count : 0;
+                a->latest += record_image_latest(mask) ? count : 0;
+                a->verified += record_image_revision_verified(mask) ? count : 0;
+                a->findings += nfind * count;
+                if (!p) {
+                        if (!*list)
+                                break;
+                        p = list;
+                } else {
+                        const char *end = strchr(p, ',');
+                        if (!end)
+                                break;
+                        p = end + 1;
+                }
+        }
+        return 0;
+}
+
+int store_maintain(Store *s, uint64_t now_usec, unsigned retention_days, char *err, size_t errlen) {
+        char day[16], cutoff[24], stale[24];
+        time_t sec = (time_t) (now_usec / 1000000ULL);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        strftime(day, sizeof day, "%Y-%m-%d", &tm);
+        uint64_t keep = (uint64_t) retention_days * 86400ULL * 1000000ULL;
+        snprintf(cutoff, sizeof cutoff, "%" PRIu64, retention_days && now_usec > keep ? now_usec - keep : 0);
+        snprintf(stale, sizeof stale, "%" PRIu64, now_usec > 86400000000ULL ? now_usec - (uint64_t) 86400000000ULL : (uint64_t) 0);
+
+        RollupCtx c = {0};
+        pthread_mutex_lock(&s->lock);
+        int r = db_query_plain(s,
+                               "SELECT cluster, k8s_namespaces, findings_mask, COUNT(*) FROM node_images"
+                               " GROUP BY cluster, k8s_namespaces, findings_mask",
+                               rollup_row, &c, err, errlen);
+        if (r >= 0)
+                r = db_exec_sql(s, s->engine == STORE_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN", err, errlen);
+        if (r >= 0) {
+                const char *p[] = {day};
+                r = s->engine == STORE_SQLITE ? 0 : 0;
+                /* today's rows are recomputed whole: a cluster that lost its images drops to 0 rows */
+                if (s->engine == STORE_POSTGRESQL)
+                        r = pg_exec_params(s, "DELETE FROM daily_rollup WHERE day = $1", 1, p, NULL, NULL, err,
+                                           errlen);
+                else {
+                        sqlite3_stmt *st = NULL;
+                        int idx[1];
+                        if (sqlite3_prepare_v2(s->db, "DELETE FROM daily_rollup WHERE day = $1", -1, &st, NULL) !=
+                            SQLITE_OK)
+                                r = fail_db(s, err, errlen, -EIO, "prepare", sqlite3_errmsg(s->db));
+                        else {
+                                sqlite_param_index(st, 1, idx);
+                                r = sqlite_run(s, st, idx, (Val[]){T(day)}, 1, NULL, NULL, NULL, err, errlen);
+                        }
+                        sqlite3_finalize(st);
+                }
+        }
+        static const char ins[] = "INSERT INTO daily_rollup (day, cluster, k8s_namespace, images, compliant, pinned,"
+                                  " latest, revision_verified, findings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        static const char del_records[] = "DELETE FROM records WHERE time_usec < $1";
+        static const char del_parts[] = "DELETE FROM inventory_parts WHERE received_usec < $1";
+        for (size_t i = 0; r >= 0 && i <= c.n + 1; i++) {
+                char nums[6][24];
+                const char *p[9];
+                size_t np;
+                const char *sql;
+                if (i < c.n) {
+                        RollupAcc *a = &c.acc[i];
+                        int64_t x[6] = {a->images, a->compliant, a->pinned, a->latest, a->verified, a->findings};
+                        for (int k = 0; k < 6; k++)
+                                snprintf(nums[k], sizeof nums[k], "%" PRId64, x[k]);
+                        p[0] = day, p[1] = a->cluster, p[2] = a->k8s_namespace;
+                        for (int k = 0; k < 6; k++)
+                                p[3 + k] = nums[k];
+                        np = 9;
+                        sql = ins;
+                } else if (i == c.n) {
+                        if (!retention_days)
+                                continue;
+                        p[0] = cutoff, np = 1, sql = del_records;
+                } else
+                        p[0] = stale, np = 1, sql = del_parts;
+                if (s->engine == STORE_POSTGRESQL)
+                        r = pg_exec_params(s, sql, np, p, NULL, NULL, err, errlen);
+                else {
+                        sqlite3_stmt *st = NULL;
+                        int idx[9];
+                        Val v[9];
+                        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+                                r = fail_db(s, err, errlen, -EIO, "prepare", sqlite3_errmsg(s->db));
+                        else {
+                                for (size_t k = 0; k < np; k++)
+                                        v[k] = T(p[k]);
+                                sqlite_param_index(st, np, idx);
+                                r = sqlite_run(s, st, idx, v, np, NULL, NULL, NULL, err, errlen);
+                        }
+                        sqlite3_finalize(st);
+                }
+        }
+        if (r >= 0)
+                r = db_exec_sql(s, "COMMIT", err, errlen);
+        else if (s->engine == STORE_SQLITE ? !sqlite3_get_autocommit(s->db)
+                                           : (!pg_connection_lost(s) && PQtransactionStatus(s->pg) != PQTRANS_IDLE))
+                (void) db_exec_sql(s, "ROLLBACK", NULL, 0);
+        pthread_mutex_unlock(&s->lock);
+        free(c.acc);
+        return r;
+}

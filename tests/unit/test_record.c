@@ -1,0 +1,214 @@
+/* core/record.c: decoding what the agent encodes (finding_to_json, inventory_flush). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "pullwatch/record.h"
+#include "pullwatch/util.h"
+
+#define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+
+static Finding sample(FindingKind kind, bool full) {
+        Finding f;
+        memset(&f, 0, sizeof f);
+        f.kind = kind;
+        f.severity = kind == FINDING_PULL ? SEVERITY_INFO : SEVERITY_CRITICAL;
+        f.time_usec = 1764089453123456ULL;
+        strcpy_bounded(f.id, sizeof f.id, "0123456789abcdef0123456789abcdef");
+        strcpy_bounded(f.node, sizeof f.node, "node-a");
+        strcpy_bounded(f.namespace, sizeof f.namespace, "k8s.io");
+        strcpy_bounded(f.image.ref, sizeof f.image.ref, "docker.io/library/nginx");
+        strcpy_bounded(f.image.name, sizeof f.image.name, "docker.io/library/nginx");
+        strcpy_bounded(f.image.tag, sizeof f.image.tag, "latest");
+        f.image.tag_implicit = true;
+        strcpy_bounded(f.image.digest, sizeof f.image.digest, D1);
+        if (full) {
+                strcpy_bounded(f.image.previous_digest, sizeof f.image.previous_digest, D2);
+                strcpy_bounded(f.image.expected_digest, sizeof f.image.expected_digest, D2);
+                strcpy_bounded(f.image.revision, sizeof f.image.revision, "3f2c1ab");
+                strcpy_bounded(f.image.media_type, sizeof f.image.media_type,
+                               "application/vnd.oci.image.index.v1+json");
+                strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "shop");
+                strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0 \"quoted\" \\ é");
+                strcpy_bounded(f.workload.container, sizeof f.workload.container, "web");
+                strcpy_bounded(f.workload.container_id, sizeof f.workload.container_id, "abcdef");
+        }
+        finding_format_message(&f);
+        return f;
+}
+
+static void test_round_trip(void **state) {
+        for (int k = 0; k < _FINDING_KIND_MAX; k++)
+                for (int full = 0; full <= 1; full++) {
+                        Finding f = sample((FindingKind) k, full);
+                        char *text = NULL, err[256] = "";
+                        assert_int_equal(finding_to_json_string(&f, &text), 0);
+                        Record rec;
+                        int r = record_from_json(text, strlen(text), &rec, err, sizeof err);
+                        if (r < 0)
+                                fail_msg("%s: %s", text, err);
+                        assert_int_equal(rec.type, RECORD_FINDING);
+                        assert_string_equal(rec.cluster, "");
+                        /* every field, byte for byte (both structs are zero beyond their strings) */
+                        assert_memory_equal(&rec.finding, &f, sizeof f);
+                        record_done(&rec);
+                        free(text);
+                }
+}
+
+/* What agent.c's inventory_flush writes today, and what the refactor adds. */
+static void test_inventory(void **state) {
+        static const char line[] =
+                "{\"schema\":1,\"id\":\"8e0c1ad4a3b94c1f8a1b2c3d4e5f6a7b\",\"kind\":\"inventory\",\"severity\":\"info\","
+                "\"time\":\"2026-11-25T16:50:53.123456Z\",\"node\":\"node-a\",\"total\":2,\"compliant\":1,\"part\":1,"
+                "\"parts\":1,\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/web:latest\","
+                "\"tag\":\"latest\",\"digest\":\"" D1 "\",\"compliant\":false,\"findings\":[\"latest_tag\","
+                "\"untraceable\"]},{\"namespace\":\"default\",\"ref\":\"registry.example/app@" D2 "\",\"tag\":\"\","
+                "\"digest\":\"" D2 "\",\"compliant\":true,\"findings\":[]}],\"cluster\":\"prod\"}";
+        static const char newer[] =
+                "{\"schema\":1,\"id\":\"x\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":\"2026-11-25T16:50:53Z\","
+                "\"node\":\"n\",\"snapshot\":\"0123456789abcdef0123456789abcdef\",\"total\":1500,\"compliant\":0,"
+                "\"part\":2,\"parts\":2,\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"r.example/a:v1\",\"name\":"
+                "\"r.example/a\",\"tag\":\"v1\",\"digest\":\"" D1 "\",\"media_type\":\"m\",\"revision\":\"abc\","
+                "\"compliant\":true,\"findings\":[],\"pods\":[{\"namespace\":\"shop\",\"pod\":\"a-0\",\"container\":"
+                "\"a\"}],\"future_field\":{\"x\":1}}]}";
+        Record rec;
+        char err[256] = "";
+        int r = record_from_json(line, strlen(line), &rec, err, sizeof err);
+        if (r < 0)
+                fail_msg("%s", err);
+        assert_int_equal(rec.type, RECORD_INVENTORY);
+        assert_string_equal(rec.cluster, "prod");
+        assert_string_equal(rec.finding.node, "node-a");
+        assert_int_equal(rec.finding.time_usec, 1795625453123456ULL);
+        assert_int_equal(rec.inventory.part, 1);
+        assert_int_equal(rec.inventory.parts, 1);
+        assert_int_equal(rec.inventory.total, 2);
+        assert_int_equal(rec.inventory.n_images, 2);
+        const InventoryImage *a = &rec.inventory.images[0], *b = &rec.inventory.images[1];
+        assert_string_equal(a->name, "docker.io/library/web"); /* derived from ref */
+        assert_int_equal(a->findings, (1u << FINDING_LATEST_TAG) | (1u << FINDING_UNTRACEABLE));
+        assert_false(a->compliant);
+        assert_string_equal(b->name, "registry.example/app");
+        assert_string_equal(b->tag, "");
+        assert_true(b->compliant);
+        char text[RECORD_FINDINGS_TEXT_MAX];
+        record_findings_text(a->findings, text, sizeof text);
+        assert_string_equal(text, "latest_tag,untraceable");
+        assert_false(record_image_pinned(a->findings));
+        assert_false(record_image_revision_verified(a->findings));
+        assert_true(record_image_pinned(b->findings) && record_image_compliant(b->findings));
+        record_done(&rec);
+
+        r = record_from_json(newer, strlen(newer), &rec, err, sizeof err);
+        if (r < 0)
+                fail_msg("%s", err);
+        assert_string_equal(rec.inventory.snapshot, "0123456789abcdef0123456789abcdef");
+        assert_int_equal(rec.inventory.part, 2);
+        assert_string_equal(rec.inventory.images[0].revision, "abc");
+        assert_int_equal(rec.inventory.images[0].n_pods, 1);
+        assert_string_equal(rec.inventory.images[0].pods[0].pod, "a-0");
+        record_done(&rec);
+}
+
+#define OK_HEAD "\"schema\":1,\"id\":\"a\",\"severity\":\"info\",\"time\":\"2026-11-25T16:50:53Z\",\"node\":\"n\""
+#define IMG "\"image\":{\"ref\":\"r\",\"digest\":\"d\"}"
+
+static void test_bad_input(void **state) {
+        static char longref[PW_REF_MAX + 256];
+        memset(longref, 0, sizeof longref);
+        int n = snprintf(longref, sizeof longref, "{" OK_HEAD ",\"kind\":\"pull\",\"image\":{\"ref\":\"");
+        memset(longref + n, 'a', PW_REF_MAX);
+        snprintf(longref + n + PW_REF_MAX, sizeof longref - (size_t) n - PW_REF_MAX, "\"}}");
+        static const struct {
+                const char *line;
+                int error;
+                const char *reason;
+        } table[] = {
+                {"", -EBADMSG, "not JSON"},
+                {"{\"schema\":1,", -EBADMSG, "not JSON"},
+                {"[1,2]", -EBADMSG, "not a JSON object"},
+                {"{" OK_HEAD ",\"kind\":\"pull\"," IMG ",\"id\":\"b\"}", -EBADMSG, "duplicate"},
+                {"{\"schema\":2,\"id\":\"a\"}", -EPROTONOSUPPORT, "schema: version 2 unknown"},
+                {"{\"schema\":\"1\"}", -EBADMSG, "schema: not an integer"},
+                {"{\"id\":\"a\"}", -EBADMSG, "schema: missing"},
+                {"{\"schema\":1,\"id\":\"\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"2026-11-25T16:50:53Z\","
+                 "\"node\":\"n\"," IMG "}",
+                 -EBADMSG, "id: empty"},
+                {"{" OK_HEAD ",\"kind\":\"bogus\"," IMG "}", -EBADMSG, "kind: unknown"},
+                {"{" OK_HEAD ",\"kind\":\"pull\"}", -EBADMSG, "image: missing"},
+                {"{" OK_HEAD ",\"kind\":\"pull\",\"image\":{\"digest\":\"d\"}}", -EBADMSG, "image.ref: missing"},
+                {"{" OK_HEAD ",\"kind\":\"pull\",\"image\":{\"ref\":7}}", -EBADMSG, "image.ref: not a string"},
+                {"{" OK_HEAD ",\"kind\":\"pull\",\"image\":{\"ref\":\"a\\u0000b\"}}", -EBADMSG, "NUL"},
+                {longref, -E2BIG, "image.ref: longer than 511 bytes"},
+                {"{" OK_HEAD ",\"kind\":\"pull\"," IMG ",\"workload\":[]}", -EBADMSG, "workload: not an object"},
+                {"{\"schema\":1,\"id\":\"a\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"yesterday\","
+                 "\"node\":\"n\"," IMG "}",
+                 -EBADMSG, "time: not an RFC 3339"},
+                {"{\"schema\":1,\"id\":\"a\",\"kind\":\"pull\",\"severity\":\"loud\",\"time\":"
+                 "\"2026-11-25T16:50:53Z\",\"node\":\"n\"," IMG "}",
+                 -EBADMSG, "severity: unknown"},
+                {"{" OK_HEAD ",\"kind\":\"inventory\",\"total\":1,\"compliant\":0,\"part\":2,\"parts\":1,\"images\":[]}",
+                 -EBADMSG, "part: 2 of 1"},
+                {"{" OK_HEAD ",\"kind\":\"inventory\",\"total\":1,\"compliant\":2,\"part\":1,\"parts\":1,\"images\":[]}",
+                 -EBADMSG, "compliant: more than total"},
+                {"{" OK_HEAD ",\"kind\":\"inventory\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1}", -EBADMSG,
+                 "images: missing"},
+                {"{" OK_HEAD ",\"kind\":\"inventory\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1,\"images\":"
+                 "[{\"namespace\":\"k\",\"ref\":\"r\",\"digest\":\"d\",\"findings\":[\"pull\"]}]}",
+                 -EBADMSG, "images[0].findings[0]: not a finding kind"},
+                {"{" OK_HEAD ",\"kind\":\"inventory\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1,\"images\":"
+                 "[{\"namespace\":\"k\",\"ref\":\"r\",\"digest\":\"d\",\"pods\":[{\"pod\":1}]}]}",
+                 -EBADMSG, "images[0].pods[0].pod: not a string"},
+                {"{" OK_HEAD ",\"kind\":\"inventory\",\"total\":-1,\"compliant\":0,\"part\":1,\"parts\":1,"
+                 "\"images\":[]}",
+                 -EBADMSG, "total: -1 out of range"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                Record rec;
+                char err[256] = "";
+                int r = record_from_json(table[i].line, strlen(table[i].line), &rec, err, sizeof err);
+                if (r != table[i].error || !strstr(err, table[i].reason))
+                        fail_msg("case %zu: got %d \"%s\", want %d \"%s\"", i, r, err, table[i].error, table[i].reason);
+                assert_null(strchr(err, '\n'));
+        }
+}
+
+static void test_time(void **state) {
+        static const struct {
+                const char *s;
+                int r;
+                uint64_t usec;
+        } table[] = {
+                {"1970-01-01T00:00:00Z", 0, 0},
+                {"2026-11-25T16:50:53.123456Z", 0, 1795625453123456ULL},
+                {"2026-11-25T16:50:53.1Z", 0, 1795625453100000ULL},
+                {"2026-11-25T16:50:53.123456789Z", 0, 1795625453123456ULL},
+                {"2026-11-25T16:50:53.Z", -EINVAL, 0},
+                {"2026-11-25T16:50:53.1234567890Z", -EINVAL, 0},
+                {"2026-11-25T16:50:53+01:00", -EINVAL, 0},
+                {"2026-11-25 16:50:53Z", -EINVAL, 0},
+                {"2026-13-25T16:50:53Z", -EINVAL, 0},
+                {"2026-11-25T16:50:53Zjunk", -EINVAL, 0},
+                {"+026-11-25T16:50:53Z", -EINVAL, 0},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                uint64_t t = 0;
+                int r = record_parse_time(table[i].s, &t);
+                if (r != table[i].r || (r == 0 && t != table[i].usec))
+                        fail_msg("%s: got %d %llu", table[i].s, r, (unsigned long long) t);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_inventory),
+                cmocka_unit_test(test_bad_input),
+                cmocka_unit_test(test_time),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,421 @@
+/* The fleet store on both engines: every case runs on SQLite (a fresh file) and, when a
+ * private PostgreSQL 15 can be started (root, postgresql installed), on a fresh database of
+ * one cluster started for the whole run by tests/integration/pg.sh. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <libpq-fe.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "pullwatch/record.h"
+#include "pullwatch/store.h"
+#include "pullwatch/util.h"
+
+static char pg_dir[64];
+static char pg_url[256]; /* "" when PostgreSQL is not available: the SQLite half still runs */
+static char sq_dir[64];
+static int db_counter;
+
+#define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+#define D3 "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+
+/* A fresh, empty database of the engine: SQLite file or PostgreSQL database. */
+static void fresh_url(StoreEngine e, char *buf, size_t size) {
+        db_counter++;
+        if (e == STORE_SQLITE) {
+                snprintf(buf, size, "sqlite:%s/t%d.db", sq_dir, db_counter);
+                return;
+        }
+        PGconn *c = PQconnectdb(pg_url);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        char sql[64];
+        snprintf(sql, sizeof sql, "CREATE DATABASE t%d", db_counter);
+        PGresult *res = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        PQfinish(c);
+        char base[256];
+        snprintf(base, sizeof base, "%s", pg_url);
+        *strrchr(base, '/') = 0;
+        snprintf(buf, size, "%s/t%d", base, db_counter);
+}
+
+static size_t n_engines(void) {
+        return pg_url[0] ? 2 : 1;
+}
+
+static Store *open_fresh(StoreEngine e) {
+        char url[512], err[512] = "";
+        fresh_url(e, url, sizeof url);
+        Store *s = NULL;
+        int r = store_open(&s, url, err, sizeof err);
+        if (r < 0)
+                fail_msg("store_open(%s): %s", url, err);
+        assert_int_equal(store_engine(s), e);
+        return s;
+}
+
+/* Query result as one string: rows separated by ';', columns by '|'. */
+typedef struct Out {
+        char text[8192];
+        size_t rows;
+} Out;
+
+static int out_row(void *userdata, size_t ncols, const char *const *values) {
+        Out *o = userdata;
+        size_t l = strlen(o->text);
+        if (o->rows)
+                l += (size_t) snprintf(o->text + l, sizeof o->text - l, ";");
+        for (size_t i = 0; i < ncols; i++)
+                l += (size_t) snprintf(o->text + l, sizeof o->text - l, "%s%s", i ? "|" : "",
+                                       values[i] ? values[i] : "NULL");
+        o->rows++;
+        return 0;
+}
+
+static const char *q(Store *s, const char *sql, size_t n, const char *const *params, Out *o) {
+        char err[512] = "";
+        memset(o, 0, sizeof *o);
+        int r = store_query(s, sql, n, params, out_row, o, err, sizeof err);
+        if (r < 0)
+                fail_msg("%s: %s", sql, err);
+        return o->text;
+}
+
+/* Decode a batch of JSON lines into records. */
+static size_t decode(const char *const *lines, size_t n, Record *recs) {
+        for (size_t i = 0; i < n; i++) {
+                char err[256] = "";
+                int r = record_from_json(lines[i], strlen(lines[i]), &recs[i], err, sizeof err);
+                if (r < 0)
+                        fail_msg("line %zu: %s", i + 1, err);
+        }
+        return n;
+}
+
+static StoreIngestResult ingest(Store *s, const char *cluster, const char *const *lines, size_t n) {
+        Record recs[8];
+        char err[512] = "";
+        StoreIngestResult res = {0};
+        assert_true(n <= ELEMENTSOF(recs));
+        decode(lines, n, recs);
+        int r = store_ingest(s, cluster, recs, n, 1800000000000000ULL, &res, err, sizeof err);
+        for (size_t i = 0; i < n; i++)
+                record_done(&recs[i]);
+        if (r < 0)
+                fail_msg("store_ingest: %s", err);
+        return res;
+}
+
+#define PULL(id, node, ref, tag, digest, t)                                                                       \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"" t "\",\"node\":\"" \
+        node "\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"" ref "\",\"name\":\"docker.io/library/web\","    \
+        "\"tag\":\"" tag "\",\"digest\":\"" digest "\"},\"message\":\"pulled\"}"
+#define LATEST(id, node, ref, digest, t)                                                                          \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"latest_tag\",\"severity\":\"medium\",\"time\":\"" t           \
+        "\",\"node\":\"" node "\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"" ref                           \
+        "\",\"name\":\"docker.io/library/web\",\"tag\":\"latest\",\"digest\":\"" digest "\"},"                   \
+        "\"workload\":{\"namespace\":\"shop\",\"pod\":\"web-0\",\"container\":\"web\"},\"message\":\"latest\"}"
+
+static void test_open_migrates_once(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations", 0, NULL, &o), "1");
+                s = store_free(s);
+                /* a second open finds version 1 and applies nothing */
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "1");
+                /* every table of the contract is there and empty */
+                static const char *const tables[] = {"records", "nodes", "node_images", "inventory_parts",
+                                                     "workload_history", "daily_rollup"};
+                for (size_t i = 0; i < ELEMENTSOF(tables); i++) {
+                        char sql[64];
+                        snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", tables[i]);
+                        assert_string_equal(q(s, sql, 0, NULL, &o), "0");
+                }
+                assert_int_equal(store_ping(s, err, sizeof err), 0);
+                store_free(s);
+        }
+}
+
+static void test_open_failures(void **state) {
+        static const struct {
+                const char *url;
+                int error;
+                const char *names;
+        } table[] = {
+                {"mysql://x", -EINVAL, "unknown database URL"},
+                {"sqlite:", -EINVAL, "no file name"},
+                {"sqlite:/nonexistent-dir/x.db", -ENOTCONN, "sqlite:/nonexistent-dir/x.db"},
+                {"postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=2", -ENOTCONN,
+                 "postgresql://127.0.0.1:1/postgres"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                Store *s = NULL;
+                char err[512] = "";
+                assert_int_equal(store_open(&s, table[i].url, err, sizeof err), table[i].error);
+                assert_null(s);
+                if (!strstr(err, table[i].names))
+                        fail_msg("%s: reason \"%s\" does not name \"%s\"", table[i].url, err, table[i].names);
+                assert_null(strchr(err, '\n'));
+        }
+}
+
+static void test_query_bound_and_read_only(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                const char *lines[] = {PULL("a1", "node-a", "docker.io/library/web:latest", "latest", D1,
+                                            "2026-11-25T10:00:00.000001Z")};
+                ingest(s, "prod", lines, 1);
+                /* an attacker-shaped parameter is a value, never SQL */
+                const char *p1[] = {"node-a' OR '1'='1"};
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM records WHERE node = $1", 1, p1, &o), "0");
+                const char *p2[] = {"prod", "node-a"};
+                assert_string_equal(q(s, "SELECT node, cluster FROM records WHERE node = $2 AND cluster = $1", 2, p2,
+                                      &o),
+                                    "node-a|prod");
+                /* NULL binds SQL NULL */
+                const char *p3[] = {NULL};
+                assert_string_equal(q(s, "SELECT COALESCE($1, 'null')", 1, p3, &o), "null");
+                char err[512] = "";
+                int r = store_query(s, "DELETE FROM records", 0, NULL, NULL, NULL, err, sizeof err);
+                assert_true(r < 0);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM records", 0, NULL, &o), "1");
+                r = store_query(s, "SELECT nonsense FROM", 0, NULL, NULL, NULL, err, sizeof err);
+                assert_int_equal(r, -EIO);
+                assert_non_null(strstr(err, store_name(s)));
+                store_free(s);
+        }
+}
+
+static void test_pull_and_findings(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                const char *b1[] = {
+                        PULL("p1", "node-a", "docker.io/library/web:latest", "latest", D1, "2026-11-25T10:00:00Z"),
+                        LATEST("f1", "node-a", "docker.io/library/web:latest", D1, "2026-11-25T10:00:01Z"),
+                };
+                StoreIngestResult r = ingest(s, "prod", b1, 2);
+                assert_int_equal(r.accepted, 2);
+                assert_int_equal(r.duplicates, 0);
+                assert_string_equal(q(s,
+                                      "SELECT cluster, node, ref, digest, pinned, latest, revision_verified, compliant,"
+                                      " findings FROM node_images",
+                                      0, NULL, &o),
+                                    "prod|node-a|docker.io/library/web:latest|" D1 "|0|1|1|0|latest_tag");
+                assert_string_equal(q(s, "SELECT k8s_namespace, pod, container, digest FROM workload_history", 0,
+                                      NULL, &o),
+                                    "shop|web-0|web|" D1);
+                /* the same batch again: accepted, nothing stored twice, state unchanged */
+                r = ingest(s, "prod", b1, 2);
+                assert_int_equal(r.accepted, 0);
+                assert_int_equal(r.duplicates, 2);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM records", 0, NULL, &o), "2");
+                assert_string_equal(q(s, "SELECT findings, compliant FROM node_images", 0, NULL, &o), "latest_tag|0");
+                /* the tag moves: the row points at the new digest at once, findings start over */
+                const char *b2[] = {
+                        PULL("p2", "node-a", "docker.io/library/web:latest", "latest", D2, "2026-11-25T11:00:00Z")};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, "SELECT digest, findings FROM node_images", 0, NULL, &o), D2 "|");
+                /* an older pull replayed late does not turn the state back */
+                const char *b3[] = {
+                        PULL("p0", "node-a", "docker.io/library/web:latest", "latest", D3, "2026-11-25T09:00:00Z")};
+                ingest(s, "prod", b3, 1);
+                assert_string_equal(q(s, "SELECT digest FROM node_images", 0, NULL, &o), D2);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM records", 0, NULL, &o), "4");
+                /* nodes: first and last seen */
+                assert_string_equal(q(s, "SELECT cluster, node, last_seen_usec, last_inventory_usec FROM nodes", 0,
+                                      NULL, &o),
+                                    "prod|node-a|1800000000000000|0");
+                store_free(s);
+        }
+}
+
+static void test_inventory(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                /* state before: two references from pulls */
+                const char *b1[] = {
+                        PULL("p1", "node-a", "docker.io/library/old:1", "1", D1, "2026-11-25T09:00:00Z"),
+                        PULL("p2", "node-a", "docker.io/library/web:latest", "latest", D1, "2026-11-25T09:00:00Z"),
+                };
+                ingest(s, "c1", b1, 2);
+                /* part 1 of 2 alone replaces nothing */
+                const char *i1[] = {
+                        "{\"schema\":1,\"id\":\"i1\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T10:00:00.5Z\",\"node\":\"node-a\",\"total\":2,\"compliant\":1,\"part\":1,"
+                        "\"parts\":2,\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/web:latest\","
+                        "\"tag\":\"latest\",\"digest\":\"" D2 "\",\"compliant\":false,\"findings\":[\"latest_tag\","
+                        "\"untraceable\"],\"pods\":[{\"namespace\":\"shop\",\"pod\":\"web-1\",\"container\":\"web\"},"
+                        "{\"namespace\":\"blog\",\"pod\":\"w\",\"container\":\"w\"}]}]}"};
+                StoreIngestResult r = ingest(s, "c1", i1, 1);
+                assert_int_equal(r.inventories, 0);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM node_images", 0, NULL, &o), "2");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM inventory_parts", 0, NULL, &o), "1");
+                /* part 2: the inventory is whole; old:1 is gone, web:latest at D2, app:v1 new */
+                const char *i2[] = {
+                        "{\"schema\":1,\"id\":\"i2\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T10:00:00.5Z\",\"node\":\"node-a\",\"total\":2,\"compliant\":1,\"part\":2,"
+                        "\"parts\":2,\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/app:v1\","
+                        "\"tag\":\"v1\",\"digest\":\"" D3 "\",\"compliant\":true,\"findings\":[]}]}"};
+                r = ingest(s, "c1", i2, 1);
+                assert_int_equal(r.inventories, 1);
+                assert_string_equal(q(s,
+                                      "SELECT ref, name, digest, pinned, latest, revision_verified, compliant, findings,"
+                                      " k8s_namespaces FROM node_images ORDER BY ref",
+                                      0, NULL, &o),
+                                    "docker.io/library/app:v1|docker.io/library/app|" D3 "|1|0|1|1||;"
+                                    "docker.io/library/web:latest|docker.io/library/web|" D2
+                                    "|0|1|0|0|latest_tag,untraceable|blog,shop");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM inventory_parts", 0, NULL, &o), "0");
+                assert_string_equal(q(s, "SELECT last_inventory_usec FROM nodes", 0, NULL, &o), "1795600800500000");
+                assert_string_equal(q(s, "SELECT pod FROM workload_history ORDER BY pod", 0, NULL, &o), "w;web-1");
+                /* an older one-part inventory replayed later changes nothing */
+                const char *i3[] = {
+                        "{\"schema\":1,\"id\":\"i3\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T08:00:00Z\",\"node\":\"node-a\",\"total\":0,\"compliant\":0,\"part\":1,"
+                        "\"parts\":1,\"images\":[]}"};
+                ingest(s, "c1", i3, 1);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM node_images", 0, NULL, &o), "2");
+                /* a pull after the inventory updates at once; a newer empty inventory empties */
+                const char *b2[] = {
+                        PULL("p3", "node-a", "docker.io/library/web:latest", "latest", D1, "2026-11-25T10:30:00Z")};
+                ingest(s, "c1", b2, 1);
+                assert_string_equal(
+                        q(s, "SELECT digest FROM node_images WHERE ref = 'docker.io/library/web:latest'", 0, NULL, &o),
+                        D1);
+                const char *i4[] = {
+                        "{\"schema\":1,\"id\":\"i4\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T11:00:00Z\",\"node\":\"node-a\",\"total\":0,\"compliant\":0,\"part\":1,"
+                        "\"parts\":1,\"images\":[]}"};
+                ingest(s, "c1", i4, 1);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM node_images", 0, NULL, &o), "0");
+                store_free(s);
+        }
+}
+
+static void test_cluster_without_token(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                /* the inventory names the cluster; the node's later pull (no cluster field) joins it */
+                const char *i1[] = {
+                        "{\"schema\":1,\"id\":\"i1\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T10:00:00Z\",\"node\":\"node-a\",\"cluster\":\"east\",\"total\":0,"
+                        "\"compliant\":0,\"part\":1,\"parts\":1,\"images\":[]}"};
+                ingest(s, NULL, i1, 1);
+                const char *b1[] = {
+                        PULL("p1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T10:30:00Z"),
+                        PULL("p2", "node-b", "docker.io/library/web:1", "1", D1, "2026-11-25T10:30:00Z"),
+                };
+                ingest(s, NULL, b1, 2);
+                assert_string_equal(q(s, "SELECT cluster, node FROM node_images ORDER BY node", 0, NULL, &o),
+                                    "east|node-a;|node-b");
+                /* a token's cluster wins over the body's */
+                ingest(s, "west", i1, 1);
+                assert_string_equal(q(s, "SELECT cluster FROM nodes ORDER BY cluster", 0, NULL, &o), ";east;west");
+                store_free(s);
+        }
+}
+
+static void test_rollup_and_retention(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                char err[512] = "";
+                const char *i1[] = {
+                        "{\"schema\":1,\"id\":\"i1\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T10:00:00Z\",\"node\":\"node-a\",\"total\":3,\"compliant\":1,\"part\":1,"
+                        "\"parts\":1,\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/a:latest\","
+                        "\"tag\":\"latest\",\"digest\":\"" D1 "\",\"compliant\":false,\"findings\":[\"latest_tag\","
+                        "\"untraceable\"],\"pods\":[{\"namespace\":\"shop\",\"pod\":\"a\",\"container\":\"a\"}]},"
+                        "{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/b:main\",\"tag\":\"main\",\"digest\":\"" D2
+                        "\",\"compliant\":false,\"findings\":[\"mutable_tag\"],\"pods\":[{\"namespace\":\"shop\","
+                        "\"pod\":\"b\",\"container\":\"b\"},{\"namespace\":\"blog\",\"pod\":\"b\",\"container\":\"b\"}]},"
+                        "{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/c:v1\",\"tag\":\"v1\",\"digest\":\"" D3
+                        "\",\"compliant\":true,\"findings\":[]}]}",
+                        PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
+                        PULL("p2", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-28T09:00:00Z"),
+                };
+                ingest(s, "prod", i1, 3);
+                uint64_t now = 1796983200000000ULL; /* 2026-12-11T10:00:00Z */
+                assert_int_equal(store_maintain(s, now, 14, err, sizeof err), 0);
+                assert_string_equal(q(s,
+                                      "SELECT day, cluster, k8s_namespace, images, compliant, pinned, latest,"
+                                      " revision_verified, findings FROM daily_rollup ORDER BY k8s_namespace",
+                                      0, NULL, &o),
+                                    "2026-12-11|prod||3|1|1|1|2|3;"
+                                    "2026-12-11|prod|blog|1|0|0|0|1|1;"
+                                    "2026-12-11|prod|shop|2|0|0|1|1|3");
+                /* 14 days: the pull of 2026-11-25 goes, the one of 2026-11-28 stays; the rollup stays */
+                assert_string_equal(q(s, "SELECT id FROM records", 0, NULL, &o), "p2");
+                assert_int_equal(store_maintain(s, now + 40ULL * 86400000000ULL, 14, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM records", 0, NULL, &o), "0");
+                assert_string_equal(q(s, "SELECT COUNT(DISTINCT day) FROM daily_rollup", 0, NULL, &o), "2");
+                store_free(s);
+        }
+}
+
+static int start_pg(void) {
+        snprintf(pg_dir, sizeof pg_dir, "/tmp/pw-pgunit-XXXXXX");
+        if (!mkdtemp(pg_dir) || chmod(pg_dir, 0755) < 0) /* the postgres user must reach pg_dir/pg */
+                return -errno;
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "bash %s/tests/integration/pg.sh start %s/pg 2>/dev/null", PW_SOURCE_DIR, pg_dir);
+        FILE *p = popen(cmd, "r");
+        if (!p)
+                return -errno;
+        if (!fgets(pg_url, sizeof pg_url, p))
+                pg_url[0] = 0;
+        int st = pclose(p);
+        pg_url[strcspn(pg_url, "\n")] = 0;
+        if (st != 0 || !startswith(pg_url, "postgresql://")) {
+                pg_url[0] = 0;
+                return -ENOENT;
+        }
+        return 0;
+}
+
+static void stop_pg(void) {
+        if (!pg_dir[0])
+                return;
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "bash %s/tests/integration/pg.sh stop %s/pg; rm -rf %s", PW_SOURCE_DIR, pg_dir,
+                 pg_dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "test_store: could not stop PostgreSQL in %s\n", pg_dir);
+}
+
+int main(void) {
+        snprintf(sq_dir, sizeof sq_dir, "/tmp/pw-squnit-XXXXXX");
+        if (!mkdtemp(sq_dir))
+                return 1;
+        if (getenv("PW_NO_POSTGRESQL") || start_pg() < 0)
+                fprintf(stderr, "test_store: PostgreSQL not available, SQLite only\n");
+        else
+                fprintf(stderr, "test_store: SQLite and PostgreSQL (%s)\n", pg_url);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_open_migrates_once),  cmocka_unit_test(test_open_failures),
+                cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
+                cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
+                cmocka_unit_test(test_rollup_and_retention),
+        };
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+        stop_pg();
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", sq_dir);
+        if (system(cmd) != 0)
+                r = 1;
+        return r;
+}
