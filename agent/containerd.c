@@ -251,7 +251,7 @@ static json_t *json_load(const char *s, size_t len, const char *what, char *err,
 
 /* OCI digest grammar: algorithm [a-z0-9+._-]+ ":" encoded [a-zA-Z0-9=_-]+, bounded.
  * Keeps what we log and send back to containerd tame. */
-static bool digest_valid(const char *d) {
+bool ctrd_digest_valid(const char *d) {
         const char *colon = d ? strchr(d, ':') : NULL;
         if (!colon || colon == d || !colon[1] || strlen(d) >= PW_DIGEST_MAX)
                 return false;
@@ -284,7 +284,7 @@ int ctrd_parse_index(const char *json, size_t len, const char *os, const char *a
         out.n_manifests = 0;
         json_array_foreach(manifests, i, m) {
                 const char *d = json_string_value(json_object_get(m, "digest"));
-                if (!digest_valid(d)) {
+                if (!ctrd_digest_valid(d)) {
                         r = fail(err, errlen, "image index entry %zu has no valid digest", i);
                         goto out;
                 }
@@ -338,7 +338,7 @@ int ctrd_parse_manifest(const char *json, size_t len, CtrdImageConfig *cfg, char
                 goto out;
         }
         const char *d = json_string_value(json_object_get(json_object_get(j, "config"), "digest"));
-        if (!digest_valid(d)) {
+        if (!ctrd_digest_valid(d)) {
                 r = fail(err, errlen, "image manifest has no valid config digest");
                 goto out;
         }
@@ -942,7 +942,7 @@ static int content_read(Ctrd *c, const char *ns, const char *digest, size_t max_
                         void *userdata, CtrdCall **ret) {
         Containerd__Services__Content__V1__ReadContentRequest req =
                 CONTAINERD__SERVICES__CONTENT__V1__READ_CONTENT_REQUEST__INIT;
-        if (!cb || isempty(ns) || !digest_valid(digest) || max_bytes == 0)
+        if (!cb || isempty(ns) || !ctrd_digest_valid(digest) || max_bytes == 0)
                 return -EINVAL;
         req.digest = (char *) digest;
         return start(c, &KIND_CONTENT_READ, (CallCallback){.blob = cb}, ns, digest, &req.base, CTRD_UNARY_TIMEOUT_USEC,
@@ -1061,7 +1061,7 @@ int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const
         Resolve *rs;
         int r;
 
-        if (!c || !cb || isempty(ns) || !digest_valid(target_digest))
+        if (!c || !cb || isempty(ns) || !ctrd_digest_valid(target_digest))
                 return -EINVAL;
         rs = calloc(1, sizeof(*rs));
         if (!rs)

@@ -612,6 +612,7 @@ static void prune_batch(Ledger *l, const Ref *protect) {
         size_t k = 0;
         for (; k < n && l->entries > l->max_entries; k++) {
                 Ref *e = l->refs[v[k].ref];
+                twin_unlink(l, e);
                 for (size_t j = 0; j < e->n_digests; j++)
                         atom_unref(l, ref_hist(e)[j].atom);
                 for (size_t j = 0; j < e->n_raised; j++)

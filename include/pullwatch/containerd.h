@@ -132,6 +132,10 @@ int ctrd_parse_index(const char *json, size_t len, const char *os, const char *a
 int ctrd_parse_manifest(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen);
 /* From an image config: the revision label into cfg->has_revision/revision. */
 int ctrd_parse_config(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen);
+/* The OCI digest grammar: algorithm ([a-z0-9+._-]+) ":" encoded ([A-Za-z0-9=_-]+), shorter
+ * than PW_DIGEST_MAX. What the ctrd_parse_* functions accept as a digest (containerd
+ * itself checks an algorithm's length when the digest is used). */
+bool ctrd_digest_valid(const char *d);
 /* True for the index/manifest-list media types. */
 bool ctrd_media_type_is_index(const char *mt);
 
