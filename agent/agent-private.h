@@ -20,6 +20,10 @@
 
 #define RECONNECT_MIN_USEC (250 * 1000ULL)
 #define RECONNECT_MAX_USEC (10 * 1000000ULL)
+/* An event stream that lived this long was a working connection: its end restarts the
+ * backoff. One that ends sooner (a containerd or proxy that drops streams) keeps backing
+ * off: reconnecting, re-listing and logging every 0.25 s was a storm. */
+#define STREAM_STABLE_USEC (30 * 1000000ULL)
 #define CATCHUP_DELAY_USEC (3 * 1000000ULL) /* second listing after a (re)connect */
 #define LEDGER_SAVE_DELAY_USEC (2 * 1000000ULL)
 #define METRICS_INTERVAL_USEC (15 * 1000000ULL)
@@ -43,6 +47,7 @@ typedef struct Agent {
         /* connection */
         bool connected, ready_notified;
         uint64_t generation, reconnect_usec;
+        uint64_t subscribed_usec; /* CLOCK_MONOTONIC, when the current stream started */
         char last_connect_error[256];
         CtrdCall *subscription;
         unsigned listing_pending; /* listing calls of the current generation in flight */

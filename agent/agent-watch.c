@@ -253,7 +253,8 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
         jobs_set_generation(a->jobs, ++a->generation);
         log_warning("event stream from containerd at %s ended: %s; reconnecting", a->config->address,
                     reason ? reason : "closed");
-        a->reconnect_usec = RECONNECT_MIN_USEC;
+        if (now_usec_monotonic() - a->subscribed_usec >= STREAM_STABLE_USEC)
+                a->reconnect_usec = RECONNECT_MIN_USEC;
         a->last_connect_error[0] = 0;
         schedule_reconnect(a);
 }
@@ -293,6 +294,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         }
         log_info("connected to containerd %s (%s) at %s", v->version, v->revision, a->config->address);
         a->connected = true;
+        a->subscribed_usec = now_usec_monotonic();
         a->last_connect_error[0] = 0;
         a->listed_images = 0;
         reconcile(a, true);

@@ -81,15 +81,6 @@ static bool is_blank(char c) {
         return c == ' ' || c == '\t';
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 typedef struct Out {
         char *buf;
@@ -155,7 +146,7 @@ static int read_double_quoted(const char *p, const char *end, Out *o, char *err,
                         return errbuf_fail(err, errlen, -EINVAL, "bad escape in the quoted value of image:");
                 unsigned long cp = 0;
                 for (size_t i = 1; i <= digits; i++) {
-                        int v = hexval(p[i]);
+                        int v = unhexchar(p[i]);
                         if (v < 0)
                                 return errbuf_fail(err, errlen, -EINVAL, "bad escape in the quoted value of image:");
                         cp = cp * 16 + (unsigned long) v;

@@ -251,7 +251,7 @@ static json_t *json_load(const char *s, size_t len, const char *what, char *err,
 
 /* OCI digest grammar: algorithm [a-z0-9+._-]+ ":" encoded [a-zA-Z0-9=_-]+, bounded.
  * Keeps what we log and send back to containerd tame. */
-static bool digest_valid(const char *d) {
+bool ctrd_digest_valid(const char *d) {
         const char *colon = d ? strchr(d, ':') : NULL;
         if (!colon || colon == d || !colon[1] || strlen(d) >= PW_DIGEST_MAX)
                 return false;
@@ -284,7 +284,7 @@ int ctrd_parse_index(const char *json, size_t len, const char *os, const char *a
         out.n_manifests = 0;
         json_array_foreach(manifests, i, m) {
                 const char *d = json_string_value(json_object_get(m, "digest"));
-                if (!digest_valid(d)) {
+                if (!ctrd_digest_valid(d)) {
                         r = fail(err, errlen, "image index entry %zu has no valid digest", i);
                         goto out;
                 }
@@ -338,7 +338,7 @@ int ctrd_parse_manifest(const char *json, size_t len, CtrdImageConfig *cfg, char
                 goto out;
         }
         const char *d = json_string_value(json_object_get(json_object_get(j, "config"), "digest"));
-        if (!digest_valid(d)) {
+        if (!ctrd_digest_valid(d)) {
                 r = fail(err, errlen, "image manifest has no valid config digest");
                 goto out;
         }
@@ -577,6 +577,9 @@ static void images_fail(CtrdCall *call, int error, const char *reason) {
 }
 static void images_deliver(CtrdCall *call, const ProtobufCMessage *m) {
         const Containerd__Services__Images__V1__ListImagesResponse *p = (const void *) m;
+        if (p->n_images > CTRD_LIST_MAX)
+                return fail_formatted(call, -E2BIG, "Images.List: %zu images, more than %u; ignoring the reply",
+                                      p->n_images, CTRD_LIST_MAX);
         _cleanup_free_ CtrdImage *imgs = calloc(p->n_images ? p->n_images : 1, sizeof(*imgs));
         size_t n = 0;
         if (!imgs)
@@ -637,6 +640,9 @@ static void containers_fail(CtrdCall *call, int error, const char *reason) {
 }
 static void containers_deliver(CtrdCall *call, const ProtobufCMessage *m) {
         const Containerd__Services__Containers__V1__ListContainersResponse *p = (const void *) m;
+        if (p->n_containers > CTRD_LIST_MAX)
+                return fail_formatted(call, -E2BIG, "Containers.List: %zu containers, more than %u; ignoring the reply",
+                                      p->n_containers, CTRD_LIST_MAX);
         _cleanup_free_ CtrdContainer *cts = calloc(p->n_containers ? p->n_containers : 1, sizeof(*cts));
         size_t n = 0;
         if (!cts)
@@ -738,16 +744,56 @@ static int on_message(GrpcCall *gcall, const uint8_t *msg, size_t len, void *use
         return 0;
 }
 
+/* protobuf-c's allocations for one reply, within a budget: a hostile reply of empty
+ * records (2 bytes each) decodes to ~50 times its size, so a max_message_bytes reply could
+ * take gigabytes. */
+typedef struct DecodeBudget {
+        size_t left;
+        bool exceeded;
+} DecodeBudget;
+
+static void *budget_alloc(void *data, size_t size) {
+        DecodeBudget *b = data;
+        size_t need = size + sizeof(max_align_t);
+        if (size > SIZE_MAX - sizeof(max_align_t) || need > b->left) {
+                b->exceeded = true;
+                return NULL;
+        }
+        max_align_t *p = malloc(need);
+        if (!p)
+                return NULL;
+        memcpy(p, &need, sizeof(need)); /* the size, to give it back on free */
+        b->left -= need;
+        return p + 1;
+}
+
+static void budget_free(void *data, void *ptr) {
+        DecodeBudget *b = data;
+        if (!ptr)
+                return;
+        max_align_t *p = (max_align_t *) ptr - 1;
+        size_t need;
+        memcpy(&need, p, sizeof(need));
+        b->left += need;
+        free(p);
+}
+
 /* A unary call ended OK: decode its one message and deliver it. */
 static void deliver_unary(CtrdCall *call) {
         const CallKind *k = call->kind;
         if (!call->got_message)
                 return fail_formatted(call, -EBADMSG, "%s: OK status without a response message", k->name);
-        ProtobufCMessage *m = protobuf_c_message_unpack(k->response, NULL, call->len, call->buf);
+        DecodeBudget budget = { .left = CTRD_DECODE_RATIO * call->len + (1U << 20) };
+        ProtobufCAllocator alloc = { .alloc = budget_alloc, .free = budget_free, .allocator_data = &budget };
+        ProtobufCMessage *m = protobuf_c_message_unpack(k->response, &alloc, call->len, call->buf);
+        if (!m && budget.exceeded)
+                return fail_formatted(call, -E2BIG,
+                                      "%s: the response (%zu bytes) decodes to more than %u times its size; ignoring it",
+                                      k->name, call->len, CTRD_DECODE_RATIO);
         if (!m)
                 return fail_formatted(call, -EBADMSG, "%s: cannot decode the response (%zu bytes)", k->name, call->len);
         k->deliver(call, m);
-        protobuf_c_message_free_unpacked(m, NULL);
+        protobuf_c_message_free_unpacked(m, &alloc);
 }
 
 static void on_done(GrpcCall *gcall, int error, const GrpcStatus *st, void *userdata) {
@@ -896,7 +942,7 @@ static int content_read(Ctrd *c, const char *ns, const char *digest, size_t max_
                         void *userdata, CtrdCall **ret) {
         Containerd__Services__Content__V1__ReadContentRequest req =
                 CONTAINERD__SERVICES__CONTENT__V1__READ_CONTENT_REQUEST__INIT;
-        if (!cb || isempty(ns) || !digest_valid(digest) || max_bytes == 0)
+        if (!cb || isempty(ns) || !ctrd_digest_valid(digest) || max_bytes == 0)
                 return -EINVAL;
         req.digest = (char *) digest;
         return start(c, &KIND_CONTENT_READ, (CallCallback){.blob = cb}, ns, digest, &req.base, CTRD_UNARY_TIMEOUT_USEC,
@@ -1015,7 +1061,7 @@ int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const
         Resolve *rs;
         int r;
 
-        if (!c || !cb || isempty(ns) || !digest_valid(target_digest))
+        if (!c || !cb || isempty(ns) || !ctrd_digest_valid(target_digest))
                 return -EINVAL;
         rs = calloc(1, sizeof(*rs));
         if (!rs)

@@ -207,15 +207,6 @@ void grpc_headers_init(GrpcHeaders *h) {
         *h = (GrpcHeaders) { .grpc_status = -1 };
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 int grpc_percent_decode(const char *in, size_t len, char *out, size_t outsize) {
         size_t o = 0;
@@ -225,8 +216,8 @@ int grpc_percent_decode(const char *in, size_t len, char *out, size_t outsize) {
                 return -ENOBUFS;
         for (size_t i = 0; i < len; i++) {
                 char c = in[i];
-                if (c == '%' && i + 2 < len + 0 && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
-                        c = (char) (hexval(in[i + 1]) << 4 | hexval(in[i + 2]));
+                if (c == '%' && i + 2 < len + 0 && unhexchar(in[i + 1]) >= 0 && unhexchar(in[i + 2]) >= 0) {
+                        c = (char) (unhexchar(in[i + 1]) << 4 | unhexchar(in[i + 2]));
                         i += 2;
                 }
                 if (o + 1 >= outsize) {

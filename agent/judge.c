@@ -105,7 +105,8 @@ static void raise_image(Judge *jd, Judged *jg, bool changed, const char *previou
         char what[WHAT_MAX], key[KEY_MAX];
         uint64_t last_move = 0;
         if (changed) {
-                (void) ledger_last_raised(jd->ledger, o->namespace, o->ref, o->digest, "tag_moved", &last_move);
+                (void) ledger_last_raised(jd->ledger, o->namespace, o->ref, o->digest,
+                                         finding_kind_to_string(FINDING_TAG_MOVED), &last_move);
                 snprintf(what, sizeof what, "%s|%s|from %s|%" PRIu64, o->namespace, o->ref, previous, last_move);
         } else
                 snprintf(what, sizeof what, "%s|%s", o->namespace, o->ref);

@@ -488,10 +488,10 @@ bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, co
         return false;
 }
 
-/* Remove refs[i] entirely. The table is refilled in place: O(n), only when pruning whole
- * references (or undoing a failed first record). */
-static void ref_remove(Ledger *l, size_t i) {
-        Ref *e = l->refs[i];
+/* Everything the ledger keeps for e besides its slot in refs[] (the tagged-current index,
+ * its atoms, the counts) is let go, and e is freed: the one place that does it, for
+ * ref_remove() and the batch prune alike. Returns NULL. */
+static Ref *ref_release(Ledger *l, Ref *e) {
         twin_unlink(l, e);
         for (size_t j = 0; j < e->n_digests; j++)
                 atom_unref(l, ref_hist(e)[j].atom);
@@ -499,7 +499,13 @@ static void ref_remove(Ledger *l, size_t i) {
                 atom_unref(l, ref_raised(e)[j].atom);
         l->entries -= e->n_digests;
         l->raised -= e->n_raised;
-        ref_free(e);
+        return ref_free(e);
+}
+
+/* Remove refs[i] entirely. The table is refilled in place: O(n), only when pruning whole
+ * references (or undoing a failed first record). */
+static void ref_remove(Ledger *l, size_t i) {
+        ref_release(l, l->refs[i]);
         l->refs[i] = l->refs[--l->n_refs];
         table_fill(l);
 }
@@ -612,14 +618,8 @@ static void prune_batch(Ledger *l, const Ref *protect) {
         size_t k = 0;
         for (; k < n && l->entries > l->max_entries; k++) {
                 Ref *e = l->refs[v[k].ref];
-                for (size_t j = 0; j < e->n_digests; j++)
-                        atom_unref(l, ref_hist(e)[j].atom);
-                for (size_t j = 0; j < e->n_raised; j++)
-                        atom_unref(l, ref_raised(e)[j].atom);
-                l->entries -= e->n_digests;
-                l->raised -= e->n_raised;
                 l->pruned += e->n_digests;
-                l->refs[v[k].ref] = ref_free(e);
+                l->refs[v[k].ref] = ref_release(l, e);
         }
         if (k == 0)
                 return;

@@ -231,16 +231,15 @@ void sinks_emit(Sinks *s, Finding *f, const char *key) {
                 scan_report_finding(s->scan, f);
 
         _cleanup_free_ char *json = NULL;
-        if ((s->spool || s->stdout_json) && finding_to_json_string(f, &json) < 0) {
-                log_error("cannot encode %s record for %s as JSON, ignoring", finding_kind_to_string(f->kind),
-                          f->image.ref);
-                return;
-        }
-        if (s->spool)
+        if ((s->spool || s->stdout_json) && finding_to_json_string(f, &json) < 0)
+                /* never a reason to lose it everywhere: journald still gets it */
+                log_error("cannot encode %s record for %s as JSON, it goes to journald only",
+                          finding_kind_to_string(f->kind), f->image.ref);
+        if (s->spool && json)
                 spool_record(s, f, json);
         if (s->journal)
                 journal_record(s, f);
-        if (s->stdout_json) {
+        if (s->stdout_json && json) {
                 fputs(json, stdout);
                 fputc('\n', stdout);
                 fflush(stdout);

@@ -167,10 +167,49 @@ void finding_format_message(Finding *f) {
         }
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, at
+ * most U+10FFFF), 0 if it is not one. */
+static size_t utf8_sequence(const unsigned char *s) {
+        unsigned char c = s[0];
+        size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80, hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        for (size_t i = 1; i < n; i++)
+                if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+                        return 0;
+        return n;
+}
+
+/* A string from a peer (a pod label, an image name in containerd) may not be UTF-8, which
+ * JSON cannot hold: each bad byte becomes U+FFFD rather than the record being lost. */
+static json_t *json_string_sanitised(const char *value) {
+        json_t *j = json_string(value);
+        if (j)
+                return j;
+        size_t len = strlen(value);
+        _cleanup_free_ char *buf = malloc(3 * len + 1);
+        if (!buf)
+                return NULL;
+        size_t o = 0;
+        for (const unsigned char *p = (const unsigned char *) value; *p;) {
+                size_t n = utf8_sequence(p);
+                if (n == 0) {
+                        memcpy(buf + o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        p++;
+                } else {
+                        memcpy(buf + o, p, n);
+                        o += n;
+                        p += n;
+                }
+        }
+        buf[o] = 0;
+        return json_string(buf);
+}
+
 static int set_str(json_t *o, const char *key, const char *value, bool always) {
         if (!always && isempty(value))
                 return 0;
-        return json_object_set_new(o, key, json_string(value ? value : "")) < 0 ? -ENOMEM : 0;
+        return json_object_set_new(o, key, json_string_sanitised(value ? value : "")) < 0 ? -ENOMEM : 0;
 }
 
 int finding_to_json(const Finding *f, json_t **ret) {

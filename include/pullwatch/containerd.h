@@ -23,6 +23,8 @@
 #define CTRD_TYPE_URL_MAX 160
 #define CTRD_VERSION_MAX 128
 #define CTRD_NAMESPACES_MAX 256       /* more are ignored */
+#define CTRD_LIST_MAX 65536U          /* images or containers in one List reply; more: the reply is refused */
+#define CTRD_DECODE_RATIO 16U         /* a reply may decode to 16 times its size (+1 MiB); more: refused */
 #define CTRD_INDEX_MANIFESTS_MAX 64   /* manifests kept from one index; more are ignored */
 #define CTRD_BLOB_MAX (4U << 20)      /* manifests, indexes and configs we read */
 #define CTRD_UNARY_TIMEOUT_USEC (30ULL * 1000000ULL)
@@ -130,6 +132,10 @@ int ctrd_parse_index(const char *json, size_t len, const char *os, const char *a
 int ctrd_parse_manifest(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen);
 /* From an image config: the revision label into cfg->has_revision/revision. */
 int ctrd_parse_config(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen);
+/* The OCI digest grammar: algorithm ([a-z0-9+._-]+) ":" encoded ([A-Za-z0-9=_-]+), shorter
+ * than PW_DIGEST_MAX. What the ctrd_parse_* functions accept as a digest (containerd
+ * itself checks an algorithm's length when the digest is used). */
+bool ctrd_digest_valid(const char *d);
 /* True for the index/manifest-list media types. */
 bool ctrd_media_type_is_index(const char *mt);
 

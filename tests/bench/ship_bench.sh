@@ -13,8 +13,9 @@ W=$(mktemp -d /tmp/pw-ship-bench-XXXXXX)
 trap 'kill $RPID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"' EXIT
 
 gcc -O2 -std=gnu11 -D_GNU_SOURCE -I"$SRC/include" "$SRC/tests/bench/ship_bench.c" \
-    "$SRC/agent/ship.c" "$SRC/agent/spool.c" "$SRC/agent/curlev.c" -o "$W/ship_bench" \
-    $(pkg-config --cflags --libs jansson libcurl libsystemd zlib)
+    "$SRC/agent/ship.c" "$SRC/agent/spool.c" "$SRC/agent/curlev.c" "$SRC/agent/curlshim.c" \
+    "$SRC/core/dynbuf.c" "$SRC/core/fileio.c" -o "$W/ship_bench" \
+    $(pkg-config --cflags jansson libcurl libsystemd zlib) $(pkg-config --libs jansson libsystemd zlib) -ldl
 
 echo "== encode + gzip (no network), batches of 1000 records of ~560 bytes"
 "$W/ship_bench" encode 200000

@@ -12,7 +12,7 @@ n_always=$(( n > 10000 ? 10000 : n ))
 mkdir -p "$dir"
 bin=$(mktemp /tmp/spool_bench.XXXXXX)
 trap 'rm -f "$bin"; rm -rf "$dir"' EXIT
-gcc -O2 -std=gnu11 -D_GNU_SOURCE -I"$src/include" -o "$bin" "$src/tests/bench/spool_bench.c" "$src/agent/spool.c" -lz
+gcc -O2 -std=gnu11 -D_GNU_SOURCE -I"$src/include" -o "$bin" "$src/tests/bench/spool_bench.c" "$src/agent/spool.c" "$src/core/fileio.c" -lz
 
 "$bin" "$dir" "$n" "$batch"
 

@@ -1,13 +1,12 @@
 /* Fuzz target for the registry documents the agent reads through containerd's Content
  * service: ctrd_parse_index (for three platforms), ctrd_parse_manifest and
  * ctrd_parse_config, each on the same bytes. Whatever the input: a failure leaves a
- * one-line reason, a success only valid digests and terminated strings. */
+ * one-line reason, a success only digests of the OCI grammar and terminated strings. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pullwatch/containerd.h"
-#include "pullwatch/ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,11 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 check_err(r, err);
                 if (r < 0)
                         continue;
-                if (!ref_digest_is_valid(cfg.platform_digest) || cfg.n_manifests > CTRD_INDEX_MANIFESTS_MAX)
+                if (!ctrd_digest_valid(cfg.platform_digest) || cfg.n_manifests > CTRD_INDEX_MANIFESTS_MAX)
                         abort();
                 check_string(cfg.platform, sizeof cfg.platform);
                 for (size_t i = 0; i < cfg.n_manifests; i++)
-                        if (!ref_digest_is_valid(cfg.manifests[i]))
+                        if (!ctrd_digest_valid(cfg.manifests[i]))
                                 abort();
         }
 
@@ -44,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         err[0] = 0;
         int r = ctrd_parse_manifest(json, size, &cfg, err, sizeof err);
         check_err(r, err);
-        if (r >= 0 && !ref_digest_is_valid(cfg.config_digest))
+        if (r >= 0 && !ctrd_digest_valid(cfg.config_digest))
                 abort();
 
         cfg = (CtrdImageConfig){0};

@@ -8,6 +8,9 @@
 #   seccomp filter, address families, empty capability set and no_new_privs, and still
 #   subscribes, notifies READY=1 and WATCHDOG=1, records, reloads pins (inotify) and
 #   ships; dpkg -r removes everything but the state; dpkg -P removes the state.
+# The same for pullwatch-fleet when it is built: its .deb, its unit (DynamicUser), and
+# the collector under its unit's filter, as an unprivileged user, receiving what the
+# sandboxed agent ships.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -27,17 +30,25 @@ UNIT=/usr/lib/systemd/system/pullwatch.service
 LATEST_ID=dfb3dbaf166e412ebb19028f9c104543
 
 dpkg -s pullwatch >/dev/null 2>&1 && pw_fail "a pullwatch package is already installed here; remove it first (dpkg -P pullwatch)"
-pkg_cleanup() { dpkg -P pullwatch >/dev/null 2>&1 || true; }
+pkg_cleanup() { dpkg -P pullwatch pullwatch-fleet >/dev/null 2>&1 || true; }
 trap 'rc=$?; pkg_cleanup; (exit $rc); pw_cleanup' EXIT
 
 # ------------------------------------------------------------ build, lint ----
 cmake --build "$B" --target package >"$W/cpack.log" 2>&1 || pw_fail "cmake --build --target package failed" "$(tail -5 "$W/cpack.log")"
-DEB=$(ls -t "$B"/pullwatch_*.deb | head -1)
-lintian --fail-on error "$DEB" >"$W/lintian.log" 2>&1 || pw_fail "lintian reports errors on $(basename "$DEB")" "$(grep '^E:' "$W/lintian.log")"
-pw_assert_eq "$(grep -c '^E:' "$W/lintian.log" || true)" 0 "lintian: no error ($(grep -c '^W:' "$W/lintian.log" || true) warnings)"
+DEB=$B/pullwatch_$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$B/CMakeCache.txt")_$(dpkg --print-architecture).deb
+FDEB=${DEB/pullwatch_/pullwatch-fleet_}
+[[ -f $DEB ]] || pw_fail "no $DEB after cmake --build --target package" "$(tail -3 "$W/cpack.log")"
+HAVE_FLEET=0
+[[ -x $B/pullwatch-fleet ]] && HAVE_FLEET=1
+[[ $HAVE_FLEET == 0 || -f $FDEB ]] || pw_fail "pullwatch-fleet is built but $FDEB was not made"
+DEBS=("$DEB")
+[[ $HAVE_FLEET == 1 ]] && DEBS+=("$FDEB")
+# one lintian run for both (its start-up is most of its time)
+lintian --fail-on error "${DEBS[@]}" >"$W/lintian.log" 2>&1 || pw_fail "lintian reports errors" "$(grep '^E:' "$W/lintian.log")"
+pw_assert_eq "$(grep -c '^E:' "$W/lintian.log" || true)" 0 "lintian ${DEBS[*]##*/}: no error ($(grep -c '^W:' "$W/lintian.log" || true) warnings)"
 
 # ---------------------------------------------------------------- install ----
-dpkg -i "$DEB" >"$W/dpkg.log" 2>&1 || pw_fail "dpkg -i failed" "$(tail -5 "$W/dpkg.log")"
+dpkg -i "${DEBS[@]}" >"$W/dpkg.log" 2>&1 || pw_fail "dpkg -i failed" "$(tail -5 "$W/dpkg.log")"
 for f in /usr/bin/pullwatch "$UNIT" /usr/lib/systemd/catalog/pullwatch.catalog /etc/default/pullwatch; do
 	pw_assert_cmd "installed: $f" test -s "$f"
 done
@@ -55,13 +66,19 @@ st=0; (set -a; . "$W/default"; exec /usr/bin/pullwatch check docker.io/library/n
 pw_assert_eq "$st" 0 "an uncommented line of the default file takes effect"
 
 # -------------------------------------------------------------- the unit ----
-SCORE=$(systemd-analyze security --offline=true "$UNIT" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
-pw_assert_match "$SCORE" '^[0-9]+\.[0-9]$' "systemd-analyze security scores the unit ($SCORE)"
-awk -v s="$SCORE" 'BEGIN { exit !(s <= 2.0) }' || pw_fail "unit exposure $SCORE > 2.0" \
-	"$(systemd-analyze security --offline=true "$UNIT" 2>&1 | grep '✗')"
-pw_pass "unit exposure $SCORE <= 2.0"
-systemd-analyze verify "$UNIT" >"$W/verify.log" 2>&1 || pw_fail "systemd-analyze verify failed" "$(cat "$W/verify.log")"
-pw_assert_eq "$(grep -v 'containerd.service' "$W/verify.log" || true)" "" "systemd-analyze verify: no complaint"
+FUNIT=/usr/lib/systemd/system/pullwatch-fleet.service
+UNITS=("$UNIT")
+[[ $HAVE_FLEET == 1 ]] && UNITS+=("$FUNIT")
+for u in "${UNITS[@]}"; do
+	n=$(basename "$u")
+	SCORE=$(systemd-analyze security --offline=true "$u" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+	pw_assert_match "$SCORE" '^[0-9]+\.[0-9]$' "systemd-analyze security scores $n ($SCORE)"
+	awk -v s="$SCORE" 'BEGIN { exit !(s <= 2.0) }' || pw_fail "$n exposure $SCORE > 2.0" \
+		"$(systemd-analyze security --offline=true "$u" 2>&1 | grep '✗')"
+	pw_pass "$n exposure $SCORE <= 2.0"
+	systemd-analyze verify "$u" >"$W/verify.log" 2>&1 || pw_fail "systemd-analyze verify $n failed" "$(cat "$W/verify.log")"
+	pw_assert_eq "$(grep -vE '(containerd|postgresql)\.service' "$W/verify.log" || true)" "" "systemd-analyze verify $n: no complaint"
+done
 
 # ------------------------- the installed agent under the unit's own sandbox ----
 # What systemd would apply that a process can apply to itself: the seccomp filter and
@@ -78,15 +95,34 @@ EOF
 PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $!"
 pw_poll 5 test -S "$W/notify.sock" || pw_fail "notify socket did not appear"
 PORT=$(pw_free_port)
-"$PW_PY" "$PW_LIB_DIR/receiver.py" --port "$PORT" --port-file "$W/recv.port" --records "$W/recv.records" >>"$W/receiver.log" 2>&1 &
-PW_EXTRA_PIDS="$PW_EXTRA_PIDS $!"
-pw_poll 10 test -s "$W/recv.port" || pw_fail "receiver did not listen"
+SANDBOX=(setpriv --no-new-privs --bounding-set=-all --inh-caps=-all --ambient-caps=-all)
+if [[ $HAVE_FLEET == 1 ]]; then
+	# the collector as the unit runs it: an unprivileged user (DynamicUser= stands in as
+	# nobody), no capability, its unit's filter, its database in its own directory
+	mkdir -p "$W/fleet-state"
+	chown nobody:nogroup "$W/fleet-state"
+	chmod 755 "$W"
+	"${SANDBOX[@]}" --reuid nobody --regid nogroup --clear-groups /usr/bin/python3 "$PW_LIB_DIR/seccomp_run.py" "$FUNIT" -- \
+		/usr/bin/pullwatch-fleet serve --listen "127.0.0.1:$PORT" --db "sqlite:$W/fleet-state/fleet.db" \
+		>"$W/fleet.out" 2>"$W/fleet.err" &
+	FLEET_PID=$!
+	PW_EXTRA_PIDS="$PW_EXTRA_PIDS $FLEET_PID"
+	pw_poll 15 pw_http_ok "http://127.0.0.1:$PORT/readyz" || pw_fail "the sandboxed collector did not answer /readyz" "$(tail -5 "$W/fleet.err")"
+	pw_assert_match "$(grep seccomp_run: "$W/fleet.err")" 'allowed by pullwatch-fleet.service' "the collector runs under its unit's filter"
+	pw_assert_eq "$(awk '$1 == "CapEff:" { print $2 }' "/proc/$FLEET_PID/status")" 0000000000000000 "the collector holds no capability"
+	ENDPOINT=http://127.0.0.1:$PORT/v1/records
+else
+	"$PW_PY" "$PW_LIB_DIR/receiver.py" --port "$PORT" --port-file "$W/recv.port" --records "$W/recv.records" >>"$W/receiver.log" 2>&1 &
+	PW_EXTRA_PIDS="$PW_EXTRA_PIDS $!"
+	pw_poll 10 test -s "$W/recv.port" || pw_fail "receiver did not listen"
+	ENDPOINT=http://127.0.0.1:$PORT/ingest
+fi
 echo '{}' >"$W/pins.json"
 export NOTIFY_SOCKET=$W/notify.sock WATCHDOG_USEC=1000000
 PULLWATCH_SAVED=$PULLWATCH
 PULLWATCH=/usr/bin/pullwatch
-PW_AGENT_WRAPPER="setpriv --no-new-privs --bounding-set=-all --inh-caps=-all --ambient-caps=-all /usr/bin/python3 $PW_LIB_DIR/seccomp_run.py $UNIT --"
-pw_start_agent "$(pw_node_name)" --pins "$W/pins.json" --endpoint "http://127.0.0.1:$PORT/ingest" --batch-max-age 100ms
+PW_AGENT_WRAPPER="${SANDBOX[*]} /usr/bin/python3 $PW_LIB_DIR/seccomp_run.py $UNIT --"
+pw_start_agent "$(pw_node_name)" --pins "$W/pins.json" --endpoint "$ENDPOINT" --batch-max-age 100ms
 unset NOTIFY_SOCKET WATCHDOG_USEC
 pw_assert_match "$(pw_agent_err_since_start | grep seccomp_run:)" 'system calls allowed by pullwatch.service' "the agent runs under the unit's filter"
 for k in CapBnd CapEff; do
@@ -106,8 +142,16 @@ pw_poll 10 eval 'pw_agent_err_since_start | grep -q "loaded 1 pins"' ||
 	pw_fail "the pins file change was not picked up (inotify) under the filter" "$(pw_agent_err_since_start | tail -3)"
 pw_pass "pins reloaded through inotify under the filter"
 ID=$(pw_stdout_get id kind=latest_tag "image.ref=$PW_REGISTRY/pkg:latest" | head -1)
-pw_poll 20 grep -q "\"id\": *\"$ID\"" "$W/recv.records" || pw_fail "record $ID not shipped under the filter"
-pw_pass "libcurl loaded and shipped under the filter"
+if [[ $HAVE_FLEET == 1 ]]; then
+	stored() { [[ $(sqlite3 "file:$W/fleet-state/fleet.db?mode=ro" "SELECT count(*) FROM records WHERE id = '$1'" 2>/dev/null) == 1 ]]; }
+	pw_poll 20 stored "$ID" || pw_fail "record $ID not stored by the sandboxed collector" "$(tail -3 "$W/fleet.err")"
+	pw_pass "libcurl loaded and shipped under the filter, stored by the collector under its own"
+	pw_kill_wait "$FLEET_PID" 15
+	pw_assert_eq "$PW_KILL_STATUS" 0 "the sandboxed collector drains and exits 0 on SIGTERM"
+else
+	pw_poll 20 grep -q "\"id\": *\"$ID\"" "$W/recv.records" || pw_fail "record $ID not shipped under the filter"
+	pw_pass "libcurl loaded and shipped under the filter"
+fi
 pw_stop_agent
 PULLWATCH=$PULLWATCH_SAVED
 PW_AGENT_WRAPPER=
@@ -119,13 +163,13 @@ pw_assert_match "$X" 'moves with every push' "journalctl -x: the catalog's expla
 
 # ------------------------------------------------------------- remove, purge ----
 echo keep >/var/lib/pullwatch/ledger.json
-dpkg -r pullwatch >"$W/dpkg-r.log" 2>&1 || pw_fail "dpkg -r failed" "$(tail -5 "$W/dpkg-r.log")"
-for f in /usr/bin/pullwatch "$UNIT" /usr/lib/systemd/catalog/pullwatch.catalog; do
+dpkg -r pullwatch pullwatch-fleet >"$W/dpkg-r.log" 2>&1 || pw_fail "dpkg -r failed" "$(tail -5 "$W/dpkg-r.log")"
+for f in /usr/bin/pullwatch "$UNIT" /usr/lib/systemd/catalog/pullwatch.catalog /usr/bin/pullwatch-fleet "$FUNIT"; do
 	pw_assert_cmd "dpkg -r removed $f" test ! -e "$f"
 done
 pw_assert_eq "$(journalctl --list-catalog 2>/dev/null | grep -c $LATEST_ID || true)" 0 "dpkg -r: the catalog database forgot pullwatch"
 pw_assert_eq "$(cat /var/lib/pullwatch/ledger.json)" keep "dpkg -r keeps the state"
-dpkg -P pullwatch >"$W/dpkg-p.log" 2>&1 || pw_fail "dpkg -P failed" "$(tail -5 "$W/dpkg-p.log")"
+dpkg -P pullwatch pullwatch-fleet >"$W/dpkg-p.log" 2>&1 || pw_fail "dpkg -P failed" "$(tail -5 "$W/dpkg-p.log")"
 pw_assert_cmd "dpkg -P removes the state" test ! -e /var/lib/pullwatch
 pw_assert_cmd "dpkg -P removes the conffile" test ! -e /etc/default/pullwatch
 pw_done

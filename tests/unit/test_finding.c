@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "pullwatch/finding.h"
 #include "pullwatch/util.h"
@@ -218,6 +219,40 @@ static void test_messages(void **state) {
         assert_non_null(strstr(f.message, "(pod shop/web-0, container web)"));
 }
 
+/* A string that is not valid UTF-8 (a pod label, a reference stored in containerd) is
+ * sanitised, never a reason to drop the record: each bad byte becomes U+FFFD. jansson
+ * refuses such a string, and the whole record used to be lost for stdout, the spool and
+ * journald. */
+static void test_invalid_utf8_sanitised(void **state) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "web-\xff\xfe-1", "web-\xef\xbf\xbd\xef\xbf\xbd-1" },
+                { "caf\xc3\xa9", "caf\xc3\xa9" },                       /* valid: kept */
+                { "trunc\xc3", "trunc\xef\xbf\xbd" },                   /* a sequence cut short */
+                { "over\xc0\xaf", "over\xef\xbf\xbd\xef\xbf\xbd" },     /* an overlong '/' */
+                { "sur\xed\xa0\x80", "sur\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* a surrogate */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Finding f = sample(FINDING_LATEST_TAG);
+                strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "prod");
+                strcpy_bounded(f.workload.pod, sizeof f.workload.pod, cases[i].in);
+                snprintf(f.message, sizeof f.message, "pod %s runs latest", cases[i].in);
+                char *s = NULL;
+                if (finding_to_json_string(&f, &s) < 0)
+                        fail_msg("case %zu: the record was dropped", i);
+                json_error_t e;
+                json_t *j = json_loads(s, 0, &e);
+                assert_non_null(j);
+                const char *pod = json_string_value(json_object_get(json_object_get(j, "workload"), "pod"));
+                if (!streq_ptr(pod, cases[i].out))
+                        fail_msg("case %zu: pod \"%s\"", i, pod ? pod : "(none)");
+                assert_non_null(strstr(json_string_value(json_object_get(j, "message")), cases[i].out));
+                json_decref(j);
+                free(s);
+        }
+}
+
 static void test_id_from_key(void **state) {
         static const char *const keys[] = {
                 "node-a|k8s.io|docker.io/library/nginx:latest|sha256:1111|latest_tag",
@@ -247,6 +282,7 @@ int main(void) {
                 cmocka_unit_test(test_json_fields),
                 cmocka_unit_test(test_journal_fields), cmocka_unit_test(test_messages),
                 cmocka_unit_test(test_id_from_key),
+                cmocka_unit_test(test_invalid_utf8_sanitised),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

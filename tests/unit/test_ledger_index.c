@@ -102,10 +102,43 @@ static void test_tagged_current(void **state) {
         ledger_free(l);
 }
 
+/* A ledger loaded over its cap drops whole references at once (prune_batch): they
+ * leave the index with them, and what stays is still found. */
+static void test_tagged_current_after_load_prune(void **state) {
+        Ledger *big = NULL, *small = NULL;
+        char ref[64], name[64], *text = NULL;
+        size_t len = 0;
+        assert_int_equal(ledger_new(&big, 1000), 0);
+        for (int i = 0; i < 200; i++) {
+                snprintf(ref, sizeof ref, "docker.io/library/r%d:1", i);
+                assert_int_equal(ledger_record(big, "k8s.io", ref, i % 2 ? DA : DB, 10 + (uint64_t) i, NULL, NULL), 0);
+        }
+        assert_int_equal(ledger_format(big, &text, &len), 0);
+        assert_int_equal(ledger_new(&small, 10), 0);
+        assert_int_equal(ledger_parse(small, text, len, NULL, 0), 0);
+        size_t found = 0;
+        for (int i = 0; i < 200; i++) {
+                snprintf(name, sizeof name, "docker.io/library/r%d", i);
+                bool want = i >= 190; /* the ten seen last are kept */
+                if (ledger_tagged_current(small, "k8s.io", name, i % 2 ? DA : DB) != want)
+                        fail_msg("r%d: want %d", i, want);
+                found += want;
+        }
+        assert_int_equal(found, 10);
+        /* the index keeps working as the ledger changes */
+        assert_int_equal(ledger_record(small, "k8s.io", "docker.io/library/r199:1", DB, 1000, NULL, NULL), 0);
+        assert_true(ledger_tagged_current(small, "k8s.io", "docker.io/library/r199", DB));
+        assert_false(ledger_tagged_current(small, "k8s.io", "docker.io/library/r199", DA));
+        free(text);
+        ledger_free(small);
+        ledger_free(big);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_raise),
                 cmocka_unit_test(test_tagged_current),
+                cmocka_unit_test(test_tagged_current_after_load_prune),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
