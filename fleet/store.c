@@ -1292,8 +1292,12 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                                      I(1u << f->kind)},
                              6, NULL, err, errlen);
         if (r >= 0 && (w->pod[0] || w->container[0])) {
-                Val wv[] = {T(cluster),   T(f->node), T(w->namespace), T(w->pod),      T(w->container),
-                            T(im->name),  T(im->ref), T(im->digest),   T(im->revision), I(f->time_usec)};
+                /* a tag_moved names a pod still running the previous digest (and its revision
+                 * is not in the record): that is what the pod's history gets */
+                bool moved = f->kind == FINDING_TAG_MOVED && im->previous_digest[0];
+                Val wv[] = {T(cluster),  T(f->node), T(w->namespace), T(w->pod), T(w->container), T(im->name),
+                            T(im->ref),  T(moved ? im->previous_digest : im->digest),
+                            T(moved ? "" : im->revision), I(f->time_usec)};
                 r = db_write(s, S_WORKLOAD_UPSERT, wv, ELEMENTSOF(wv), NULL, err, errlen);
         }
         return r;

@@ -300,6 +300,16 @@ static void test_pull_and_findings(void **state) {
                 ingest(s, "prod", b3, 1);
                 assert_string_equal(q(s, "SELECT digest FROM node_images", 0, NULL, &o), D2);
                 assert_string_equal(q(s, "SELECT COUNT(*) FROM records", 0, NULL, &o), "4");
+                /* a tag_moved names the pods still on the PREVIOUS digest: their history is at
+                 * that digest, not at the new one (it was, so --workload showed them too early) */
+                const char *b4[] = {
+                        "{\"schema\":1,\"id\":\"m1\",\"kind\":\"tag_moved\",\"severity\":\"high\",\"time\":"
+                        "\"2026-11-25T11:00:01Z\",\"node\":\"node-a\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":"
+                        "\"docker.io/library/web:latest\",\"name\":\"docker.io/library/web\",\"tag\":\"latest\","
+                        "\"digest\":\"" D2 "\",\"previous_digest\":\"" D1 "\"},\"workload\":{\"namespace\":"
+                        "\"shop\",\"pod\":\"web-1\",\"container\":\"web\"},\"message\":\"moved\"}"};
+                ingest(s, "prod", b4, 1);
+                assert_string_equal(q(s, "SELECT digest FROM workload_history WHERE pod = 'web-1'", 0, NULL, &o), D1);
                 /* nodes: first and last seen */
                 assert_string_equal(q(s, "SELECT cluster, node, last_seen_usec, last_inventory_usec FROM nodes", 0,
                                       NULL, &o),
