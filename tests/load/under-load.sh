@@ -12,6 +12,8 @@ runs=${2:-5}
 regex=${3:-^integration/}
 command -v stress-ng >/dev/null || { echo "under-load: stress-ng is not installed (apt-get install stress-ng)" >&2; exit 2; }
 [ -x "$build/pullwatch" ] || { echo "under-load: $build/pullwatch not built" >&2; exit 2; }
+# test_manifests' schema validator, as tests/run installs it
+[ -d tests/k8s/node_modules ] || npm ci --prefix tests/k8s --silent --no-audit --no-fund >/dev/null
 out=$(mktemp -d /tmp/pw-load.XXXXXX)
 stress-ng --cpu "$(nproc)" --cpu-method matrixprod --timeout 0 --quiet &
 stress=$!
