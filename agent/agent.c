@@ -278,7 +278,10 @@ static int agent_setup_run(Agent *a) {
         if (rep.corrupt)
                 log_full(LOG_LEVEL_ERR, "ledger_corrupt", 0, "%s; rebuilding the view from containerd", rep.reason);
         else
-                log_info("ledger: %" PRIu64 " references, %" PRIu64 " digests known", rep.references, rep.entries);
+                log_info("ledger: %" PRIu64 " references, %" PRIu64 " digests known (%" PRIu64 " changes replayed from its log)",
+                         rep.references, rep.entries, rep.log_records);
+        if (rep.log_reason[0])
+                log_warning("%s", rep.log_reason);
         a->judge.ledger = a->ledger;
 
         r = sinks_new(&a->sinks, a->event, c);
@@ -310,8 +313,12 @@ int agent_run(const Config *c) {
                 return r;
         agent_connect(a);
         r = sd_event_loop(a->event);
-        if (ledger_is_dirty(a->ledger)) {
-                int k = ledger_save(a->ledger);
+        /* a clean exit folds the change log into the snapshot (~30 ms at 10,000 references),
+         * so the next start parses one file */
+        LedgerStats st;
+        ledger_get_stats(a->ledger, &st);
+        if (ledger_is_dirty(a->ledger) || st.log_records > 0) {
+                int k = ledger_compact(a->ledger);
                 if (k < 0)
                         log_warning_errno(k, "cannot save the ledger: %m");
         }
