@@ -132,6 +132,7 @@ static Agent *agent_free(Agent *a) {
         sd_event_source_unref(a->ledger_timer);
         sd_event_source_unref(a->metrics_timer);
         sd_event_source_unref(a->inventory_timer);
+        sd_event_source_unref(a->relist_timer);
         sd_event_source_unref(a->pins_watch);
         sd_event_source_unref(a->pins_timer);
         inventory_free(a->inventory);
@@ -239,6 +240,14 @@ static int watch_pins(Agent *a) {
         return add_timer(a, &a->pins_timer, 0, 1000, on_pins_timer, SD_EVENT_OFF);
 }
 
+/* The periodic catch-up: the same re-list as the one a few seconds after connecting
+ * (judge every image; the ledger makes it silent for what is known). */
+static int on_relist_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        sd_event_source_set_time(s, usec + a->config->relist_interval_usec);
+        return agent_on_catchup(s, usec, userdata);
+}
+
 /* The state directory holds what root reads back and renames over: one that another user
  * can write to (or owns) could be handed symlinks and FIFOs. Refused, in one line. A
  * missing directory is fine (it is created 0750 by us). */
@@ -301,6 +310,9 @@ static int agent_setup_run(Agent *a) {
         if (r >= 0 && c->inventory_interval_usec > 0)
                 r = add_timer(a, &a->inventory_timer, now_usec_monotonic() + c->inventory_interval_usec, 1000000,
                               agent_on_inventory_timer, SD_EVENT_ON);
+        if (r >= 0 && c->relist_interval_usec > 0)
+                r = add_timer(a, &a->relist_timer, now_usec_monotonic() + c->relist_interval_usec, 1000000,
+                              on_relist_timer, SD_EVENT_ON);
         if (r >= 0)
                 r = watch_pins(a);
         return r;

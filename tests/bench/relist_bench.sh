@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # tests/bench/relist_bench.sh — what one periodic re-list (the catch-up reconcile:
-# Images.List + judge every image, as the inventory_interval timer runs it) costs the
-# agent with IMAGES images of distinct digests on one private containerd, as root.
-# Beside it, the same containerd answering `ctr images ls -q` (the bare Images.List)
-# and `pullwatch scan` (a one-shot list + judge in a fresh process).
+# Images.List + judge every image, as the relist_interval timer runs it; the hourly
+# inventory_interval re-lists too) costs the agent with IMAGES images of distinct digests
+# on one private containerd, as root. Beside it, the same containerd answering
+# `ctr images ls -q` (the bare Images.List) and `pullwatch scan` (a one-shot list +
+# judge in a fresh process).
 #
-# The agent runs with --inventory-interval 60s (the smallest allowed); once its first
+# The agent runs with --relist-interval 60s (the smallest allowed); once its first
 # listing is recorded and its ledger saved, the script samples its CPU every 10 ms and
 # reports the first burst after the timer fires: CPU ms and wall ms of the re-list
 # (the judge of images it already knows: nothing is emitted), and all its CPU from
@@ -51,7 +52,7 @@ say "imported $IMAGES images of distinct digests in $(($(pw_now_ms) - t)) ms"
 NODE=relist-$RANDOM
 STATE=$PW_WORK/state
 mkdir -p "$STATE"
-"$PULLWATCH" run --address "$PW_SOCK" --state-dir "$STATE" --node "$NODE" --inventory-interval 60s \
+"$PULLWATCH" run --address "$PW_SOCK" --state-dir "$STATE" --node "$NODE" --relist-interval 60s --inventory-interval 0 \
 	>"$PW_WORK/agent.out" 2>"$PW_WORK/agent.err" </dev/null &
 PW_AGENT_PID=$!
 T_START=$(pw_now_ms)
