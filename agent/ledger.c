@@ -482,13 +482,22 @@ static void ref_note_removed(Ledger *l, Ref *e) {
         l->n_removed++;
 }
 
-/* Saved: nothing is pending any more. */
+/* Saved: nothing is pending any more. After a burst (a listing of thousands of images)
+ * the arrays are given back: an idle agent holds what it knows, not what it once changed. */
 static void changes_clear(Ledger *l) {
         for (size_t i = 0; i < l->n_pending; i++)
                 l->pending[i]->pending = NO_PENDING;
         l->n_pending = 0;
         l->removed_len = 0;
         l->n_removed = 0;
+        if (l->alloc_pending > 256) {
+                l->pending = free_null(l->pending);
+                l->alloc_pending = 0;
+        }
+        if (l->alloc_removed > 16384) {
+                l->removed = free_null(l->removed);
+                l->alloc_removed = 0;
+        }
 }
 
 /* ---- the index of tagged references by current digest ---- */
