@@ -241,10 +241,13 @@ static int watch_pins(Agent *a) {
 }
 
 /* The periodic catch-up: the same re-list as the one a few seconds after connecting
- * (judge every image; the ledger makes it silent for what is known). */
+ * (judge every image; the ledger makes it silent for what is known). Not while a listing
+ * (the inventory's, a reconnect's) is under way: that one catches up already. */
 static int on_relist_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         sd_event_source_set_time(s, usec + a->config->relist_interval_usec);
+        if (a->listing_active)
+                return 0;
         return agent_on_catchup(s, usec, userdata);
 }
 
