@@ -132,6 +132,7 @@ static Agent *agent_free(Agent *a) {
         sd_event_source_unref(a->ledger_timer);
         sd_event_source_unref(a->metrics_timer);
         sd_event_source_unref(a->inventory_timer);
+        sd_event_source_unref(a->relist_timer);
         sd_event_source_unref(a->pins_watch);
         sd_event_source_unref(a->pins_timer);
         inventory_free(a->inventory);
@@ -239,6 +240,17 @@ static int watch_pins(Agent *a) {
         return add_timer(a, &a->pins_timer, 0, 1000, on_pins_timer, SD_EVENT_OFF);
 }
 
+/* The periodic catch-up: the same re-list as the one a few seconds after connecting
+ * (judge every image; the ledger makes it silent for what is known). Not while a listing
+ * (the inventory's, a reconnect's) is under way: that one catches up already. */
+static int on_relist_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Agent *a = userdata;
+        sd_event_source_set_time(s, usec + a->config->relist_interval_usec);
+        if (a->listing_active)
+                return 0;
+        return agent_on_catchup(s, usec, userdata);
+}
+
 /* The state directory holds what root reads back and renames over: one that another user
  * can write to (or owns) could be handed symlinks and FIFOs. Refused, in one line. A
  * missing directory is fine (it is created 0750 by us). */
@@ -278,7 +290,10 @@ static int agent_setup_run(Agent *a) {
         if (rep.corrupt)
                 log_full(LOG_LEVEL_ERR, "ledger_corrupt", 0, "%s; rebuilding the view from containerd", rep.reason);
         else
-                log_info("ledger: %" PRIu64 " references, %" PRIu64 " digests known", rep.references, rep.entries);
+                log_info("ledger: %" PRIu64 " references, %" PRIu64 " digests known (%" PRIu64 " changes replayed from its log)",
+                         rep.references, rep.entries, rep.log_records);
+        if (rep.log_reason[0])
+                log_warning("%s", rep.log_reason);
         a->judge.ledger = a->ledger;
 
         r = sinks_new(&a->sinks, a->event, c);
@@ -298,6 +313,9 @@ static int agent_setup_run(Agent *a) {
         if (r >= 0 && c->inventory_interval_usec > 0)
                 r = add_timer(a, &a->inventory_timer, now_usec_monotonic() + c->inventory_interval_usec, 1000000,
                               agent_on_inventory_timer, SD_EVENT_ON);
+        if (r >= 0 && c->relist_interval_usec > 0)
+                r = add_timer(a, &a->relist_timer, now_usec_monotonic() + c->relist_interval_usec, 1000000,
+                              on_relist_timer, SD_EVENT_ON);
         if (r >= 0)
                 r = watch_pins(a);
         return r;
@@ -310,8 +328,12 @@ int agent_run(const Config *c) {
                 return r;
         agent_connect(a);
         r = sd_event_loop(a->event);
-        if (ledger_is_dirty(a->ledger)) {
-                int k = ledger_save(a->ledger);
+        /* a clean exit folds the change log into the snapshot (~30 ms at 10,000 references),
+         * so the next start parses one file */
+        LedgerStats st;
+        ledger_get_stats(a->ledger, &st);
+        if (ledger_is_dirty(a->ledger) || st.log_records > 0) {
+                int k = ledger_compact(a->ledger);
                 if (k < 0)
                         log_warning_errno(k, "cannot save the ledger: %m");
         }

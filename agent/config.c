@@ -41,8 +41,15 @@ static const ConfigKey keys[] = {
           "repeat open findings this often (0: never)", "PULLWATCH_REMINDER_INTERVAL", "reminder-interval",
           60 * USEC_PER_SEC, 365 * DAY_USEC, NULL, CONFIG_F_ZERO_OFF },
         { "inventory_interval", CONFIG_DURATION, "1h", OFF(inventory_interval_usec),
-          "re-list every image this often (0: only at start and reconnect)", "PULLWATCH_INVENTORY_INTERVAL",
-          "inventory-interval", 60 * USEC_PER_SEC, 365 * DAY_USEC, NULL, CONFIG_F_ZERO_OFF },
+          "ship an inventory (and re-list every image) this often (0: only at start and reconnect)",
+          "PULLWATCH_INVENTORY_INTERVAL", "inventory-interval", 60 * USEC_PER_SEC, 365 * DAY_USEC, NULL,
+          CONFIG_F_ZERO_OFF },
+        /* the catch-up for pulls that publish no event (containerd 1.7's Transfer service) and
+         * never start a container: its cost at 10,000 images is in the README */
+        { "relist_interval", CONFIG_DURATION, "10m", OFF(relist_interval_usec),
+          "re-list every image this often, to catch pulls that published no event (0: only with the inventory)",
+          "PULLWATCH_RELIST_INTERVAL", "relist-interval", 60 * USEC_PER_SEC, 365 * DAY_USEC, NULL,
+          CONFIG_F_ZERO_OFF },
         { "keepalive_interval", CONFIG_DURATION, "5m", OFF(keepalive_interval_usec),
           "after this long without a byte from containerd, PING it (below 5m a quiet containerd may answer GOAWAY too_many_pings)",
           "PULLWATCH_KEEPALIVE_INTERVAL", "keepalive-interval", 10 * USEC_PER_SEC, DAY_USEC, NULL, 0 },

@@ -31,9 +31,19 @@
 #define NO_CURRENT UINT32_MAX
 #define NO_INDEX SIZE_MAX
 #define NO_ATOM UINT32_MAX
+#define NO_PENDING UINT32_MAX
 #define KINDS_MAX UINT16_MAX
 #define SHA256_PREFIX "sha256:"
 #define SHA256_LEN 32
+
+/* Which snapshot a change log extends: the snapshot body's length, CRC32 (both in its
+ * header line) and Adler-32 (computed), so that a log left behind by a compaction that
+ * crashed between writing the snapshot and starting the new log is never replayed over
+ * the snapshot that already holds it. */
+typedef struct SnapshotId {
+        uint64_t length;
+        uint32_t crc, adler;
+} SnapshotId;
 
 typedef struct Atom {
         char *str;                /* owned; NULL when packed is the digest */
@@ -59,6 +69,7 @@ typedef struct Ref {
         uint64_t twin_hash;     /* of (namespace, repository, current digest); 0: not a tagged reference */
         uint32_t n_digests;     /* never 0 once recorded */
         uint32_t current;
+        uint32_t pending;       /* index into Ledger.pending, NO_PENDING when saved as it is */
         uint8_t n_raised, ns_len;
         char key[];             /* namespace NUL reference NUL */
 } Ref;
@@ -80,6 +91,21 @@ struct Ledger {
         size_t entries, raised;
         uint64_t pruned;
         bool dirty;
+        /* what changed since the last save, for the change log: the references to log as
+         * they are now (Ref.pending indexes this), and the keys ("ns\0ref\0") of those
+         * removed, logged first */
+        Ref **pending;
+        size_t n_pending, alloc_pending;
+        char *removed;
+        size_t removed_len, alloc_removed;
+        size_t n_removed;
+        bool compact_due; /* the log cannot take the next changes (a change not tracked for want of
+                           * memory, a failed append, a torn log, pruned at load): the next save compacts */
+        /* the files (LEDGER_FILE the snapshot, LEDGER_LOG_FILE the change log since it) */
+        SnapshotId base;  /* identity of the snapshot this content was loaded from or saved to */
+        int log_fd;       /* the change log, open for appends; -1: the next save compacts */
+        uint64_t log_bytes, log_records, log_seq; /* valid bytes (where the next frame goes), records, last seq */
+        uint64_t snap_bytes;
         /* tagged references by (namespace, repository name, current digest): answers
          * ledger_tagged_current() without a scan; chains of Ref.twin_next */
         Ref **twins;
@@ -409,13 +435,69 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
         Ref *e = malloc(offsetof(Ref, key) + nl + 1 + rl + 1);
         if (!e)
                 return -ENOMEM;
-        *e = (Ref) { .current = NO_CURRENT, .ns_len = (uint8_t) nl };
+        *e = (Ref) { .current = NO_CURRENT, .pending = NO_PENDING, .ns_len = (uint8_t) nl };
         memcpy(e->key, ns, nl + 1);
         memcpy(e->key + nl + 1, ref, rl + 1);
         l->slots[find_slot(l, ns, ref)] = (uint32_t) l->n_refs;
         l->refs[l->n_refs++] = e;
         *ret = e;
         return 0;
+}
+
+/* ---- changes since the last save ---- */
+
+/* e changed: it goes into the next save's log records, as it is then. Without memory
+ * to track it, the next save rewrites the snapshot instead. */
+static void ref_touch(Ledger *l, Ref *e) {
+        if (e->pending != NO_PENDING)
+                return;
+        if (l->n_pending >= UINT32_MAX - 1 ||
+            greedy_realloc((void **) &l->pending, &l->alloc_pending, l->n_pending + 1, sizeof(Ref *), 32) < 0) {
+                l->compact_due = true;
+                return;
+        }
+        e->pending = (uint32_t) l->n_pending;
+        l->pending[l->n_pending++] = e;
+}
+
+static void ref_untouch(Ledger *l, Ref *e) {
+        if (e->pending == NO_PENDING)
+                return;
+        Ref *last = l->pending[--l->n_pending];
+        l->pending[e->pending] = last;
+        last->pending = e->pending;
+        e->pending = NO_PENDING;
+}
+
+/* e is going away: its removal is logged (before any later record of the same key). */
+static void ref_note_removed(Ledger *l, Ref *e) {
+        size_t n = e->ns_len + 1 + strlen(ref_name(e)) + 1;
+        ref_untouch(l, e);
+        if (greedy_realloc((void **) &l->removed, &l->alloc_removed, l->removed_len + n, 1, 256) < 0) {
+                l->compact_due = true;
+                return;
+        }
+        memcpy(l->removed + l->removed_len, e->key, n);
+        l->removed_len += n;
+        l->n_removed++;
+}
+
+/* Saved: nothing is pending any more. After a burst (a listing of thousands of images)
+ * the arrays are given back: an idle agent holds what it knows, not what it once changed. */
+static void changes_clear(Ledger *l) {
+        for (size_t i = 0; i < l->n_pending; i++)
+                l->pending[i]->pending = NO_PENDING;
+        l->n_pending = 0;
+        l->removed_len = 0;
+        l->n_removed = 0;
+        if (l->alloc_pending > 256) {
+                l->pending = free_null(l->pending);
+                l->alloc_pending = 0;
+        }
+        if (l->alloc_removed > 16384) {
+                l->removed = free_null(l->removed);
+                l->alloc_removed = 0;
+        }
 }
 
 /* ---- the index of tagged references by current digest ---- */
@@ -492,6 +574,7 @@ bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, co
  * its atoms, the counts) is let go, and e is freed: the one place that does it, for
  * ref_remove() and the batch prune alike. Returns NULL. */
 static Ref *ref_release(Ledger *l, Ref *e) {
+        ref_note_removed(l, e);
         twin_unlink(l, e);
         for (size_t j = 0; j < e->n_digests; j++)
                 atom_unref(l, ref_hist(e)[j].atom);
@@ -502,12 +585,38 @@ static Ref *ref_release(Ledger *l, Ref *e) {
         return ref_free(e);
 }
 
-/* Remove refs[i] entirely. The table is refilled in place: O(n), only when pruning whole
- * references (or undoing a failed first record). */
+/* Empty slot i of the table by backward shift (linear probing without tombstones). */
+static void slot_delete(Ledger *l, size_t i) {
+        size_t mask = l->n_slots - 1;
+        for (size_t j = i;;) {
+                j = (j + 1) & mask;
+                uint32_t v = l->slots[j];
+                if (v == SLOT_EMPTY)
+                        break;
+                const Ref *e = l->refs[v];
+                size_t home = (size_t) hash_key(ref_ns(e), ref_name(e)) & mask;
+                /* v may move to i unless its home lies cyclically in (i, j] */
+                bool stays = i <= j ? home > i && home <= j : home > i || home <= j;
+                if (!stays) {
+                        l->slots[i] = v;
+                        i = j;
+                }
+        }
+        l->slots[i] = SLOT_EMPTY;
+}
+
+/* Remove refs[i] entirely, in O(1): the last reference takes its place in refs[] (the
+ * change log's replay removes and re-adds a reference per record). */
 static void ref_remove(Ledger *l, size_t i) {
-        ref_release(l, l->refs[i]);
-        l->refs[i] = l->refs[--l->n_refs];
-        table_fill(l);
+        Ref *e = l->refs[i];
+        slot_delete(l, find_slot(l, ref_ns(e), ref_name(e)));
+        ref_release(l, e);
+        size_t last = --l->n_refs;
+        if (i != last) {
+                Ref *moved = l->refs[last];
+                l->refs[i] = moved;
+                l->slots[find_slot(l, ref_ns(moved), ref_name(moved))] = (uint32_t) i;
+        }
 }
 
 static size_t ref_index(const Ledger *l, const Ref *e) {
@@ -557,6 +666,7 @@ static void remove_digest(Ledger *l, Ref *e, size_t j) {
         if (e->current != NO_CURRENT && e->current > j)
                 e->current--;
         l->entries--;
+        ref_touch(l, e);
 }
 
 typedef struct Victim {
@@ -683,6 +793,7 @@ int ledger_new(Ledger **ret, size_t max_entries) {
         if (!l)
                 return -ENOMEM;
         l->dfd = -1;
+        l->log_fd = -1;
         l->max_entries = max_entries;
         l->free_atom = NO_ATOM;
         *ret = l;
@@ -714,12 +825,17 @@ static void ledger_clear(Ledger *l) {
         l->free_atom = NO_ATOM;
         l->n_kinds = l->alloc_kinds = 0;
         l->entries = l->raised = 0;
+        l->n_pending = l->removed_len = l->n_removed = 0;
 }
 
 Ledger *ledger_free(Ledger *l) {
         if (!l)
                 return NULL;
         ledger_clear(l);
+        free(l->pending);
+        free(l->removed);
+        if (l->log_fd >= 0)
+                close(l->log_fd);
         if (l->dfd >= 0)
                 close(l->dfd);
         free(l);
@@ -729,7 +845,7 @@ Ledger *ledger_free(Ledger *l) {
 int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest, uint64_t now_usec,
                   char *ret_previous_digest, bool *ret_changed) {
         char previous[PW_DIGEST_MAX] = "";
-        bool added = false;
+        bool added = false, refresh_only = false;
         int r;
 
         if (!l || !text_ok(ns, PW_NS_MAX) || !text_ok(ref, PW_REF_MAX) || !text_ok(digest, PW_DIGEST_MAX))
@@ -766,8 +882,12 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
                 l->entries++;
         } else {
                 Hist *h = &ref_hist(e)[j];
+                uint64_t last = h->last_seen_usec, first = h->first_seen_usec;
                 h->last_seen_usec = MAX(h->last_seen_usec, now_usec);
                 h->first_seen_usec = MIN(h->first_seen_usec, now_usec);
+                /* every re-list sees every image again: see LEDGER_LAST_SEEN_GRAIN_USEC */
+                refresh_only = h->first_seen_usec == first &&
+                               h->last_seen_usec / LEDGER_LAST_SEEN_GRAIN_USEC == last / LEDGER_LAST_SEEN_GRAIN_USEC;
         }
         if (e->current != NO_CURRENT && e->current != j)
                 strcpy_bounded(previous, sizeof(previous),
@@ -776,7 +896,10 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
         e->current = (uint32_t) j;
         if (moved)
                 twin_link(l, e);
-        l->dirty = true;
+        if (moved || !refresh_only) {
+                ref_touch(l, e);
+                l->dirty = true;
+        }
         prune(l, e);
 
         if (ret_previous_digest)
@@ -915,6 +1038,7 @@ int ledger_mark_raised(Ledger *l, const char *ns, const char *ref, const char *d
                 *x = (Raised) { .atom = a, .kind = k };
         }
         x->last_raised_usec = now_usec;
+        ref_touch(l, e);
         l->dirty = true;
         return 0;
 }
@@ -949,6 +1073,9 @@ void ledger_get_stats(const Ledger *l, LedgerStats *ret) {
                 .entries = l->entries,
                 .raised = l->raised,
                 .pruned = l->pruned,
+                .log_records = l->log_records,
+                .log_bytes = l->log_bytes,
+                .snapshot_bytes = l->snap_bytes,
         };
 }
 
@@ -961,7 +1088,7 @@ typedef struct Out {
         char buf[8192];
         size_t n;
         uint64_t total; /* bytes flushed */
-        uLong crc;
+        uLong crc, adler;
         int fd;         /* >= 0: flushed bytes are written here */
         char *mem;      /* non-NULL: flushed bytes are copied to mem + total (caller sized it) */
         int error;
@@ -971,6 +1098,7 @@ static void out_init(Out *o, int fd, char *mem) {
         o->n = 0;
         o->total = 0;
         o->crc = crc32(0L, Z_NULL, 0);
+        o->adler = adler32(0L, Z_NULL, 0);
         o->fd = fd;
         o->mem = mem;
         o->error = 0;
@@ -987,6 +1115,7 @@ static void out_flush(Out *o) {
                 return;
         }
         o->crc = crc32(o->crc, (const Bytef *) o->buf, (uInt) o->n);
+        o->adler = adler32(o->adler, (const Bytef *) o->buf, (uInt) o->n);
         if (o->fd >= 0)
                 o->error = write_all(o->fd, o->buf, o->n);
         if (o->mem)
@@ -1049,44 +1178,51 @@ static void out_str(Out *o, const char *s) {
         out_put(o, "\"", 1);
 }
 
-static void emit_body(const Ledger *l, Ref *const *v, Out *o) {
+/* One reference as the snapshot holds it, and as a change log record carries it. */
+static void emit_ref(const Ledger *l, const Ref *e, Out *o) {
         char b[PW_DIGEST_MAX];
+        out_lit(o, "{\"namespace\":");
+        out_str(o, ref_ns(e));
+        out_lit(o, ",\"reference\":");
+        out_str(o, ref_name(e));
+        out_lit(o, ",\"current\":");
+        out_str(o, atom_str(l, ref_hist(e)[e->current].atom, b));
+        out_lit(o, ",\"digests\":[");
+        for (size_t j = 0; j < e->n_digests; j++) {
+                const Hist *h = &ref_hist(e)[j];
+                out_lit(o, j ? ",{\"digest\":" : "{\"digest\":");
+                out_str(o, atom_str(l, h->atom, b));
+                out_lit(o, ",\"first_seen\":");
+                out_u64(o, h->first_seen_usec);
+                out_lit(o, ",\"last_seen\":");
+                out_u64(o, h->last_seen_usec);
+                out_lit(o, "}");
+        }
+        out_lit(o, "],\"raised\":[");
+        for (size_t j = 0; j < e->n_raised; j++) {
+                const Raised *x = &ref_raised(e)[j];
+                out_lit(o, j ? ",{\"digest\":" : "{\"digest\":");
+                out_str(o, atom_str(l, x->atom, b));
+                out_lit(o, ",\"kind\":");
+                out_str(o, l->kinds[x->kind]);
+                out_lit(o, ",\"last_raised\":");
+                out_u64(o, x->last_raised_usec);
+                out_lit(o, "}");
+        }
+        out_lit(o, "]}");
+}
+
+static void emit_body(const Ledger *l, Ref *const *v, Out *o) {
         bool first = true;
         out_lit(o, "{\"version\":1,\"references\":[");
         for (size_t i = 0; i < l->n_refs; i++) {
                 const Ref *e = v[i];
                 if (e->current == NO_CURRENT)
                         continue; /* cannot happen: references are created with a digest */
-                out_lit(o, first ? "{\"namespace\":" : ",{\"namespace\":");
+                if (!first)
+                        out_lit(o, ",");
                 first = false;
-                out_str(o, ref_ns(e));
-                out_lit(o, ",\"reference\":");
-                out_str(o, ref_name(e));
-                out_lit(o, ",\"current\":");
-                out_str(o, atom_str(l, ref_hist(e)[e->current].atom, b));
-                out_lit(o, ",\"digests\":[");
-                for (size_t j = 0; j < e->n_digests; j++) {
-                        const Hist *h = &ref_hist(e)[j];
-                        out_lit(o, j ? ",{\"digest\":" : "{\"digest\":");
-                        out_str(o, atom_str(l, h->atom, b));
-                        out_lit(o, ",\"first_seen\":");
-                        out_u64(o, h->first_seen_usec);
-                        out_lit(o, ",\"last_seen\":");
-                        out_u64(o, h->last_seen_usec);
-                        out_lit(o, "}");
-                }
-                out_lit(o, "],\"raised\":[");
-                for (size_t j = 0; j < e->n_raised; j++) {
-                        const Raised *x = &ref_raised(e)[j];
-                        out_lit(o, j ? ",{\"digest\":" : "{\"digest\":");
-                        out_str(o, atom_str(l, x->atom, b));
-                        out_lit(o, ",\"kind\":");
-                        out_str(o, l->kinds[x->kind]);
-                        out_lit(o, ",\"last_raised\":");
-                        out_u64(o, x->last_raised_usec);
-                        out_lit(o, "}");
-                }
-                out_lit(o, "]}");
+                emit_ref(l, e, o);
         }
         out_lit(o, "]}");
         out_flush(o);
@@ -1318,7 +1454,10 @@ static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t err
         return 0;
 }
 
-int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t errlen) {
+/* ledger_parse() minus the pruning (ledger_open() prunes once the log is replayed too),
+ * plus the identity of the snapshot in *ret_id. */
+static int parse_snapshot(Ledger *into, const char *buf, size_t len, bool do_prune, SnapshotId *ret_id, char *err,
+                          size_t errlen) {
         uint64_t blen = 0;
         uint32_t crc = 0;
         json_error_t jerr;
@@ -1364,19 +1503,304 @@ int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t er
                 }
         }
         json_decref(TAKE_PTR(root)); /* the tree is a multiple of the ledger: free it before pruning */
-        prune(tmp, NULL);
+        if (do_prune)
+                prune(tmp, NULL);
+        changes_clear(tmp); /* what was pruned is in no log: dirty and compact_due say so */
 
-        /* all good: swap the content in, keeping into's configuration; the old (empty)
-         * content goes with tmp */
+        /* all good: swap the content in, keeping into's configuration and files; the old
+         * (empty) content goes with tmp */
         Ledger old = *into;
         *into = *tmp;
         into->dfd = old.dfd;
+        into->log_fd = old.log_fd;
+        into->log_bytes = old.log_bytes;
+        into->log_records = old.log_records;
+        into->log_seq = old.log_seq;
+        into->snap_bytes = len;
+        into->base = (SnapshotId) { .length = blen, .crc = crc,
+                                    .adler = (uint32_t) adler32(adler32(0L, Z_NULL, 0), (const Bytef *) body, (uInt) blen) };
         into->max_entries = old.max_entries;
         into->pruned = old.pruned + tmp->pruned;
         into->dirty = tmp->pruned > 0;
+        into->compact_due = old.compact_due || tmp->pruned > 0;
         *tmp = old;
-        tmp->dfd = -1;
+        tmp->dfd = tmp->log_fd = -1;
+        if (ret_id)
+                *ret_id = into->base;
         ledger_free(tmp);
+        return 0;
+}
+
+int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t errlen) {
+        return parse_snapshot(into, buf, len, true, NULL, err, errlen);
+}
+
+/* ---- the change log ---- */
+
+static void put_le32(uint8_t *p, uint32_t v) {
+        for (unsigned i = 0; i < 4; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+static void put_le64(uint8_t *p, uint64_t v) {
+        for (unsigned i = 0; i < 8; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+static uint32_t get_le32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+static uint64_t get_le64(const uint8_t *p) {
+        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
+}
+
+static uint32_t frame_crc(const uint8_t *hdr, const void *payload, size_t len) {
+        uLong c = crc32(crc32(0L, Z_NULL, 0), hdr + 4, 12);
+        if (len > 0)
+                c = crc32(c, payload, (uInt) len);
+        return (uint32_t) c;
+}
+
+/* Seal the frame whose payload (len bytes) already follows hdr. */
+static void frame_seal(uint8_t *hdr, uint64_t seq, size_t len) {
+        put_le32(hdr, LEDGER_LOG_MAGIC);
+        put_le32(hdr + 4, (uint32_t) len);
+        put_le64(hdr + 8, seq);
+        put_le32(hdr + 16, frame_crc(hdr, hdr + LEDGER_LOG_FRAME_HEADER, len));
+}
+
+/* One frame at buf: 0 with its seq, payload and whole length; -ENODATA when buf ends
+ * inside it, -EBADMSG for a bad magic or length, -EILSEQ for a CRC mismatch. */
+static int frame_decode(const uint8_t *buf, size_t len, uint64_t *ret_seq, const uint8_t **ret_payload,
+                        size_t *ret_len, size_t *ret_frame_len) {
+        if (len >= 4 && get_le32(buf) != LEDGER_LOG_MAGIC)
+                return -EBADMSG;
+        if (len < LEDGER_LOG_FRAME_HEADER)
+                return -ENODATA;
+        uint32_t plen = get_le32(buf + 4);
+        if (plen > LEDGER_FILE_MAX)
+                return -EBADMSG;
+        if (len - LEDGER_LOG_FRAME_HEADER < plen)
+                return -ENODATA;
+        if (frame_crc(buf, buf + LEDGER_LOG_FRAME_HEADER, plen) != get_le32(buf + 16))
+                return -EILSEQ;
+        *ret_seq = get_le64(buf + 8);
+        *ret_payload = buf + LEDGER_LOG_FRAME_HEADER;
+        *ret_len = plen;
+        *ret_frame_len = LEDGER_LOG_FRAME_HEADER + (size_t) plen;
+        return 0;
+}
+
+/* The first frame (seq 0): which snapshot the log extends. */
+static size_t log_header_frame(const SnapshotId *id, uint8_t buf[static LEDGER_LOG_FRAME_HEADER + 96]) {
+        int n = snprintf((char *) buf + LEDGER_LOG_FRAME_HEADER, 96, LEDGER_LOG_MAGIC_TEXT " %d %" PRIu64 " %08" PRIx32 " %08" PRIx32,
+                         LEDGER_VERSION, id->length, id->crc, id->adler);
+        frame_seal(buf, 0, (size_t) n);
+        return LEDGER_LOG_FRAME_HEADER + (size_t) n;
+}
+
+size_t ledger_log_header(const Ledger *l, uint8_t *buf, size_t size) {
+        uint8_t frame[LEDGER_LOG_FRAME_HEADER + 96];
+        if (!l)
+                return 0;
+        size_t n = log_header_frame(&l->base, frame);
+        if (buf && size >= n)
+                memcpy(buf, frame, n);
+        return n;
+}
+
+size_t ledger_log_frame(uint64_t seq, const void *payload, size_t len, uint8_t *buf, size_t size) {
+        size_t n = LEDGER_LOG_FRAME_HEADER + len;
+        if (len > LEDGER_FILE_MAX || !buf || size < n)
+                return n;
+        memmove(buf + LEDGER_LOG_FRAME_HEADER, payload, len);
+        frame_seal(buf, seq, len);
+        return n;
+}
+
+/* One save's records, framed back to back. */
+typedef struct Batch {
+        uint8_t *p;
+        size_t n, alloc;
+        uint64_t seq;   /* of the last frame added */
+        uint64_t records;
+} Batch;
+
+/* Append a frame whose payload emit() produces: measured once, then written in place. */
+static int batch_add(Batch *b, Out *o, void (*emit)(const Ledger *, const void *, Out *), const Ledger *l,
+                     const void *what) {
+        out_init(o, -1, NULL);
+        emit(l, what, o);
+        out_flush(o);
+        size_t len = (size_t) o->total;
+        if (len > LEDGER_FILE_MAX)
+                return -EFBIG;
+        if (greedy_realloc((void **) &b->p, &b->alloc, b->n + LEDGER_LOG_FRAME_HEADER + len, 1, 4096) < 0)
+                return -ENOMEM;
+        uint8_t *hdr = b->p + b->n;
+        out_init(o, -1, (char *) hdr + LEDGER_LOG_FRAME_HEADER);
+        emit(l, what, o);
+        out_flush(o);
+        if (o->total != len)
+                return -EIO; /* both passes walk the same content: a bug */
+        frame_seal(hdr, ++b->seq, len);
+        b->n += LEDGER_LOG_FRAME_HEADER + len;
+        b->records++;
+        return 0;
+}
+
+static void emit_put(const Ledger *l, const void *what, Out *o) {
+        emit_ref(l, what, o);
+}
+
+/* what: "ns\0ref\0" */
+static void emit_removed(const Ledger *l, const void *what, Out *o) {
+        const char *ns = what, *ref = ns + strlen(ns) + 1;
+        out_lit(o, "{\"namespace\":");
+        out_str(o, ns);
+        out_lit(o, ",\"reference\":");
+        out_str(o, ref);
+        out_lit(o, ",\"removed\":true}");
+}
+
+/* The records of every change since the last save: removals first (a reference removed
+ * and recorded again is logged as both, in that order), then each changed reference as
+ * it is now. O(changes). */
+static int batch_build(const Ledger *l, Batch *b) {
+        _cleanup_free_ Out *o = malloc(sizeof(Out));
+        int r;
+        if (!o)
+                return -ENOMEM;
+        b->seq = l->log_seq;
+        for (size_t off = 0, i = 0; i < l->n_removed; i++) {
+                const char *key = l->removed + off;
+                r = batch_add(b, o, emit_removed, l, key);
+                if (r < 0)
+                        return r;
+                off += strlen(key) + 1;
+                off += strlen(l->removed + off) + 1;
+        }
+        for (size_t i = 0; i < l->n_pending; i++) {
+                r = batch_add(b, o, emit_put, l, l->pending[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Apply one record: a reference replaced by the one the record holds, or removed. A
+ * record that is not a valid reference changes nothing (-EBADMSG, reason in why): it is
+ * first parsed into scratch, so the reference it would replace stays as it was. */
+static int apply_record(Ledger *l, Ledger *scratch, const uint8_t *p, size_t n, char *why, size_t whylen) {
+        json_error_t jerr;
+        _cleanup_(json_decrefp) json_t *root = json_loadb((const char *) p, n, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+                return fail(why, whylen, "bad JSON: %s", jerr.text);
+        if (!json_is_object(root))
+                return fail(why, whylen, "not an object");
+        const char *ns = get_string(root, "namespace", PW_NS_MAX), *ref = get_string(root, "reference", PW_REF_MAX);
+        const json_t *removed = json_object_get(root, "removed");
+        if (removed) {
+                if (!json_is_true(removed) || !ns || !ref || json_object_size(root) != 3)
+                        return fail(why, whylen, "bad removal");
+                Ref *e = ref_get(l, ns, ref);
+                if (e)
+                        ref_remove(l, ref_index(l, e));
+                return 0;
+        }
+        ledger_clear(scratch);
+        int r = parse_ref(scratch, root, 0, why, whylen);
+        if (r < 0)
+                return r;
+        Ref *e = ref_get(l, ns, ref);
+        if (e)
+                ref_remove(l, ref_index(l, e));
+        r = parse_ref(l, root, 0, NULL, 0);
+        if (r < 0 && (e = ref_get(l, ns, ref))) /* out of memory half way: no half reference */
+                ref_remove(l, ref_index(l, e));
+        return r;
+}
+
+/* The next offset >= from holding a valid frame with seq > after, or len. */
+static size_t next_frame(const uint8_t *buf, size_t len, size_t from, uint64_t after) {
+        static const uint8_t magic[4] = { LEDGER_LOG_MAGIC & 0xff, (LEDGER_LOG_MAGIC >> 8) & 0xff,
+                                          (LEDGER_LOG_MAGIC >> 16) & 0xff, LEDGER_LOG_MAGIC >> 24 };
+        while (from < len) {
+                const uint8_t *m = memmem(buf + from, len - from, magic, sizeof magic);
+                if (!m)
+                        return len;
+                size_t at = (size_t) (m - buf), plen, flen;
+                uint64_t seq;
+                const uint8_t *payload;
+                if (frame_decode(m, len - at, &seq, &payload, &plen, &flen) == 0 && seq > after)
+                        return at;
+                from = at + 1;
+        }
+        return len;
+}
+
+int ledger_replay(Ledger *l, const void *data, size_t len, LedgerReplayReport *ret, char *err, size_t errlen) {
+        const uint8_t *buf = data, *payload;
+        LedgerReplayReport rep = {};
+        uint8_t want[LEDGER_LOG_FRAME_HEADER + 96];
+        size_t plen, flen, off;
+        uint64_t seq;
+        char why[LEDGER_REASON_MAX / 4];
+        int r;
+
+        if (!l || (!data && len > 0))
+                return -EINVAL;
+        if (len > LEDGER_FILE_MAX)
+                return fail(err, errlen, "change log too large (%zu bytes, at most %u)", len, LEDGER_FILE_MAX);
+        /* the header: a log of another snapshot is stale, not corrupt */
+        r = frame_decode(buf, len, &seq, &payload, &plen, &flen);
+        if (r < 0 || seq != 0 || plen < strlen(LEDGER_LOG_MAGIC_TEXT " ") ||
+            memcmp(payload, LEDGER_LOG_MAGIC_TEXT " ", strlen(LEDGER_LOG_MAGIC_TEXT " ")) != 0)
+                return fail(err, errlen, "change log: %s", r == -ENODATA ? "truncated header" : "bad header");
+        size_t wn = log_header_frame(&l->base, want);
+        if (flen != wn || memcmp(buf, want, wn) != 0)
+                return -ESTALE;
+
+        _cleanup_(ledger_freep) Ledger *scratch = NULL;
+        r = ledger_new(&scratch, SIZE_MAX);
+        if (r < 0)
+                return r;
+        uint64_t pruned = l->pruned;
+        rep.valid_end = off = flen;
+        while (off < len) {
+                r = frame_decode(buf + off, len - off, &seq, &payload, &plen, &flen);
+                if (r == 0 && seq > rep.last_seq) {
+                        r = apply_record(l, scratch, payload, plen, why, sizeof why);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r < 0) {
+                                if (rep.corrupt_records++ == 0)
+                                        snprintf(rep.first_error, sizeof rep.first_error, "record %" PRIu64 " at offset %zu: %s",
+                                                 seq, off, why);
+                        } else
+                                rep.records++;
+                        rep.last_seq = seq;
+                        off += flen;
+                        rep.valid_end = off;
+                        continue;
+                }
+                size_t next = next_frame(buf, len, off + 1, rep.last_seq);
+                if (next == len) {
+                        rep.dropped_bytes = len - off; /* a torn tail: never acknowledged */
+                        break;
+                }
+                if (rep.corrupt_records++ == 0)
+                        snprintf(rep.first_error, sizeof rep.first_error, "%zu unreadable bytes at offset %zu", next - off,
+                                 off);
+                rep.skipped_bytes += next - off;
+                off = next;
+        }
+        prune(l, NULL);
+        changes_clear(l); /* what was replayed is on disk */
+        if (l->pruned > pruned || rep.corrupt_records > 0 || rep.dropped_bytes > 0)
+                l->compact_due = true; /* the log on disk is not where the next record can go */
+        if (l->pruned > pruned)
+                l->dirty = true;
+        if (ret)
+                *ret = rep;
         return 0;
 }
 
@@ -1402,22 +1826,34 @@ static int read_ledger_file(int fd, char **ret, size_t *ret_len) {
         return 0;
 }
 
+/* Open dfd/name read-only without following a symlink or waiting on a FIFO, and read it
+ * whole: -ENOENT if absent, -EBADMSG if not a regular file (a symlink, a FIFO...), -EFBIG
+ * over LEDGER_FILE_MAX. */
+static int read_state_file(int dfd, const char *name, char **ret, size_t *ret_len) {
+        int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+                return errno == ELOOP ? -EBADMSG : -errno;
+        int r = read_ledger_file(fd, ret, ret_len);
+        close(fd);
+        return r;
+}
+
 /* Rename the bad file out of the way, never over an earlier one. */
-static int move_aside(int dfd, char *ret_name, size_t size) {
+static int move_aside(int dfd, const char *name, char *ret_name, size_t size) {
         char stamp[TIMEFMT_MAX];
         int r = timefmt_utc(now_usec_realtime(), TIMEFMT_COMPACT, stamp, sizeof stamp);
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < 100; i++) {
                 if (i == 0)
-                        snprintf(ret_name, size, LEDGER_FILE ".corrupt-%s", stamp);
+                        snprintf(ret_name, size, "%s.corrupt-%s", name, stamp);
                 else
-                        snprintf(ret_name, size, LEDGER_FILE ".corrupt-%s.%u", stamp, i);
-                int k = renameat2(dfd, LEDGER_FILE, dfd, ret_name, RENAME_NOREPLACE);
+                        snprintf(ret_name, size, "%s.corrupt-%s.%u", name, stamp, i);
+                int k = renameat2(dfd, name, dfd, ret_name, RENAME_NOREPLACE);
                 if (k < 0 && errno == EINVAL) /* file system without RENAME_NOREPLACE */
                         k = faccessat(dfd, ret_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0
                                     ? (errno = EEXIST, -1)
-                                    : renameat(dfd, LEDGER_FILE, dfd, ret_name);
+                                    : renameat(dfd, name, dfd, ret_name);
                 if (k == 0) {
                         (void) fsync(dfd);
                         return 0;
@@ -1426,6 +1862,35 @@ static int move_aside(int dfd, char *ret_name, size_t size) {
                         return -errno;
         }
         return -EEXIST;
+}
+
+/* Replay dfd/LEDGER_LOG_FILE over l (loaded from the snapshot). 0 when the log was
+ * replayed, absent or stale (*ret_stale); -EBADMSG with a reason in err when it is not a
+ * regular file, too large or has a bad header (nothing of it applied). */
+static int load_log(Ledger *l, int dfd, LedgerReplayReport *rep, bool *ret_stale, char *err, size_t errlen) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        *ret_stale = false;
+        int r = read_state_file(dfd, LEDGER_LOG_FILE, &buf, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r == -EBADMSG)
+                return fail(err, errlen, "not a regular file");
+        if (r == -EFBIG)
+                return fail(err, errlen, "file too large (at most %u bytes)", LEDGER_FILE_MAX);
+        if (r < 0)
+                return r;
+        r = ledger_replay(l, buf, len, rep, err, errlen);
+        if (r == -ESTALE) {
+                *ret_stale = true;
+                return 0;
+        }
+        if (r >= 0) {
+                l->log_bytes = rep->valid_end;
+                l->log_records = rep->records + rep->corrupt_records;
+                l->log_seq = rep->last_seq;
+        }
+        return r;
 }
 
 int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerOpenReport *report) {
@@ -1449,17 +1914,11 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
                 goto fail;
         }
         (void) unlinkat(l->dfd, LEDGER_TMP_FILE, 0);
+        (void) unlinkat(l->dfd, LEDGER_LOG_FILE ".tmp", 0);
 
-        int fd = openat(l->dfd, LEDGER_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0 && errno == ENOENT)
-                goto done;
-        if (fd < 0 && errno != ELOOP) {
-                r = -errno;
-                goto fail;
-        }
-        r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
-        if (fd >= 0)
-                close(fd);
+        r = read_state_file(l->dfd, LEDGER_FILE, &buf, &len);
+        if (r == -ENOENT)
+                goto done; /* a log without its snapshot extends nothing: the first save replaces it */
         if (r == -EBADMSG)
                 snprintf(reason, sizeof(reason), "not a regular file");
         else if (r == -EFBIG)
@@ -1467,23 +1926,68 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
         else if (r < 0)
                 goto fail;
         else {
-                r = ledger_parse(l, buf, len, reason, sizeof(reason));
+                r = parse_snapshot(l, buf, len, false, NULL, reason, sizeof(reason));
                 if (r < 0 && r != -EBADMSG)
                         goto fail;
         }
+        buf = free_null(buf);
         if (r < 0) {
-                char aside[128];
+                char aside[128], log_aside[128] = "";
                 rep.corrupt = true;
-                int k = move_aside(l->dfd, aside, sizeof(aside));
+                int k = move_aside(l->dfd, LEDGER_FILE, aside, sizeof(aside));
+                /* the log extends the bad snapshot: of no use without it, kept beside it */
+                if (k >= 0 && faccessat(l->dfd, LEDGER_LOG_FILE, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    move_aside(l->dfd, LEDGER_LOG_FILE, log_aside, sizeof(log_aside)) < 0)
+                        log_aside[0] = 0;
                 if (k < 0)
                         snprintf(rep.reason, sizeof(rep.reason),
                                  "ledger: %s/" LEDGER_FILE ": %s, could not move it aside (%s), starting empty", state_dir,
                                  reason, strerror(-k));
                 else
                         snprintf(rep.reason, sizeof(rep.reason),
-                                 "ledger: %s/" LEDGER_FILE ": %s, moved aside to %s/%s, starting empty", state_dir,
-                                 reason, state_dir, aside);
+                                 "ledger: %s/" LEDGER_FILE ": %s, moved aside to %s/%s%s%s, starting empty", state_dir,
+                                 reason, state_dir, aside, log_aside[0] ? " (its change log to " : "",
+                                 log_aside[0] ? log_aside : "");
+                if (log_aside[0])
+                        strncat(rep.reason, ")", sizeof(rep.reason) - strlen(rep.reason) - 1);
                 l->dirty = true;
+                goto done;
+        }
+
+        LedgerReplayReport rr = {};
+        bool stale = false;
+        r = load_log(l, l->dfd, &rr, &stale, reason, sizeof(reason));
+        if (r == -EBADMSG) {
+                char aside[128];
+                int k = move_aside(l->dfd, LEDGER_LOG_FILE, aside, sizeof(aside));
+                snprintf(rep.log_reason, sizeof(rep.log_reason),
+                         "ledger: %s/" LEDGER_LOG_FILE ": %s, %s%s%s; the changes saved in it since the last snapshot are lost",
+                         state_dir, reason, k < 0 ? "could not move it aside (" : "moved aside to ",
+                         k < 0 ? strerror(-k) : aside, k < 0 ? ")" : "");
+                prune(l, NULL);
+                l->dirty = l->dirty || l->pruned > 0;
+        } else if (r < 0)
+                goto fail;
+        else if (stale || l->log_bytes == 0) {
+                /* none, or one a compaction left behind (its snapshot holds it): the next save
+                 * writes a new one */
+                prune(l, NULL);
+                l->dirty = l->dirty || l->pruned > 0;
+        } else {
+                rep.log_records = rr.records;
+                if (rr.corrupt_records > 0)
+                        snprintf(rep.log_reason, sizeof(rep.log_reason),
+                                 "ledger: %s/" LEDGER_LOG_FILE ": %" PRIu64 " corrupt record(s) skipped, the first %s%s",
+                                 state_dir, rr.corrupt_records, rr.first_error,
+                                 rr.dropped_bytes > 0 ? "; a torn record at its end dropped (never acknowledged)" : "");
+                else if (rr.dropped_bytes > 0)
+                        snprintf(rep.log_reason, sizeof(rep.log_reason),
+                                 "ledger: %s/" LEDGER_LOG_FILE ": a torn record at its end (%" PRIu64
+                                 " bytes) dropped: it was never acknowledged",
+                                 state_dir, rr.dropped_bytes);
+                /* appends go on where the log ends, unless it must be rewritten first */
+                if (!l->compact_due)
+                        l->log_fd = openat(l->dfd, LEDGER_LOG_FILE, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
         }
 done:
         rep.references = l->n_refs;
@@ -1531,43 +2035,50 @@ int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *e
                 return -EINVAL;
         if (snprintf(path, sizeof(path), "%s/" LEDGER_FILE, state_dir) >= (int) sizeof(path))
                 return -ENAMETOOLONG;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0 && errno != ELOOP)
+        _cleanup_close_ int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
                 return -errno;
-        int r = fd < 0 ? -EBADMSG : read_ledger_file(fd, &buf, &len);
-        if (fd >= 0)
-                close(fd);
+        int r = read_state_file(dfd, LEDGER_FILE, &buf, &len);
         if (r == -EBADMSG)
                 return fail(err, errlen, "ledger: %s: not a regular file", path);
         if (r == -EFBIG)
                 return fail(err, errlen, "ledger: %s: file too large (at most %u bytes)", path, LEDGER_FILE_MAX);
         if (r < 0)
                 return r;
-        Ledger *l = NULL;
+        _cleanup_(ledger_freep) Ledger *l = NULL;
         r = ledger_new(&l, max_entries);
         if (r < 0)
                 return r;
         char why[LEDGER_REASON_MAX / 2] = "";
-        r = ledger_parse(l, buf, len, why, sizeof(why));
-        if (r < 0) {
-                ledger_free(l);
+        r = parse_snapshot(l, buf, len, false, NULL, why, sizeof(why));
+        if (r < 0)
                 return r == -EBADMSG ? fail(err, errlen, "ledger: %s: %s", path, why) : r;
-        }
-        *ret = l;
+        buf = free_null(buf);
+        /* the changes since, as ledger_open() would replay them; a torn or corrupt record
+         * is skipped, a stale log ignored, as there; nothing is written */
+        LedgerReplayReport rr;
+        bool stale;
+        r = load_log(l, dfd, &rr, &stale, why, sizeof(why));
+        if (r == -EBADMSG)
+                return fail(err, errlen, "ledger: %s/" LEDGER_LOG_FILE ": %s", state_dir, why);
+        if (r < 0)
+                return r;
+        if (stale || l->log_bytes == 0)
+                prune(l, NULL);
+        *ret = TAKE_PTR(l);
         return 0;
 }
 
-int ledger_save(Ledger *l) {
+/* The whole snapshot, rewritten (temp file, fsync, rename, fsync the directory), pruned
+ * first if over LEDGER_FILE_MAX. *ret_id gets its identity. Returns entries pruned. */
+static int snapshot_write(Ledger *l, SnapshotId *ret_id) {
         _cleanup_free_ Ref **v = NULL;
         _cleanup_free_ Out *o = NULL;
         char header[HEADER_LINE_MAX];
         uint64_t blen;
         uLong crc;
         int hlen;
-        uint64_t pruned_before;
-        if (!l || l->dfd < 0)
-                return -EINVAL;
-        pruned_before = l->pruned;
+        uint64_t pruned_before = l->pruned;
         int r = plan_body(l, &v, &o, header, &blen, &crc, &hlen);
         if (r < 0)
                 return r;
@@ -1589,11 +2100,112 @@ int ledger_save(Ledger *l) {
                 if (r < 0)
                         return r;
         }
-
+        SnapshotId id = { .length = blen, .crc = (uint32_t) crc, .adler = (uint32_t) o->adler };
         SaveCtx ctx = {.l = l, .v = v, .o = o, .header = header, .hlen = hlen, .blen = blen, .crc = crc};
         r = file_replace_at(l->dfd, LEDGER_FILE, 0600, FILE_REPLACE_SYNC, save_write, &ctx);
         if (r < 0)
                 return r;
-        l->dirty = false;
+        l->snap_bytes = (uint64_t) hlen + blen;
+        *ret_id = id;
         return (int) MIN(l->pruned - pruned_before, (uint64_t) INT_MAX);
+}
+
+/* A new log holding only its header, replacing the old one atomically, then opened for
+ * appends. */
+static int log_start(Ledger *l) {
+        uint8_t frame[LEDGER_LOG_FRAME_HEADER + 96];
+        size_t n = log_header_frame(&l->base, frame);
+        int r = file_replace_data_at(l->dfd, LEDGER_LOG_FILE, 0600, FILE_REPLACE_SYNC, frame, n);
+        if (r < 0)
+                return r;
+        int fd = openat(l->dfd, LEDGER_LOG_FILE, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        l->log_fd = fd;
+        l->log_bytes = n;
+        l->log_records = l->log_seq = 0;
+        return 0;
+}
+
+int ledger_compact(Ledger *l) {
+        SnapshotId id;
+        if (!l || l->dfd < 0)
+                return -EINVAL;
+        /* from here until a new log is started, the old one must take no record: it extends
+         * a snapshot that may already be replaced */
+        if (l->log_fd >= 0)
+                close(l->log_fd);
+        l->log_fd = -1;
+        l->compact_due = true;
+        int pruned = snapshot_write(l, &id);
+        if (pruned < 0)
+                return pruned;
+        /* saved: the snapshot holds everything. The old log is now stale (it names the
+         * previous snapshot): ignored by a load even if the new one cannot be started, in
+         * which case the next save compacts again. */
+        l->base = id;
+        changes_clear(l);
+        l->dirty = false;
+        l->compact_due = log_start(l) < 0;
+        return pruned;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off) {
+        while (len > 0) {
+                ssize_t k = pwrite(fd, p, len, (off_t) off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -ENOSPC;
+                p += k;
+                len -= (size_t) k;
+                off += (uint64_t) k;
+        }
+        return 0;
+}
+
+/* Compaction is due once the log would outgrow the snapshot (so a load replays at most
+ * about as much as it parses, and the rewrite is amortised over as many bytes of records
+ * as it writes), or LEDGER_LOG_COMPACT_MIN for a small ledger. Never over LEDGER_FILE_MAX. */
+static uint64_t log_bound(const Ledger *l) {
+        return MIN(MAX(l->snap_bytes, (uint64_t) LEDGER_LOG_COMPACT_MIN), (uint64_t) LEDGER_FILE_MAX);
+}
+
+int ledger_save(Ledger *l) {
+        if (!l || l->dfd < 0)
+                return -EINVAL;
+        if (l->log_fd < 0 || l->compact_due)
+                return ledger_compact(l);
+        if (l->n_pending == 0 && l->n_removed == 0) {
+                l->dirty = false;
+                return 0;
+        }
+        _cleanup_free_ uint8_t *p = NULL;
+        Batch b = {};
+        int r = batch_build(l, &b);
+        p = b.p;
+        if (r == -EFBIG)
+                return ledger_compact(l); /* one reference larger than a log may be */
+        if (r < 0)
+                return r;
+        if (l->log_bytes + b.n > log_bound(l))
+                return ledger_compact(l);
+        r = pwrite_all(l->log_fd, b.p, b.n, l->log_bytes);
+        if (r >= 0 && fdatasync(l->log_fd) < 0)
+                r = -errno;
+        if (r < 0) {
+                /* not acknowledged: cut it off (a crash before that leaves a torn tail, dropped
+                 * at load), and compact next time rather than append after what may remain */
+                (void) ftruncate(l->log_fd, (off_t) l->log_bytes);
+                l->compact_due = true;
+                return r;
+        }
+        l->log_bytes += b.n;
+        l->log_records += b.records;
+        l->log_seq = b.seq;
+        changes_clear(l);
+        l->dirty = false;
+        return 0;
 }

@@ -64,6 +64,7 @@ typedef struct Config {
         uint64_t ledger_max_entries;
         uint64_t reminder_interval_usec; /* 0 = never */
         uint64_t inventory_interval_usec; /* 0 = never */
+        uint64_t relist_interval_usec;    /* 0 = only with the inventory */
         uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* liveness PING of containerd */
         char *metrics_file;
         char *cluster;

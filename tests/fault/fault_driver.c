@@ -2,10 +2,13 @@
  * sets up state with the injector disarmed, arms it around the operation under test,
  * disarms it, and then checks the durability invariants with the real disk:
  *
- *   ledger DIR   a save of a changed ledger fails or succeeds; either way the file on
- *                disk is byte for byte the old or the new version (never a mix, never
- *                corrupt), a save that returned 0 left the new one, and once the disk
- *                has room again the next save succeeds and a fresh open is not corrupt.
+ *   ledger DIR   three saves of a changed ledger — an append to the change log, a
+ *                compaction (snapshot rewritten, new log), an append again — each fails
+ *                or succeeds; after each, what loads from disk (snapshot + log) is the
+ *                ledger as it was before the step or as it is after, never a mix and
+ *                never corrupt; a save that returned 0 left the new one (so nothing
+ *                acknowledged is ever lost by a later failure); once the disk has room
+ *                again the next save succeeds and a fresh open is not corrupt or torn.
  *   spool DIR    appends, syncs and an ack under faults; after a reopen without faults
  *                every record whose append and following sync both returned 0 is still
  *                there, once, with its bytes; a record acknowledged (ack returned 0) is
@@ -28,6 +31,7 @@
 
 #define DA "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define DB "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define DC "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 
 static void (*arm)(int);
 
@@ -41,16 +45,64 @@ static int violated(const char *what) {
         return 1;
 }
 
-static int read_file(const char *path, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        return read_fd_bounded(fd, 64U << 20, ret, ret_len);
+/* What a fresh load of dir finds (read-only: nothing on disk changes), formatted;
+ * NULL if it does not load. */
+static char *disk_text(const char *dir) {
+        Ledger *l = NULL;
+        char err[LEDGER_REASON_MAX], *t = NULL;
+        if (ledger_read(&l, dir, 100000, err, sizeof err) < 0)
+                return NULL;
+        if (ledger_format(l, &t, NULL) < 0)
+                t = NULL;
+        ledger_free(l);
+        return t;
+}
+
+typedef enum Op { OP_SAVE, OP_COMPACT } Op;
+
+/* One armed step: change refs [from, to) to digest (and mark a finding raised), save or
+ * compact under faults, then check with the real disk: it loads as it was before the
+ * step or as memory is after the change, never anything else; as the new one if the call
+ * returned success; and a failure leaves the ledger dirty, to be saved again. */
+static int armed_step(Ledger *l, const char *dir, unsigned from, unsigned to, const char *digest, uint64_t t, Op op,
+                      const char *what) {
+        char ref[128], msg[256];
+        _cleanup_free_ char *old_text = disk_text(dir), *new_text = NULL;
+        if (!old_text)
+                return violated("setup: the ledger on disk does not load before the step");
+        for (unsigned i = from; i < to; i++) {
+                snprintf(ref, sizeof ref, "registry.local/app%u:v1", i);
+                if (ledger_record(l, "k8s.io", ref, digest, t + i, NULL, NULL) < 0 ||
+                    ledger_mark_raised(l, "k8s.io", ref, digest, "tag_moved", t + i) < 0)
+                        return violated("setup: change");
+        }
+        if (ledger_format(l, &new_text, NULL) < 0)
+                return violated("setup: format new");
+
+        set_armed(1);
+        int r = op == OP_SAVE ? ledger_save(l) : ledger_compact(l);
+        set_armed(0);
+
+        _cleanup_free_ char *disk = disk_text(dir);
+        snprintf(msg, sizeof msg, "%s: ", what);
+        size_t n = strlen(msg);
+        if (!disk)
+                return snprintf(msg + n, sizeof msg - n, "the ledger on disk does not load"), violated(msg);
+        bool is_old = streq_ptr(disk, old_text), is_new = streq_ptr(disk, new_text);
+        if (!is_old && !is_new)
+                return snprintf(msg + n, sizeof msg - n, "the ledger on disk is neither the old nor the new one"),
+                       violated(msg);
+        if (r >= 0 && !is_new)
+                return snprintf(msg + n, sizeof msg - n, "returned %d but the disk holds the old ledger", r), violated(msg);
+        if (r < 0 && !ledger_is_dirty(l))
+                return snprintf(msg + n, sizeof msg - n, "a failure cleared the dirty flag: the change would never be saved"),
+                       violated(msg);
+        return 0;
 }
 
 static int scenario_ledger(const char *dir) {
         Ledger *l = NULL;
-        char ref[128], path[4096];
+        char ref[128];
         if (ledger_open(&l, dir, 100000, NULL) < 0)
                 return violated("setup: ledger_open");
         for (unsigned i = 0; i < 40; i++) {
@@ -58,50 +110,34 @@ static int scenario_ledger(const char *dir) {
                 if (ledger_record(l, "k8s.io", ref, DA, 1000 + i, NULL, NULL) < 0)
                         return violated("setup: ledger_record");
         }
-        if (ledger_save(l) < 0)
+        if (ledger_save(l) < 0) /* the first save: snapshot and an empty log */
                 return violated("setup: first save");
-        _cleanup_free_ char *old_text = NULL, *new_text = NULL;
-        size_t old_len, new_len;
-        if (ledger_format(l, &old_text, &old_len) < 0)
-                return violated("setup: format old");
-        for (unsigned i = 0; i < 40; i += 2) {
-                snprintf(ref, sizeof ref, "registry.local/app%u:v1", i);
-                if (ledger_record(l, "k8s.io", ref, DB, 5000 + i, NULL, NULL) < 0 ||
-                    ledger_mark_raised(l, "k8s.io", ref, DB, "tag_moved", 5000 + i) < 0)
-                        return violated("setup: change");
-        }
-        if (ledger_format(l, &new_text, &new_len) < 0)
-                return violated("setup: format new");
+        snprintf(ref, sizeof ref, "registry.local/app%u:v1", 39);
+        if (ledger_record(l, "k8s.io", ref, DB, 2000, NULL, NULL) < 0 || ledger_save(l) < 0)
+                return violated("setup: an append");
 
-        set_armed(1);
-        int r = ledger_save(l);
-        set_armed(0);
+        /* an append of changes to the log; a compaction; an append again (a compaction when
+         * an earlier step failed); the failure points of all three are swept in turn */
+        int r = armed_step(l, dir, 0, 20, DB, 5000, OP_SAVE, "log append");
+        if (r == 0)
+                r = armed_step(l, dir, 10, 30, DC, 6000, OP_COMPACT, "compaction");
+        if (r == 0)
+                r = armed_step(l, dir, 30, 35, DB, 7000, OP_SAVE, "append after the compaction");
+        if (r != 0)
+                return r;
 
-        snprintf(path, sizeof path, "%s/" LEDGER_FILE, dir);
-        _cleanup_free_ char *disk = NULL;
-        size_t disk_len = 0;
-        if (read_file(path, &disk, &disk_len) < 0)
-                return violated("the ledger file is gone after a failed save");
-        bool is_old = disk_len == old_len && memcmp(disk, old_text, old_len) == 0;
-        bool is_new = disk_len == new_len && memcmp(disk, new_text, new_len) == 0;
-        if (!is_old && !is_new)
-                return violated("the ledger file is neither the old nor the new version");
-        if (r == 0 && !is_new)
-                return violated("ledger_save() returned 0 but the file is the old version");
-        if (r < 0 && !ledger_is_dirty(l))
-                return violated("a failed save cleared the dirty flag: the change would never be saved");
-
-        /* room again: the change is saved, and a fresh open is not corrupt */
+        /* room again: everything is saved, and a fresh open is neither corrupt nor torn */
+        _cleanup_free_ char *want = NULL, *again = NULL;
+        if (ledger_format(l, &want, NULL) < 0)
+                return violated("setup: format");
         if (ledger_save(l) < 0)
                 return violated("the save after the fault cleared failed");
         ledger_free(l);
         LedgerOpenReport rep;
-        if (ledger_open(&l, dir, 100000, &rep) < 0 || rep.corrupt)
+        if (ledger_open(&l, dir, 100000, &rep) < 0 || rep.corrupt || rep.log_reason[0])
                 return violated("the ledger does not reopen cleanly");
-        _cleanup_free_ char *again = NULL;
-        size_t again_len;
-        if (ledger_format(l, &again, &again_len) < 0 || again_len != new_len || memcmp(again, new_text, new_len))
-                return violated("the reopened ledger is not the new version");
+        if (ledger_format(l, &again, NULL) < 0 || !streq_ptr(again, want))
+                return violated("the reopened ledger is not the last one saved");
         ledger_free(l);
         return 0;
 }

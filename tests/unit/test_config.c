@@ -148,6 +148,8 @@ static void test_defaults(void **state) {
         assert_int_equal(c.max_message_bytes, 16 * 1024 * 1024);
         assert_int_equal(c.ledger_max_entries, 10000);
         assert_int_equal(c.reminder_interval_usec, 0);
+        assert_int_equal(c.inventory_interval_usec, 3600000000ULL);
+        assert_int_equal(c.relist_interval_usec, 600000000ULL); /* the re-list's cost: README */
         assert_int_equal(c.mutable_tags.n, 9);
         assert_true(config_list_contains(&c.mutable_tags, "latest"));
         assert_true(config_list_contains(&c.mutable_tags, "nightly"));
@@ -417,6 +419,7 @@ static void test_flag_errors(void **state) {
                 /* a duration below its key's minimum would spin the loop (1us took 100% CPU) */
                 { { "--inventory-interval=1us", NULL }, "option --inventory-interval: out of range: 0 (off) or 1m..365d" },
                 { { "--inventory-interval", "59s", NULL }, "option --inventory-interval: out of range: 0 (off) or 1m..365d" },
+                { { "--relist-interval=30s", NULL }, "option --relist-interval: out of range: 0 (off) or 1m..365d" },
                 { { "--reminder-interval=1ms", NULL }, "option --reminder-interval: out of range: 0 (off) or 1m..365d" },
                 { { "--batch-max-age=1us", NULL }, "option --batch-max-age: out of range: 0 (off) or 10ms..1h" },
                 { { "--endpoint-timeout=1us", NULL }, "option --endpoint-timeout: out of range 100ms..10m" },
@@ -443,6 +446,8 @@ static void test_flag_errors(void **state) {
                 const char *arg;
                 uint64_t usec;
         } good[] = { { "--inventory-interval=0", 0 },
+                     { "--relist-interval=0", 0 },
+                     { "--relist-interval=5m", 300000000ULL },
                      { "--inventory-interval=1m", 60000000ULL },
                      { "--reminder-interval=0", 0 },
                      { "--batch-max-age=0", 0 },
@@ -454,6 +459,7 @@ static void test_flag_errors(void **state) {
                 if (config_parse_args(&c, 1, argv, NULL, err, sizeof(err)) < 0)
                         fail_msg("%s: %s", good[i].arg, err);
                 uint64_t got = startswith(good[i].arg, "--inventory") ? c.inventory_interval_usec
+                               : startswith(good[i].arg, "--relist")   ? c.relist_interval_usec
                                : startswith(good[i].arg, "--reminder") ? c.reminder_interval_usec
                                                                        : c.batch_max_age_usec;
                 assert_int_equal(got, good[i].usec);
