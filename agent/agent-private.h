@@ -13,6 +13,7 @@
 #include "pullwatch/judge.h"
 #include "pullwatch/latch.h"
 #include "pullwatch/ledger.h"
+#include "pullwatch/metrics.h"
 #include "pullwatch/pins.h"
 #include "pullwatch/policy.h"
 #include "pullwatch/scan.h"
@@ -56,6 +57,8 @@ typedef struct Agent {
         uint64_t dropped_events;
 
         FailLatch ledger_fail;
+        MetricsSnapshot metrics_written; /* what status.json says now */
+        bool metrics_written_once;
         sd_event_source *reconnect_timer, *catchup_timer, *ledger_timer, *metrics_timer, *inventory_timer;
         sd_event_source *pins_watch, *pins_timer;
         int exit_error; /* scan: a listing failed */
@@ -72,6 +75,8 @@ static inline void arm_oneshot(sd_event_source *s, uint64_t delay_usec) {
 
 /* agent.c */
 void agent_ledger_schedule_save(Agent *a);
+/* Something happened that the health numbers may show: look again in a while. */
+void agent_metrics_touch(Agent *a);
 
 /* agent-watch.c */
 extern const JobsCallbacks agent_jobs_callbacks;

@@ -49,6 +49,7 @@ static void inventory_ship(Agent *a) {
 
 static void on_job_done(const JobOutcome *o, void *userdata) {
         Agent *a = userdata;
+        agent_metrics_touch(a);
         if (o->error < 0) {
                 if (o->generation == a->generation && o->error != -ENOENT)
                         log_warning("cannot look up %s %s in namespace %s: %s, ignoring",
@@ -250,6 +251,7 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
         Agent *a = userdata;
         a->subscription = NULL;
         a->connected = false;
+        agent_metrics_touch(a);
         jobs_set_generation(a->jobs, ++a->generation);
         log_warning("event stream from containerd at %s ended: %s; reconnecting", a->config->address,
                     reason ? reason : "closed");
@@ -294,6 +296,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         }
         log_info("connected to containerd %s (%s) at %s", v->version, v->revision, a->config->address);
         a->connected = true;
+        agent_metrics_touch(a);
         a->subscribed_usec = now_usec_monotonic();
         a->last_connect_error[0] = 0;
         a->listed_images = 0;
