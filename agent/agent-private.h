@@ -53,6 +53,8 @@ typedef struct Agent {
         CtrdCall *subscription;
         unsigned listing_pending; /* listing calls of the current generation in flight */
         bool listing_active;      /* a reconcile's listing is under way */
+        bool listing_skip_known;  /* this listing queues only what the ledger does not know as current */
+        bool catchup_deferred;    /* the catch-up listing waits for the listing under way */
         size_t listed_images;
         uint64_t dropped_events;
 

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Issue 12 item 3: an idle agent does not wake up. After an event has been handled
-# (its ledger save and health files written), no timer of the agent is due within
-# the next minute — only the liveness ones (containerd keepalive after 5 min of
-# silence, the hourly re-list) stay armed — and over a few idle seconds the agent
-# makes no context switch at all. It used to rewrite status.json every 15 s.
+# Issue 12 items 3 and 5: what the agent does when nothing new happens.
+# 1. The catch-up listing (a second listing a few seconds after subscribing, for a pull
+#    that raced the subscription) queues only the images the ledger does not know at
+#    their digest: the first listing judged the rest moments ago (it resolved every
+#    image twice, and at 10,000 images both listings ran at once).
+# 2. An idle agent does not wake up. After an event has been handled (its ledger save
+#    and health files written), no timer of the agent is due within the next minute —
+#    only the liveness ones (containerd keepalive after 5 min of silence, the hourly
+#    re-list) stay armed — and over a few idle seconds the agent makes no context switch
+#    at all. It used to rewrite status.json every 15 s.
 # Counted, not timed: the timers are read from the kernel (/proc/PID/fdinfo of the
 # agent's timerfds) and the wake-ups from /proc/PID/status.
 set -euo pipefail
@@ -13,13 +18,18 @@ pw_setup_deps_check
 pw_start_journald
 pw_start_containerd
 
-# one tiny image (no registry needed), imported before the agent starts
-"$PW_PY" "$PW_LIB_DIR/../bench/mkscale.py" "$PW_WORK/one.tar" 1 idle.test/app >/dev/null
-pw_ctr -n default images import --no-unpack "$PW_WORK/one.tar" >/dev/null
+# 40 tiny images of distinct digests (no registry needed), imported before the agent starts
+"$PW_PY" "$PW_LIB_DIR/../bench/mkscale.py" "$PW_WORK/few.tar" 40 idle.test/app >/dev/null
+pw_ctr -n default images import --no-unpack "$PW_WORK/few.tar" >/dev/null
 BASE=idle.test/app-00001:1.0.0
 
 NODE=$(pw_node_name)
-pw_start_agent "$NODE"
+pw_start_agent "$NODE" --log-level debug
+pw_wait_journal "$NODE" pull 40 20
+pw_poll 20 eval "pw_agent_err_since_start | grep -q 'catch-up listing of namespace default'" ||
+	pw_fail "no catch-up listing within 20 s" "$(pw_agent_err_since_start | tail -5)"
+pw_assert_match "$(pw_agent_err_since_start | grep 'catch-up listing of namespace default')" ': 0 of 40 images' \
+	"the catch-up listing queues none of the 40 images the first listing judged"
 pw_ctr -n default images tag "$BASE" idle.test/moved:1.0.0 >/dev/null
 d=$(pw_image_digest default idle.test/moved:1.0.0)
 pw_wait_record pull idle.test/moved:1.0.0 "$d" default
