@@ -63,6 +63,7 @@ typedef struct Agent {
         bool metrics_written_once;
         sd_event_source *reconnect_timer, *catchup_timer, *ledger_timer, *metrics_timer, *inventory_timer;
         sd_event_source *pins_watch, *pins_timer;
+        sd_event_source *trim; /* defer: malloc_trim() once the current handler has freed its buffers */
         int exit_error; /* scan: a listing failed */
 } Agent;
 
@@ -79,6 +80,10 @@ static inline void arm_oneshot(sd_event_source *s, uint64_t delay_usec) {
 void agent_ledger_schedule_save(Agent *a);
 /* Something happened that the health numbers may show: look again in a while. */
 void agent_metrics_touch(Agent *a);
+/* Give freed heap back to the kernel on the next loop turn: a listing can end inside the
+ * callback of its own reply, whose buffers (megabytes at 10,000 images) are freed only
+ * after it returns; trimmed there, they stayed private dirty memory for good. */
+void agent_trim_later(Agent *a);
 
 /* agent-watch.c */
 extern const JobsCallbacks agent_jobs_callbacks;

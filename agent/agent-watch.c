@@ -81,7 +81,7 @@ static void check_progress(Agent *a) {
                 sinks_listing_done(a->sinks);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
-                malloc_trim(0); /* a listing's jobs are gone: return their memory */
+                agent_trim_later(a); /* a listing's jobs are gone: return their memory */
                 if (a->catchup_deferred && a->connected) {
                         a->catchup_deferred = false;
                         reconcile(a, false);

@@ -118,6 +118,18 @@ void agent_metrics_touch(Agent *a) {
                 arm_oneshot(a->metrics_timer, METRICS_INTERVAL_USEC);
 }
 
+static int on_trim(sd_event_source *s, void *userdata) {
+        malloc_trim(0);
+        return 0;
+}
+
+void agent_trim_later(Agent *a) {
+        if (a->trim)
+                (void) sd_event_source_set_enabled(a->trim, SD_EVENT_ONESHOT);
+        else
+                malloc_trim(0);
+}
+
 /* ---------------------------------------------------------------- pins reload, signals */
 
 static void pins_reload(Agent *a, const char *why) {
@@ -174,6 +186,7 @@ static Agent *agent_free(Agent *a) {
         sd_event_source_unref(a->inventory_timer);
         sd_event_source_unref(a->pins_watch);
         sd_event_source_unref(a->pins_timer);
+        sd_event_source_unref(a->trim);
         inventory_free(a->inventory);
         attribution_free(a->attribution);
         sinks_free(a->sinks);
@@ -210,6 +223,10 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         r = sd_event_default(&a->event);
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop: %m");
+        r = sd_event_add_defer(a->event, &a->trim, on_trim, a);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the event loop: %m");
+        (void) sd_event_source_set_enabled(a->trim, SD_EVENT_OFF);
         r = ctrd_new(&a->ctrd, a->event, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
                 return err[0] ? log_error_errno(r, "%s", err) : log_error_errno(r, "%m");
