@@ -49,6 +49,7 @@ static void inventory_ship(Agent *a) {
 
 static void on_job_done(const JobOutcome *o, void *userdata) {
         Agent *a = userdata;
+        agent_metrics_touch(a);
         if (o->error < 0) {
                 if (o->generation == a->generation && o->error != -ENOENT)
                         log_warning("cannot look up %s %s in namespace %s: %s, ignoring",
@@ -68,6 +69,8 @@ static void on_container_image(const char *ns, const char *id, const char *image
         (void) attribution_remember(a->attribution, ns, id, image, digest, w);
 }
 
+static void reconcile(Agent *a, bool inventory);
+
 /* After jobs were handed back or a listing call ended: is a listing, or the scan, over? */
 static void check_progress(Agent *a) {
         bool idle = a->listing_pending == 0 && jobs_queued(a->jobs) == 0;
@@ -78,7 +81,12 @@ static void check_progress(Agent *a) {
                 sinks_listing_done(a->sinks);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
-                malloc_trim(0); /* a listing's jobs are gone: return their memory */
+                agent_trim_later(a); /* a listing's jobs are gone: return their memory */
+                if (a->catchup_deferred && a->connected) {
+                        a->catchup_deferred = false;
+                        reconcile(a, false);
+                        a->listing_skip_known = true;
+                }
         }
         if (!a->oneshot && !a->ready_notified && a->connected && idle) {
                 a->ready_notified = true;
@@ -144,10 +152,15 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
         for (size_t i = 0; ranks && i < n; i++)
                 ranks[i] = (uint8_t) image_rank(&imgs[i]);
         uint64_t now = now_usec_realtime();
+        size_t queued = 0;
         for (int rank = 0; rank <= 3; rank++)
                 for (size_t i = 0; i < n; i++) {
                         if ((ranks ? ranks[i] : image_rank(&imgs[i])) != rank)
                                 continue;
+                        LedgerDigest d;
+                        if (a->listing_skip_known && ledger_lookup(a->ledger, ns, imgs[i].name, &d) >= 0 &&
+                            streq_ptr(d.digest, imgs[i].target_digest))
+                                continue; /* judged at this digest already: nothing new to say */
                         int r = jobs_add_image(a->jobs, ns, imgs[i].name, imgs[i].target_digest,
                                                imgs[i].target_media_type, now);
                         if (r < 0) {
@@ -155,7 +168,11 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                                 break; /* the queue is full: this rank waits for the next reconcile */
                         }
                         a->listed_images++;
+                        queued++;
                 }
+        if (a->listing_skip_known)
+                log_debug("catch-up listing of namespace %s: %zu of %zu images not judged at their digest yet", ns,
+                          queued, n);
         listing_done(a);
 }
 
@@ -198,6 +215,7 @@ static void on_namespaces_listed(Ctrd *c, int error, const char *reason, const C
 
 static void reconcile(Agent *a, bool inventory) {
         a->listing_active = true;
+        a->listing_skip_known = false;
         if (inventory && a->inventory && inventory_begin(a->inventory) < 0)
                 log_warning("cannot start an inventory: out of memory");
         if (ctrd_namespaces_list(a->ctrd, on_namespaces_listed, a) >= 0)
@@ -208,9 +226,19 @@ static void reconcile(Agent *a, bool inventory) {
 int agent_on_catchup(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         /* A pull that landed between our listing and the moment containerd registered the
-         * subscription (the stream confirms nothing until its first event) is caught here. */
-        if (a->connected)
-                reconcile(a, false);
+         * subscription (the stream confirms nothing until its first event) is caught here.
+         * It lists again only once the listing under way is judged (at 10,000 images that
+         * takes longer than the delay: both ran at once, every image resolved twice), and
+         * queues only the images whose digest the ledger does not know as current: the
+         * rest was judged moments ago. */
+        if (!a->connected)
+                return 0;
+        if (a->listing_active) {
+                a->catchup_deferred = true;
+                return 0;
+        }
+        reconcile(a, false);
+        a->listing_skip_known = true;
         return 0;
 }
 
@@ -260,6 +288,8 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
         Agent *a = userdata;
         a->subscription = NULL;
         a->connected = false;
+        a->catchup_deferred = false;
+        agent_metrics_touch(a);
         jobs_set_generation(a->jobs, ++a->generation);
         log_warning("event stream from containerd at %s ended: %s; reconnecting", a->config->address,
                     reason ? reason : "closed");
@@ -304,6 +334,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         }
         log_info("connected to containerd %s (%s) at %s", v->version, v->revision, a->config->address);
         a->connected = true;
+        agent_metrics_touch(a);
         a->subscribed_usec = now_usec_monotonic();
         a->last_connect_error[0] = 0;
         a->listed_images = 0;
