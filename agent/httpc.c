@@ -360,6 +360,8 @@ static void tls_error(Httpc *c, const char *what, int e) {
                     out.data) {
                         snprintf(reason, sizeof reason, "%s", (const char *) out.data);
                         tlsshim_free(out.data);
+                        for (size_t n = strlen(reason); n > 0 && reason[n - 1] == ' '; n--)
+                                reason[n - 1] = 0;
                 }
                 req_conn_failed(c, "TLS handshake with %s:%s: server certificate verification failed: %s", c->host,
                                 c->port, reason);
@@ -600,7 +602,8 @@ static void req_write(Httpc *c) {
                 }
                 c->sent += (size_t) n;
         }
-        head_wipe(c); /* the Authorization header is no longer needed */
+        /* the head (with its Authorization header) is kept until the request settles:
+         * a stale keep-alive connection means sending it again */
         c->req = REQ_READING;
         if (io_events(c, EPOLLIN) < 0)
                 req_conn_failed(c, "waiting for %s:%s: cannot watch the socket", c->host, c->port);

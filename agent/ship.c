@@ -751,7 +751,7 @@ static void batch_free(Batch *b) {
 
 static void request_release(Shipper *s) {
         if (s->http)
-                httpc_cancel(s->http); /* keeps no header: its buffer was wiped when sent */
+                httpc_cancel(s->http); /* wipes the request head (the Authorization header) */
         if (s->easy) {
                 curlev_remove(s->ev, s->easy); /* no-op error if already detached */
                 curl_easy_cleanup(s->easy);

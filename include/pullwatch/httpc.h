@@ -56,7 +56,8 @@ Httpc *httpc_free(Httpc *c);
 
 /* POST body to the URL's path. headers: "Name: value" lines (no CR/LF; Host,
  * Content-Length and User-Agent are added), copied during the call — the buffer they
- * are copied to is wiped after sending (it may hold an Authorization header). body is
+ * are copied to is wiped when the request settles (it may hold an Authorization
+ * header). body is
  * borrowed until done is called or the client is freed. -EBUSY if a request is in
  * flight, -EINVAL for a header with CR or LF, -ENOMEM. */
 int httpc_post(Httpc *c, const char *const *headers, size_t n_headers, const void *body, size_t body_len,
