@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -1159,6 +1160,11 @@ static void finish_ok(Shipper *s) {
         ack_batch(s);
         batch_done(s);
         ship_kick(s);
+        /* Drained: a batch's arena, body and gzip state (deflate's ~256 KiB, above glibc's
+         * raised mmap threshold after the first one) stay in the heap as free chunks;
+         * give them back, so an idle agent's private dirty memory is what it holds. */
+        if (s->state == STATE_IDLE)
+                malloc_trim(0);
 }
 
 static int start_batch(Shipper *s) {
