@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,6 +35,43 @@
 #define HTTPC_PATH_MAX 2048
 #define HTTPC_HEAD_MAX (64U * 1024U) /* the request head we build (headers are bounded by the caller) */
 #define HTTPC_ERROR_MAX 256
+
+/* A host name lookup, run by a detached thread with the blocking getaddrinfo() (glibc's
+ * getaddrinfo_a() notification thread was seen not to fire under ASan). Shared by the
+ * thread and the client, freed by whichever lets go last; the thread signals the eventfd
+ * when res/rc are set. */
+typedef struct Lookup {
+        int refs; /* atomic */
+        int fd;   /* eventfd, owned */
+        char host[256];
+        char port[8];
+        int rc;
+        int err; /* errno for EAI_SYSTEM */
+        struct addrinfo *res;
+} Lookup;
+
+static void lookup_unref(Lookup *l) {
+        if (l && __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+                if (l->res)
+                        freeaddrinfo(l->res);
+                if (l->fd >= 0)
+                        close(l->fd);
+                free(l);
+        }
+}
+
+static void *lookup_thread(void *p) {
+        Lookup *l = p;
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP,
+                                  .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG };
+        int rc = getaddrinfo(l->host, l->port, &hints, &l->res);
+        l->err = errno;
+        __atomic_store_n(&l->rc, rc, __ATOMIC_RELEASE);
+        uint64_t one = 1;
+        (void) !write(l->fd, &one, sizeof one);
+        lookup_unref(l);
+        return NULL;
+}
 
 typedef enum ConnState {
         CONN_NONE,
@@ -76,14 +114,9 @@ struct Httpc {
         bool reused;            /* the request runs on a connection that carried one before */
         unsigned requests_on_conn;
 
-        /* resolver */
-        struct gaicb gai;
-        struct gaicb *gai_list[1];
-        struct addrinfo gai_hints;
-        struct sigevent gai_sev;
-        int gai_fd;             /* eventfd the resolver thread signals */
-        sd_event_source *gai_io;
-        bool gai_pending;
+        /* resolver: a lookup in flight, shared with its thread */
+        Lookup *lookup;
+        sd_event_source *lookup_io;
 
         /* request */
         ReqState req;
@@ -490,30 +523,27 @@ static void resolved(Httpc *c, int gai_r, struct addrinfo *res) {
         connect_next(c);
 }
 
-static void gai_notify(union sigval sv) {
-        int fd = sv.sival_int;
-        uint64_t one = 1;
-        (void) !write(fd, &one, sizeof one);
+static void lookup_drop(Httpc *c) {
+        c->lookup_io = sd_event_source_disable_unref(c->lookup_io);
+        lookup_unref(c->lookup);
+        c->lookup = NULL;
 }
 
-static int on_gai(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static int on_lookup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Httpc *c = userdata;
-        uint64_t v;
-        (void) !read(fd, &v, sizeof v);
-        if (!c->gai_pending)
+        Lookup *l = c->lookup;
+        int rc = __atomic_load_n(&l->rc, __ATOMIC_ACQUIRE);
+        if (rc == EAI_INPROGRESS)
                 return 0;
-        int r = gai_error(&c->gai);
-        if (r == EAI_INPROGRESS)
-                return 0;
-        c->gai_pending = false;
-        struct addrinfo *res = c->gai.ar_result;
-        c->gai.ar_result = NULL;
+        struct addrinfo *res = TAKE_PTR(l->res);
+        errno = l->err;
+        lookup_drop(c);
         if (c->conn != CONN_RESOLVING) { /* cancelled meanwhile */
                 if (res)
                         freeaddrinfo(res);
                 return 0;
         }
-        resolved(c, r, res);
+        resolved(c, rc, res);
         return 0;
 }
 
@@ -537,27 +567,44 @@ static int conn_start(Httpc *c) {
                 resolved(c, g, res);
                 return 0;
         }
-        /* a name: resolved by glibc's resolver thread, never on the loop */
-        if (c->gai_fd < 0) {
-                c->gai_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-                if (c->gai_fd < 0)
-                        return -errno;
-                r = sd_event_add_io(c->event, &c->gai_io, c->gai_fd, EPOLLIN, on_gai, c);
-                if (r < 0)
-                        return r;
-        }
-        if (c->gai_pending)
+        /* a name: resolved by a thread of its own, never on the loop */
+        if (c->lookup)
                 return 0; /* a lookup of the same name is still running: its answer will do */
-        c->gai_hints = (struct addrinfo){ .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP,
-                                          .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG };
-        c->gai = (struct gaicb){ .ar_name = c->host, .ar_service = c->port, .ar_request = &c->gai_hints };
-        c->gai_list[0] = &c->gai;
-        c->gai_sev = (struct sigevent){ .sigev_notify = SIGEV_THREAD, .sigev_notify_function = gai_notify,
-                                        .sigev_value.sival_int = c->gai_fd };
-        int g = getaddrinfo_a(GAI_NOWAIT, c->gai_list, 1, &c->gai_sev);
-        if (g != 0)
-                return g == EAI_MEMORY ? -ENOMEM : -EAGAIN;
-        c->gai_pending = true;
+        Lookup *l = calloc(1, sizeof *l);
+        if (!l)
+                return -ENOMEM;
+        l->refs = 1;
+        l->rc = EAI_INPROGRESS;
+        snprintf(l->host, sizeof l->host, "%s", c->host);
+        snprintf(l->port, sizeof l->port, "%s", c->port);
+        l->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (l->fd < 0) {
+                r = -errno;
+                lookup_unref(l);
+                return r;
+        }
+        c->lookup = l;
+        r = sd_event_add_io(c->event, &c->lookup_io, l->fd, EPOLLIN, on_lookup, c);
+        if (r < 0) {
+                lookup_drop(c);
+                return r;
+        }
+        pthread_attr_t attr;
+        pthread_t tid;
+        if (pthread_attr_init(&attr) != 0) {
+                lookup_drop(c);
+                return -ENOMEM;
+        }
+        (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        (void) pthread_attr_setstacksize(&attr, 256 * 1024); /* NSS modules need some; not 8 MiB */
+        __atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
+        r = -pthread_create(&tid, &attr, lookup_thread, l);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
+                lookup_drop(c);
+                return r;
+        }
         return 0;
 }
 
@@ -876,7 +923,6 @@ int httpc_new(Httpc **ret, const HttpcConfig *cfg, sd_event *e, char *err, size_
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
-        c->gai_fd = -1;
         c->event = sd_event_ref(e);
         c->insecure = cfg->insecure;
         c->connect_timeout_usec = cfg->connect_timeout_usec ?: 10ULL * 1000000ULL;
@@ -909,19 +955,7 @@ Httpc *httpc_free(Httpc *c) {
                 return NULL;
         httpc_cancel(c);
         conn_close(c);
-        if (c->gai_pending) {
-                /* the resolver thread writes to gai_fd: it must be done before the fd goes */
-                if (gai_cancel(&c->gai) != EAI_CANCELED) {
-                        const struct gaicb *l[1] = { &c->gai };
-                        while (gai_error(&c->gai) == EAI_INPROGRESS)
-                                (void) gai_suspend(l, 1, NULL);
-                }
-                if (c->gai.ar_result)
-                        freeaddrinfo(c->gai.ar_result);
-        }
-        sd_event_source_disable_unref(c->gai_io);
-        if (c->gai_fd >= 0)
-                close(c->gai_fd);
+        lookup_drop(c); /* a thread still resolving lets go of it when done */
         sd_event_source_disable_unref(c->timer);
         sd_event_source_disable_unref(c->defer);
         if (c->cred)

@@ -6,8 +6,8 @@
  * LDAP, RTMP, libssh2) to make one kind of request to one collector that speaks
  * HTTP/1.1; see the README's shipping section for the figures.
  *
- * Nothing blocks the loop: a host name is resolved with getaddrinfo_a() (a numeric
- * address needs no resolver), connect() and the TLS handshake are non-blocking, and
+ * Nothing blocks the loop: a host name is resolved by a short-lived thread running
+ * getaddrinfo() (a numeric address needs no resolver), connect() and the TLS handshake are non-blocking, and
  * every phase is bounded by a deadline. A request that fails on a reused keep-alive
  * connection before any byte of the response came (the server closed it while idle) is
  * sent once more on a fresh connection, as browsers and libcurl do. */
