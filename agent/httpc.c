@@ -505,8 +505,9 @@ static void connect_next(Httpc *c) {
                         return; /* on_io sees EPOLLOUT */
                 c->last_connect_errno = errno;
         }
-        req_conn_failed(c, "connecting to %s:%s%s%s%s: %s", c->host, c->port, c->addr_text[0] ? " (" : "",
-                        c->addr_text, c->addr_text[0] ? ")" : "", strerror(c->last_connect_errno ?: ECONNREFUSED));
+        bool named = c->addr_text[0] && strcmp(c->addr_text, c->host) != 0; /* say which address of a name */
+        req_conn_failed(c, "connecting to %s:%s%s%s%s: %s", c->host, c->port, named ? " (" : "",
+                        named ? c->addr_text : "", named ? ")" : "", strerror(c->last_connect_errno ?: ECONNREFUSED));
 }
 
 static void resolved(Httpc *c, int gai_r, struct addrinfo *res) {
