@@ -86,6 +86,7 @@ static int shipper_new_logged(Sinks *s, sd_event *e, const Config *c) {
         ship_config_init(&sc);
         sc.url = c->endpoint;
         sc.format = c->endpoint_format_value;
+        sc.transport = c->endpoint_transport_value;
         sc.batch_max_records = c->batch_max_records;
         sc.batch_max_bytes = c->batch_max_bytes;
         sc.batch_max_age_usec = c->batch_max_age_usec;
@@ -111,15 +112,19 @@ static int shipper_new_logged(Sinks *s, sd_event *e, const Config *c) {
         return 0;
 }
 
-/* Only shipping needs libcurl: it is loaded now, not by the dynamic linker. */
+/* Only shipping needs an HTTP client: GnuTLS (native, for https://) or libcurl is
+ * loaded now, not by the dynamic linker. */
 static int endpoint_open(Sinks *s, sd_event *e, const Config *c) {
         char err[512] = "";
-        int r = curlshim_load(err, sizeof err);
-        if (r < 0)
-                return log_error_errno(r, "endpoint %s: %s", c->endpoint, err);
-        r = curlev_new(&s->curl, e);
-        if (r < 0)
-                return log_error_errno(r, "cannot set up libcurl: %m");
+        int r;
+        if (c->endpoint_transport_value == SHIP_TRANSPORT_CURL) {
+                r = curlshim_load(err, sizeof err);
+                if (r < 0)
+                        return log_error_errno(r, "endpoint %s: %s", c->endpoint, err);
+                r = curlev_new(&s->curl, e);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up libcurl: %m");
+        }
         r = spool_open_logged(s, c);
         if (r < 0)
                 return r;

@@ -1,4 +1,6 @@
-/* The shipper end to end on loopback: a real sd-event loop, a real spool, CurlEv, and
+/* The shipper end to end on loopback: a real sd-event loop, a real spool, the native
+ * HTTP client (agent/httpc.c; test_ship_live_curl.c builds this file again with
+ * SHIP_LIVE_TRANSPORT=SHIP_TRANSPORT_CURL for libcurl through CurlEv), and
  * tests/integration/receiver.py as the endpoint (started as a child process). Exact
  * counts; every wait polls a condition with a bounded timeout. Skipped only when
  * python3 is missing. */
@@ -22,6 +24,10 @@
 #include "pullwatch/ship.h"
 #include "pullwatch/spool.h"
 #include "pullwatch/util.h"
+
+#ifndef SHIP_LIVE_TRANSPORT
+#define SHIP_LIVE_TRANSPORT SHIP_TRANSPORT_NATIVE
+#endif
 
 #ifndef PW_SOURCE_DIR
 #error "PW_SOURCE_DIR must be defined by the build"
@@ -159,6 +165,7 @@ static const Msg *find_msg(Fixture *f, int level, const char *needle) {
 static void config_base(ShipConfig *c, Fixture *f, const char *url) {
         ship_config_init(c);
         c->url = url;
+        c->transport = SHIP_LIVE_TRANSPORT;
         c->dead_letter_path = f->dead;
         c->batch_max_records = 100;
         c->batch_max_age_usec = 20000;
