@@ -29,10 +29,7 @@ static void on_judged(const Observation *o, const Ref *ref, const char *name, co
 
 static int inventory_write(const char *json, size_t len, void *userdata) {
         Agent *a = userdata;
-        int r = sinks_spool_only(a->sinks, json, len);
-        if (r < 0)
-                log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot spool the inventory: %m");
-        return r;
+        return sinks_inventory_part(a->sinks, json, len);
 }
 
 /* One or more `inventory` records: the node's current images with their compliance. */
@@ -42,6 +39,7 @@ static void inventory_ship(Agent *a) {
         int r = inventory_finish(a->inventory, &meta, a->attribution, inventory_write, a, &total, &compliant);
         if (r == -ENOMEM)
                 log_error("cannot encode the inventory, ignoring");
+        sinks_inventory_done(a->sinks, r >= 0); /* all its parts, or none */
         sinks_kick(a->sinks);
         log_info("inventory: %zu image records, %zu compliant (%.1f%%)", total, compliant,
                  total ? 100.0 * (double) compliant / (double) total : 100.0);

@@ -617,6 +617,7 @@ typedef struct Batch {
         char *arena;
         size_t arena_len;
         uint64_t last_seq;
+        uint64_t spool_generation; /* the spool's replaceable group when loaded */
         char *body; /* encoded, maybe gzipped; what goes on the wire */
         size_t body_len;
 } Batch;
@@ -885,6 +886,7 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
                 batch_free(b);
                 return -ENOMEM;
         }
+        b->spool_generation = spool_generation(s->spool);
         r = spool_peek(s->spool, 0, max_records, max_bytes, peek_visit, &c);
         if (r < 0) {
                 dynbuf_free(&c.arena);
@@ -1109,6 +1111,12 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         ShipState was = s->state;
 
         s->state = STATE_IDLE;
+        if (was == STATE_WAIT_RETRY && s->have_batch && s->batch.spool_generation != spool_generation(s->spool)) {
+                /* the inventory it holds was replaced by a newer one while waiting: only the
+                 * newest is sent (the spool still holds every other record it had) */
+                batch_free(&s->batch);
+                s->have_batch = false;
+        }
         if (was == STATE_WAIT_RETRY && s->have_batch)
                 start_request(s); /* the same body again */
         else if (was == STATE_WAIT_RETRY || was == STATE_WAIT_AGE)
