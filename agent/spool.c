@@ -907,6 +907,10 @@ int spool_replace_latest(Spool *s, const struct iovec *recs, size_t n) {
                         memcpy(buf + off + SPOOL_RECORD_HEADER_SIZE, recs[i].iov_base, recs[i].iov_len);
                 off += SPOOL_RECORD_HEADER_SIZE + recs[i].iov_len;
         }
+        /* the seqs are taken even if the write fails: a failure after the rename (the
+         * directory fsync) leaves the new group on disk, and the next open must not find
+         * its seqs reused by later records */
+        s->next_seq += n;
         /* temp, fsync, rename, fsync DIR: a crash leaves the old group or the new one */
         int r = file_replace_data_at(s->dfd, LATEST_FILE, 0600, s->policy == SPOOL_FSYNC_NEVER ? 0 : FILE_REPLACE_SYNC,
                                      buf, (size_t) total);
@@ -934,7 +938,6 @@ int spool_replace_latest(Spool *s, const struct iovec *recs, size_t n) {
         s->pending_records += n;
         s->pending_bytes += total;
         s->appended += n;
-        s->next_seq += n;
         s->generation++;
         return 0;
 }
