@@ -37,6 +37,12 @@ Sinks *sinks_free(Sinks *s) {
         if (!s)
                 return NULL;
         sinks_inventory_done(s, false);
+        /* what a failing spool cost in all (the run's last line on it) */
+        if (s->spool_lost > 0)
+                log_full(LOG_LEVEL_WARNING, "spool_error", 0,
+                         "since start, %" PRIu64 " records could not be spooled and did not reach the endpoint "
+                         "(they are in journald)",
+                         s->spool_lost);
         sd_event_source_unref(s->post);
         ship_free(s->shipper);
         curlev_free(s->curl);
