@@ -4,6 +4,7 @@
  * simple (acks are cumulative, "up to seq"), and a slow endpoint costs one pending
  * transfer, never a blocked loop. A batch is encoded once and resent unchanged on
  * retry, so invalid records are dead-lettered exactly once, when the batch leaves. */
+#include "pullwatch/latch.h"
 #include "pullwatch/ship.h"
 
 #include <ctype.h>
@@ -671,6 +672,7 @@ struct Shipper {
         bool resp_aborted;
 
         ShipStats stats;
+        FailLatch ack_fail; /* the spool cannot record acks: said once, and its recovery */
 };
 
 #define RESPONSE_BODY_MAX (1U << 20) /* more than this and we stop reading the response */
@@ -1047,10 +1049,18 @@ static void batch_done(Shipper *s) {
 
 static int ack_batch(Shipper *s) {
         int r = spool_ack(s->spool, s->batch.last_seq);
-        if (r < 0)
-                ship_log(s, LOG_ERR, "could not acknowledge records up to seq %" PRIu64 " in the spool: %s",
-                         s->batch.last_seq, strerror(-r));
-        return r;
+        if (r < 0) {
+                if (latch_fail(&s->ack_fail, r))
+                        ship_log(s, LOG_ERR,
+                                 "could not acknowledge records up to seq %" PRIu64 " in the spool: %s; they will be "
+                                 "sent again (the endpoint dedupes by id), said once until it works again",
+                                 s->batch.last_seq, strerror(-r));
+                return r;
+        }
+        uint64_t n = latch_ok(&s->ack_fail);
+        if (n > 0)
+                ship_log(s, LOG_NOTICE, "acknowledging records in the spool works again after %" PRIu64 " failures", n);
+        return 0;
 }
 
 /* Dead-letter and ack. On a dead-letter write error the batch is kept and retried:
@@ -1140,8 +1150,16 @@ static void finish_ok(Shipper *s) {
                 ship_log(s, LOG_ERR, "%zu records could not be encoded as %s, moved them to %s", count,
                          ship_format_to_string(s->format), s->dead_letter_path);
         }
-        ack_batch(s);
+        int r = ack_batch(s);
         batch_done(s);
+        if (r < 0) {
+                /* delivered, but the spool still holds them: sent again after a backoff,
+                 * not at once in a loop */
+                uint64_t delay = ship_backoff_usec((unsigned) MIN(s->ack_fail.count, 32U), s->retry_base_usec,
+                                                   s->retry_max_usec, 0, s->rng, s->rng_userdata);
+                if (arm_timer(s, delay, STATE_WAIT_RETRY) >= 0)
+                        return;
+        }
         ship_kick(s);
 }
 
