@@ -56,6 +56,7 @@ typedef struct Agent {
         uint64_t dropped_events;
 
         FailLatch ledger_fail;
+        FailLatch list_fail; /* Images.List: said when it starts failing, and when it works again */
         sd_event_source *reconnect_timer, *catchup_timer, *ledger_timer, *metrics_timer, *inventory_timer;
         sd_event_source *pins_watch, *pins_timer;
         int exit_error; /* scan: a listing failed */

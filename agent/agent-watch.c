@@ -124,11 +124,21 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                              void *userdata) {
         Agent *a = userdata;
         if (error < 0) {
-                log_warning("cannot list images in namespace %s: %s", ns, reason);
+                /* the catch-up listing 3 s after a connect, every reconnect and every reconcile
+                 * fail the same way: said once, and once more when it works again */
+                if (latch_fail(&a->list_fail, error))
+                        log_warning("cannot list images in namespace %s: %s", ns, reason);
+                else
+                        log_debug("listing images in namespace %s failed again (%" PRIu64 " in a row): %s", ns,
+                                  a->list_fail.count, reason);
                 a->exit_error = error;
                 listing_done(a);
                 return;
         }
+        uint64_t failed = latch_ok(&a->list_fail);
+        if (failed > 0)
+                log_info("listing images works again in namespace %s (%" PRIu64 " listings had failed)", ns,
+                         failed);
         if (reason) /* records of the reply that could not be taken, in one line */
                 log_warning("images in namespace %s: %s", ns, reason);
         /* each name parsed once, not once per rank */

@@ -16,12 +16,20 @@ for i in $(seq 1 60); do echo "$R/big:padding-to-make-the-listing-reply-large-$i
 		"$PW_SOCK" "$R/big:1.0.0"
 
 NODE=$(pw_node_name)
-pw_start_agent "$NODE" --max-message-bytes 4KiB
+pw_start_agent "$NODE" --max-message-bytes 4KiB --log-level debug
 pw_poll 10 grep -q "cannot list images in namespace default: .*4096" "$PW_AGENT_ERR" ||
 	pw_fail "no clear line for the oversized listing" "$(cat "$PW_AGENT_ERR")"
 pw_pass "an oversized reply gives one line naming the limit"
+# the catch-up listing 3 s after connecting fails the same way: a debug line, not a second
+# warning (the test once counted before the catch-up, and failed under load when it came first)
+catchup_seen() {
+	grep -q "listing images in namespace default failed again (2 in a row)" "$PW_AGENT_ERR" ||
+		[ "$(grep -c "cannot list images in namespace default" "$PW_AGENT_ERR")" -ge 2 ]
+}
+pw_poll 30 catchup_seen ||
+	pw_fail "the catch-up listing did not run" "$(cat "$PW_AGENT_ERR")"
 pw_assert_eq "$(grep -c "cannot list images in namespace default" "$PW_AGENT_ERR")" 1 \
-	"said once for the listing at start (the catch-up listing may say it once more later)"
+	"said once, though the listing at start and the catch-up listing both failed"
 pw_assert_cmd "the agent stays up" pw_agent_alive
 
 # events carry small messages: a new pull is still recorded
