@@ -29,10 +29,7 @@ static void on_judged(const Observation *o, const Ref *ref, const char *name, co
 
 static int inventory_write(const char *json, size_t len, void *userdata) {
         Agent *a = userdata;
-        int r = sinks_spool_only(a->sinks, json, len);
-        if (r < 0)
-                log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot spool the inventory: %m");
-        return r;
+        return sinks_inventory_part(a->sinks, json, len);
 }
 
 /* One or more `inventory` records: the node's current images with their compliance. */
@@ -42,6 +39,7 @@ static void inventory_ship(Agent *a) {
         int r = inventory_finish(a->inventory, &meta, a->attribution, inventory_write, a, &total, &compliant);
         if (r == -ENOMEM)
                 log_error("cannot encode the inventory, ignoring");
+        sinks_inventory_done(a->sinks, r >= 0); /* all its parts, or none */
         sinks_kick(a->sinks);
         log_info("inventory: %zu image records, %zu compliant (%.1f%%)", total, compliant,
                  total ? 100.0 * (double) compliant / (double) total : 100.0);
@@ -52,10 +50,11 @@ static void on_job_done(const JobOutcome *o, void *userdata) {
         agent_metrics_touch(a);
         if (o->error < 0) {
                 if (o->generation == a->generation && o->error != -ENOENT)
-                        log_warning("cannot look up %s %s in namespace %s: %s, ignoring",
-                                    o->type == JOB_IMAGE ? "image" : "container", o->name, o->ns, o->reason);
+                        judge_skip(&a->judge, o->from_listing, "cannot look up %s %s in namespace %s: %s, ignoring",
+                                   o->type == JOB_IMAGE ? "image" : "container", o->name, o->ns, o->reason);
         } else if (!o->observation)
-                log_warning("ignoring image record in namespace %s: a field is too long", o->ns);
+                judge_skip(&a->judge, o->from_listing, "ignoring image record in namespace %s: a field is too long",
+                           o->ns);
         else if (o->type == JOB_IMAGE) {
                 judge_image(&a->judge, o->observation, o->from_listing);
                 agent_ledger_schedule_save(a);
@@ -78,6 +77,7 @@ static void check_progress(Agent *a) {
                 sd_event_exit(a->event, 0);
         if (a->listing_active && a->listing_pending == 0 && jobs_listing(a->jobs) == 0) {
                 a->listing_active = false;
+                judge_listing_done(&a->judge);
                 sinks_listing_done(a->sinks);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
@@ -147,6 +147,8 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
         if (failed > 0)
                 log_info("listing images works again in namespace %s (%" PRIu64 " listings had failed)", ns,
                          failed);
+        if (reason) /* records of the reply that could not be taken, in one line */
+                log_warning("images in namespace %s: %s", ns, reason);
         /* each name parsed once, not once per rank */
         _cleanup_free_ uint8_t *ranks = malloc(n ? n : 1);
         for (size_t i = 0; ranks && i < n; i++)
@@ -181,6 +183,8 @@ static void on_containers_listed(Ctrd *c, int error, const char *reason, const c
         Agent *a = userdata;
         if (error < 0)
                 log_debug("cannot list containers in namespace %s: %s", ns, reason);
+        else if (reason)
+                log_warning("containers in namespace %s: %s", ns, reason);
         for (size_t i = 0; error >= 0 && i < n; i++) {
                 /* what digest it runs: the image's current digest as the ledger knows it */
                 LedgerDigest d = {0};

@@ -178,6 +178,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 static Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
+        judge_skips_flush(&a->judge); /* what was counted and not said yet */
         jobs_free(a->jobs);
         sd_event_source_unref(a->reconnect_timer);
         sd_event_source_unref(a->catchup_timer);

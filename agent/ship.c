@@ -4,6 +4,7 @@
  * simple (acks are cumulative, "up to seq"), and a slow endpoint costs one pending
  * transfer, never a blocked loop. A batch is encoded once and resent unchanged on
  * retry, so invalid records are dead-lettered exactly once, when the batch leaves. */
+#include "pullwatch/latch.h"
 #include "pullwatch/ship.h"
 
 #include <ctype.h>
@@ -637,6 +638,7 @@ typedef struct Batch {
         char *arena;
         size_t arena_len;
         uint64_t last_seq;
+        uint64_t spool_generation; /* the spool's replaceable group when loaded */
         char *body; /* encoded, maybe gzipped; what goes on the wire */
         size_t body_len;
 } Batch;
@@ -692,6 +694,7 @@ struct Shipper {
         bool resp_aborted;
 
         ShipStats stats;
+        FailLatch ack_fail; /* the spool cannot record acks: said once, and its recovery */
 };
 
 #define RESPONSE_BODY_MAX (1U << 20) /* more than this and we stop reading the response */
@@ -910,6 +913,7 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
                 batch_free(b);
                 return -ENOMEM;
         }
+        b->spool_generation = spool_generation(s->spool);
         r = spool_peek(s->spool, 0, max_records, max_bytes, peek_visit, &c);
         if (r < 0) {
                 dynbuf_free(&c.arena);
@@ -1070,10 +1074,18 @@ static void batch_done(Shipper *s) {
 
 static int ack_batch(Shipper *s) {
         int r = spool_ack(s->spool, s->batch.last_seq);
-        if (r < 0)
-                ship_log(s, LOG_ERR, "could not acknowledge records up to seq %" PRIu64 " in the spool: %s",
-                         s->batch.last_seq, strerror(-r));
-        return r;
+        if (r < 0) {
+                if (latch_fail(&s->ack_fail, r))
+                        ship_log(s, LOG_ERR,
+                                 "could not acknowledge records up to seq %" PRIu64 " in the spool: %s; they will be "
+                                 "sent again (the endpoint dedupes by id), said once until it works again",
+                                 s->batch.last_seq, strerror(-r));
+                return r;
+        }
+        uint64_t n = latch_ok(&s->ack_fail);
+        if (n > 0)
+                ship_log(s, LOG_NOTICE, "acknowledging records in the spool works again after %" PRIu64 " failures", n);
+        return 0;
 }
 
 /* Dead-letter and ack. On a dead-letter write error the batch is kept and retried:
@@ -1134,6 +1146,12 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         ShipState was = s->state;
 
         s->state = STATE_IDLE;
+        if (was == STATE_WAIT_RETRY && s->have_batch && s->batch.spool_generation != spool_generation(s->spool)) {
+                /* the inventory it holds was replaced by a newer one while waiting: only the
+                 * newest is sent (the spool still holds every other record it had) */
+                batch_free(&s->batch);
+                s->have_batch = false;
+        }
         if (was == STATE_WAIT_RETRY && s->have_batch)
                 start_request(s); /* the same body again */
         else if (was == STATE_WAIT_RETRY || was == STATE_WAIT_AGE)
@@ -1157,8 +1175,16 @@ static void finish_ok(Shipper *s) {
                 ship_log(s, LOG_ERR, "%zu records could not be encoded as %s, moved them to %s", count,
                          ship_format_to_string(s->format), s->dead_letter_path);
         }
-        ack_batch(s);
+        int r = ack_batch(s);
         batch_done(s);
+        if (r < 0) {
+                /* delivered, but the spool still holds them: sent again after a backoff,
+                 * not at once in a loop */
+                uint64_t delay = ship_backoff_usec((unsigned) MIN(s->ack_fail.count, 32U), s->retry_base_usec,
+                                                   s->retry_max_usec, 0, s->rng, s->rng_userdata);
+                if (arm_timer(s, delay, STATE_WAIT_RETRY) >= 0)
+                        return;
+        }
         ship_kick(s);
         /* Drained: a batch's arena, body and gzip state (deflate's ~256 KiB, above glibc's
          * raised mmap threshold after the first one) stay in the heap as free chunks;
