@@ -133,6 +133,7 @@ struct Server {
         pthread_cond_t cond;  /* queue non-empty, stop, or a request finished */
         Request *head, *tail;
         size_t queue_requests, queue_bytes;
+        unsigned lock_timeout_msec; /* SQLite busy timeout of the writer */
         size_t active; /* requests alive (from first call to completion) */
         bool draining, stop;
         atomic_bool db_up;
@@ -890,6 +891,8 @@ static void serve_help(void) {
                "  --retention DAYS        delete records older than this (default 90; 0 keeps all)\n"
                "  --max-body BYTES        request body limit, before and after gzip (default 16MiB)\n"
                "  --queue-bytes BYTES     batches waiting for the database, at most (default 32MiB)\n"
+               "  --db-lock-timeout SECS  SQLite: wait this long for a lock another writer holds, then\n"
+               "                          answer 503 (default 5)\n"
                "  --allow-unauthenticated listen beyond loopback without tokens or client certificates\n",
                DEFAULT_LISTEN);
 }
@@ -907,6 +910,7 @@ int fleet_serve_main(int argc, char **argv) {
                 OPT_QUEUE_BYTES,
                 OPT_ALLOW_OPEN,
                 OPT_MAINTAIN,
+                OPT_LOCK_TIMEOUT,
         };
         static const struct option opts[] = {
                 {"listen", required_argument, NULL, OPT_LISTEN},
@@ -918,6 +922,7 @@ int fleet_serve_main(int argc, char **argv) {
                 {"retention", required_argument, NULL, OPT_RETENTION},
                 {"max-body", required_argument, NULL, OPT_MAX_BODY},
                 {"queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES},
+                {"db-lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
                 {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_OPEN},
                 {"maintenance-interval", required_argument, NULL, OPT_MAINTAIN}, /* seconds; for tests */
                 {"help", no_argument, NULL, 'h'},
@@ -932,6 +937,7 @@ int fleet_serve_main(int argc, char **argv) {
                 .max_body = DEFAULT_MAX_BODY,
                 .queue_max_bytes = DEFAULT_QUEUE_BYTES,
                 .maintain_usec = 600ULL * 1000000ULL,
+                .lock_timeout_msec = STORE_LOCK_TIMEOUT_MSEC,
         };
         int c;
         optind = 1;
@@ -959,6 +965,15 @@ int fleet_serve_main(int argc, char **argv) {
                                 return 2;
                         }
                         srv->maintain_usec = v * 1000000ULL;
+                        break;
+                }
+                case OPT_LOCK_TIMEOUT: {
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || !*optarg || v == 0 || v > 3600) {
+                                log_line("--db-lock-timeout: want seconds from 1 to 3600, got %s", optarg);
+                                return 2;
+                        }
+                        srv->lock_timeout_msec = (unsigned) v * 1000;
                         break;
                 }
                 case OPT_MAX_BODY:
@@ -1024,6 +1039,7 @@ int fleet_serve_main(int argc, char **argv) {
                 log_line("cannot use the database: %s", err);
                 return 1;
         }
+        store_set_lock_timeout(srv->store, srv->lock_timeout_msec);
         atomic_store(&srv->db_up, true);
         pthread_mutex_init(&srv->lock, NULL);
         pthread_mutex_init(&srv->metrics.lock, NULL);

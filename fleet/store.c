@@ -443,6 +443,11 @@ StoreEngine store_engine(const Store *s) {
         return s->engine;
 }
 
+void store_set_lock_timeout(Store *s, unsigned msec) {
+        if (s->engine == STORE_SQLITE && s->db)
+                sqlite3_busy_timeout(s->db, (int) msec);
+}
+
 const char *store_name(const Store *s) {
         return s->name;
 }
@@ -566,7 +571,7 @@ static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
                                  NULL);
         if (rc != SQLITE_OK)
                 return fail_db(s, err, errlen, -ENOTCONN, "cannot open", s->db ? sqlite3_errmsg(s->db) : "");
-        sqlite3_busy_timeout(s->db, 5000);
+        sqlite3_busy_timeout(s->db, STORE_LOCK_TIMEOUT_MSEC);
         /* WAL: readers (the report) never block the writer. synchronous=FULL: a 2xx is an
          * fsync'ed commit, as the agent deletes its copy on 2xx (NORMAL could lose the last
          * commits on power loss; the cost is one fsync per batch). */

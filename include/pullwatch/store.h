@@ -88,6 +88,12 @@ typedef enum StoreEngine {
  * by the caller, released with store_free(). */
 int store_open(Store **ret, const char *url, char *err, size_t errlen);
 Store *store_free(Store *s); /* accepts NULL, returns NULL */
+
+/* SQLite: how long a statement waits for the write lock another process holds before it
+ * fails (the collector then answers 503 + Retry-After). PostgreSQL waits for row and table
+ * locks as its server is configured (lock_timeout); this is a no-op there. */
+#define STORE_LOCK_TIMEOUT_MSEC 5000
+void store_set_lock_timeout(Store *s, unsigned msec);
 StoreEngine store_engine(const Store *s);
 
 /* One row of a query result: ncols values as text (NULL for SQL NULL), borrowed for the
