@@ -13,6 +13,7 @@
 #include "pullwatch/judge.h"
 #include "pullwatch/latch.h"
 #include "pullwatch/ledger.h"
+#include "pullwatch/metrics.h"
 #include "pullwatch/pins.h"
 #include "pullwatch/policy.h"
 #include "pullwatch/scan.h"
@@ -52,14 +53,19 @@ typedef struct Agent {
         CtrdCall *subscription;
         unsigned listing_pending; /* listing calls of the current generation in flight */
         bool listing_active;      /* a reconcile's listing is under way */
+        bool listing_skip_known;  /* this listing queues only what the ledger does not know as current */
+        bool catchup_deferred;    /* the catch-up listing waits for the listing under way */
         size_t listed_images;
         uint64_t dropped_events;
 
         FailLatch ledger_fail;
         FailLatch list_fail; /* Images.List: said when it starts failing, and when it works again */
+        MetricsSnapshot metrics_written; /* what status.json says now */
+        bool metrics_written_once;
         sd_event_source *reconnect_timer, *catchup_timer, *ledger_timer, *metrics_timer, *inventory_timer;
         sd_event_source *relist_timer;
         sd_event_source *pins_watch, *pins_timer;
+        sd_event_source *trim; /* defer: malloc_trim() once the current handler has freed its buffers */
         int exit_error; /* scan: a listing failed */
 } Agent;
 
@@ -74,6 +80,12 @@ static inline void arm_oneshot(sd_event_source *s, uint64_t delay_usec) {
 
 /* agent.c */
 void agent_ledger_schedule_save(Agent *a);
+/* Something happened that the health numbers may show: look again in a while. */
+void agent_metrics_touch(Agent *a);
+/* Give freed heap back to the kernel on the next loop turn: a listing can end inside the
+ * callback of its own reply, whose buffers (megabytes at 10,000 images) are freed only
+ * after it returns; trimmed there, they stayed private dirty memory for good. */
+void agent_trim_later(Agent *a);
 
 /* agent-watch.c */
 extern const JobsCallbacks agent_jobs_callbacks;

@@ -29,10 +29,7 @@ static void on_judged(const Observation *o, const Ref *ref, const char *name, co
 
 static int inventory_write(const char *json, size_t len, void *userdata) {
         Agent *a = userdata;
-        int r = sinks_spool_only(a->sinks, json, len);
-        if (r < 0)
-                log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot spool the inventory: %m");
-        return r;
+        return sinks_inventory_part(a->sinks, json, len);
 }
 
 /* One or more `inventory` records: the node's current images with their compliance. */
@@ -42,6 +39,7 @@ static void inventory_ship(Agent *a) {
         int r = inventory_finish(a->inventory, &meta, a->attribution, inventory_write, a, &total, &compliant);
         if (r == -ENOMEM)
                 log_error("cannot encode the inventory, ignoring");
+        sinks_inventory_done(a->sinks, r >= 0); /* all its parts, or none */
         sinks_kick(a->sinks);
         log_info("inventory: %zu image records, %zu compliant (%.1f%%)", total, compliant,
                  total ? 100.0 * (double) compliant / (double) total : 100.0);
@@ -49,12 +47,14 @@ static void inventory_ship(Agent *a) {
 
 static void on_job_done(const JobOutcome *o, void *userdata) {
         Agent *a = userdata;
+        agent_metrics_touch(a);
         if (o->error < 0) {
                 if (o->generation == a->generation && o->error != -ENOENT)
-                        log_warning("cannot look up %s %s in namespace %s: %s, ignoring",
-                                    o->type == JOB_IMAGE ? "image" : "container", o->name, o->ns, o->reason);
+                        judge_skip(&a->judge, o->from_listing, "cannot look up %s %s in namespace %s: %s, ignoring",
+                                   o->type == JOB_IMAGE ? "image" : "container", o->name, o->ns, o->reason);
         } else if (!o->observation)
-                log_warning("ignoring image record in namespace %s: a field is too long", o->ns);
+                judge_skip(&a->judge, o->from_listing, "ignoring image record in namespace %s: a field is too long",
+                           o->ns);
         else if (o->type == JOB_IMAGE) {
                 judge_image(&a->judge, o->observation, o->from_listing);
                 agent_ledger_schedule_save(a);
@@ -68,6 +68,8 @@ static void on_container_image(const char *ns, const char *id, const char *image
         (void) attribution_remember(a->attribution, ns, id, image, digest, w);
 }
 
+static void reconcile(Agent *a, bool inventory);
+
 /* After jobs were handed back or a listing call ended: is a listing, or the scan, over? */
 static void check_progress(Agent *a) {
         bool idle = a->listing_pending == 0 && jobs_queued(a->jobs) == 0;
@@ -75,10 +77,16 @@ static void check_progress(Agent *a) {
                 sd_event_exit(a->event, 0);
         if (a->listing_active && a->listing_pending == 0 && jobs_listing(a->jobs) == 0) {
                 a->listing_active = false;
+                judge_listing_done(&a->judge);
                 sinks_listing_done(a->sinks);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
-                malloc_trim(0); /* a listing's jobs are gone: return their memory */
+                agent_trim_later(a); /* a listing's jobs are gone: return their memory */
+                if (a->catchup_deferred && a->connected) {
+                        a->catchup_deferred = false;
+                        reconcile(a, false);
+                        a->listing_skip_known = true;
+                }
         }
         if (!a->oneshot && !a->ready_notified && a->connected && idle) {
                 a->ready_notified = true;
@@ -139,15 +147,22 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
         if (failed > 0)
                 log_info("listing images works again in namespace %s (%" PRIu64 " listings had failed)", ns,
                          failed);
+        if (reason) /* records of the reply that could not be taken, in one line */
+                log_warning("images in namespace %s: %s", ns, reason);
         /* each name parsed once, not once per rank */
         _cleanup_free_ uint8_t *ranks = malloc(n ? n : 1);
         for (size_t i = 0; ranks && i < n; i++)
                 ranks[i] = (uint8_t) image_rank(&imgs[i]);
         uint64_t now = now_usec_realtime();
+        size_t queued = 0;
         for (int rank = 0; rank <= 3; rank++)
                 for (size_t i = 0; i < n; i++) {
                         if ((ranks ? ranks[i] : image_rank(&imgs[i])) != rank)
                                 continue;
+                        LedgerDigest d;
+                        if (a->listing_skip_known && ledger_lookup(a->ledger, ns, imgs[i].name, &d) >= 0 &&
+                            streq_ptr(d.digest, imgs[i].target_digest))
+                                continue; /* judged at this digest already: nothing new to say */
                         int r = jobs_add_image(a->jobs, ns, imgs[i].name, imgs[i].target_digest,
                                                imgs[i].target_media_type, now);
                         if (r < 0) {
@@ -155,7 +170,11 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                                 break; /* the queue is full: this rank waits for the next reconcile */
                         }
                         a->listed_images++;
+                        queued++;
                 }
+        if (a->listing_skip_known)
+                log_debug("catch-up listing of namespace %s: %zu of %zu images not judged at their digest yet", ns,
+                          queued, n);
         listing_done(a);
 }
 
@@ -164,6 +183,8 @@ static void on_containers_listed(Ctrd *c, int error, const char *reason, const c
         Agent *a = userdata;
         if (error < 0)
                 log_debug("cannot list containers in namespace %s: %s", ns, reason);
+        else if (reason)
+                log_warning("containers in namespace %s: %s", ns, reason);
         for (size_t i = 0; error >= 0 && i < n; i++) {
                 /* what digest it runs: the image's current digest as the ledger knows it */
                 LedgerDigest d = {0};
@@ -198,6 +219,7 @@ static void on_namespaces_listed(Ctrd *c, int error, const char *reason, const C
 
 static void reconcile(Agent *a, bool inventory) {
         a->listing_active = true;
+        a->listing_skip_known = false;
         if (inventory && a->inventory && inventory_begin(a->inventory) < 0)
                 log_warning("cannot start an inventory: out of memory");
         if (ctrd_namespaces_list(a->ctrd, on_namespaces_listed, a) >= 0)
@@ -208,9 +230,19 @@ static void reconcile(Agent *a, bool inventory) {
 int agent_on_catchup(sd_event_source *s, uint64_t usec, void *userdata) {
         Agent *a = userdata;
         /* A pull that landed between our listing and the moment containerd registered the
-         * subscription (the stream confirms nothing until its first event) is caught here. */
-        if (a->connected)
-                reconcile(a, false);
+         * subscription (the stream confirms nothing until its first event) is caught here.
+         * It lists again only once the listing under way is judged (at 10,000 images that
+         * takes longer than the delay: both ran at once, every image resolved twice), and
+         * queues only the images whose digest the ledger does not know as current: the
+         * rest was judged moments ago. */
+        if (!a->connected)
+                return 0;
+        if (a->listing_active) {
+                a->catchup_deferred = true;
+                return 0;
+        }
+        reconcile(a, false);
+        a->listing_skip_known = true;
         return 0;
 }
 
@@ -260,6 +292,8 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
         Agent *a = userdata;
         a->subscription = NULL;
         a->connected = false;
+        a->catchup_deferred = false;
+        agent_metrics_touch(a);
         jobs_set_generation(a->jobs, ++a->generation);
         log_warning("event stream from containerd at %s ended: %s; reconnecting", a->config->address,
                     reason ? reason : "closed");
@@ -304,6 +338,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         }
         log_info("connected to containerd %s (%s) at %s", v->version, v->revision, a->config->address);
         a->connected = true;
+        agent_metrics_touch(a);
         a->subscribed_usec = now_usec_monotonic();
         a->last_connect_error[0] = 0;
         a->listed_images = 0;

@@ -56,26 +56,78 @@ static int on_ledger_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void metrics_write(Agent *a) {
-        MetricsSnapshot m;
-        metrics_init(&m);
-        sinks_metrics(a->sinks, &m);
-        m.containerd_connected = a->connected;
-        m.updated_usec = now_usec_realtime();
-        int r = metrics_status_write(a->config->state_dir, &m);
+static void metrics_snapshot(Agent *a, MetricsSnapshot *m) {
+        metrics_init(m);
+        sinks_metrics(a->sinks, m);
+        m->containerd_connected = a->connected;
+        m->updated_usec = now_usec_realtime();
+}
+
+static void metrics_write(Agent *a, const MetricsSnapshot *m) {
+        a->metrics_written = *m;
+        a->metrics_written_once = true;
+        int r = metrics_status_write(a->config->state_dir, m);
         if (r < 0)
                 log_debug_errno(r, "cannot write %s/%s: %m", a->config->state_dir, METRICS_STATUS_FILE);
         if (!isempty(a->config->metrics_file)) {
-                r = metrics_write_textfile(a->config->metrics_file, &m);
+                r = metrics_write_textfile(a->config->metrics_file, m);
                 if (r < 0)
                         log_debug_errno(r, "cannot write %s: %m", a->config->metrics_file);
         }
 }
 
+/* The files are rewritten only when a number changed, and the timer runs only while
+ * something happens: an idle agent wakes for nothing (it wrote both files every 15 s). */
+static bool metrics_changed(const Agent *a, const MetricsSnapshot *m) {
+        const MetricsSnapshot *p = &a->metrics_written;
+        if (!a->metrics_written_once)
+                return true;
+        /* field by field: a struct's padding is not guaranteed to compare equal */
+        if (p->records_spooled_total != m->records_spooled_total || p->shipped_total != m->shipped_total ||
+            p->retried_total != m->retried_total || p->dropped_total != m->dropped_total ||
+            p->dead_lettered_total != m->dead_lettered_total || p->batches_total != m->batches_total ||
+            p->bytes_sent_total != m->bytes_sent_total || p->spool_bytes != m->spool_bytes ||
+            p->spool_pending_records != m->spool_pending_records || p->last_success_usec != m->last_success_usec ||
+            p->containerd_connected != m->containerd_connected || p->n_findings != m->n_findings ||
+            !streq_ptr(p->last_error, m->last_error))
+                return true;
+        for (size_t i = 0; i < m->n_findings; i++)
+                if (p->findings[i].count != m->findings[i].count || !streq_ptr(p->findings[i].kind, m->findings[i].kind))
+                        return true;
+        return false;
+}
+
 static int on_metrics_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        metrics_write(userdata);
-        sd_event_source_set_time(s, usec + METRICS_INTERVAL_USEC);
+        Agent *a = userdata;
+        MetricsSnapshot m;
+        metrics_snapshot(a, &m);
+        if (metrics_changed(a, &m))
+                metrics_write(a, &m);
+        /* records waiting for the endpoint: the shipper's numbers move on their own */
+        if (m.spool_pending_records > 0)
+                arm_oneshot(s, METRICS_INTERVAL_USEC);
         return 0;
+}
+
+void agent_metrics_touch(Agent *a) {
+        int enabled = SD_EVENT_OFF;
+        if (!a->metrics_timer)
+                return; /* scan writes no metrics */
+        (void) sd_event_source_get_enabled(a->metrics_timer, &enabled);
+        if (enabled == SD_EVENT_OFF)
+                arm_oneshot(a->metrics_timer, METRICS_INTERVAL_USEC);
+}
+
+static int on_trim(sd_event_source *s, void *userdata) {
+        malloc_trim(0);
+        return 0;
+}
+
+void agent_trim_later(Agent *a) {
+        if (a->trim)
+                (void) sd_event_source_set_enabled(a->trim, SD_EVENT_ONESHOT);
+        else
+                malloc_trim(0);
 }
 
 /* ---------------------------------------------------------------- pins reload, signals */
@@ -126,6 +178,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 static Agent *agent_free(Agent *a) {
         if (!a)
                 return NULL;
+        judge_skips_flush(&a->judge); /* what was counted and not said yet */
         jobs_free(a->jobs);
         sd_event_source_unref(a->reconnect_timer);
         sd_event_source_unref(a->catchup_timer);
@@ -135,6 +188,7 @@ static Agent *agent_free(Agent *a) {
         sd_event_source_unref(a->relist_timer);
         sd_event_source_unref(a->pins_watch);
         sd_event_source_unref(a->pins_timer);
+        sd_event_source_unref(a->trim);
         inventory_free(a->inventory);
         attribution_free(a->attribution);
         sinks_free(a->sinks);
@@ -171,6 +225,10 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         r = sd_event_default(&a->event);
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop: %m");
+        r = sd_event_add_defer(a->event, &a->trim, on_trim, a);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the event loop: %m");
+        (void) sd_event_source_set_enabled(a->trim, SD_EVENT_OFF);
         r = ctrd_new(&a->ctrd, a->event, c->address, c->max_message_bytes, err, sizeof err);
         if (r < 0)
                 return err[0] ? log_error_errno(r, "%s", err) : log_error_errno(r, "%m");
@@ -309,7 +367,7 @@ static int agent_setup_run(Agent *a) {
                 r = add_timer(a, &a->ledger_timer, 0, 100000, on_ledger_timer, SD_EVENT_OFF);
         if (r >= 0)
                 r = add_timer(a, &a->metrics_timer, now_usec_monotonic() + METRICS_INTERVAL_USEC, 1000000,
-                              on_metrics_timer, SD_EVENT_ON);
+                              on_metrics_timer, SD_EVENT_ONESHOT);
         if (r >= 0 && c->inventory_interval_usec > 0)
                 r = add_timer(a, &a->inventory_timer, now_usec_monotonic() + c->inventory_interval_usec, 1000000,
                               agent_on_inventory_timer, SD_EVENT_ON);
@@ -338,7 +396,9 @@ int agent_run(const Config *c) {
                         log_warning_errno(k, "cannot save the ledger: %m");
         }
         sinks_sync(a->sinks);
-        metrics_write(a);
+        MetricsSnapshot m;
+        metrics_snapshot(a, &m);
+        metrics_write(a, &m);
         if (r < 0)
                 return log_error_errno(r, "event loop failed: %m");
         return 0;

@@ -106,6 +106,9 @@ static const ConfigKey keys[] = {
           "PULLWATCH_ENDPOINT", "endpoint", 0, 0, NULL, 0 },
         { "endpoint_format", CONFIG_ENUM, "jsonl", OFF(endpoint_format), "body format: JSON lines or Loki push",
           "PULLWATCH_ENDPOINT_FORMAT", "endpoint-format", 0, 0, "jsonl|loki", 0 },
+        { "endpoint_transport", CONFIG_ENUM, "native", OFF(endpoint_transport),
+          "HTTP client: native (HTTP/1.1 + GnuTLS, loaded on demand) or curl (libcurl, loaded on demand)",
+          "PULLWATCH_ENDPOINT_TRANSPORT", "endpoint-transport", 0, 0, "native|curl", 0 },
         { "endpoint_ca_file", CONFIG_STRING, "", OFF(endpoint_ca_file), "CA bundle to verify the endpoint",
           "PULLWATCH_ENDPOINT_CA_FILE", "endpoint-ca-file", 0, 0, NULL, 0 },
         { "endpoint_cert_file", CONFIG_STRING, "", OFF(endpoint_cert_file), "client certificate (mutual TLS)",
@@ -324,6 +327,7 @@ static const struct {
         int base;
 } enum_values[] = {
         {OFF(endpoint_format), OFF(endpoint_format_value), SHIP_FORMAT_JSONL},
+        {OFF(endpoint_transport), OFF(endpoint_transport_value), SHIP_TRANSPORT_NATIVE},
         {OFF(spool_fsync), OFF(spool_fsync_value), SPOOL_FSYNC_ALWAYS},
         {OFF(log_level), OFF(log_level_value), LOG_LEVEL_ERR},
 };

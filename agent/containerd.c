@@ -572,6 +572,29 @@ static void image_from_proto(const Containerd__Services__Images__V1__Image *p, C
                 img->target_size = p->target->size;
 }
 
+/* Records of one List reply that could not be taken: said by the caller in one line. */
+typedef struct ListSkips {
+        size_t n;
+        char reason[GRPC_MESSAGE_MAX + 128];
+} ListSkips;
+
+static void list_skip(ListSkips *sk, const char *what, size_t i, const char *name) {
+        if (sk->n++ == 0)
+                snprintf(sk->reason, sizeof sk->reason, "record %zu %s", i, what);
+        if (sk->n == 1 && name) {
+                size_t l = strlen(sk->reason);
+                snprintf(sk->reason + l, sizeof sk->reason - l, " (\"%.64s…\")", name);
+        }
+}
+
+/* "Images.List: N records skipped: <first reason>", or NULL when none was. */
+static const char *list_skips_summary(ListSkips *sk, const char *kind, char *buf, size_t size) {
+        if (sk->n == 0)
+                return NULL;
+        snprintf(buf, size, "%s: %zu record%s skipped: %s", kind, sk->n, sk->n == 1 ? "" : "s", sk->reason);
+        return buf;
+}
+
 static void images_fail(CtrdCall *call, int error, const char *reason) {
         call->cb.images(call->ctrd, error, reason, call->ns, NULL, 0, call->userdata);
 }
@@ -584,6 +607,8 @@ static void images_deliver(CtrdCall *call, const ProtobufCMessage *m) {
         size_t n = 0;
         if (!imgs)
                 return images_fail(call, -ENOMEM, "Images.List: out of memory");
+        ListSkips sk = {};
+        char summary[sizeof sk.reason + 64];
         for (size_t i = 0; i < p->n_images; i++) {
                 int k = 0;
                 if (!p->images[i])
@@ -591,8 +616,11 @@ static void images_deliver(CtrdCall *call, const ProtobufCMessage *m) {
                 image_from_proto(p->images[i], &imgs[n], &k);
                 if (k >= 0)
                         n++;
+                else
+                        list_skip(&sk, "has a field too long", i, p->images[i]->name);
         }
-        call->cb.images(call->ctrd, 0, NULL, call->ns, imgs, n, call->userdata);
+        call->cb.images(call->ctrd, 0, list_skips_summary(&sk, "Images.List", summary, sizeof summary), call->ns,
+                        imgs, n, call->userdata);
 }
 
 static void image_fail(CtrdCall *call, int error, const char *reason) {
@@ -647,6 +675,8 @@ static void containers_deliver(CtrdCall *call, const ProtobufCMessage *m) {
         size_t n = 0;
         if (!cts)
                 return containers_fail(call, -ENOMEM, "Containers.List: out of memory");
+        ListSkips sk = {};
+        char summary[sizeof sk.reason + 64];
         for (size_t i = 0; i < p->n_containers; i++) {
                 int k = 0;
                 if (!p->containers[i])
@@ -654,8 +684,11 @@ static void containers_deliver(CtrdCall *call, const ProtobufCMessage *m) {
                 container_from_proto(p->containers[i], &cts[n], &k);
                 if (k >= 0)
                         n++;
+                else
+                        list_skip(&sk, "has a field too long", i, p->containers[i]->id);
         }
-        call->cb.containers(call->ctrd, 0, NULL, call->ns, cts, n, call->userdata);
+        call->cb.containers(call->ctrd, 0, list_skips_summary(&sk, "Containers.List", summary, sizeof summary),
+                            call->ns, cts, n, call->userdata);
 }
 
 static void container_fail(CtrdCall *call, int error, const char *reason) {

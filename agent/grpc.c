@@ -347,6 +347,7 @@ struct Conn {
         sd_event_source *keepalive; /* liveness: PING after keepalive_interval of silence */
         uint64_t last_recv_usec;    /* CLOCK_MONOTONIC of the last bytes read */
         uint64_t ping_sent_usec;    /* > 0 while a PING waits for its ACK */
+        bool owe_bdp_ack;           /* grpc-go's BDP PING, acknowledged with our next frames */
 };
 
 struct GrpcClient {
@@ -363,6 +364,7 @@ struct GrpcClient {
         sd_event_source *dispatcher;  /* runs dispatch() for completions made outside the loop handlers */
         uint8_t ibuf[CONN_IBUF_SIZE];
         uint64_t n_connects;
+        uint64_t n_sends; /* send() calls that wrote bytes */
         uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* 0: no pings */
 };
 
@@ -432,6 +434,10 @@ size_t grpc_client_max_message(const GrpcClient *c) {
 
 uint64_t grpc_client_connects(const GrpcClient *c) {
         return c ? c->n_connects : 0;
+}
+
+uint64_t grpc_client_sends(const GrpcClient *c) {
+        return c ? c->n_sends : 0;
 }
 
 int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec) {
@@ -642,8 +648,16 @@ static void conn_update_events(Conn *conn) {
                 conn->events = want;
 }
 
+static const uint8_t grpc_go_bdp_ping[8] = {2, 4, 16, 16, 9, 14, 7, 7};
+
 /* Serialize what nghttp2 has queued and write it. 0, or -errno (connection broken). */
 static int conn_flush(Conn *conn) {
+        /* a BDP PING's ACK owed: it leaves with whatever else goes out now, never alone */
+        if (conn->owe_bdp_ack && !conn->connecting && nghttp2_session_want_write(conn->session)) {
+                if (nghttp2_submit_ping(conn->session, NGHTTP2_FLAG_ACK, grpc_go_bdp_ping) != 0)
+                        return -ENOMEM;
+                conn->owe_bdp_ack = false;
+        }
         for (;;) {
                 /* fill obuf */
                 while (conn->olen < CONN_OBUF_SIZE) {
@@ -676,6 +690,7 @@ static int conn_flush(Conn *conn) {
                                 return 0; /* EPOLLOUT brings us back */
                         return -errno;
                 }
+                conn->client->n_sends++;
                 if ((size_t) w < conn->olen)
                         memmove(conn->obuf, conn->obuf + w, conn->olen - (size_t) w);
                 conn->olen -= (size_t) w;
@@ -695,6 +710,24 @@ static void conn_broken(Conn *conn, int error) {
                 conn_fail(conn, -EPROTO, "connection to %s failed: %s", path, strerror(-error));
 }
 
+static const char *h2_error_name(uint32_t code);
+
+/* nghttp2 has nothing left to read or write: after containerd's GOAWAY with no streams
+ * left, or a fatal protocol error on which nghttp2 sent its own GOAWAY. Fails the
+ * connection (true) or leaves it alone (false). */
+static bool conn_fail_if_finished(Conn *conn) {
+        const char *path = conn->client->socket_path;
+        if (nghttp2_session_want_read(conn->session) || nghttp2_session_want_write(conn->session) ||
+            conn->olen > 0 || conn->pend_len > 0)
+                return false;
+        if (conn->goaway || !conn->sent_goaway)
+                conn_fail(conn, -EPROTO, "connection to %s closed by containerd (GOAWAY)", path);
+        else
+                conn_fail(conn, -EPROTO, "%s answered with bytes that are not HTTP/2 (%s): connection closed", path,
+                          h2_error_name(conn->sent_goaway_code));
+        return true;
+}
+
 static int on_conn_flush(sd_event_source *s, void *userdata) {
         Conn *conn = userdata;
         GrpcClient *c = conn->client; /* conn_broken() may free conn */
@@ -704,14 +737,20 @@ static int on_conn_flush(sd_event_source *s, void *userdata) {
                 (void) dispatch(c);
                 return 0;
         }
+        if (conn_fail_if_finished(conn)) {
+                (void) dispatch(c);
+                return 0;
+        }
         conn_update_events(conn);
         return 0;
 }
 
-/* Flush on the next loop turn, unless nghttp2 is running our callbacks (the I/O handler
- * flushes after). Calls started in one turn — the lookups of a burst of events — then
- * leave in one send() instead of one each: per-call syscalls and wake-ups were most of
- * the agent's CPU per event. A broken connection fails its calls from the loop. */
+/* Flush once the current loop turn's handler is done, unless nghttp2 is running our
+ * callbacks (the I/O handler kicks after). What one turn queues — the lookups of a burst
+ * of events, the next lookup a reply's callback starts, the ACK of a PING that came
+ * with the reply — leaves in one send() instead of one each: per-call syscalls and
+ * wake-ups were most of the agent's CPU per event. A broken connection fails its calls
+ * from the loop. */
 static void conn_kick(Conn *conn) {
         if (conn->in_nghttp2 > 0 || !conn->session)
                 return;
@@ -903,6 +942,19 @@ static void keepalive_arm(Conn *conn, uint64_t at);
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
         Conn *conn = user_data;
 
+        /* PINGs are acknowledged by us, not by nghttp2 (no_auto_ping_ack). grpc-go's server
+         * sends a BDP-estimation PING after every request it receives: acknowledged at once,
+         * each one was a send() of its own and a wake-up of containerd per event. Its ACK
+         * only feeds the server's window estimate (our requests are tiny), so it waits for
+         * the next frames we send anyway; until then grpc-go sends no other BDP PING. Any
+         * other PING (keepalive, grpc-go's GOAWAY drain) is acknowledged at once. */
+        if (frame->hd.type == NGHTTP2_PING && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+                if (memcmp(frame->ping.opaque_data, grpc_go_bdp_ping, sizeof grpc_go_bdp_ping) == 0)
+                        conn->owe_bdp_ack = true;
+                else if (nghttp2_submit_ping(session, NGHTTP2_FLAG_ACK, frame->ping.opaque_data) != 0)
+                        return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+
         if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) && conn->ping_sent_usec > 0) {
                 conn->ping_sent_usec = 0;
                 keepalive_arm(conn, conn->last_recv_usec + conn->client->keepalive_interval_usec);
@@ -919,6 +971,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
                 (void) conn_closes_on_goaway(conn);
         }
         return 0;
+}
+
+static nghttp2_option *options_get(void) {
+        static nghttp2_option *opt; /* process-wide, never freed; immutable after creation */
+
+        if (opt)
+                return opt;
+        if (nghttp2_option_new(&opt) != 0)
+                return NULL;
+        nghttp2_option_set_no_auto_ping_ack(opt, 1);
+        return opt;
 }
 
 static nghttp2_session_callbacks *callbacks_get(void) {
@@ -1062,7 +1125,8 @@ static int conn_open(GrpcClient *c, Conn **ret, char *reason, size_t reason_size
         if (r < 0)
                 goto fail_errno;
         (void) sd_event_source_set_description(conn->io, "grpc-conn");
-        if (nghttp2_session_client_new(&conn->session, cbs, conn) != 0) {
+        nghttp2_option *opt = options_get(); /* without it nghttp2 would ACK every PING twice */
+        if (!opt || nghttp2_session_client_new2(&conn->session, cbs, conn, opt) != 0) {
                 r = -ENOMEM;
                 goto fail_errno;
         }
@@ -1090,7 +1154,6 @@ fail:
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Conn *conn = userdata;
         GrpcClient *c = conn->client;
-        int r;
 
         if (conn->connecting) {
                 int err = 0;
@@ -1136,23 +1199,9 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 }
         }
 
-        r = conn_flush(conn);
-        if (r < 0) {
-                conn_broken(conn, r);
-                goto out;
-        }
-        if (!nghttp2_session_want_read(conn->session) && !nghttp2_session_want_write(conn->session) &&
-            conn->olen == 0 && conn->pend_len == 0) {
-                /* after containerd's GOAWAY with no streams left, or a fatal protocol error on
-                 * which nghttp2 sent its own GOAWAY */
-                if (conn->goaway || !conn->sent_goaway)
-                        conn_fail(conn, -EPROTO, "connection to %s closed by containerd (GOAWAY)", c->socket_path);
-                else
-                        conn_fail(conn, -EPROTO, "%s answered with bytes that are not HTTP/2 (%s): connection closed",
-                                  c->socket_path, h2_error_name(conn->sent_goaway_code));
-                goto out;
-        }
-        conn_update_events(conn);
+        /* written after dispatch(): what the completed calls' callbacks start goes out in
+         * the same send() as what nghttp2 queued while reading (ACKs, WINDOW_UPDATEs) */
+        conn_kick(conn);
 out:
         (void) dispatch(c);
         return 0;

@@ -2,6 +2,7 @@
 #include "pullwatch/judge.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 
 #include "pullwatch/log.h"
 #include "pullwatch/ref.h"
@@ -10,6 +11,27 @@
 #define PODS_TEXT_MAX 512
 #define WHAT_MAX (PW_NS_MAX + PW_REF_MAX + 4 * PW_K8S_NAME_MAX + 8)
 #define KEY_MAX (WHAT_MAX + 256)
+
+void judge_skip(Judge *jd, bool from_listing, const char *fmt, ...) {
+        char reason[LOG_SKIPS_REASON_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof reason, fmt, ap);
+        va_end(ap);
+        if (from_listing)
+                log_skips_add(&jd->listing_skips, "%s", reason);
+        else
+                log_skips_add_stream(&jd->event_skips, now_usec_monotonic(), LOG_LEVEL_WARNING, "%s", reason);
+}
+
+void judge_listing_done(Judge *jd) {
+        log_skips_flush(&jd->listing_skips, LOG_LEVEL_WARNING, "records_skipped");
+}
+
+void judge_skips_flush(Judge *jd) {
+        judge_listing_done(jd);
+        log_skips_flush(&jd->event_skips, LOG_LEVEL_WARNING, "records_skipped");
+}
 
 /* An image record the policy judged: its parsed reference and findings. */
 typedef struct Judged {
@@ -31,11 +53,12 @@ static void record_key(const Judge *jd, const char *what, const char *digest, Fi
 
 /* false: nothing to judge — a bad reference (logged), or CRI's image-id twin of a named
  * record, never a record of its own. */
-static bool parse(const Observation *o, Judged *jg) {
+static bool parse(Judge *jd, const Observation *o, bool from_listing, Judged *jg) {
         char err[256] = "";
         jg->o = o;
         if (ref_parse(o->ref, &jg->ref, err, sizeof err) < 0) {
-                log_warning("ignoring image record \"%.*s\" in namespace %s: %s", 200, o->ref, o->namespace, err);
+                judge_skip(jd, from_listing, "ignoring image record \"%.*s\" in namespace %s: %s", 200, o->ref,
+                           o->namespace, err);
                 return false;
         }
         (void) ref_name(&jg->ref, jg->name, sizeof jg->name);
@@ -136,7 +159,7 @@ static void raise_image(Judge *jd, Judged *jg, bool changed, const char *previou
 
 void judge_image(Judge *jd, const Observation *o, bool from_listing) {
         Judged jg;
-        if (!parse(o, &jg))
+        if (!parse(jd, o, from_listing, &jg))
                 return;
         /* CRI's repo-digest twin: if a tagged record of the same repository already
          * resolved to this digest, the pull was recorded under the tag */
@@ -169,7 +192,7 @@ void judge_image(Judge *jd, const Observation *o, bool from_listing) {
  * crash-looping pod does not flood). */
 void judge_container(Judge *jd, const Observation *o) {
         Judged jg;
-        if (!parse(o, &jg))
+        if (!parse(jd, o, false, &jg))
                 return;
         /* A pull that published no event (containerd 1.7's Transfer service publishes no
          * /images/create or /images/update, #9725): the container's image is not in the

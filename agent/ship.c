@@ -4,6 +4,7 @@
  * simple (acks are cumulative, "up to seq"), and a slow endpoint costs one pending
  * transfer, never a blocked loop. A batch is encoded once and resent unchanged on
  * retry, so invalid records are dead-lettered exactly once, when the batch leaves. */
+#include "pullwatch/latch.h"
 #include "pullwatch/ship.h"
 
 #include <ctype.h>
@@ -12,6 +13,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -21,6 +23,7 @@
 
 #include "pullwatch/dynbuf.h"
 #include "pullwatch/fileio.h"
+#include "pullwatch/httpc.h"
 #include "pullwatch/util.h"
 
 #ifndef MIN
@@ -95,6 +98,24 @@ ShipFormat ship_format_from_string(const char *s) {
                 if (streq_ptr(s, format_table[i]))
                         return (ShipFormat) i;
         return _SHIP_FORMAT_INVALID;
+}
+
+static const char *const transport_table[_SHIP_TRANSPORT_MAX] = {
+        [SHIP_TRANSPORT_NATIVE] = "native",
+        [SHIP_TRANSPORT_CURL] = "curl",
+};
+
+const char *ship_transport_to_string(ShipTransport t) {
+        if (t < 0 || t >= _SHIP_TRANSPORT_MAX)
+                return NULL;
+        return transport_table[t];
+}
+
+ShipTransport ship_transport_from_string(const char *s) {
+        for (int i = 0; i < _SHIP_TRANSPORT_MAX; i++)
+                if (streq_ptr(s, transport_table[i]))
+                        return (ShipTransport) i;
+        return _SHIP_TRANSPORT_INVALID;
 }
 
 bool ship_label_name_valid(const char *name) {
@@ -617,13 +638,16 @@ typedef struct Batch {
         char *arena;
         size_t arena_len;
         uint64_t last_seq;
+        uint64_t spool_generation; /* the spool's replaceable group when loaded */
         char *body; /* encoded, maybe gzipped; what goes on the wire */
         size_t body_len;
 } Batch;
 
 struct Shipper {
         sd_event *event;
-        CurlEv *ev;
+        ShipTransport transport;
+        CurlEv *ev;   /* SHIP_TRANSPORT_CURL */
+        Httpc *http;  /* SHIP_TRANSPORT_NATIVE */
         Spool *spool;
 
         char *url;
@@ -670,6 +694,7 @@ struct Shipper {
         bool resp_aborted;
 
         ShipStats stats;
+        FailLatch ack_fail; /* the spool cannot record acks: said once, and its recovery */
 };
 
 #define RESPONSE_BODY_MAX (1U << 20) /* more than this and we stop reading the response */
@@ -729,6 +754,8 @@ static void batch_free(Batch *b) {
 }
 
 static void request_release(Shipper *s) {
+        if (s->http)
+                httpc_cancel(s->http); /* wipes the request head (the Authorization header) */
         if (s->easy) {
                 curlev_remove(s->ev, s->easy); /* no-op error if already detached */
                 curl_easy_cleanup(s->easy);
@@ -750,6 +777,7 @@ Shipper *ship_free(Shipper *s) {
         if (!s)
                 return NULL;
         request_release(s);
+        httpc_free(s->http);
         sd_event_source_disable_unref(s->timer);
         batch_free(&s->batch);
         token_forget(s);
@@ -885,6 +913,7 @@ static int batch_load(Shipper *s, size_t max_records, size_t max_bytes) {
                 batch_free(b);
                 return -ENOMEM;
         }
+        b->spool_generation = spool_generation(s->spool);
         r = spool_peek(s->spool, 0, max_records, max_bytes, peek_visit, &c);
         if (r < 0) {
                 dynbuf_free(&c.arena);
@@ -1045,10 +1074,18 @@ static void batch_done(Shipper *s) {
 
 static int ack_batch(Shipper *s) {
         int r = spool_ack(s->spool, s->batch.last_seq);
-        if (r < 0)
-                ship_log(s, LOG_ERR, "could not acknowledge records up to seq %" PRIu64 " in the spool: %s",
-                         s->batch.last_seq, strerror(-r));
-        return r;
+        if (r < 0) {
+                if (latch_fail(&s->ack_fail, r))
+                        ship_log(s, LOG_ERR,
+                                 "could not acknowledge records up to seq %" PRIu64 " in the spool: %s; they will be "
+                                 "sent again (the endpoint dedupes by id), said once until it works again",
+                                 s->batch.last_seq, strerror(-r));
+                return r;
+        }
+        uint64_t n = latch_ok(&s->ack_fail);
+        if (n > 0)
+                ship_log(s, LOG_NOTICE, "acknowledging records in the spool works again after %" PRIu64 " failures", n);
+        return 0;
 }
 
 /* Dead-letter and ack. On a dead-letter write error the batch is kept and retried:
@@ -1109,6 +1146,12 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         ShipState was = s->state;
 
         s->state = STATE_IDLE;
+        if (was == STATE_WAIT_RETRY && s->have_batch && s->batch.spool_generation != spool_generation(s->spool)) {
+                /* the inventory it holds was replaced by a newer one while waiting: only the
+                 * newest is sent (the spool still holds every other record it had) */
+                batch_free(&s->batch);
+                s->have_batch = false;
+        }
         if (was == STATE_WAIT_RETRY && s->have_batch)
                 start_request(s); /* the same body again */
         else if (was == STATE_WAIT_RETRY || was == STATE_WAIT_AGE)
@@ -1132,9 +1175,22 @@ static void finish_ok(Shipper *s) {
                 ship_log(s, LOG_ERR, "%zu records could not be encoded as %s, moved them to %s", count,
                          ship_format_to_string(s->format), s->dead_letter_path);
         }
-        ack_batch(s);
+        int r = ack_batch(s);
         batch_done(s);
+        if (r < 0) {
+                /* delivered, but the spool still holds them: sent again after a backoff,
+                 * not at once in a loop */
+                uint64_t delay = ship_backoff_usec((unsigned) MIN(s->ack_fail.count, 32U), s->retry_base_usec,
+                                                   s->retry_max_usec, 0, s->rng, s->rng_userdata);
+                if (arm_timer(s, delay, STATE_WAIT_RETRY) >= 0)
+                        return;
+        }
         ship_kick(s);
+        /* Drained: a batch's arena, body and gzip state (deflate's ~256 KiB, above glibc's
+         * raised mmap threshold after the first one) stay in the heap as free chunks;
+         * give them back, so an idle agent's private dirty memory is what it holds. */
+        if (s->state == STATE_IDLE)
+                malloc_trim(0);
 }
 
 static int start_batch(Shipper *s) {
@@ -1214,6 +1270,8 @@ static void sanitize_excerpt(Shipper *s) {
         }
 }
 
+static void request_settle(Shipper *s, bool transport_ok, long status, uint64_t retry_after);
+
 static void on_done(CurlEv *ev, CURL *easy, CURLcode result, void *userdata) {
         Shipper *s = userdata;
         long status = 0;
@@ -1226,20 +1284,26 @@ static void on_done(CurlEv *ev, CURL *easy, CURLcode result, void *userdata) {
                 if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h && h->value)
                         (void) ship_parse_retry_after(h->value, now_usec_realtime(), &retry_after);
         }
-        sanitize_excerpt(s);
-        ShipVerdict v = ship_classify(transport_ok, status);
         if (!transport_ok)
                 snprintf(s->stats.last_error, sizeof s->stats.last_error, "%.200s (curl error %d)",
                          s->errbuf[0] ? s->errbuf : curl_easy_strerror(result), (int) result);
-        else if (v != SHIP_OK)
-                snprintf(s->stats.last_error, sizeof s->stats.last_error, "HTTP %ld: %.*s", status, (int) s->resp_len,
-                         s->resp);
 
         /* the easy handle is ours again (curlev detached it) */
         curl_easy_cleanup(s->easy);
         s->easy = NULL;
         curl_slist_free_all(s->req_headers);
         s->req_headers = NULL;
+        request_settle(s, transport_ok, status, retry_after);
+}
+
+/* The request ended: transport_ok with an HTTP status, or a transport error already
+ * described in last_error. Decide, then ack, retry or dead-letter. */
+static void request_settle(Shipper *s, bool transport_ok, long status, uint64_t retry_after) {
+        sanitize_excerpt(s);
+        ShipVerdict v = ship_classify(transport_ok, status);
+        if (transport_ok && v != SHIP_OK)
+                snprintf(s->stats.last_error, sizeof s->stats.last_error, "HTTP %ld: %.*s", status, (int) s->resp_len,
+                         s->resp);
         s->state = STATE_IDLE;
 
         switch (v) {
@@ -1268,6 +1332,58 @@ static void on_done(CurlEv *ev, CURL *easy, CURLcode result, void *userdata) {
         }
 }
 
+static void on_http_done(Httpc *c, const HttpcResult *res, void *userdata) {
+        Shipper *s = userdata;
+        uint64_t retry_after = 0;
+
+        s->resp_len = MIN(res->excerpt_len, sizeof s->resp);
+        if (s->resp_len > 0)
+                memcpy(s->resp, res->excerpt, s->resp_len);
+        if (res->transport_ok && res->retry_after)
+                (void) ship_parse_retry_after(res->retry_after, now_usec_realtime(), &retry_after);
+        if (!res->transport_ok)
+                snprintf(s->stats.last_error, sizeof s->stats.last_error, "%.240s", res->error);
+        request_settle(s, res->transport_ok, res->status, retry_after);
+}
+
+/* The request through agent/httpc.c: the same headers as through libcurl. */
+static int start_request_native(Shipper *s) {
+        const char *h[SHIP_HEADERS_MAX + 4];
+        size_t n = 0;
+        _cleanup_free_ char *auth = NULL;
+        size_t auth_size = 0;
+        int r;
+
+        h[n++] = s->format == SHIP_FORMAT_LOKI ? "Content-Type: application/json" : "Content-Type: application/x-ndjson";
+        if (s->gzip)
+                h[n++] = "Content-Encoding: gzip";
+        for (size_t i = 0; i < s->n_headers; i++)
+                h[n++] = s->headers[i];
+        if (s->token) {
+                auth_size = strlen("Authorization: Bearer ") + strlen(s->token) + 1;
+                auth = malloc(auth_size);
+                if (!auth) {
+                        snprintf(s->stats.last_error, sizeof s->stats.last_error,
+                                 "setting up the request failed: out of memory");
+                        schedule_retry(s, 0);
+                        return -ENOMEM;
+                }
+                snprintf(auth, auth_size, "Authorization: Bearer %s", s->token);
+                h[n++] = auth;
+        }
+        s->resp_len = 0;
+        r = httpc_post(s->http, h, n, s->batch.body, s->batch.body_len, on_http_done, s);
+        if (auth)
+                explicit_bzero(auth, auth_size);
+        if (r < 0) {
+                snprintf(s->stats.last_error, sizeof s->stats.last_error, "starting the request: %s", strerror(-r));
+                schedule_retry(s, 0);
+                return r;
+        }
+        s->state = STATE_SENDING;
+        return 0;
+}
+
 static int start_request(Shipper *s) {
         const char *ctype = s->format == SHIP_FORMAT_LOKI ? "Content-Type: application/json"
                                                            : "Content-Type: application/x-ndjson";
@@ -1282,6 +1398,9 @@ static int start_request(Shipper *s) {
                 schedule_retry(s, 0);
                 return r;
         }
+
+        if (s->transport == SHIP_TRANSPORT_NATIVE)
+                return start_request_native(s);
 
         CURL *easy = curl_easy_init();
         if (!easy) {
@@ -1381,8 +1500,12 @@ int ship_new(Shipper **ret, sd_event *e, CurlEv *ev, Spool *spool, const ShipCon
         _cleanup_(ship_freep) Shipper *s = NULL;
         int r;
 
-        if (!ret || !e || !ev || !spool || !cfg)
+        if (!ret || !e || !spool || !cfg || (cfg->transport == SHIP_TRANSPORT_CURL && !ev))
                 return -EINVAL;
+        if (cfg->transport != SHIP_TRANSPORT_NATIVE && cfg->transport != SHIP_TRANSPORT_CURL) {
+                set_error(err, errlen, "unknown shipping transport");
+                return -EINVAL;
+        }
         if (isempty(cfg->url) || (!startswith(cfg->url, "http://") && !startswith(cfg->url, "https://"))) {
                 set_error(err, errlen, "endpoint URL must start with http:// or https://");
                 return -EINVAL;
@@ -1423,7 +1546,8 @@ int ship_new(Shipper **ret, sd_event *e, CurlEv *ev, Spool *spool, const ShipCon
         if (!s)
                 return -ENOMEM;
         s->event = sd_event_ref(e);
-        s->ev = ev;
+        s->transport = cfg->transport;
+        s->ev = cfg->transport == SHIP_TRANSPORT_CURL ? ev : NULL;
         s->spool = spool;
         s->format = cfg->format;
         s->batch_max_records = cfg->batch_max_records;
@@ -1463,6 +1587,22 @@ int ship_new(Shipper **ret, sd_event *e, CurlEv *ev, Spool *spool, const ShipCon
                         }
                 s->labels[i] = (ShipLabel) { s->label_names[i], s->label_values[i] };
                 s->n_labels++;
+        }
+
+        if (s->transport == SHIP_TRANSPORT_NATIVE) {
+                HttpcConfig hc = {
+                        .url = cfg->url,
+                        .ca_file = cfg->ca_file,
+                        .client_cert = cfg->client_cert,
+                        .client_key = cfg->client_key,
+                        .insecure = cfg->insecure,
+                        .connect_timeout_usec = MIN(cfg->connect_timeout_usec, cfg->timeout_usec),
+                        .timeout_usec = cfg->timeout_usec,
+                        .max_response_body = RESPONSE_BODY_MAX,
+                };
+                r = httpc_new(&s->http, &hc, e, err, errlen);
+                if (r < 0)
+                        return r;
         }
 
         if (cfg->rng) {

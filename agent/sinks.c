@@ -2,6 +2,7 @@
 #include "pullwatch/sinks.h"
 
 #include <inttypes.h>
+#include <sys/uio.h>
 #include <systemd/sd-id128.h>
 
 #include "pullwatch/curlev.h"
@@ -26,12 +27,22 @@ struct Sinks {
         uint64_t replays_skipped; /* records made again after a crash, found pending in the spool */
         bool replays_done;        /* the first listing is judged: no more replays to expect */
         FailLatch journal_fail, spool_fail;
+        /* the inventory being made: its parts, spooled as one group at the end */
+        struct iovec *inv;
+        size_t n_inv, alloc_inv;
         uint64_t counts[_FINDING_KIND_MAX];
 };
 
 Sinks *sinks_free(Sinks *s) {
         if (!s)
                 return NULL;
+        sinks_inventory_done(s, false);
+        /* what a failing spool cost in all (the run's last line on it) */
+        if (s->spool_lost > 0)
+                log_full(LOG_LEVEL_WARNING, "spool_error", 0,
+                         "since start, %" PRIu64 " records could not be spooled and did not reach the endpoint "
+                         "(they are in journald)",
+                         s->spool_lost);
         sd_event_source_unref(s->post);
         ship_free(s->shipper);
         curlev_free(s->curl);
@@ -86,6 +97,7 @@ static int shipper_new_logged(Sinks *s, sd_event *e, const Config *c) {
         ship_config_init(&sc);
         sc.url = c->endpoint;
         sc.format = c->endpoint_format_value;
+        sc.transport = c->endpoint_transport_value;
         sc.batch_max_records = c->batch_max_records;
         sc.batch_max_bytes = c->batch_max_bytes;
         sc.batch_max_age_usec = c->batch_max_age_usec;
@@ -111,15 +123,19 @@ static int shipper_new_logged(Sinks *s, sd_event *e, const Config *c) {
         return 0;
 }
 
-/* Only shipping needs libcurl: it is loaded now, not by the dynamic linker. */
+/* Only shipping needs an HTTP client: GnuTLS (native, for https://) or libcurl is
+ * loaded now, not by the dynamic linker. */
 static int endpoint_open(Sinks *s, sd_event *e, const Config *c) {
         char err[512] = "";
-        int r = curlshim_load(err, sizeof err);
-        if (r < 0)
-                return log_error_errno(r, "endpoint %s: %s", c->endpoint, err);
-        r = curlev_new(&s->curl, e);
-        if (r < 0)
-                return log_error_errno(r, "cannot set up libcurl: %m");
+        int r;
+        if (c->endpoint_transport_value == SHIP_TRANSPORT_CURL) {
+                r = curlshim_load(err, sizeof err);
+                if (r < 0)
+                        return log_error_errno(r, "endpoint %s: %s", c->endpoint, err);
+                r = curlev_new(&s->curl, e);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up libcurl: %m");
+        }
         r = spool_open_logged(s, c);
         if (r < 0)
                 return r;
@@ -246,14 +262,39 @@ void sinks_emit(Sinks *s, Finding *f, const char *key) {
         }
 }
 
-int sinks_spool_only(Sinks *s, const char *json, size_t len) {
-        uint64_t seq;
+int sinks_inventory_part(Sinks *s, const char *json, size_t len) {
         if (!s->spool)
                 return -ENODEV;
-        int r = spool_append(s->spool, json, len, &seq);
-        if (r >= 0)
-                s->spool_dirty = true;
-        return r;
+        if (greedy_realloc((void **) &s->inv, &s->alloc_inv, s->n_inv + 1, sizeof *s->inv, 4) < 0)
+                return -ENOMEM;
+        void *copy = malloc(len ? len : 1);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, json, len);
+        s->inv[s->n_inv++] = (struct iovec) {copy, len};
+        return 0;
+}
+
+void sinks_inventory_done(Sinks *s, bool complete) {
+        if (complete && s->n_inv > 0) {
+                SpoolStats st;
+                spool_get_stats(s->spool, &st);
+                int r = spool_replace_latest(s->spool, s->inv, s->n_inv);
+                if (r == -ENOSPC)
+                        log_full(LOG_LEVEL_WARNING, "spool_full", r,
+                                 "the inventory (%zu parts) does not fit in the spool beside %" PRIu64
+                                 " pending records; not spooled (a pull or a finding is never dropped for it)",
+                                 s->n_inv, st.pending_records);
+                else if (r < 0)
+                        log_full(LOG_LEVEL_ERR, "spool_error", r, "cannot spool the inventory: %m");
+                else
+                        (void) ship_kick(s->shipper);
+        }
+        for (size_t i = 0; i < s->n_inv; i++)
+                free(s->inv[i].iov_base);
+        free(s->inv);
+        s->inv = NULL;
+        s->n_inv = s->alloc_inv = 0;
 }
 
 void sinks_listing_done(Sinks *s) {

@@ -23,6 +23,8 @@
 #define ACK_FILE "ack"
 #define ACK_TMP_FILE ACK_FILE ".tmp" /* file_replace_at()'s temporary name */
 #define LOCK_FILE "lock"
+#define LATEST_FILE "latest"
+#define LATEST_TMP_FILE LATEST_FILE ".tmp"
 #define ACK_LINE_MAX 256
 
 typedef struct IndexEntry {
@@ -56,6 +58,13 @@ struct Spool {
         uint64_t next_seq, acked;
         uint64_t disk_bytes, pending_records, pending_bytes;
         uint64_t appended, acked_count, dropped, dropped_total, corrupt;
+
+        /* The replaceable group (spool_replace_latest): its own file, its records merged
+         * into the queue by seq. latest.n_idx == 0: none. Only its unacknowledged
+         * records are indexed. */
+        Segment latest;
+        int latest_fd; /* O_RDONLY on DIR/latest while there is a group */
+        uint64_t replaced, generation;
 
         /* ids (first 64 bits) of the records pending when the spool was opened, sorted: a
          * record re-made after a crash carries the same id and need not be spooled twice */
@@ -291,6 +300,38 @@ static void reclaim_acked(Spool *s) {
         }
 }
 
+/* ---- the replaceable group ---- */
+
+static uint64_t latest_pending_bytes(const Spool *s) {
+        uint64_t b = 0;
+        for (size_t i = 0; i < s->latest.n_idx; i++)
+                b += SPOOL_RECORD_HEADER_SIZE + (uint64_t) s->latest.idx[i].len;
+        return b;
+}
+
+/* Forget the group (its file is unlinked); its pending records count as dropped when
+ * asked (evicted for room), else as replaced. */
+static void latest_drop(Spool *s, bool count_dropped) {
+        if (s->latest_fd >= 0) {
+                close(s->latest_fd);
+                s->latest_fd = -1;
+        }
+        uint64_t n = s->latest.n_idx;
+        s->pending_records -= n;
+        s->pending_bytes -= latest_pending_bytes(s);
+        s->disk_bytes -= s->latest.size;
+        if (count_dropped && n > 0) {
+                s->dropped += n;
+                s->dropped_total += n;
+                s->state_dirty = true;
+        }
+        if (s->latest.size > 0 || n > 0)
+                (void) unlinkat(s->dfd, LATEST_FILE, 0);
+        free(s->latest.idx);
+        s->latest = (Segment) {};
+        s->generation++;
+}
+
 /* ---- ack state ---- */
 
 static int write_state(Spool *s) {
@@ -524,6 +565,60 @@ static int load_segment(Spool *s, uint64_t name_seq, uint64_t *last_seq, SpoolOp
         return 0;
 }
 
+/* Load DIR/latest: all of it or nothing (it is replaced atomically, so anything short
+ * of whole is damage: discarded, counted as corrupt). Only unacknowledged records are
+ * indexed; a group wholly acknowledged is unlinked. */
+static int load_latest(Spool *s, uint64_t *ret_last, SpoolOpenReport *rep) {
+        _cleanup_close_ int fd = openat(s->dfd, LATEST_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : errno == ELOOP ? (unlinkat(s->dfd, LATEST_FILE, 0), 0) : -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || st.st_size == 0 || (uint64_t) st.st_size > SEGMENT_FILE_MAX) {
+                (void) unlinkat(s->dfd, LATEST_FILE, 0);
+                return 0;
+        }
+        size_t len = (size_t) st.st_size;
+        void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED)
+                return -errno;
+        Segment seg = {};
+        SpoolScanResult res = {};
+        int r = spool_segment_scan(m, len, 0, NULL, NULL, &res);
+        if (r >= 0 && (res.valid_end != len || res.corrupt_records > 0))
+                r = -EBADMSG;
+        for (size_t off = 0; r >= 0 && off < len;) {
+                uint64_t seq;
+                size_t plen, flen;
+                r = spool_record_decode((const uint8_t *) m + off, len - off, &seq, NULL, &plen, &flen);
+                if (r >= 0 && seq > s->acked)
+                        r = segment_index_push(&seg, seq, off, plen);
+                off += flen;
+        }
+        munmap(m, len);
+        if (r == -ENOMEM) {
+                free(seg.idx);
+                return r;
+        }
+        if (r < 0 || seg.n_idx == 0) {
+                if (r < 0)
+                        rep->corrupt_records += 1;
+                free(seg.idx);
+                (void) unlinkat(s->dfd, LATEST_FILE, 0);
+                return 0;
+        }
+        *ret_last = res.last_seq;
+        seg.size = len;
+        s->latest = seg;
+        s->latest_fd = TAKE_FD(fd);
+        s->disk_bytes += len;
+        s->pending_records += seg.n_idx;
+        s->pending_bytes += latest_pending_bytes(s);
+        rep->records += seg.n_idx;
+        return 0;
+}
+
 int spool_open(Spool **ret, const char *dir, uint64_t max_bytes, SpoolFsync policy, SpoolOpenReport *report) {
         SpoolOpenReport rep = {};
         _cleanup_free_ uint64_t *names = NULL;
@@ -538,7 +633,7 @@ int spool_open(Spool **ret, const char *dir, uint64_t max_bytes, SpoolFsync poli
         Spool *s = calloc(1, sizeof(Spool));
         if (!s)
                 return -ENOMEM;
-        s->wfd = s->rfd = s->lock_fd = -1;
+        s->wfd = s->rfd = s->lock_fd = s->latest_fd = -1;
         s->policy = policy;
         s->max_bytes = max_bytes;
         s->seg_max = MAX(MIN(max_bytes / 4, (uint64_t) SEGMENT_ROLL_MAX), (uint64_t) SEGMENT_ROLL_MIN);
@@ -565,6 +660,7 @@ int spool_open(Spool **ret, const char *dir, uint64_t max_bytes, SpoolFsync poli
         else if (r < 0 && r != -ENOENT)
                 goto fail;
         (void) unlinkat(s->dfd, ACK_TMP_FILE, 0);
+        (void) unlinkat(s->dfd, LATEST_TMP_FILE, 0);
 
         r = list_segments(s->dfd, &names, &n_names);
         if (r < 0)
@@ -576,7 +672,11 @@ int spool_open(Spool **ret, const char *dir, uint64_t max_bytes, SpoolFsync poli
                         goto fail;
         }
 
-        s->next_seq = MAX(MAX(next_hint, last_seq + 1), s->acked + 1);
+        uint64_t latest_last = 0;
+        r = load_latest(s, &latest_last, &rep);
+        if (r < 0)
+                goto fail;
+        s->next_seq = MAX(MAX(MAX(next_hint, last_seq + 1), latest_last + 1), s->acked + 1);
         for (size_t i = 0; i < s->n_segs; i++) {
                 const Segment *seg = &s->segs[i];
                 for (size_t j = segment_find_after(seg, s->acked); j < seg->n_idx; j++) {
@@ -643,6 +743,9 @@ Spool *spool_free(Spool *s) {
                 (void) spool_sync(s);
         (void) roll(s);
         free(s->replay_ids);
+        free(s->latest.idx);
+        if (s->latest_fd >= 0)
+                close(s->latest_fd);
         if (s->rfd >= 0)
                 close(s->rfd);
         for (size_t i = 0; i < s->n_segs; i++)
@@ -670,6 +773,9 @@ static int make_room(Spool *s, uint64_t need) {
                                 return r;
                 }
         }
+        /* the replaceable group goes first: a snapshot is never worth a pull or a finding */
+        if (s->disk_bytes + need > s->max_bytes && s->latest.size > 0)
+                latest_drop(s, true);
         while (s->disk_bytes + need > s->max_bytes && s->n_segs > 0)
                 remove_oldest_segment(s, true);
         if (s->state_dirty)
@@ -771,6 +877,75 @@ undo:
         return r;
 }
 
+int spool_replace_latest(Spool *s, const struct iovec *recs, size_t n) {
+        if (!s || (!recs && n > 0) || n == 0)
+                return -EINVAL;
+        uint64_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!recs[i].iov_base && recs[i].iov_len > 0)
+                        return -EINVAL;
+                if (recs[i].iov_len > SPOOL_RECORD_MAX)
+                        return -EMSGSIZE;
+                total += SPOOL_RECORD_HEADER_SIZE + (uint64_t) recs[i].iov_len;
+        }
+        /* room beside the other records: the group never evicts them */
+        if (total > SEGMENT_FILE_MAX || s->disk_bytes - s->latest.size + total > s->max_bytes)
+                return -ENOSPC;
+
+        _cleanup_free_ uint8_t *buf = malloc((size_t) total);
+        Segment seg = {};
+        if (!buf)
+                return -ENOMEM;
+        size_t off = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (segment_index_push(&seg, s->next_seq + i, off, recs[i].iov_len) < 0) {
+                        free(seg.idx);
+                        return -ENOMEM;
+                }
+                spool_record_encode_header(buf + off, s->next_seq + i, recs[i].iov_base, recs[i].iov_len);
+                if (recs[i].iov_len > 0)
+                        memcpy(buf + off + SPOOL_RECORD_HEADER_SIZE, recs[i].iov_base, recs[i].iov_len);
+                off += SPOOL_RECORD_HEADER_SIZE + recs[i].iov_len;
+        }
+        /* the seqs are taken even if the write fails: a failure after the rename (the
+         * directory fsync) leaves the new group on disk, and the next open must not find
+         * its seqs reused by later records */
+        s->next_seq += n;
+        /* temp, fsync, rename, fsync DIR: a crash leaves the old group or the new one */
+        int r = file_replace_data_at(s->dfd, LATEST_FILE, 0600, s->policy == SPOOL_FSYNC_NEVER ? 0 : FILE_REPLACE_SYNC,
+                                     buf, (size_t) total);
+        int fd = r < 0 ? -1 : openat(s->dfd, LATEST_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (r >= 0 && fd < 0)
+                r = -errno;
+        if (r < 0) {
+                /* the old group is still the file on disk (or, if only the reopen failed, the
+                 * new one is: both are whole groups; the next open reads whichever it is) */
+                free(seg.idx);
+                return r;
+        }
+        uint64_t had = s->latest.n_idx;
+        if (s->latest_fd >= 0)
+                close(s->latest_fd);
+        s->pending_records -= had;
+        s->pending_bytes -= latest_pending_bytes(s);
+        s->disk_bytes -= s->latest.size; /* the rename replaced the old file */
+        s->replaced += had;
+        free(s->latest.idx);
+        seg.size = total;
+        s->latest = seg;
+        s->latest_fd = fd;
+        s->disk_bytes += total;
+        s->pending_records += n;
+        s->pending_bytes += total;
+        s->appended += n;
+        s->generation++;
+        return 0;
+}
+
+uint64_t spool_generation(const Spool *s) {
+        return s ? s->generation : 0;
+}
+
 /* ---- read ---- */
 
 static int segment_read_fd(Spool *s, size_t i) {
@@ -792,6 +967,7 @@ static int segment_read_fd(Spool *s, size_t i) {
         return fd;
 }
 
+/* si == SIZE_MAX: the replaceable group's file. */
 static int read_record(Spool *s, size_t si, const IndexEntry *e, const uint8_t **ret_payload) {
         size_t flen = SPOOL_RECORD_HEADER_SIZE + (size_t) e->len;
         if (s->rbuf_alloc < flen) {
@@ -801,7 +977,7 @@ static int read_record(Spool *s, size_t si, const IndexEntry *e, const uint8_t *
                 s->rbuf = p;
                 s->rbuf_alloc = flen;
         }
-        int fd = segment_read_fd(s, si);
+        int fd = si == SIZE_MAX ? s->latest_fd : segment_read_fd(s, si);
         if (fd < 0)
                 return fd;
         size_t got = 0;
@@ -837,28 +1013,40 @@ int spool_peek(Spool *s, uint64_t after_seq, size_t max_records, size_t max_byte
                 else
                         lo = mid + 1;
         }
-        for (size_t si = lo; si < s->n_segs && visited < max_records; si++) {
-                const Segment *seg = &s->segs[si];
-                for (size_t j = segment_find_after(seg, after); j < seg->n_idx && visited < max_records; j++) {
-                        const IndexEntry *e = &seg->idx[j];
-                        if (visited > 0 && bytes + e->len > max_bytes)
-                                return (int) MIN(visited, (size_t) INT_MAX);
-                        const uint8_t *payload;
-                        int r = read_record(s, si, e, &payload);
-                        if (r == -EBADMSG) {
-                                s->corrupt++; /* went bad on disk after open: skip it */
-                                continue;
-                        }
-                        if (r < 0)
-                                return r;
-                        visited++;
-                        bytes += e->len;
-                        r = visit(e->seq, payload, e->len, userdata);
-                        if (r < 0)
-                                return r;
-                        if (r > 0)
-                                return (int) MIN(visited, (size_t) INT_MAX);
+        /* two cursors merged by seq: the segments' and the replaceable group's */
+        size_t si = lo, j = si < s->n_segs ? segment_find_after(&s->segs[si], after) : 0;
+        size_t lj = segment_find_after(&s->latest, after);
+        while (visited < max_records) {
+                while (si < s->n_segs && j >= s->segs[si].n_idx)
+                        if (++si < s->n_segs)
+                                j = segment_find_after(&s->segs[si], after);
+                const IndexEntry *m = si < s->n_segs ? &s->segs[si].idx[j] : NULL;
+                const IndexEntry *l = lj < s->latest.n_idx ? &s->latest.idx[lj] : NULL;
+                if (!m && !l)
+                        break;
+                bool from_latest = l && (!m || l->seq < m->seq);
+                const IndexEntry *e = from_latest ? l : m;
+                if (visited > 0 && bytes + e->len > max_bytes)
+                        break;
+                const uint8_t *payload;
+                int r = read_record(s, from_latest ? SIZE_MAX : si, e, &payload);
+                if (from_latest)
+                        lj++;
+                else
+                        j++;
+                if (r == -EBADMSG) {
+                        s->corrupt++; /* went bad on disk after open: skip it */
+                        continue;
                 }
+                if (r < 0)
+                        return r;
+                visited++;
+                bytes += e->len;
+                r = visit(e->seq, payload, e->len, userdata);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        break;
         }
         return (int) MIN(visited, (size_t) INT_MAX);
 }
@@ -889,6 +1077,20 @@ int spool_ack(Spool *s, uint64_t upto_seq) {
                         s->acked_count++;
                 }
         }
+        /* the group's acknowledged records leave its index; a group wholly acknowledged
+         * leaves the disk */
+        size_t k = segment_find_after(&s->latest, upto);
+        if (k > 0) {
+                for (size_t i = 0; i < k; i++) {
+                        s->pending_records--;
+                        s->pending_bytes -= SPOOL_RECORD_HEADER_SIZE + (uint64_t) s->latest.idx[i].len;
+                        s->acked_count++;
+                }
+                memmove(s->latest.idx, s->latest.idx + k, (s->latest.n_idx - k) * sizeof(IndexEntry));
+                s->latest.n_idx -= k;
+                if (s->latest.n_idx == 0)
+                        latest_drop(s, false);
+        }
         reclaim_acked(s);
         return 0;
 }
@@ -905,5 +1107,6 @@ void spool_get_stats(const Spool *s, SpoolStats *ret) {
                 .pending_bytes = s->pending_bytes,
                 .disk_bytes = s->disk_bytes,
                 .corrupt = s->corrupt,
+                .replaced = s->replaced,
         };
 }

@@ -1,5 +1,6 @@
 #include "pullwatch/log.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <systemd/sd-journal.h>
@@ -62,4 +63,39 @@ int log_full(int level, const char *event, int error, const char *fmt, ...) {
                                 "PULLWATCH_EVENT=%s", event ? event : "log", "NODE_NAME=%s", node_name,
                                 error ? "ERRNO=%d" : NULL, abs(error), NULL);
         return ret;
+}
+
+static void skips_note(LogSkips *s, const char *fmt, va_list ap) {
+        if (s->n++ == 0)
+                vsnprintf(s->first, sizeof s->first, fmt, ap);
+}
+
+void log_skips_add(LogSkips *s, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        skips_note(s, fmt, ap);
+        va_end(ap);
+}
+
+void log_skips_flush(LogSkips *s, int level, const char *event) {
+        if (s->n == 1)
+                log_full(level, event, 0, "%s", s->first);
+        else if (s->n > 1)
+                log_full(level, event, 0, "%" PRIu64 " records skipped: %s…", s->n, s->first);
+        s->n = 0;
+        s->first[0] = 0;
+}
+
+void log_skips_add_stream(LogSkips *s, uint64_t now, int level, const char *fmt, ...) {
+        va_list ap;
+        bool quiet = s->said_usec == 0 || now - s->said_usec >= LOG_SKIPS_WINDOW_USEC;
+        if (quiet) {
+                log_skips_flush(s, level, "records_skipped"); /* what the last window held */
+                s->said_usec = now;
+        }
+        va_start(ap, fmt);
+        skips_note(s, fmt, ap);
+        va_end(ap);
+        if (quiet)
+                log_skips_flush(s, level, "records_skipped");
 }

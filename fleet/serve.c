@@ -2,8 +2,9 @@
  *
  * libmicrohttpd's threads (a small pool, epoll) receive, authenticate, inflate and
  * validate each POST /v1/records body; a valid body goes to a queue bounded in bytes,
- * the connection is suspended, and one writer thread stores the batch in one transaction
- * and resumes the connection with the answer: 2xx only after the commit. A full queue,
+ * the connection is suspended, and one writer thread stores every batch waiting in one
+ * transaction (group commit: one fsync for all) and resumes each connection with its
+ * answer: 2xx only after the commit. A full queue,
  * or a database that is down or slow, answers 503 with Retry-After at once, so memory
  * never grows with load. SIGTERM stops new work, lets every request already received
  * finish, then exits. */
@@ -32,6 +33,9 @@
 #define MAX_RECORDS_PER_REQUEST 100000 /* the agent's batch_max_records allows up to 100,000 */
 #define CHUNK_RECORDS 256              /* records decoded at a time by the writer */
 #define CHUNK_IMAGES 1000              /* or inventory images (~1.6 KiB each decoded), if fewer */
+#define WRITER_GROUP_MAX 32            /* requests stored in one transaction (≤ STORE_GROUP_MAX) */
+#define WRITER_GROUP_BYTES (8U << 20)  /* and their bodies, at most (one larger body goes alone) */
+_Static_assert(WRITER_GROUP_MAX <= STORE_GROUP_MAX, "a group fits in one store transaction");
 #define RETRY_AFTER_FULL 2             /* seconds: the queue drains in well under that */
 #define RETRY_AFTER_DB 10              /* seconds: a database coming back takes longer */
 #define DRAIN_TIMEOUT_USEC (30ULL * 1000000ULL)
@@ -129,6 +133,7 @@ struct Server {
         pthread_cond_t cond;  /* queue non-empty, stop, or a request finished */
         Request *head, *tail;
         size_t queue_requests, queue_bytes;
+        unsigned lock_timeout_msec; /* SQLite busy timeout of the writer */
         size_t active; /* requests alive (from first call to completion) */
         bool draining, stop;
         atomic_bool db_up;
@@ -338,49 +343,37 @@ static void answer(Request *req, unsigned status, unsigned retry_after, char *bo
         req->answer = body;
 }
 
-static void store_request(Server *srv, Request *req, Batch *b) {
-        StoreIngestResult res = {0};
-        uint64_t t0 = now_usec_monotonic();
-        b->err[0] = 0;
+/* Decode one request's body into the open transaction, a chunk at a time. */
+static int store_body(Request *req, Batch *b) {
+        char perr[512] = "";
+        size_t n = 0;
         b->n = b->images = 0;
-        int r = store_ingest_begin(srv->store, req->has_cluster ? req->cluster : NULL, now_usec_realtime(), b->err,
-                                   sizeof b->err);
+        int r = ingest_parse_body(req->body, req->len, MAX_RECORDS_PER_REQUEST, batch_take, b, &n, perr, sizeof perr);
+        if (r >= 0 && b->n > 0)
+                r = batch_flush(b);
+        for (size_t i = 0; i < b->n; i++)
+                record_done(&b->recs[i]);
+        b->n = b->images = 0;
+        if (r < 0 && !b->err[0])
+                snprintf(b->err, sizeof b->err, "%s", perr);
+        return r;
+}
+
+/* The answer to one request, from its store result r and counts res. */
+static void answer_stored(Server *srv, Request *req, Batch *b, int r, const StoreIngestResult *res) {
         if (r >= 0) {
-                char perr[512] = "";
-                size_t n = 0;
-                r = ingest_parse_body(req->body, req->len, MAX_RECORDS_PER_REQUEST, batch_take, b, &n, perr,
-                                      sizeof perr);
-                if (r >= 0 && b->n > 0)
-                        r = batch_flush(b);
-                for (size_t i = 0; i < b->n; i++)
-                        record_done(&b->recs[i]);
-                b->n = b->images = 0;
-                if (r < 0 && !b->err[0])
-                        snprintf(b->err, sizeof b->err, "%s", perr);
-                int k = store_ingest_end(srv->store, r >= 0, &res, b->err, sizeof b->err);
-                if (r >= 0)
-                        r = k;
-        }
-        if (r >= 0) {
-                metrics_commit(&srv->metrics, (double) (now_usec_monotonic() - t0) / 1e6);
-                atomic_fetch_add(&srv->metrics.accepted, res.accepted);
-                atomic_fetch_add(&srv->metrics.duplicates, res.duplicates);
-                atomic_fetch_add(&srv->metrics.inventories, res.inventories);
+                atomic_fetch_add(&srv->metrics.accepted, res->accepted);
+                atomic_fetch_add(&srv->metrics.duplicates, res->duplicates);
+                atomic_fetch_add(&srv->metrics.inventories, res->inventories);
                 atomic_fetch_add(&srv->metrics.requests_ok, 1);
-                if (!atomic_exchange(&srv->db_up, true))
-                        log_line("database %s reachable again, ingest resumes", store_name(srv->store));
-                json_t *o = json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t) res.accepted, "duplicates",
-                                      (json_int_t) res.duplicates, "inventories", (json_int_t) res.inventories);
+                json_t *o = json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t) res->accepted, "duplicates",
+                                      (json_int_t) res->duplicates, "inventories", (json_int_t) res->inventories);
                 char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
                 json_decref(o);
                 answer(req, MHD_HTTP_OK, 0, s);
                 return;
         }
         if (r == -ENOTCONN || r == -EBUSY || r == -ENOSPC || r == -ENOMEM) {
-                if (r == -ENOTCONN && atomic_exchange(&srv->db_up, false))
-                        log_line("%s; answering 503 until it is back", b->err);
-                else if (r != -ENOTCONN)
-                        log_line("%s; answered 503", b->err);
                 atomic_fetch_add(&srv->metrics.rejected[REJECT_DATABASE], 1);
                 answer(req, MHD_HTTP_SERVICE_UNAVAILABLE, RETRY_AFTER_DB, json_error_body("database unavailable"));
                 return;
@@ -391,10 +384,50 @@ static void store_request(Server *srv, Request *req, Batch *b) {
                 answer(req, MHD_HTTP_BAD_REQUEST, 0, json_error_body(b->err));
                 return;
         }
-        log_line("storing a batch failed: %s", b->err);
         atomic_fetch_add(&srv->metrics.rejected[REJECT_DATABASE], 1);
         /* 500, not 4xx: the agent retries it rather than dead-lettering good records */
         answer(req, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, json_error_body("database error"));
+}
+
+/* Store n queued requests in one transaction (group commit: one commit and one fsync for
+ * all) and answer each after it. A failure that is not "try again later" (a database
+ * error one request's data may cause) is retried one request per transaction, so that
+ * one bad batch cannot fail the others with it. */
+static void store_requests(Server *srv, Request **reqs, size_t n, Batch *b) {
+        StoreIngestResult res[WRITER_GROUP_MAX] = {0};
+        uint64_t t0 = now_usec_monotonic();
+        b->err[0] = 0;
+        int r = store_ingest_begin(srv->store, reqs[0]->has_cluster ? reqs[0]->cluster : NULL, now_usec_realtime(),
+                                   b->err, sizeof b->err);
+        if (r >= 0) {
+                for (size_t i = 0; r >= 0 && i < n; i++) {
+                        if (i > 0)
+                                r = store_ingest_next(srv->store, reqs[i]->has_cluster ? reqs[i]->cluster : NULL,
+                                                      now_usec_realtime(), b->err, sizeof b->err);
+                        if (r >= 0)
+                                r = store_body(reqs[i], b);
+                }
+                int k = store_ingest_end(srv->store, r >= 0, res, b->err, sizeof b->err);
+                if (r >= 0)
+                        r = k;
+        }
+        if (r < 0 && n > 1 && !(r == -ENOTCONN || r == -EBUSY || r == -ENOSPC || r == -ENOMEM)) {
+                for (size_t i = 0; i < n; i++)
+                        store_requests(srv, &reqs[i], 1, b);
+                return;
+        }
+        if (r >= 0) {
+                metrics_commit(&srv->metrics, (double) (now_usec_monotonic() - t0) / 1e6);
+                if (!atomic_exchange(&srv->db_up, true))
+                        log_line("database %s reachable again, ingest resumes", store_name(srv->store));
+        } else if (r == -ENOTCONN && atomic_exchange(&srv->db_up, false))
+                log_line("%s; answering 503 until it is back", b->err);
+        else if (r == -EBUSY || r == -ENOSPC || r == -ENOMEM)
+                log_line("%s; answered 503", b->err);
+        else if (!(r == -ENOTCONN || r == -EBADMSG || r == -EPROTONOSUPPORT || r == -E2BIG))
+                log_line("storing a batch failed: %s", b->err);
+        for (size_t i = 0; i < n; i++)
+                answer_stored(srv, reqs[i], b, r, &res[i]);
 }
 
 static void *writer_main(void *userdata) {
@@ -432,22 +465,34 @@ static void *writer_main(void *userdata) {
                 }
                 if (!srv->head && srv->stop)
                         break;
-                Request *req = srv->head;
+                /* every request waiting now goes into one transaction (bounded: the
+                 * commit's latency, and the 503s a failed group would answer) */
+                Request *reqs[WRITER_GROUP_MAX];
+                size_t n = 0, bytes = 0;
+                for (Request *q = srv->head; q && n < WRITER_GROUP_MAX && (n == 0 || bytes + q->len <= WRITER_GROUP_BYTES);
+                     q = q->next) {
+                        reqs[n++] = q;
+                        bytes += q->len;
+                }
                 pthread_mutex_unlock(&srv->lock);
 
-                store_request(srv, req, &b);
+                store_requests(srv, reqs, n, &b);
 
                 pthread_mutex_lock(&srv->lock);
-                srv->head = req->next;
-                if (!srv->head)
-                        srv->tail = NULL;
-                srv->queue_requests--;
-                srv->queue_bytes -= req->queued_bytes;
-                req->state = REQ_DONE;
-                body_release(req); /* the queue's memory goes back now, not when the client reads */
+                for (size_t i = 0; i < n; i++) {
+                        Request *req = reqs[i];
+                        srv->head = req->next;
+                        if (!srv->head)
+                                srv->tail = NULL;
+                        srv->queue_requests--;
+                        srv->queue_bytes -= req->queued_bytes;
+                        req->state = REQ_DONE;
+                        body_release(req); /* the queue's memory goes back now, not when the client reads */
+                }
                 pthread_mutex_unlock(&srv->lock);
                 /* outside our lock: libmicrohttpd takes its own, and on_completed takes ours */
-                MHD_resume_connection(req->conn);
+                for (size_t i = 0; i < n; i++)
+                        MHD_resume_connection(reqs[i]->conn);
                 pthread_mutex_lock(&srv->lock);
         }
         pthread_mutex_unlock(&srv->lock);
@@ -846,6 +891,8 @@ static void serve_help(void) {
                "  --retention DAYS        delete records older than this (default 90; 0 keeps all)\n"
                "  --max-body BYTES        request body limit, before and after gzip (default 16MiB)\n"
                "  --queue-bytes BYTES     batches waiting for the database, at most (default 32MiB)\n"
+               "  --db-lock-timeout SECS  SQLite: wait this long for a lock another writer holds, then\n"
+               "                          answer 503 (default 5)\n"
                "  --allow-unauthenticated listen beyond loopback without tokens or client certificates\n",
                DEFAULT_LISTEN);
 }
@@ -863,6 +910,7 @@ int fleet_serve_main(int argc, char **argv) {
                 OPT_QUEUE_BYTES,
                 OPT_ALLOW_OPEN,
                 OPT_MAINTAIN,
+                OPT_LOCK_TIMEOUT,
         };
         static const struct option opts[] = {
                 {"listen", required_argument, NULL, OPT_LISTEN},
@@ -874,6 +922,7 @@ int fleet_serve_main(int argc, char **argv) {
                 {"retention", required_argument, NULL, OPT_RETENTION},
                 {"max-body", required_argument, NULL, OPT_MAX_BODY},
                 {"queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES},
+                {"db-lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
                 {"allow-unauthenticated", no_argument, NULL, OPT_ALLOW_OPEN},
                 {"maintenance-interval", required_argument, NULL, OPT_MAINTAIN}, /* seconds; for tests */
                 {"help", no_argument, NULL, 'h'},
@@ -888,6 +937,7 @@ int fleet_serve_main(int argc, char **argv) {
                 .max_body = DEFAULT_MAX_BODY,
                 .queue_max_bytes = DEFAULT_QUEUE_BYTES,
                 .maintain_usec = 600ULL * 1000000ULL,
+                .lock_timeout_msec = STORE_LOCK_TIMEOUT_MSEC,
         };
         int c;
         optind = 1;
@@ -915,6 +965,15 @@ int fleet_serve_main(int argc, char **argv) {
                                 return 2;
                         }
                         srv->maintain_usec = v * 1000000ULL;
+                        break;
+                }
+                case OPT_LOCK_TIMEOUT: {
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || !*optarg || v == 0 || v > 3600) {
+                                log_line("--db-lock-timeout: want seconds from 1 to 3600, got %s", optarg);
+                                return 2;
+                        }
+                        srv->lock_timeout_msec = (unsigned) v * 1000;
                         break;
                 }
                 case OPT_MAX_BODY:
@@ -980,6 +1039,7 @@ int fleet_serve_main(int argc, char **argv) {
                 log_line("cannot use the database: %s", err);
                 return 1;
         }
+        store_set_lock_timeout(srv->store, srv->lock_timeout_msec);
         atomic_store(&srv->db_up, true);
         pthread_mutex_init(&srv->lock, NULL);
         pthread_mutex_init(&srv->metrics.lock, NULL);

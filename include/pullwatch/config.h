@@ -83,6 +83,7 @@ typedef struct Config {
         /* endpoint and spool */
         char *endpoint;
         char *endpoint_format; /* jsonl | loki */
+        char *endpoint_transport; /* native | curl */
         char *endpoint_ca_file;
         char *endpoint_cert_file;
         char *endpoint_key_file;
@@ -101,6 +102,7 @@ typedef struct Config {
         /* the enum keys above as the config parsed them (set with the string), so no
          * user of Config parses them again */
         ShipFormat endpoint_format_value;
+        ShipTransport endpoint_transport_value;
         SpoolFsync spool_fsync_value;
         int log_level_value; /* LOG_LEVEL_ERR (3) .. LOG_LEVEL_DEBUG (7) */
 } Config;

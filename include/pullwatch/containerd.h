@@ -144,7 +144,9 @@ bool ctrd_media_type_is_index(const char *mt);
 typedef void (*ctrd_version_cb_t)(Ctrd *c, int error, const char *reason, const CtrdVersion *v, void *userdata);
 typedef void (*ctrd_namespaces_cb_t)(Ctrd *c, int error, const char *reason, const CtrdNamespaceList *list,
                                      void *userdata);
-/* ns is the namespace asked for (also on error). */
+/* ns is the namespace asked for (also on error). reason with error 0: records of the
+ * reply were skipped (a field too long, an empty record), said in one line
+ * ("Images.List: N records skipped: <first reason>…"); NULL when none was. */
 typedef void (*ctrd_images_cb_t)(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImage *imgs,
                                  size_t n, void *userdata);
 typedef void (*ctrd_image_cb_t)(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata);

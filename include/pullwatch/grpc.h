@@ -152,6 +152,9 @@ size_t grpc_client_max_message(const GrpcClient *c);
 int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec);
 /* How many connections this client has opened (connect() succeeded or is in progress). */
 uint64_t grpc_client_connects(const GrpcClient *c);
+/* How many send() calls wrote bytes to containerd: one per loop turn that had anything
+ * to write (requests, ACKs, WINDOW_UPDATEs), however many calls that turn started. */
+uint64_t grpc_client_sends(const GrpcClient *c);
 
 /* Start a call. method_path "/pkg.Service/Method"; ns: value of the containerd-namespace
  * header, NULL for none; req/req_len: the serialized request (copied);

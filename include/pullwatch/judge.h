@@ -15,6 +15,7 @@
 #include "pullwatch/attribution.h"
 #include "pullwatch/config.h"
 #include "pullwatch/ledger.h"
+#include "pullwatch/log.h"
 #include "pullwatch/observation.h"
 #include "pullwatch/pins.h"
 #include "pullwatch/policy.h"
@@ -30,7 +31,7 @@ typedef struct JudgeOutput {
         void *userdata;
 } JudgeOutput;
 
-/* All borrowed. ledger may be NULL (every finding is new then). */
+/* All borrowed but the skip counters. ledger may be NULL (every finding is new then). */
 typedef struct Judge {
         const Config *config; /* node, reminder_interval_usec */
         const Policy *policy;
@@ -39,7 +40,19 @@ typedef struct Judge {
         Attribution *attribution;
         bool remember;
         JudgeOutput out;
+        /* image records skipped (bad reference, field too long, lookup failed): said once
+         * per listing (judge_listing_done) and once per window for events */
+        LogSkips listing_skips, event_skips;
 } Judge;
+
+/* One image record or container skipped before it could be judged: counted, said in one
+ * line per listing or per window of events (a hostile containerd's 65,536 bad records are
+ * one line). */
+void judge_skip(Judge *jd, bool from_listing, const char *fmt, ...) _printf_(3, 4);
+/* A listing is over: say what it skipped, in one line. */
+void judge_listing_done(Judge *jd);
+/* Say everything counted and not said yet (listing and events): at exit. */
+void judge_skips_flush(Judge *jd);
 
 /* An image record (o->workload empty) or a container (o->workload names it). */
 void judge_image(Judge *jd, const Observation *o, bool from_listing);

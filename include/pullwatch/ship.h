@@ -32,6 +32,20 @@ typedef enum ShipFormat {
 const char *ship_format_to_string(ShipFormat f); /* static string, NULL if out of range */
 ShipFormat ship_format_from_string(const char *s); /* "jsonl" | "loki" */
 
+/* How requests reach the endpoint. NATIVE: agent/httpc.c, a small HTTP/1.1 client on
+ * the loop with GnuTLS loaded on demand (the default: a fraction of libcurl's memory,
+ * see the README). CURL: libcurl loaded on demand through CurlEv, kept selectable
+ * (endpoint_transport=curl) as a fallback and for the benchmark's comparison. */
+typedef enum ShipTransport {
+        SHIP_TRANSPORT_NATIVE,
+        SHIP_TRANSPORT_CURL,
+        _SHIP_TRANSPORT_MAX,
+        _SHIP_TRANSPORT_INVALID = -EINVAL,
+} ShipTransport;
+
+const char *ship_transport_to_string(ShipTransport t); /* static string, NULL if out of range */
+ShipTransport ship_transport_from_string(const char *s); /* "native" | "curl" */
+
 /* One record of a batch. data is borrowed. */
 typedef struct ShipRecord {
         uint64_t seq;
@@ -132,6 +146,7 @@ typedef struct Shipper Shipper;
  * Initialise with ship_config_init() and override. */
 typedef struct ShipConfig {
         const char *url;                  /* http:// or https://, required */
+        ShipTransport transport;          /* default native */
         ShipFormat format;                /* default jsonl */
         size_t batch_max_records;         /* default 1000 */
         size_t batch_max_bytes;           /* record payload bytes per batch, default 1 MiB */
@@ -163,7 +178,10 @@ void ship_config_init(ShipConfig *c);
 typedef void (*ship_log_t)(int level, const char *message, void *userdata);
 
 /* *ret owned by the caller, released with ship_free(). e, ev and spool are borrowed
- * and must outlive the Shipper. err (optional) gets a one-line reason on failure. The
+ * and must outlive the Shipper; ev is used (and required) only with
+ * SHIP_TRANSPORT_CURL, pass NULL otherwise. With the native transport an https://
+ * URL loads GnuTLS and reads the CA file and client certificate here: a bad one fails
+ * ship_new() with one line in err. err (optional) gets a one-line reason on failure. The
  * shipper starts shipping what the spool already holds. */
 int ship_new(Shipper **ret, sd_event *e, CurlEv *ev, Spool *spool, const ShipConfig *cfg, char *err,
              size_t errlen);

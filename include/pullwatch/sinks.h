@@ -27,13 +27,17 @@ Sinks *sinks_free(Sinks *s);
 /* Complete f (id from key, or random when key is NULL; node; time; message) and send
  * it to every output. */
 void sinks_emit(Sinks *s, Finding *f, const char *key);
-/* Spool one record that goes to the endpoint only (the inventory). -ENODEV without an
- * endpoint; the spool's error otherwise (not logged here). */
-int sinks_spool_only(Sinks *s, const char *json, size_t len);
+/* The inventory goes to the endpoint only, as one group of parts: sinks_inventory_part()
+ * keeps each part (copied; -ENODEV without an endpoint, -ENOMEM), sinks_inventory_done()
+ * spools them as the one pending inventory (spool_replace_latest(): it replaces an
+ * older one not yet sent, and never evicts a pull or a finding from a full spool — it
+ * is dropped instead, said in one line). complete false: the parts are discarded. */
+int sinks_inventory_part(Sinks *s, const char *json, size_t len);
+void sinks_inventory_done(Sinks *s, bool complete);
 /* The first listing after start is judged: crash replays are over, the spool forgets the
  * ids that were pending at open (see spool_pending_at_open()). */
 void sinks_listing_done(Sinks *s);
-/* After a burst of sinks_spool_only(): let the shipper know. */
+/* After a burst of records: let the shipper know. */
 void sinks_kick(Sinks *s);
 bool sinks_has_endpoint(const Sinks *s);
 

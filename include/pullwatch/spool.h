@@ -37,6 +37,7 @@ typedef struct SpoolStats {
         uint64_t pending_records, pending_bytes; /* unacknowledged; bytes are frame bytes on disk */
         uint64_t disk_bytes;                     /* all segment files, acknowledged or not */
         uint64_t corrupt;                        /* since open: records that failed the CRC when read back, skipped */
+        uint64_t replaced;                       /* since open: records of the replaceable group replaced unsent */
 } SpoolStats;
 
 #define SPOOL_RECORD_MAX (1U << 20) /* a record larger than 1 MiB is rejected (-EMSGSIZE) */
@@ -45,9 +46,24 @@ typedef struct SpoolStats {
 int spool_open(Spool **ret, const char *dir, uint64_t max_bytes, SpoolFsync policy, SpoolOpenReport *report);
 Spool *spool_free(Spool *s); /* accepts NULL, syncs, returns NULL */
 
-/* Append one record. When the spool is full the oldest records are dropped first
- * (counted in stats.dropped). Returns the record's sequence number in *ret_seq. */
+/* Append one record. When the spool is full the replaceable group goes first, then the
+ * oldest records (all counted in stats.dropped). Returns the record's sequence number
+ * in *ret_seq. */
 int spool_append(Spool *s, const void *data, size_t len, uint64_t *ret_seq);
+
+/* The replaceable group: records of which only the newest set is worth sending (the
+ * agent's inventory snapshot, its parts 1..n). At most one group is pending: this one
+ * replaces the unacknowledged rest of the previous one, atomically (DIR/latest written
+ * whole: temp, fsync, rename, fsync DIR — a crash leaves the old group or the new one,
+ * never a mix), its records take the next sequence numbers and are merged into
+ * spool_peek() by seq. It never evicts other records: -ENOSPC when it does not fit
+ * beside them (the previous group stays pending); and spool_append() evicts it first.
+ * On error the previous group is untouched. 0 on success. */
+struct iovec;
+int spool_replace_latest(Spool *s, const struct iovec *recs, size_t n);
+/* Changes whenever the group is replaced or dropped: a reader holding records it peeked
+ * (the shipper's batch waiting to be retried) peeks again when it changed. */
+uint64_t spool_generation(const Spool *s);
 int spool_sync(Spool *s);
 
 /* Visit unacknowledged records with seq > after_seq in order, at most max_records /
@@ -81,6 +97,8 @@ void spool_get_stats(const Spool *s, SpoolStats *ret);
  * DIR/ack                       one text line: acked seq, next seq, dropped_total, CRC32,
  *                               replaced atomically (temp, fsync, rename, fsync DIR);
  * DIR/lock                      flock()ed while open: a second spool_open() gets -EBUSY.
+ * DIR/latest                    the replaceable group: frames as in a segment, seqs
+ *                               increasing; read whole or discarded (corrupt_records + 1).
  *
  * Record frame, little endian:
  *   0  u32 magic "PWS1"   4  u32 payload length   8  u64 seq

@@ -6,7 +6,7 @@
  * report (fleet/report*.c): the report reads only through store_query() and the tables
  * below; the collector writes only through store_ingest().
  *
- * Schema (version 1; migrations are applied at open, in order, each in a transaction,
+ * Schema (version 3; migrations are applied at open, in order, each in a transaction,
  * recorded in schema_migrations; on PostgreSQL one collector migrates at a time under
  * pg_advisory_lock). Times are CLOCK_REALTIME microseconds since the epoch (BIGINT /
  * INTEGER). Booleans are INTEGER 0/1 on both engines. Every text column is NOT NULL,
@@ -25,7 +25,7 @@
  *     previous_digest TEXT, expected_digest TEXT, revision TEXT, media_type TEXT,
  *     k8s_namespace TEXT, pod TEXT, container TEXT, container_id TEXT,  -- workload.*
  *     message TEXT
- *     indexes: (time_usec), (kind, time_usec), (cluster, node), (name)
+ *     indexes: (kind, time_usec), (name)  [(time_usec), (cluster, node) until schema 2]
  *
  *   nodes          -- one row per node that ever reported
  *     cluster TEXT, node TEXT, PRIMARY KEY (cluster, node),
@@ -44,7 +44,7 @@
  *     pods TEXT,                  -- JSON array of {"namespace","pod","container"}, '[]'
  *     k8s_namespaces TEXT,        -- the pods' namespaces, sorted, comma-separated
  *     updated_usec BIGINT
- *     indexes: (ref), (name), (digest)
+ *     indexes: (ref), (name)  [(digest) until schema 3]
  *     A pull record upserts its row at once; its findings update `findings` and the
  *     flags of the row whose digest they name. A complete inventory (all parts 1..N of
  *     one snapshot) replaces the node's rows wholesale; a part alone replaces nothing.
@@ -88,6 +88,12 @@ typedef enum StoreEngine {
  * by the caller, released with store_free(). */
 int store_open(Store **ret, const char *url, char *err, size_t errlen);
 Store *store_free(Store *s); /* accepts NULL, returns NULL */
+
+/* SQLite: how long a statement waits for the write lock another process holds before it
+ * fails (the collector then answers 503 + Retry-After). PostgreSQL waits for row and table
+ * locks as its server is configured (lock_timeout); this is a no-op there. */
+#define STORE_LOCK_TIMEOUT_MSEC 5000
+void store_set_lock_timeout(Store *s, unsigned msec);
 StoreEngine store_engine(const Store *s);
 
 /* One row of a query result: ncols values as text (NULL for SQL NULL), borrowed for the
@@ -127,10 +133,19 @@ typedef struct StoreIngestResult {
 int store_ingest(Store *s, const char *cluster, const Record *records, size_t n, uint64_t received_usec,
                  StoreIngestResult *ret, char *err, size_t errlen);
 
-/* The same in pieces, for a batch decoded a chunk at a time: begin takes the store's lock
- * and opens the transaction, add stores records (an error makes every later add and the
- * end fail), end commits (commit = true) or rolls back, and releases the lock. */
+/* The same in pieces, for a batch decoded a chunk at a time: begin takes the store's lock,
+ * opens the transaction and starts its first request; add stores records of the current
+ * request (an error makes every later call and the end fail); end commits (commit = true)
+ * or rolls back, and releases the lock.
+ *
+ * Group commit: _next starts another request in the same transaction (its own cluster
+ * and received time, its own counts), at most STORE_GROUP_MAX per transaction; one
+ * commit, one fsync for all of them. end then fills ret[0..requests-1], one result per
+ * request in order (ret may be NULL). A duplicate id within the group counts as a
+ * duplicate of the request that comes later. */
+#define STORE_GROUP_MAX 64
 int store_ingest_begin(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen);
+int store_ingest_next(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen);
 int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_t errlen);
 int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, size_t errlen);
 

@@ -121,6 +121,19 @@ def table(path):
         except ValueError:
             return v or "n/a"
 
+    def num(key):
+        v = g(key)
+        try:
+            return "%.2f" % float(v)
+        except ValueError:
+            return v or "n/a"
+
+    def ratio(a, b, goal):
+        try:
+            return "%s (now %.2fx)" % (goal, float(g(a)) / float(g(b)))
+        except (ValueError, ZeroDivisionError):
+            return goal
+
     known, burst, paced = g("known"), g("burst"), g("paced")
     rows = [
         ("RSS, idle, %s images known" % known, kib_to_mib("pw_idle_rss"), kib_to_mib("ctr_idle_rss"), "<= 8 MiB"),
@@ -128,8 +141,16 @@ def table(path):
          "<= 1.5 MiB"),
         ("RSS, idle after the burst", kib_to_mib("pw_after_rss"), kib_to_mib("ctr_after_rss"), ""),
         ("Private_Dirty, idle after the burst", kib_to_mib("pw_after_pd"), kib_to_mib("ctr_after_pd"), ""),
-        ("CPU per event, utime+stime (/proc/PID/stat)", us("pw_cpu_stat_us"), us("ctr_cpu_stat_us"), "<= 50 µs"),
-        ("CPU per event, thread run time (schedstat)", us("pw_cpu_sched_us"), us("ctr_cpu_sched_us"), ""),
+        ("CPU per event, burst, utime+stime (/proc/PID/stat)", us("pw_cpu_stat_us"), us("ctr_cpu_stat_us"),
+         "<= 50 µs"),
+        ("CPU per event, burst, thread run time (schedstat)", us("pw_cpu_sched_us"), us("ctr_cpu_sched_us"), ""),
+        ("context switches per event, burst", num("pw_csw"), num("ctr_csw"), ""),
+        ("CPU per event, paced, utime+stime", us("pw_paced_cpu_stat_us"), us("ctr_paced_cpu_stat_us"), ""),
+        ("CPU per event, paced, thread run time (schedstat)", us("pw_paced_cpu_sched_us"),
+         us("ctr_paced_cpu_sched_us"), ratio("pw_paced_cpu_sched_us", "ctr_paced_cpu_sched_us", "<= 0.5x")),
+        ("context switches per event, paced", num("pw_paced_csw"), num("ctr_paced_csw"), "<= 3"),
+        ("wake-ups (context switches) over %s idle s" % g("idle"), g("pw_idle_csw") or "n/a",
+         g("ctr_idle_csw") or "n/a", "0"),
         ("events handled in the burst (of %s)" % burst, g("pw_burst_seen") or "n/a", g("ctr_burst_seen") or "n/a",
          ""),
         ("latency, burst, median", lat("pw_burst", "median"), lat("ctr_burst", "median"), ""),
@@ -142,7 +163,7 @@ def table(path):
     if g("pw_massif_peak"):
         rows.append(("peak heap under massif (useful + extra)", "%.2f MiB" % (int(g("pw_massif_peak")) / 1048576)
                      if g("pw_massif_peak").isdigit() else g("pw_massif_peak"), "", ""))
-    head = ("", "pullwatch", "ctr events", "goal (issue 2)")
+    head = ("", "pullwatch", "ctr events", "goal (issues 2, 12)")
     w0 = max(len(x[0]) for x in rows + [head])
     w1 = max(len(x[1]) for x in rows + [head])
     w2 = max(len(x[2]) for x in rows + [head])

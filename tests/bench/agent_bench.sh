@@ -3,9 +3,14 @@
 # containerd, as root. Prints for each (no judgement: exit 0 unless setup fails):
 #   1. RSS and Private_Dirty (/proc/PID/smaps_rollup) idle with KNOWN images known,
 #      and again idle after the burst;
-#   2. CPU per image event over a burst of BURST `ctr images tag` (xargs -P),
-#      utime+stime from /proc/PID/stat (process-wide, clock ticks) and the sum of
-#      the threads' run time from /proc/PID/task/*/schedstat (ns);
+#   2. CPU per image event over a burst of BURST `ctr images tag` (xargs -P) and
+#      over PACED ones made one at a time: utime+stime from /proc/PID/stat
+#      (process-wide, clock ticks) and the sum of the threads' run time from
+#      /proc/PID/task/*/schedstat (ns); context switches per event (voluntary +
+#      nonvoluntary, summed over /proc/PID/task/*/status: each voluntary one is a
+#      wake-up after blocking);
+#   2b. wake-ups while idle: context switches over IDLE seconds with nothing
+#      happening (after the burst settled; the agent's periodic work shows here);
 #   3. latency: pullwatch = journald's receive time (__REALTIME_TIMESTAMP) minus
 #      PULLWATCH_EVENT_USEC (containerd's envelope timestamp) per entry;
 #      ctr events = arrival time of its stdout line at a reader (linestamp.c,
@@ -18,7 +23,8 @@
 #                 when none is executable, only ctr events is measured
 #   KNOWN=1000    images present before the agent starts (it lists them)
 #   BURST=2000    image events in the burst (>= 1000)
-#   PACED=100     image events made one at a time
+#   PACED=300     image events made one at a time (sequential ctr processes)
+#   IDLE=30       seconds of idleness over which wake-ups are counted
 #   PARALLEL=4    xargs -P for the burst (each ctr tags 50 names)
 #   SETTLE=4      seconds of grace before "idle" is measured (the agent's catch-up
 #                 listing runs 3 s after subscribing, its ledger save 2 s after a change)
@@ -32,7 +38,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 KNOWN=${KNOWN:-1000}
 BURST=${BURST:-2000}
-PACED=${PACED:-100}
+PACED=${PACED:-300}
+IDLE=${IDLE:-30}
 PARALLEL=${PARALLEL:-4}
 SETTLE=${SETTLE:-4}
 
@@ -72,6 +79,15 @@ cpu_ns() { # PID — sum of the live threads' run time (ns)
 	local s=0 a f
 	for f in /proc/"$1"/task/*/schedstat; do
 		read -r a _ <"$f" 2>/dev/null && s=$((s + a))
+	done
+	echo "$s"
+}
+csw() { # PID — voluntary + nonvoluntary context switches of the live threads
+	local s=0 f v n
+	for f in /proc/"$1"/task/*/status; do
+		v=$(awk '$1 == "voluntary_ctxt_switches:" { v = $2 } $1 == "nonvoluntary_ctxt_switches:" { n = $2 }
+			END { print v + n }' "$f" 2>/dev/null) || continue
+		s=$((s + ${v:-0}))
 	done
 	echo "$s"
 }
@@ -213,10 +229,38 @@ res paced "$PACED"
 
 # --------------------------------------------------------------- burst ----
 
-ctr_t0=$(cpu_ticks "$CTR_PID") ctr_n0=$(cpu_ns "$CTR_PID")
+# --------------------------------------------------------------- idle ----
+
+# what an event leaves behind (the ledger save 2 s later, the health files 15 s after
+# the last activity) is the event's cost, not idleness: wait (at most 45 s) until no
+# timer of the agent is due within 60 s — only liveness timers stay armed
+timer_due_within() { # PID SECONDS
+	local fd link sec nsec
+	for fd in /proc/"$1"/fd/*; do
+		link=$(readlink "$fd" 2>/dev/null) || continue
+		[[ $link == 'anon_inode:[timerfd]' ]] || continue
+		read -r sec nsec < <(sed -nE 's/^it_value: \(([0-9]+), ([0-9]+)\)$/\1 \2/p' "/proc/$1/fdinfo/${fd##*/}")
+		((${sec:-0} == 0 && ${nsec:-0} == 0)) && continue
+		((sec < $2)) && return 0
+	done
+	return 1
+}
+if ((HAVE_PW)); then
+	pw_poll 45 eval "! timer_due_within $PW_AGENT_PID 60" ||
+		res pw_note "the agent still had a timer due within 60 s after 45 s of quiet"
+fi
+say "idle: $IDLE s with nothing happening"
+ctr_c0=$(csw "$CTR_PID")
+((HAVE_PW)) && pw_c0=$(csw "$PW_AGENT_PID")
+sleep "$IDLE"
+res ctr_idle_csw $(($(csw "$CTR_PID") - ctr_c0))
+((HAVE_PW)) && res pw_idle_csw $(($(csw "$PW_AGENT_PID") - pw_c0))
+res idle "$IDLE"
+
+ctr_t0=$(cpu_ticks "$CTR_PID") ctr_n0=$(cpu_ns "$CTR_PID") ctr_c0=$(csw "$CTR_PID")
 if ((HAVE_PW)); then
 	pw_base=$(pw_pulls "$NODE")
-	pw_t0=$(cpu_ticks "$PW_AGENT_PID") pw_n0=$(cpu_ns "$PW_AGENT_PID")
+	pw_t0=$(cpu_ticks "$PW_AGENT_PID") pw_n0=$(cpu_ns "$PW_AGENT_PID") pw_c0=$(csw "$PW_AGENT_PID")
 fi
 say "burst: $BURST new names (ctr images tag, 50 per process, xargs -P $PARALLEL)"
 t=$(pw_now_ms)
@@ -233,19 +277,24 @@ if ((HAVE_PW)); then
 	say "pullwatch wrote $((n - pw_base)) burst entries to journald after $(($(pw_now_ms) - t)) ms"
 fi
 settle
-ctr_t1=$(cpu_ticks "$CTR_PID") ctr_n1=$(cpu_ns "$CTR_PID")
-res ctr_cpu_stat_us "$("$PW_PY" -c "print(($ctr_t1 - $ctr_t0) * 1e6 / $CLK_TCK / $BURST)")"
-res ctr_cpu_sched_us "$("$PW_PY" -c "print(($ctr_n1 - $ctr_n0) / 1e3 / $BURST)")"
-if ((HAVE_PW)); then
-	pw_t1=$(cpu_ticks "$PW_AGENT_PID") pw_n1=$(cpu_ns "$PW_AGENT_PID")
-	res pw_cpu_stat_us "$("$PW_PY" -c "print(($pw_t1 - $pw_t0) * 1e6 / $CLK_TCK / $BURST)")"
-	res pw_cpu_sched_us "$("$PW_PY" -c "print(($pw_n1 - $pw_n0) / 1e3 / $BURST)")"
-fi
+# per_event PREFIX N — CPU (ticks, ns) and context switches since the *_t0/_n0/_c0 marks
+per_event() {
+	local p=$1 n=$2 pid t0 n0 c0 t1 n1 c1
+	if [[ $p == ctr ]]; then pid=$CTR_PID t0=$ctr_t0 n0=$ctr_n0 c0=$ctr_c0; else pid=$PW_AGENT_PID t0=$pw_t0 n0=$pw_n0 c0=$pw_c0; fi
+	t1=$(cpu_ticks "$pid") n1=$(cpu_ns "$pid") c1=$(csw "$pid")
+	res "${p}_${3}cpu_stat_us" "$("$PW_PY" -c "print(($t1 - $t0) * 1e6 / $CLK_TCK / $n)")"
+	res "${p}_${3}cpu_sched_us" "$("$PW_PY" -c "print(($n1 - $n0) / 1e3 / $n)")"
+	res "${p}_${3}csw" "$("$PW_PY" -c "print(($c1 - $c0) / $n)")"
+}
+per_event ctr "$BURST" ""
+((HAVE_PW)) && per_event pw "$BURST" ""
 snap_mem after
 
 # ---------------------------------------------------------------- paced ----
 
 say "paced: $PACED new names, one ctr images tag at a time"
+ctr_t0=$(cpu_ticks "$CTR_PID") ctr_n0=$(cpu_ns "$CTR_PID") ctr_c0=$(csw "$CTR_PID")
+((HAVE_PW)) && pw_t0=$(cpu_ticks "$PW_AGENT_PID") pw_n0=$(cpu_ns "$PW_AGENT_PID") pw_c0=$(csw "$PW_AGENT_PID")
 t=$(pw_now_ms)
 for ((i = 1; i <= PACED; i++)); do
 	ctr -a "$PW_SOCK" images tag "$BASE" "$(printf '%s/bench/paced-%05d:1.0.0' "$R" "$i")" >/dev/null ||
@@ -256,6 +305,9 @@ say "paced events made in $gen_ms ms (one every $((gen_ms / (PACED > 0 ? PACED :
 ALL=$((ALL + PACED))
 wait_count 60 "$PACED" ctr_seen "bench/paced-" >/dev/null
 ((HAVE_PW)) && wait_count 60 $((pw_base + BURST + PACED)) pw_pulls "$NODE" >/dev/null
+settle
+per_event ctr "$PACED" paced_
+((HAVE_PW)) && per_event pw "$PACED" paced_
 
 # -------------------------------------------------------------- latency ----
 
@@ -315,6 +367,6 @@ fi
 # ---------------------------------------------------------------- table ----
 
 echo
-say "results (containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, $((($(pw_now_ms) - T0) / 1000)) s)"
+say "results (containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $((($(pw_now_ms) - T0) / 1000)) s)"
 "$PW_PY" "$HERE/agent_bench.py" table "$RES"
 pw_done

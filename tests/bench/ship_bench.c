@@ -69,7 +69,7 @@ static bool drained(Shipper *s) {
         return st.spool.pending_records == 0 && !st.in_flight;
 }
 
-static int bench_e2e(const char *url, unsigned n, const char *dir, const char *format) {
+static int bench_e2e(const char *url, unsigned n, const char *dir, const char *format, const char *transport) {
         sd_event *e = NULL;
         CurlEv *ev = NULL;
         Spool *sp = NULL;
@@ -87,6 +87,7 @@ static int bench_e2e(const char *url, unsigned n, const char *dir, const char *f
         c.dead_letter_path = dead;
         c.format = ship_format_from_string(format);
         c.batch_max_age_usec = 10000;
+        c.transport = ship_transport_from_string(transport);
         if (ship_new(&s, e, ev, sp, &c, err, sizeof err) < 0) {
                 fprintf(stderr, "ship_new: %s\n", err);
                 return 1;
@@ -113,10 +114,10 @@ static int bench_e2e(const char *url, unsigned n, const char *dir, const char *f
         double dt = now_s() - t0, dc = cpu_s() - c0;
         ShipStats st;
         ship_get_stats(s, &st);
-        printf("e2e %-5s: %u records in %.2f s = %.0f records/s shipped; appended+synced in %.2f s (%.0f/s); "
+        printf("e2e %-5s %-6s: %u records in %.2f s = %.0f records/s shipped; appended+synced in %.2f s (%.0f/s); "
                "%u spool_sync calls (%.0f/s); %.2f us shipper-process CPU/record; %" PRIu64 " batches, %" PRIu64
                " bytes on the wire, %" PRIu64 " retries\n",
-               format, n, dt, n / dt, t_appended, n / t_appended, syncs, syncs / dt, dc / n * 1e6, st.batches,
+               format, transport, n, dt, n / dt, t_appended, n / t_appended, syncs, syncs / dt, dc / n * 1e6, st.batches,
                st.bytes_sent, st.retried);
         ship_free(s);
         spool_free(sp);
@@ -147,7 +148,8 @@ int main(int argc, char **argv) {
         if (argc >= 3 && streq_ptr(argv[1], "encode"))
                 return bench_encode((unsigned) strtoul(argv[2], NULL, 10));
         if (argc >= 5 && streq_ptr(argv[1], "e2e"))
-                return bench_e2e(argv[2], (unsigned) strtoul(argv[3], NULL, 10), argv[4], argc >= 6 ? argv[5] : "jsonl");
+                return bench_e2e(argv[2], (unsigned) strtoul(argv[3], NULL, 10), argv[4], argc >= 6 ? argv[5] : "jsonl",
+                                 argc >= 7 ? argv[6] : "native");
         if (argc >= 3 && streq_ptr(argv[1], "batch"))
                 return write_batch(argv[2]);
         fprintf(stderr, "usage: see ship_bench.sh\n");

@@ -6,6 +6,12 @@
 # The receiver is Python (parses and writes every record): it is the ceiling of both
 # loopback figures, so compare the shipper with curl, and read encode+gzip for the
 # shipper's own cost. fsyncs/s counted with strace on the shipping process.
+# Each end-to-end run is made with both transports: native (agent/httpc.c, the default)
+# and curl (libcurl through CurlEv, endpoint_transport=curl).
+# Last, as root with containerd, docker-registry and skopeo installed (skip with
+# SHIP_MEM=0): tests/bench/ship_mem_bench.sh, the agent's RSS and private dirty after
+# shipping over HTTPS, no endpoint vs libcurl vs native, with a few and with 1,000
+# images known.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-50000}
@@ -14,8 +20,9 @@ trap 'kill $RPID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"' EXI
 
 gcc -O2 -std=gnu11 -D_GNU_SOURCE -I"$SRC/include" "$SRC/tests/bench/ship_bench.c" \
     "$SRC/agent/ship.c" "$SRC/agent/spool.c" "$SRC/agent/curlev.c" "$SRC/agent/curlshim.c" \
-    "$SRC/core/dynbuf.c" "$SRC/core/fileio.c" -o "$W/ship_bench" \
-    $(pkg-config --cflags jansson libcurl libsystemd zlib) $(pkg-config --libs jansson libsystemd zlib) -ldl
+    "$SRC/agent/httpc.c" "$SRC/agent/http1.c" "$SRC/agent/tlsshim.c" \
+    "$SRC/core/dynbuf.c" "$SRC/core/fileio.c" -o "$W/ship_bench" -DPULLWATCH_VERSION='"bench"' \
+    $(pkg-config --cflags jansson libcurl libsystemd zlib gnutls) $(pkg-config --libs jansson libsystemd zlib) -ldl -lpthread
 
 echo "== encode + gzip (no network), batches of 1000 records of ~560 bytes"
 "$W/ship_bench" encode 200000
@@ -30,11 +37,13 @@ start_receiver() {
 
 echo "== pullwatch shipper -> loopback receiver (N=$N, fsync per batch)"
 for fmt in jsonl loki; do
-    start_receiver
-    rm -rf "$W/s"; mkdir -p "$W/s"
-    "$W/ship_bench" e2e "http://127.0.0.1:$PORT/ingest" "$N" "$W/s" "$fmt"
-    echo "   receiver got $(wc -l < "$W/records.jsonl") records"
-    kill $RPID; wait $RPID 2>/dev/null || true
+    for tr in native curl; do
+        start_receiver
+        rm -rf "$W/s"; mkdir -p "$W/s"
+        "$W/ship_bench" e2e "http://127.0.0.1:$PORT/ingest" "$N" "$W/s" "$fmt" "$tr"
+        echo "   receiver got $(wc -l < "$W/records.jsonl") records"
+        kill $RPID; wait $RPID 2>/dev/null || true
+    done
 done
 
 if command -v strace >/dev/null; then
@@ -58,3 +67,10 @@ for _ in $(seq "$ITER"); do
 done
 t1=$(date +%s.%N)
 echo "curl: $((ITER * 1000)) records in $(echo "$t1 - $t0" | bc -l | cut -c1-5) s = $(echo "$ITER * 1000 / ($t1 - $t0)" | bc) records/s (receiver got $(wc -l < "$W/records.jsonl"))"
+
+if [ "${SHIP_MEM:-1}" != 0 ] && [ "$(id -u)" = 0 ] && command -v containerd >/dev/null && command -v skopeo >/dev/null; then
+    echo "== agent memory with an HTTPS endpoint (tests/bench/ship_mem_bench.sh)"
+    "$SRC/tests/bench/ship_mem_bench.sh"
+else
+    echo "== agent memory: skipped (needs root, containerd and skopeo; or SHIP_MEM=0)"
+fi

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "pullwatch/ledger.h"
@@ -143,6 +144,7 @@ static int scenario_ledger(const char *dir) {
 }
 
 #define SPOOL_RECORDS 24
+#define SPOOL_GROUP_EVERY 6 /* an inventory replaced every 6 records */
 
 typedef struct Seen {
         uint64_t seq[SPOOL_RECORDS * 2 + 16];
@@ -186,6 +188,7 @@ static int scenario_spool(const char *dir) {
 
         set_armed(1);
         bool acked_ok = spool_ack(s, first_seq + 3) == 0;
+        int group_ok = -1; /* the last inventory group whose replace returned 0 */
         for (unsigned i = 0; i < SPOOL_RECORDS; i++) {
                 int n = snprintf(rec, sizeof rec, "{\"record\":\"armed-%u\"}", i);
                 int r = spool_append(s, rec, (size_t) n, &seq);
@@ -193,6 +196,14 @@ static int scenario_spool(const char *dir) {
                 if (r == 0 && rs == 0) {
                         durable_seq[n_durable] = seq;
                         memcpy(durable[n_durable++], rec, (size_t) n + 1);
+                }
+                if (i % SPOOL_GROUP_EVERY == 0) { /* an inventory of two parts replaces the last */
+                        char p1[64], p2[64];
+                        unsigned g = i / SPOOL_GROUP_EVERY;
+                        int l1 = snprintf(p1, sizeof p1, "inv-%u-1", g), l2 = snprintf(p2, sizeof p2, "inv-%u-2", g);
+                        struct iovec v[2] = {{p1, (size_t) l1}, {p2, (size_t) l2}};
+                        if (spool_replace_latest(s, v, 2) == 0)
+                                group_ok = (int) g;
                 }
         }
         set_armed(0);
@@ -205,6 +216,23 @@ static int scenario_spool(const char *dir) {
         Seen seen = {0};
         if (spool_peek(s, 0, SIZE_MAX, SIZE_MAX, seen_visit, &seen) < 0 || seen.overflow)
                 return violated("reading the reopened spool failed");
+        /* the inventory: one group, whole, the last one spooled or a later one whose
+         * replace failed after its rename; none only if none was spooled */
+        int group_seen = -1;
+        unsigned parts_seen = 0;
+        for (size_t j = 0; j < seen.n; j++) {
+                unsigned g, part;
+                if (sscanf(seen.data[j], "inv-%u-%u", &g, &part) != 2)
+                        continue;
+                if (group_seen >= 0 && (unsigned) group_seen != g)
+                        return violated("records of two inventory groups are pending after reopen");
+                group_seen = (int) g;
+                parts_seen |= 1U << part;
+        }
+        if (group_seen >= 0 && parts_seen != (1U << 1 | 1U << 2))
+                return violated("an inventory group came back incomplete after reopen");
+        if (group_ok >= 0 && group_seen < group_ok)
+                return violated("the inventory group last spooled is missing (or an older one is back)");
         for (size_t i = 0; i < n_durable; i++) {
                 /* an ack that failed may still have reached the disk (the rename went
                  * through, the directory fsync did not): those records may or may not come

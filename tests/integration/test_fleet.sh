@@ -299,7 +299,9 @@ prod|node-b|$D2|1|0" "$ENGINE: web:latest runs as $D1 on node-a and $D2 on node-
 	# a full queue: a collector with a one-byte queue while the database is held
 	collector_stop c1
 	P3=$(pw_free_port)
-	collector q "$P3" --tokens "$W/tokens" --queue-bytes 1
+	# the writer waits for the held lock as long as this scenario needs (with SQLite's
+	# default 5 s it answered 503 when the steps below took longer, as under load)
+	collector q "$P3" --tokens "$W/tokens" --queue-bytes 1 --db-lock-timeout 600
 	coproc LOCK2 { if [[ $ENGINE == sqlite ]]; then sqlite3 "$DB_FILE"; else psql -X -q -d "$DB_URL"; fi; }
 	if [[ $ENGINE == sqlite ]]; then
 		echo 'BEGIN IMMEDIATE; SELECT 1;' >&"${LOCK2[1]}"

@@ -5,7 +5,7 @@
 # root, every capability dropped, the runtime's default seccomp profile, containerd's
 # socket, journald's socket and a state directory bind-mounted. The containerized agent
 # then records a pull made on the "host" containerd (journald + stdout), ships it over
-# HTTPS with the image's own dlopen()ed libcurl to the collector's image (pullwatch-fleet,
+# HTTPS with the image's own dlopen()ed GnuTLS to the collector's image (pullwatch-fleet,
 # same layout, run the same way, SQLite in its bind-mounted state directory), judges
 # its own images compliant, and both exit 0 on SIGTERM.
 set -euo pipefail
@@ -41,6 +41,7 @@ for k, v in sorted(cfg["config"]["Labels"].items()):
 print(f"entrypoint={' '.join(cfg['config']['Entrypoint'])}")
 names = tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(man["layers"][0]["digest"])))).getnames()
 print("shell=" + ",".join(n for n in names if n.rsplit("/", 1)[-1] in ("sh", "bash", "dash", "busybox")))
+print("libgnutls=" + ",".join(n for n in names if "libgnutls.so" in n))
 print("libcurl=" + ",".join(n for n in names if "libcurl.so" in n))
 print("files=%d" % len(names))
 EOF
@@ -51,7 +52,8 @@ pw_assert_eq "$(label org.opencontainers.image.created)" \
 pw_assert_match "$(label org.opencontainers.image.source)" '^https://' "source label set"
 pw_assert_match "$(label org.opencontainers.image.version)" '^[0-9]+\.[0-9]+\.[0-9]+' "version label set"
 pw_assert_eq "$(label shell)" "" "no shell in the image"
-pw_assert_match "$(label libcurl)" 'libcurl\.so\.4' "the dlopen()ed libcurl is in the image"
+pw_assert_match "$(label libgnutls)" 'libgnutls\.so\.30' "the dlopen()ed GnuTLS is in the image"
+pw_assert_eq "$(label libcurl)" "" "no libcurl in the image (the native shipper needs none)"
 
 # ------------------------------------------------------ push, pull, run ----
 REF=$PW_REGISTRY/pullwatch:$TAG
@@ -62,7 +64,7 @@ NS=pwsys
 pw_pull "$NS" "$REF"
 pw_assert_eq "$(pw_image_digest "$NS" "$REF")" "$DIGEST" "containerd pulled the same digest"
 
-# an HTTPS receiver, with a CA of the test's own, to prove the image's libcurl + TLS tree
+# an HTTPS receiver, with a CA of the test's own, to prove the image's GnuTLS tree
 T=$W/tls
 mkdir -p "$T" "$W/etc" "$W/cstate"
 ossl() { openssl "$@" >>"$T/openssl.log" 2>&1 || pw_fail "openssl $1 failed" "$(tail -5 "$T/openssl.log")"; }
@@ -164,7 +166,7 @@ D=$(pw_build_image app latest "" "image-test-$RANDOM")
 pw_pull default "$PW_REGISTRY/app:latest"
 pw_wait_record latest_tag "$PW_REGISTRY/app:latest" "$D" default
 pw_assert_eq "$(pw_stdout_count "image.ref=$REF" "kind!=pull")" 0 "pullwatch raises no finding about its own image"
-# shipped over HTTPS by the image's libcurl
+# shipped over HTTPS by the image's GnuTLS (agent/httpc.c)
 ID=$(pw_stdout_get id kind=latest_tag "image.ref=$PW_REGISTRY/app:latest" | head -1)
 if [[ $HAVE_FLEET == 1 ]]; then
 	pw_wait_stdout pull 1 20 "image.ref=$FREF" "image.digest=$FDIGEST"
@@ -173,7 +175,7 @@ if [[ $HAVE_FLEET == 1 ]]; then
 	pw_poll 20 stored "$ID" || pw_fail "the containerized collector did not store record $ID" \
 		"$(grep -i ship "$PW_AGENT_ERR" | tail -3)" "$(tail -3 "$W/fleet.err")"
 	pw_pass "the record went agent image -> HTTPS -> collector image -> SQLite"
-	pw_note "RSS in the containers: agent $(status_of "$APID" VmRSS) kB (libcurl loaded), collector $(status_of "$FPID" VmRSS) kB"
+	pw_note "RSS in the containers: agent $(status_of "$APID" VmRSS) kB (GnuTLS loaded), collector $(status_of "$FPID" VmRSS) kB"
 else
 	pw_poll 20 grep -q "\"id\": *\"$ID\"" "$W/recv.records" ||
 		pw_fail "the receiver did not get record $ID over HTTPS" "$(grep -i ship "$PW_AGENT_ERR" | tail -3)"

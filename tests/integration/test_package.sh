@@ -145,12 +145,12 @@ ID=$(pw_stdout_get id kind=latest_tag "image.ref=$PW_REGISTRY/pkg:latest" | head
 if [[ $HAVE_FLEET == 1 ]]; then
 	stored() { [[ $(sqlite3 "file:$W/fleet-state/fleet.db?mode=ro" "SELECT count(*) FROM records WHERE id = '$1'" 2>/dev/null) == 1 ]]; }
 	pw_poll 20 stored "$ID" || pw_fail "record $ID not stored by the sandboxed collector" "$(tail -3 "$W/fleet.err")"
-	pw_pass "libcurl loaded and shipped under the filter, stored by the collector under its own"
+	pw_pass "GnuTLS loaded and shipped under the filter, stored by the collector under its own"
 	pw_kill_wait "$FLEET_PID" 15
 	pw_assert_eq "$PW_KILL_STATUS" 0 "the sandboxed collector drains and exits 0 on SIGTERM"
 else
 	pw_poll 20 grep -q "\"id\": *\"$ID\"" "$W/recv.records" || pw_fail "record $ID not shipped under the filter"
-	pw_pass "libcurl loaded and shipped under the filter"
+	pw_pass "GnuTLS loaded and shipped under the filter"
 fi
 pw_stop_agent
 PULLWATCH=$PULLWATCH_SAVED

@@ -136,7 +136,10 @@ scenario s1
 P1=$(pw_free_port)
 N1=${PW_SHIP_TAGS:-500}
 pw_start_agent "$(pw_node_name)" --namespace s1 --endpoint "http://127.0.0.1:$P1/ingest" "${COMMON[@]}"
-pw_assert_cmd "with an endpoint, libcurl is loaded" grep -q libcurl "/proc/$PW_AGENT_PID/maps"
+# the native HTTP/1.1 client (the default transport): an http:// endpoint maps no TLS
+# library and no libcurl; scenario 5 checks GnuTLS is mapped for https://
+pw_assert_cmd "with an http:// endpoint, libcurl is not loaded" eval "! grep -q libcurl /proc/$PW_AGENT_PID/maps"
+pw_assert_cmd "with an http:// endpoint, GnuTLS is not loaded" eval "! grep -q libgnutls /proc/$PW_AGENT_PID/maps"
 pw_pull s1 "$SRC"
 tag_many s1 down 1 "$N1"
 barrier s1
@@ -145,7 +148,7 @@ pw_poll 10 err_at_least 'shipping [0-9]+ records failed' 1 ||
 	pw_fail "no 'shipping N records failed' line while the endpoint is down" "$(pw_agent_err_since_start | tail -5)"
 pw_assert_eq "$(err_count 'shipping [0-9]+ records failed')" 1 "endpoint down: one warning line, not one per retry"
 pw_assert_match "$(pw_agent_err_since_start | grep -E 'shipping [0-9]+ records failed')" \
-	"shipping [0-9]+ records failed \\(Failed to connect to 127\\.0\\.0\\.1 port $P1.*\\), keeping them in the spool" \
+	"shipping [0-9]+ records failed \\(connecting to 127\\.0\\.0\\.1:$P1: Connection refused\\), keeping them in the spool" \
 	"the warning says why and that the records are kept"
 n1=$(lines "$PW_AGENT_OUT")
 pw_assert_ge "$n1" $((N1 + N1 / 2 + 2)) "endpoint down: the agent printed >= pull + latest_tag records"
@@ -352,6 +355,8 @@ pw_assert_eq "$p5" "$(sc frames "$PW_STATE_DIR/spool")" "wrong CA: pending is ev
 pw_assert_eq "$(metric pullwatch_shipped_total)" 0 "wrong CA: nothing shipped"
 pw_assert_cmd "wrong CA: the receiver got no record" test ! -s "$W/s5.records"
 pw_start_agent "$PW_NODE" "${S5_ARGS[@]}" --endpoint-ca-file "$T/ca.crt"
+pw_assert_cmd "with an https:// endpoint, GnuTLS is loaded" grep -q libgnutls "/proc/$PW_AGENT_PID/maps"
+pw_assert_cmd "with an https:// endpoint, libcurl is not" eval "! grep -q libcurl /proc/$PW_AGENT_PID/maps"
 delivered_wait 20 "right CA + client cert: the kept records arrive" --expect "$PW_AGENT_OUT" --received "$W/s5.records"
 pw_assert_ge "$(field expected)" "$n5" "right CA: at least the records kept"
 pw_assert_eq "$(field extra)" 0 "right CA: nothing unknown received"

@@ -43,9 +43,35 @@ static void test_enum_values(void **state) {
         }
 }
 
+/* endpoint_transport: native by default, curl on request, anything else refused. */
+static void test_transport(void **state) {
+        static const struct {
+                const char *file;
+                int r;
+                ShipTransport transport;
+        } cases[] = {
+                {"{}", 0, SHIP_TRANSPORT_NATIVE},
+                {"{\"endpoint_transport\":\"curl\"}", 0, SHIP_TRANSPORT_CURL},
+                {"{\"endpoint_transport\":\"native\"}", 0, SHIP_TRANSPORT_NATIVE},
+                {"{\"endpoint_transport\":\"openssl\"}", -EINVAL, SHIP_TRANSPORT_NATIVE},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Config c = {};
+                char err[256] = "";
+                assert_int_equal(config_init(&c), 0);
+                int r = config_load_buffer(&c, cases[i].file, strlen(cases[i].file), "test", err, sizeof err);
+                if ((r < 0) != (cases[i].r < 0) || c.endpoint_transport_value != cases[i].transport)
+                        fail_msg("case %zu: r=%d transport %d (%s)", i, r, c.endpoint_transport_value, err);
+                if (r < 0 && !strstr(err, "native|curl"))
+                        fail_msg("case %zu: the error does not name the choices: %s", i, err);
+                config_done(&c);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_enum_values),
+                cmocka_unit_test(test_transport),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,6 @@
-/* The shipper end to end on loopback: a real sd-event loop, a real spool, CurlEv, and
+/* The shipper end to end on loopback: a real sd-event loop, a real spool, the native
+ * HTTP client (agent/httpc.c; test_ship_live_curl.c builds this file again with
+ * SHIP_LIVE_TRANSPORT=SHIP_TRANSPORT_CURL for libcurl through CurlEv), and
  * tests/integration/receiver.py as the endpoint (started as a child process). Exact
  * counts; every wait polls a condition with a bounded timeout. Skipped only when
  * python3 is missing. */
@@ -22,6 +24,10 @@
 #include "pullwatch/ship.h"
 #include "pullwatch/spool.h"
 #include "pullwatch/util.h"
+
+#ifndef SHIP_LIVE_TRANSPORT
+#define SHIP_LIVE_TRANSPORT SHIP_TRANSPORT_NATIVE
+#endif
 
 #ifndef PW_SOURCE_DIR
 #error "PW_SOURCE_DIR must be defined by the build"
@@ -159,6 +165,7 @@ static const Msg *find_msg(Fixture *f, int level, const char *needle) {
 static void config_base(ShipConfig *c, Fixture *f, const char *url) {
         ship_config_init(c);
         c->url = url;
+        c->transport = SHIP_LIVE_TRANSPORT;
         c->dead_letter_path = f->dead;
         c->batch_max_records = 100;
         c->batch_max_age_usec = 20000;
@@ -790,6 +797,47 @@ static void test_ships_backlog_on_start(void **state) {
         assert_int_equal(missing, 0);
 }
 
+static size_t count_msgs(Fixture *f, const char *needle) {
+        size_t n = 0;
+        for (size_t i = 0; i < f->n_msgs; i++)
+                n += strstr(f->msgs[i].text, needle) != NULL;
+        return n;
+}
+
+static bool cond_requests(Fixture *f, uint64_t arg) {
+        long status[64];
+        double t[64];
+        return requests_log(f, status, t, ELEMENTSOF(status)) >= arg;
+}
+
+/* The endpoint takes the batch but the spool cannot record the ack (its ack file cannot
+ * be replaced: a disk that stays full): said once while the batch is sent again, and
+ * once acks work again, said once and drained. The agent sweep found 53 identical lines
+ * in one run. */
+static void test_ack_fails_said_once(void **state) {
+        Fixture *f = *state;
+        REQUIRE_PYTHON();
+        int port = free_port();
+        char url[64], blocker[256];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/ingest", port);
+        receiver_start(f, port, false, "ok");
+        snprintf(blocker, sizeof blocker, "%s/ack.tmp", f->spooldir);
+        assert_int_equal(mkdir(blocker, 0700), 0); /* file_replace's temporary cannot be made */
+        ShipConfig c;
+        config_base(&c, f, url);
+        ship_start(f, &c);
+        append_records(f, 10);
+
+        assert_true(run_until(f, cond_requests, 5, 20000000ULL));
+        assert_int_equal(count_msgs(f, "could not acknowledge"), 1);
+        /* (the resends wait a full-jitter backoff, not timed here: no timed assertions) */
+
+        assert_int_equal(rmdir(blocker), 0);
+        assert_true(run_until(f, cond_drained, 0, 20000000ULL));
+        assert_int_equal(count_msgs(f, "could not acknowledge"), 1);
+        assert_int_equal(count_msgs(f, "acknowledging records in the spool works again"), 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_down_then_up, setup, teardown),
@@ -803,6 +851,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_tls_wrong_ca, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tls_no_client_cert, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ships_backlog_on_start, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ack_fails_said_once, setup, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
@@ -746,6 +747,149 @@ static void test_pending_at_open(void **state) {
         spool_free(s);
 }
 
+/* ---- the replaceable group (the inventory): one pending, never evicting records ---- */
+
+typedef struct Texts {
+        char v[64][64];
+        uint64_t seq[64];
+        size_t n;
+} Texts;
+
+static int collect_text(uint64_t seq, const void *data, size_t len, void *userdata) {
+        Texts *t = userdata;
+        if (t->n < ELEMENTSOF(t->v)) {
+                snprintf(t->v[t->n], sizeof t->v[t->n], "%.*s", (int) len, (const char *) data);
+                t->seq[t->n] = seq;
+        }
+        t->n++;
+        return 0;
+}
+
+static void put(Spool *s, const char *text) {
+        uint64_t seq;
+        assert_int_equal(spool_append(s, text, strlen(text), &seq), 0);
+}
+
+static int put_group(Spool *s, const char *a, const char *b) {
+        struct iovec v[2] = {{(void *) a, strlen(a)}, {(void *) b, b ? strlen(b) : 0}};
+        return spool_replace_latest(s, v, b ? 2 : 1);
+}
+
+static void expect(Spool *s, const char *const *want, size_t n) {
+        Texts t = {};
+        assert_int_equal(spool_peek(s, 0, 1000, 1 << 20, collect_text, &t), (int) n);
+        assert_int_equal(t.n, n);
+        for (size_t i = 0; i < n; i++) {
+                assert_string_equal(t.v[i], want[i]);
+                if (i > 0)
+                        assert_true(t.seq[i] > t.seq[i - 1]);
+        }
+}
+
+static void test_latest_group(void **state) {
+        char dir[512];
+        spool_dir(dir, sizeof dir, state);
+        Spool *s = open_ok(dir, 1U << 20, SPOOL_FSYNC_BATCH, NULL);
+        SpoolStats st;
+
+        put(s, "pull-1");
+        uint64_t g0 = spool_generation(s);
+        assert_int_equal(put_group(s, "inv-A-1", "inv-A-2"), 0);
+        assert_true(spool_generation(s) != g0);
+        put(s, "pull-2");
+        assert_int_equal(put_group(s, "inv-B-1", "inv-B-2"), 0); /* replaces A: B is newer */
+        put(s, "pull-3");
+        expect(s, (const char *const[]) {"pull-1", "pull-2", "inv-B-1", "inv-B-2", "pull-3"}, 5);
+        spool_get_stats(s, &st);
+        assert_int_equal(st.pending_records, 5);
+        assert_int_equal(st.replaced, 2);
+        assert_int_equal(st.dropped, 0);
+        spool_free(s);
+
+        /* it survives a reopen, in its place; acking part of it keeps the rest */
+        s = open_ok(dir, 1U << 20, SPOOL_FSYNC_BATCH, NULL);
+        expect(s, (const char *const[]) {"pull-1", "pull-2", "inv-B-1", "inv-B-2", "pull-3"}, 5);
+        Texts t = {};
+        assert_int_equal(spool_peek(s, 0, 3, 1 << 20, collect_text, &t), 3);
+        assert_int_equal(spool_ack(s, t.seq[2]), 0); /* pull-1, pull-2, inv-B-1 */
+        expect(s, (const char *const[]) {"inv-B-2", "pull-3"}, 2);
+        spool_free(s);
+        s = open_ok(dir, 1U << 20, SPOOL_FSYNC_BATCH, NULL);
+        expect(s, (const char *const[]) {"inv-B-2", "pull-3"}, 2);
+        /* a new group replaces the unsent rest */
+        assert_int_equal(put_group(s, "inv-C-1", NULL), 0);
+        expect(s, (const char *const[]) {"pull-3", "inv-C-1"}, 2);
+        Texts all = {};
+        assert_int_equal(spool_peek(s, 0, 10, 1 << 20, collect_text, &all), 2);
+        assert_int_equal(spool_ack(s, all.seq[1]), 0);
+        spool_get_stats(s, &st);
+        assert_int_equal(st.pending_records, 0);
+        spool_free(s);
+        char latest[600];
+        snprintf(latest, sizeof latest, "%s/latest", dir);
+        assert_int_equal(access(latest, F_OK), -1); /* sent: gone from the disk */
+        s = open_ok(dir, 1U << 20, SPOOL_FSYNC_BATCH, NULL);
+        expect(s, NULL, 0);
+        spool_free(s);
+}
+
+/* A full spool: records evict the group, the group never evicts records. */
+static void test_latest_never_evicts(void **state) {
+        char dir[512], rec[600];
+        spool_dir(dir, sizeof dir, state);
+        Spool *s = open_ok(dir, 16U << 10, SPOOL_FSYNC_BATCH, NULL);
+        SpoolStats st;
+        memset(rec, 'p', sizeof rec - 1);
+        rec[sizeof rec - 1] = 0;
+
+        for (int i = 0; i < 20; i++) /* 20 × 620 bytes of 16 KiB */
+                put(s, rec);
+        char big[3000];
+        memset(big, 'i', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        /* 6 KiB of group beside 12.4 KiB of records: refused, nothing dropped */
+        assert_int_equal(put_group(s, big, big), -ENOSPC);
+        spool_get_stats(s, &st);
+        assert_int_equal(st.pending_records, 20);
+        assert_int_equal(st.dropped, 0);
+        assert_int_equal(put_group(s, big, NULL), 0); /* 3 KiB fits */
+        spool_get_stats(s, &st);
+        assert_int_equal(st.pending_records, 21);
+        assert_true(st.disk_bytes <= 16U << 10);
+        /* the next records need room: the group goes, not a record */
+        for (int i = 0; i < 3; i++)
+                put(s, rec);
+        spool_get_stats(s, &st);
+        assert_int_equal(st.dropped, 1);
+        assert_int_equal(st.pending_records, 23);
+        Texts t = {};
+        assert_int_equal(spool_peek(s, 0, 1000, 1 << 20, collect_text, &t), 23);
+        for (size_t i = 0; i < ELEMENTSOF(t.v) && i < t.n; i++)
+                assert_int_equal(t.v[i][0], 'p');
+        spool_free(s);
+}
+
+/* A damaged group file is discarded whole, never half read. */
+static void test_latest_damaged(void **state) {
+        char dir[512], latest[600];
+        spool_dir(dir, sizeof dir, state);
+        Spool *s = open_ok(dir, 1U << 20, SPOOL_FSYNC_BATCH, NULL);
+        put(s, "pull-1");
+        assert_int_equal(put_group(s, "inv-A-1", "inv-A-2"), 0);
+        spool_free(s);
+        snprintf(latest, sizeof latest, "%s/latest", dir);
+        assert_int_equal(truncate(latest, file_size(latest) - 3), 0);
+        SpoolOpenReport rep;
+        s = open_ok(dir, 1U << 20, SPOOL_FSYNC_BATCH, &rep);
+        assert_int_equal(rep.corrupt_records, 1);
+        expect(s, (const char *const[]) {"pull-1"}, 1);
+        /* the sequence goes on past the discarded group */
+        assert_int_equal(put_group(s, "inv-B-1", NULL), 0);
+        put(s, "pull-2");
+        expect(s, (const char *const[]) {"pull-1", "inv-B-1", "pull-2"}, 3);
+        spool_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_record_decode_table),
@@ -765,6 +909,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_pending_at_open, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_write_failure_leaves_file_intact, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_sigkill_child, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_latest_group, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_latest_never_evicts, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_latest_damaged, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

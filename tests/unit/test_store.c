@@ -144,12 +144,13 @@ static void test_upgrade_from_v1(void **state) {
         assert_int_equal(sqlite3_exec(db,
                                       "CREATE INDEX records_time ON records (time_usec);"
                                       "CREATE INDEX records_cluster_node ON records (cluster, node);"
-                                      "DELETE FROM schema_migrations WHERE version = 2",
+                                      "CREATE INDEX node_images_digest ON node_images (digest);"
+                                      "DELETE FROM schema_migrations WHERE version >= 2",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -161,6 +162,59 @@ static void test_upgrade_from_v1(void **state) {
         assert_int_equal(store_maintain(s, 1796983200000000ULL, 14, err, sizeof err), 0);
         assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "p2");
         store_free(s);
+}
+
+/* The secondary indexes of `node_images` (migration 3 drops the digest one). */
+static const char *const node_images_indexes[] = {
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'node_images' AND sql IS NOT NULL"
+        " ORDER BY name",
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'node_images' AND indexname <> 'node_images_pkey'"
+        " ORDER BY indexname",
+};
+
+/* Run SQL on the database behind url, outside the store (to make an older schema). */
+static void raw_sql(StoreEngine e, const char *url, const char *sql) {
+        if (e == STORE_SQLITE) {
+                sqlite3 *db = NULL;
+                assert_int_equal(sqlite3_open(url + strlen("sqlite:"), &db), SQLITE_OK);
+                assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+                sqlite3_close(db);
+                return;
+        }
+        PGconn *c = PQconnectdb(url);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PGresult *res = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        PQfinish(c);
+}
+
+/* A database of schema version 2 (as collectors before migration 3 left it) upgrades in
+ * place, on both engines: its rows stay, node_images_digest goes, ingest goes on. */
+static void test_upgrade_from_v2(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {PULL("u1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
+                ingest(s, "prod", b1, 1);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url,
+                        "CREATE INDEX node_images_digest ON node_images (digest);"
+                        "DELETE FROM schema_migrations WHERE version = 3");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3");
+                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
+                const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "u1;u2");
+                assert_string_equal(q(s, "SELECT ref, digest FROM node_images", 0, NULL, &o),
+                                    "docker.io/library/web:1|" D2);
+                store_free(s);
+        }
 }
 
 /* Records carry attacker-controlled text: on PostgreSQL a batch's records travel as array
@@ -187,6 +241,154 @@ static void test_record_text_round_trip(void **state) {
         }
 }
 
+/* Group commit: several requests in one transaction, each with its own cluster and its
+ * own counts; a record two requests both carry counts as the later one's duplicate; a
+ * rolled-back group stores nothing of any of its requests. */
+static void test_group_commit(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                char err[512] = "";
+                Record a[2], b[2];
+                const char *la[] = {PULL("g1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z"),
+                                    PULL("g2", "node-a", "docker.io/library/web:2", "2", D2, "2026-11-25T09:00:01Z")};
+                const char *lb[] = {PULL("g2", "node-b", "docker.io/library/web:2", "2", D2, "2026-11-25T09:00:01Z"),
+                                    PULL("g3", "node-b", "docker.io/library/web:3", "3", D3, "2026-11-25T09:00:02Z")};
+                decode(la, 2, a);
+                decode(lb, 2, b);
+                StoreIngestResult res[2] = {0};
+                /* rolled back: nothing of either request */
+                assert_int_equal(store_ingest_begin(s, "prod", 1800000000000000ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, a, 2, err, sizeof err), 0);
+                assert_int_equal(store_ingest_next(s, "test", 1800000000000001ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, b, 2, err, sizeof err), 0);
+                assert_int_equal(store_ingest_end(s, false, res, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM records", 0, NULL, &o), "0");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM nodes", 0, NULL, &o), "0");
+                /* committed: one transaction, two answers */
+                assert_int_equal(store_ingest_begin(s, "prod", 1800000000000000ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, a, 2, err, sizeof err), 0);
+                assert_int_equal(store_ingest_next(s, "test", 1800000000000001ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, b, 2, err, sizeof err), 0);
+                assert_int_equal(store_ingest_end(s, true, res, err, sizeof err), 0);
+                assert_int_equal(res[0].accepted, 2);
+                assert_int_equal(res[0].duplicates, 0);
+                assert_int_equal(res[1].accepted, 1);
+                assert_int_equal(res[1].duplicates, 1);
+                assert_string_equal(q(s, "SELECT id, cluster, node, received_usec FROM records ORDER BY id", 0, NULL, &o),
+                                    "g1|prod|node-a|1800000000000000;g2|prod|node-a|1800000000000000;"
+                                    "g3|test|node-b|1800000000000001");
+                assert_string_equal(q(s, "SELECT cluster, node, last_seen_usec FROM nodes ORDER BY node", 0, NULL, &o),
+                                    "prod|node-a|1800000000000000;test|node-b|1800000000000001");
+                assert_string_equal(q(s, "SELECT cluster, node, ref FROM node_images ORDER BY node, ref", 0, NULL, &o),
+                                    "prod|node-a|docker.io/library/web:1;prod|node-a|docker.io/library/web:2;"
+                                    "test|node-b|docker.io/library/web:2;test|node-b|docker.io/library/web:3");
+                for (size_t i = 0; i < 2; i++) {
+                        record_done(&a[i]);
+                        record_done(&b[i]);
+                }
+                store_free(s);
+        }
+}
+
+/* On PostgreSQL a batch's state changes go out as one statement per kind of change (column
+ * arrays); on SQLite one statement per record, in order. A batch where one reference
+ * moves back and forth, late records arrive, one pod's history key repeats, and an
+ * inventory lists a reference and a pod twice must leave the same state on both. */
+#define FIND(id, kind, ref, digest, t, pod, rev)                                                                  \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"" kind "\",\"severity\":\"medium\",\"time\":\"" t             \
+        "\",\"node\":\"node-a\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"" ref                              \
+        "\",\"name\":\"docker.io/library/web\",\"tag\":\"latest\",\"digest\":\"" digest "\",\"revision\":\"" rev \
+        "\",\"previous_digest\":\"" D1 "\"},\"workload\":{\"namespace\":\"shop\",\"pod\":\"" pod                  \
+        "\",\"container\":\"web\"},\"message\":\"m\"}"
+#define WEB "docker.io/library/web:latest"
+#define INV_IMAGE(ref, digest, rev, pods)                                                                         \
+        "{\"namespace\":\"k8s.io\",\"ref\":\"" ref "\",\"digest\":\"" digest "\",\"revision\":\"" rev             \
+        "\",\"compliant\":true,\"findings\":[],\"pods\":[" pods "]}"
+#define POD(p) "{\"namespace\":\"shop\",\"pod\":\"" p "\",\"container\":\"web\"}"
+
+static void test_batch_same_on_both_engines(void **state) {
+        static const char *const batch[] = {
+                PULL("s1", "node-a", WEB, "latest", D1, "2026-11-25T09:00:00Z"),
+                FIND("s2", "latest_tag", WEB, D1, "2026-11-25T09:00:00Z", "web-0", "r1"),
+                PULL("s3", "node-a", WEB, "latest", D2, "2026-11-25T09:05:00Z"),
+                FIND("s4", "latest_tag", WEB, D2, "2026-11-25T09:05:00Z", "web-0", ""),
+                FIND("s5", "untraceable", WEB, D1, "2026-11-25T09:01:00Z", "web-1", ""),
+                PULL("s6", "node-a", WEB, "latest", D1, "2026-11-25T08:00:00Z"),
+                FIND("s7", "untraceable", WEB, D1, "2026-11-25T09:02:00Z", "web-0", "r2"),
+                FIND("s8", "untraceable", WEB, D2, "2026-11-25T09:06:00Z", "web-0", "r3"),
+                FIND("s9", "tag_moved", WEB, D2, "2026-11-25T09:07:00Z", "web-2", ""),
+                PULL("s1", "node-a", WEB, "latest", D1, "2026-11-25T09:00:00Z"),
+                /* a finding about the digest the next pull brings: it does not stand yet */
+                FIND("s10", "untraceable", WEB, D3, "2026-11-25T09:08:00Z", "web-3", ""),
+                PULL("s11", "node-a", WEB, "latest", D3, "2026-11-25T09:10:00Z"),
+        };
+        static const char *const inv[] = {
+                "{\"schema\":1,\"id\":\"v1\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                "\"2026-11-25T10:00:00Z\",\"node\":\"node-b\",\"total\":3,\"compliant\":3,\"part\":1,\"parts\":1,"
+                "\"images\":[" INV_IMAGE("docker.io/library/a:1", D1, "ra", POD("p1")) "," INV_IMAGE(
+                        "docker.io/library/a:1", D2, "", POD("p1")) "," INV_IMAGE("docker.io/library/b:1", D2, "rb",
+                                                                                 POD("p1") "," POD("p1") "," POD(
+                                                                                         "p2")) "]}",
+        };
+        static const char *const dumps[] = {
+                "SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest,"
+                " revision_verified, compliant, findings, pods, k8s_namespaces, updated_usec, findings_mask"
+                " FROM node_images ORDER BY node, ref",
+                "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision, first_seen_usec,"
+                " last_seen_usec FROM workload_history ORDER BY node, pod, digest",
+                "SELECT cluster, node, first_seen_usec, last_seen_usec, last_inventory_usec FROM nodes ORDER BY node",
+        };
+        Out first[ELEMENTSOF(dumps)];
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                StoreIngestResult r = ingest(s, "c1", batch, 8);
+                assert_int_equal(r.accepted, 8);
+                r = ingest(s, "c1", batch + 8, 4);
+                assert_int_equal(r.accepted, 3);
+                assert_int_equal(r.duplicates, 1);
+                r = ingest(s, "c1", inv, 1);
+                assert_int_equal(r.inventories, 1);
+                for (size_t d = 0; d < ELEMENTSOF(dumps); d++) {
+                        Out o;
+                        q(s, dumps[d], 0, NULL, &o);
+                        if (e == 0)
+                                first[d] = o;
+                        else
+                                assert_string_equal(o.text, first[d].text);
+                }
+                store_free(s);
+        }
+        /* and what that state is (one statement per record, in order) */
+        assert_string_equal(first[0].text,
+                            "c1|node-a|k8s.io|" WEB "|docker.io/library/web|latest|" D3
+                            "|||1|0|1|1||[]||1795597800000000|0;"
+                            "c1|node-b|k8s.io|docker.io/library/a:1|docker.io/library/a||" D2
+                            "|||1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"p1\",\"container\":\"web\"}]|shop|"
+                            "1795600800000000|0;"
+                            "c1|node-b|k8s.io|docker.io/library/b:1|docker.io/library/b||" D2
+                            "||rb|1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"p1\",\"container\":\"web\"},"
+                            "{\"namespace\":\"shop\",\"pod\":\"p1\",\"container\":\"web\"},"
+                            "{\"namespace\":\"shop\",\"pod\":\"p2\",\"container\":\"web\"}]|shop|1795600800000000|0");
+        assert_string_equal(first[1].text,
+                            "c1|node-a|shop|web-0|web|docker.io/library/web|" WEB "|" D1
+                            "|r2|1795597200000000|1795597320000000;"
+                            "c1|node-a|shop|web-0|web|docker.io/library/web|" WEB "|" D2
+                            "|r3|1795597500000000|1795597560000000;"
+                            "c1|node-a|shop|web-1|web|docker.io/library/web|" WEB "|" D1
+                            "||1795597260000000|1795597260000000;"
+                            "c1|node-a|shop|web-2|web|docker.io/library/web|" WEB "|" D1
+                            "||1795597620000000|1795597620000000;"
+                            "c1|node-a|shop|web-3|web|docker.io/library/web|" WEB "|" D3
+                            "||1795597680000000|1795597680000000;"
+                            "c1|node-b|shop|p1|web|docker.io/library/a|docker.io/library/a:1|" D1
+                            "|ra|1795600800000000|1795600800000000;"
+                            "c1|node-b|shop|p1|web|docker.io/library/a|docker.io/library/a:1|" D2
+                            "|rb|1795600800000000|1795600800000000;"
+                            "c1|node-b|shop|p2|web|docker.io/library/b|docker.io/library/b:1|" D2
+                            "|rb|1795600800000000|1795600800000000");
+}
+
 static void test_open_migrates_once(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
                 char url[512], err[512] = "";
@@ -194,11 +396,23 @@ static void test_open_migrates_once(void **state) {
                 fresh_url((StoreEngine) e, url, sizeof url);
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2");
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3");
                 s = store_free(s);
-                /* a second open finds version 2 and applies nothing */
+                /* a second open finds version 3 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "2");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "3");
+                if (e == STORE_SQLITE) {
+                        /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
+                        sqlite3 *db = NULL;
+                        sqlite3_stmt *st = NULL;
+                        assert_int_equal(sqlite3_open(url + strlen("sqlite:"), &db), SQLITE_OK);
+                        assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+                        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+                        assert_int_equal(sqlite3_column_int(st, 0), 16384);
+                        sqlite3_finalize(st);
+                        sqlite3_close(db);
+                }
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 /* every table of the contract is there and empty */
                 static const char *const tables[] = {"records", "nodes", "node_images", "inventory_parts",
@@ -484,10 +698,12 @@ int main(void) {
                 fprintf(stderr, "test_store: SQLite and PostgreSQL (%s)\n", pg_url);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
+                cmocka_unit_test(test_upgrade_from_v2),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
-                cmocka_unit_test(test_rollup_and_retention),
+                cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
+                cmocka_unit_test(test_batch_same_on_both_engines),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         stop_pg();

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Issue 12 items 3 and 5: what the agent does when nothing new happens.
+# 1. The catch-up listing (a second listing a few seconds after subscribing, for a pull
+#    that raced the subscription) queues only the images the ledger does not know at
+#    their digest: the first listing judged the rest moments ago (it resolved every
+#    image twice, and at 10,000 images both listings ran at once).
+# 2. An idle agent does not wake up. After an event has been handled (its ledger save
+#    and health files written), no timer of the agent is due within the next minute —
+#    only the liveness ones (containerd keepalive after 5 min of silence, the hourly
+#    re-list) stay armed — and over a few idle seconds the agent makes no context switch
+#    at all. It used to rewrite status.json every 15 s.
+# Counted, not timed: the timers are read from the kernel (/proc/PID/fdinfo of the
+# agent's timerfds) and the wake-ups from /proc/PID/status.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+pw_require_pullwatch
+pw_setup_deps_check
+pw_start_journald
+pw_start_containerd
+
+# 40 tiny images of distinct digests (no registry needed), imported before the agent starts
+"$PW_PY" "$PW_LIB_DIR/../bench/mkscale.py" "$PW_WORK/few.tar" 40 idle.test/app >/dev/null
+pw_ctr -n default images import --no-unpack "$PW_WORK/few.tar" >/dev/null
+BASE=idle.test/app-00001:1.0.0
+
+NODE=$(pw_node_name)
+pw_start_agent "$NODE" --log-level debug
+pw_wait_journal "$NODE" pull 40 20
+pw_poll 20 eval "pw_agent_err_since_start | grep -q 'catch-up listing of namespace default'" ||
+	pw_fail "no catch-up listing within 20 s" "$(pw_agent_err_since_start | tail -5)"
+pw_assert_match "$(pw_agent_err_since_start | grep 'catch-up listing of namespace default')" ': 0 of 40 images' \
+	"the catch-up listing queues none of the 40 images the first listing judged"
+pw_ctr -n default images tag "$BASE" idle.test/moved:1.0.0 >/dev/null
+d=$(pw_image_digest default idle.test/moved:1.0.0)
+pw_wait_record pull idle.test/moved:1.0.0 "$d" default
+
+# timer_due_within SECONDS — some timerfd of the agent expires within SECONDS
+timer_due_within() {
+	local fd link line s
+	for fd in /proc/"$PW_AGENT_PID"/fd/*; do
+		link=$(readlink "$fd" 2>/dev/null) || continue
+		[[ $link == 'anon_inode:[timerfd]' ]] || continue
+		line=$(grep '^it_value:' "/proc/$PW_AGENT_PID/fdinfo/${fd##*/}") || continue
+		# "it_value: (SEC, NSEC)": the time left; (0, 0) is disarmed
+		s=$(sed -E 's/^it_value: \(([0-9]+), ([0-9]+)\)$/\1 \2/' <<<"$line")
+		read -r sec nsec <<<"$s"
+		((sec == 0 && nsec == 0)) && continue
+		((sec < $1)) && return 0
+	done
+	return 1
+}
+# the catch-up listing (3 s after subscribing), the ledger save (2 s after the record)
+# and the health files (15 s after the last activity) come and go; then nothing is due
+pw_poll 40 eval '! timer_due_within 60' ||
+	pw_fail "an idle agent keeps a timer due within 60 s" "$(grep -H '' /proc/"$PW_AGENT_PID"/fdinfo/* 2>/dev/null | grep it_value)"
+pw_pass "idle: no timer due within 60 s"
+
+# the health files were written once, after the activity, with what it did
+st=$("$PULLWATCH" status --state-dir "$PW_STATE_DIR")
+pw_assert_match "$st" 'pullwatch_findings_total\{kind="pull"\} [1-9]' "status.json counts the pull records"
+
+csw() { awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { s += $2 } END { print s }' "/proc/$PW_AGENT_PID/status"; }
+c0=$(csw)
+sleep 5 # the window over which wake-ups are counted (the agent is single-threaded)
+c1=$(csw)
+pw_assert_eq "$((c1 - c0))" 0 "idle: no wake-up in 5 s"
+
+# and it still works: the next event is handled
+pw_ctr -n default images tag "$BASE" idle.test/later:1.0.0 >/dev/null
+pw_wait_record pull idle.test/later:1.0.0 "$d" default
+pw_stop_agent
+pw_done
