@@ -22,6 +22,7 @@
 #include "pullwatch/refname.h"
 #include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
+#include "pullwatch/frame.h"
 
 #define LEDGER_TMP_FILE LEDGER_FILE ".tmp"
 #define LEDGER_MAGIC "pullwatch-ledger"
@@ -1537,52 +1538,30 @@ int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t er
 
 /* ---- the change log ---- */
 
-static void put_le32(uint8_t *p, uint32_t v) {
-        for (unsigned i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-static void put_le64(uint8_t *p, uint64_t v) {
-        for (unsigned i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-static uint32_t get_le32(const uint8_t *p) {
-        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-static uint64_t get_le64(const uint8_t *p) {
-        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
-}
-
-static uint32_t frame_crc(const uint8_t *hdr, const void *payload, size_t len) {
-        uLong c = crc32(crc32(0L, Z_NULL, 0), hdr + 4, 12);
-        if (len > 0)
-                c = crc32(c, payload, (uInt) len);
-        return (uint32_t) c;
-}
-
 /* Seal the frame whose payload (len bytes) already follows hdr. */
 static void frame_seal(uint8_t *hdr, uint64_t seq, size_t len) {
-        put_le32(hdr, LEDGER_LOG_MAGIC);
-        put_le32(hdr + 4, (uint32_t) len);
-        put_le64(hdr + 8, seq);
-        put_le32(hdr + 16, frame_crc(hdr, hdr + LEDGER_LOG_FRAME_HEADER, len));
+        frame_put_le32(hdr, LEDGER_LOG_MAGIC);
+        frame_put_le32(hdr + 4, (uint32_t) len);
+        frame_put_le64(hdr + 8, seq);
+        frame_put_le32(hdr + 16, frame_crc(hdr, hdr + LEDGER_LOG_FRAME_HEADER, len));
 }
 
 /* One frame at buf: 0 with its seq, payload and whole length; -ENODATA when buf ends
  * inside it, -EBADMSG for a bad magic or length, -EILSEQ for a CRC mismatch. */
 static int frame_decode(const uint8_t *buf, size_t len, uint64_t *ret_seq, const uint8_t **ret_payload,
                         size_t *ret_len, size_t *ret_frame_len) {
-        if (len >= 4 && get_le32(buf) != LEDGER_LOG_MAGIC)
+        if (len >= 4 && frame_get_le32(buf) != LEDGER_LOG_MAGIC)
                 return -EBADMSG;
         if (len < LEDGER_LOG_FRAME_HEADER)
                 return -ENODATA;
-        uint32_t plen = get_le32(buf + 4);
+        uint32_t plen = frame_get_le32(buf + 4);
         if (plen > LEDGER_FILE_MAX)
                 return -EBADMSG;
         if (len - LEDGER_LOG_FRAME_HEADER < plen)
                 return -ENODATA;
-        if (frame_crc(buf, buf + LEDGER_LOG_FRAME_HEADER, plen) != get_le32(buf + 16))
+        if (frame_crc(buf, buf + LEDGER_LOG_FRAME_HEADER, plen) != frame_get_le32(buf + 16))
                 return -EILSEQ;
-        *ret_seq = get_le64(buf + 8);
+        *ret_seq = frame_get_le64(buf + 8);
         *ret_payload = buf + LEDGER_LOG_FRAME_HEADER;
         *ret_len = plen;
         *ret_frame_len = LEDGER_LOG_FRAME_HEADER + (size_t) plen;

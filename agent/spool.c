@@ -14,6 +14,7 @@
 #include "pullwatch/fileio.h"
 #include "pullwatch/spool.h"
 #include "pullwatch/util.h"
+#include "pullwatch/frame.h"
 
 #define SEGMENT_ROLL_MAX (4U << 20)     /* roll a segment once it would grow past this */
 #define SEGMENT_ROLL_MIN (4U << 10)
@@ -74,54 +75,31 @@ struct Spool {
 
 /* ---- pure format helpers ---- */
 
-static void put_le32(uint8_t *p, uint32_t v) {
-        for (unsigned i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-static void put_le64(uint8_t *p, uint64_t v) {
-        for (unsigned i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-static uint32_t get_le32(const uint8_t *p) {
-        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-static uint64_t get_le64(const uint8_t *p) {
-        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
-}
-
-static uint32_t frame_crc(const uint8_t *hdr, const void *payload, size_t len) {
-        uLong c = crc32(0L, Z_NULL, 0);
-        c = crc32(c, hdr + 4, 12);
-        if (len > 0)
-                c = crc32(c, payload, (uInt) len);
-        return (uint32_t) c;
-}
-
 void spool_record_encode_header(uint8_t hdr[SPOOL_RECORD_HEADER_SIZE], uint64_t seq, const void *payload, size_t len) {
-        put_le32(hdr, SPOOL_RECORD_MAGIC);
-        put_le32(hdr + 4, (uint32_t) len);
-        put_le64(hdr + 8, seq);
-        put_le32(hdr + 16, frame_crc(hdr, payload, len));
+        frame_put_le32(hdr, SPOOL_RECORD_MAGIC);
+        frame_put_le32(hdr + 4, (uint32_t) len);
+        frame_put_le64(hdr + 8, seq);
+        frame_put_le32(hdr + 16, frame_crc(hdr, payload, len));
 }
 
 int spool_record_decode(const uint8_t *buf, size_t len, uint64_t *ret_seq, const uint8_t **ret_payload,
                         size_t *ret_len, size_t *ret_frame_len) {
         if (!buf && len > 0)
                 return -EINVAL;
-        if (len >= 4 && get_le32(buf) != SPOOL_RECORD_MAGIC)
+        if (len >= 4 && frame_get_le32(buf) != SPOOL_RECORD_MAGIC)
                 return -EBADMSG;
         if (len < SPOOL_RECORD_HEADER_SIZE)
                 return -ENODATA;
-        uint32_t plen = get_le32(buf + 4);
+        uint32_t plen = frame_get_le32(buf + 4);
         if (plen > SPOOL_RECORD_MAX)
                 return -EBADMSG;
         if (len - SPOOL_RECORD_HEADER_SIZE < plen)
                 return -ENODATA;
         const uint8_t *payload = buf + SPOOL_RECORD_HEADER_SIZE;
-        if (frame_crc(buf, payload, plen) != get_le32(buf + 16))
+        if (frame_crc(buf, payload, plen) != frame_get_le32(buf + 16))
                 return -EILSEQ;
         if (ret_seq)
-                *ret_seq = get_le64(buf + 8);
+                *ret_seq = frame_get_le64(buf + 8);
         if (ret_payload)
                 *ret_payload = payload;
         if (ret_len)
