@@ -17,7 +17,8 @@
       checks every Loki push body field by field against Loki's push API; exits 1
       naming the first violation, else prints a summary.
   shipcheck.py frames DIR               number of well-formed frames (magic, length, CRC)
-      in the spool segments DIR/*.seg — read independently of the agent's reader
+      in the spool segments DIR/*.seg and the pending inventory group DIR/latest — read
+      independently of the agent's reader
   shipcheck.py metric NAME              the value of metric NAME in Prometheus text on stdin
 """
 import argparse
@@ -218,7 +219,12 @@ def cmd_frames(a):
     import struct
     import zlib
     n = 0
-    for path in sorted(glob.glob(os.path.join(a.dir, "*.seg"))):
+    # the segments, and the pending inventory group the spool keeps in its own file
+    # (spool_replace_latest: same framing)
+    paths = sorted(glob.glob(os.path.join(a.dir, "*.seg")))
+    if os.path.isfile(os.path.join(a.dir, "latest")):
+        paths.append(os.path.join(a.dir, "latest"))
+    for path in paths:
         with open(path, "rb") as f:
             buf = f.read()
         off = 0
