@@ -65,7 +65,7 @@ int log_full(int level, const char *event, int error, const char *fmt, ...) {
         return ret;
 }
 
-static void skips_note(LogSkips *s, const char *fmt, va_list ap) {
+_printf_(2, 0) static void skips_note(LogSkips *s, const char *fmt, va_list ap) {
         if (s->n++ == 0)
                 vsnprintf(s->first, sizeof s->first, fmt, ap);
 }
