@@ -135,6 +135,20 @@ typedef enum StmtId {
         _S_MAX,
 } StmtId;
 
+/* What a pull does to its node_images row, per record (SQLite) and per batch (PostgreSQL). */
+#define PULL_UPSERT_SET \
+        " name = excluded.name, tag = excluded.tag, media_type = CASE WHEN" \
+        " excluded.media_type <> '' THEN excluded.media_type WHEN node_images.digest =" \
+        " excluded.digest THEN node_images.media_type ELSE '' END, revision = CASE WHEN" \
+        " excluded.revision <> '' THEN excluded.revision WHEN node_images.digest =" \
+        " excluded.digest THEN node_images.revision ELSE '' END, pods = CASE WHEN" \
+        " node_images.digest = excluded.digest THEN node_images.pods ELSE '[]' END," \
+        " k8s_namespaces = CASE WHEN node_images.digest = excluded.digest THEN" \
+        " node_images.k8s_namespaces ELSE '' END, updated_usec = excluded.updated_usec, " \
+        FLAGS_FROM("CASE WHEN node_images.digest = excluded.digest THEN node_images.findings_mask" \
+        " ELSE 0 END") ", digest = excluded.digest" \
+        " WHERE excluded.updated_usec >= node_images.updated_usec"
+
 static const struct {
         const char *sql;
         unsigned nparams;
@@ -156,17 +170,7 @@ static const struct {
                            " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
                            " updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 1, 1,"
                            " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET"
-                           " name = excluded.name, tag = excluded.tag, media_type = CASE WHEN"
-                           " excluded.media_type <> '' THEN excluded.media_type WHEN node_images.digest ="
-                           " excluded.digest THEN node_images.media_type ELSE '' END, revision = CASE WHEN"
-                           " excluded.revision <> '' THEN excluded.revision WHEN node_images.digest ="
-                           " excluded.digest THEN node_images.revision ELSE '' END, pods = CASE WHEN"
-                           " node_images.digest = excluded.digest THEN node_images.pods ELSE '[]' END,"
-                           " k8s_namespaces = CASE WHEN node_images.digest = excluded.digest THEN"
-                           " node_images.k8s_namespaces ELSE '' END, updated_usec = excluded.updated_usec, "
-                           FLAGS_FROM("CASE WHEN node_images.digest = excluded.digest THEN node_images.findings_mask"
-                                      " ELSE 0 END") ", digest = excluded.digest"
-                           " WHERE excluded.updated_usec >= node_images.updated_usec",
+                           PULL_UPSERT_SET,
                            10},
         /* A finding about a reference the store has no row for yet (pulled before the
          * collector knew the node) makes the row; an existing row is left to S_FINDING_APPLY. */
@@ -310,17 +314,7 @@ static const struct {
                          " 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM unnest($1::text[], $2::text[], $3::text[],"
                          " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[]) AS"
                          " u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT (cluster, node, namespace, ref) DO"
-                         " UPDATE SET name = excluded.name, tag = excluded.tag, media_type = CASE WHEN"
-                         " excluded.media_type <> '' THEN excluded.media_type WHEN node_images.digest ="
-                         " excluded.digest THEN node_images.media_type ELSE '' END, revision = CASE WHEN"
-                         " excluded.revision <> '' THEN excluded.revision WHEN node_images.digest ="
-                         " excluded.digest THEN node_images.revision ELSE '' END, pods = CASE WHEN"
-                         " node_images.digest = excluded.digest THEN node_images.pods ELSE '[]' END,"
-                         " k8s_namespaces = CASE WHEN node_images.digest = excluded.digest THEN"
-                         " node_images.k8s_namespaces ELSE '' END, updated_usec = excluded.updated_usec, "
-                         FLAGS_FROM("CASE WHEN node_images.digest = excluded.digest THEN node_images.findings_mask"
-                                    " ELSE 0 END") ", digest = excluded.digest"
-                         " WHERE excluded.updated_usec >= node_images.updated_usec",
+                         " UPDATE SET" PULL_UPSERT_SET,
                          10},
         [S_FINDING_ROW_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
                                 " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
