@@ -6,7 +6,10 @@
 
 typedef enum JobState { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
 
-/* Memory is spent only on what the node has: allocated per entry. */
+/* The cache is one block, malloc()ed at the first entry and filled in order: its pages are
+ * touched only as the node's images need them. (Allocated entry by entry in the middle of
+ * a listing, the 64 entries landed on 49 heap pages among the listing's freed buffers and
+ * pinned them as private dirty memory.) */
 typedef struct ResolveEntry {
         char digest[PW_DIGEST_MAX]; /* target */
         char platform_digest[PW_DIGEST_MAX];
@@ -48,8 +51,8 @@ struct Jobs {
         Job *head, *tail, *next_to_start;
         size_t queued, running, listing;
         bool pumping;
-        ResolveEntry *resolve_cache[JOBS_RESOLVE_CACHE_MAX];
-        size_t resolve_next;
+        ResolveEntry *resolve_cache; /* owned: room for JOBS_RESOLVE_CACHE_MAX, n_resolve used */
+        size_t n_resolve, resolve_next;
 };
 
 static void job_pump(Jobs *q);
@@ -98,8 +101,7 @@ Jobs *jobs_free(Jobs *q) {
                 q->head = j->next;
                 job_free(j);
         }
-        for (size_t i = 0; i < JOBS_RESOLVE_CACHE_MAX; i++)
-                free(q->resolve_cache[i]);
+        free(q->resolve_cache);
         free(q);
         return NULL;
 }
@@ -185,20 +187,18 @@ static void job_finish(Job *j, int error, const char *reason) {
 /* ---- image config, cached by digest */
 
 static ResolveEntry *resolve_lookup(Jobs *q, const char *digest) {
-        for (size_t i = 0; i < JOBS_RESOLVE_CACHE_MAX; i++)
-                if (q->resolve_cache[i] && streq_ptr(q->resolve_cache[i]->digest, digest))
-                        return q->resolve_cache[i];
+        for (size_t i = 0; i < q->n_resolve; i++)
+                if (streq_ptr(q->resolve_cache[i].digest, digest))
+                        return &q->resolve_cache[i];
         return NULL;
 }
 
 static const ResolveEntry *resolve_store(Jobs *q, const char *digest, const CtrdImageConfig *cfg) {
-        ResolveEntry *e = q->resolve_cache[q->resolve_next];
-        if (!e) {
-                e = malloc(sizeof *e);
-                if (!e)
-                        return NULL;
-                q->resolve_cache[q->resolve_next] = e;
-        }
+        if (!q->resolve_cache && !(q->resolve_cache = malloc(JOBS_RESOLVE_CACHE_MAX * sizeof(ResolveEntry))))
+                return NULL;
+        ResolveEntry *e = &q->resolve_cache[q->resolve_next];
+        if (q->resolve_next == q->n_resolve)
+                q->n_resolve++;
         q->resolve_next = (q->resolve_next + 1) % JOBS_RESOLVE_CACHE_MAX;
         strcpy_bounded(e->digest, sizeof e->digest, digest);
         strcpy_bounded(e->platform_digest, sizeof e->platform_digest, cfg->platform_digest);
