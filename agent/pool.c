@@ -11,7 +11,14 @@
 #include "pullwatch/pool.h"
 #include "pullwatch/util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define POOL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang */
+#define POOL_ASAN 1
+#endif
+#endif
+#ifdef POOL_ASAN
 #include <sanitizer/asan_interface.h>
 #define POISON(a, n) ASAN_POISON_MEMORY_REGION((a), (n))
 #define UNPOISON(a, n) ASAN_UNPOISON_MEMORY_REGION((a), (n))
