@@ -40,6 +40,7 @@ typedef struct Slab {
 } Slab;
 
 #define SLAB_HEADER ((sizeof(Slab) + 63U) & ~(size_t) 63U)
+#define SLAB_KEEP_BYTES (4096U) /* of an emptied slab kept for its class, stays resident */
 
 static_assert(POOL_SLAB_SIZE % 4096 == 0 && (POOL_SLAB_SIZE & (POOL_SLAB_SIZE - 1)) == 0, "a power-of-two of pages");
 static_assert(POOL_OBJECT_MAX % GRAIN == 0, "classes of GRAIN steps");
@@ -49,6 +50,7 @@ struct Pool {
         Slab **slabs; /* owned array, sorted by address: which pointers are ours */
         size_t n_slabs, alloc_slabs;
         size_t objects, bytes;
+        size_t maps;
 };
 
 static size_t class_size(size_t cls) {
@@ -139,6 +141,7 @@ static Slab *slab_map(Pool *p, size_t cls) {
         memmove(p->slabs + i + 1, p->slabs + i, (p->n_slabs - i) * sizeof(Slab *));
         p->slabs[i] = s;
         p->n_slabs++;
+        p->maps++;
         room_link(p, s);
         return s;
 }
@@ -152,6 +155,19 @@ static void slab_unmap(Pool *p, Slab *s) {
         p->n_slabs--;
         UNPOISON(s, POOL_SLAB_SIZE);
         munmap(s, POOL_SLAB_SIZE);
+}
+
+/* The class's only slab with room emptied: kept, or an object made and released in turn
+ * (a reference's first history entry, moved to a larger class when a finding is raised)
+ * mapped and unmapped a slab each time. Refilled from the front, on pages already
+ * resident; those past the first few are given back. */
+static void slab_reset(Pool *p, Slab *s) {
+        size_t keep = SLAB_KEEP_BYTES;
+        if (s->bump > keep)
+                (void) madvise((uint8_t *) s + keep, s->bump - keep, MADV_DONTNEED);
+        s->free_list = NULL;
+        s->bump = (uint32_t) SLAB_HEADER;
+        POISON((uint8_t *) s + SLAB_HEADER, POOL_SLAB_SIZE - SLAB_HEADER);
 }
 
 static bool slab_full(const Slab *s) {
@@ -199,7 +215,9 @@ void pool_release(Pool *p, void *obj) {
         s->live--;
         p->objects--;
         p->bytes -= n;
-        if (s->live == 0)
+        if (s->live == 0 && p->room[s->cls] == s && !s->next)
+                slab_reset(p, s);
+        else if (s->live == 0)
                 slab_unmap(p, s); /* its pages, dirty or not, go back at once */
         else if (!s->listed)
                 room_link(p, s);
@@ -228,5 +246,5 @@ void *pool_realloc(Pool *p, void *obj, size_t size) {
 }
 
 void pool_stats(const Pool *p, PoolStats *ret) {
-        *ret = (PoolStats) { .slabs = p->n_slabs, .objects = p->objects, .bytes = p->bytes };
+        *ret = (PoolStats) { .slabs = p->n_slabs, .objects = p->objects, .bytes = p->bytes, .maps = p->maps };
 }

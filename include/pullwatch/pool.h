@@ -10,8 +10,9 @@
  *
  * Objects up to POOL_OBJECT_MAX bytes come from 64 KiB slabs (mmap, one size class of 16
  * bytes' steps per slab, filled from the front, so a slab's untouched tail is never
- * resident); a slab is unmapped when its last object is released. Larger requests go to
- * malloc(). Objects are 16-byte aligned. Not thread-safe (the agent has one thread).
+ * resident); a slab is unmapped when its last object is released, but for the last one
+ * of its class, kept with its first page resident (so that one object made and released
+ * in turn costs no system call). Larger requests go to malloc(). Objects are 16-byte aligned. Not thread-safe (the agent has one thread).
  * Under AddressSanitizer released objects and a slab's unused space are poisoned. */
 #pragma once
 
@@ -28,6 +29,7 @@ typedef struct PoolStats {
         size_t slabs;   /* mapped */
         size_t objects; /* in slabs, in use */
         size_t bytes;   /* in slabs, in use, by size class */
+        size_t maps;    /* slabs mapped since pool_new() */
 } PoolStats;
 
 /* -ENOMEM. The pool is the caller's: pool_free() it. */

@@ -61,7 +61,7 @@ static void test_realloc_table(void **state) {
         PoolStats st;
         pool_stats(p, &st);
         assert_int_equal(st.objects, 0);
-        assert_int_equal(st.slabs, 0); /* every slab was unmapped with its last object */
+        assert_true(st.slabs <= 8); /* at most one kept per class used (7 classes and malloc here) */
 }
 
 /* Many objects of mixed small sizes with some released in between: distinct, intact,
@@ -103,7 +103,42 @@ static void test_many_objects_packed(void **state) {
                 pool_release(p, objs[i]);
         pool_stats(p, &st);
         assert_int_equal(st.objects, 0);
-        assert_int_equal(st.slabs, 0);
+        assert_int_equal(st.slabs, 8); /* one kept per class used, the others unmapped */
+}
+
+/* One object made and released in turn, as a reference's first history entry is moved
+ * to a larger class when a finding is raised: the class's slab is kept, not mapped and
+ * unmapped each time (2,000 munmap and 1,000 mmap over a 1,000-event burst). */
+static void test_alternating_object_maps_once(void **state) {
+        _cleanup_(pool_freep) Pool *p = NULL;
+        assert_int_equal(pool_new(&p), 0);
+        void *keep = pool_alloc(p, 40); /* another class stays in use meanwhile */
+        assert_non_null(keep);
+        for (size_t i = 0; i < 1000; i++) {
+                uint8_t *o = pool_alloc(p, 24);
+                assert_non_null(o);
+                fill(o, 24, (unsigned) i);
+                uint8_t *q = pool_realloc(p, o, 40);
+                assert_non_null(q);
+                assert_true(filled(q, 24, (unsigned) i));
+                pool_release(p, q);
+        }
+        PoolStats st;
+        pool_stats(p, &st);
+        assert_int_equal(st.maps, 2);
+        assert_int_equal(st.slabs, 2);
+        assert_int_equal(st.objects, 1);
+        pool_release(p, keep);
+        /* and a class whose slab emptied serves again from its front */
+        void *a = pool_alloc(p, 24), *b = pool_alloc(p, 24);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_true((uintptr_t) a / POOL_SLAB_SIZE == (uintptr_t) b / POOL_SLAB_SIZE);
+        assert_true((uintptr_t) a % POOL_SLAB_SIZE < 4096);
+        pool_release(p, a);
+        pool_release(p, b);
+        pool_stats(p, &st);
+        assert_int_equal(st.maps, 2);
 }
 
 /* Small objects come from slabs (mmap, not the malloc heap), big ones from malloc(), and
@@ -128,7 +163,8 @@ static void test_small_off_heap_big_from_malloc(void **state) {
                 pool_release(p, small[i]);
         pool_release(p, NULL);
         pool_stats(p, &st);
-        assert_int_equal(st.slabs, 0);
+        assert_int_equal(st.objects, 0);
+        assert_int_equal(st.slabs, 3); /* each class keeps its last slab */
 }
 
 int main(void) {
@@ -136,6 +172,7 @@ int main(void) {
                 cmocka_unit_test(test_realloc_table),
                 cmocka_unit_test(test_many_objects_packed),
                 cmocka_unit_test(test_small_off_heap_big_from_malloc),
+                cmocka_unit_test(test_alternating_object_maps_once),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
