@@ -31,6 +31,10 @@
 #   BENCH_STDOUT=1  also pass --stdout to the agent (default: journald only)
 #   BENCH_MASSIF=1  afterwards, rerun the agent under valgrind massif (fresh
 #                 state, lists every image, a 200-event burst) and print its peak heap
+#   BENCH_PERF=1  profile the agent over the burst (perf record -g) and print its top
+#                 functions by self time
+#   BENCH_STRACE=1  count the agent's system calls over the burst (strace -c -f; it
+#                 slows the agent: that run's CPU figures are not comparable)
 #   PW_KEEP_WORK=1  keep the work dir (logs, journal export, ctr lines)
 # Runtime: well under a minute (plus ~1-2 minutes with BENCH_MASSIF=1).
 set -euo pipefail
@@ -262,6 +266,14 @@ if ((HAVE_PW)); then
 	pw_base=$(pw_pulls "$NODE")
 	pw_t0=$(cpu_ticks "$PW_AGENT_PID") pw_n0=$(cpu_ns "$PW_AGENT_PID") pw_c0=$(csw "$PW_AGENT_PID")
 fi
+if ((HAVE_PW)) && [[ ${BENCH_PERF:-0} == 1 ]]; then # a profile of the agent over the burst and its settling
+	perf record -q -g -F 2000 -p "$PW_AGENT_PID" -o "$PW_WORK/perf.data" >/dev/null 2>"$PW_WORK/perf.err" &
+	PERF_PID=$!
+fi
+if ((HAVE_PW)) && [[ ${BENCH_STRACE:-0} == 1 ]]; then # the agent's system calls over the burst and its settling
+	strace -c -f -p "$PW_AGENT_PID" -o "$PW_WORK/strace.txt" 2>/dev/null &
+	STRACE_PID=$!
+fi
 say "burst: $BURST new names (ctr images tag, 50 per process, xargs -P $PARALLEL)"
 t=$(pw_now_ms)
 tag_many burst "$BURST" || pw_fail "ctr images tag failed during the burst"
@@ -288,6 +300,14 @@ per_event() {
 }
 per_event ctr "$BURST" ""
 ((HAVE_PW)) && per_event pw "$BURST" ""
+if [[ -n ${PERF_PID:-} ]]; then
+	kill -INT "$PERF_PID" && wait "$PERF_PID" || true
+	perf report -i "$PW_WORK/perf.data" --no-children --percent-limit 1.5 --stdio -g none 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | head -40 >"$PW_WORK/perf.top" || true
+fi
+if [[ -n ${STRACE_PID:-} ]]; then
+	kill -INT "$STRACE_PID" && wait "$STRACE_PID" || true
+fi
 snap_mem after
 
 # ---------------------------------------------------------------- paced ----
@@ -369,4 +389,12 @@ fi
 echo
 say "results (containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $((($(pw_now_ms) - T0) / 1000)) s)"
 "$PW_PY" "$HERE/agent_bench.py" table "$RES"
+if [[ -s $PW_WORK/perf.top ]]; then
+	echo "-- pullwatch's profile over the burst (perf, self time, >= 1.5%):"
+	cat "$PW_WORK/perf.top"
+fi
+if [[ -s $PW_WORK/strace.txt ]]; then
+	echo "-- pullwatch's system calls over the burst (strace -c -f; strace slows it: CPU figures of this run are not comparable):"
+	head -30 "$PW_WORK/strace.txt"
+fi
 pw_done

@@ -126,6 +126,9 @@ run_one() {
 	sleep "$SETTLE" # grace for the agent's own timers (ledger save, catch-up listing), then poll for idle
 	wait_idle "$PW_AGENT_PID"
 	echo "$ns $tr $n $(smaps "$PW_AGENT_PID" Rss) $(smaps "$PW_AGENT_PID" Private_Dirty) $(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS"
+	if [[ -n ${BENCH_IDLE_HOOK:-} ]]; then # a command run at idle with the agent's PID and "NS-TRANSPORT"
+		$BENCH_IDLE_HOOK "$PW_AGENT_PID" "$ns-$tr"
+	fi
 	if [[ -n ${BENCH_MAPS:-} ]]; then
 		awk '/^[0-9a-f]+-/ { name = $6 } /^Private_Dirty:/ && $2 > 0 { pd[name] += $2 } END { for (n in pd) print pd[n], n }' \
 			"/proc/$PW_AGENT_PID/smaps" | sort -rn | head -12 >"$W/maps-$ns-$tr"
