@@ -1,15 +1,19 @@
 /* See include/pullwatch/jobs.h. */
 #include "pullwatch/jobs.h"
 
+#include <sys/mman.h>
+
 #include "pullwatch/log.h"
 #include "pullwatch/util.h"
 
 typedef enum JobState { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
 
-/* The cache is one block, malloc()ed at the first entry and filled in order: its pages are
- * touched only as the node's images need them. (Allocated entry by entry in the middle of
- * a listing, the 64 entries landed on 49 heap pages among the listing's freed buffers and
- * pinned them as private dirty memory.) */
+/* The cache is one block mapped at the first entry (mmap, off the malloc heap) and filled
+ * in order: its pages become resident only as the node's images need them. Allocated
+ * entry by entry in the middle of a listing, the entries landed on heap pages among the
+ * listing's freed buffers and pinned them as private dirty memory (64 entries on 49
+ * pages); a malloc()ed block reused pages the listing had already dirtied (42 pages
+ * resident for one entry in use). */
 typedef struct ResolveEntry {
         char digest[PW_DIGEST_MAX]; /* target */
         char platform_digest[PW_DIGEST_MAX];
@@ -17,6 +21,8 @@ typedef struct ResolveEntry {
         bool has_revision;
         char revision[PW_REVISION_MAX];
 } ResolveEntry;
+
+#define RESOLVE_CACHE_BYTES (JOBS_RESOLVE_CACHE_MAX * sizeof(ResolveEntry))
 
 typedef struct Job Job;
 
@@ -101,7 +107,8 @@ Jobs *jobs_free(Jobs *q) {
                 q->head = j->next;
                 job_free(j);
         }
-        free(q->resolve_cache);
+        if (q->resolve_cache)
+                munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
         free(q);
         return NULL;
 }
@@ -194,8 +201,12 @@ static ResolveEntry *resolve_lookup(Jobs *q, const char *digest) {
 }
 
 static const ResolveEntry *resolve_store(Jobs *q, const char *digest, const CtrdImageConfig *cfg) {
-        if (!q->resolve_cache && !(q->resolve_cache = malloc(JOBS_RESOLVE_CACHE_MAX * sizeof(ResolveEntry))))
-                return NULL;
+        if (!q->resolve_cache) {
+                void *m = mmap(NULL, RESOLVE_CACHE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (m == MAP_FAILED)
+                        return NULL;
+                q->resolve_cache = m;
+        }
         ResolveEntry *e = &q->resolve_cache[q->resolve_next];
         if (q->resolve_next == q->n_resolve)
                 q->n_resolve++;
