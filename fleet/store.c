@@ -160,8 +160,7 @@ typedef enum StmtId {
         S_RECORD_INSERT,
         S_NODE_TOUCH,
         S_PULL_UPSERT,
-        S_FINDING_ROW,
-        S_FINDING_APPLY,
+        S_FINDING_UPSERT,
         S_WORKLOAD_UPSERT,
         S_INVENTORY_IMAGE,
         S_INVENTORY_CHANGED,
@@ -176,8 +175,7 @@ typedef enum StmtId {
         S_WORKLOAD_MANY,
         S_NODE_TOUCH_MANY,
         S_PULL_MANY,
-        S_FINDING_ROW_MANY,
-        S_FINDING_APPLY_MANY,
+        S_FINDING_MANY,
         S_WORKLOAD_TIMED_MANY,
         _S_MAX,
 } StmtId;
@@ -219,16 +217,17 @@ static const struct {
                            " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET"
                            PULL_UPSERT_SET,
                            10},
-        /* A finding about a reference the store has no row for yet (pulled before the
-         * collector knew the node) makes the row; an existing row is left to S_FINDING_APPLY. */
-        [S_FINDING_ROW] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest, media_type,"
-                           " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
-                           " updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 1, 1,"
-                           " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO NOTHING",
-                           10},
-        [S_FINDING_APPLY] = {"UPDATE node_images SET " FLAGS_FROM("node_images.findings_mask | CAST($6 AS INTEGER)")
-                             " WHERE cluster = $1 AND node = $2 AND namespace = $3 AND ref = $4 AND digest = $5",
-                             6},
+        /* A finding: a reference the store has no row for yet (pulled before the collector
+         * knew the node) gets one at the finding's digest with its flags ($11..$16, from
+         * record_image_*() of the finding's bit); a row at that digest adds the bit to its
+         * mask; a row at another digest (the tag moved since) is left alone. */
+        [S_FINDING_UPSERT] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
+                              " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
+                              " k8s_namespaces, updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                              " $9, $11, $12, $13, $14, $15, '[]', '', $10, $16) ON CONFLICT (cluster, node,"
+                              " namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
+                              " excluded.findings_mask") " WHERE node_images.digest = excluded.digest",
+                              16},
         [S_WORKLOAD_UPSERT] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name,"
                                " ref, digest, revision, first_seen_usec, last_seen_usec) VALUES ($1, $2, $3, $4, $5,"
                                " $6, $7, $8, $9, $10, $10) ON CONFLICT (cluster, node, k8s_namespace, pod,"
@@ -363,20 +362,17 @@ static const struct {
                          " u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT (cluster, node, namespace, ref) DO"
                          " UPDATE SET" PULL_UPSERT_SET,
                          10},
-        [S_FINDING_ROW_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
-                                " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
-                                " k8s_namespaces, updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name,"
-                                " u.tag, u.d, u.mt, u.rev, 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM unnest($1::text[],"
-                                " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
-                                " $9::text[], $10::bigint[]) AS u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT"
-                                " (cluster, node, namespace, ref) DO NOTHING",
-                                10},
-        [S_FINDING_APPLY_MANY] = {"UPDATE node_images SET " FLAGS_FROM("node_images.findings_mask | u.m")
-                                  " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                                  " $6::int[]) AS u(c, n, ns, ref, d, m) WHERE node_images.cluster = u.c AND"
-                                  " node_images.node = u.n AND node_images.namespace = u.ns AND node_images.ref ="
-                                  " u.ref AND node_images.digest = u.d",
-                                  6},
+        [S_FINDING_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
+                            " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
+                            " k8s_namespaces, updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name,"
+                            " u.tag, u.d, u.mt, u.rev, u.pinned, u.latest, u.verified, u.compliant, u.findings, '[]',"
+                            " '', u.t, u.m FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                            " $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::int[], $12::int[],"
+                            " $13::int[], $14::int[], $15::text[], $16::int[]) AS u(c, n, ns, ref, name, tag, d, mt,"
+                            " rev, t, pinned, latest, verified, compliant, findings, m) ON CONFLICT (cluster, node,"
+                            " namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
+                            " excluded.findings_mask") " WHERE node_images.digest = excluded.digest",
+                            16},
         [S_WORKLOAD_TIMED_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name,"
                                    " ref, digest, revision, first_seen_usec, last_seen_usec) SELECT u.c, u.n, u.k, u.p,"
                                    " u.ct, u.name, u.ref, u.d, u.rev, u.t, u.t FROM unnest($1::text[], $2::text[],"
@@ -431,7 +427,7 @@ typedef struct ColArrays {
  * collision only sends the arrays early). */
 #define STATE_KEYS 4096 /* > 2 × REC_ARRAY_ROWS: the sets stay sparse */
 typedef struct StateArrays {
-        ColArrays touch, pull, row, apply, workload;
+        ColArrays touch, pull, finding, workload;
         uint64_t pull_keys[STATE_KEYS], finding_keys[STATE_KEYS], workload_keys[STATE_KEYS];
 } StateArrays;
 
@@ -1073,8 +1069,7 @@ Store *store_free(Store *s) {
                 free(s->inv_pods.col[i]);
                 free(s->state.touch.col[i]);
                 free(s->state.pull.col[i]);
-                free(s->state.row.col[i]);
-                free(s->state.apply.col[i]);
+                free(s->state.finding.col[i]);
                 free(s->state.workload.col[i]);
         }
         free(s->node_cache);
@@ -1556,8 +1551,7 @@ static void key_add(uint64_t *set, uint64_t h) {
 
 static void state_reset(StateArrays *st) {
         arrays_reset(&st->pull);
-        arrays_reset(&st->row);
-        arrays_reset(&st->apply);
+        arrays_reset(&st->finding);
         arrays_reset(&st->workload);
         memset(st->pull_keys, 0, sizeof st->pull_keys);
         memset(st->finding_keys, 0, sizeof st->finding_keys);
@@ -1582,9 +1576,7 @@ static int state_flush(Store *s, char *err, size_t errlen) {
         StateArrays *st = &s->state;
         int r = state_send(s, &st->pull, S_PULL_MANY, 10, err, errlen);
         if (r >= 0)
-                r = state_send(s, &st->row, S_FINDING_ROW_MANY, 10, err, errlen);
-        if (r >= 0)
-                r = state_send(s, &st->apply, S_FINDING_APPLY_MANY, 6, err, errlen);
+                r = state_send(s, &st->finding, S_FINDING_MANY, 16, err, errlen);
         if (r >= 0)
                 r = state_send(s, &st->workload, S_WORKLOAD_TIMED_MANY, 10, err, errlen);
         state_reset(st);
@@ -1605,8 +1597,7 @@ static int state_add_pull(Store *s, const Val row[10], char *err, size_t errlen)
         return r;
 }
 
-static int state_add_finding(Store *s, const Val row[10], const Val apply[6], const Val *workload, char *err,
-                             size_t errlen) {
+static int state_add_finding(Store *s, const Val row[16], const Val *workload, char *err, size_t errlen) {
         StateArrays *st = &s->state;
         uint64_t h = key_hash((const char *[]){row[0].s, row[1].s, row[2].s, row[3].s}, 4), hw = 0;
         if (workload)
@@ -1615,12 +1606,10 @@ static int state_add_finding(Store *s, const Val row[10], const Val apply[6], co
                               6);
         int r = 0;
         if (key_seen(st->finding_keys, h) || (workload && key_seen(st->workload_keys, hw)) ||
-            st->row.rows >= REC_ARRAY_ROWS || st->workload.rows >= REC_ARRAY_ROWS)
+            st->finding.rows >= REC_ARRAY_ROWS || st->workload.rows >= REC_ARRAY_ROWS)
                 r = state_flush(s, err, errlen);
         if (r >= 0)
-                r = arrays_add(&st->row, row, 10);
-        if (r >= 0)
-                r = arrays_add(&st->apply, apply, 6);
+                r = arrays_add(&st->finding, row, 16);
         if (r >= 0 && workload)
                 r = arrays_add(&st->workload, workload, 10);
         if (r == -ENOMEM)
@@ -1663,7 +1652,14 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                                                      : db_write(s, S_PULL_UPSERT, row, ELEMENTSOF(row), NULL, err, errlen);
         if (!im->ref[0])
                 return 0; /* an offline check's finding: no node state to change */
-        Val apply[] = {T(cluster), T(f->node), T(f->namespace), T(im->ref), T(im->digest), I(1u << f->kind)};
+        unsigned bit = 1u << f->kind;
+        char findings[RECORD_FINDINGS_TEXT_MAX];
+        record_findings_text(bit, findings, sizeof findings);
+        Val frow[] = {T(cluster),       T(f->node),        T(f->namespace),   T(im->ref),
+                      T(im->name),      T(im->tag),        T(im->digest),     T(im->media_type),
+                      T(im->revision),  I(f->time_usec),   I(record_image_pinned(bit)),
+                      I(record_image_latest(bit)), I(record_image_revision_verified(bit)),
+                      I(record_image_compliant(bit)), T(findings), I(bit)};
         /* a tag_moved names a pod still running the previous digest (and its revision is
          * not in the record): that is what the pod's history gets */
         bool moved = f->kind == FINDING_TAG_MOVED && im->previous_digest[0];
@@ -1672,10 +1668,8 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                     I(f->time_usec)};
         bool has_workload = w->pod[0] || w->container[0];
         if (s->engine == STORE_POSTGRESQL)
-                return state_add_finding(s, row, apply, has_workload ? wv : NULL, err, errlen);
-        r = db_write(s, S_FINDING_ROW, row, ELEMENTSOF(row), NULL, err, errlen);
-        if (r >= 0)
-                r = db_write(s, S_FINDING_APPLY, apply, ELEMENTSOF(apply), NULL, err, errlen);
+                return state_add_finding(s, frow, has_workload ? wv : NULL, err, errlen);
+        r = db_write(s, S_FINDING_UPSERT, frow, ELEMENTSOF(frow), NULL, err, errlen);
         if (r >= 0 && has_workload)
                 r = db_write(s, S_WORKLOAD_UPSERT, wv, ELEMENTSOF(wv), NULL, err, errlen);
         return r;

@@ -408,6 +408,57 @@ static void test_group_commit(void **state) {
         "\",\"compliant\":true,\"findings\":[],\"pods\":[" pods "]}"
 #define POD(p) "{\"namespace\":\"shop\",\"pod\":\"" p "\",\"container\":\"web\"}"
 
+/* A finding's effect on node_images, each case on both engines: no row yet → a row at the
+ * finding's digest with that finding's flags; a row at that digest → the kind is added
+ * to what stands; a row at another digest (the tag moved since) → left alone; a replay →
+ * nothing changes. Two findings of one row in one batch as well as in two. */
+static void test_finding_upsert(void **state) {
+        static const char cols[] = "SELECT digest, name, tag, revision, pinned, latest, revision_verified, compliant,"
+                                   " findings, pods, k8s_namespaces, updated_usec, findings_mask FROM node_images";
+        static const char *const b1[] = {
+                FIND("f1", "untraceable", WEB, D1, "2026-11-25T09:00:00Z", "web-0", ""),
+        };
+        static const char *const b2[] = {
+                FIND("f2", "latest_tag", WEB, D1, "2026-11-25T09:01:00Z", "web-0", "r1"),
+                FIND("f3", "mutable_tag", WEB, D2, "2026-11-25T09:02:00Z", "web-0", ""),
+                FIND("f4", "revision_mismatch", WEB, D1, "2026-11-25T08:00:00Z", "web-1", ""),
+        };
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                ingest(s, "c1", b1, 1);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||1|0|0|0|untraceable|[]||1795597200000000|64");
+                ingest(s, "c1", b2, 3);
+                /* +latest_tag and +revision_mismatch (an older finding still stands: flags are not
+                 * ordered by time, the row's time stays); mutable_tag at D2 is not this row's */
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||0|1|0|0|latest_tag,revision_mismatch,untraceable"
+                                       "|[]||1795597200000000|98");
+                ingest(s, "c1", b2, 3);
+                ingest(s, "c1", b1, 1);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||0|1|0|0|latest_tag,revision_mismatch,untraceable"
+                                       "|[]||1795597200000000|98");
+                /* all in one batch on a fresh store: the same state */
+                store_free(s);
+                s = open_fresh((StoreEngine) e);
+                const char *all[] = {b1[0], b2[0], b2[1], b2[2]};
+                ingest(s, "c1", all, 4);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||0|1|0|0|latest_tag,revision_mismatch,untraceable"
+                                       "|[]||1795597200000000|98");
+                /* a mutable_tag first, at D2: the row is made at D2; D1's findings then miss it */
+                store_free(s);
+                s = open_fresh((StoreEngine) e);
+                const char *other[] = {b2[1], b1[0]};
+                ingest(s, "c1", other, 2);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D2 "|docker.io/library/web|latest||0|0|1|0|mutable_tag|[]||1795597320000000|4");
+                store_free(s);
+        }
+}
+
 static void test_batch_same_on_both_engines(void **state) {
         static const char *const batch[] = {
                 PULL("s1", "node-a", WEB, "latest", D1, "2026-11-25T09:00:00Z"),
@@ -804,7 +855,7 @@ int main(void) {
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
-                cmocka_unit_test(test_batch_same_on_both_engines),
+                cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         stop_pg();
