@@ -21,7 +21,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 3
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -85,54 +85,7 @@ static const char *const migration_3[] = {
         NULL,
 };
 
-/* Migration 4 (SQLite only): node_images and workload_history become WITHOUT ROWID
- * tables. Their rows (~300–500 B) are far under a 16 KiB page's 1/20, so their PRIMARY
- * KEY can be the table itself: an insert updates one B-tree fewer (no rowid table beside
- * the key index), and a node's rows lie together in key order (an inventory's upserts
- * and its DELETE walk one range). Rebuilt with their rows and indexes, in the migration's
- * transaction. PostgreSQL keeps its heap tables: the version is recorded, nothing runs. */
-static const char *const migration_4_sqlite[] = {
-        "CREATE TABLE node_images_v4 (cluster TEXT NOT NULL, node TEXT NOT NULL, namespace TEXT NOT NULL,"
-        " ref TEXT NOT NULL, name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,"
-        " media_type TEXT NOT NULL, revision TEXT NOT NULL, pinned INTEGER NOT NULL, latest INTEGER NOT NULL,"
-        " revision_verified INTEGER NOT NULL, compliant INTEGER NOT NULL, findings TEXT NOT NULL,"
-        " pods TEXT NOT NULL, k8s_namespaces TEXT NOT NULL, updated_usec BIGINT NOT NULL,"
-        " findings_mask INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster, node, namespace, ref)) WITHOUT ROWID",
-        "INSERT INTO node_images_v4 (cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned,"
-        " latest, revision_verified, compliant, findings, pods, k8s_namespaces, updated_usec, findings_mask)"
-        " SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest,"
-        " revision_verified, compliant, findings, pods, k8s_namespaces, updated_usec, findings_mask"
-        " FROM node_images ORDER BY cluster, node, namespace, ref",
-        "DROP TABLE node_images",
-        "ALTER TABLE node_images_v4 RENAME TO node_images",
-        "CREATE INDEX node_images_ref ON node_images (ref)",
-        "CREATE INDEX node_images_name ON node_images (name)",
-        "CREATE TABLE workload_history_v4 (cluster TEXT NOT NULL, node TEXT NOT NULL, k8s_namespace TEXT NOT NULL,"
-        " pod TEXT NOT NULL, container TEXT NOT NULL, name TEXT NOT NULL, ref TEXT NOT NULL, digest TEXT NOT NULL,"
-        " revision TEXT NOT NULL, first_seen_usec BIGINT NOT NULL, last_seen_usec BIGINT NOT NULL,"
-        " PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest)) WITHOUT ROWID",
-        "INSERT INTO workload_history_v4 (cluster, node, k8s_namespace, pod, container, name, ref, digest, revision,"
-        " first_seen_usec, last_seen_usec) SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest,"
-        " revision, first_seen_usec, last_seen_usec FROM workload_history"
-        " ORDER BY cluster, node, k8s_namespace, pod, container, digest",
-        "DROP TABLE workload_history",
-        "ALTER TABLE workload_history_v4 RENAME TO workload_history",
-        "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod)",
-        "CREATE INDEX workload_history_name ON workload_history (name)",
-        NULL,
-};
-static const char *const migration_none[] = {NULL};
-
-/* Each version's statements per engine (the same text on both unless the engines differ);
- * one version number on both engines. */
-static const struct {
-        const char *const *sqlite, *const *pg;
-} migrations[STORE_SCHEMA_VERSION] = {
-        {migration_1, migration_1},
-        {migration_2, migration_2},
-        {migration_3, migration_3},
-        {migration_4_sqlite, migration_none},
-};
+static const char *const *const migrations[STORE_SCHEMA_VERSION] = {migration_1, migration_2, migration_3};
 
 /* --------------------------------------------------------------- statements ---- */
 
@@ -1024,9 +977,7 @@ static int migrate(Store *s, char *err, size_t errlen) {
                                 STORE_SCHEMA_VERSION);
         for (long ver = v.version + 1; r >= 0 && ver <= STORE_SCHEMA_VERSION; ver++) {
                 r = db_exec_sql(s, s->engine == STORE_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN", err, errlen);
-                for (const char *const *q = s->engine == STORE_SQLITE ? migrations[ver - 1].sqlite
-                                                                   : migrations[ver - 1].pg;
-                     r >= 0 && *q; q++)
+                for (const char *const *q = migrations[ver - 1]; r >= 0 && *q; q++)
                         r = db_exec_sql(s, *q, err, errlen);
                 if (r >= 0) {
                         char sql[160];

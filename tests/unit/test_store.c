@@ -150,7 +150,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -203,117 +203,16 @@ static void test_upgrade_from_v2(void **state) {
                 s = store_free(s);
                 raw_sql((StoreEngine) e, url,
                         "CREATE INDEX node_images_digest ON node_images (digest);"
-                        "DELETE FROM schema_migrations WHERE version >= 3");
+                        "DELETE FROM schema_migrations WHERE version = 3");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4");
+                                    "1;2;3");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
                 assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "u1;u2");
                 assert_string_equal(q(s, "SELECT ref, digest FROM node_images", 0, NULL, &o),
                                     "docker.io/library/web:1|" D2);
-                store_free(s);
-        }
-}
-
-/* A database of schema version 3 (rowid tables node_images and workload_history, as
- * collectors before migration 4 left it) upgrades in place: on SQLite both tables are
- * rebuilt WITHOUT ROWID with every row and index they had; on PostgreSQL nothing changes
- * but the version. Ingest goes on afterwards. */
-static void test_upgrade_from_v3(void **state) {
-        static const char to_v3_sqlite[] =
-                "CREATE TABLE ni3 (cluster TEXT NOT NULL, node TEXT NOT NULL, namespace TEXT NOT NULL,"
-                " ref TEXT NOT NULL, name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,"
-                " media_type TEXT NOT NULL, revision TEXT NOT NULL, pinned INTEGER NOT NULL, latest INTEGER NOT NULL,"
-                " revision_verified INTEGER NOT NULL, compliant INTEGER NOT NULL, findings TEXT NOT NULL,"
-                " pods TEXT NOT NULL, k8s_namespaces TEXT NOT NULL, updated_usec BIGINT NOT NULL,"
-                " findings_mask INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster, node, namespace, ref));"
-                "INSERT INTO ni3 SELECT * FROM node_images; DROP TABLE node_images;"
-                "ALTER TABLE ni3 RENAME TO node_images;"
-                "CREATE INDEX node_images_ref ON node_images (ref);"
-                "CREATE INDEX node_images_name ON node_images (name);"
-                "CREATE TABLE wh3 (cluster TEXT NOT NULL, node TEXT NOT NULL, k8s_namespace TEXT NOT NULL,"
-                " pod TEXT NOT NULL, container TEXT NOT NULL, name TEXT NOT NULL, ref TEXT NOT NULL,"
-                " digest TEXT NOT NULL, revision TEXT NOT NULL, first_seen_usec BIGINT NOT NULL,"
-                " last_seen_usec BIGINT NOT NULL, PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest));"
-                "INSERT INTO wh3 SELECT * FROM workload_history; DROP TABLE workload_history;"
-                "ALTER TABLE wh3 RENAME TO workload_history;"
-                "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
-                "CREATE INDEX workload_history_name ON workload_history (name);"
-                "DELETE FROM schema_migrations WHERE version = 4";
-        static const char dump_images[] = "SELECT * FROM node_images ORDER BY cluster, node, namespace, ref";
-        static const char dump_history[] =
-                "SELECT * FROM workload_history ORDER BY cluster, node, k8s_namespace, pod, container, digest";
-        for (size_t e = 0; e < n_engines(); e++) {
-                char url[512], err[512] = "";
-                Out o;
-                fresh_url((StoreEngine) e, url, sizeof url);
-                Store *s = NULL;
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                const char *b1[] = {
-                        PULL("p1", "node-a", "docker.io/library/web:latest", "latest", D1, "2026-11-25T09:00:00Z"),
-                        LATEST("f1", "node-a", "docker.io/library/web:latest", D1, "2026-11-25T09:00:01Z"),
-                        PULL("p2", "node-b", "docker.io/library/web:1", "1", D2, "2026-11-25T09:00:02Z"),
-                        "{\"schema\":1,\"id\":\"i1\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
-                        "\"2026-11-25T10:00:00Z\",\"node\":\"node-c\",\"total\":2,\"compliant\":1,\"part\":1,"
-                        "\"parts\":1,\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/app:v1\","
-                        "\"tag\":\"v1\",\"digest\":\"" D3 "\",\"compliant\":true,\"findings\":[],\"pods\":"
-                        "[{\"namespace\":\"shop\",\"pod\":\"app-0\",\"container\":\"app\"}]},{\"namespace\":"
-                        "\"k8s.io\",\"ref\":\"docker.io/library/web:latest\",\"tag\":\"latest\",\"digest\":\"" D1
-                        "\",\"compliant\":false,\"findings\":[\"latest_tag\"],\"pods\":[{\"namespace\":\"blog\","
-                        "\"pod\":\"w\",\"container\":\"w\"}]}]}",
-                };
-                ingest(s, "prod", b1, ELEMENTSOF(b1));
-                char images[8192], history[8192];
-                snprintf(images, sizeof images, "%s", q(s, dump_images, 0, NULL, &o));
-                assert_int_equal(o.rows, 4);
-                snprintf(history, sizeof history, "%s", q(s, dump_history, 0, NULL, &o));
-                assert_int_equal(o.rows, 3);
-                s = store_free(s);
-                if (e == STORE_SQLITE) {
-                        raw_sql((StoreEngine) e, url, to_v3_sqlite);
-                        /* it is a version 3 database: rowid tables */
-                        sqlite3 *db = NULL;
-                        sqlite3_stmt *st = NULL;
-                        assert_int_equal(sqlite3_open(url + strlen("sqlite:"), &db), SQLITE_OK);
-                        assert_int_equal(sqlite3_prepare_v2(db, "SELECT rowid FROM node_images", -1, &st, NULL),
-                                         SQLITE_OK);
-                        sqlite3_finalize(st);
-                        sqlite3_close(db);
-                } else
-                        raw_sql((StoreEngine) e, url, "DELETE FROM schema_migrations WHERE version = 4");
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4");
-                assert_string_equal(q(s, dump_images, 0, NULL, &o), images);
-                assert_string_equal(q(s, dump_history, 0, NULL, &o), history);
-                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
-                if (e == STORE_SQLITE) {
-                        assert_string_equal(q(s,
-                                              "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE"
-                                              " '%WITHOUT ROWID' ORDER BY name",
-                                              0, NULL, &o),
-                                            "node_images;workload_history");
-                        assert_string_equal(q(s,
-                                              "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name ="
-                                              " 'workload_history' AND sql IS NOT NULL ORDER BY name",
-                                              0, NULL, &o),
-                                            "workload_history_name;workload_history_pod");
-                        assert_string_equal(q(s, "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '%3'", 0, NULL,
-                                              &o),
-                                            "0");
-                }
-                /* ingest goes on: a pull moves node-b's reference, a finding lands on it */
-                const char *b2[] = {
-                        PULL("p3", "node-b", "docker.io/library/web:1", "1", D3, "2026-11-25T11:00:00Z"),
-                        LATEST("f2", "node-b", "docker.io/library/web:1", D3, "2026-11-25T11:00:01Z"),
-                };
-                ingest(s, "prod", b2, 2);
-                assert_string_equal(q(s, "SELECT digest, findings FROM node_images WHERE node = 'node-b'", 0, NULL,
-                                      &o),
-                                    D3 "|latest_tag");
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM workload_history", 0, NULL, &o), "4");
                 store_free(s);
         }
 }
@@ -549,11 +448,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4");
+                                    "1;2;3");
                 s = store_free(s);
-                /* a second open finds version 4 and applies nothing */
+                /* a second open finds version 3 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "4");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "3");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -850,7 +749,7 @@ int main(void) {
                 fprintf(stderr, "test_store: SQLite and PostgreSQL (%s)\n", pg_url);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
-                cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
+                cmocka_unit_test(test_upgrade_from_v2),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
