@@ -395,6 +395,17 @@ typedef struct IngestRequest {
         size_t findings, parts;
 } IngestRequest;
 
+/* The (cluster, node) pairs one request has touched already: a node's row is touched
+ * once per request, not once per record (the touch sets last_seen_usec to the request's
+ * time, so a second one in the same request changes nothing). Keyed by two independent
+ * 64-bit hashes of the pair (a false "seen" needs both to collide: 2^-128); slots are
+ * not reused within a request, and past 3/4 full a pair not found is simply touched. */
+#define TOUCHED_SLOTS 2048
+typedef struct Touched {
+        uint64_t h1[TOUCHED_SLOTS], h2[TOUCHED_SLOTS];
+        size_t n;
+} Touched;
+
 /* One transaction, from store_ingest_begin to store_ingest_end (the lock is held in
  * between): STORE_GROUP_MAX requests at most, started by begin and each _next. */
 typedef struct IngestState {
@@ -427,6 +438,7 @@ struct Store {
         ColArrays rec_arrays;       /* PostgreSQL: records of the batch not sent yet */
         ColArrays inv_images, inv_pods; /* PostgreSQL: one inventory's images and their pods */
         StateArrays state;              /* PostgreSQL: state changes of the batch not sent yet */
+        Touched *touched;               /* nodes the current request touched (lazily allocated) */
 };
 
 StoreEngine store_engine(const Store *s) {
@@ -1024,6 +1036,7 @@ Store *store_free(Store *s) {
                 free(s->state.workload.col[i]);
         }
         free(s->node_cache);
+        free(s->touched);
         pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;
@@ -1636,7 +1649,41 @@ static int ingest_request_start(Store *s, const char *cluster, uint64_t received
                 return errbuf_fail(err, errlen, -ENAMETOOLONG, "cluster name longer than %d bytes",
                                    RECORD_CLUSTER_MAX - 1);
         g->n_req++;
+        if (s->touched && s->touched->n > 0)
+                memset(s->touched, 0, sizeof *s->touched);
         return 0;
+}
+
+/* True if this request touched (cluster, node) already; else notes it (when there is room). */
+static bool touched_before(Store *s, const char *cluster, const char *node) {
+        if (!s->touched) {
+                s->touched = calloc(1, sizeof *s->touched);
+                if (!s->touched)
+                        return false; /* then every record touches, as before */
+        }
+        Touched *t = s->touched;
+        uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+        for (const char *const *part = (const char *const[]){cluster, node, NULL}; *part; part++) {
+                for (const unsigned char *c = (const unsigned char *) *part; *c; c++) {
+                        h1 = (h1 ^ *c) * 0x100000001b3ULL;
+                        h2 = (h2 + *c) * 0x9e3779b97f4a7c15ULL;
+                        h2 ^= h2 >> 29;
+                }
+                h1 = (h1 ^ 0xff) * 0x100000001b3ULL; /* no byte of UTF-8 text: "a","bc" ≠ "ab","c" */
+                h2 = (h2 + 0xff) * 0x9e3779b97f4a7c15ULL;
+                h2 ^= h2 >> 29;
+        }
+        h1 |= 1; /* 0 = free slot */
+        size_t i = h1 % TOUCHED_SLOTS;
+        for (; t->h1[i]; i = (i + 1) % TOUCHED_SLOTS)
+                if (t->h1[i] == h1 && t->h2[i] == h2)
+                        return true;
+        if (t->n < TOUCHED_SLOTS / 4 * 3) {
+                t->h1[i] = h1;
+                t->h2[i] = h2;
+                t->n++;
+        }
+        return false;
 }
 
 int store_ingest_begin(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen) {
@@ -1688,8 +1735,7 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
         /* nodes first: an inventory's guard reads its node's row */
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const char *cl = g->has_cluster ? g->cluster : clusters[i];
-                if (i > 0 && streq_ptr(records[i].finding.node, records[i - 1].finding.node) &&
-                    streq_ptr(cl, g->has_cluster ? g->cluster : clusters[i - 1]))
+                if (touched_before(s, cl, records[i].finding.node))
                         continue;
                 if (s->engine == STORE_POSTGRESQL) {
                         r = arrays_add(&s->state.touch, (Val[]){T(cl), T(records[i].finding.node)}, 2);

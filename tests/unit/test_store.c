@@ -217,6 +217,47 @@ static void test_upgrade_from_v2(void **state) {
         }
 }
 
+/* A node's row is touched once per request (not once per record): what a request's later
+ * chunks and the next request of the same transaction see must be as if every record
+ * had touched it — last_seen is the latest request's time, per (cluster, node). */
+static void test_node_touched_once_per_request(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                char err[512] = "";
+                Record a[3], b[1], c[1];
+                const char *la[] = {PULL("t1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z"),
+                                    PULL("t2", "node-b", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:01Z"),
+                                    PULL("t3", "node-a", "docker.io/library/web:2", "2", D2, "2026-11-25T09:00:02Z")};
+                const char *lb[] = {PULL("t4", "node-a", "docker.io/library/web:3", "3", D3, "2026-11-25T09:00:03Z")};
+                const char *lc[] = {PULL("t5", "node-a", "docker.io/library/web:3", "3", D3, "2026-11-25T09:00:04Z")};
+                decode(la, 3, a);
+                decode(lb, 1, b);
+                decode(lc, 1, c);
+                StoreIngestResult res[3] = {0};
+                assert_int_equal(store_ingest_begin(s, "prod", 1800000000000000ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, a, 2, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, a + 2, 1, err, sizeof err), 0); /* a second chunk */
+                assert_int_equal(store_ingest_next(s, "prod", 1800000000000005ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, b, 1, err, sizeof err), 0);
+                assert_int_equal(store_ingest_next(s, "test", 1800000000000009ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, c, 1, err, sizeof err), 0);
+                assert_int_equal(store_ingest_end(s, true, res, err, sizeof err), 0);
+                assert_string_equal(q(s,
+                                      "SELECT cluster, node, first_seen_usec, last_seen_usec FROM nodes"
+                                      " ORDER BY cluster, node",
+                                      0, NULL, &o),
+                                    "prod|node-a|1800000000000000|1800000000000005;"
+                                    "prod|node-b|1800000000000000|1800000000000000;"
+                                    "test|node-a|1800000000000009|1800000000000009");
+                for (size_t i = 0; i < 3; i++)
+                        record_done(&a[i]);
+                record_done(&b[0]);
+                record_done(&c[0]);
+                store_free(s);
+        }
+}
+
 /* Records carry attacker-controlled text: on PostgreSQL a batch's records travel as array
  * literals, so quotes, backslashes, commas, braces and the word NULL must come back as sent;
  * a duplicate id within one batch is stored once and counted as a duplicate. */
@@ -755,6 +796,7 @@ int main(void) {
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
                 cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
+                cmocka_unit_test(test_node_touched_once_per_request),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         stop_pg();
