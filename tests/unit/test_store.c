@@ -258,6 +258,33 @@ static void test_node_touched_once_per_request(void **state) {
         }
 }
 
+/* node_images.pods is JSON of what the agent sent: quotes, backslashes, control
+ * characters, '/', DEL and non-ASCII in pod names come back as this exact text (the
+ * report parses it), on both engines; an image without pods has '[]'. */
+static void test_inventory_pods_json(void **state) {
+        static const char *const inv[] = {
+                "{\"schema\":1,\"id\":\"pj\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                "\"2026-11-25T10:00:00Z\",\"node\":\"node-a\",\"total\":2,\"compliant\":2,\"part\":1,\"parts\":1,"
+                "\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/a:1\",\"digest\":\"" D1 "\","
+                "\"compliant\":true,\"findings\":[],\"pods\":[{\"namespace\":\"s\\\"q\",\"pod\":"
+                "\"a\\\\b/c\\u0001\\n\\t\\r\\b\\f\\u001f\\u007f\",\"container\":\"\\u00e9\\ud83d\\ude00\"},"
+                "{\"namespace\":\"\",\"pod\":\"\",\"container\":\"\"},{\"namespace\":\"b\",\"pod\":\"p\"}]},"
+                "{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/b:1\",\"digest\":\"" D2 "\","
+                "\"compliant\":true,\"findings\":[]}]}",
+        };
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                ingest(s, "c1", inv, 1);
+                assert_string_equal(q(s, "SELECT pods, k8s_namespaces FROM node_images ORDER BY ref", 0, NULL, &o),
+                                    "[{\"namespace\":\"s\\\"q\",\"pod\":\"a\\\\b/c\\u0001\\n\\t\\r\\b\\f\\u001F\x7f\","
+                                    "\"container\":\"\xc3\xa9\xf0\x9f\x98\x80\"},{\"namespace\":\"\",\"pod\":\"\","
+                                    "\"container\":\"\"},{\"namespace\":\"b\",\"pod\":\"p\",\"container\":\"\"}]|b,s\"q;"
+                                    "[]|");
+                store_free(s);
+        }
+}
+
 /* Records carry attacker-controlled text: on PostgreSQL a batch's records travel as array
  * literals, so quotes, backslashes, commas, braces and the word NULL must come back as sent;
  * a duplicate id within one batch is stored once and counted as a duplicate. */
@@ -796,7 +823,7 @@ int main(void) {
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
                 cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
-                cmocka_unit_test(test_node_touched_once_per_request),
+                cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_inventory_pods_json),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         stop_pg();
