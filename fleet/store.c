@@ -21,7 +21,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -85,7 +85,19 @@ static const char *const migration_3[] = {
         NULL,
 };
 
-static const char *const *const migrations[STORE_SCHEMA_VERSION] = {migration_1, migration_2, migration_3};
+/* Migration 4: nodes (node). A collector without authentication takes a record's
+ * cluster from the node's row when the record names none (S_NODE_CLUSTER, by node
+ * alone): without this index every node not in the collector's cache scanned the whole
+ * nodes table (at 1,000 nodes, 43 % of the writer's instructions for the bench's first
+ * 10,000 records; at 10,000 nodes, past the 4,096-slot cache, on every record). The
+ * column never changes, so the index costs one insert per new node. */
+static const char *const migration_4[] = {
+        "CREATE INDEX nodes_node ON nodes (node)",
+        NULL,
+};
+
+static const char *const *const migrations[STORE_SCHEMA_VERSION] = {migration_1, migration_2, migration_3,
+                                                                    migration_4};
 
 /* --------------------------------------------------------------- statements ---- */
 

@@ -145,12 +145,13 @@ static void test_upgrade_from_v1(void **state) {
                                       "CREATE INDEX records_time ON records (time_usec);"
                                       "CREATE INDEX records_cluster_node ON records (cluster, node);"
                                       "CREATE INDEX node_images_digest ON node_images (digest);"
+                                      "DROP INDEX nodes_node;"
                                       "DELETE FROM schema_migrations WHERE version >= 2",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -203,10 +204,10 @@ static void test_upgrade_from_v2(void **state) {
                 s = store_free(s);
                 raw_sql((StoreEngine) e, url,
                         "CREATE INDEX node_images_digest ON node_images (digest);"
-                        "DELETE FROM schema_migrations WHERE version = 3");
+                        "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3");
+                                    "1;2;3;4");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -281,6 +282,45 @@ static void test_inventory_pods_json(void **state) {
                                     "\"container\":\"\xc3\xa9\xf0\x9f\x98\x80\"},{\"namespace\":\"\",\"pod\":\"\","
                                     "\"container\":\"\"},{\"namespace\":\"b\",\"pod\":\"p\",\"container\":\"\"}]|b,s\"q;"
                                     "[]|");
+                store_free(s);
+        }
+}
+
+/* A database of schema version 3 upgrades in place, on both engines: its rows stay and
+ * nodes gets its (node) index, which the cluster look-up of a record without one uses
+ * (it scanned the whole table before). */
+static void test_upgrade_from_v3(void **state) {
+        static const char *const nodes_indexes[] = {
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'nodes' AND sql IS NOT NULL",
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'nodes' AND indexname <> 'nodes_pkey'",
+        };
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
+                ingest(s, "prod", b1, 1);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version = 4");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4");
+                assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
+                assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
+                if (e == STORE_SQLITE) {
+                        /* the look-up's statement text (store.c S_NODE_CLUSTER) goes through it */
+                        q(s,
+                          "EXPLAIN QUERY PLAN SELECT cluster FROM nodes WHERE node = $1 AND cluster <> '' ORDER BY"
+                          " last_seen_usec DESC LIMIT 1",
+                          1, (const char *[]){"node-a"}, &o);
+                        assert_non_null(strstr(o.text, "USING INDEX nodes_node"));
+                }
+                /* a record without a cluster, from a collector without tokens, finds node-a's */
+                const char *b2[] = {PULL("v2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
+                ingest(s, NULL, b2, 1);
+                assert_string_equal(q(s, "SELECT cluster FROM records WHERE id = 'v2'", 0, NULL, &o), "prod");
                 store_free(s);
         }
 }
@@ -516,11 +556,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3");
+                                    "1;2;3;4");
                 s = store_free(s);
-                /* a second open finds version 3 and applies nothing */
+                /* a second open finds version 4 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "3");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "4");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -817,7 +857,7 @@ int main(void) {
                 fprintf(stderr, "test_store: SQLite and PostgreSQL (%s)\n", pg_url);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
-                cmocka_unit_test(test_upgrade_from_v2),
+                cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
