@@ -262,6 +262,12 @@ static void on_event(Ctrd *c, const CtrdEvent *ev, void *userdata) {
         Agent *a = userdata;
         uint64_t t = ev->timestamp_usec ? ev->timestamp_usec : now_usec_realtime();
         int r = 0;
+        if (ev->kind == CTRD_EVENT_INVALID) {
+                /* its namespace is unknown too: said (the first at once, then counted) */
+                judge_skip(&a->judge, false, "event from containerd could not be decoded: %s",
+                           ev->error == -ENAMETOOLONG ? "a field is too long" : "malformed protobuf");
+                return;
+        }
         if (!namespace_wanted(a, ev->namespace))
                 return; /* nothing of an unwatched namespace is listed or remembered either */
         switch (ev->kind) {

@@ -85,6 +85,7 @@ static bool metrics_changed(const Agent *a, const MetricsSnapshot *m) {
         /* field by field: a struct's padding is not guaranteed to compare equal */
         if (p->records_spooled_total != m->records_spooled_total || p->shipped_total != m->shipped_total ||
             p->retried_total != m->retried_total || p->dropped_total != m->dropped_total ||
+            p->inventory_replaced_total != m->inventory_replaced_total ||
             p->dead_lettered_total != m->dead_lettered_total || p->batches_total != m->batches_total ||
             p->bytes_sent_total != m->bytes_sent_total || p->spool_bytes != m->spool_bytes ||
             p->spool_pending_records != m->spool_pending_records || p->last_success_usec != m->last_success_usec ||

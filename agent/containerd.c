@@ -48,6 +48,7 @@ static const char *const event_kind_names[_CTRD_EVENT_KIND_MAX] = {
         [CTRD_EVENT_TASK_START] = "task-start",
         [CTRD_EVENT_TASK_EXIT] = "task-exit",
         [CTRD_EVENT_TASK_DELETE] = "task-delete",
+        [CTRD_EVENT_INVALID] = "invalid",
 };
 
 const char *ctrd_event_kind_to_string(CtrdEventKind k) {
@@ -515,9 +516,12 @@ static void fail_formatted(CtrdCall *call, int error, const char *fmt, ...) {
 
 static int subscribe_message(CtrdCall *call, const uint8_t *msg, size_t len) {
         CtrdEvent ev;
-        /* a single undecodable event is skipped, it does not end the stream */
-        if (ctrd_event_decode(msg, len, &ev) >= 0)
-                call->cb.event(call->ctrd, &ev, call->userdata);
+        /* a single undecodable event does not end the stream: the subscriber is told, to
+         * say so (bad input is never dropped without a word) */
+        int r = ctrd_event_decode(msg, len, &ev);
+        if (r < 0)
+                ev = (CtrdEvent){.kind = CTRD_EVENT_INVALID, .error = r};
+        call->cb.event(call->ctrd, &ev, call->userdata);
         return 0;
 }
 static void subscribe_fail(CtrdCall *call, int error, const char *reason) {

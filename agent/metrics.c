@@ -24,6 +24,7 @@ void metrics_from_ship_stats(MetricsSnapshot *m, const ShipStats *st) {
         m->shipped_total = st->shipped;
         m->retried_total = st->retried;
         m->dropped_total = st->spool.dropped_total;
+        m->inventory_replaced_total = st->spool.replaced;
         m->dead_lettered_total = st->dead_lettered;
         m->batches_total = st->batches;
         m->bytes_sent_total = st->bytes_sent;
@@ -105,6 +106,9 @@ int metrics_format(const MetricsSnapshot *m, char **ret, size_t *ret_len) {
                m->retried_total);
         metric(&o, "pullwatch_dropped_total", "counter", "Records dropped because the spool was full (oldest first).",
                m->dropped_total);
+        metric(&o, "pullwatch_inventory_replaced_total", "counter",
+               "Inventory records replaced unsent by a newer inventory (one is pending at a time).",
+               m->inventory_replaced_total);
         metric(&o, "pullwatch_dead_lettered_total", "counter",
                "Records the endpoint rejected, moved to the dead-letter file.", m->dead_lettered_total);
         metric(&o, "pullwatch_batches_total", "counter", "Batches acknowledged by the endpoint.", m->batches_total);
@@ -158,6 +162,7 @@ static const struct {
 } status_fields[] = {
 #define F(x) { #x, offsetof(MetricsSnapshot, x) }
         F(records_spooled_total), F(shipped_total),  F(retried_total),         F(dropped_total),
+        F(inventory_replaced_total),
         F(dead_lettered_total),   F(batches_total),  F(bytes_sent_total),      F(spool_bytes),
         F(spool_pending_records), F(last_success_usec), F(updated_usec),
 #undef F

@@ -286,6 +286,14 @@ static int decode_finding(json_t *o, Finding *f, char *err, size_t errlen) {
                 if (r < 0)
                         return r;
         }
+        /* a pull found at container start (the pull published no event): its only value */
+        char found[32] = "";
+        r = get_str(o, "", "found", false, found, sizeof found, err, errlen);
+        if (r < 0)
+                return r == -E2BIG ? FAIL(-EBADMSG, "found: unknown value") : r;
+        if (found[0] && !streq_ptr(found, "container_start"))
+                return FAIL(-EBADMSG, "found: unknown value");
+        f->found_at_start = found[0] != 0;
         return get_str(o, "", "message", false, f->message, sizeof f->message, err, errlen);
 }
 

@@ -1,7 +1,8 @@
 /* pullwatch-fleet serve: the collector.
  *
  * libmicrohttpd's threads (a small pool, epoll) receive, authenticate, inflate and
- * validate each POST /v1/records body; a valid body goes to a queue bounded in bytes,
+ * decode each POST /v1/records body (decoding validates it); a valid body's records go
+ * packed (ingest_pack_body: no JSON left for the writer) to a queue bounded in bytes,
  * the connection is suspended, and one writer thread stores every batch waiting in one
  * transaction (group commit: one fsync for all) and resumes each connection with its
  * answer: 2xx only after the commit. A full queue,
@@ -31,7 +32,7 @@
 #define DEFAULT_MAX_BODY (16U << 20)  /* the agent's batch_max_bytes is 1 MiB by default, 64 MiB at most */
 #define DEFAULT_QUEUE_BYTES (32U << 20)
 #define MAX_RECORDS_PER_REQUEST 100000 /* the agent's batch_max_records allows up to 100,000 */
-#define CHUNK_RECORDS 256              /* records decoded at a time by the writer */
+#define CHUNK_RECORDS 256              /* records unpacked at a time by the writer */
 #define CHUNK_IMAGES 1000              /* or inventory images (~1.6 KiB each decoded), if fewer */
 #define WRITER_GROUP_MAX 32            /* requests stored in one transaction (≤ STORE_GROUP_MAX) */
 #define WRITER_GROUP_BYTES (8U << 20)  /* and their bodies, at most (one larger body goes alone) */
@@ -103,7 +104,7 @@ typedef struct Request {
         bool gzip, too_big, overloaded, counted;
         char cluster[RECORD_CLUSTER_MAX];
         bool has_cluster;
-        char *body; /* as received, then inflated */
+        char *body; /* as received, then inflated, then packed (ingest_pack_body) */
         size_t len, cap;
         size_t queued_bytes; /* what it counts against the queue */
         struct Request *next;
@@ -309,7 +310,7 @@ static bool enqueue(Server *srv, Request *req) {
         return ok;
 }
 
-/* The writer's decode callback: collect a chunk, store it when full. */
+/* The writer's unpack callback: collect a chunk, store it when full. */
 typedef struct Batch {
         Server *srv;
         Record *recs;
@@ -343,12 +344,12 @@ static void answer(Request *req, unsigned status, unsigned retry_after, char *bo
         req->answer = body;
 }
 
-/* Decode one request's body into the open transaction, a chunk at a time. */
+/* Unpack one request's records into the open transaction, a chunk at a time. */
 static int store_body(Request *req, Batch *b) {
         char perr[512] = "";
         size_t n = 0;
         b->n = b->images = 0;
-        int r = ingest_parse_body(req->body, req->len, MAX_RECORDS_PER_REQUEST, batch_take, b, &n, perr, sizeof perr);
+        int r = ingest_unpack(req->body, req->len, batch_take, b, &n, perr, sizeof perr);
         if (r >= 0 && b->n > 0)
                 r = batch_flush(b);
         for (size_t i = 0; i < b->n; i++)
@@ -379,7 +380,7 @@ static void answer_stored(Server *srv, Request *req, Batch *b, int r, const Stor
                 return;
         }
         if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -E2BIG) {
-                /* validated before queueing: only reachable if the decoder changed its mind */
+                /* validated before queueing: only reachable if the packed form were damaged */
                 atomic_fetch_add(&srv->metrics.rejected[REJECT_MALFORMED], 1);
                 answer(req, MHD_HTTP_BAD_REQUEST, 0, json_error_body(b->err));
                 return;
@@ -644,17 +645,32 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
                                              "too many bodies being received, try again later", RETRY_AFTER_FULL);
                 }
         }
-        /* validate every line now, in this thread, so the writer only ever stores */
+        /* decode (and so validate) every line now, in this thread, so the writer only ever
+         * stores: what it gets is the records packed, no JSON */
         char err[512] = "";
-        size_t n = 0;
-        int r = ingest_parse_body(req->body ? req->body : "", req->len, MAX_RECORDS_PER_REQUEST, NULL, NULL, &n, err,
-                                  sizeof err);
+        char *packed = NULL;
+        size_t n = 0, packed_len = 0;
+        int r = ingest_pack_body(req->body ? req->body : "", req->len, MAX_RECORDS_PER_REQUEST, &packed, &packed_len,
+                                 &n, err, sizeof err);
         if (r == -EPROTONOSUPPORT)
                 return respond_error(srv, conn, MHD_HTTP_BAD_REQUEST, REJECT_SCHEMA, err, 0);
         if (r == -E2BIG && strstr(err, "records in one request"))
                 return respond_error(srv, conn, MHD_HTTP_CONTENT_TOO_LARGE, REJECT_TOO_LARGE, err, 0);
+        if (r == -ENOMEM)
+                return respond_error(srv, conn, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_OVERLOAD,
+                                     "out of memory, try again later", RETRY_AFTER_FULL);
         if (r < 0)
                 return respond_error(srv, conn, MHD_HTTP_BAD_REQUEST, REJECT_MALFORMED, err, 0);
+        /* the packed records replace the body (smaller: no keys, no quoting) */
+        body_release(req);
+        req->body = packed;
+        req->len = packed_len;
+        req->cap = packed_len + 1;
+        if (atomic_fetch_add(&srv->inflight_bytes, req->cap) + req->cap > srv->inflight_max_bytes) {
+                body_release(req);
+                return respond_error(srv, conn, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_OVERLOAD,
+                                     "too many bodies being received, try again later", RETRY_AFTER_FULL);
+        }
         if (!atomic_load(&srv->db_up) && store_ping(srv->store, NULL, 0) < 0)
                 return respond_error(srv, conn, MHD_HTTP_SERVICE_UNAVAILABLE, REJECT_DATABASE,
                                      "database unavailable", RETRY_AFTER_DB);

@@ -21,7 +21,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -85,7 +85,19 @@ static const char *const migration_3[] = {
         NULL,
 };
 
-static const char *const *const migrations[STORE_SCHEMA_VERSION] = {migration_1, migration_2, migration_3};
+/* Migration 4: nodes (node). A collector without authentication takes a record's
+ * cluster from the node's row when the record names none (S_NODE_CLUSTER, by node
+ * alone): without this index every node not in the collector's cache scanned the whole
+ * nodes table (at 1,000 nodes, 43 % of the writer's instructions for the bench's first
+ * 10,000 records; at 10,000 nodes, past the 4,096-slot cache, on every record). The
+ * column never changes, so the index costs one insert per new node. */
+static const char *const migration_4[] = {
+        "CREATE INDEX nodes_node ON nodes (node)",
+        NULL,
+};
+
+static const char *const *const migrations[STORE_SCHEMA_VERSION] = {migration_1, migration_2, migration_3,
+                                                                    migration_4};
 
 /* --------------------------------------------------------------- statements ---- */
 
@@ -113,10 +125,10 @@ typedef enum StmtId {
         S_RECORD_INSERT,
         S_NODE_TOUCH,
         S_PULL_UPSERT,
-        S_FINDING_ROW,
-        S_FINDING_APPLY,
+        S_FINDING_UPSERT,
         S_WORKLOAD_UPSERT,
         S_INVENTORY_IMAGE,
+        S_NODE_NEWER_INVENTORY,
         S_INVENTORY_CHANGED,
         S_INVENTORY_DELETE,
         S_NODE_INVENTORY,
@@ -129,8 +141,7 @@ typedef enum StmtId {
         S_WORKLOAD_MANY,
         S_NODE_TOUCH_MANY,
         S_PULL_MANY,
-        S_FINDING_ROW_MANY,
-        S_FINDING_APPLY_MANY,
+        S_FINDING_MANY,
         S_WORKLOAD_TIMED_MANY,
         _S_MAX,
 } StmtId;
@@ -172,16 +183,17 @@ static const struct {
                            " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET"
                            PULL_UPSERT_SET,
                            10},
-        /* A finding about a reference the store has no row for yet (pulled before the
-         * collector knew the node) makes the row; an existing row is left to S_FINDING_APPLY. */
-        [S_FINDING_ROW] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest, media_type,"
-                           " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
-                           " updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 1, 1,"
-                           " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO NOTHING",
-                           10},
-        [S_FINDING_APPLY] = {"UPDATE node_images SET " FLAGS_FROM("node_images.findings_mask | CAST($6 AS INTEGER)")
-                             " WHERE cluster = $1 AND node = $2 AND namespace = $3 AND ref = $4 AND digest = $5",
-                             6},
+        /* A finding: a reference the store has no row for yet (pulled before the collector
+         * knew the node) gets one at the finding's digest with its flags ($11..$16, from
+         * record_image_*() of the finding's bit); a row at that digest adds the bit to its
+         * mask; a row at another digest (the tag moved since) is left alone. */
+        [S_FINDING_UPSERT] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
+                              " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
+                              " k8s_namespaces, updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                              " $9, $11, $12, $13, $14, $15, '[]', '', $10, $16) ON CONFLICT (cluster, node,"
+                              " namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
+                              " excluded.findings_mask") " WHERE node_images.digest = excluded.digest",
+                              16},
         [S_WORKLOAD_UPSERT] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name,"
                                " ref, digest, revision, first_seen_usec, last_seen_usec) VALUES ($1, $2, $3, $4, $5,"
                                " $6, $7, $8, $9, $10, $10) ON CONFLICT (cluster, node, k8s_namespace, pod,"
@@ -199,25 +211,31 @@ static const struct {
          * changes nothing. The hourly inventory mostly repeats the last one: the upsert
          * then rewrites no indexed column (SQLite rewrites an index entry whenever its
          * column is assigned, same value or not), and S_INVENTORY_CHANGED handles the
-         * references whose digest or name did change. */
+         * references whose digest or name did change.
+         * The guard "no newer inventory of the node" is read once per inventory
+         * (S_NODE_NEWER_INVENTORY: nothing changes it before S_NODE_INVENTORY), so the
+         * upsert is an INSERT … VALUES: one row, for which SQLite needs no statement
+         * journal (as an INSERT … SELECT carrying the guard, it copied every page it
+         * touched into one first: ~20 % of the writer's instructions on inventories). */
         [S_INVENTORY_IMAGE] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
-                               " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
-                               " k8s_namespaces, updated_usec, findings_mask) SELECT CAST($1 AS TEXT), CAST($2 AS"
-                               " TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT),"
-                               " CAST($7 AS TEXT), CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS INTEGER),"
-                               " CAST($11 AS INTEGER), CAST($12 AS INTEGER), CAST($13 AS INTEGER), CAST($14 AS TEXT),"
-                               " CAST($15 AS TEXT), CAST($16 AS TEXT), CAST($17 AS BIGINT), CAST($18 AS INTEGER)"
-                               " WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.cluster = CAST($1 AS TEXT) AND"
-                               " n.node = CAST($2 AS TEXT) AND n.last_inventory_usec > CAST($17 AS BIGINT))"
-                               " ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET tag = excluded.tag,"
-                               " media_type = excluded.media_type, revision = excluded.revision, pinned ="
-                               " excluded.pinned, latest = excluded.latest, revision_verified ="
-                               " excluded.revision_verified, compliant = excluded.compliant, findings ="
-                               " excluded.findings, pods = excluded.pods, k8s_namespaces = excluded.k8s_namespaces,"
-                               " updated_usec = excluded.updated_usec, findings_mask = excluded.findings_mask"
-                               " WHERE excluded.updated_usec >= node_images.updated_usec AND node_images.digest ="
-                               " excluded.digest AND node_images.name = excluded.name",
+                               " media_type, revision, pinned, latest, revision_verified, compliant, findings,"
+                               " pods, k8s_namespaces, updated_usec, findings_mask) VALUES (CAST($1 AS TEXT),"
+                               " CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6"
+                               " AS TEXT), CAST($7 AS TEXT), CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS"
+                               " INTEGER), CAST($11 AS INTEGER), CAST($12 AS INTEGER), CAST($13 AS INTEGER),"
+                               " CAST($14 AS TEXT), CAST($15 AS TEXT), CAST($16 AS TEXT), CAST($17 AS BIGINT),"
+                               " CAST($18 AS INTEGER)) ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET"
+                               " tag = excluded.tag, media_type = excluded.media_type, revision ="
+                               " excluded.revision, pinned = excluded.pinned, latest = excluded.latest,"
+                               " revision_verified = excluded.revision_verified, compliant = excluded.compliant,"
+                               " findings = excluded.findings, pods = excluded.pods, k8s_namespaces ="
+                               " excluded.k8s_namespaces, updated_usec = excluded.updated_usec, findings_mask ="
+                               " excluded.findings_mask WHERE excluded.updated_usec >= node_images.updated_usec"
+                               " AND node_images.digest = excluded.digest AND node_images.name = excluded.name",
                                18},
+        [S_NODE_NEWER_INVENTORY] = {"SELECT 1 FROM nodes WHERE cluster = $1 AND node = $2 AND last_inventory_usec >"
+                                    " $3",
+                                    3},
         [S_INVENTORY_CHANGED] = {"UPDATE node_images SET name = CAST($5 AS TEXT), tag = CAST($6 AS TEXT), digest ="
                                  " CAST($7 AS TEXT), media_type = CAST($8 AS TEXT), revision = CAST($9 AS TEXT),"
                                  " pinned = CAST($10 AS INTEGER), latest = CAST($11 AS INTEGER), revision_verified ="
@@ -316,20 +334,17 @@ static const struct {
                          " u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT (cluster, node, namespace, ref) DO"
                          " UPDATE SET" PULL_UPSERT_SET,
                          10},
-        [S_FINDING_ROW_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
-                                " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
-                                " k8s_namespaces, updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name,"
-                                " u.tag, u.d, u.mt, u.rev, 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM unnest($1::text[],"
-                                " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
-                                " $9::text[], $10::bigint[]) AS u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT"
-                                " (cluster, node, namespace, ref) DO NOTHING",
-                                10},
-        [S_FINDING_APPLY_MANY] = {"UPDATE node_images SET " FLAGS_FROM("node_images.findings_mask | u.m")
-                                  " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                                  " $6::int[]) AS u(c, n, ns, ref, d, m) WHERE node_images.cluster = u.c AND"
-                                  " node_images.node = u.n AND node_images.namespace = u.ns AND node_images.ref ="
-                                  " u.ref AND node_images.digest = u.d",
-                                  6},
+        [S_FINDING_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
+                            " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
+                            " k8s_namespaces, updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name,"
+                            " u.tag, u.d, u.mt, u.rev, u.pinned, u.latest, u.verified, u.compliant, u.findings, '[]',"
+                            " '', u.t, u.m FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                            " $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::int[], $12::int[],"
+                            " $13::int[], $14::int[], $15::text[], $16::int[]) AS u(c, n, ns, ref, name, tag, d, mt,"
+                            " rev, t, pinned, latest, verified, compliant, findings, m) ON CONFLICT (cluster, node,"
+                            " namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
+                            " excluded.findings_mask") " WHERE node_images.digest = excluded.digest",
+                            16},
         [S_WORKLOAD_TIMED_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name,"
                                    " ref, digest, revision, first_seen_usec, last_seen_usec) SELECT u.c, u.n, u.k, u.p,"
                                    " u.ct, u.name, u.ref, u.d, u.rev, u.t, u.t FROM unnest($1::text[], $2::text[],"
@@ -384,7 +399,7 @@ typedef struct ColArrays {
  * collision only sends the arrays early). */
 #define STATE_KEYS 4096 /* > 2 × REC_ARRAY_ROWS: the sets stay sparse */
 typedef struct StateArrays {
-        ColArrays touch, pull, row, apply, workload;
+        ColArrays touch, pull, finding, workload;
         uint64_t pull_keys[STATE_KEYS], finding_keys[STATE_KEYS], workload_keys[STATE_KEYS];
 } StateArrays;
 
@@ -398,6 +413,17 @@ typedef struct IngestRequest {
                                 * slot must stay put until the commit: an array, not a list) */
         size_t findings, parts;
 } IngestRequest;
+
+/* The (cluster, node) pairs one request has touched already: a node's row is touched
+ * once per request, not once per record (the touch sets last_seen_usec to the request's
+ * time, so a second one in the same request changes nothing). Keyed by two independent
+ * 64-bit hashes of the pair (a false "seen" needs both to collide: 2^-128); slots are
+ * not reused within a request, and past 3/4 full a pair not found is simply touched. */
+#define TOUCHED_SLOTS 2048
+typedef struct Touched {
+        uint64_t h1[TOUCHED_SLOTS], h2[TOUCHED_SLOTS];
+        size_t n;
+} Touched;
 
 /* One transaction, from store_ingest_begin to store_ingest_end (the lock is held in
  * between): STORE_GROUP_MAX requests at most, started by begin and each _next. */
@@ -431,6 +457,7 @@ struct Store {
         ColArrays rec_arrays;       /* PostgreSQL: records of the batch not sent yet */
         ColArrays inv_images, inv_pods; /* PostgreSQL: one inventory's images and their pods */
         StateArrays state;              /* PostgreSQL: state changes of the batch not sent yet */
+        Touched *touched;               /* nodes the current request touched (lazily allocated) */
 };
 
 StoreEngine store_engine(const Store *s) {
@@ -559,7 +586,17 @@ static int sqlite_run(Store *s, sqlite3_stmt *st, const int *idx, const Val *v, 
         return 0;
 }
 
+/* Process-wide, before SQLite initialises: no memory statistics. With them on (the
+ * default) every one of SQLite's allocations (~90 per inventory row stored) takes and
+ * releases a global mutex to count bytes that nothing here reads. Ignored (SQLITE_MISUSE)
+ * if SQLite was initialised already. */
+static void sqlite_global_config(void) {
+        (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        (void) pthread_once(&once, sqlite_global_config);
         snprintf(s->name, sizeof s->name, "sqlite:%s", path);
         int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                                  NULL);
@@ -1024,11 +1061,11 @@ Store *store_free(Store *s) {
                 free(s->inv_pods.col[i]);
                 free(s->state.touch.col[i]);
                 free(s->state.pull.col[i]);
-                free(s->state.row.col[i]);
-                free(s->state.apply.col[i]);
+                free(s->state.finding.col[i]);
                 free(s->state.workload.col[i]);
         }
         free(s->node_cache);
+        free(s->touched);
         pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;
@@ -1173,17 +1210,54 @@ static int resolve_cluster(Store *s, const Record *rec, char ret[RECORD_CLUSTER_
         return 0;
 }
 
+/* Append s as a JSON string, escaped as jansson's json_dumps escapes (the text the pods
+ * column always had): '"' '\\' and \b \f \n \r \t by name, other bytes below 0x20 as
+ * \u00XX, everything else (UTF-8, '/', DEL) as is. buf has room (json_string_room). */
+static char *json_string_put(char *p, const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        *p++ = '"';
+        for (; *s; s++) {
+                unsigned char c = (unsigned char) *s;
+                const char *esc = NULL;
+                switch (c) {
+                case '"': esc = "\\\""; break;
+                case '\\': esc = "\\\\"; break;
+                case '\b': esc = "\\b"; break;
+                case '\f': esc = "\\f"; break;
+                case '\n': esc = "\\n"; break;
+                case '\r': esc = "\\r"; break;
+                case '\t': esc = "\\t"; break;
+                default: break;
+                }
+                if (esc)
+                        p = stpcpy(p, esc);
+                else if (c < 0x20) {
+                        p = stpcpy(p, "\\u00");
+                        *p++ = hex[c >> 4];
+                        *p++ = hex[c & 15];
+                } else
+                        *p++ = (char) c;
+        }
+        *p++ = '"';
+        return p;
+}
+
+/* Bytes json_string_put may write for s: 6 per byte at most, and the quotes. */
+static size_t json_string_room(const char *s) {
+        return 6 * strlen(s) + 2;
+}
+
+/* The pods as a JSON array of {"namespace","pod","container"} (compact, in order: as
+ * json_dumps wrote it, written directly: jansson's objects cost ~15k instructions per
+ * image, a fifth of the writer's work on an inventory), and their namespaces. */
 static int pods_to_json(const InventoryImage *im, char **ret_pods, char **ret_namespaces) {
-        json_t *a = json_array();
-        if (!a)
-                return -ENOMEM;
         /* namespaces: sorted, unique, comma-separated; at most RECORD_PODS_MAX */
         const char *ns[RECORD_PODS_MAX];
-        size_t nns = 0, len = 1;
+        size_t nns = 0, len = 1, room = 3;
         for (size_t i = 0; i < im->n_pods; i++) {
                 const InventoryPod *p = &im->pods[i];
-                json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "namespace", p->namespace, "pod", p->pod,
-                                                   "container", p->container));
+                room += sizeof "{\"namespace\":,\"pod\":,\"container\":}," + json_string_room(p->namespace) +
+                        json_string_room(p->pod) + json_string_room(p->container);
                 if (!p->namespace[0])
                         continue;
                 size_t k;
@@ -1198,18 +1272,35 @@ static int pods_to_json(const InventoryImage *im, char **ret_pods, char **ret_na
                 nns++;
                 len += strlen(p->namespace) + 1;
         }
-        char *pods = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(a);
+        char *pods = malloc(room);
         char *names = malloc(len);
         if (!pods || !names) {
                 free(pods);
                 free(names);
                 return -ENOMEM;
         }
+        char *w = pods;
+        *w++ = '[';
+        for (size_t i = 0; i < im->n_pods; i++) {
+                const InventoryPod *p = &im->pods[i];
+                w = stpcpy(w, i ? ",{\"namespace\":" : "{\"namespace\":");
+                w = json_string_put(w, p->namespace);
+                w = stpcpy(w, ",\"pod\":");
+                w = json_string_put(w, p->pod);
+                w = stpcpy(w, ",\"container\":");
+                w = json_string_put(w, p->container);
+                *w++ = '}';
+        }
+        *w++ = ']';
+        *w = 0;
+        assert((size_t) (w - pods) < room);
         names[0] = 0;
-        size_t used = 0;
-        for (size_t k = 0; k < nns; k++)
-                used += (size_t) snprintf(names + used, len - used, "%s%s", k ? "," : "", ns[k]);
+        char *n = names;
+        for (size_t k = 0; k < nns; k++) {
+                if (k)
+                        *n++ = ',';
+                n = stpcpy(n, ns[k]);
+        }
         *ret_pods = pods;
         *ret_namespaces = names;
         return 0;
@@ -1343,12 +1434,21 @@ static int apply_inventory_pg(Store *s, const char *cluster, const char *node, u
         return r;
 }
 
+static int found_row(void *userdata, size_t ncols, const char *const *values) {
+        *(bool *) userdata = true;
+        return 1;
+}
+
 /* Replace the node's images with a complete inventory taken at time_usec. */
 static int apply_inventory(Store *s, const char *cluster, const char *node, uint64_t time_usec,
                            const InventoryImage *images, size_t n, char *err, size_t errlen) {
         int r = 0;
+        bool newer = false; /* SQLite: the node has a newer inventory: its images stay */
         if (s->engine == STORE_POSTGRESQL)
                 r = apply_inventory_pg(s, cluster, node, time_usec, images, n, err, errlen);
+        else if (n > 0)
+                r = db_read(s, S_NODE_NEWER_INVENTORY, (Val[]){T(cluster), T(node), I(time_usec)}, 3, found_row,
+                            &newer, err, errlen);
         for (size_t i = 0; s->engine == STORE_SQLITE && r >= 0 && i < n; i++) {
                 const InventoryImage *im = &images[i];
                 char findings[RECORD_FINDINGS_TEXT_MAX];
@@ -1367,10 +1467,11 @@ static int apply_inventory(Store *s, const char *cluster, const char *node, uint
                         I(time_usec),   I(im->findings),
                 };
                 size_t changed = 0;
-                r = db_write(s, S_INVENTORY_IMAGE, v, ELEMENTSOF(v), &changed, err, errlen);
+                if (!newer)
+                        r = db_write(s, S_INVENTORY_IMAGE, v, ELEMENTSOF(v), &changed, err, errlen);
                 /* a row the upsert inserted or updated is this image already; only one it
                  * left alone can have another digest or name (or be newer: then this is a no-op) */
-                if (r >= 0 && changed == 0)
+                if (r >= 0 && changed == 0 && !newer)
                         r = db_write(s, S_INVENTORY_CHANGED, v, ELEMENTSOF(v), NULL, err, errlen);
                 for (size_t p = 0; r >= 0 && p < im->n_pods; p++) {
                         const InventoryPod *pod = &im->pods[p];
@@ -1507,8 +1608,7 @@ static void key_add(uint64_t *set, uint64_t h) {
 
 static void state_reset(StateArrays *st) {
         arrays_reset(&st->pull);
-        arrays_reset(&st->row);
-        arrays_reset(&st->apply);
+        arrays_reset(&st->finding);
         arrays_reset(&st->workload);
         memset(st->pull_keys, 0, sizeof st->pull_keys);
         memset(st->finding_keys, 0, sizeof st->finding_keys);
@@ -1533,9 +1633,7 @@ static int state_flush(Store *s, char *err, size_t errlen) {
         StateArrays *st = &s->state;
         int r = state_send(s, &st->pull, S_PULL_MANY, 10, err, errlen);
         if (r >= 0)
-                r = state_send(s, &st->row, S_FINDING_ROW_MANY, 10, err, errlen);
-        if (r >= 0)
-                r = state_send(s, &st->apply, S_FINDING_APPLY_MANY, 6, err, errlen);
+                r = state_send(s, &st->finding, S_FINDING_MANY, 16, err, errlen);
         if (r >= 0)
                 r = state_send(s, &st->workload, S_WORKLOAD_TIMED_MANY, 10, err, errlen);
         state_reset(st);
@@ -1556,8 +1654,7 @@ static int state_add_pull(Store *s, const Val row[10], char *err, size_t errlen)
         return r;
 }
 
-static int state_add_finding(Store *s, const Val row[10], const Val apply[6], const Val *workload, char *err,
-                             size_t errlen) {
+static int state_add_finding(Store *s, const Val row[16], const Val *workload, char *err, size_t errlen) {
         StateArrays *st = &s->state;
         uint64_t h = key_hash((const char *[]){row[0].s, row[1].s, row[2].s, row[3].s}, 4), hw = 0;
         if (workload)
@@ -1566,12 +1663,10 @@ static int state_add_finding(Store *s, const Val row[10], const Val apply[6], co
                               6);
         int r = 0;
         if (key_seen(st->finding_keys, h) || (workload && key_seen(st->workload_keys, hw)) ||
-            st->row.rows >= REC_ARRAY_ROWS || st->workload.rows >= REC_ARRAY_ROWS)
+            st->finding.rows >= REC_ARRAY_ROWS || st->workload.rows >= REC_ARRAY_ROWS)
                 r = state_flush(s, err, errlen);
         if (r >= 0)
-                r = arrays_add(&st->row, row, 10);
-        if (r >= 0)
-                r = arrays_add(&st->apply, apply, 6);
+                r = arrays_add(&st->finding, row, 16);
         if (r >= 0 && workload)
                 r = arrays_add(&st->workload, workload, 10);
         if (r == -ENOMEM)
@@ -1614,7 +1709,14 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                                                      : db_write(s, S_PULL_UPSERT, row, ELEMENTSOF(row), NULL, err, errlen);
         if (!im->ref[0])
                 return 0; /* an offline check's finding: no node state to change */
-        Val apply[] = {T(cluster), T(f->node), T(f->namespace), T(im->ref), T(im->digest), I(1u << f->kind)};
+        unsigned bit = 1u << f->kind;
+        char findings[RECORD_FINDINGS_TEXT_MAX];
+        record_findings_text(bit, findings, sizeof findings);
+        Val frow[] = {T(cluster),       T(f->node),        T(f->namespace),   T(im->ref),
+                      T(im->name),      T(im->tag),        T(im->digest),     T(im->media_type),
+                      T(im->revision),  I(f->time_usec),   I(record_image_pinned(bit)),
+                      I(record_image_latest(bit)), I(record_image_revision_verified(bit)),
+                      I(record_image_compliant(bit)), T(findings), I(bit)};
         /* a tag_moved names a pod still running the previous digest (and its revision is
          * not in the record): that is what the pod's history gets */
         bool moved = f->kind == FINDING_TAG_MOVED && im->previous_digest[0];
@@ -1623,10 +1725,8 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                     I(f->time_usec)};
         bool has_workload = w->pod[0] || w->container[0];
         if (s->engine == STORE_POSTGRESQL)
-                return state_add_finding(s, row, apply, has_workload ? wv : NULL, err, errlen);
-        r = db_write(s, S_FINDING_ROW, row, ELEMENTSOF(row), NULL, err, errlen);
-        if (r >= 0)
-                r = db_write(s, S_FINDING_APPLY, apply, ELEMENTSOF(apply), NULL, err, errlen);
+                return state_add_finding(s, frow, has_workload ? wv : NULL, err, errlen);
+        r = db_write(s, S_FINDING_UPSERT, frow, ELEMENTSOF(frow), NULL, err, errlen);
         if (r >= 0 && has_workload)
                 r = db_write(s, S_WORKLOAD_UPSERT, wv, ELEMENTSOF(wv), NULL, err, errlen);
         return r;
@@ -1642,7 +1742,41 @@ static int ingest_request_start(Store *s, const char *cluster, uint64_t received
                 return errbuf_fail(err, errlen, -ENAMETOOLONG, "cluster name longer than %d bytes",
                                    RECORD_CLUSTER_MAX - 1);
         g->n_req++;
+        if (s->touched && s->touched->n > 0)
+                memset(s->touched, 0, sizeof *s->touched);
         return 0;
+}
+
+/* True if this request touched (cluster, node) already; else notes it (when there is room). */
+static bool touched_before(Store *s, const char *cluster, const char *node) {
+        if (!s->touched) {
+                s->touched = calloc(1, sizeof *s->touched);
+                if (!s->touched)
+                        return false; /* then every record touches, as before */
+        }
+        Touched *t = s->touched;
+        uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+        for (const char *const *part = (const char *const[]){cluster, node, NULL}; *part; part++) {
+                for (const unsigned char *c = (const unsigned char *) *part; *c; c++) {
+                        h1 = (h1 ^ *c) * 0x100000001b3ULL;
+                        h2 = (h2 + *c) * 0x9e3779b97f4a7c15ULL;
+                        h2 ^= h2 >> 29;
+                }
+                h1 = (h1 ^ 0xff) * 0x100000001b3ULL; /* no byte of UTF-8 text: "a","bc" ≠ "ab","c" */
+                h2 = (h2 + 0xff) * 0x9e3779b97f4a7c15ULL;
+                h2 ^= h2 >> 29;
+        }
+        h1 |= 1; /* 0 = free slot */
+        size_t i = h1 % TOUCHED_SLOTS;
+        for (; t->h1[i]; i = (i + 1) % TOUCHED_SLOTS)
+                if (t->h1[i] == h1 && t->h2[i] == h2)
+                        return true;
+        if (t->n < TOUCHED_SLOTS / 4 * 3) {
+                t->h1[i] = h1;
+                t->h2[i] = h2;
+                t->n++;
+        }
+        return false;
 }
 
 int store_ingest_begin(Store *s, const char *cluster, uint64_t received_usec, char *err, size_t errlen) {
@@ -1694,8 +1828,7 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
         /* nodes first: an inventory's guard reads its node's row */
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const char *cl = g->has_cluster ? g->cluster : clusters[i];
-                if (i > 0 && streq_ptr(records[i].finding.node, records[i - 1].finding.node) &&
-                    streq_ptr(cl, g->has_cluster ? g->cluster : clusters[i - 1]))
+                if (touched_before(s, cl, records[i].finding.node))
                         continue;
                 if (s->engine == STORE_POSTGRESQL) {
                         r = arrays_add(&s->state.touch, (Val[]){T(cl), T(records[i].finding.node)}, 2);

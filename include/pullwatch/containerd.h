@@ -53,6 +53,8 @@ typedef enum CtrdEventKind {
         CTRD_EVENT_TASK_START,
         CTRD_EVENT_TASK_EXIT,
         CTRD_EVENT_TASK_DELETE,
+        CTRD_EVENT_INVALID, /* delivered by a subscription for a message that did not decode:
+                             * only .error is set */
         _CTRD_EVENT_KIND_MAX,
 } CtrdEventKind;
 
@@ -66,6 +68,7 @@ typedef struct CtrdEvent {
         char container_id[PW_CONTAINER_ID_MAX]; /* container events: id; task events: container_id */
         uint32_t pid;                           /* task create/start/exit/delete */
         uint32_t exit_status;                   /* task exit/delete */
+        int error;                              /* CTRD_EVENT_INVALID: ctrd_event_decode()'s error */
 } CtrdEvent;
 
 /* "image-create", ...; static, NULL if out of range. */

@@ -29,6 +29,7 @@ typedef struct MetricsSnapshot {
         uint64_t shipped_total;           /* acknowledged by the endpoint */
         uint64_t retried_total;           /* failed attempts that were retried */
         uint64_t dropped_total;           /* dropped by a full spool (persisted across restarts) */
+        uint64_t inventory_replaced_total; /* inventory records replaced unsent by a newer inventory, since start */
         uint64_t dead_lettered_total;
         uint64_t batches_total;
         uint64_t bytes_sent_total;

@@ -6,7 +6,7 @@
  * report (fleet/report*.c): the report reads only through store_query() and the tables
  * below; the collector writes only through store_ingest().
  *
- * Schema (version 3; migrations are applied at open, in order, each in a transaction,
+ * Schema (version 4; migrations are applied at open, in order, each in a transaction,
  * recorded in schema_migrations; on PostgreSQL one collector migrates at a time under
  * pg_advisory_lock). Times are CLOCK_REALTIME microseconds since the epoch (BIGINT /
  * INTEGER). Booleans are INTEGER 0/1 on both engines. Every text column is NOT NULL,
@@ -31,6 +31,7 @@
  *     cluster TEXT, node TEXT, PRIMARY KEY (cluster, node),
  *     first_seen_usec BIGINT, last_seen_usec BIGINT,  -- any accepted record
  *     last_inventory_usec BIGINT                      -- 0 until a complete inventory
+ *     indexes: (node)  [from schema 4]
  *
  *   node_images    -- each node's current state: which digest each reference is at now
  *     cluster TEXT, node TEXT, namespace TEXT, ref TEXT,

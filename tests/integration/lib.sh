@@ -226,6 +226,22 @@ pw_require_pullwatch() {
 	fi
 }
 
+# pw_fake_containerd SOCK [ARG...] — start a fake containerd (the python script on stdin, built on
+# fakectrd.py: `from fakectrd import ...; serve(...)`) listening on SOCK; every gRPC method
+# it is called with goes to $PW_WORK/calls.log; ARGs follow as sys.argv[3:]. Skips (77) without python3-grpcio; fails
+# if the socket does not appear. Stopped with the test's other processes.
+pw_fake_containerd() {
+	local sock=$1 script
+	"$PW_PY" -c 'import grpc' 2>/dev/null || {
+		pw_note "SKIP: python3-grpcio missing"
+		exit 77
+	}
+	script=$(cat)
+	PYTHONPATH=$PW_LIB_DIR "$PW_PY" -c "$script" "$sock" "$PW_WORK/calls.log" "${@:2}" >"$PW_WORK/fake.log" 2>&1 &
+	PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $!"
+	pw_poll 20 test -S "$sock" || pw_fail "the fake containerd did not start" "$(cat "$PW_WORK/fake.log")"
+}
+
 pw_journald_bin() {
 	local b
 	for b in /lib/systemd/systemd-journald /usr/lib/systemd/systemd-journald; do

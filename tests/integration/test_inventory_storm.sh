@@ -12,80 +12,28 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 pw_require_pullwatch
-/usr/bin/python3 -c 'import grpc' 2>/dev/null || {
-	pw_note "SKIP: python3-grpcio missing"
-	exit 77
-}
 
 SOCK=$PW_WORK/flaky.sock
 SETTLE=$PW_WORK/settle # present: the stream stays open and carries the late pull
-/usr/bin/python3 - "$SOCK" "$PW_WORK/calls.log" "$SETTLE" >"$PW_WORK/fake.log" 2>&1 <<'EOF' &
-import os, sys, time
-from concurrent import futures
-import grpc
+pw_fake_containerd "$SOCK" "$SETTLE" <<'EOF'
+import os, sys
+from fakectrd import ld, image, image_create, idle, serve
 
-sock, log, settle = sys.argv[1], open(sys.argv[2], "a", buffering=1), sys.argv[3]
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7f
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-def ld(field, data):
-    if isinstance(data, str):
-        data = data.encode()
-    return varint(field << 3 | 2) + varint(len(data)) + data
-
-MT = "application/vnd.oci.image.manifest.v1+json"
-def image(name, n):
-    return ld(1, name) + ld(3, ld(1, MT) + ld(2, "sha256:%064x" % n))
-
-VERSION = ld(1, "1.6.20") + ld(2, "fake")
-NAMESPACES = ld(1, ld(1, "default"))
-IMAGES = b"".join(ld(1, image("registry.example/storm/app-%02d:v1" % i, i + 1)) for i in range(40))
+settle, log = sys.argv[3], open(sys.argv[2], "a", buffering=1)
+IMAGES = b"".join(ld(1, image("registry.example/storm/app-%02d:v1" % i, "sha256:%064x" % (i + 1)))
+                  for i in range(40))
 LATE = "registry.example/storm/late:v1"
 
 def subscribe(req, ctx):
     if not os.path.exists(settle):
         return  # the storm: the stream ends at once
-    env = ld(2, "default") + ld(3, "/images/create") + \
-        ld(4, ld(1, "containerd.services.images.v1.ImageCreate") + ld(2, ld(1, LATE)))
-    yield env
+    yield image_create(LATE)
     log.write("late event sent\n")
-    while ctx.is_active():
-        time.sleep(0.2)
+    idle(ctx)
 
-class Handler(grpc.GenericRpcHandler):
-    def service(self, details):
-        m = details.method
-        log.write(m + "\n")
-        if m.endswith("/Subscribe"):
-            return grpc.unary_stream_rpc_method_handler(subscribe)
-        if m.endswith("/Version"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: VERSION)
-        if m.endswith("Namespaces/List"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: NAMESPACES)
-        if m.endswith("Images/List"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: IMAGES)
-        if m.endswith("Images/Get"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: ld(1, image(LATE, 99)))
-        if m.endswith("/List"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"")
-        return None  # Content.Read: UNIMPLEMENTED, the images are judged without config
-
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[Handler()])
-server.add_insecure_port("unix:" + sock)
-server.start()
-while True:
-    time.sleep(3600)
+# Content.Read is not answered: the images are judged without config
+serve(images=IMAGES, subscribe=subscribe, get=lambda req, ctx: ld(1, image(LATE, "sha256:%064x" % 99)))
 EOF
-PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $!"
-pw_poll 20 test -S "$SOCK" || pw_fail "the fake containerd did not start" "$(cat "$PW_WORK/fake.log")"
-
 NODE=$(pw_node_name)
 port=$(pw_free_port) # nothing listens there yet: the endpoint is down
 # shellcheck disable=SC2034 # read by pw_spawn_agent

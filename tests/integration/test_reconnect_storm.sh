@@ -1,48 +1,18 @@
 #!/usr/bin/env bash
 # Issue 7, reconnect storm: a containerd whose event stream ends right after it
-# starts (here a fake one, python3-grpcio: Version answers, Subscribe ends at
-# once with OK, the lists are empty). The backoff is reset only after a stream
-# lived a while, so the agent backs off (0.25 s, 0.5 s, 1 s...) instead of
-# reconnecting, re-listing and logging every 0.25 s forever.
+# starts (here a fake one, fakectrd.py: Version answers, Subscribe ends at once with
+# OK, the lists are empty). The backoff is reset only after a stream lived a while,
+# so the agent backs off (0.25 s, 0.5 s, 1 s...) instead of reconnecting, re-listing
+# and logging every 0.25 s forever.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 pw_require_pullwatch
-/usr/bin/python3 -c 'import grpc' 2>/dev/null || {
-	pw_note "SKIP: python3-grpcio missing"
-	exit 77
-}
 
 SOCK=$PW_WORK/flaky.sock
-/usr/bin/python3 - "$SOCK" "$PW_WORK/calls.log" >"$PW_WORK/fake.log" 2>&1 <<'EOF' &
-import sys, time
-from concurrent import futures
-import grpc
-
-sock, log = sys.argv[1], open(sys.argv[2], "a", buffering=1)
-# VersionResponse{version: "1.6.20", revision: "fake"}
-VERSION = b"\x0a\x061.6.20\x12\x04fake"
-
-class Handler(grpc.GenericRpcHandler):
-    def service(self, details):
-        m = details.method
-        log.write(m + "\n")
-        if m.endswith("/Subscribe"):
-            return grpc.unary_stream_rpc_method_handler(lambda req, ctx: iter(()))
-        if m.endswith("/Version"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: VERSION)
-        if m.endswith("/List"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"")
-        return None
-
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[Handler()])
-server.add_insecure_port("unix:" + sock)
-server.start()
-while True:
-    time.sleep(3600)
+pw_fake_containerd "$SOCK" <<'EOF'
+from fakectrd import serve
+serve(namespaces=b"", subscribe=lambda req, ctx: iter(()))
 EOF
-PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $!"
-pw_poll 10 test -S "$SOCK" || pw_fail "the fake containerd did not start" "$(cat "$PW_WORK/fake.log")"
-
 NODE=$(pw_node_name)
 # shellcheck disable=SC2034 # read by pw_spawn_agent
 PW_AGENT_ADDRESS=$SOCK

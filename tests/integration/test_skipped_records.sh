@@ -9,90 +9,32 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 pw_require_pullwatch
-/usr/bin/python3 -c 'import grpc' 2>/dev/null || {
-	pw_note "SKIP: python3-grpcio missing"
-	exit 77
-}
 
 SOCK=$PW_WORK/hostile.sock
-/usr/bin/python3 - "$SOCK" "$PW_WORK/calls.log" >"$PW_WORK/fake.log" 2>&1 <<'EOF' &
-import sys, time
-from concurrent import futures
-import grpc
+pw_fake_containerd "$SOCK" <<'EOF'
+import sys
+from fakectrd import ld, image, image_create, idle, serve
 
-sock, log = sys.argv[1], open(sys.argv[2], "a", buffering=1)
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7f
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-def ld(field, data):
-    if isinstance(data, str):
-        data = data.encode()
-    return varint(field << 3 | 2) + varint(len(data)) + data
-
-DIGEST = "sha256:" + "ab" * 32
-MT = "application/vnd.oci.image.manifest.v1+json"
-def image(name, digest=DIGEST):
-    return ld(1, name) + ld(3, ld(1, MT) + ld(2, digest))
-
-VERSION = ld(1, "1.6.20") + ld(2, "fake")
-NAMESPACES = ld(1, ld(1, "default"))
 BAD = 30000
 # no valid digest: the agent reads no config for them (one Content.Read each otherwise)
 IMAGES = b"".join(ld(1, image("Bad Name %d" % i, "none")) for i in range(BAD))
 IMAGES += b"".join(ld(1, image("registry.example/" + "x" * 600 + str(i))) for i in range(400))
 IMAGES += ld(1, image("registry.example/good:v1"))
 EVENTS = 300
-
-def envelope(i):
-    ev = ld(1, "containerd.services.images.v1.ImageCreate") + ld(2, ld(1, "Evil Event %d" % i))
-    return ld(2, "default") + ld(3, "/images/create") + ld(4, ev)
+log = open(sys.argv[2], "a", buffering=1)
 
 def subscribe(req, ctx):
     for i in range(EVENTS):
-        yield envelope(i)
+        yield image_create("Evil Event %d" % i)
     log.write("events sent\n")
-    while ctx.is_active():
-        time.sleep(0.2)
+    idle(ctx)
 
 def get_image(req, ctx):
     name = req[2:2 + req[1]].decode() if len(req) > 2 and req[0] == 0x0a and req[1] < 0x80 else ""
     return ld(1, image(name, "none"))
 
-class Handler(grpc.GenericRpcHandler):
-    def service(self, details):
-        m = details.method
-        log.write(m + "\n")
-        if m.endswith("/Subscribe"):
-            return grpc.unary_stream_rpc_method_handler(subscribe)
-        if m.endswith("/Version"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: VERSION)
-        if m.endswith("Namespaces/List"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: NAMESPACES)
-        if m.endswith("Images/List"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: IMAGES)
-        if m.endswith("Images/Get"):
-            return grpc.unary_unary_rpc_method_handler(get_image)
-        if m.endswith("/List"):
-            return grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"")
-        return None
-
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[Handler()],
-                     options=[("grpc.max_send_message_length", 64 << 20)])
-server.add_insecure_port("unix:" + sock)
-server.start()
-while True:
-    time.sleep(3600)
+serve(images=IMAGES, subscribe=subscribe, get=get_image, max_send=64 << 20)
 EOF
-PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $!"
-pw_poll 20 test -S "$SOCK" || pw_fail "the fake containerd did not start" "$(cat "$PW_WORK/fake.log")"
-
 NODE=$(pw_node_name)
 # shellcheck disable=SC2034 # read by pw_spawn_agent
 PW_AGENT_ADDRESS=$SOCK

@@ -19,6 +19,7 @@ static MetricsSnapshot sample(void) {
         m.shipped_total = 990;
         m.retried_total = 3;
         m.dropped_total = 2;
+        m.inventory_replaced_total = 40;
         m.dead_lettered_total = 5;
         m.batches_total = 10;
         m.bytes_sent_total = 123456;
@@ -51,6 +52,9 @@ static void test_format_exact(void **state) {
                 "# HELP pullwatch_dropped_total Records dropped because the spool was full (oldest first).\n"
                 "# TYPE pullwatch_dropped_total counter\n"
                 "pullwatch_dropped_total 2\n"
+                "# HELP pullwatch_inventory_replaced_total Inventory records replaced unsent by a newer inventory (one is pending at a time).\n"
+                "# TYPE pullwatch_inventory_replaced_total counter\n"
+                "pullwatch_inventory_replaced_total 40\n"
                 "# HELP pullwatch_dead_lettered_total Records the endpoint rejected, moved to the dead-letter file.\n"
                 "# TYPE pullwatch_dead_lettered_total counter\n"
                 "pullwatch_dead_lettered_total 5\n"
@@ -165,6 +169,7 @@ static void test_status_roundtrip(void **state) {
         assert_int_equal(back.shipped_total, 990);
         assert_int_equal(back.retried_total, 3);
         assert_int_equal(back.dropped_total, 2);
+        assert_int_equal(back.inventory_replaced_total, 40);
         assert_int_equal(back.dead_lettered_total, 5);
         assert_int_equal(back.batches_total, 10);
         assert_int_equal(back.bytes_sent_total, 123456);
@@ -263,7 +268,7 @@ static void test_textfile(void **state) {
 static void test_from_ship_stats(void **state) {
         ShipStats st = {
                 .shipped = 4, .retried = 5, .dead_lettered = 6, .batches = 7, .bytes_sent = 8, .last_success_usec = 9,
-                .spool = { .appended = 10, .dropped_total = 11, .pending_records = 12, .disk_bytes = 13 },
+                .spool = { .appended = 10, .dropped_total = 11, .pending_records = 12, .disk_bytes = 13, .replaced = 14 },
         };
         strcpy_bounded(st.last_error, sizeof st.last_error, "x");
         MetricsSnapshot m;
@@ -279,6 +284,7 @@ static void test_from_ship_stats(void **state) {
         assert_int_equal(m.dropped_total, 11);
         assert_int_equal(m.spool_pending_records, 12);
         assert_int_equal(m.spool_bytes, 13);
+        assert_int_equal(m.inventory_replaced_total, 14);
         assert_string_equal(m.last_error, "x");
         assert_int_equal(m.containerd_connected, -1);
 }

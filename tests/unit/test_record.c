@@ -35,6 +35,7 @@ static Finding sample(FindingKind kind, bool full) {
                 strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0 \"quoted\" \\ é");
                 strcpy_bounded(f.workload.container, sizeof f.workload.container, "web");
                 strcpy_bounded(f.workload.container_id, sizeof f.workload.container_id, "abcdef");
+                f.found_at_start = kind == FINDING_PULL; /* issue 12 item 1: "found":"container_start" */
         }
         finding_format_message(&f);
         return f;
@@ -145,6 +146,8 @@ static void test_bad_input(void **state) {
                 {"{" OK_HEAD ",\"kind\":\"pull\",\"image\":{\"ref\":\"a\\u0000b\"}}", -EBADMSG, "NUL"},
                 {longref, -E2BIG, "image.ref: longer than 511 bytes"},
                 {"{" OK_HEAD ",\"kind\":\"pull\"," IMG ",\"workload\":[]}", -EBADMSG, "workload: not an object"},
+                {"{" OK_HEAD ",\"kind\":\"pull\"," IMG ",\"found\":\"yesterday\"}", -EBADMSG, "found: unknown value"},
+                {"{" OK_HEAD ",\"kind\":\"pull\"," IMG ",\"found\":true}", -EBADMSG, "found: not a string"},
                 {"{\"schema\":1,\"id\":\"a\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":\"yesterday\","
                  "\"node\":\"n\"," IMG "}",
                  -EBADMSG, "time: not an RFC 3339"},

@@ -145,12 +145,13 @@ static void test_upgrade_from_v1(void **state) {
                                       "CREATE INDEX records_time ON records (time_usec);"
                                       "CREATE INDEX records_cluster_node ON records (cluster, node);"
                                       "CREATE INDEX node_images_digest ON node_images (digest);"
+                                      "DROP INDEX nodes_node;"
                                       "DELETE FROM schema_migrations WHERE version >= 2",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -203,16 +204,123 @@ static void test_upgrade_from_v2(void **state) {
                 s = store_free(s);
                 raw_sql((StoreEngine) e, url,
                         "CREATE INDEX node_images_digest ON node_images (digest);"
-                        "DELETE FROM schema_migrations WHERE version = 3");
+                        "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3");
+                                    "1;2;3;4");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
                 assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "u1;u2");
                 assert_string_equal(q(s, "SELECT ref, digest FROM node_images", 0, NULL, &o),
                                     "docker.io/library/web:1|" D2);
+                store_free(s);
+        }
+}
+
+/* A node's row is touched once per request (not once per record): what a request's later
+ * chunks and the next request of the same transaction see must be as if every record
+ * had touched it — last_seen is the latest request's time, per (cluster, node). */
+static void test_node_touched_once_per_request(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                char err[512] = "";
+                Record a[3], b[1], c[1];
+                const char *la[] = {PULL("t1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z"),
+                                    PULL("t2", "node-b", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:01Z"),
+                                    PULL("t3", "node-a", "docker.io/library/web:2", "2", D2, "2026-11-25T09:00:02Z")};
+                const char *lb[] = {PULL("t4", "node-a", "docker.io/library/web:3", "3", D3, "2026-11-25T09:00:03Z")};
+                const char *lc[] = {PULL("t5", "node-a", "docker.io/library/web:3", "3", D3, "2026-11-25T09:00:04Z")};
+                decode(la, 3, a);
+                decode(lb, 1, b);
+                decode(lc, 1, c);
+                StoreIngestResult res[3] = {0};
+                assert_int_equal(store_ingest_begin(s, "prod", 1800000000000000ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, a, 2, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, a + 2, 1, err, sizeof err), 0); /* a second chunk */
+                assert_int_equal(store_ingest_next(s, "prod", 1800000000000005ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, b, 1, err, sizeof err), 0);
+                assert_int_equal(store_ingest_next(s, "test", 1800000000000009ULL, err, sizeof err), 0);
+                assert_int_equal(store_ingest_add(s, c, 1, err, sizeof err), 0);
+                assert_int_equal(store_ingest_end(s, true, res, err, sizeof err), 0);
+                assert_string_equal(q(s,
+                                      "SELECT cluster, node, first_seen_usec, last_seen_usec FROM nodes"
+                                      " ORDER BY cluster, node",
+                                      0, NULL, &o),
+                                    "prod|node-a|1800000000000000|1800000000000005;"
+                                    "prod|node-b|1800000000000000|1800000000000000;"
+                                    "test|node-a|1800000000000009|1800000000000009");
+                for (size_t i = 0; i < 3; i++)
+                        record_done(&a[i]);
+                record_done(&b[0]);
+                record_done(&c[0]);
+                store_free(s);
+        }
+}
+
+/* node_images.pods is JSON of what the agent sent: quotes, backslashes, control
+ * characters, '/', DEL and non-ASCII in pod names come back as this exact text (the
+ * report parses it), on both engines; an image without pods has '[]'. */
+static void test_inventory_pods_json(void **state) {
+        static const char *const inv[] = {
+                "{\"schema\":1,\"id\":\"pj\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                "\"2026-11-25T10:00:00Z\",\"node\":\"node-a\",\"total\":2,\"compliant\":2,\"part\":1,\"parts\":1,"
+                "\"images\":[{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/a:1\",\"digest\":\"" D1 "\","
+                "\"compliant\":true,\"findings\":[],\"pods\":[{\"namespace\":\"s\\\"q\",\"pod\":"
+                "\"a\\\\b/c\\u0001\\n\\t\\r\\b\\f\\u001f\\u007f\",\"container\":\"\\u00e9\\ud83d\\ude00\"},"
+                "{\"namespace\":\"\",\"pod\":\"\",\"container\":\"\"},{\"namespace\":\"b\",\"pod\":\"p\"}]},"
+                "{\"namespace\":\"k8s.io\",\"ref\":\"docker.io/library/b:1\",\"digest\":\"" D2 "\","
+                "\"compliant\":true,\"findings\":[]}]}",
+        };
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                ingest(s, "c1", inv, 1);
+                assert_string_equal(q(s, "SELECT pods, k8s_namespaces FROM node_images ORDER BY ref", 0, NULL, &o),
+                                    "[{\"namespace\":\"s\\\"q\",\"pod\":\"a\\\\b/c\\u0001\\n\\t\\r\\b\\f\\u001F\x7f\","
+                                    "\"container\":\"\xc3\xa9\xf0\x9f\x98\x80\"},{\"namespace\":\"\",\"pod\":\"\","
+                                    "\"container\":\"\"},{\"namespace\":\"b\",\"pod\":\"p\",\"container\":\"\"}]|b,s\"q;"
+                                    "[]|");
+                store_free(s);
+        }
+}
+
+/* A database of schema version 3 upgrades in place, on both engines: its rows stay and
+ * nodes gets its (node) index, which the cluster look-up of a record without one uses
+ * (it scanned the whole table before). */
+static void test_upgrade_from_v3(void **state) {
+        static const char *const nodes_indexes[] = {
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'nodes' AND sql IS NOT NULL",
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'nodes' AND indexname <> 'nodes_pkey'",
+        };
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
+                ingest(s, "prod", b1, 1);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version = 4");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4");
+                assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
+                assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
+                if (e == STORE_SQLITE) {
+                        /* the look-up's statement text (store.c S_NODE_CLUSTER) goes through it */
+                        q(s,
+                          "EXPLAIN QUERY PLAN SELECT cluster FROM nodes WHERE node = $1 AND cluster <> '' ORDER BY"
+                          " last_seen_usec DESC LIMIT 1",
+                          1, (const char *[]){"node-a"}, &o);
+                        assert_non_null(strstr(o.text, "USING INDEX nodes_node"));
+                }
+                /* a record without a cluster, from a collector without tokens, finds node-a's */
+                const char *b2[] = {PULL("v2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
+                ingest(s, NULL, b2, 1);
+                assert_string_equal(q(s, "SELECT cluster FROM records WHERE id = 'v2'", 0, NULL, &o), "prod");
                 store_free(s);
         }
 }
@@ -307,6 +415,57 @@ static void test_group_commit(void **state) {
         "\",\"compliant\":true,\"findings\":[],\"pods\":[" pods "]}"
 #define POD(p) "{\"namespace\":\"shop\",\"pod\":\"" p "\",\"container\":\"web\"}"
 
+/* A finding's effect on node_images, each case on both engines: no row yet → a row at the
+ * finding's digest with that finding's flags; a row at that digest → the kind is added
+ * to what stands; a row at another digest (the tag moved since) → left alone; a replay →
+ * nothing changes. Two findings of one row in one batch as well as in two. */
+static void test_finding_upsert(void **state) {
+        static const char cols[] = "SELECT digest, name, tag, revision, pinned, latest, revision_verified, compliant,"
+                                   " findings, pods, k8s_namespaces, updated_usec, findings_mask FROM node_images";
+        static const char *const b1[] = {
+                FIND("f1", "untraceable", WEB, D1, "2026-11-25T09:00:00Z", "web-0", ""),
+        };
+        static const char *const b2[] = {
+                FIND("f2", "latest_tag", WEB, D1, "2026-11-25T09:01:00Z", "web-0", "r1"),
+                FIND("f3", "mutable_tag", WEB, D2, "2026-11-25T09:02:00Z", "web-0", ""),
+                FIND("f4", "revision_mismatch", WEB, D1, "2026-11-25T08:00:00Z", "web-1", ""),
+        };
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                ingest(s, "c1", b1, 1);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||1|0|0|0|untraceable|[]||1795597200000000|64");
+                ingest(s, "c1", b2, 3);
+                /* +latest_tag and +revision_mismatch (an older finding still stands: flags are not
+                 * ordered by time, the row's time stays); mutable_tag at D2 is not this row's */
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||0|1|0|0|latest_tag,revision_mismatch,untraceable"
+                                       "|[]||1795597200000000|98");
+                ingest(s, "c1", b2, 3);
+                ingest(s, "c1", b1, 1);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||0|1|0|0|latest_tag,revision_mismatch,untraceable"
+                                       "|[]||1795597200000000|98");
+                /* all in one batch on a fresh store: the same state */
+                store_free(s);
+                s = open_fresh((StoreEngine) e);
+                const char *all[] = {b1[0], b2[0], b2[1], b2[2]};
+                ingest(s, "c1", all, 4);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D1 "|docker.io/library/web|latest||0|1|0|0|latest_tag,revision_mismatch,untraceable"
+                                       "|[]||1795597200000000|98");
+                /* a mutable_tag first, at D2: the row is made at D2; D1's findings then miss it */
+                store_free(s);
+                s = open_fresh((StoreEngine) e);
+                const char *other[] = {b2[1], b1[0]};
+                ingest(s, "c1", other, 2);
+                assert_string_equal(q(s, cols, 0, NULL, &o),
+                                    D2 "|docker.io/library/web|latest||0|0|1|0|mutable_tag|[]||1795597320000000|4");
+                store_free(s);
+        }
+}
+
 static void test_batch_same_on_both_engines(void **state) {
         static const char *const batch[] = {
                 PULL("s1", "node-a", WEB, "latest", D1, "2026-11-25T09:00:00Z"),
@@ -397,11 +556,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3");
+                                    "1;2;3;4");
                 s = store_free(s);
-                /* a second open finds version 3 and applies nothing */
+                /* a second open finds version 4 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "3");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "4");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -698,12 +857,13 @@ int main(void) {
                 fprintf(stderr, "test_store: SQLite and PostgreSQL (%s)\n", pg_url);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
-                cmocka_unit_test(test_upgrade_from_v2),
+                cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
-                cmocka_unit_test(test_batch_same_on_both_engines),
+                cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
+                cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_inventory_pods_json),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         stop_pg();
