@@ -87,6 +87,17 @@ int ingest_inflate(const void *in, size_t len, size_t max, char **ret, size_t *r
         return 0;
 }
 
+/* Hand one decoded record to cb (if any) and release it; an error names the record as
+ * "UNIT N". Shared by the JSON and the packed decoders. */
+static int deliver(ingest_record_t cb, void *userdata, Record *rec, const char *unit, size_t n, char *err,
+                   size_t errlen) {
+        int r = cb ? cb(userdata, rec) : 0;
+        record_done(rec);
+        if (r < 0)
+                errbuf_fail(err, errlen, r, "%s %zu: %s", unit, n, strerror(-r));
+        return r;
+}
+
 int ingest_parse_body(const char *body, size_t len, size_t max_records, ingest_record_t cb, void *userdata,
                       size_t *ret_n, char *err, size_t errlen) {
         if (!body && len > 0)
@@ -119,13 +130,9 @@ int ingest_parse_body(const char *body, size_t len, size_t max_records, ingest_r
                         break;
                 }
                 n++;
-                if (cb)
-                        r = cb(userdata, rec);
-                record_done(rec);
-                if (r < 0) {
-                        errbuf_fail(err, errlen, r, "line %zu: %s", line, strerror(-r));
+                r = deliver(cb, userdata, rec, "line", line, err, errlen);
+                if (r < 0)
                         break;
-                }
         }
         free(rec);
         if (r < 0)
@@ -378,13 +385,9 @@ int ingest_unpack(const char *packed, size_t len, ingest_record_t cb, void *user
                         break;
                 }
                 n++;
-                if (cb)
-                        r = cb(userdata, rec);
-                record_done(rec);
-                if (r < 0) {
-                        errbuf_fail(err, errlen, r, "record %zu: %s", n, strerror(-r));
+                r = deliver(cb, userdata, rec, "record", n, err, errlen);
+                if (r < 0)
                         break;
-                }
         }
         free(rec);
         if (r < 0)
