@@ -238,19 +238,8 @@ res paced "$PACED"
 # what an event leaves behind (the ledger save 2 s later, the health files 15 s after
 # the last activity) is the event's cost, not idleness: wait (at most 45 s) until no
 # timer of the agent is due within 60 s — only liveness timers stay armed
-timer_due_within() { # PID SECONDS
-	local fd link sec nsec
-	for fd in /proc/"$1"/fd/*; do
-		link=$(readlink "$fd" 2>/dev/null) || continue
-		[[ $link == 'anon_inode:[timerfd]' ]] || continue
-		read -r sec nsec < <(sed -nE 's/^it_value: \(([0-9]+), ([0-9]+)\)$/\1 \2/p' "/proc/$1/fdinfo/${fd##*/}")
-		((${sec:-0} == 0 && ${nsec:-0} == 0)) && continue
-		((sec < $2)) && return 0
-	done
-	return 1
-}
 if ((HAVE_PW)); then
-	pw_poll 45 eval "! timer_due_within $PW_AGENT_PID 60" ||
+	pw_poll 45 eval "! pw_timer_due_within $PW_AGENT_PID 60" ||
 		res pw_note "the agent still had a timer due within 60 s after 45 s of quiet"
 fi
 say "idle: $IDLE s with nothing happening"

@@ -111,24 +111,13 @@ start_agent() { # STATE_DIR — start pullwatch run (AGENT_PID); START_MS: ms un
 	START_MS=$(ms_since "$t")
 }
 cpu_ns() { local a; read -r a _ <"/proc/$1/schedstat"; echo "$a"; }
-timer_due_within() { # PID SECONDS — a timerfd of PID expires within SECONDS
-	local fd link sec nsec
-	for fd in /proc/"$1"/fd/*; do
-		link=$(readlink "$fd" 2>/dev/null) || continue
-		[[ $link == 'anon_inode:[timerfd]' ]] || continue
-		read -r sec nsec < <(sed -nE 's/^it_value: \(([0-9]+), ([0-9]+)\)$/\1 \2/p' "/proc/$1/fdinfo/${fd##*/}")
-		((${sec:-0} == 0 && ${nsec:-0} == 0)) && continue
-		((sec < $2)) && return 0
-	done
-	return 1
-}
 # idle: the catch-up listing (3 s after subscribing, or after the first listing), the
 # ledger save (2 s after the last change) and the health files (15 s after activity)
 # done — no timer due within 60 s (bounded: 180 s) — then < 2 ms of CPU over 1 s
 # (bounded: 60 s). On a loaded machine a starved agent looked idle by CPU alone.
 wait_idle() {
 	local prev cur i
-	pw_poll 180 eval "! timer_due_within $1 60" || pw_note "pid $1 still has a timer due within 60 s after 180 s"
+	pw_poll 180 eval "! pw_timer_due_within $1 60" || pw_note "pid $1 still has a timer due within 60 s after 180 s"
 	prev=$(cpu_ns "$1")
 	for ((i = 0; i < 60; i++)); do
 		sleep 1

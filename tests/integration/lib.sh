@@ -242,6 +242,20 @@ pw_fake_containerd() {
 	pw_poll 20 test -S "$sock" || pw_fail "the fake containerd did not start" "$(cat "$PW_WORK/fake.log")"
 }
 
+# pw_timer_due_within PID SECONDS — true if a timerfd of PID expires within SECONDS
+# ("it_value: (SEC, NSEC)" in its fdinfo is the time left; (0, 0) is disarmed).
+pw_timer_due_within() {
+	local fd link sec nsec
+	for fd in /proc/"$1"/fd/*; do
+		link=$(readlink "$fd" 2>/dev/null) || continue
+		[[ $link == 'anon_inode:[timerfd]' ]] || continue
+		read -r sec nsec < <(sed -nE 's/^it_value: \(([0-9]+), ([0-9]+)\)$/\1 \2/p' "/proc/$1/fdinfo/${fd##*/}")
+		((${sec:-0} == 0 && ${nsec:-0} == 0)) && continue
+		((sec < $2)) && return 0
+	done
+	return 1
+}
+
 pw_journald_bin() {
 	local b
 	for b in /lib/systemd/systemd-journald /usr/lib/systemd/systemd-journald; do

@@ -34,24 +34,9 @@ pw_ctr -n default images tag "$BASE" idle.test/moved:1.0.0 >/dev/null
 d=$(pw_image_digest default idle.test/moved:1.0.0)
 pw_wait_record pull idle.test/moved:1.0.0 "$d" default
 
-# timer_due_within SECONDS — some timerfd of the agent expires within SECONDS
-timer_due_within() {
-	local fd link line s
-	for fd in /proc/"$PW_AGENT_PID"/fd/*; do
-		link=$(readlink "$fd" 2>/dev/null) || continue
-		[[ $link == 'anon_inode:[timerfd]' ]] || continue
-		line=$(grep '^it_value:' "/proc/$PW_AGENT_PID/fdinfo/${fd##*/}") || continue
-		# "it_value: (SEC, NSEC)": the time left; (0, 0) is disarmed
-		s=$(sed -E 's/^it_value: \(([0-9]+), ([0-9]+)\)$/\1 \2/' <<<"$line")
-		read -r sec nsec <<<"$s"
-		((sec == 0 && nsec == 0)) && continue
-		((sec < $1)) && return 0
-	done
-	return 1
-}
 # the catch-up listing (3 s after subscribing), the ledger save (2 s after the record)
 # and the health files (15 s after the last activity) come and go; then nothing is due
-pw_poll 40 eval '! timer_due_within 60' ||
+pw_poll 40 eval '! pw_timer_due_within "$PW_AGENT_PID" 60' ||
 	pw_fail "an idle agent keeps a timer due within 60 s" "$(grep -H '' /proc/"$PW_AGENT_PID"/fdinfo/* 2>/dev/null | grep it_value)"
 pw_pass "idle: no timer due within 60 s"
 
