@@ -16,7 +16,8 @@
 
 struct Sinks {
         const Config *config;
-        bool journal, stdout_json;
+        Journal *journal; /* NULL: no journald output */
+        bool stdout_json;
         ScanReport *scan; /* borrowed */
         CurlEv *curl;
         Spool *spool;
@@ -44,6 +45,7 @@ Sinks *sinks_free(Sinks *s) {
                          "(they are in journald)",
                          s->spool_lost);
         sd_event_source_unref(s->post);
+        journal_free(s->journal);
         ship_free(s->shipper);
         curlev_free(s->curl);
         spool_free(s->spool);
@@ -153,10 +155,12 @@ int sinks_new(Sinks **ret, sd_event *e, const Config *c) {
         if (!s)
                 return log_error_errno(ENOMEM, "out of memory");
         s->config = c;
-        s->journal = true;
+        int r = journal_new(&s->journal, NULL, 0);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the journald output: %m");
         s->stdout_json = c->stdout_json;
         if (!isempty(c->endpoint)) {
-                int r = endpoint_open(s, e, c);
+                r = endpoint_open(s, e, c);
                 if (r < 0)
                         return r;
         }
@@ -208,7 +212,7 @@ static void spool_record(Sinks *s, const Finding *f, const char *json) {
 }
 
 static void journal_record(Sinks *s, const Finding *f) {
-        int r = journal_send_finding(f);
+        int r = journal_send_finding(s->journal, f);
         if (r < 0) {
                 if (latch_fail(&s->journal_fail, r)) {
                         if (r == -ENOENT)

@@ -1,18 +1,25 @@
-/* journal.c: an entry that cannot reach journald is an error, also when the socket is
- * missing (the library then returns 0: every entry was lost, silently). Run in a child in
- * a private mount namespace with a tmpfs over /run/systemd/journal, so the shared journald
- * is never touched; needs root (CAP_SYS_ADMIN), skipped without. */
+/* journal.c: the native protocol on one connected socket. An entry that cannot reach
+ * journald is an error, also when the socket is missing (sd_journal_sendv() returns 0
+ * then: every entry was lost, silently); a journald that restarts (a new socket at the
+ * same path) is reconnected to; an entry too big for a datagram goes as a sealed memfd;
+ * a value's newline never starts a field of its own. The default path is tested in a
+ * child in a private mount namespace with a tmpfs over /run/systemd/journal, so the
+ * shared journald is never touched (needs root, CAP_SYS_ADMIN; skipped without); the
+ * rest on a socket in a temporary directory. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <endian.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -43,6 +50,9 @@ static Finding sample(void) {
  * expected, else the failing step). */
 static int child(void) {
         Finding f = sample();
+        Journal *j = NULL;
+        if (journal_new(&j, NULL, 0) < 0)
+                return 105;
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 return 100;
         if (mkdir(JOURNAL_DIR, 0755) < 0 && errno != EEXIST)
@@ -50,7 +60,7 @@ static int child(void) {
         if (mount("tmpfs", JOURNAL_DIR, "tmpfs", 0, "mode=0755") < 0)
                 return 102;
         /* 1. no socket at all: an error, not a silent success */
-        if (journal_send_finding(&f) != -ENOENT)
+        if (journal_send_finding(j, &f) != -ENOENT)
                 return 1;
         /* 2. a socket file nobody listens on: refused */
         int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -58,14 +68,14 @@ static int child(void) {
         if (s < 0 || bind(s, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return 103;
         close(s);
-        if (journal_send_finding(&f) != -ECONNREFUSED)
+        if (journal_send_finding(j, &f) != -ECONNREFUSED)
                 return 2;
         /* 3. journald back (a listening socket): delivered, and the entry is there */
         unlink(sa.sun_path);
         s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (s < 0 || bind(s, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return 104;
-        if (journal_send_finding(&f) != 0)
+        if (journal_send_finding(j, &f) != 0)
                 return 3;
         char buf[65536];
         ssize_t n = recv(s, buf, sizeof(buf) - 1, MSG_DONTWAIT);
@@ -77,8 +87,9 @@ static int child(void) {
         /* 4. gone again */
         close(s);
         unlink(sa.sun_path);
-        if (journal_send_finding(&f) != -ENOENT)
+        if (journal_send_finding(j, &f) != -ENOENT)
                 return 6;
+        journal_free(j);
         return 0;
 }
 
@@ -100,9 +111,272 @@ static void test_missing_socket_is_an_error(void **state) {
                 fail_msg("step %d failed", WEXITSTATUS(st));
 }
 
+/* ---- on a socket of our own: the bytes on the wire, restarts, oversize entries */
+
+typedef struct Dir {
+        char path[64], sock[96];
+} Dir;
+
+static void dir_make(Dir *d) {
+        strcpy_bounded(d->path, sizeof d->path, "/tmp/pw-journal-XXXXXX");
+        assert_non_null(mkdtemp(d->path));
+        snprintf(d->sock, sizeof d->sock, "%s/socket", d->path);
+}
+
+static void dir_remove(Dir *d) {
+        unlink(d->sock);
+        rmdir(d->path);
+}
+
+/* a journald stand-in: a datagram socket bound at path */
+static int listen_at(const char *path) {
+        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        assert_true(s >= 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        strcpy_bounded(sa.sun_path, sizeof sa.sun_path, path);
+        assert_int_equal(bind(s, (struct sockaddr *) &sa, sizeof sa), 0);
+        return s;
+}
+
+/* One entry as journald gets it: the datagram's bytes, or those of the memfd it
+ * carries (which must be sealed). *ret_memfd says which. -1: nothing there. */
+static ssize_t recv_entry(int s, char *buf, size_t size, bool *ret_memfd) {
+        union {
+                struct cmsghdr h;
+                uint8_t b[CMSG_SPACE(sizeof(int))];
+        } control;
+        memset(&control, 0, sizeof control);
+        struct iovec iov = {buf, size};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof control};
+        ssize_t n = recvmsg(s, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return -1;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        *ret_memfd = c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS;
+        if (!*ret_memfd)
+                return n;
+        int fd;
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        assert_int_equal(n, 0); /* the descriptor alone */
+        int seals = fcntl(fd, F_GET_SEALS);
+        assert_int_equal(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL),
+                         F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+        n = pread(fd, buf, size, 0);
+        close(fd);
+        return n;
+}
+
+typedef struct Field {
+        const char *name, *value;
+        size_t name_len, value_len;
+} Field;
+
+/* docs/JOURNAL_NATIVE_PROTOCOL.md: NAME=value\n, or NAME\n + 64-bit LE length + bytes + \n.
+ * The number of fields, or -1 if the bytes are not that. */
+static int parse_native(const char *p, size_t n, Field *out, size_t max) {
+        size_t i = 0, k = 0;
+        while (i < n) {
+                if (k >= max)
+                        return -1;
+                size_t s = i;
+                while (i < n && p[i] != '=' && p[i] != '\n')
+                        i++;
+                if (i >= n || i == s)
+                        return -1;
+                out[k] = (Field){.name = p + s, .name_len = i - s};
+                if (p[i] == '=') {
+                        const char *e = memchr(p + i + 1, '\n', n - i - 1);
+                        if (!e)
+                                return -1;
+                        out[k].value = p + i + 1;
+                        out[k].value_len = (size_t) (e - (p + i + 1));
+                        i = (size_t) (e - p) + 1;
+                } else {
+                        uint64_t l;
+                        if (n - i - 1 < sizeof l)
+                                return -1;
+                        memcpy(&l, p + i + 1, sizeof l);
+                        l = le64toh(l);
+                        i += 1 + sizeof l;
+                        if (l >= n - i || p[i + l] != '\n')
+                                return -1;
+                        out[k].value = p + i;
+                        out[k].value_len = l;
+                        i += l + 1;
+                }
+                k++;
+        }
+        return (int) k;
+}
+
+/* The entry's fields, as parsed from the wire, are exactly finding_to_journal()'s. */
+static void assert_entry_is(const char *buf, size_t n, const Finding *f) {
+        JournalFields jf;
+        assert_int_equal(finding_to_journal(f, &jf), 0);
+        Field got[PW_JOURNAL_FIELDS_MAX + 1];
+        int k = parse_native(buf, n, got, ELEMENTSOF(got));
+        assert_int_equal(k, (int) jf.n);
+        for (size_t i = 0; i < jf.n; i++) {
+                const char *want = jf.iov[i].iov_base;
+                size_t len = got[i].name_len + 1 + got[i].value_len;
+                assert_int_equal(len, jf.iov[i].iov_len);
+                assert_memory_equal(got[i].name, want, got[i].name_len);
+                assert_int_equal(want[got[i].name_len], '=');
+                assert_memory_equal(got[i].value, want + got[i].name_len + 1, got[i].value_len);
+        }
+}
+
+/* A pod name, a label: attacker-controlled. Its newline stays inside its value (binary
+ * form): "PRIORITY=0" in it is no field of the entry. */
+static void test_wire_format_and_newlines(void **state) {
+        Dir d;
+        dir_make(&d);
+        int s = listen_at(d.sock);
+        Journal *j = NULL;
+        assert_int_equal(journal_new(&j, d.sock, 0), 0);
+
+        Finding f = sample();
+        strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web\nPRIORITY=0\nMESSAGE_ID=00000000000000000000000000000000");
+        strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "ns=with=equals");
+        assert_int_equal(journal_send_finding(j, &f), 0);
+
+        char buf[65536];
+        bool memfd = true;
+        ssize_t n = recv_entry(s, buf, sizeof buf, &memfd);
+        assert_true(n > 0);
+        assert_false(memfd);
+        assert_entry_is(buf, (size_t) n, &f);
+        Field got[PW_JOURNAL_FIELDS_MAX + 1];
+        int k = parse_native(buf, (size_t) n, got, ELEMENTSOF(got));
+        int priorities = 0;
+        for (int i = 0; i < k; i++)
+                if (got[i].name_len == 8 && memcmp(got[i].name, "PRIORITY", 8) == 0) {
+                        priorities++;
+                        assert_int_equal(got[i].value_len, 1);
+                        assert_int_equal(got[i].value[0], '0' + finding_priority(&f));
+                }
+        assert_int_equal(priorities, 1);
+
+        /* and the next entry on the same socket */
+        assert_int_equal(journal_send_finding(j, &f), 0);
+        n = recv_entry(s, buf, sizeof buf, &memfd);
+        assert_true(n > 0);
+        assert_entry_is(buf, (size_t) n, &f);
+
+        journal_free(j);
+        close(s);
+        dir_remove(&d);
+}
+
+/* What sd_journal_sendv() refuses, refused the same. */
+static void test_invalid_fields(void **state) {
+        Journal *j = NULL;
+        assert_int_equal(journal_new(&j, "/nonexistent/socket", 0), 0);
+        static const struct {
+                const char *field;
+        } cases[] = {
+                {"NOEQUALS"},  /* no '=' */
+                {"=value"},    /* no name */
+                {"A\nB=value"} /* a newline in the name */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct iovec iov = {(void *) cases[i].field, strlen(cases[i].field)};
+                assert_int_equal(journal_sendv(j, &iov, 1), -EINVAL);
+        }
+        journal_free(j);
+        char longpath[200];
+        memset(longpath, 'a', sizeof longpath - 1);
+        longpath[sizeof longpath - 1] = 0;
+        assert_int_equal(journal_new(&j, longpath, 0), -ENAMETOOLONG);
+}
+
+/* journald restarts: its socket file is a new socket. The connected socket is refused;
+ * the entry goes to the new one, and so do the following ones. */
+static void test_restart_reconnects(void **state) {
+        Dir d;
+        dir_make(&d);
+        Journal *j = NULL;
+        assert_int_equal(journal_new(&j, d.sock, 0), 0);
+        Finding f = sample();
+        char buf[65536];
+        bool memfd;
+
+        int a = listen_at(d.sock);
+        assert_int_equal(journal_send_finding(j, &f), 0);
+        assert_true(recv_entry(a, buf, sizeof buf, &memfd) > 0);
+        close(a);
+        unlink(d.sock);
+        int b = listen_at(d.sock);
+        assert_int_equal(journal_send_finding(j, &f), 0);
+        ssize_t n = recv_entry(b, buf, sizeof buf, &memfd);
+        assert_true(n > 0);
+        assert_entry_is(buf, (size_t) n, &f);
+        assert_int_equal(journal_send_finding(j, &f), 0);
+        assert_true(recv_entry(b, buf, sizeof buf, &memfd) > 0);
+
+        /* gone, its socket file left behind: refused, and again (not a silent loss) */
+        close(b);
+        assert_int_equal(journal_send_finding(j, &f), -ECONNREFUSED);
+        assert_int_equal(journal_send_finding(j, &f), -ECONNREFUSED);
+        /* gone with its socket file: missing */
+        unlink(d.sock);
+        assert_int_equal(journal_send_finding(j, &f), -ENOENT);
+        /* back */
+        int c = listen_at(d.sock);
+        assert_int_equal(journal_send_finding(j, &f), 0);
+        assert_true(recv_entry(c, buf, sizeof buf, &memfd) > 0);
+        close(c);
+
+        journal_free(j);
+        dir_remove(&d);
+}
+
+/* An entry bigger than a datagram may be (the send buffer shrunk to the kernel's
+ * minimum, a few KiB) reaches journald whole, as a sealed memfd. */
+static void test_oversize_goes_as_memfd(void **state) {
+        Dir d;
+        dir_make(&d);
+        int s = listen_at(d.sock);
+        Journal *j = NULL;
+        assert_int_equal(journal_new(&j, d.sock, 1), 0);
+
+        static char big[32768];
+        memcpy(big, "MESSAGE=", 8);
+        for (size_t i = 8; i < sizeof big; i++)
+                big[i] = (char) ('a' + i % 26);
+        big[100] = '\n'; /* and binary form inside the memfd */
+        struct iovec iov[2] = {{big, sizeof big}, {(void *) "PRIORITY=6", 10}};
+        assert_int_equal(journal_sendv(j, iov, 2), 0);
+
+        static char buf[65536];
+        bool memfd = false;
+        ssize_t n = recv_entry(s, buf, sizeof buf, &memfd);
+        assert_true(memfd);
+        Field got[4];
+        assert_int_equal(parse_native(buf, (size_t) n, got, ELEMENTSOF(got)), 2);
+        assert_int_equal(got[0].value_len, sizeof big - 8);
+        assert_memory_equal(got[0].value, big + 8, sizeof big - 8);
+        assert_int_equal(got[1].value_len, 1);
+
+        /* a small one still goes as a datagram */
+        assert_int_equal(journal_sendv(j, iov + 1, 1), 0);
+        n = recv_entry(s, buf, sizeof buf, &memfd);
+        assert_false(memfd);
+        assert_int_equal(n, 11);
+        assert_memory_equal(buf, "PRIORITY=6\n", 11);
+
+        journal_free(j);
+        close(s);
+        dir_remove(&d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_missing_socket_is_an_error),
+                cmocka_unit_test(test_wire_format_and_newlines),
+                cmocka_unit_test(test_invalid_fields),
+                cmocka_unit_test(test_restart_reconnects),
+                cmocka_unit_test(test_oversize_goes_as_memfd),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
