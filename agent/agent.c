@@ -223,7 +223,7 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
                 r = pins_load(c->pins, &a->pins, err, sizeof err);
         if (r < 0)
                 return log_error_errno(r, "%s", err);
-        r = sd_event_default(&a->event);
+        r = sd_event_new(&a->event); /* not sd_event_default(): it calls gettid() on every loop turn to check its thread */
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop: %m");
         r = sd_event_add_defer(a->event, &a->trim, on_trim, a);

@@ -9,6 +9,8 @@
 #    only the liveness ones (containerd keepalive after 5 min of silence, the hourly
 #    re-list) stay armed — and over a few idle seconds the agent makes no context switch
 #    at all. It used to rewrite status.json every 15 s.
+# 3. An event costs two loop turns that wait and no system call that is not needed
+#    (strace -c over a few events: no gettid(), no lstat(), one sendmsg per entry).
 # Counted, not timed: the timers are read from the kernel (/proc/PID/fdinfo of the
 # agent's timerfds) and the wake-ups from /proc/PID/status.
 set -euo pipefail
@@ -53,5 +55,33 @@ pw_assert_eq "$((c1 - c0))" 0 "idle: no wake-up in 5 s"
 # and it still works: the next event is handled
 pw_ctr -n default images tag "$BASE" idle.test/later:1.0.0 >/dev/null
 pw_wait_record pull idle.test/later:1.0.0 "$d" default
+
+# 3. What an event costs in system calls (counted by strace -c, not timed). An event is
+#    two loop turns that wait (the event, the Images.Get reply): the turn that reads
+#    writes what it queued itself, not in a turn of its own (that was 4 epoll_wait per
+#    event); the loop is not sd-event's default one, which calls gettid() on every turn;
+#    journald gets one sendmsg per entry on a connected socket, no lstat() of its path.
+N=8
+strace -f -c -o "$PW_WORK/strace.txt" -p "$PW_AGENT_PID" 2>"$PW_WORK/strace.err" &
+ST=$!
+PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $ST"
+pw_poll 10 eval "awk '\$1 == \"TracerPid:\" && \$2 != 0 { ok = 1 } END { exit !ok }' /proc/$PW_AGENT_PID/status" ||
+	pw_fail "strace did not attach" "$(cat "$PW_WORK/strace.err")"
+for ((i = 1; i <= N; i++)); do
+	pw_ctr -n default images tag "$BASE" "idle.test/sc-$i:1.0.0" >/dev/null
+	pw_wait_record pull "idle.test/sc-$i:1.0.0" "$d" default
+done
+kill -INT "$ST"
+wait "$ST" || true
+calls() { awk -v s="$1" '$NF == s { n = $4 } END { print n + 0 }' "$PW_WORK/strace.txt"; }
+pw_log "system calls over $N events: $(tr '\n' ' ' <"$PW_WORK/strace.txt" | tr -s ' ' | cut -c1-600)"
+pw_assert_eq "$(calls gettid)" 0 "no gettid() per loop turn"
+pw_assert_eq "$(calls newfstatat)" 0 "no lstat() of journald's socket per entry"
+pw_assert_eq "$(calls sendmsg)" "$N" "one sendmsg to journald per entry"
+ew=$(calls epoll_wait)
+# the ledger's save 2 s after a change, and a reply read in two parts, are a turn more
+((ew <= 3 * N)) || pw_fail "$ew epoll_wait for $N events (at most $((3 * N)): two turns per event and a few)" \
+	"$(cat "$PW_WORK/strace.txt")"
+pw_pass "$ew epoll_wait for $N events"
 pw_stop_agent
 pw_done
