@@ -22,7 +22,7 @@ struct Sinks {
         CurlEv *curl;
         Spool *spool;
         Shipper *shipper;
-        sd_event_source *post;
+        sd_event_source *post; /* defer: the spool's fsync, in the turn after an append */
         bool spool_dirty;
         uint64_t spool_lost; /* records that could not be spooled (they still went to journald/stdout) */
         uint64_t replays_skipped; /* records made again after a crash, found pending in the spool */
@@ -55,7 +55,10 @@ Sinks *sinks_free(Sinks *s) {
 DEFINE_TRIVIAL_CLEANUP_FUNC(Sinks *, sinks_free);
 
 /* SPOOL_FSYNC_BATCH: one fsync per loop turn that appended, however many records it
- * appended (a burst of events is one batch). */
+ * appended (a burst of events is one batch), in the loop's next turn. A defer source
+ * enabled by the append, not a post source: sd-event runs post sources after every turn
+ * that dispatched anything, each in a turn of its own — an epoll_wait more for every
+ * turn of an agent with an endpoint, appended or not. */
 static int on_post(sd_event_source *source, void *userdata) {
         Sinks *s = userdata;
         if (s->spool && s->spool_dirty) {
@@ -144,7 +147,11 @@ static int endpoint_open(Sinks *s, sd_event *e, const Config *c) {
         r = shipper_new_logged(s, e, c);
         if (r < 0)
                 return r;
-        r = sd_event_add_post(e, &s->post, on_post, s);
+        r = sd_event_add_defer(e, &s->post, on_post, s);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the spool sync hook: %m");
+        (void) sd_event_source_set_description(s->post, "spool-sync");
+        r = sd_event_source_set_enabled(s->post, SD_EVENT_OFF);
         if (r < 0)
                 return log_error_errno(r, "cannot create the spool sync hook: %m");
         return 0;
@@ -208,6 +215,7 @@ static void spool_record(Sinks *s, const Finding *f, const char *json) {
                          "not reach the endpoint (they are in journald)",
                          n);
         s->spool_dirty = true;
+        (void) sd_event_source_set_enabled(s->post, SD_EVENT_ONESHOT);
         (void) ship_kick(s->shipper);
 }
 

@@ -56,32 +56,57 @@ pw_assert_eq "$((c1 - c0))" 0 "idle: no wake-up in 5 s"
 pw_ctr -n default images tag "$BASE" idle.test/later:1.0.0 >/dev/null
 pw_wait_record pull idle.test/later:1.0.0 "$d" default
 
-# 3. What an event costs in system calls (counted by strace -c, not timed). An event is
+# 3. What an event costs in system calls (counted with strace, not timed). An event is
 #    two loop turns that wait (the event, the Images.Get reply): the turn that reads
 #    writes what it queued itself, not in a turn of its own (that was 4 epoll_wait per
 #    event); the loop is not sd-event's default one, which calls gettid() on every turn;
 #    journald gets one sendmsg per entry on a connected socket, no lstat() of its path.
+#    With an endpoint, the spool's fsync is a turn of its own only after an append (a
+#    post source made one after every turn).
 N=8
-strace -f -c -o "$PW_WORK/strace.txt" -p "$PW_AGENT_PID" 2>"$PW_WORK/strace.err" &
-ST=$!
-PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $ST"
-pw_poll 10 eval "awk '\$1 == \"TracerPid:\" && \$2 != 0 { ok = 1 } END { exit !ok }' /proc/$PW_AGENT_PID/status" ||
-	pw_fail "strace did not attach" "$(cat "$PW_WORK/strace.err")"
-for ((i = 1; i <= N; i++)); do
-	pw_ctr -n default images tag "$BASE" "idle.test/sc-$i:1.0.0" >/dev/null
-	pw_wait_record pull "idle.test/sc-$i:1.0.0" "$d" default
-done
-kill -INT "$ST"
-wait "$ST" || true
-calls() { awk -v s="$1" '$NF == s { n = $4 } END { print n + 0 }' "$PW_WORK/strace.txt"; }
-pw_log "system calls over $N events: $(tr '\n' ' ' <"$PW_WORK/strace.txt" | tr -s ' ' | cut -c1-600)"
-pw_assert_eq "$(calls gettid)" 0 "no gettid() per loop turn"
-pw_assert_eq "$(calls newfstatat)" 0 "no lstat() of journald's socket per entry"
-pw_assert_eq "$(calls sendmsg)" "$N" "one sendmsg to journald per entry"
-ew=$(calls epoll_wait)
+# trace_events PREFIX — strace the agent over N events (each waited for) into $PW_WORK/PREFIX.strace
+trace_events() {
+	local st i
+	strace -f -o "$PW_WORK/$1.strace" -p "$PW_AGENT_PID" 2>"$PW_WORK/strace.err" &
+	st=$!
+	PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $st"
+	pw_poll 10 eval "awk '\$1 == \"TracerPid:\" && \$2 != 0 { ok = 1 } END { exit !ok }' /proc/$PW_AGENT_PID/status" ||
+		pw_fail "strace did not attach" "$(cat "$PW_WORK/strace.err")"
+	for ((i = 1; i <= N; i++)); do
+		pw_ctr -n default images tag "$BASE" "idle.test/$1-$i:1.0.0" >/dev/null
+		pw_wait_record pull "idle.test/$1-$i:1.0.0" "$d" default
+	done
+	kill -INT "$st"
+	wait "$st" || true
+}
+calls() { grep -c "^[0-9]* *$2(" "$PW_WORK/$1.strace" || true; }
+# idle_after_get PREFIX — loop turns that found nothing to do right after the
+# Images.Get went out (a send on the containerd connection)
+idle_after_get() {
+	awk '/^[0-9]+ +sendto\(/ { prev = 1; next }
+		/^[0-9]+ +epoll_wait\(.*, 0\) += 0$/ && prev { n++ } { prev = 0 } END { print n + 0 }' "$PW_WORK/$1.strace"
+}
+trace_events sc
+pw_log "system calls over $N events: $(awk '{ sub(/\(.*/, "", $2); print $2 }' "$PW_WORK/sc.strace" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
+pw_assert_eq "$(calls sc gettid)" 0 "no gettid() per loop turn"
+pw_assert_eq "$(calls sc newfstatat)" 0 "no lstat() of journald's socket per entry"
+pw_assert_eq "$(calls sc sendmsg)" "$N" "one sendmsg to journald per entry"
+pw_assert_eq "$(idle_after_get sc)" 0 "the Images.Get leaves in the turn that read the event"
+ew=$(calls sc epoll_wait)
 # the ledger's save 2 s after a change, and a reply read in two parts, are a turn more
 ((ew <= 3 * N)) || pw_fail "$ew epoll_wait for $N events (at most $((3 * N)): two turns per event and a few)" \
-	"$(cat "$PW_WORK/strace.txt")"
+	"$(awk '{ sub(/\(.*/, "", $2); print $2 }' "$PW_WORK/sc.strace" | sort | uniq -c)"
 pw_pass "$ew epoll_wait for $N events"
+pw_stop_agent
+
+# with an endpoint (nothing listens there: records wait in the spool)
+NODE=$(pw_node_name)-ep
+pw_start_agent "$NODE" --endpoint http://127.0.0.1:9/
+trace_events ep
+pw_assert_eq "$(idle_after_get ep)" 0 "with an endpoint too, no turn of its own after the Images.Get"
+# each paced record is synced in the turn after its append (and the ledger's saves sync too)
+sy=$(calls ep fdatasync)
+((sy >= N)) || pw_fail "$sy fdatasync for $N spooled records"
+pw_pass "$sy fdatasync for $N spooled records"
 pw_stop_agent
 pw_done
