@@ -236,6 +236,7 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         r = ctrd_set_keepalive(a->ctrd, c->keepalive_interval_usec, c->keepalive_timeout_usec);
         if (r < 0)
                 return log_error_errno(r, "invalid keepalive settings: %m");
+        ctrd_set_content_direct(a->ctrd, c->content_direct);
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
         if (r >= 0)
                 r = attribution_new(&a->attribution);
