@@ -70,6 +70,21 @@ static void on_container_image(const char *ns, const char *id, const char *image
 
 static void reconcile(Agent *a, bool inventory);
 
+/* A listing was judged: what its images' blobs said goes to the facts file, and the file
+ * is unmapped until the next look-up. */
+static void facts_done(Agent *a) {
+        if (!a->oneshot) {
+                int r = facts_save(a->facts);
+                if (r < 0)
+                        log_warning_errno(r, "cannot save %s/%s: %m; reading image configs again next time, ignoring",
+                                          a->config->state_dir, FACTS_FILE);
+        }
+        facts_release(a->facts);
+        const char *w = facts_pop_warning(a->facts);
+        if (w)
+                log_warning("%s", w);
+}
+
 /* After jobs were handed back or a listing call ended: is a listing, or the scan, over? */
 static void check_progress(Agent *a) {
         bool idle = a->listing_pending == 0 && jobs_queued(a->jobs) == 0;
@@ -79,6 +94,7 @@ static void check_progress(Agent *a) {
                 a->listing_active = false;
                 judge_listing_done(&a->judge);
                 sinks_listing_done(a->sinks);
+                facts_done(a);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
                 agent_trim_later(a); /* a listing's jobs are gone: return their memory */

@@ -181,6 +181,7 @@ static Agent *agent_free(Agent *a) {
                 return NULL;
         judge_skips_flush(&a->judge); /* what was counted and not said yet */
         jobs_free(a->jobs);
+        facts_free(a->facts);
         sd_event_source_unref(a->reconnect_timer);
         sd_event_source_unref(a->catchup_timer);
         sd_event_source_unref(a->ledger_timer);
@@ -239,7 +240,11 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         ctrd_set_content_direct(a->ctrd, c->content_direct);
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
         if (r >= 0)
+                r = facts_new(&a->facts, c->state_dir, oneshot);
+        if (r >= 0) {
+                jobs_set_facts(a->jobs, a->facts);
                 r = attribution_new(&a->attribution);
+        }
         if (r < 0)
                 return log_error_errno(r, "out of memory");
         a->judge = (Judge){

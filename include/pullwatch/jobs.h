@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "pullwatch/containerd.h"
+#include "pullwatch/facts.h"
 #include "pullwatch/observation.h"
 
 #define JOBS_IN_FLIGHT_MAX 64
@@ -51,6 +52,10 @@ typedef struct Jobs Jobs;
  * NULL; drops waiting jobs without calling back). */
 int jobs_new(Jobs **ret, Ctrd *ctrd, const JobsCallbacks *cb, void *userdata);
 Jobs *jobs_free(Jobs *q);
+
+/* The facts file behind the in-memory config cache (borrowed, must outlive the queue;
+ * NULL: none): looked up before reading an image's blobs, told what a read found. */
+void jobs_set_facts(Jobs *q, Facts *facts);
 
 /* The connection generation stamped on jobs added from now on. */
 void jobs_set_generation(Jobs *q, uint64_t generation);
