@@ -132,7 +132,7 @@ static bool namespace_wanted(Agent *a, const char *ns) {
 
 /* Tagged records first, then digest-only, then image ids: so that within a listing a
  * repo-digest twin is always judged after its tag. */
-static int image_rank(const CtrdImage *img) {
+static int image_rank(const CtrdImageEntry *img) {
         Ref r;
         if (ref_parse(img->name, &r, NULL, 0) < 0)
                 return 3;
@@ -144,7 +144,7 @@ static void listing_done(Agent *a) {
         check_progress(a);
 }
 
-static void on_images_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImage *imgs, size_t n,
+static void on_images_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs, size_t n,
                              void *userdata) {
         Agent *a = userdata;
         if (error < 0) {

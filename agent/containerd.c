@@ -597,6 +597,23 @@ static void image_from_proto(const Containerd__Services__Images__V1__Image *p, C
                 img->target_size = p->target->size;
 }
 
+static bool field_fits(const char *s, size_t size) {
+        return strnlen(str_or_empty(s), size) < size;
+}
+
+/* A list record as it is in the reply, if every field fits its CtrdImage counterpart. */
+static bool image_entry_from_proto(const Containerd__Services__Images__V1__Image *p, CtrdImageEntry *e) {
+        const Containerd__Types__Descriptor *t = p->target;
+        *e = (CtrdImageEntry){
+                .name = str_or_empty(p->name),
+                .target_digest = t ? str_or_empty(t->digest) : "",
+                .target_media_type = t ? str_or_empty(t->media_type) : "",
+                .target_size = t ? t->size : 0,
+        };
+        return field_fits(e->name, PW_REF_MAX) && field_fits(e->target_digest, PW_DIGEST_MAX) &&
+               field_fits(e->target_media_type, PW_MEDIA_TYPE_MAX);
+}
+
 /* Records of one List reply that could not be taken: said by the caller in one line. */
 typedef struct ListSkips {
         size_t n;
@@ -628,18 +645,16 @@ static void images_deliver(CtrdCall *call, const ProtobufCMessage *m) {
         if (p->n_images > CTRD_LIST_MAX)
                 return fail_formatted(call, -E2BIG, "Images.List: %zu images, more than %u; ignoring the reply",
                                       p->n_images, CTRD_LIST_MAX);
-        _cleanup_free_ CtrdImage *imgs = calloc(p->n_images ? p->n_images : 1, sizeof(*imgs));
+        _cleanup_free_ CtrdImageEntry *imgs = malloc((p->n_images ? p->n_images : 1) * sizeof(*imgs));
         size_t n = 0;
         if (!imgs)
                 return images_fail(call, -ENOMEM, "Images.List: out of memory");
         ListSkips sk = {};
         char summary[sizeof sk.reason + 64];
         for (size_t i = 0; i < p->n_images; i++) {
-                int k = 0;
                 if (!p->images[i])
                         continue;
-                image_from_proto(p->images[i], &imgs[n], &k);
-                if (k >= 0)
+                if (image_entry_from_proto(p->images[i], &imgs[n]))
                         n++;
                 else
                         list_skip(&sk, "has a field too long", i, p->images[i]->name);
@@ -843,7 +858,14 @@ void ctrd_get_content_stats(const Ctrd *c, uint64_t *ret_direct, uint64_t *ret_a
         *ret_api = c->n_api;
 }
 
-int ctrd_blob_read_at(int blobs_fd, const char *digest, size_t max_bytes, uint8_t **ret, size_t *ret_len) {
+/* The direct read. Most blobs (manifests, configs: a few KiB) fit the caller's buffer
+ * and take three system calls: open, one read that comes back short (the end of a
+ * regular file), close. One that fills it is read whole after an fstat() for its size.
+ * No fstat() to refuse what is not a regular file: O_NONBLOCK keeps a FIFO or a terminal
+ * from blocking, a directory fails the read, and whatever bytes come are used only if
+ * they hash to the digest. *ret_data is buf, or *ret_heap (the caller's, free()). */
+static int blob_read(int blobs_fd, const char *digest, size_t max_bytes, uint8_t *buf, size_t bufsize,
+                     uint8_t **ret_heap, const uint8_t **ret_data, size_t *ret_len) {
         static const char prefix[] = "sha256:";
         if (!digest || strncmp(digest, prefix, sizeof prefix - 1) != 0)
                 return -EOPNOTSUPP;
@@ -852,35 +874,70 @@ int ctrd_blob_read_at(int blobs_fd, const char *digest, size_t max_bytes, uint8_
                 return -EINVAL; /* also keeps the path inside blobs/sha256 */
         char path[sizeof "sha256/" + 2 * SHA256_DIGEST_SIZE];
         snprintf(path, sizeof path, "sha256/%s", hex);
-        /* O_NONBLOCK: a FIFO planted there returns at once, and fstat() refuses it */
         _cleanup_close_ int fd = openat(blobs_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
         if (fd < 0)
                 return -errno;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
+        ssize_t k;
+        do
+                k = read(fd, buf, bufsize);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
                 return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
-        if ((uint64_t) st.st_size > max_bytes)
+        _cleanup_free_ uint8_t *heap = NULL;
+        const uint8_t *data = buf;
+        size_t len = (size_t) k;
+        if (len > max_bytes)
                 return -EFBIG;
-        size_t size = (size_t) st.st_size, len = 0;
-        _cleanup_free_ uint8_t *buf = malloc(size ? size : 1);
-        if (!buf)
-                return -ENOMEM;
-        while (len < size) {
-                ssize_t k = read(fd, buf + len, size - len);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
+        if (len == bufsize) { /* more may follow: as large as fstat() says, and no larger */
+                struct stat st;
+                if (fstat(fd, &st) < 0)
                         return -errno;
-                if (k == 0)
-                        break;
-                len += (size_t) k;
+                if ((uint64_t) st.st_size > max_bytes)
+                        return -EFBIG;
+                size_t size = (size_t) st.st_size;
+                if (size < len || !(heap = malloc(size ? size : 1)))
+                        return size < len ? -EBADMSG : -ENOMEM;
+                memcpy(heap, buf, len);
+                while (len < size) {
+                        k = read(fd, heap + len, size - len);
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k < 0)
+                                return -errno;
+                        if (k == 0)
+                                break;
+                        len += (size_t) k;
+                }
+                data = heap;
         }
-        /* shorter than it was, or not what its name says: not ours to trust */
-        if (len != size || !sha256_matches_hex(buf, len, hex))
+        /* cut short, grown meanwhile, or not what its name says: not ours to trust */
+        if (!sha256_matches_hex(data, len, hex))
                 return -EBADMSG;
-        *ret = TAKE_PTR(buf);
+        *ret_heap = TAKE_PTR(heap);
+        *ret_data = data;
+        *ret_len = len;
+        return 0;
+}
+
+/* On the stack, up to three deep (index, manifest, config) under the judge's frames: most
+ * manifests and configs fit; a larger blob costs an fstat() and a malloc(). */
+#define BLOB_READ_BUF (8U << 10)
+
+int ctrd_blob_read_at(int blobs_fd, const char *digest, size_t max_bytes, uint8_t **ret, size_t *ret_len) {
+        uint8_t buf[BLOB_READ_BUF];
+        uint8_t *heap = NULL;
+        const uint8_t *data;
+        size_t len;
+        int r = blob_read(blobs_fd, digest, max_bytes, buf, sizeof buf, &heap, &data, &len);
+        if (r < 0)
+                return r;
+        if (!heap) {
+                heap = malloc(len ? len : 1);
+                if (!heap)
+                        return -ENOMEM;
+                memcpy(heap, data, len);
+        }
+        *ret = heap;
         *ret_len = len;
         return 0;
 }
@@ -1165,11 +1222,13 @@ static int resolve_read(Ctrd *c, Resolve *rs, ResolveStage stage, const char *di
         if (c->direct == DIRECT_UNKNOWN)
                 content_probe(c);
         if (c->direct == DIRECT_ON) {
-                _cleanup_free_ uint8_t *buf = NULL;
+                uint8_t buf[BLOB_READ_BUF];
+                _cleanup_free_ uint8_t *heap = NULL;
+                const uint8_t *data;
                 size_t len = 0;
-                if (ctrd_blob_read_at(c->blobs_fd, digest, CTRD_BLOB_MAX, &buf, &len) >= 0) {
+                if (blob_read(c->blobs_fd, digest, CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >= 0) {
                         c->n_direct++;
-                        on_resolve_blob(c, 0, NULL, buf, len, rs); /* may finish (and free) rs */
+                        on_resolve_blob(c, 0, NULL, data, len, rs); /* may finish (and free) rs */
                         return 0;
                 }
                 /* missing, unreadable, over-long or not matching its digest: containerd says */

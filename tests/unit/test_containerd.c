@@ -18,6 +18,7 @@
 #include "images.pb-c.h"
 #include "pullwatch/containerd.h"
 #include "pullwatch/grpc.h"
+#include "pullwatch/sha256.h"
 #include "pullwatch/util.h"
 
 #include "live_containerd.h"
@@ -383,10 +384,25 @@ static void test_blob_read_at(void **state) {
                 assert_int_equal(write(w, files[i].content, strlen(files[i].content)),
                                  (ssize_t) strlen(files[i].content));
         }
+        /* 20,000 bytes: more than the first read takes */
+        static char big_hex[65];
+        static char big[20000];
+        memset(big, 'x', sizeof big);
+        {
+                uint8_t md[SHA256_DIGEST_SIZE];
+                sha256(big, sizeof big, md);
+                for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++)
+                        snprintf(big_hex + 2 * i, 3, "%02x", md[i]);
+                _cleanup_close_ int w = openat(sfd, big_hex, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                assert_true(w >= 0);
+                assert_int_equal(write(w, big, sizeof big), (ssize_t) sizeof big);
+        }
         assert_int_equal(mkfifoat(sfd, fifo, 0600), 0);
         assert_int_equal(mkdirat(sfd, sub, 0700), 0);
         assert_int_equal(symlinkat(abc, sfd, link), 0);
 
+        char d_big[80];
+        snprintf(d_big, sizeof d_big, "sha256:%s", big_hex);
         char d_abc[80], d_empty[80], d_other[80], d_fifo[80], d_sub[80], d_link[80], d_short[80];
         snprintf(d_abc, sizeof d_abc, "sha256:%s", abc);
         snprintf(d_empty, sizeof d_empty, "sha256:%s", empty);
@@ -405,9 +421,12 @@ static void test_blob_read_at(void **state) {
                 { d_abc, 3, 0, "abc" },          /* exactly the bound */
                 { d_abc, 2, -EFBIG, NULL },      /* over it */
                 { d_empty, 16, 0, "" },
+                { d_big, sizeof big, 0, big },       /* larger than the first read */
+                { d_big, sizeof big - 1, -EFBIG, NULL },
+                { d_big, 100, -EFBIG, NULL },
                 { d_other, 16, -EBADMSG, NULL }, /* bytes not matching the name */
-                { d_fifo, 16, -EINVAL, NULL },   /* not a regular file, and no wait for a writer */
-                { d_sub, 16, -EINVAL, NULL },
+                { d_fifo, 16, -EBADMSG, NULL },  /* no wait for a writer: read as empty, not matching */
+                { d_sub, 16, -EISDIR, NULL },
                 { d_link, 16, -ELOOP, NULL }, /* never followed */
                 { "sha256:2222222222222222222222222222222222222222222222222222222222222222", 16, -ENOENT, NULL },
                 /* containerd names its files in lower case */
@@ -429,7 +448,8 @@ static void test_blob_read_at(void **state) {
                         assert_int_equal(len, 99);
                         continue;
                 }
-                assert_int_equal(len, strlen(cases[i].content));
+                size_t want = cases[i].content == big ? sizeof big : strlen(cases[i].content);
+                assert_int_equal(len, want);
                 assert_memory_equal(buf, cases[i].content, len);
                 free(buf);
         }
@@ -533,11 +553,18 @@ static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageC
                 live.cfg = *cfg;
         live_done();
 }
-static void on_images(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImage *imgs, size_t n, void *ud) {
+static void on_images(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs, size_t n,
+                      void *ud) {
         assert_int_equal(error, 0);
         assert_string_equal(ns, "test");
         assert_int_equal(n, 1);
-        live.image = imgs[0];
+        /* borrowed for the callback: kept as copies */
+        assert_int_equal(strcpy_bounded(live.image.name, sizeof live.image.name, imgs[0].name), 0);
+        assert_int_equal(strcpy_bounded(live.image.target_digest, sizeof live.image.target_digest, imgs[0].target_digest), 0);
+        assert_int_equal(strcpy_bounded(live.image.target_media_type, sizeof live.image.target_media_type,
+                                        imgs[0].target_media_type),
+                         0);
+        live.image.target_size = imgs[0].target_size;
         assert_int_equal(ctrd_image_resolve(c, ns, imgs[0].target_digest, imgs[0].target_media_type, on_resolved, NULL), 0);
         live.pending++;
         live_done();
