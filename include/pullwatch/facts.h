@@ -1,8 +1,9 @@
 /* What resolving an image found (target digest → platform manifest → config digest and
  * revision label), kept by target digest in STATE_DIR/facts, so that a restart's
- * reconcile and every re-list look an image up instead of reading two or three blobs
- * (at 10,000 images: 20,000 blob reads and JSON parses, ~0.75 s of the agent's CPU, on
- * every re-list).
+ * reconcile, a reconnect's and the hourly inventory's (which judge every image; the
+ * periodic catch-up re-list queues only what the ledger does not know) look an image up
+ * instead of reading two or three blobs (at 10,000 images: 20,000 blob reads and JSON
+ * parses, ~0.75 s of the agent's CPU).
  *
  * A cache, not a record: a digest's facts never change (content-addressed; the platform
  * picked is this node's), so a missing, stale or corrupt file costs only reads. A corrupt
