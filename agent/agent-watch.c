@@ -71,7 +71,7 @@ static void on_container_image(const char *ns, const char *id, const char *image
 static void reconcile(Agent *a, bool inventory);
 
 /* A listing was judged: what its images' blobs said goes to the facts file, and the file
- * is unmapped until the next look-up. */
+ * and the jobs' config cache are unmapped until the next look-up. */
 static void facts_done(Agent *a) {
         if (!a->oneshot) {
                 int r = facts_save(a->facts);
@@ -80,6 +80,7 @@ static void facts_done(Agent *a) {
                                           a->config->state_dir, FACTS_FILE);
         }
         facts_release(a->facts);
+        jobs_release_cache(a->jobs);
         const char *w = facts_pop_warning(a->facts);
         if (w)
                 log_warning("%s", w);

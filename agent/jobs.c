@@ -115,6 +115,13 @@ Jobs *jobs_free(Jobs *q) {
         return NULL;
 }
 
+void jobs_release_cache(Jobs *q) {
+        if (q->resolve_cache)
+                munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
+        q->resolve_cache = NULL;
+        q->n_resolve = q->resolve_next = 0;
+}
+
 void jobs_set_facts(Jobs *q, Facts *facts) {
         q->facts = facts;
 }

@@ -57,6 +57,11 @@ Jobs *jobs_free(Jobs *q);
  * NULL: none): looked up before reading an image's blobs, told what a read found. */
 void jobs_set_facts(Jobs *q, Facts *facts);
 
+/* Unmap the in-memory config cache (170 KiB once a listing of distinct digests has
+ * filled it, resident for good otherwise); the next look-up maps it again. For the end
+ * of a listing, not after every event. */
+void jobs_release_cache(Jobs *q);
+
 /* The connection generation stamped on jobs added from now on. */
 void jobs_set_generation(Jobs *q, uint64_t generation);
 
