@@ -638,8 +638,13 @@ static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
         /* sorts and temporary b-trees (none on the ingest path, some in the report) in memory */
         if (r >= 0)
                 r = sqlite_exec(s, "PRAGMA temp_store=MEMORY", err, errlen);
-        /* checkpoint every 16 MiB of WAL (default 4 MiB): a hot index page rewritten by many
-         * batches is copied back to the database file, and fsync'ed, four times less often */
+        /* checkpoint every 64 MiB of WAL (default 4 MiB): a hot index page rewritten by many
+         * batches is copied back to the database file, and fsync'ed, once per checkpoint,
+         * not once per batch. A 1,000-record commit writes ~20 MB of frames, so at 16 MiB
+         * every commit also checkpointed (two fsyncs per request, 104 for 50,000 records:
+         * 1.4 s); at 64 MiB a checkpoint holds ~4 commits (58 fsyncs, 1.0 s) and writes
+         * 12 % fewer bytes (1.07 -> 0.94 GB, fleet_bench.py records, 50,000). The WAL file
+         * keeps the size of the largest transaction either way (an inventory batch: more). */
         if (r >= 0) {
                 char sql[64];
                 int page = 4096;
@@ -648,7 +653,7 @@ static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
                     sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
                         page = sqlite3_column_int(st, 0);
                 sqlite3_finalize(st);
-                snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint=%d", (16 << 20) / page);
+                snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint=%d", (64 << 20) / page);
                 r = sqlite_exec(s, sql, err, errlen);
         }
         return r;
