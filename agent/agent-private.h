@@ -39,6 +39,7 @@ typedef struct Agent {
         Pins *pins;
         Ledger *ledger;
         Jobs *jobs;
+        Facts *facts; /* STATE_DIR/facts, behind the jobs' config cache (read-only for scan) */
         Attribution *attribution;
         Judge judge;
         Sinks *sinks;

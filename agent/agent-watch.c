@@ -70,6 +70,22 @@ static void on_container_image(const char *ns, const char *id, const char *image
 
 static void reconcile(Agent *a, bool inventory);
 
+/* A listing was judged: what its images' blobs said goes to the facts file, and the file
+ * and the jobs' config cache are unmapped until the next look-up. */
+static void facts_done(Agent *a) {
+        if (!a->oneshot) {
+                int r = facts_save(a->facts);
+                if (r < 0)
+                        log_warning_errno(r, "cannot save %s/%s: %m; reading image configs again next time, ignoring",
+                                          a->config->state_dir, FACTS_FILE);
+        }
+        facts_release(a->facts);
+        jobs_release_cache(a->jobs);
+        const char *w = facts_pop_warning(a->facts);
+        if (w)
+                log_warning("%s", w);
+}
+
 /* After jobs were handed back or a listing call ended: is a listing, or the scan, over? */
 static void check_progress(Agent *a) {
         bool idle = a->listing_pending == 0 && jobs_queued(a->jobs) == 0;
@@ -79,6 +95,7 @@ static void check_progress(Agent *a) {
                 a->listing_active = false;
                 judge_listing_done(&a->judge);
                 sinks_listing_done(a->sinks);
+                facts_done(a);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
                 agent_trim_later(a); /* a listing's jobs are gone: return their memory */
@@ -116,7 +133,7 @@ static bool namespace_wanted(Agent *a, const char *ns) {
 
 /* Tagged records first, then digest-only, then image ids: so that within a listing a
  * repo-digest twin is always judged after its tag. */
-static int image_rank(const CtrdImage *img) {
+static int image_rank(const CtrdImageEntry *img) {
         Ref r;
         if (ref_parse(img->name, &r, NULL, 0) < 0)
                 return 3;
@@ -128,7 +145,7 @@ static void listing_done(Agent *a) {
         check_progress(a);
 }
 
-static void on_images_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImage *imgs, size_t n,
+static void on_images_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs, size_t n,
                              void *userdata) {
         Agent *a = userdata;
         if (error < 0) {

@@ -181,6 +181,7 @@ static Agent *agent_free(Agent *a) {
                 return NULL;
         judge_skips_flush(&a->judge); /* what was counted and not said yet */
         jobs_free(a->jobs);
+        facts_free(a->facts);
         sd_event_source_unref(a->reconnect_timer);
         sd_event_source_unref(a->catchup_timer);
         sd_event_source_unref(a->ledger_timer);
@@ -236,9 +237,14 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         r = ctrd_set_keepalive(a->ctrd, c->keepalive_interval_usec, c->keepalive_timeout_usec);
         if (r < 0)
                 return log_error_errno(r, "invalid keepalive settings: %m");
+        ctrd_set_content_direct(a->ctrd, c->content_direct);
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
         if (r >= 0)
+                r = facts_new(&a->facts, c->state_dir, oneshot);
+        if (r >= 0) {
+                jobs_set_facts(a->jobs, a->facts);
                 r = attribution_new(&a->attribution);
+        }
         if (r < 0)
                 return log_error_errno(r, "out of memory");
         a->judge = (Judge){
@@ -407,7 +413,7 @@ int agent_run(const Config *c) {
 
 /* `scan`: the node's history, if the agent keeps one here, makes tag_moved visible;
  * scan reads it and never writes it, nor moves a bad one aside: it goes on without. */
-static int agent_setup_scan(Agent *a) {
+static int agent_setup_scan(Agent *a, ScanFormat format) {
         const Config *c = a->config;
         char err[LEDGER_REASON_MAX] = "";
         int r = ledger_read(&a->ledger, c->state_dir, c->ledger_max_entries, err, sizeof err);
@@ -416,7 +422,7 @@ static int agent_setup_scan(Agent *a) {
         if (r < 0)
                 (void) ledger_new(&a->ledger, c->ledger_max_entries);
         a->judge.ledger = a->ledger;
-        r = scan_report_new(&a->scan);
+        r = scan_report_new(&a->scan, format != SCAN_FORMAT_JSON);
         if (r < 0)
                 return log_error_errno(r, "out of memory");
         return sinks_new_scan(&a->sinks, c, a->scan);
@@ -425,7 +431,7 @@ static int agent_setup_scan(Agent *a) {
 int agent_scan(const Config *c, ScanFormat format, FILE *out) {
         _cleanup_(agent_freep) Agent *a = NULL;
         int r = agent_new(&a, c, true);
-        if (r < 0 || (r = agent_setup_scan(a)) < 0)
+        if (r < 0 || (r = agent_setup_scan(a, format)) < 0)
                 return r;
         agent_connect(a);
         r = sd_event_loop(a->event);

@@ -3,6 +3,7 @@
 
 #include <sys/mman.h>
 
+#include "pullwatch/facts.h"
 #include "pullwatch/log.h"
 #include "pullwatch/util.h"
 
@@ -58,6 +59,7 @@ struct Jobs {
         size_t queued, running, listing;
         bool pumping;
         ResolveEntry *resolve_cache; /* owned: room for JOBS_RESOLVE_CACHE_MAX, n_resolve used */
+        Facts *facts;                /* borrowed, or NULL: the facts file behind the cache */
         size_t n_resolve, resolve_next;
 };
 
@@ -111,6 +113,17 @@ Jobs *jobs_free(Jobs *q) {
                 munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
         free(q);
         return NULL;
+}
+
+void jobs_release_cache(Jobs *q) {
+        if (q->resolve_cache)
+                munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
+        q->resolve_cache = NULL;
+        q->n_resolve = q->resolve_next = 0;
+}
+
+void jobs_set_facts(Jobs *q, Facts *facts) {
+        q->facts = facts;
 }
 
 void jobs_set_generation(Jobs *q, uint64_t generation) {
@@ -234,8 +247,15 @@ static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageC
                 log_debug("cannot read the config of %s (%s): %s", j->image, j->digest, reason);
         else {
                 const ResolveEntry *e = resolve_store(j->queue, j->digest, cfg);
-                if (e)
+                if (e) {
                         apply_config(j, e);
+                        FactsEntry fe = {.has_revision = e->has_revision};
+                        strcpy_bounded(fe.platform_digest, sizeof fe.platform_digest, e->platform_digest);
+                        strcpy_bounded(fe.config_digest, sizeof fe.config_digest, e->config_digest);
+                        strcpy_bounded(fe.revision, sizeof fe.revision, e->revision);
+                        /* not kept (a digest not sha256, out of memory): read again next time */
+                        (void) facts_add(j->queue->facts, j->digest, &fe);
+                }
         }
         job_finish(j, 0, NULL);
 }
@@ -246,6 +266,19 @@ static void job_resolve(Job *j) {
                 apply_config(j, e);
                 job_finish(j, 0, NULL);
                 return;
+        }
+        FactsEntry fe;
+        if (facts_lookup(j->queue->facts, j->digest, &fe) >= 0) {
+                CtrdImageConfig cfg = {.has_revision = fe.has_revision};
+                strcpy_bounded(cfg.platform_digest, sizeof cfg.platform_digest, fe.platform_digest);
+                strcpy_bounded(cfg.config_digest, sizeof cfg.config_digest, fe.config_digest);
+                strcpy_bounded(cfg.revision, sizeof cfg.revision, fe.revision);
+                e = (ResolveEntry *) resolve_store(j->queue, j->digest, &cfg);
+                if (e) {
+                        apply_config(j, e);
+                        job_finish(j, 0, NULL);
+                        return;
+                }
         }
         if (ctrd_image_resolve(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j) < 0)
                 job_finish(j, 0, NULL);

@@ -6,16 +6,17 @@
 #include "pullwatch/util.h"
 
 struct ScanReport {
-        json_t *findings, *rows;
+        json_t *findings, *rows; /* rows: NULL when only counted */
+        size_t n_rows;
 };
 
-int scan_report_new(ScanReport **ret) {
+int scan_report_new(ScanReport **ret, bool rows) {
         ScanReport *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
         s->findings = json_array();
-        s->rows = json_array();
-        if (!s->findings || !s->rows) {
+        s->rows = rows ? json_array() : NULL;
+        if (!s->findings || (rows && !s->rows)) {
                 scan_report_free(s);
                 return -ENOMEM;
         }
@@ -39,6 +40,9 @@ void scan_report_finding(ScanReport *s, const Finding *f) {
 }
 
 void scan_report_row(ScanReport *s, const Observation *o, const Finding *fs, size_t n) {
+        s->n_rows++;
+        if (!s->rows)
+                return;
         json_t *kinds = json_array();
         for (size_t i = 0; i < n; i++)
                 json_array_append_new(kinds, json_string(finding_kind_to_string(fs[i].kind)));
@@ -67,7 +71,7 @@ static void print_table(const ScanReport *s, FILE *out) {
                 fprintf(out, "%-12s %-60s %-20s %s\n", json_string_value(json_object_get(row, "namespace")),
                         json_string_value(json_object_get(row, "ref")), shortd, len ? kinds : "-");
         }
-        fprintf(out, "%zu image records, %zu findings\n", json_array_size(s->rows), json_array_size(s->findings));
+        fprintf(out, "%zu image records, %zu findings\n", s->n_rows, json_array_size(s->findings));
 }
 
 size_t scan_report_print(const ScanReport *s, ScanFormat format, FILE *out) {

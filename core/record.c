@@ -321,7 +321,274 @@ static int decode_inventory(json_t *o, Inventory *inv, char *err, size_t errlen)
         return decode_images(json_object_get(o, "images"), &inv->images, &inv->n_images, err, errlen);
 }
 
+/* ---- the fast path: a valid pull or finding line without jansson ----
+ *
+ * The collector decodes every record line (issue 9: jansson's parse was ~75 % of the
+ * HTTP threads' instructions, more than the writer's whole share). Lines as the agent
+ * writes them — one flat object of known keys, printable ASCII strings without escapes,
+ * `image` and `workload` objects — are decoded here; anything else (an escape, a byte
+ * outside printable ASCII in a string, an unknown or repeated key, a number other than a
+ * plain integer, an inventory, any syntax error, any field that fails a check) returns 0
+ * and the line goes through jansson (record_from_json_generic), which says what is wrong
+ * in the words it always did. So this path only ever decides "valid, and this is the
+ * record"; fuzz_record checks that it decides it as jansson's path does. */
+
+typedef enum FastType { FV_ABSENT, FV_STRING, FV_NULL, FV_TRUE, FV_FALSE, FV_INT, FV_OBJECT } FastType;
+
+typedef struct FastVal {
+        FastType type;
+        const char *s; /* FV_STRING: the raw bytes (no escapes), s[len] is the closing quote */
+        size_t len;
+        uint64_t i; /* FV_INT */
+} FastVal;
+
+enum { FK_SCHEMA, FK_ID, FK_KIND, FK_SEVERITY, FK_TIME, FK_NODE, FK_CLUSTER, FK_NAMESPACE, FK_IMAGE,
+       FK_WORKLOAD, FK_FOUND, FK_MESSAGE, _FK_MAX };
+static const char *const fast_top_keys[_FK_MAX] = {
+        [FK_SCHEMA] = "schema",       [FK_ID] = "id",           [FK_KIND] = "kind",
+        [FK_SEVERITY] = "severity",   [FK_TIME] = "time",       [FK_NODE] = "node",
+        [FK_CLUSTER] = "cluster",     [FK_NAMESPACE] = "namespace", [FK_IMAGE] = "image",
+        [FK_WORKLOAD] = "workload",   [FK_FOUND] = "found",     [FK_MESSAGE] = "message",
+};
+enum { FI_REF, FI_NAME, FI_TAG, FI_TAG_IMPLICIT, FI_DIGEST, FI_PREVIOUS_DIGEST, FI_EXPECTED_DIGEST, FI_REVISION,
+       FI_MEDIA_TYPE, _FI_MAX };
+static const char *const fast_image_keys[_FI_MAX] = {
+        [FI_REF] = "ref",
+        [FI_NAME] = "name",
+        [FI_TAG] = "tag",
+        [FI_TAG_IMPLICIT] = "tag_implicit",
+        [FI_DIGEST] = "digest",
+        [FI_PREVIOUS_DIGEST] = "previous_digest",
+        [FI_EXPECTED_DIGEST] = "expected_digest",
+        [FI_REVISION] = "revision",
+        [FI_MEDIA_TYPE] = "media_type",
+};
+enum { FW_NAMESPACE, FW_POD, FW_CONTAINER, FW_CONTAINER_ID, _FW_MAX };
+static const char *const fast_workload_keys[_FW_MAX] = {
+        [FW_NAMESPACE] = "namespace",
+        [FW_POD] = "pod",
+        [FW_CONTAINER] = "container",
+        [FW_CONTAINER_ID] = "container_id",
+};
+
+typedef struct FastCursor {
+        const char *p, *end;
+} FastCursor;
+
+static void fast_ws(FastCursor *c) {
+        while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+                c->p++;
+}
+
+/* A string of printable ASCII without escapes; *c->p is the opening quote. */
+static bool fast_string(FastCursor *c, const char **ret, size_t *ret_len) {
+        const char *start = ++c->p;
+        while (c->p < c->end) {
+                unsigned char ch = (unsigned char) *c->p;
+                if (ch == '"') {
+                        *ret = start;
+                        *ret_len = (size_t) (c->p - start);
+                        c->p++;
+                        return true;
+                }
+                if (ch < 0x20 || ch >= 0x7f || ch == '\\')
+                        return false; /* control, non-ASCII (UTF-8 checks), escape: jansson's */
+                c->p++;
+        }
+        return false;
+}
+
+static bool fast_literal(FastCursor *c, const char *word, size_t n) {
+        if ((size_t) (c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+                return false;
+        c->p += n;
+        return true;
+}
+
+/* One value that is not an object: a string, null, true, false or a plain integer. */
+static bool fast_scalar(FastCursor *c, FastVal *v) {
+        if (c->p >= c->end)
+                return false;
+        switch (*c->p) {
+        case '"':
+                v->type = FV_STRING;
+                return fast_string(c, &v->s, &v->len);
+        case 'n':
+                v->type = FV_NULL;
+                return fast_literal(c, "null", 4);
+        case 't':
+                v->type = FV_TRUE;
+                return fast_literal(c, "true", 4);
+        case 'f':
+                v->type = FV_FALSE;
+                return fast_literal(c, "false", 5);
+        default:
+                break;
+        }
+        /* [1-9][0-9]{0,17} or 0, then no fraction or exponent (the object grammar rejects
+         * any other character after it) */
+        if (*c->p < '0' || *c->p > '9')
+                return false;
+        uint64_t i = 0;
+        size_t digits = 0;
+        const char *start = c->p;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+                if (++digits > 18)
+                        return false;
+                i = i * 10 + (uint64_t) (*c->p - '0');
+                c->p++;
+        }
+        if (*start == '0' && digits > 1)
+                return false;
+        v->type = FV_INT;
+        v->i = i;
+        return true;
+}
+
+/* An object of known keys (each at most once), *c->p at its '{'. nested[k], when set,
+ * is where key k's object value is parsed (its keys and values); others are scalars. */
+typedef struct FastObject {
+        const char *const *keys;
+        size_t n_keys;
+        FastVal *vals;
+        struct FastObject *const *nested; /* per key, NULL: a scalar */
+} FastObject;
+
+static bool fast_object(FastCursor *c, const FastObject *o, unsigned depth) {
+        if (depth > 1 || c->p >= c->end || *c->p != '{')
+                return false;
+        c->p++;
+        fast_ws(c);
+        if (c->p < c->end && *c->p == '}') {
+                c->p++;
+                return true;
+        }
+        for (;;) {
+                const char *key;
+                size_t key_len, k;
+                if (c->p >= c->end || *c->p != '"' || !fast_string(c, &key, &key_len))
+                        return false;
+                for (k = 0; k < o->n_keys; k++)
+                        if (strlen(o->keys[k]) == key_len && memcmp(o->keys[k], key, key_len) == 0)
+                                break;
+                if (k == o->n_keys || o->vals[k].type != FV_ABSENT)
+                        return false; /* unknown key (jansson's path ignores it) or repeated */
+                fast_ws(c);
+                if (c->p >= c->end || *c->p != ':')
+                        return false;
+                c->p++;
+                fast_ws(c);
+                if (o->nested && o->nested[k] && c->p < c->end && *c->p == '{') {
+                        if (!fast_object(c, o->nested[k], depth + 1))
+                                return false;
+                        o->vals[k].type = FV_OBJECT;
+                } else if (!fast_scalar(c, &o->vals[k]))
+                        return false;
+                fast_ws(c);
+                if (c->p >= c->end)
+                        return false;
+                if (*c->p == '}') {
+                        c->p++;
+                        return true;
+                }
+                if (*c->p != ',')
+                        return false;
+                c->p++;
+                fast_ws(c);
+        }
+}
+
+/* An optional string (absent or null: ""), or a required one, that fits buf. */
+static bool fast_str(const FastVal *v, bool required, char *buf, size_t size) {
+        if (v->type == FV_ABSENT || v->type == FV_NULL)
+                return !required;
+        if (v->type != FV_STRING || v->len >= size)
+                return false;
+        memcpy(buf, v->s, v->len);
+        buf[v->len] = 0;
+        return true;
+}
+
+/* 1: the line is a valid pull or finding, decoded into *ret (zeroed first); 0: not
+ * decided here (*ret zeroed, nothing to release). */
+static int record_from_json_fast(const char *line, size_t len, Record *ret) {
+        FastVal top[_FK_MAX] = {0}, image[_FI_MAX] = {0}, workload[_FW_MAX] = {0};
+        FastObject image_obj = {fast_image_keys, _FI_MAX, image, NULL};
+        FastObject workload_obj = {fast_workload_keys, _FW_MAX, workload, NULL};
+        FastObject *const nested[_FK_MAX] = {[FK_IMAGE] = &image_obj, [FK_WORKLOAD] = &workload_obj};
+        FastObject top_obj = {fast_top_keys, _FK_MAX, top, nested};
+        FastCursor c = {line, line + len};
+        memset(ret, 0, sizeof *ret);
+        fast_ws(&c);
+        if (!fast_object(&c, &top_obj, 0))
+                return 0;
+        fast_ws(&c);
+        if (c.p != c.end)
+                return 0;
+
+        Finding *f = &ret->finding;
+        FindingImage *im = &f->image;
+        FindingWorkload *w = &f->workload;
+        char kind[32], severity[16], time[48], found[32] = "";
+        if (top[FK_SCHEMA].type != FV_INT || top[FK_SCHEMA].i != PW_SCHEMA_VERSION)
+                goto no;
+        if (!fast_str(&top[FK_ID], true, f->id, sizeof f->id) || !f->id[0] ||
+            !fast_str(&top[FK_KIND], true, kind, sizeof kind) ||
+            !fast_str(&top[FK_SEVERITY], true, severity, sizeof severity) ||
+            !fast_str(&top[FK_TIME], true, time, sizeof time) ||
+            !fast_str(&top[FK_NODE], true, f->node, sizeof f->node) || !f->node[0] ||
+            !fast_str(&top[FK_CLUSTER], false, ret->cluster, sizeof ret->cluster))
+                goto no;
+        f->severity = severity_from_string(severity);
+        if (f->severity < 0 || record_parse_time(time, &f->time_usec) < 0)
+                goto no;
+        f->kind = finding_kind_from_string(kind); /* "inventory" too is not one: jansson's path */
+        if (f->kind < 0)
+                goto no;
+        ret->type = RECORD_FINDING;
+        if (!fast_str(&top[FK_NAMESPACE], false, f->namespace, sizeof f->namespace) ||
+            top[FK_IMAGE].type != FV_OBJECT || !fast_str(&image[FI_REF], true, im->ref, sizeof im->ref) ||
+            !fast_str(&image[FI_NAME], false, im->name, sizeof im->name) ||
+            !fast_str(&image[FI_TAG], false, im->tag, sizeof im->tag) ||
+            !fast_str(&image[FI_DIGEST], false, im->digest, sizeof im->digest) ||
+            !fast_str(&image[FI_PREVIOUS_DIGEST], false, im->previous_digest, sizeof im->previous_digest) ||
+            !fast_str(&image[FI_EXPECTED_DIGEST], false, im->expected_digest, sizeof im->expected_digest) ||
+            !fast_str(&image[FI_REVISION], false, im->revision, sizeof im->revision) ||
+            !fast_str(&image[FI_MEDIA_TYPE], false, im->media_type, sizeof im->media_type))
+                goto no;
+        FastType ti = image[FI_TAG_IMPLICIT].type;
+        if (ti != FV_ABSENT && ti != FV_TRUE && ti != FV_FALSE)
+                goto no;
+        im->tag_implicit = ti == FV_TRUE;
+        FastType wt = top[FK_WORKLOAD].type;
+        if (wt != FV_ABSENT && wt != FV_NULL && wt != FV_OBJECT)
+                goto no;
+        if (!fast_str(&workload[FW_NAMESPACE], false, w->namespace, sizeof w->namespace) ||
+            !fast_str(&workload[FW_POD], false, w->pod, sizeof w->pod) ||
+            !fast_str(&workload[FW_CONTAINER], false, w->container, sizeof w->container) ||
+            !fast_str(&workload[FW_CONTAINER_ID], false, w->container_id, sizeof w->container_id) ||
+            !fast_str(&top[FK_FOUND], false, found, sizeof found) ||
+            (found[0] && !streq_ptr(found, "container_start")) ||
+            !fast_str(&top[FK_MESSAGE], false, f->message, sizeof f->message))
+                goto no;
+        f->found_at_start = found[0] != 0;
+        return 1;
+no:
+        memset(ret, 0, sizeof *ret);
+        return 0;
+}
+
 int record_from_json(const char *line, size_t len, Record *ret, char *err, size_t errlen) {
+        if (!line || !ret)
+                return -EINVAL;
+        if (len > RECORD_LINE_MAX)
+                return FAIL(-E2BIG, "record longer than %u bytes", RECORD_LINE_MAX);
+        if (record_from_json_fast(line, len, ret) > 0)
+                return 0;
+        return record_from_json_generic(line, len, ret, err, errlen);
+}
+
+int record_from_json_generic(const char *line, size_t len, Record *ret, char *err, size_t errlen) {
         if (!line || !ret)
                 return -EINVAL;
         if (len > RECORD_LINE_MAX)

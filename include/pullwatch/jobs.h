@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "pullwatch/containerd.h"
+#include "pullwatch/facts.h"
 #include "pullwatch/observation.h"
 
 #define JOBS_IN_FLIGHT_MAX 64
@@ -51,6 +52,15 @@ typedef struct Jobs Jobs;
  * NULL; drops waiting jobs without calling back). */
 int jobs_new(Jobs **ret, Ctrd *ctrd, const JobsCallbacks *cb, void *userdata);
 Jobs *jobs_free(Jobs *q);
+
+/* The facts file behind the in-memory config cache (borrowed, must outlive the queue;
+ * NULL: none): looked up before reading an image's blobs, told what a read found. */
+void jobs_set_facts(Jobs *q, Facts *facts);
+
+/* Unmap the in-memory config cache (170 KiB once a listing of distinct digests has
+ * filled it, resident for good otherwise); the next look-up maps it again. For the end
+ * of a listing, not after every event. */
+void jobs_release_cache(Jobs *q);
 
 /* The connection generation stamped on jobs added from now on. */
 void jobs_set_generation(Jobs *q, uint64_t generation);

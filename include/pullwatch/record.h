@@ -66,6 +66,10 @@ typedef struct Record {
  * `schema` other than PW_SCHEMA_VERSION), -E2BIG (a bound exceeded) or -ENOMEM is
  * returned, and *ret holds nothing to release. */
 int record_from_json(const char *line, size_t len, Record *ret, char *err, size_t errlen);
+/* The same decoder through jansson alone. record_from_json() decodes the lines the agent
+ * writes (pulls and findings of known keys, plain ASCII strings) without it and hands
+ * every other line to this one; fuzz_record and test_record check that both agree. */
+int record_from_json_generic(const char *line, size_t len, Record *ret, char *err, size_t errlen);
 /* Same, for the `images` array of an inventory alone (as the store stages it). */
 int record_images_from_json(const char *json, size_t len, InventoryImage **ret, size_t *ret_n, char *err,
                             size_t errlen);

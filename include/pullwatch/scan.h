@@ -2,6 +2,7 @@
  * judged, printed at the end as a table or a JSON array. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "pullwatch/agent.h"
@@ -9,7 +10,9 @@
 
 typedef struct ScanReport ScanReport;
 
-int scan_report_new(ScanReport **ret);
+/* rows: keep one row per image record (the table prints them); without, they are only
+ * counted (the JSON array holds findings only: 10,000 rows were 10,000 jansson objects). */
+int scan_report_new(ScanReport **ret, bool rows);
 ScanReport *scan_report_free(ScanReport *s);
 
 /* A finding (f borrowed; pull records are not findings and are left out). */

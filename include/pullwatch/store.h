@@ -25,7 +25,8 @@
  *     previous_digest TEXT, expected_digest TEXT, revision TEXT, media_type TEXT,
  *     k8s_namespace TEXT, pod TEXT, container TEXT, container_id TEXT,  -- workload.*
  *     message TEXT
- *     indexes: (kind, time_usec), (name)  [(time_usec), (cluster, node) until schema 2]
+ *     indexes: (kind, time_usec), (name) of pulls only  [(time_usec), (cluster, node) until schema 2;
+ *              (name) of every record until schema 5]
  *
  *   nodes          -- one row per node that ever reported
  *     cluster TEXT, node TEXT, PRIMARY KEY (cluster, node),

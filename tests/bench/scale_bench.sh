@@ -5,7 +5,9 @@
 # Prints (no judgement: exit 0 unless setup fails):
 #   1. wall time of `ctr -n NS images ls -q` and of `pullwatch scan --namespace NS`
 #      (fresh state dir: every image listed, resolved and judged), RUNS times each,
-#      interleaved so both see the same load; containerd's CPU during each;
+#      interleaved so both see the same load; containerd's CPU during each; and of the
+#      scan with --content-direct=false (every blob through Content.Read), whose findings
+#      must be the scan's;
 #   2. the agent's reconcile: `pullwatch run` from start to "subscribed" (its first
 #      listing judged: every image resolved), with a fresh state dir and again after a
 #      restart on the ledger it saved (the steady state: every reference known);
@@ -71,7 +73,7 @@ ms_since() { echo $((($(pw_now_ms) - $1))); }
 
 # ------------------------------------------------------- scan vs ctr ls -q ----
 
-say "$RUNS runs each of ctr -n $NS images ls -q and pullwatch scan --namespace $NS (interleaved)"
+say "$RUNS runs each of ctr -n $NS images ls -q, pullwatch scan --namespace $NS and the scan with --content-direct=false (interleaved)"
 for ((i = 1; i <= RUNS; i++)); do
 	c=$(ticks "$CTR_PID") t=$(pw_now_ms)
 	n=$(ctrs images ls -q | wc -l)
@@ -83,6 +85,15 @@ for ((i = 1; i <= RUNS; i++)); do
 		>"$PW_WORK/scan.out" 2>"$PW_WORK/scan.err" || st=$?
 	echo "scan_ms $(ms_since "$t") $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
 	((st <= 1)) || pw_fail "pullwatch scan failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
+	# the same, every blob through containerd's Content.Read (the path before direct reads)
+	rm -rf "$PW_WORK/scan-state" && mkdir -p "$PW_WORK/scan-state"
+	c=$(ticks "$CTR_PID") t=$(pw_now_ms)
+	st=0
+	"$PULLWATCH" scan --address "$PW_SOCK" --state-dir "$PW_WORK/scan-state" --namespace "$NS" --format json \
+		--content-direct=false >"$PW_WORK/scan-api.out" 2>"$PW_WORK/scan.err" || st=$?
+	echo "api_ms $(ms_since "$t") $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
+	((st <= 1)) || pw_fail "pullwatch scan --content-direct=false failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
+	cmp -s "$PW_WORK/scan.out" "$PW_WORK/scan-api.out" || pw_fail "scan's findings differ with --content-direct=false"
 done
 med() { # KEY FIELD — median of FIELD over the runs' KEY lines
 	awk -v k="$1" -v f="$2" '$1 == k { print $f }' "$PW_WORK/runs" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
@@ -92,6 +103,9 @@ res ctr_ctd_ms $(($(med ctr_ms 3) * 1000 / TCK))
 res scan_ms "$(med scan_ms 2)"
 res scan_ctd_ms $(($(med scan_ms 3) * 1000 / TCK))
 res scan_all "$(awk '$1 == "scan_ms" { printf "%s%s", s, $2; s = " " }' "$PW_WORK/runs")"
+res api_ms "$(med api_ms 2)"
+res api_ctd_ms $(($(med api_ms 3) * 1000 / TCK))
+res api_all "$(awk '$1 == "api_ms" { printf "%s%s", s, $2; s = " " }' "$PW_WORK/runs")"
 res ctr_all "$(awk '$1 == "ctr_ms" { printf "%s%s", s, $2; s = " " }' "$PW_WORK/runs")"
 
 # ------------------------------------------------------------ the agent ----
@@ -158,6 +172,8 @@ rows = [
     ("ctr images ls -q (median; runs)", "%d ms (%s)" % (ctr, g("ctr_all")), "containerd CPU %s ms" % g("ctr_ctd_ms"), ""),
     ("pullwatch scan (median; runs)", "%s ms (%s)" % (g("scan_ms"), g("scan_all")),
      "containerd CPU %s ms" % g("scan_ctd_ms"), "%.2fx ctr ls (goal <= 1.5x)" % (int(g("scan_ms")) / ctr)),
+    ("pullwatch scan --content-direct=false", "%s ms (%s)" % (g("api_ms"), g("api_all")),
+     "containerd CPU %s ms" % g("api_ctd_ms"), "%.2fx ctr ls" % (int(g("api_ms")) / ctr)),
     ("agent reconcile, fresh state", "%s ms" % g("fresh_ms"), "", "%.2fx ctr ls (goal <= 1.5x)" % (int(g("fresh_ms")) / ctr)),
     ("agent reconcile, ledger known", "%s ms" % g("known_ms"), "", "%.2fx ctr ls (goal <= 1.5x)" % (int(g("known_ms")) / ctr)),
     ("agent RSS / Private_Dirty / VmHWM, idle after fresh", "%s / %s / %s" % (mib("fresh_rss"), mib("fresh_pd"), mib("fresh_hwm")), "",

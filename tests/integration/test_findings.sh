@@ -138,6 +138,9 @@ before=$(pw_findings_list)
 jbefore=$(pw_journal_count "$NODE" "" 'PULLWATCH_KIND!=pull')
 pw_stop_agent
 pw_assert_cmd "the ledger is written to STATE_DIR/ledger.json" test -s "$PW_STATE_DIR/ledger.json"
+# what resolving each image found is kept by digest: the restart's reconcile reads no
+# blob of a known digest, and must judge exactly as before (the checks below)
+pw_assert_cmd "the images' config facts are written to STATE_DIR/facts" test -s "$PW_STATE_DIR/facts"
 pw_start_agent "$NODE" --pins "$PINS"
 pw_sync_agent default
 sync_ref=$PW_SYNC_REF
@@ -154,7 +157,12 @@ pw_pass "after a restart the ledger still knows app:latest was $d_app2"
 pw_stop_agent
 size=$(stat -c %s "$PW_STATE_DIR/ledger.json")
 truncate -s $((size / 2)) "$PW_STATE_DIR/ledger.json"
+fsize=$(stat -c %s "$PW_STATE_DIR/facts")
+truncate -s $((fsize - 1)) "$PW_STATE_DIR/facts"
 pw_start_agent "$NODE" --pins "$PINS"
+pw_assert_cmd "a damaged facts file is moved aside, said in one line" \
+	eval "pw_agent_err_since_start | grep -q 'facts is corrupt (.*): moved aside as facts.corrupt-'"
+pw_assert_cmd "and rebuilt from the images" test -s "$PW_STATE_DIR/facts"
 pw_assert_cmd "the agent says the state file is damaged" \
 	eval "pw_agent_err_since_start | grep -Eiq 'ledger|state'"
 pw_note "stderr about the damaged state: $(pw_agent_err_since_start | grep -Ei 'ledger|state' | head -1)"

@@ -18,9 +18,11 @@
 #include "images.pb-c.h"
 #include "pullwatch/containerd.h"
 #include "pullwatch/grpc.h"
+#include "pullwatch/sha256.h"
 #include "pullwatch/util.h"
 
 #include "live_containerd.h"
+#include "tmpdir.h"
 
 static size_t read_file(const char *path, uint8_t *buf, size_t size) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -356,6 +358,103 @@ static void test_parse_manifest_config(void **state) {
         }
 }
 
+/* ------------------------------------------------------------ direct blob reads */
+
+/* Each case is a file planted under blobs/ and what reading its digest gives. */
+static void test_blob_read_at(void **state) {
+        const char *dir = *state;
+        /* sha256("abc") and sha256("") */
+        static const char abc[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        static const char empty[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        static const char other[] = "0000000000000000000000000000000000000000000000000000000000000001";
+        static const char fifo[] = "0000000000000000000000000000000000000000000000000000000000000002";
+        static const char sub[] = "0000000000000000000000000000000000000000000000000000000000000003";
+        static const char link[] = "0000000000000000000000000000000000000000000000000000000000000004";
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        assert_int_equal(mkdirat(dfd, "sha256", 0700), 0);
+        _cleanup_close_ int sfd = openat(dfd, "sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(sfd >= 0);
+        const struct {
+                const char *name, *content;
+        } files[] = { { abc, "abc" }, { empty, "" }, { other, "abc" } };
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_close_ int w = openat(sfd, files[i].name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                assert_true(w >= 0);
+                assert_int_equal(write(w, files[i].content, strlen(files[i].content)),
+                                 (ssize_t) strlen(files[i].content));
+        }
+        /* 20,000 bytes: more than the first read takes */
+        static char big_hex[65];
+        static char big[20000];
+        memset(big, 'x', sizeof big);
+        {
+                uint8_t md[SHA256_DIGEST_SIZE];
+                sha256(big, sizeof big, md);
+                for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++)
+                        snprintf(big_hex + 2 * i, 3, "%02x", md[i]);
+                _cleanup_close_ int w = openat(sfd, big_hex, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                assert_true(w >= 0);
+                assert_int_equal(write(w, big, sizeof big), (ssize_t) sizeof big);
+        }
+        assert_int_equal(mkfifoat(sfd, fifo, 0600), 0);
+        assert_int_equal(mkdirat(sfd, sub, 0700), 0);
+        assert_int_equal(symlinkat(abc, sfd, link), 0);
+
+        char d_big[80];
+        snprintf(d_big, sizeof d_big, "sha256:%s", big_hex);
+        char d_abc[80], d_empty[80], d_other[80], d_fifo[80], d_sub[80], d_link[80], d_short[80];
+        snprintf(d_abc, sizeof d_abc, "sha256:%s", abc);
+        snprintf(d_empty, sizeof d_empty, "sha256:%s", empty);
+        snprintf(d_other, sizeof d_other, "sha256:%s", other);
+        snprintf(d_fifo, sizeof d_fifo, "sha256:%s", fifo);
+        snprintf(d_sub, sizeof d_sub, "sha256:%s", sub);
+        snprintf(d_link, sizeof d_link, "sha256:%s", link);
+        snprintf(d_short, sizeof d_short, "sha256:%.63s", abc);
+        const struct {
+                const char *digest;
+                size_t max;
+                int r;
+                const char *content;
+        } cases[] = {
+                { d_abc, 16, 0, "abc" },
+                { d_abc, 3, 0, "abc" },          /* exactly the bound */
+                { d_abc, 2, -EFBIG, NULL },      /* over it */
+                { d_empty, 16, 0, "" },
+                { d_big, sizeof big, 0, big },       /* larger than the first read */
+                { d_big, sizeof big - 1, -EFBIG, NULL },
+                { d_big, 100, -EFBIG, NULL },
+                { d_other, 16, -EBADMSG, NULL }, /* bytes not matching the name */
+                { d_fifo, 16, -EBADMSG, NULL },  /* no wait for a writer: read as empty, not matching */
+                { d_sub, 16, -EISDIR, NULL },
+                { d_link, 16, -ELOOP, NULL }, /* never followed */
+                { "sha256:2222222222222222222222222222222222222222222222222222222222222222", 16, -ENOENT, NULL },
+                /* containerd names its files in lower case */
+                { "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", 16, -EINVAL, NULL },
+                { d_short, 16, -EINVAL, NULL },
+                { "sha256:../sha256/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f200", 16, -EINVAL,
+                  NULL },
+                { "sha512:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", 16, -EOPNOTSUPP, NULL },
+                { "", 16, -EOPNOTSUPP, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint8_t *buf = (uint8_t *) "untouched";
+                size_t len = 99;
+                int r = ctrd_blob_read_at(dfd, cases[i].digest, cases[i].max, &buf, &len);
+                if (r != cases[i].r)
+                        fail_msg("case %zu (%s): %d, expected %d", i, cases[i].digest, r, cases[i].r);
+                if (r < 0) {
+                        assert_string_equal((const char *) buf, "untouched");
+                        assert_int_equal(len, 99);
+                        continue;
+                }
+                size_t want = cases[i].content == big ? sizeof big : strlen(cases[i].content);
+                assert_int_equal(len, want);
+                assert_memory_equal(buf, cases[i].content, len);
+                free(buf);
+        }
+}
+
 /* ------------------------------------------------------------ against a private containerd */
 
 typedef struct Live {
@@ -454,11 +553,18 @@ static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageC
                 live.cfg = *cfg;
         live_done();
 }
-static void on_images(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImage *imgs, size_t n, void *ud) {
+static void on_images(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs, size_t n,
+                      void *ud) {
         assert_int_equal(error, 0);
         assert_string_equal(ns, "test");
         assert_int_equal(n, 1);
-        live.image = imgs[0];
+        /* borrowed for the callback: kept as copies */
+        assert_int_equal(strcpy_bounded(live.image.name, sizeof live.image.name, imgs[0].name), 0);
+        assert_int_equal(strcpy_bounded(live.image.target_digest, sizeof live.image.target_digest, imgs[0].target_digest), 0);
+        assert_int_equal(strcpy_bounded(live.image.target_media_type, sizeof live.image.target_media_type,
+                                        imgs[0].target_media_type),
+                         0);
+        live.image.target_size = imgs[0].target_size;
         assert_int_equal(ctrd_image_resolve(c, ns, imgs[0].target_digest, imgs[0].target_media_type, on_resolved, NULL), 0);
         live.pending++;
         live_done();
@@ -636,6 +742,92 @@ static void test_live_subscribe(void **state) {
         live_end();
 }
 
+static int resolve_sync_calls;
+static void on_resolved_sync(Ctrd *c, int error, const char *reason, const CtrdImageConfig *cfg, void *ud) {
+        resolve_sync_calls++;
+        on_resolved(c, error, reason, cfg, ud);
+}
+
+static bool cfg_equal(const CtrdImageConfig *a, const CtrdImageConfig *b) {
+        return streq_ptr(a->platform_digest, b->platform_digest) && streq_ptr(a->config_digest, b->config_digest) &&
+               a->has_revision == b->has_revision && streq_ptr(a->revision, b->revision) &&
+               a->is_index == b->is_index && a->n_manifests == b->n_manifests && streq_ptr(a->platform, b->platform);
+}
+
+/* Resolve live.image (listed by test_live_unary) and run until it is resolved and
+ * nothing else is pending (the content root probe). */
+static void resolve_and_settle(void) {
+        assert_int_equal(ctrd_image_resolve(live.ctrd, "test", live.image.target_digest, live.image.target_media_type,
+                                            on_resolved, NULL),
+                         0);
+        live.pending = 1;
+        live_run();
+        for (int i = 0; i < 200 && ctrd_pending(live.ctrd) > 0; i++)
+                assert_true(sd_event_run(live.e, 100 * 1000) >= 0);
+        assert_int_equal(ctrd_pending(live.ctrd), 0);
+}
+
+/* The blobs read straight from the content store give what Content.Read gives; a blob
+ * missing from the disk goes to containerd; turned off, nothing is read directly. */
+static void test_live_resolve_direct(void **state) {
+        uint64_t direct, api;
+        if (live.pid <= 0 || !live.image.target_digest[0])
+                skip();
+        /* through containerd only */
+        live_begin();
+        ctrd_set_content_direct(live.ctrd, false);
+        resolve_and_settle();
+        assert_int_equal(live.resolve_error, 0);
+        CtrdImageConfig via_api = live.cfg;
+        ctrd_get_content_stats(live.ctrd, &direct, &api);
+        assert_int_equal(direct, 0);
+        assert_int_equal(api, 3); /* index, manifest, config */
+        assert_null(ctrd_content_root(live.ctrd));
+        live_end();
+
+        /* direct: the first resolve asks where the store is (its blobs through containerd
+         * meanwhile), the second reads all three from the disk, before it returns */
+        live_begin();
+        resolve_and_settle();
+        assert_int_equal(live.resolve_error, 0);
+        assert_true(cfg_equal(&live.cfg, &via_api));
+        char root[512];
+        snprintf(root, sizeof root, "%s/root/io.containerd.content.v1.content", live.dir);
+        assert_string_equal(ctrd_content_root(live.ctrd), root);
+        uint64_t direct0, api0;
+        ctrd_get_content_stats(live.ctrd, &direct0, &api0);
+        live.cfg = (CtrdImageConfig){};
+        resolve_sync_calls = 0;
+        assert_int_equal(ctrd_image_resolve(live.ctrd, "test", live.image.target_digest, live.image.target_media_type,
+                                            on_resolved_sync, NULL),
+                         0);
+        assert_int_equal(resolve_sync_calls, 1);
+        assert_int_equal(live.resolve_error, 0);
+        assert_true(cfg_equal(&live.cfg, &via_api));
+        assert_int_equal(ctrd_pending(live.ctrd), 0);
+        ctrd_get_content_stats(live.ctrd, &direct, &api);
+        assert_int_equal(direct - direct0, 3);
+        assert_int_equal(api, api0);
+
+        /* the config blob gone from the disk: containerd is asked (and says NOT_FOUND) */
+        char blob[640], aside[660];
+        snprintf(blob, sizeof blob, "%s/blobs/sha256/%s", root, via_api.config_digest + strlen("sha256:"));
+        snprintf(aside, sizeof aside, "%s.aside", blob);
+        assert_int_equal(rename(blob, aside), 0);
+        assert_int_equal(ctrd_image_resolve(live.ctrd, "test", live.image.target_digest, live.image.target_media_type,
+                                            on_resolved, NULL),
+                         0);
+        live.pending = 1;
+        live_run();
+        assert_int_equal(rename(aside, blob), 0);
+        assert_int_equal(live.resolve_error, -ENOENT);
+        uint64_t direct1 = direct;
+        ctrd_get_content_stats(live.ctrd, &direct, &api);
+        assert_int_equal(direct - direct1, 2); /* index and manifest */
+        assert_int_equal(api - api0, 1);       /* the config */
+        live_end();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_real_envelopes),
@@ -643,9 +835,11 @@ int main(void) {
                 cmocka_unit_test(test_goarch),
                 cmocka_unit_test(test_parse_index),
                 cmocka_unit_test(test_parse_manifest_config),
+                cmocka_unit_test_setup_teardown(test_blob_read_at, setup_dir, teardown_dir),
         };
         const struct CMUnitTest live_tests[] = {
                 cmocka_unit_test(test_live_unary),
+                cmocka_unit_test(test_live_resolve_direct),
                 cmocka_unit_test(test_live_containers),
                 cmocka_unit_test(test_live_subscribe),
         };

@@ -206,9 +206,99 @@ static void test_time(void **state) {
         }
 }
 
+
+/* The decoder's fast path (lines as the agent writes them, without jansson) and jansson's
+ * (record_from_json_generic) agree on every line: the same result, the same reason, the
+ * same record. Each case varies one part of a valid finding; ok: whether it decodes. */
+#define FP_IMG "{\"ref\":\"docker.io/library/web:latest\",\"name\":\"docker.io/library/web\",\"tag\":\"latest\",\"digest\":\"" D1 "\""
+#define FP_WL "{\"namespace\":\"shop\",\"pod\":\"web-0\",\"container\":\"web\"}"
+#define REC(schema, id, kind, sev, time, node, image, workload, msg, extra)                                          \
+        "{\"schema\":" schema ",\"id\":" id ",\"kind\":" kind ",\"severity\":" sev ",\"time\":" time ",\"node\":" node \
+        ",\"namespace\":\"k8s.io\",\"image\":" image ",\"workload\":" workload ",\"message\":" msg extra "}"
+#define OK_ID "\"0123456789abcdef0123456789abcdef\""
+#define OK_TIME "\"2026-11-25T09:00:00.123456Z\""
+#define VALID(extra) REC("1", OK_ID, "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG "}", FP_WL, "\"m\"", extra)
+#define WITH_IMAGE(more) REC("1", OK_ID, "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG more "}", FP_WL, "\"m\"", "")
+#define WITH_MSG(msg) REC("1", OK_ID, "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG "}", FP_WL, msg, "")
+#define WITH_SCHEMA(v) REC(v, OK_ID, "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG "}", FP_WL, "\"m\"", "")
+#define WITH_WL(w) REC("1", OK_ID, "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG "}", w, "\"m\"", "")
+
+static void test_fast_path_agrees(void **state) {
+        static const struct {
+                bool ok;
+                const char *line;
+        } table[] = {
+                {true, VALID("")},
+                {true, " \t" VALID("") "\r\n "},
+                {true, VALID(",\"cluster\":\"c1\",\"found\":\"\"")},
+                {true, VALID(",\"cluster\":null,\"found\":\"container_start\"")},
+                {false, VALID(",\"found\":\"elsewhere\"")},
+                {false, VALID(",\"id\":\"again\"")},  /* a repeated key */
+                {true, VALID(",\"extra\":1")},       /* unknown keys are ignored (jansson's path) */
+                {true, WITH_IMAGE(",\"extra\":{\"a\":[1]}")},
+                {true, WITH_IMAGE(",\"tag_implicit\":true")},
+                {true, WITH_IMAGE(",\"tag_implicit\":false,\"revision\":null,\"media_type\":\"\"")},
+                {false, WITH_IMAGE(",\"tag_implicit\":null")},
+                {false, WITH_IMAGE(",\"ref\":\"again\"")},
+                {true, WITH_MSG("\"a \\\"q\\\" \\\\ b \\u00e9 \\/\"")},
+                {true, WITH_MSG("\"caf\xc3\xa9 del\x7f\"")},
+                {false, WITH_MSG("\"bad \xc3\"")},
+                {false, WITH_MSG("\"tab\there\"")},
+                {false, WITH_MSG("\"nul\\u0000\"")},
+                {false, WITH_MSG("5")},
+                {false, VALID("") "x"},
+                {false, "{\"schema\":1"},
+                {false, WITH_SCHEMA("01")},
+                {false, WITH_SCHEMA("1.0")},
+                {false, WITH_SCHEMA("1e0")},
+                {false, WITH_SCHEMA("-1")},
+                {false, WITH_SCHEMA("2")},
+                {false, WITH_SCHEMA("1234567890123456789")},
+                {false, WITH_SCHEMA("99999999999999999999")},
+                {false, WITH_SCHEMA("tru")},
+                {false, WITH_SCHEMA("\"1\"")},
+                {true, WITH_WL("null")},
+                {true, WITH_WL("{}")},
+                {false, WITH_WL("\"web\"")},
+                {false, WITH_WL("{\"pod\":{}}")},
+                {false, REC("1", OK_ID, "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", "null", FP_WL, "\"m\"", "")},
+                {false, REC("1", OK_ID, "\"inventory\"", "\"info\"", OK_TIME, "\"node-a\"", FP_IMG "}", FP_WL, "\"m\"", "")},
+                {false, REC("1", OK_ID, "\"nope\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG "}", FP_WL, "\"m\"", "")},
+                {false, REC("1", OK_ID, "\"latest_tag\"", "\"loud\"", OK_TIME, "\"node-a\"", FP_IMG "}", FP_WL, "\"m\"", "")},
+                {false, REC("1", "\"0123456789abcdef0123456789abcdef0\"", "\"latest_tag\"", "\"medium\"", OK_TIME,
+                            "\"node-a\"", FP_IMG "}", FP_WL, "\"m\"", "")},
+                {false, REC("1", "\"\"", "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG "}", FP_WL, "\"m\"", "")},
+                {false, REC("1", OK_ID, "\"latest_tag\"", "\"medium\"", OK_TIME, "\"\"", FP_IMG "}", FP_WL, "\"m\"", "")},
+                {false, REC("1", OK_ID, "\"latest_tag\"", "\"medium\"", "\"2026-11-25 09:00:00Z\"", "\"node-a\"",
+                            FP_IMG "}", FP_WL, "\"m\"", "")},
+                {true, REC("1", "\"0123\\u00345\"", "\"latest_tag\"", "\"medium\"", OK_TIME, "\"node-a\"", FP_IMG "}",
+                           FP_WL, "\"m\"", "")},
+                {false, "[" VALID("") "]"},
+                {false, ""},
+                {false, "{}"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                Record fast, generic;
+                char err[256] = "", gerr[256] = "";
+                size_t len = strlen(table[i].line);
+                int r = record_from_json(table[i].line, len, &fast, err, sizeof err);
+                int g = record_from_json_generic(table[i].line, len, &generic, gerr, sizeof gerr);
+                if (table[i].ok != (r >= 0) || r != g || strcmp(err, gerr) != 0)
+                        fail_msg("case %zu: %d \"%s\" / jansson %d \"%s\": %s", i, r, err, g, gerr, table[i].line);
+                if (r >= 0) {
+                        assert_int_equal(fast.type, generic.type);
+                        assert_memory_equal(fast.cluster, generic.cluster, sizeof fast.cluster);
+                        assert_memory_equal(&fast.finding, &generic.finding, sizeof fast.finding);
+                        record_done(&fast);
+                        record_done(&generic);
+                }
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_fast_path_agrees),
                 cmocka_unit_test(test_inventory),
                 cmocka_unit_test(test_bad_input),
                 cmocka_unit_test(test_time),

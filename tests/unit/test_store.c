@@ -151,7 +151,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -207,7 +207,7 @@ static void test_upgrade_from_v2(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4");
+                                    "1;2;3;4;5");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -303,10 +303,10 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
                 ingest(s, "prod", b1, 1);
                 s = store_free(s);
-                raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version = 4");
+                raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4");
+                                    "1;2;3;4;5");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -321,6 +321,56 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b2[] = {PULL("v2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, NULL, b2, 1);
                 assert_string_equal(q(s, "SELECT cluster FROM records WHERE id = 'v2'", 0, NULL, &o), "prod");
+                store_free(s);
+        }
+}
+
+/* The definition of records_name, as each engine writes it back. */
+static const char *const records_name_def[] = {
+        "SELECT sql FROM sqlite_master WHERE name = 'records_name'",
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'records_name'",
+};
+
+/* A database of schema version 4 (records_name over every record) upgrades in place, on
+ * both engines: its rows stay, records_name holds pulls only, and the report's look-up of
+ * pulls by name (report_query.c, --image) goes through it and finds the old pull. */
+static void test_upgrade_from_v4(void **state) {
+        static const char *const pulls_by_name =
+                "SELECT cluster, node, ref, digest, MAX(revision), MAX(time_usec) FROM records "
+                "WHERE kind = 'pull' AND name = $1 AND ($2 = '' OR cluster = $2) GROUP BY cluster, node, ref, digest";
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {PULL("w1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z"),
+                                    LATEST("w2", "node-a", "docker.io/library/web:latest", D2, "2026-11-25T09:00:01Z")};
+                ingest(s, "prod", b1, 2);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url,
+                        "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
+                        "DELETE FROM schema_migrations WHERE version >= 5");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5");
+                assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
+                q(s, records_name_def[e], 0, NULL, &o);
+                assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
+                assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "w1;w2");
+                if (e == STORE_SQLITE) {
+                        char plan[1024];
+                        snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", pulls_by_name);
+                        q(s, plan, 2, (const char *[]){"docker.io/library/web", ""}, &o);
+                        assert_non_null(strstr(o.text, "USING INDEX records_name"));
+                }
+                const char *b2[] = {PULL("w3", "node-b", "docker.io/library/web:1", "1", D3, "2026-11-25T10:00:00Z")};
+                ingest(s, "prod", b2, 1);
+                char sorted[1024];
+                snprintf(sorted, sizeof sorted, "%s ORDER BY node", pulls_by_name);
+                assert_string_equal(q(s, sorted, 2, (const char *[]){"docker.io/library/web", ""}, &o),
+                                    "prod|node-a|docker.io/library/web:1|" D1 "||1795597200000000;"
+                                    "prod|node-b|docker.io/library/web:1|" D3 "||1795600800000000");
                 store_free(s);
         }
 }
@@ -556,11 +606,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4");
+                                    "1;2;3;4;5");
                 s = store_free(s);
-                /* a second open finds version 4 and applies nothing */
+                /* a second open finds version 5 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "4");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "5");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -858,6 +908,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
                 cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
+                cmocka_unit_test(test_upgrade_from_v4),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),

@@ -1,0 +1,97 @@
+/* sha256: the FIPS 180-2 / NIST example vectors, whole and fed in every split; hex
+ * matching (case, length, junk). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pullwatch/sha256.h"
+
+static void hex(const uint8_t d[SHA256_DIGEST_SIZE], char out[2 * SHA256_DIGEST_SIZE + 1]) {
+        for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++)
+                snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static const struct {
+        const char *in;
+        size_t repeat;
+        const char *digest;
+} vectors[] = {
+        {"", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+         1, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
+        {"a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
+        /* 55, 56 and 64 bytes: the padding's edge cases */
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1,
+         "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1,
+         "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1,
+         "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
+};
+
+static void test_vectors(void **state) {
+        for (size_t v = 0; v < sizeof vectors / sizeof vectors[0]; v++) {
+                Sha256 s;
+                uint8_t d[SHA256_DIGEST_SIZE];
+                char h[2 * SHA256_DIGEST_SIZE + 1];
+                size_t len = strlen(vectors[v].in);
+                sha256_init(&s);
+                for (size_t r = 0; r < vectors[v].repeat; r++)
+                        sha256_update(&s, vectors[v].in, len);
+                sha256_final(&s, d);
+                hex(d, h);
+                assert_string_equal(h, vectors[v].digest);
+        }
+}
+
+/* every split of a 130-byte message into two updates gives the one-shot digest */
+static void test_splits(void **state) {
+        char msg[131];
+        uint8_t whole[SHA256_DIGEST_SIZE], part[SHA256_DIGEST_SIZE];
+        for (size_t i = 0; i < 130; i++)
+                msg[i] = (char) ('A' + i % 53);
+        msg[130] = 0;
+        sha256(msg, 130, whole);
+        for (size_t cut = 0; cut <= 130; cut++) {
+                Sha256 s;
+                sha256_init(&s);
+                sha256_update(&s, msg, cut);
+                sha256_update(&s, msg + cut, 130 - cut);
+                sha256_final(&s, part);
+                assert_memory_equal(whole, part, sizeof whole);
+        }
+}
+
+static void test_matches_hex(void **state) {
+        static const struct {
+                const char *hex;
+                bool match;
+        } cases[] = {
+                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", true},
+                {"BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", true},
+                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ae", false},
+                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a", false},
+                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0", false},
+                {"zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", false},
+                {"", false},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+                assert_int_equal(sha256_matches_hex("abc", 3, cases[i].hex), cases[i].match);
+        assert_false(sha256_matches_hex("abc", 3, NULL));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_vectors),
+                cmocka_unit_test(test_splits),
+                cmocka_unit_test(test_matches_hex),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
