@@ -516,6 +516,82 @@ static void test_finding_upsert(void **state) {
         }
 }
 
+/* SQLite applies a request's inventories together, each table's rows in index order
+ * (store.c inv_flush): the state must be what one record at a time leaves. Eight records
+ * as one request and as eight, on each engine: a pull arriving after an inventory of its
+ * node with an older time (its new row must survive that inventory), two inventories of
+ * one node (the later-arriving one older: a replay that changes no image), a reference and
+ * a pod listed twice, and an inventory of another node in between. */
+#define INV_OF(id, node, t, images)                                                                               \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":\"" t     \
+        "\",\"node\":\"" node "\",\"total\":1,\"compliant\":1,\"part\":1,\"parts\":1,\"images\":[" images "]}"
+static void test_inventories_deferred_in_order(void **state) {
+        static const char *const batch[] = {
+                INV_OF("v1", "node-a", "2026-11-25T10:00:00Z",
+                       INV_IMAGE("docker.io/library/x:1", D1, "r1", POD("p1")) "," INV_IMAGE(
+                               "docker.io/library/y:1", D2, "", POD("p2"))),
+                PULL("u1", "node-a", "docker.io/library/z:9", "9", D3, "2026-11-25T09:30:00Z"),
+                INV_OF("v2", "node-b", "2026-11-25T10:00:00Z", INV_IMAGE("docker.io/library/x:1", D2, "", POD("q1"))),
+                INV_OF("v3", "node-a", "2026-11-25T11:00:00Z",
+                       INV_IMAGE("docker.io/library/x:1", D2, "r2", POD("p1")) "," INV_IMAGE(
+                               "docker.io/library/x:1", D1, "", POD("p1") "," POD("p1")) "," INV_IMAGE("docker.io/"
+                                                                                                     "library/w:1",
+                                                                                                     D3, "", "")),
+                PULL("u2", "node-a", "docker.io/library/y:1", "1", D3, "2026-11-25T10:30:00Z"),
+                INV_OF("v4", "node-a", "2026-11-25T10:45:00Z", INV_IMAGE("docker.io/library/v:1", D1, "", POD("p9"))),
+                INV_OF("v5", "node-c", "2026-11-25T10:00:00Z", ""),
+                PULL("u3", "node-c", "docker.io/library/x:1", "1", D2, "2026-11-25T09:00:00Z"),
+        };
+        static const char *const dumps[] = {
+                "SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest,"
+                " revision_verified, compliant, findings, pods, k8s_namespaces, updated_usec, findings_mask"
+                " FROM node_images ORDER BY node, ref",
+                "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision, first_seen_usec,"
+                " last_seen_usec FROM workload_history ORDER BY node, pod, digest",
+                "SELECT cluster, node, last_inventory_usec FROM nodes ORDER BY node",
+        };
+        const size_t n = ELEMENTSOF(batch);
+        Out first[ELEMENTSOF(dumps)];
+        for (size_t e = 0; e < n_engines(); e++)
+                for (int together = 0; together < 2; together++) {
+                        Store *s = open_fresh((StoreEngine) e);
+                        if (together) {
+                                StoreIngestResult r = ingest(s, "c1", batch, n);
+                                assert_int_equal(r.inventories, 5);
+                        } else
+                                for (size_t i = 0; i < n; i++)
+                                        ingest(s, "c1", batch + i, 1);
+                        for (size_t d = 0; d < ELEMENTSOF(dumps); d++) {
+                                Out o;
+                                q(s, dumps[d], 0, NULL, &o);
+                                if (e == 0 && !together)
+                                        first[d] = o;
+                                else
+                                        assert_string_equal(o.text, first[d].text);
+                        }
+                        store_free(s);
+                }
+        /* one record at a time: node-a holds x:1 (the last listed) and w:1 of v3, and z:9 from
+         * the pull older than v1 (it arrived after v1, so v1 did not remove it; v3 did: 09:30 <
+         * 11:00); y:1 from the pull after v3 (v3 had removed v1's y:1); the replay v4 changes no
+         * image; node-c: the pull older than its inventory, which arrived first */
+        assert_string_equal(first[0].text,
+                            "c1|node-a|k8s.io|docker.io/library/w:1|docker.io/library/w||" D3
+                            "|||1|0|1|1||[]||1795604400000000|0;"
+                            "c1|node-a|k8s.io|docker.io/library/x:1|docker.io/library/x||" D1
+                            "|||1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"p1\",\"container\":\"web\"},"
+                            "{\"namespace\":\"shop\",\"pod\":\"p1\",\"container\":\"web\"}]|shop|1795604400000000|0;"
+                            "c1|node-a|k8s.io|docker.io/library/y:1|docker.io/library/web|1|" D3
+                            "|||1|0|1|1||[]||1795602600000000|0;"
+                            "c1|node-b|k8s.io|docker.io/library/x:1|docker.io/library/x||" D2
+                            "|||1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"q1\",\"container\":\"web\"}]|shop|"
+                            "1795600800000000|0;"
+                            "c1|node-c|k8s.io|docker.io/library/x:1|docker.io/library/web|1|" D2
+                            "|||1|0|1|1||[]||1795597200000000|0");
+        assert_string_equal(first[2].text, "c1|node-a|1795604400000000;c1|node-b|1795600800000000;"
+                                           "c1|node-c|1795600800000000");
+}
+
 static void test_batch_same_on_both_engines(void **state) {
         static const char *const batch[] = {
                 PULL("s1", "node-a", WEB, "latest", D1, "2026-11-25T09:00:00Z"),
@@ -914,6 +990,7 @@ int main(void) {
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
                 cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
+                cmocka_unit_test(test_inventories_deferred_in_order),
                 cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_inventory_pods_json),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
