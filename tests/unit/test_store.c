@@ -151,7 +151,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -207,7 +207,7 @@ static void test_upgrade_from_v2(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -306,7 +306,7 @@ static void test_upgrade_from_v3(void **state) {
                 raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -353,7 +353,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -592,6 +592,57 @@ static void test_inventories_deferred_in_order(void **state) {
                                            "c1|node-c|1795600800000000");
 }
 
+/* A database of schema version 5 (workload_history (k8s_namespace, pod)) upgrades in
+ * place, on both engines: its rows stay, the index is (k8s_namespace) alone, and the
+ * report's --workload look-up uses it and finds the same rows. */
+static const char *const workload_indexes[] = {
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'workload_history' AND sql IS NOT NULL"
+        " ORDER BY name",
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'workload_history' AND indexname <>"
+        " 'workload_history_pkey' ORDER BY indexname",
+};
+
+static void test_upgrade_from_v5(void **state) {
+        static const char *const by_workload =
+                "SELECT node, pod, container, digest FROM workload_history WHERE k8s_namespace = $1 AND (pod = $2 OR"
+                " container = $2 OR substr(pod, 1, length($2) + 1) = $2 || '-') ORDER BY node, pod, digest";
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {
+                        LATEST("w1", "node-a", "docker.io/library/web:latest", D2, "2026-11-25T09:00:01Z"),
+                        INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                               INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7") "," POD("api-1"))),
+                };
+                ingest(s, "prod", b1, 2);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url,
+                        "DROP INDEX workload_history_namespace;"
+                        "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
+                        "DELETE FROM schema_migrations WHERE version >= 6");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6");
+                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
+                                    "workload_history_name;workload_history_namespace");
+                if (e == STORE_SQLITE) {
+                        char plan[1024];
+                        snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", by_workload);
+                        q(s, plan, 2, (const char *[]){"shop", "web"}, &o);
+                        assert_non_null(strstr(o.text, "USING INDEX workload_history_namespace (k8s_namespace=?)"));
+                }
+                const char *b2[] = {FIND("w2", "untraceable", WEB, D1, "2026-11-25T11:00:00Z", "web-0", "")};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, by_workload, 2, (const char *[]){"shop", "web"}, &o),
+                                    "node-a|web-0|web|" D1 ";node-a|web-0|web|" D2 ";node-b|api-1|web|" D1
+                                    ";node-b|web-7|web|" D1);
+                store_free(s);
+        }
+}
+
 static void test_batch_same_on_both_engines(void **state) {
         static const char *const batch[] = {
                 PULL("s1", "node-a", WEB, "latest", D1, "2026-11-25T09:00:00Z"),
@@ -682,11 +733,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6");
                 s = store_free(s);
-                /* a second open finds version 5 and applies nothing */
+                /* a second open finds version 6 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "5");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "6");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -984,7 +1035,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
                 cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
-                cmocka_unit_test(test_upgrade_from_v4),
+                cmocka_unit_test(test_upgrade_from_v4),     cmocka_unit_test(test_upgrade_from_v5),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
