@@ -151,7 +151,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -207,7 +207,7 @@ static void test_upgrade_from_v2(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6");
+                                    "1;2;3;4;5;6;7");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -306,7 +306,7 @@ static void test_upgrade_from_v3(void **state) {
                 raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6");
+                                    "1;2;3;4;5;6;7");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -353,7 +353,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6");
+                                    "1;2;3;4;5;6;7");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -625,7 +625,7 @@ static void test_upgrade_from_v5(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6");
+                                    "1;2;3;4;5;6;7");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
                                     "workload_history_name;workload_history_namespace");
                 if (e == STORE_SQLITE) {
@@ -639,6 +639,46 @@ static void test_upgrade_from_v5(void **state) {
                 assert_string_equal(q(s, by_workload, 2, (const char *[]){"shop", "web"}, &o),
                                     "node-a|web-0|web|" D1 ";node-a|web-0|web|" D2 ";node-b|api-1|web|" D1
                                     ";node-b|web-7|web|" D1);
+                store_free(s);
+        }
+}
+
+/* A database of schema version 6 upgrades in place: on PostgreSQL the state tables get
+ * fillfactor 70 (room for in-place updates of the hourly inventory), on SQLite the
+ * version moves on with nothing to change; rows stay and the next inventory applies. */
+static void test_upgrade_from_v6(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                ingest(s, "prod", b1, 1);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url,
+                        e == STORE_POSTGRESQL ? "ALTER TABLE node_images RESET (fillfactor);"
+                                                "ALTER TABLE workload_history RESET (fillfactor);"
+                                                "DELETE FROM schema_migrations WHERE version >= 7"
+                                              : "DELETE FROM schema_migrations WHERE version >= 7");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7");
+                if (e == STORE_POSTGRESQL)
+                        assert_string_equal(q(s,
+                                              "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
+                                              " relname IN ('node_images', 'workload_history') ORDER BY relname",
+                                              0, NULL, &o),
+                                            "node_images|fillfactor=70;workload_history|fillfactor=70");
+                const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, "SELECT node, ref, updated_usec FROM node_images", 0, NULL, &o),
+                                    "node-b|docker.io/library/x:1|1795604400000000");
+                assert_string_equal(q(s, "SELECT pod, first_seen_usec, last_seen_usec FROM workload_history", 0, NULL,
+                                      &o),
+                                    "web-7|1795600800000000|1795604400000000");
                 store_free(s);
         }
 }
@@ -733,11 +773,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6");
+                                    "1;2;3;4;5;6;7");
                 s = store_free(s);
-                /* a second open finds version 6 and applies nothing */
+                /* a second open finds version 7 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "6");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "7");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -1036,6 +1076,7 @@ int main(void) {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
                 cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
                 cmocka_unit_test(test_upgrade_from_v4),     cmocka_unit_test(test_upgrade_from_v5),
+                cmocka_unit_test(test_upgrade_from_v6),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
