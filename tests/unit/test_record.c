@@ -305,7 +305,7 @@ static void test_fast_path_agrees(void **state) {
 #define INV_PARTS(total, compliant, part, parts)                                                                   \
         ",\"total\":" total ",\"compliant\":" compliant ",\"part\":" part ",\"parts\":" parts
 #define INV_OK(images) INV_TOP(INV_PARTS("2", "1", "1", "1"), images)
-#define INV_IMG(extra)                                                                                                 \
+#define INV_IMG(extra)                                                                                             \
         "{\"namespace\":\"k8s.io\",\"ref\":\"registry.example/team-1/svc-7:1.2.3\",\"tag\":\"1.2.3\",\"digest\":\"" \
         D1 "\",\"compliant\":false,\"findings\":[\"untraceable\"],\"pods\":[{\"namespace\":\"ns-7\",\"pod\":"      \
         "\"svc-7-0\",\"container\":\"svc\"}]" extra "}"
