@@ -578,12 +578,294 @@ no:
         return 0;
 }
 
+/* ---- the fast path for inventory lines: same rules (see above), jansson's path for
+ * anything it does not decide. Keys as the agent writes them: the record's, then
+ * total/compliant/part/parts/snapshot and images[], each image's strings, compliant,
+ * findings[] and pods[] of {namespace, pod, container}. */
+
+enum { FN_SCHEMA, FN_ID, FN_KIND, FN_SEVERITY, FN_TIME, FN_NODE, FN_CLUSTER, FN_TOTAL, FN_COMPLIANT, FN_PART,
+       FN_PARTS, FN_SNAPSHOT, FN_IMAGES, _FN_MAX };
+static const char *const fast_inventory_keys[_FN_MAX] = {
+        [FN_SCHEMA] = "schema",   [FN_ID] = "id",       [FN_KIND] = "kind",       [FN_SEVERITY] = "severity",
+        [FN_TIME] = "time",       [FN_NODE] = "node",   [FN_CLUSTER] = "cluster", [FN_TOTAL] = "total",
+        [FN_COMPLIANT] = "compliant", [FN_PART] = "part", [FN_PARTS] = "parts", [FN_SNAPSHOT] = "snapshot",
+        [FN_IMAGES] = "images",
+};
+enum { FM_NAMESPACE, FM_REF, FM_DIGEST, FM_TAG, FM_NAME, FM_MEDIA_TYPE, FM_REVISION, FM_COMPLIANT, FM_FINDINGS,
+       FM_PODS, _FM_MAX };
+static const char *const fast_inv_image_keys[_FM_MAX] = {
+        [FM_NAMESPACE] = "namespace", [FM_REF] = "ref",         [FM_DIGEST] = "digest",
+        [FM_TAG] = "tag",             [FM_NAME] = "name",       [FM_MEDIA_TYPE] = "media_type",
+        [FM_REVISION] = "revision",   [FM_COMPLIANT] = "compliant", [FM_FINDINGS] = "findings",
+        [FM_PODS] = "pods",
+};
+enum { FP_NAMESPACE, FP_POD, FP_CONTAINER, _FP_MAX };
+static const char *const fast_pod_keys[_FP_MAX] = {
+        [FP_NAMESPACE] = "namespace",
+        [FP_POD] = "pod",
+        [FP_CONTAINER] = "container",
+};
+
+/* Past a ',' or to the closing ch: 1 more follows, 0 closed, -1 neither. */
+static int fast_next(FastCursor *c, char close) {
+        fast_ws(c);
+        if (c->p >= c->end)
+                return -1;
+        if (*c->p == close) {
+                c->p++;
+                return 0;
+        }
+        if (*c->p != ',')
+                return -1;
+        c->p++;
+        fast_ws(c);
+        return 1;
+}
+
+/* findings: null or an array of finding kinds other than pull (jansson's path says what
+ * else is wrong). */
+static bool fast_findings(FastCursor *c, unsigned *ret) {
+        if (c->p < c->end && *c->p == 'n')
+                return fast_literal(c, "null", 4);
+        if (c->p >= c->end || *c->p != '[')
+                return false;
+        c->p++;
+        fast_ws(c);
+        if (c->p < c->end && *c->p == ']') {
+                c->p++;
+                return true;
+        }
+        for (;;) {
+                const char *s;
+                size_t len;
+                char kind[32];
+                if (c->p >= c->end || *c->p != '"' || !fast_string(c, &s, &len) || len >= sizeof kind)
+                        return false;
+                memcpy(kind, s, len);
+                kind[len] = 0;
+                FindingKind k = finding_kind_from_string(kind);
+                if (k < 0 || k == FINDING_PULL)
+                        return false;
+                *ret |= 1u << k;
+                int n = fast_next(c, ']');
+                if (n <= 0)
+                        return n == 0;
+        }
+}
+
+/* pods: null or an array of at most RECORD_PODS_MAX {namespace, pod, container}. */
+static bool fast_pods(FastCursor *c, InventoryImage *im) {
+        if (c->p < c->end && *c->p == 'n')
+                return fast_literal(c, "null", 4);
+        if (c->p >= c->end || *c->p != '[')
+                return false;
+        c->p++;
+        fast_ws(c);
+        if (c->p < c->end && *c->p == ']') {
+                c->p++;
+                return true;
+        }
+        size_t alloc = 0;
+        for (;;) {
+                FastVal v[_FP_MAX] = {0};
+                FastObject o = {fast_pod_keys, _FP_MAX, v, NULL};
+                if (im->n_pods >= RECORD_PODS_MAX ||
+                    greedy_realloc((void **) &im->pods, &alloc, im->n_pods + 1, sizeof *im->pods, 4) < 0)
+                        return false;
+                InventoryPod *d = &im->pods[im->n_pods];
+                memset(d, 0, sizeof *d);
+                if (!fast_object(c, &o, 1) || !fast_str(&v[FP_NAMESPACE], false, d->namespace, sizeof d->namespace) ||
+                    !fast_str(&v[FP_POD], false, d->pod, sizeof d->pod) ||
+                    !fast_str(&v[FP_CONTAINER], false, d->container, sizeof d->container))
+                        return false;
+                im->n_pods++;
+                int n = fast_next(c, ']');
+                if (n <= 0)
+                        return n == 0;
+        }
+}
+
+static bool fast_inv_image(FastCursor *c, InventoryImage *im) {
+        FastVal v[_FM_MAX] = {0};
+        bool seen_findings = false, seen_pods = false;
+        if (c->p >= c->end || *c->p != '{')
+                return false;
+        c->p++;
+        fast_ws(c);
+        if (c->p < c->end && *c->p == '}')
+                c->p++;
+        else
+                for (;;) {
+                        const char *key;
+                        size_t key_len, k;
+                        if (c->p >= c->end || *c->p != '"' || !fast_string(c, &key, &key_len))
+                                return false;
+                        for (k = 0; k < _FM_MAX; k++)
+                                if (strlen(fast_inv_image_keys[k]) == key_len &&
+                                    memcmp(fast_inv_image_keys[k], key, key_len) == 0)
+                                        break;
+                        if (k == _FM_MAX || v[k].type != FV_ABSENT)
+                                return false;
+                        fast_ws(c);
+                        if (c->p >= c->end || *c->p != ':')
+                                return false;
+                        c->p++;
+                        fast_ws(c);
+                        if (k == FM_FINDINGS) {
+                                if (seen_findings || !fast_findings(c, &im->findings))
+                                        return false;
+                                seen_findings = true;
+                                v[k].type = FV_OBJECT; /* present */
+                        } else if (k == FM_PODS) {
+                                if (seen_pods || !fast_pods(c, im))
+                                        return false;
+                                seen_pods = true;
+                                v[k].type = FV_OBJECT;
+                        } else if (!fast_scalar(c, &v[k]))
+                                return false;
+                        int n = fast_next(c, '}');
+                        if (n < 0)
+                                return false;
+                        if (n == 0)
+                                break;
+                }
+        if (!fast_str(&v[FM_NAMESPACE], true, im->namespace, sizeof im->namespace) ||
+            !fast_str(&v[FM_REF], true, im->ref, sizeof im->ref) ||
+            !fast_str(&v[FM_DIGEST], true, im->digest, sizeof im->digest) ||
+            !fast_str(&v[FM_TAG], false, im->tag, sizeof im->tag) ||
+            !fast_str(&v[FM_NAME], false, im->name, sizeof im->name) ||
+            !fast_str(&v[FM_MEDIA_TYPE], false, im->media_type, sizeof im->media_type) ||
+            !fast_str(&v[FM_REVISION], false, im->revision, sizeof im->revision))
+                return false;
+        FastType ct = v[FM_COMPLIANT].type;
+        if (ct != FV_ABSENT && ct != FV_TRUE && ct != FV_FALSE)
+                return false;
+        im->compliant = ct == FV_ABSENT ? im->findings == 0 : ct == FV_TRUE;
+        if (!im->name[0]) {
+                Ref ref;
+                if (ref_parse(im->ref, &ref, NULL, 0) >= 0 && !ref.is_image_id)
+                        (void) ref_name(&ref, im->name, sizeof im->name);
+        }
+        return true;
+}
+
+static bool fast_images(FastCursor *c, Inventory *inv) {
+        if (c->p >= c->end || *c->p != '[')
+                return false;
+        c->p++;
+        fast_ws(c);
+        size_t alloc = 0;
+        /* as jansson's path: an array, even empty, is an allocation */
+        if (greedy_realloc((void **) &inv->images, &alloc, 1, sizeof *inv->images, 64) < 0)
+                return false;
+        memset(inv->images, 0, sizeof *inv->images);
+        if (c->p < c->end && *c->p == ']') {
+                c->p++;
+                return true;
+        }
+        for (;;) {
+                if (inv->n_images >= RECORD_IMAGES_MAX ||
+                    greedy_realloc((void **) &inv->images, &alloc, inv->n_images + 1, sizeof *inv->images, 64) < 0)
+                        return false;
+                InventoryImage *im = &inv->images[inv->n_images];
+                memset(im, 0, sizeof *im);
+                inv->n_images++; /* counted now: its pods are freed with it on failure */
+                if (!fast_inv_image(c, im))
+                        return false;
+                int n = fast_next(c, ']');
+                if (n <= 0)
+                        return n == 0;
+        }
+}
+
+/* 1: the line is a valid inventory part, decoded into *ret (zeroed first); 0: not decided
+ * here (*ret zeroed, nothing to release). */
+static int record_from_json_fast_inventory(const char *line, size_t len, Record *ret) {
+        FastVal top[_FN_MAX] = {0};
+        FastCursor c = {line, line + len};
+        Inventory *inv = &ret->inventory;
+        Finding *f = &ret->finding;
+        memset(ret, 0, sizeof *ret);
+        fast_ws(&c);
+        if (c.p >= c.end || *c.p != '{')
+                return 0;
+        c.p++;
+        fast_ws(&c);
+        bool seen_images = false;
+        if (c.p < c.end && *c.p == '}')
+                c.p++;
+        else
+                for (;;) {
+                        const char *key;
+                        size_t key_len, k;
+                        if (c.p >= c.end || *c.p != '"' || !fast_string(&c, &key, &key_len))
+                                goto no;
+                        for (k = 0; k < _FN_MAX; k++)
+                                if (strlen(fast_inventory_keys[k]) == key_len &&
+                                    memcmp(fast_inventory_keys[k], key, key_len) == 0)
+                                        break;
+                        if (k == _FN_MAX || top[k].type != FV_ABSENT)
+                                goto no;
+                        fast_ws(&c);
+                        if (c.p >= c.end || *c.p != ':')
+                                goto no;
+                        c.p++;
+                        fast_ws(&c);
+                        if (k == FN_IMAGES) {
+                                if (seen_images || !fast_images(&c, inv))
+                                        goto no;
+                                seen_images = true;
+                                top[k].type = FV_OBJECT;
+                        } else if (!fast_scalar(&c, &top[k]))
+                                goto no;
+                        int n = fast_next(&c, '}');
+                        if (n < 0)
+                                goto no;
+                        if (n == 0)
+                                break;
+                }
+        fast_ws(&c);
+        if (c.p != c.end || !seen_images)
+                goto no;
+        char kind[32], severity[16], time[48];
+        if (top[FN_SCHEMA].type != FV_INT || top[FN_SCHEMA].i != PW_SCHEMA_VERSION ||
+            !fast_str(&top[FN_ID], true, f->id, sizeof f->id) || !f->id[0] ||
+            !fast_str(&top[FN_KIND], true, kind, sizeof kind) || !streq_ptr(kind, "inventory") ||
+            !fast_str(&top[FN_SEVERITY], true, severity, sizeof severity) ||
+            !fast_str(&top[FN_TIME], true, time, sizeof time) ||
+            !fast_str(&top[FN_NODE], true, f->node, sizeof f->node) || !f->node[0] ||
+            !fast_str(&top[FN_CLUSTER], false, ret->cluster, sizeof ret->cluster))
+                goto no;
+        f->severity = severity_from_string(severity);
+        if (f->severity < 0 || record_parse_time(time, &f->time_usec) < 0)
+                goto no;
+        /* total and compliant: 0..2^63-1, part and parts: 1..RECORD_PARTS_MAX (fast_scalar's
+         * integers have at most 18 digits) */
+        if (top[FN_TOTAL].type != FV_INT || top[FN_COMPLIANT].type != FV_INT || top[FN_PART].type != FV_INT ||
+            top[FN_PARTS].type != FV_INT || top[FN_PARTS].i > RECORD_PARTS_MAX || top[FN_PART].i > RECORD_PARTS_MAX ||
+            top[FN_PARTS].i < 1 || top[FN_PART].i < 1 || top[FN_PART].i > top[FN_PARTS].i ||
+            top[FN_COMPLIANT].i > top[FN_TOTAL].i ||
+            !fast_str(&top[FN_SNAPSHOT], false, inv->snapshot, sizeof inv->snapshot))
+                goto no;
+        ret->type = RECORD_INVENTORY;
+        f->kind = FINDING_PULL;
+        inv->total = top[FN_TOTAL].i;
+        inv->compliant = top[FN_COMPLIANT].i;
+        inv->part = (unsigned) top[FN_PART].i;
+        inv->parts = (unsigned) top[FN_PARTS].i;
+        return 1;
+no:
+        record_done(ret);
+        memset(ret, 0, sizeof *ret);
+        return 0;
+}
+
 int record_from_json(const char *line, size_t len, Record *ret, char *err, size_t errlen) {
         if (!line || !ret)
                 return -EINVAL;
         if (len > RECORD_LINE_MAX)
                 return FAIL(-E2BIG, "record longer than %u bytes", RECORD_LINE_MAX);
-        if (record_from_json_fast(line, len, ret) > 0)
+        if (record_from_json_fast(line, len, ret) > 0 || record_from_json_fast_inventory(line, len, ret) > 0)
                 return 0;
         return record_from_json_generic(line, len, ret, err, errlen);
 }

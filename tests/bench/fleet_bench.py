@@ -4,9 +4,11 @@
     fleet_bench.py records N DIR        N pull/finding records as gzip'd JSON-lines batches
                                         of 1,000 (DIR/batch-*.gz) and the same rows as CSV
                                         in the records table's column order (DIR/records.csv)
-    fleet_bench.py inventory NODES IMAGES DIR
+    fleet_bench.py inventory NODES IMAGES DIR [HOUR]
                                         one single-part inventory of IMAGES images per node,
-                                        gzip'd batches of at most 1 MiB (as the agent sends)
+                                        gzip'd batches of at most 1 MiB (as the agent sends);
+                                        HOUR (default 0): the same images taken HOUR hours
+                                        later (new record ids), the node's next hourly inventory
     fleet_bench.py post URL DIR POSTERS  post every DIR/batch-*.gz, split over POSTERS
                                         processes on keep-alive connections; honours 503 +
                                         Retry-After; prints "seconds records retries"
@@ -79,7 +81,7 @@ def gen_records(n, d):
     csv.close()
 
 
-def gen_inventory(nodes, images, d):
+def gen_inventory(nodes, images, d, hour=0):
     os.makedirs(d, exist_ok=True)
     rnd = random.Random(7)
     pool = []
@@ -94,7 +96,7 @@ def gen_inventory(nodes, images, d):
         if i % 4 == 0:
             findings.append("untraceable")
         pool.append((name, tag, findings))
-    base = 1795600800000000
+    base = 1795600800000000 + hour * 3600 * 1000000
     batch, size, nb = [], 0, 0
     for n in range(nodes):
         imgs = []
@@ -104,7 +106,7 @@ def gen_inventory(nodes, images, d):
                          "digest": digest(k * 3 + (n % 2 if tag in ("latest", "main") else 0)),
                          "compliant": not findings, "findings": findings,
                          "pods": [{"namespace": "ns-%d" % (k % 40), "pod": "svc-%d-%d" % (k, n), "container": "svc"}]})
-        rec = {"schema": 1, "id": "%032x" % (n + 1), "kind": "inventory", "severity": "info",
+        rec = {"schema": 1, "id": "%032x" % (hour * nodes + n + 1), "kind": "inventory", "severity": "info",
                "time": ts(base + n), "node": "node-%05d" % n, "cluster": "c%d" % (n % 4), "total": images,
                "compliant": sum(1 for i in imgs if i["compliant"]), "part": 1, "parts": 1, "images": imgs}
         line = json.dumps(rec, separators=(",", ":"))
@@ -168,7 +170,7 @@ if __name__ == "__main__":
     if cmd == "records":
         gen_records(int(sys.argv[2]), sys.argv[3])
     elif cmd == "inventory":
-        gen_inventory(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        gen_inventory(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     elif cmd == "post":
         post(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:

@@ -5,7 +5,7 @@
 #      `sqlite3 .import` and `psql \copy` of the same rows as CSV into the same table;
 #   2. NODES simulated nodes' hourly inventory (default 10,000 × 200 images = 2M rows):
 #      ingest time of the first (every row new) and of the next hour's (the same images
-#      again, the steady state), and the database size, on both engines;
+#      an hour later, new record ids: the steady state), and the database size, on both engines;
 #   3. the collector's peak RSS (VmHWM) in each run.
 # Goals (issue 9): ≥ 50,000 records/s on SQLite; ≥ 0.5× \copy on PostgreSQL; 2M inventory
 # rows in ≤ 60 s; RSS ≤ 32 MiB. Figures only: nothing here asserts a time.
@@ -35,6 +35,7 @@ trap cleanup EXIT # pg.sh chained its own; ours stops it too
 echo "generating $N records and $NODES inventories of $IMAGES images ..." >&2
 $PY "$HERE/fleet_bench.py" records "$N" "$W/rec"
 $PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv"
+$PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv2" 1
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=
@@ -90,14 +91,14 @@ p_imp=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
 rows=$((NODES * IMAGES))
 start "sqlite:$W/sq-inv.db"
 read -r si_sec si_n si_retry < <(post "$W/inv")
-read -r si2_sec _ _ < <(post "$W/inv") # the next hour: the same images again
+read -r si2_sec _ _ < <(post "$W/inv2") # the next hour: the same images, an hour later
 si_rss=$(hwm_mib)
 stop
 si_size=$(du -cb "$W"/sq-inv.db* | tail -1 | cut -f1)
 si_rows=$(sqlite3 "$W/sq-inv.db" "SELECT COUNT(*) FROM node_images")
 start "$PGB/inv"
 read -r pi_sec pi_n pi_retry < <(post "$W/inv")
-read -r pi2_sec _ _ < <(post "$W/inv")
+read -r pi2_sec _ _ < <(post "$W/inv2")
 pi_rss=$(hwm_mib)
 stop
 pi_size=$(psql -X -A -t -d "$PGB/inv" -c "SELECT pg_database_size('inv')")

@@ -1,12 +1,15 @@
 /* Fuzz target for record_from_json (one JSON line of the record schema), with invariants:
  * a failure explains itself in one line and leaves nothing to free; a decoded pull or
  * finding re-encodes (finding_to_json) to a line that decodes to the same struct; the
- * decoder's fast path and jansson's (record_from_json_generic) give the same answer. */
+ * decoder's fast paths (pull and finding lines; inventory lines) and jansson's
+ * (record_from_json_generic) give the same answer: the same error, or the same record
+ * (record_equal: every field, an inventory's images and pods too). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pullwatch/record.h"
+#include "record_equal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (g != r || strcmp(gerr, err) != 0)
                 abort();
         if (r >= 0 && (generic.type != rec.type || memcmp(generic.cluster, rec.cluster, sizeof rec.cluster) != 0 ||
-                       memcmp(&generic.finding, &rec.finding, sizeof rec.finding) != 0))
+                       memcmp(&generic.finding, &rec.finding, sizeof rec.finding) != 0 || !record_equal(&generic, &rec)))
                 abort();
         if (r >= 0)
                 record_done(&generic);

@@ -117,6 +117,19 @@ pw_assert_eq "$(($(wc -l <"$W/report.csv") - 1))" "$J_IMAGES" "one CSV row per i
 "$PW_PY" -c 'import csv, sys; rows = list(csv.DictReader(open(sys.argv[1]))); assert any(r["ref"].startswith("evil.example/a\"") for r in rows)' "$W/report.csv" ||
 	pw_fail "CSV does not parse back"
 
+# ---- -o to a path that is not a regular file (a FIFO here; /dev/null as root alike): written
+# through, not replaced by a rename (the FIFO must still be one, and its reader gets the CSV)
+mkfifo "$W/out.fifo"
+cat "$W/out.fifo" >"$W/fifo.csv" &
+FIFO_READER=$!
+report --db "$DB" --format csv -o "$W/out.fifo" || pw_fail "report -o FIFO"
+if [[ ! -p $W/out.fifo ]]; then
+	kill "$FIFO_READER" 2>/dev/null || true
+	pw_fail "report -o replaced the FIFO with a file"
+fi
+wait "$FIFO_READER"
+pw_assert_eq "$(cmp -s "$W/fifo.csv" "$W/report.csv" && echo same)" "same" "the FIFO's reader got the report"
+
 # ---- --fail-under, and errors
 pw_assert_status 0 "--fail-under 10 passes" report --db "$DB" --fail-under 10 -o "$W/x.json"
 pw_assert_status 1 "--fail-under 90 fails" report --db "$DB" --fail-under 90 -o "$W/x.json"

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "../fuzz/record_equal.h"
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
@@ -295,10 +296,105 @@ static void test_fast_path_agrees(void **state) {
         }
 }
 
+/* Inventory lines: the fast path (record.c record_from_json_fast_inventory) and jansson's
+ * give the same answer — the same error in the same words, or the same record, images and
+ * pods included. */
+#define INV_TOP(top, images)                                                                                       \
+        "{\"schema\":1,\"id\":\"0123456789abcdef0123456789abcdef\",\"kind\":\"inventory\",\"severity\":\"info\","   \
+        "\"time\":\"2026-11-25T09:00:00.5Z\",\"node\":\"node-a\",\"cluster\":\"c1\"" top ",\"images\":[" images "]}"
+#define INV_PARTS(total, compliant, part, parts)                                                                   \
+        ",\"total\":" total ",\"compliant\":" compliant ",\"part\":" part ",\"parts\":" parts
+#define INV_OK(images) INV_TOP(INV_PARTS("2", "1", "1", "1"), images)
+#define INV_IMG(extra)                                                                                             \
+        "{\"namespace\":\"k8s.io\",\"ref\":\"registry.example/team-1/svc-7:1.2.3\",\"tag\":\"1.2.3\",\"digest\":\"" \
+        D1 "\",\"compliant\":false,\"findings\":[\"untraceable\"],\"pods\":[{\"namespace\":\"ns-7\",\"pod\":"      \
+        "\"svc-7-0\",\"container\":\"svc\"}]" extra "}"
+#define INV_IMG_MIN(extra) "{\"namespace\":\"k8s.io\",\"ref\":\"r.example/a:v1\",\"digest\":\"" D2 "\"" extra "}"
+static void test_fast_inventory_agrees(void **state) {
+        static const struct {
+                bool ok;
+                const char *line;
+        } table[] = {
+                {true, INV_OK(INV_IMG("") "," INV_IMG_MIN(""))},
+                {true, " " INV_OK(INV_IMG("")) "\n"},
+                {true, INV_OK("")},
+                {true, INV_TOP(INV_PARTS("0", "0", "3", "4") ",\"snapshot\":\"s1\"", INV_IMG_MIN(""))},
+                {true, INV_TOP(INV_PARTS("999999999999999999", "0", "10000", "10000"), "")},
+                {true, INV_OK(INV_IMG_MIN(",\"findings\":[\"latest_tag\",\"mutable_tag\",\"latest_tag\"]"))},
+                {true, INV_OK(INV_IMG_MIN(",\"findings\":null,\"pods\":null,\"name\":null,\"tag\":\"\""))},
+                {true, INV_OK(INV_IMG_MIN(",\"findings\":[],\"pods\":[],\"compliant\":true"))},
+                {true, INV_OK(INV_IMG_MIN(",\"name\":\"given\",\"media_type\":\"m\",\"revision\":\"r\""))},
+                {true, INV_OK(INV_IMG_MIN(",\"pods\":[{},{\"pod\":null},{\"namespace\":\"a\",\"pod\":\"b\"}]"))},
+                {true, INV_OK("{\"namespace\":\"k8s.io\",\"ref\":\"" D1 "\",\"digest\":\"" D1 "\"}")}, /* an image id: no name */
+                {true, INV_TOP(",\"cluster2\":1" INV_PARTS("1", "1", "1", "1"), INV_IMG(""))}, /* unknown keys: jansson's */
+                {true, INV_OK(INV_IMG(",\"future\":[1,2]"))},
+                {true, INV_OK(INV_IMG_MIN(",\"pods\":[{\"pod\":\"caf\\u00e9\",\"extra\":1}]"))},
+                {false, INV_TOP(INV_PARTS("1", "2", "1", "1"), "")},
+                {false, INV_TOP(INV_PARTS("1", "1", "0", "1"), "")},
+                {false, INV_TOP(INV_PARTS("1", "1", "2", "1"), "")},
+                {false, INV_TOP(INV_PARTS("1", "1", "1", "10001"), "")},
+                {false, INV_TOP(INV_PARTS("-1", "0", "1", "1"), "")},
+                {false, INV_TOP(INV_PARTS("1.0", "0", "1", "1"), "")},
+                {false, INV_TOP(INV_PARTS("1", "0", "1", "1") ",\"snapshot\":5", "")},
+                {false, INV_TOP(",\"total\":1,\"compliant\":0,\"part\":1", "")},
+                {false, "{\"schema\":1,\"id\":\"a\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T09:00:00Z\",\"node\":\"n\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1}"},
+                {false, "{\"schema\":1,\"id\":\"a\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T09:00:00Z\",\"node\":\"n\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1,"
+                        "\"images\":null}"},
+                {false, INV_OK(INV_IMG("") "," INV_IMG("")) ",\"images\":[]"},
+                {false, INV_OK(INV_IMG_MIN(",\"digest\":\"again\""))},
+                {false, INV_OK("{\"namespace\":\"k8s.io\",\"ref\":\"r.example/a:v1\"}")},
+                {false, INV_OK("{\"namespace\":\"k8s.io\",\"ref\":null,\"digest\":\"" D2 "\"}")},
+                {false, INV_OK(INV_IMG_MIN(",\"findings\":[\"pull\"]"))},
+                {false, INV_OK(INV_IMG_MIN(",\"findings\":[\"nope\"]"))},
+                {false, INV_OK(INV_IMG_MIN(",\"findings\":[1]"))},
+                {false, INV_OK(INV_IMG_MIN(",\"findings\":\"latest_tag\""))},
+                {false, INV_OK(INV_IMG_MIN(",\"compliant\":null"))},
+                {false, INV_OK(INV_IMG_MIN(",\"compliant\":1"))},
+                {false, INV_OK(INV_IMG_MIN(",\"pods\":{}"))},
+                {false, INV_OK(INV_IMG_MIN(",\"pods\":[5]"))},
+                {false, INV_OK(INV_IMG_MIN(",\"pods\":[{\"pod\":5}]"))},
+                {false, INV_OK(INV_IMG_MIN(",\"pods\":[{\"pod\":\"a\",\"pod\":\"b\"}]"))},
+                {false, INV_OK(INV_IMG_MIN(",\"pods\":[{\"pod\":\"a\"},]"))},
+                {false, INV_OK(INV_IMG_MIN(",\"tag\":5"))},
+                {false, INV_OK("5")},
+                {false, INV_OK(INV_IMG("") ",")},
+                {false, INV_OK(INV_IMG("")) "x"},
+                {false, INV_TOP(INV_PARTS("1", "1", "1", "1") ",\"kind\":\"inventory\"", "")},
+                {false, "{\"schema\":1,\"id\":\"\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T09:00:00Z\",\"node\":\"n\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1,"
+                        "\"images\":[]}"},
+                {false, "{\"schema\":1,\"id\":\"a\",\"kind\":\"inventory\",\"severity\":\"loud\",\"time\":"
+                        "\"2026-11-25T09:00:00Z\",\"node\":\"n\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1,"
+                        "\"images\":[]}"},
+                {false, "{\"schema\":2,\"id\":\"a\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                        "\"2026-11-25T09:00:00Z\",\"node\":\"n\",\"total\":1,\"compliant\":0,\"part\":1,\"parts\":1,"
+                        "\"images\":[]}"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                Record fast, generic;
+                char err[256] = "", gerr[256] = "";
+                size_t len = strlen(table[i].line);
+                int r = record_from_json(table[i].line, len, &fast, err, sizeof err);
+                int g = record_from_json_generic(table[i].line, len, &generic, gerr, sizeof gerr);
+                if (table[i].ok != (r >= 0) || r != g || strcmp(err, gerr) != 0)
+                        fail_msg("case %zu: %d \"%s\" / jansson %d \"%s\": %s", i, r, err, g, gerr, table[i].line);
+                if (r >= 0) {
+                        assert_int_equal(fast.type, RECORD_INVENTORY);
+                        if (!record_equal(&fast, &generic))
+                                fail_msg("case %zu: the records differ: %s", i, table[i].line);
+                        record_done(&fast);
+                        record_done(&generic);
+                }
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_fast_path_agrees),
+                cmocka_unit_test(test_fast_inventory_agrees),
                 cmocka_unit_test(test_inventory),
                 cmocka_unit_test(test_bad_input),
                 cmocka_unit_test(test_time),

@@ -151,7 +151,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -207,7 +207,7 @@ static void test_upgrade_from_v2(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6;7");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -306,7 +306,7 @@ static void test_upgrade_from_v3(void **state) {
                 raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6;7");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -353,7 +353,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6;7");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -516,6 +516,173 @@ static void test_finding_upsert(void **state) {
         }
 }
 
+/* SQLite applies a request's inventories together, each table's rows in index order
+ * (store.c inv_flush): the state must be what one record at a time leaves. Eight records
+ * as one request and as eight, on each engine: a pull arriving after an inventory of its
+ * node with an older time (its new row must survive that inventory), two inventories of
+ * one node (the later-arriving one older: a replay that changes no image), a reference and
+ * a pod listed twice, and an inventory of another node in between. */
+#define INV_OF(id, node, t, images)                                                                               \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":\"" t     \
+        "\",\"node\":\"" node "\",\"total\":1,\"compliant\":1,\"part\":1,\"parts\":1,\"images\":[" images "]}"
+static void test_inventories_deferred_in_order(void **state) {
+        static const char *const batch[] = {
+                INV_OF("v1", "node-a", "2026-11-25T10:00:00Z",
+                       INV_IMAGE("docker.io/library/x:1", D1, "r1", POD("p1")) "," INV_IMAGE(
+                               "docker.io/library/y:1", D2, "", POD("p2"))),
+                PULL("u1", "node-a", "docker.io/library/z:9", "9", D3, "2026-11-25T09:30:00Z"),
+                INV_OF("v2", "node-b", "2026-11-25T10:00:00Z", INV_IMAGE("docker.io/library/x:1", D2, "", POD("q1"))),
+                INV_OF("v3", "node-a", "2026-11-25T11:00:00Z",
+                       INV_IMAGE("docker.io/library/x:1", D2, "r2", POD("p1")) "," INV_IMAGE(
+                               "docker.io/library/x:1", D1, "", POD("p1") "," POD("p1")) "," INV_IMAGE("docker.io/"
+                                                                                                     "library/w:1",
+                                                                                                     D3, "", "")),
+                PULL("u2", "node-a", "docker.io/library/y:1", "1", D3, "2026-11-25T10:30:00Z"),
+                INV_OF("v4", "node-a", "2026-11-25T10:45:00Z", INV_IMAGE("docker.io/library/v:1", D1, "", POD("p9"))),
+                INV_OF("v5", "node-c", "2026-11-25T10:00:00Z", ""),
+                PULL("u3", "node-c", "docker.io/library/x:1", "1", D2, "2026-11-25T09:00:00Z"),
+        };
+        static const char *const dumps[] = {
+                "SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest,"
+                " revision_verified, compliant, findings, pods, k8s_namespaces, updated_usec, findings_mask"
+                " FROM node_images ORDER BY node, ref",
+                "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision, first_seen_usec,"
+                " last_seen_usec FROM workload_history ORDER BY node, pod, digest",
+                "SELECT cluster, node, last_inventory_usec FROM nodes ORDER BY node",
+        };
+        const size_t n = ELEMENTSOF(batch);
+        Out first[ELEMENTSOF(dumps)];
+        for (size_t e = 0; e < n_engines(); e++)
+                for (int together = 0; together < 2; together++) {
+                        Store *s = open_fresh((StoreEngine) e);
+                        if (together) {
+                                StoreIngestResult r = ingest(s, "c1", batch, n);
+                                assert_int_equal(r.inventories, 5);
+                        } else
+                                for (size_t i = 0; i < n; i++)
+                                        ingest(s, "c1", batch + i, 1);
+                        for (size_t d = 0; d < ELEMENTSOF(dumps); d++) {
+                                Out o;
+                                q(s, dumps[d], 0, NULL, &o);
+                                if (e == 0 && !together)
+                                        first[d] = o;
+                                else
+                                        assert_string_equal(o.text, first[d].text);
+                        }
+                        store_free(s);
+                }
+        /* one record at a time: node-a holds x:1 (the last listed) and w:1 of v3, and z:9 from
+         * the pull older than v1 (it arrived after v1, so v1 did not remove it; v3 did: 09:30 <
+         * 11:00); y:1 from the pull after v3 (v3 had removed v1's y:1); the replay v4 changes no
+         * image; node-c: the pull older than its inventory, which arrived first */
+        assert_string_equal(first[0].text,
+                            "c1|node-a|k8s.io|docker.io/library/w:1|docker.io/library/w||" D3
+                            "|||1|0|1|1||[]||1795604400000000|0;"
+                            "c1|node-a|k8s.io|docker.io/library/x:1|docker.io/library/x||" D1
+                            "|||1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"p1\",\"container\":\"web\"},"
+                            "{\"namespace\":\"shop\",\"pod\":\"p1\",\"container\":\"web\"}]|shop|1795604400000000|0;"
+                            "c1|node-a|k8s.io|docker.io/library/y:1|docker.io/library/web|1|" D3
+                            "|||1|0|1|1||[]||1795602600000000|0;"
+                            "c1|node-b|k8s.io|docker.io/library/x:1|docker.io/library/x||" D2
+                            "|||1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"q1\",\"container\":\"web\"}]|shop|"
+                            "1795600800000000|0;"
+                            "c1|node-c|k8s.io|docker.io/library/x:1|docker.io/library/web|1|" D2
+                            "|||1|0|1|1||[]||1795597200000000|0");
+        assert_string_equal(first[2].text, "c1|node-a|1795604400000000;c1|node-b|1795600800000000;"
+                                           "c1|node-c|1795600800000000");
+}
+
+/* A database of schema version 5 (workload_history (k8s_namespace, pod)) upgrades in
+ * place, on both engines: its rows stay, the index is (k8s_namespace) alone, and the
+ * report's --workload look-up uses it and finds the same rows. */
+static const char *const workload_indexes[] = {
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'workload_history' AND sql IS NOT NULL"
+        " ORDER BY name",
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'workload_history' AND indexname <>"
+        " 'workload_history_pkey' ORDER BY indexname",
+};
+
+static void test_upgrade_from_v5(void **state) {
+        static const char *const by_workload =
+                "SELECT node, pod, container, digest FROM workload_history WHERE k8s_namespace = $1 AND (pod = $2 OR"
+                " container = $2 OR substr(pod, 1, length($2) + 1) = $2 || '-') ORDER BY node, pod, digest";
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {
+                        LATEST("w1", "node-a", "docker.io/library/web:latest", D2, "2026-11-25T09:00:01Z"),
+                        INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                               INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7") "," POD("api-1"))),
+                };
+                ingest(s, "prod", b1, 2);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url,
+                        "DROP INDEX workload_history_namespace;"
+                        "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
+                        "DELETE FROM schema_migrations WHERE version >= 6");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7");
+                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
+                                    "workload_history_name;workload_history_namespace");
+                if (e == STORE_SQLITE) {
+                        char plan[1024];
+                        snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", by_workload);
+                        q(s, plan, 2, (const char *[]){"shop", "web"}, &o);
+                        assert_non_null(strstr(o.text, "USING INDEX workload_history_namespace (k8s_namespace=?)"));
+                }
+                const char *b2[] = {FIND("w2", "untraceable", WEB, D1, "2026-11-25T11:00:00Z", "web-0", "")};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, by_workload, 2, (const char *[]){"shop", "web"}, &o),
+                                    "node-a|web-0|web|" D1 ";node-a|web-0|web|" D2 ";node-b|api-1|web|" D1
+                                    ";node-b|web-7|web|" D1);
+                store_free(s);
+        }
+}
+
+/* A database of schema version 6 upgrades in place: on PostgreSQL the state tables get
+ * fillfactor 70 (room for in-place updates of the hourly inventory), on SQLite the
+ * version moves on with nothing to change; rows stay and the next inventory applies. */
+static void test_upgrade_from_v6(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                ingest(s, "prod", b1, 1);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url,
+                        e == STORE_POSTGRESQL ? "ALTER TABLE node_images RESET (fillfactor);"
+                                                "ALTER TABLE workload_history RESET (fillfactor);"
+                                                "DELETE FROM schema_migrations WHERE version >= 7"
+                                              : "DELETE FROM schema_migrations WHERE version >= 7");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7");
+                if (e == STORE_POSTGRESQL)
+                        assert_string_equal(q(s,
+                                              "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
+                                              " relname IN ('node_images', 'workload_history') ORDER BY relname",
+                                              0, NULL, &o),
+                                            "node_images|fillfactor=70;workload_history|fillfactor=70");
+                const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, "SELECT node, ref, updated_usec FROM node_images", 0, NULL, &o),
+                                    "node-b|docker.io/library/x:1|1795604400000000");
+                assert_string_equal(q(s, "SELECT pod, first_seen_usec, last_seen_usec FROM workload_history", 0, NULL,
+                                      &o),
+                                    "web-7|1795600800000000|1795604400000000");
+                store_free(s);
+        }
+}
+
 static void test_batch_same_on_both_engines(void **state) {
         static const char *const batch[] = {
                 PULL("s1", "node-a", WEB, "latest", D1, "2026-11-25T09:00:00Z"),
@@ -606,11 +773,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5");
+                                    "1;2;3;4;5;6;7");
                 s = store_free(s);
-                /* a second open finds version 5 and applies nothing */
+                /* a second open finds version 7 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "5");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "7");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -908,12 +1075,14 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
                 cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
-                cmocka_unit_test(test_upgrade_from_v4),
+                cmocka_unit_test(test_upgrade_from_v4),     cmocka_unit_test(test_upgrade_from_v5),
+                cmocka_unit_test(test_upgrade_from_v6),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
                 cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
+                cmocka_unit_test(test_inventories_deferred_in_order),
                 cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_inventory_pods_json),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
