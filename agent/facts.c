@@ -6,11 +6,12 @@
 #include <zlib.h>
 
 #include "pullwatch/fileio.h"
+#include "pullwatch/sha256.h"
 #include "pullwatch/timefmt.h"
+#include "pullwatch/utf8.h"
 #include "pullwatch/util.h"
 
-#define SHA256_PREFIX "sha256:"
-#define SHA_LEN 32
+#define SHA_LEN SHA256_DIGEST_SIZE
 #define OFF_PLATFORM 32
 #define OFF_CONFIG 64
 #define OFF_REV 96
@@ -48,69 +49,10 @@ static void put32(uint8_t *p, uint32_t v) {
         p[3] = (uint8_t) (v >> 24);
 }
 
-static int hexval(char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* "sha256:" + 64 lowercase hex → 32 bytes; false for anything else. */
-static bool pack(const char *d, uint8_t out[SHA_LEN]) {
-        if (!d || strncmp(d, SHA256_PREFIX, strlen(SHA256_PREFIX)) != 0)
-                return false;
-        d += strlen(SHA256_PREFIX);
-        for (size_t i = 0; i < SHA_LEN; i++) {
-                int hi = hexval(d[2 * i]), lo = hi < 0 ? -1 : hexval(d[2 * i + 1]);
-                if (lo < 0)
-                        return false;
-                out[i] = (uint8_t) (hi << 4 | lo);
-        }
-        return d[2 * SHA_LEN] == 0;
-}
-
-static void unpack(const uint8_t in[SHA_LEN], char out[PW_DIGEST_MAX]) {
-        static const char hex[] = "0123456789abcdef";
-        char *p = stpcpy(out, SHA256_PREFIX);
-        for (size_t i = 0; i < SHA_LEN; i++) {
-                *p++ = hex[in[i] >> 4];
-                *p++ = hex[in[i] & 15];
-        }
-        *p = 0;
-}
-
 static bool all_zero(const uint8_t *p, size_t n) {
         for (size_t i = 0; i < n; i++)
                 if (p[i])
                         return false;
-        return true;
-}
-
-/* Strict UTF-8 (RFC 3629), no NUL: what a revision read from JSON can be. */
-static bool utf8_ok(const uint8_t *p, size_t len) {
-        const uint8_t *end = p + len;
-        while (p < end) {
-                uint32_t c = *p++, min;
-                unsigned n;
-                if (c == 0)
-                        return false;
-                if (c < 0x80)
-                        continue;
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 1, c &= 0x1f, min = 0x80;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 2, c &= 0x0f, min = 0x800;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 3, c &= 0x07, min = 0x10000;
-                else
-                        return false;
-                if ((size_t) (end - p) < n)
-                        return false;
-                for (; n > 0; n--, p++) {
-                        if ((*p & 0xc0) != 0x80)
-                                return false;
-                        c = c << 6 | (*p & 0x3fU);
-                }
-                if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                        return false;
-        }
         return true;
 }
 
@@ -153,7 +95,7 @@ int facts_check(const uint8_t *buf, size_t len, size_t *ret_count, char *err, si
                         return failf(err, errlen, "record %zu: platform digest and flag disagree", i);
                 if (off > strings || rl > strings - off || (!(flags & FACTS_F_REVISION) && (rl || off)))
                         return failf(err, errlen, "record %zu: revision out of bounds", i);
-                if (!utf8_ok(str + off, rl))
+                if (!utf8_valid_n(str + off, rl))
                         return failf(err, errlen, "record %zu: revision is not valid UTF-8", i);
         }
         if (ret_count)
@@ -165,8 +107,8 @@ static void entry_from(const uint8_t *buf, const uint8_t *r, FactsEntry *ret) {
         size_t count = get32(buf + 8);
         const uint8_t *str = buf + FACTS_HEADER_SIZE + count * FACTS_RECORD_SIZE;
         uint8_t flags = r[OFF_FLAGS];
-        unpack(flags & FACTS_F_PLATFORM_IS_TARGET ? r : r + OFF_PLATFORM, ret->platform_digest);
-        unpack(r + OFF_CONFIG, ret->config_digest);
+        sha256_digest_unpack(flags & FACTS_F_PLATFORM_IS_TARGET ? r : r + OFF_PLATFORM, ret->platform_digest);
+        sha256_digest_unpack(r + OFF_CONFIG, ret->config_digest);
         ret->has_revision = flags & FACTS_F_REVISION;
         memcpy(ret->revision, str + get32(r + OFF_REV), r[OFF_REV_LEN]);
         ret->revision[r[OFF_REV_LEN]] = 0;
@@ -191,7 +133,7 @@ static ssize_t find_index(const uint8_t *buf, const uint8_t target[SHA_LEN]) {
 
 int facts_find(const uint8_t *buf, size_t len, const char *digest, FactsEntry *ret) {
         uint8_t t[SHA_LEN];
-        if (!pack(digest, t))
+        if (!sha256_digest_pack(digest, t))
                 return -ENOENT;
         ssize_t i = find_index(buf, t);
         if (i < 0)
@@ -326,7 +268,7 @@ static void load(Facts *f) {
 
 int facts_lookup(Facts *f, const char *digest, FactsEntry *ret) {
         uint8_t t[SHA_LEN];
-        if (!f || !pack(digest, t))
+        if (!f || !sha256_digest_pack(digest, t))
                 return -ENOENT;
         load(f);
         if (!f->map)
@@ -344,12 +286,12 @@ int facts_add(Facts *f, const char *digest, const FactsEntry *e) {
         size_t rl = strnlen(e->revision, sizeof e->revision);
         if (!f || f->read_only)
                 return 0;
-        if (!pack(digest, p.target) || !pack(e->config_digest, p.config) || rl > 255 ||
-            !utf8_ok((const uint8_t *) e->revision, rl))
+        if (!sha256_digest_pack(digest, p.target) || !sha256_digest_pack(e->config_digest, p.config) || rl > 255 ||
+            !utf8_valid_n((const uint8_t *) e->revision, rl))
                 return -EINVAL;
         if (streq_ptr(e->platform_digest, digest))
                 p.flags |= FACTS_F_PLATFORM_IS_TARGET;
-        else if (!pack(e->platform_digest, p.platform) || all_zero(p.platform, SHA_LEN))
+        else if (!sha256_digest_pack(e->platform_digest, p.platform) || all_zero(p.platform, SHA_LEN))
                 return -EINVAL;
         if (e->has_revision) {
                 p.flags |= FACTS_F_REVISION;

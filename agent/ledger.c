@@ -24,8 +24,10 @@
 #include "pullwatch/ledger.h"
 #include "pullwatch/pool.h"
 #include "pullwatch/refname.h"
+#include "pullwatch/sha256.h"
 #include "pullwatch/timefmt.h"
 #include "pullwatch/util.h"
+#include "pullwatch/utf8.h"
 #include "pullwatch/frame.h"
 
 #define LEDGER_TMP_FILE LEDGER_FILE ".tmp"
@@ -38,8 +40,7 @@
 #define NO_ATOM UINT32_MAX
 #define NO_PENDING UINT32_MAX
 #define KINDS_MAX UINT16_MAX
-#define SHA256_PREFIX "sha256:"
-#define SHA256_LEN 32
+#define SHA256_LEN SHA256_DIGEST_SIZE
 
 /* Which snapshot a change log extends: the snapshot body's length, CRC32 (both in its
  * header line) and Adler-32 (computed), so that a log left behind by a compaction that
@@ -170,70 +171,19 @@ static bool str_ok(const char *s, size_t max) {
         return !isempty(s) && strnlen(s, max) < max;
 }
 
-/* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF), as jansson
- * requires of every string it is given: content that could not be saved never gets in. */
-static bool utf8_valid(const char *s) {
-        const uint8_t *p = (const uint8_t *) s;
-        while (*p) {
-                uint32_t c = *p++, min;
-                unsigned n;
-                if (c < 0x80)
-                        continue;
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 1, c &= 0x1f, min = 0x80;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 2, c &= 0x0f, min = 0x800;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 3, c &= 0x07, min = 0x10000;
-                else
-                        return false;
-                for (; n > 0; n--, p++) {
-                        if ((*p & 0xc0) != 0x80)
-                                return false; /* includes the terminating NUL */
-                        c = c << 6 | (*p & 0x3fU);
-                }
-                if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                        return false;
-        }
-        return true;
-}
 
 static bool text_ok(const char *s, size_t max) {
-        return str_ok(s, max) && utf8_valid(s);
+        return str_ok(s, max) && utf8_valid_n(s, strlen(s));
 }
 
 /* ---- interned digests ---- */
 
-static int hexval(char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Whether s is SHA256_PREFIX + exactly 64 lowercase hex digits; if so, its bytes. */
-static bool sha256_pack(const char *s, uint8_t out[SHA256_LEN]) {
-        if (!startswith(s, SHA256_PREFIX))
-                return false;
-        s += strlen(SHA256_PREFIX);
-        for (size_t i = 0; i < SHA256_LEN; i++) {
-                int hi = hexval(s[2 * i]), lo = hi < 0 ? -1 : hexval(s[2 * i + 1]);
-                if (lo < 0)
-                        return false;
-                out[i] = (uint8_t) (hi << 4 | lo);
-        }
-        return s[2 * SHA256_LEN] == 0;
-}
-
 /* The digest text of atom a: a->str, or decoded into buf (PW_DIGEST_MAX bytes). */
 static const char *atom_str(const Ledger *l, uint32_t a, char *buf) {
-        static const char hex[] = "0123456789abcdef";
         const Atom *x = &l->atoms[a];
         if (x->str)
                 return x->str;
-        char *p = stpcpy(buf, SHA256_PREFIX);
-        for (size_t i = 0; i < SHA256_LEN; i++) {
-                *p++ = hex[x->packed[i] >> 4];
-                *p++ = hex[x->packed[i] & 15];
-        }
-        *p = 0;
+        sha256_digest_unpack(x->packed, buf);
         return buf;
 }
 
@@ -254,7 +204,7 @@ static uint32_t atom_find(const Ledger *l, const char *digest) {
         uint8_t packed[SHA256_LEN];
         if (l->n_atom_slots == 0 || !digest)
                 return NO_ATOM;
-        bool p = sha256_pack(digest, packed);
+        bool p = sha256_digest_pack(digest, packed);
         uint32_t hash = (uint32_t) fnv1a(FNV_OFFSET, digest);
         return l->atom_slots[atom_slot(l, hash, digest, p ? packed : NULL)];
 }
@@ -289,7 +239,7 @@ static int atom_ref(Ledger *l, const char *digest, uint32_t *ret) {
                 if (r < 0)
                         return r;
         }
-        bool p = sha256_pack(digest, packed);
+        bool p = sha256_digest_pack(digest, packed);
         uint32_t hash = (uint32_t) fnv1a(FNV_OFFSET, digest);
         size_t slot = atom_slot(l, hash, digest, p ? packed : NULL);
         if (l->atom_slots[slot] != SLOT_EMPTY) {

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "pullwatch/util.h"
+
 static const uint32_t K[64] = {
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -106,26 +108,43 @@ void sha256(const void *data, size_t len, uint8_t out[SHA256_DIGEST_SIZE]) {
         sha256_final(&s, out);
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 bool sha256_matches_hex(const void *data, size_t len, const char *hex) {
         uint8_t want[SHA256_DIGEST_SIZE], got[SHA256_DIGEST_SIZE];
         if (!hex || strlen(hex) != 2 * SHA256_DIGEST_SIZE)
                 return false;
         for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++) {
-                int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+                int hi = unhexchar(hex[2 * i]), lo = unhexchar(hex[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return false;
                 want[i] = (uint8_t) (hi << 4 | lo);
         }
         sha256(data, len, got);
         return memcmp(want, got, sizeof got) == 0;
+}
+
+bool sha256_digest_pack(const char *d, uint8_t out[SHA256_DIGEST_SIZE]) {
+        if (!d || !startswith(d, SHA256_PREFIX))
+                return false;
+        d += strlen(SHA256_PREFIX);
+        for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++) {
+                /* lowercase only: the text must round-trip through sha256_digest_unpack() */
+                char h = d[2 * i], l = h ? d[2 * i + 1] : 0;
+                if ((h >= 'A' && h <= 'F') || (l >= 'A' && l <= 'F'))
+                        return false;
+                int hi = unhexchar(h), lo = unhexchar(l);
+                if (hi < 0 || lo < 0)
+                        return false;
+                out[i] = (uint8_t) (hi << 4 | lo);
+        }
+        return d[2 * SHA256_DIGEST_SIZE] == 0;
+}
+
+void sha256_digest_unpack(const uint8_t in[SHA256_DIGEST_SIZE], char *out) {
+        static const char hex[] = "0123456789abcdef";
+        char *p = stpcpy(out, SHA256_PREFIX);
+        for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++) {
+                *p++ = hex[in[i] >> 4];
+                *p++ = hex[in[i] & 15];
+        }
+        *p = 0;
 }

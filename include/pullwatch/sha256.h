@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #define SHA256_DIGEST_SIZE 32
+#define SHA256_PREFIX "sha256:"
+#define SHA256_TEXT_SIZE (sizeof SHA256_PREFIX - 1 + 2 * SHA256_DIGEST_SIZE + 1) /* with the NUL */
 
 typedef struct Sha256 {
         uint32_t h[8];
@@ -22,3 +24,8 @@ void sha256_final(Sha256 *s, uint8_t out[SHA256_DIGEST_SIZE]);
 void sha256(const void *data, size_t len, uint8_t out[SHA256_DIGEST_SIZE]);
 /* Whether data hashes to hex (64 hex digits, either case; anything else: false). */
 bool sha256_matches_hex(const void *data, size_t len, const char *hex);
+/* "sha256:" + exactly 64 lowercase hex digits (an OCI digest as containerd writes it) →
+ * its 32 bytes; false for anything else (NULL included). */
+bool sha256_digest_pack(const char *digest, uint8_t out[SHA256_DIGEST_SIZE]);
+/* The inverse: out gets SHA256_TEXT_SIZE bytes ("sha256:" + 64 lowercase hex + NUL). */
+void sha256_digest_unpack(const uint8_t in[SHA256_DIGEST_SIZE], char *out);

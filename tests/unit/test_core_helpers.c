@@ -1,4 +1,4 @@
-/* core helpers: the capped buffer, the UTC formatter, the atomic file replace. */
+/* core helpers: the capped buffer, the UTC formatter, the atomic file replace, strict UTF-8. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include "pullwatch/finding.h"
 #include "pullwatch/log.h"
 #include "pullwatch/timefmt.h"
+#include "pullwatch/utf8.h"
 #include "pullwatch/util.h"
 #include "tmpdir.h"
 
@@ -177,11 +178,40 @@ static void test_log_errno(void **state) {
         assert_non_null(strstr(buf, "pullwatch: b: Permission denied\n"));
 }
 
+/* RFC 3629's edges: what jansson refuses never gets into the ledger or the facts file. */
+static void test_utf8(void **state) {
+        (void) state;
+        static const struct {
+                const char *s;
+                size_t len; /* 0: strlen */
+                bool ok;
+        } cases[] = {
+                {"", 0, true},
+                {"plain ascii", 0, true},
+                {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3", 0, true},
+                {"\xf4\x8f\xbf\xbf", 0, true},          /* U+10FFFF */
+                {"\xf4\x90\x80\x80", 0, false},         /* past U+10FFFF */
+                {"\xc0\xaf", 0, false},                 /* overlong '/' */
+                {"\xe0\x80\xaf", 0, false},             /* overlong, 3 bytes */
+                {"\xed\xa0\x80", 0, false},             /* a surrogate */
+                {"\xc3", 0, false},                     /* cut short */
+                {"\xe2\x82", 0, false},
+                {"\x80", 0, false},                     /* a lone continuation */
+                {"\xff", 0, false},
+                {"a\0b", 3, false},                     /* a NUL inside */
+                {"\xc3\xa9", 1, false},                 /* the length cuts a sequence */
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+                assert_int_equal(utf8_valid_n(cases[i].s, cases[i].len ? cases[i].len : strlen(cases[i].s)),
+                                 cases[i].ok);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_dynbuf),
                 cmocka_unit_test(test_timefmt),
                 cmocka_unit_test(test_compliant),
+                cmocka_unit_test(test_utf8),
                 cmocka_unit_test_setup_teardown(test_log_errno, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_file_replace, setup_dir, teardown_dir),
         };

@@ -1,5 +1,5 @@
 /* sha256: the FIPS 180-2 / NIST example vectors, whole and fed in every split; hex
- * matching (case, length, junk). */
+ * matching (case, length, junk); the digest text packed to bytes and back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,11 +87,46 @@ static void test_matches_hex(void **state) {
         assert_false(sha256_matches_hex("abc", 3, NULL));
 }
 
+/* The digest text of the ledger and the facts file: lowercase only, exactly 64 digits,
+ * round-trips. */
+static void test_digest_pack(void **state) {
+        (void) state;
+        static const struct {
+                const char *in;
+                bool ok;
+        } cases[] = {
+                {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", true},
+                {"sha256:0000000000000000000000000000000000000000000000000000000000000000", true},
+                {"sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", false},
+                {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015aD", false},
+                {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a", false},
+                {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0", false},
+                {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a\n", false},
+                {"sha512:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", false},
+                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", false},
+                {"sha256:", false},
+                {"", false},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                uint8_t b[SHA256_DIGEST_SIZE];
+                char back[SHA256_TEXT_SIZE];
+                assert_int_equal(sha256_digest_pack(cases[i].in, b), cases[i].ok);
+                if (!cases[i].ok)
+                        continue;
+                sha256_digest_unpack(b, back);
+                assert_string_equal(back, cases[i].in);
+        }
+        uint8_t b[SHA256_DIGEST_SIZE];
+        assert_false(sha256_digest_pack(NULL, b));
+        assert_int_equal(SHA256_TEXT_SIZE, strlen("sha256:") + 64 + 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_vectors),
                 cmocka_unit_test(test_splits),
                 cmocka_unit_test(test_matches_hex),
+                cmocka_unit_test(test_digest_pack),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
