@@ -17,10 +17,7 @@ typedef enum JobState { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
  * resident for one entry in use). */
 typedef struct ResolveEntry {
         char digest[PW_DIGEST_MAX]; /* target */
-        char platform_digest[PW_DIGEST_MAX];
-        char config_digest[PW_DIGEST_MAX];
-        bool has_revision;
-        char revision[PW_REVISION_MAX];
+        FactsEntry facts;           /* what resolving it found, as the facts file keeps it */
 } ResolveEntry;
 
 #define RESOLVE_CACHE_BYTES (JOBS_RESOLVE_CACHE_MAX * sizeof(ResolveEntry))
@@ -47,7 +44,7 @@ struct Job {
         char *container_id;   /* container jobs */
         char *digest, *media_type;
         FindingWorkload *workload; /* container jobs, once Containers.Get answered */
-        ResolveEntry *config;      /* copy of the resolved config facts, once known */
+        FactsEntry *config;        /* copy of the resolved config facts, once known */
 };
 
 struct Jobs {
@@ -213,7 +210,7 @@ static ResolveEntry *resolve_lookup(Jobs *q, const char *digest) {
         return NULL;
 }
 
-static const ResolveEntry *resolve_store(Jobs *q, const char *digest, const CtrdImageConfig *cfg) {
+static const ResolveEntry *resolve_store(Jobs *q, const char *digest, const FactsEntry *facts) {
         if (!q->resolve_cache) {
                 void *m = mmap(NULL, RESOLVE_CACHE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
                 if (m == MAP_FAILED)
@@ -225,10 +222,7 @@ static const ResolveEntry *resolve_store(Jobs *q, const char *digest, const Ctrd
                 q->n_resolve++;
         q->resolve_next = (q->resolve_next + 1) % JOBS_RESOLVE_CACHE_MAX;
         strcpy_bounded(e->digest, sizeof e->digest, digest);
-        strcpy_bounded(e->platform_digest, sizeof e->platform_digest, cfg->platform_digest);
-        strcpy_bounded(e->config_digest, sizeof e->config_digest, cfg->config_digest);
-        e->has_revision = cfg->has_revision;
-        strcpy_bounded(e->revision, sizeof e->revision, cfg->revision);
+        e->facts = *facts;
         return e;
 }
 
@@ -236,7 +230,7 @@ static void apply_config(Job *j, const ResolveEntry *e) {
         if (!j->config)
                 j->config = malloc(sizeof *j->config);
         if (j->config)
-                *j->config = *e; /* without it the job is judged without the revision checks */
+                *j->config = e->facts; /* without it the job is judged without the revision checks */
 }
 
 static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageConfig *cfg, void *userdata) {
@@ -246,13 +240,13 @@ static void on_resolved(Ctrd *c, int error, const char *reason, const CtrdImageC
         if (error < 0)
                 log_debug("cannot read the config of %s (%s): %s", j->image, j->digest, reason);
         else {
-                const ResolveEntry *e = resolve_store(j->queue, j->digest, cfg);
+                FactsEntry fe = {.has_revision = cfg->has_revision};
+                strcpy_bounded(fe.platform_digest, sizeof fe.platform_digest, cfg->platform_digest);
+                strcpy_bounded(fe.config_digest, sizeof fe.config_digest, cfg->config_digest);
+                strcpy_bounded(fe.revision, sizeof fe.revision, cfg->revision);
+                const ResolveEntry *e = resolve_store(j->queue, j->digest, &fe);
                 if (e) {
                         apply_config(j, e);
-                        FactsEntry fe = {.has_revision = e->has_revision};
-                        strcpy_bounded(fe.platform_digest, sizeof fe.platform_digest, e->platform_digest);
-                        strcpy_bounded(fe.config_digest, sizeof fe.config_digest, e->config_digest);
-                        strcpy_bounded(fe.revision, sizeof fe.revision, e->revision);
                         /* not kept (a digest not sha256, out of memory): read again next time */
                         (void) facts_add(j->queue->facts, j->digest, &fe);
                 }
@@ -269,11 +263,7 @@ static void job_resolve(Job *j) {
         }
         FactsEntry fe;
         if (facts_lookup(j->queue->facts, j->digest, &fe) >= 0) {
-                CtrdImageConfig cfg = {.has_revision = fe.has_revision};
-                strcpy_bounded(cfg.platform_digest, sizeof cfg.platform_digest, fe.platform_digest);
-                strcpy_bounded(cfg.config_digest, sizeof cfg.config_digest, fe.config_digest);
-                strcpy_bounded(cfg.revision, sizeof cfg.revision, fe.revision);
-                e = (ResolveEntry *) resolve_store(j->queue, j->digest, &cfg);
+                e = (ResolveEntry *) resolve_store(j->queue, j->digest, &fe);
                 if (e) {
                         apply_config(j, e);
                         job_finish(j, 0, NULL);
