@@ -866,12 +866,12 @@ void ctrd_get_content_stats(const Ctrd *c, uint64_t *ret_direct, uint64_t *ret_a
  * they hash to the digest. *ret_data is buf, or *ret_heap (the caller's, free()). */
 static int blob_read(int blobs_fd, const char *digest, size_t max_bytes, uint8_t *buf, size_t bufsize,
                      uint8_t **ret_heap, const uint8_t **ret_data, size_t *ret_len) {
-        static const char prefix[] = "sha256:";
-        if (!digest || strncmp(digest, prefix, sizeof prefix - 1) != 0)
+        uint8_t want[SHA256_DIGEST_SIZE], got[SHA256_DIGEST_SIZE];
+        if (!digest || !startswith(digest, SHA256_PREFIX))
                 return -EOPNOTSUPP;
-        const char *hex = digest + sizeof prefix - 1;
-        if (strlen(hex) != 2 * SHA256_DIGEST_SIZE || hex[strspn(hex, "0123456789abcdef")] != 0)
-                return -EINVAL; /* also keeps the path inside blobs/sha256 */
+        if (!sha256_digest_pack(digest, want))
+                return -EINVAL; /* exactly 64 lowercase hex digits: also keeps the path inside blobs/sha256 */
+        const char *hex = digest + strlen(SHA256_PREFIX);
         char path[sizeof "sha256/" + 2 * SHA256_DIGEST_SIZE];
         snprintf(path, sizeof path, "sha256/%s", hex);
         _cleanup_close_ int fd = openat(blobs_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
@@ -911,7 +911,8 @@ static int blob_read(int blobs_fd, const char *digest, size_t max_bytes, uint8_t
                 data = heap;
         }
         /* cut short, grown meanwhile, or not what its name says: not ours to trust */
-        if (!sha256_matches_hex(data, len, hex))
+        sha256(data, len, got);
+        if (memcmp(got, want, sizeof got) != 0)
                 return -EBADMSG;
         *ret_heap = TAKE_PTR(heap);
         *ret_data = data;

@@ -108,20 +108,6 @@ void sha256(const void *data, size_t len, uint8_t out[SHA256_DIGEST_SIZE]) {
         sha256_final(&s, out);
 }
 
-bool sha256_matches_hex(const void *data, size_t len, const char *hex) {
-        uint8_t want[SHA256_DIGEST_SIZE], got[SHA256_DIGEST_SIZE];
-        if (!hex || strlen(hex) != 2 * SHA256_DIGEST_SIZE)
-                return false;
-        for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++) {
-                int hi = unhexchar(hex[2 * i]), lo = unhexchar(hex[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return false;
-                want[i] = (uint8_t) (hi << 4 | lo);
-        }
-        sha256(data, len, got);
-        return memcmp(want, got, sizeof got) == 0;
-}
-
 bool sha256_digest_pack(const char *d, uint8_t out[SHA256_DIGEST_SIZE]) {
         if (!d || !startswith(d, SHA256_PREFIX))
                 return false;

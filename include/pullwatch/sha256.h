@@ -22,8 +22,6 @@ void sha256_update(Sha256 *s, const void *data, size_t len);
 void sha256_final(Sha256 *s, uint8_t out[SHA256_DIGEST_SIZE]);
 /* One call: the digest of data. */
 void sha256(const void *data, size_t len, uint8_t out[SHA256_DIGEST_SIZE]);
-/* Whether data hashes to hex (64 hex digits, either case; anything else: false). */
-bool sha256_matches_hex(const void *data, size_t len, const char *hex);
 /* "sha256:" + exactly 64 lowercase hex digits (an OCI digest as containerd writes it) →
  * its 32 bytes; false for anything else (NULL included). */
 bool sha256_digest_pack(const char *digest, uint8_t out[SHA256_DIGEST_SIZE]);

@@ -1,5 +1,5 @@
-/* sha256: the FIPS 180-2 / NIST example vectors, whole and fed in every split; hex
- * matching (case, length, junk); the digest text packed to bytes and back. */
+/* sha256: the FIPS 180-2 / NIST example vectors, whole and fed in every split; the digest
+ * text packed to bytes and back (case, length, junk). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,24 +69,6 @@ static void test_splits(void **state) {
         }
 }
 
-static void test_matches_hex(void **state) {
-        static const struct {
-                const char *hex;
-                bool match;
-        } cases[] = {
-                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", true},
-                {"BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", true},
-                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ae", false},
-                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a", false},
-                {"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0", false},
-                {"zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", false},
-                {"", false},
-        };
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-                assert_int_equal(sha256_matches_hex("abc", 3, cases[i].hex), cases[i].match);
-        assert_false(sha256_matches_hex("abc", 3, NULL));
-}
-
 /* The digest text of the ledger and the facts file: lowercase only, exactly 64 digits,
  * round-trips. */
 static void test_digest_pack(void **state) {
@@ -125,7 +107,6 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_vectors),
                 cmocka_unit_test(test_splits),
-                cmocka_unit_test(test_matches_hex),
                 cmocka_unit_test(test_digest_pack),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
