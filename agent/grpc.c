@@ -349,6 +349,9 @@ struct Conn {
         uint64_t last_recv_usec;    /* CLOCK_MONOTONIC of the last bytes read */
         uint64_t ping_sent_usec;    /* > 0 while a PING waits for its ACK */
         bool owe_bdp_ack;           /* grpc-go's BDP PING, acknowledged with our next frames */
+        bool burst;                 /* a stream's messages come closer than the burst window */
+        bool burst_read;            /* the read under way is the burst timer's */
+        sd_event_source *burst_timer; /* the next read of a burst (grpc_client_set_burst_window()) */
 };
 
 struct GrpcClient {
@@ -369,6 +372,8 @@ struct GrpcClient {
         uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* 0: no pings */
         uint64_t timeout_usec;  /* the last grpc-timeout formatted, and its text: every call */
         char timeout_text[16]; /* of a kind has the same one (snprintf was ~1 % of an event) */
+        uint64_t burst_window_usec; /* 0: read whenever bytes arrive */
+        uint64_t n_burst_reads;     /* reads of a burst's timer that found bytes */
 };
 
 struct GrpcCall {
@@ -381,6 +386,7 @@ struct GrpcCall {
         size_t req_len, req_off;
         char method[200];
         uint64_t timeout_usec;
+        uint64_t last_message_usec; /* with a burst window: when the previous message came */
         sd_event_source *timer;
         GrpcReader reader;
         GrpcHeaders hdrs;
@@ -439,8 +445,19 @@ uint64_t grpc_client_connects(const GrpcClient *c) {
         return c ? c->n_connects : 0;
 }
 
+uint64_t grpc_client_burst_reads(const GrpcClient *c) {
+        return c ? c->n_burst_reads : 0;
+}
+
 uint64_t grpc_client_sends(const GrpcClient *c) {
         return c ? c->n_sends : 0;
+}
+
+int grpc_client_set_burst_window(GrpcClient *c, uint64_t window_usec) {
+        if (!c || window_usec > GRPC_BURST_WINDOW_MAX_USEC)
+                return -EINVAL;
+        c->burst_window_usec = window_usec;
+        return 0;
 }
 
 int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec) {
@@ -612,6 +629,7 @@ static void conn_free(Conn *conn) {
         sd_event_source_disable_unref(conn->io);
         sd_event_source_disable_unref(conn->flusher);
         sd_event_source_disable_unref(conn->keepalive);
+        sd_event_source_disable_unref(conn->burst_timer);
         if (conn->session)
                 nghttp2_session_del(conn->session);
         if (conn->fd >= 0)
@@ -706,6 +724,44 @@ static int conn_flush(Conn *conn) {
 }
 
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/* The window after a burst's read is over: read what came meanwhile, all at once. */
+static int on_burst_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Conn *conn = userdata;
+        (void) sd_event_source_set_enabled(conn->io, SD_EVENT_ON);
+        conn->burst_read = true;
+        return on_conn_io(conn->io, conn->fd, EPOLLIN, conn);
+}
+
+/* Within a burst, after a read that got bytes: leave the socket alone for the window, so
+ * that the events and replies that come meanwhile are read in one wake-up, not one each.
+ * A read that found nothing ends the burst: the socket wakes the loop again. */
+static void conn_burst_hold(Conn *conn, bool got) {
+        GrpcClient *c = conn->client;
+        uint64_t now;
+        if (got && conn->burst_read)
+                c->n_burst_reads++;
+        conn->burst_read = false;
+        if (!conn->burst)
+                return;
+        if (!got || sd_event_now(c->event, CLOCK_MONOTONIC, &now) < 0) {
+                conn->burst = false;
+                return;
+        }
+        if (!conn->burst_timer) {
+                if (sd_event_add_time(c->event, &conn->burst_timer, CLOCK_MONOTONIC, 0, 1, on_burst_timer, conn) < 0) {
+                        conn->burst = false;
+                        return;
+                }
+                (void) sd_event_source_set_description(conn->burst_timer, "grpc-burst");
+        }
+        if (sd_event_source_set_time(conn->burst_timer, now + c->burst_window_usec) < 0 ||
+            sd_event_source_set_enabled(conn->burst_timer, SD_EVENT_ONESHOT) < 0) {
+                conn->burst = false;
+                return;
+        }
+        (void) sd_event_source_set_enabled(conn->io, SD_EVENT_OFF);
+}
 
 /* A read or write on the connection failed with -error. */
 static void conn_broken(Conn *conn, int error) {
@@ -881,6 +937,15 @@ static int on_frame(const uint8_t *msg, size_t len, void *userdata) {
 
         if (call->cancelled || call->completed)
                 return -ECANCELED;
+        if (c->burst_window_usec > 0 && call->conn) {
+                /* a second message on one call: a stream (the events); closer than the window
+                 * to the previous one: a burst, read once per window from now on */
+                uint64_t now;
+                (void) sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+                if (call->reader.n_messages > 1 && now - call->last_message_usec < c->burst_window_usec)
+                        call->conn->burst = true;
+                call->last_message_usec = now;
+        }
         if (!call->on_message)
                 return 0;
         c->in_callback++;
@@ -1201,6 +1266,7 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 conn->connecting = false;
         }
 
+        bool got = false;
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
                         ssize_t n = recv(fd, c->ibuf, sizeof(c->ibuf), MSG_DONTWAIT);
@@ -1215,6 +1281,7 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                                           c->socket_path);
                                 goto out;
                         }
+                        got = true;
                         if (conn->keepalive)
                                 (void) sd_event_now(c->event, CLOCK_MONOTONIC, &conn->last_recv_usec);
                         conn->in_nghttp2++;
@@ -1233,6 +1300,7 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
         /* written after dispatch(): what the completed calls' callbacks start goes out in
          * the same send() as what nghttp2 queued while reading (ACKs, WINDOW_UPDATEs) */
         conn_kick(conn);
+        conn_burst_hold(conn, got);
 out:
         if (dispatch(c))
                 client_flush_due(c);
