@@ -370,8 +370,10 @@ struct GrpcClient {
         uint64_t n_connects;
         uint64_t n_sends; /* send() calls that wrote bytes */
         uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* 0: no pings */
-        uint64_t timeout_usec;  /* the last grpc-timeout formatted, and its text: every call */
-        char timeout_text[16]; /* of a kind has the same one (snprintf was ~1 % of an event) */
+        /* the last grpc-timeout formatted, and its text: every call of a kind has the same
+         * one, and formatting it per call was ~1 % of an event's instructions */
+        uint64_t timeout_usec;
+        char timeout_text[16];
         uint64_t burst_window_usec; /* 0: read whenever bytes arrive */
         uint64_t n_burst_reads;     /* reads of a burst's timer that found bytes */
 };
