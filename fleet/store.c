@@ -2051,6 +2051,17 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
         return r;
 }
 
+int store_ingest_wait(Store *s, char *err, size_t errlen) {
+        if (!s || !s->ing.active)
+                return -EINVAL;
+        if (s->ing.error < 0)
+                return s->ing.error;
+        int r = s->engine == STORE_POSTGRESQL ? pg_sync(s, err, errlen) : 0;
+        if (r < 0)
+                s->ing.error = r;
+        return r;
+}
+
 int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, size_t errlen) {
         if (!s || !s->ing.active)
                 return -EINVAL;
