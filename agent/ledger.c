@@ -96,12 +96,11 @@ typedef struct Raised {
 
 typedef struct Ref {
         void *items;            /* owned: Hist[n_digests] then Raised[n_raised], allocated to size */
-        struct Ref *twin_next;  /* chain in Ledger.twins */
-        uint64_t twin_hash;     /* of (namespace, repository, current digest); 0: not a tagged reference */
         uint32_t n_digests;     /* never 0 once recorded */
         uint32_t current;
         uint32_t pending;       /* index into Ledger.pending, NO_PENDING when saved as it is */
         uint8_t n_raised, ns_len;
+        bool twinned;           /* in Ledger.twins, under its current digest */
         char key[];             /* namespace NUL reference NUL */
 } Ref;
 
@@ -139,9 +138,10 @@ struct Ledger {
         uint64_t log_bytes, log_records, log_seq; /* valid bytes (where the next frame goes), records, last seq */
         uint64_t snap_bytes;
         /* tagged references by (namespace, repository name, current digest): answers
-         * ledger_tagged_current() without a scan; chains of Ref.twin_next */
+         * ledger_tagged_current() without a scan; open addressing, linear probing, the
+         * hash recomputed from the reference when needed (it was 16 bytes in every Ref) */
         Ref **twins;
-        size_t n_twin_buckets, n_twins; /* power of two; refs linked */
+        size_t n_twin_slots, n_twins; /* power of two, at most 3/4 full (TABLE_FULL); refs in it */
 };
 
 static_assert(LEDGER_RAISED_PER_REF_MAX <= UINT8_MAX, "n_raised is a uint8_t");
@@ -595,50 +595,82 @@ static uint64_t twin_hash(const char *ns, const char *name, uint32_t atom) {
         return h ? h : 1;
 }
 
-static void twin_unlink(Ledger *l, Ref *e) {
-        if (e->twin_hash == 0)
-                return;
-        for (Ref **p = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)]; *p; p = &(*p)->twin_next)
-                if (*p == e) {
-                        *p = e->twin_next;
-                        l->n_twins--;
-                        break;
-                }
-        e->twin_hash = 0;
-        e->twin_next = NULL;
+/* e's key in the index, from what e is now: false when e is not a tagged reference. */
+static bool twin_key(const Ref *e, uint64_t *ret_hash) {
+        char name[PW_NAME_MAX];
+        if (e->current == NO_CURRENT || ref_tagged_name(ref_name(e), name, sizeof name) <= 0)
+                return false;
+        *ret_hash = twin_hash(ref_ns(e), name, ref_hist(e)[e->current].atom);
+        return true;
 }
 
-static int twin_buckets_grow(Ledger *l) {
-        size_t n = l->n_twin_buckets ? l->n_twin_buckets * 2 : 64;
+/* Out of the index; call while e's current digest is still the one it was linked under. */
+static void twin_unlink(Ledger *l, Ref *e) {
+        uint64_t h;
+        if (!e->twinned)
+                return;
+        e->twinned = false;
+        if (!twin_key(e, &h))
+                return; /* cannot happen: linked under this very key */
+        size_t mask = l->n_twin_slots - 1, i = h & mask;
+        while (l->twins[i] != e) {
+                if (!l->twins[i])
+                        return; /* cannot happen either */
+                i = (i + 1) & mask;
+        }
+        /* backward-shift deletion, as for the other tables */
+        for (size_t j = i;;) {
+                j = (j + 1) & mask;
+                Ref *v = l->twins[j];
+                if (!v)
+                        break;
+                uint64_t vh = 0;
+                (void) twin_key(v, &vh);
+                size_t home = vh & mask;
+                bool stays = i <= j ? home > i && home <= j : home > i || home <= j;
+                if (!stays) {
+                        l->twins[i] = v;
+                        i = j;
+                }
+        }
+        l->twins[i] = NULL;
+        l->n_twins--;
+}
+
+static void twin_insert(Ref **slots, size_t n, Ref *e, uint64_t h) {
+        size_t i = h & (n - 1);
+        while (slots[i])
+                i = (i + 1) & (n - 1);
+        slots[i] = e;
+}
+
+static int twin_slots_grow(Ledger *l) {
+        size_t n = l->n_twin_slots ? l->n_twin_slots * 2 : 64;
         Ref **b = array_new(n, sizeof(Ref *), 0);
         if (!b)
                 return -ENOMEM;
-        for (size_t i = 0; i < l->n_twin_buckets; i++)
-                for (Ref *e = l->twins[i], *next; e; e = next) {
-                        next = e->twin_next;
-                        e->twin_next = b[e->twin_hash & (n - 1)];
-                        b[e->twin_hash & (n - 1)] = e;
-                }
-        array_free(l->twins, l->n_twin_buckets * sizeof(Ref *));
+        for (size_t i = 0; i < l->n_twin_slots; i++) {
+                uint64_t h;
+                if (l->twins[i] && twin_key(l->twins[i], &h))
+                        twin_insert(b, n, l->twins[i], h);
+        }
+        array_free(l->twins, l->n_twin_slots * sizeof(Ref *));
         l->twins = b;
-        l->n_twin_buckets = n;
+        l->n_twin_slots = n;
         return 0;
 }
 
-/* (Re)index e under its current digest if it is a tagged reference. Without memory
- * the reference stays unindexed: its digest-only twin is then recorded as a pull of
- * its own, as before the index existed. */
+/* Index e under its current digest if it is a tagged reference (unlinked from its
+ * previous one first, by the caller). Without memory the reference stays unindexed: its
+ * digest-only twin is then recorded as a pull of its own, as before the index existed. */
 static void twin_link(Ledger *l, Ref *e) {
-        char name[PW_NAME_MAX];
-        twin_unlink(l, e);
-        if (e->current == NO_CURRENT || ref_tagged_name(ref_name(e), name, sizeof name) <= 0)
+        uint64_t h;
+        if (e->twinned || !twin_key(e, &h))
                 return;
-        if (l->n_twins >= l->n_twin_buckets && twin_buckets_grow(l) < 0)
+        if (TABLE_FULL(l->n_twins + 1, l->n_twin_slots) && twin_slots_grow(l) < 0)
                 return;
-        e->twin_hash = twin_hash(ref_ns(e), name, ref_hist(e)[e->current].atom);
-        Ref **b = &l->twins[e->twin_hash & (l->n_twin_buckets - 1)];
-        e->twin_next = *b;
-        *b = e;
+        twin_insert(l->twins, l->n_twin_slots, e, h);
+        e->twinned = true;
         l->n_twins++;
 }
 
@@ -649,11 +681,13 @@ bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, co
         uint32_t a = atom_find(l, digest);
         if (a == NO_ATOM)
                 return false;
-        uint64_t h = twin_hash(ns, name, a);
-        for (const Ref *e = l->twins[h & (l->n_twin_buckets - 1)]; e; e = e->twin_next)
-                if (e->twin_hash == h && ref_hist(e)[e->current].atom == a && streq_ptr(ref_ns(e), ns) &&
+        size_t mask = l->n_twin_slots - 1;
+        for (size_t i = twin_hash(ns, name, a) & mask; l->twins[i]; i = (i + 1) & mask) {
+                const Ref *e = l->twins[i];
+                if (ref_hist(e)[e->current].atom == a && streq_ptr(ref_ns(e), ns) &&
                     ref_tagged_name(ref_name(e), other, sizeof other) > 0 && streq_ptr(other, name))
                         return true;
+        }
         return false;
 }
 
@@ -905,9 +939,9 @@ static void ledger_clear(Ledger *l) {
         array_free(l->atoms, l->alloc_atoms * sizeof(Atom));
         array_free(l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
         free(l->kinds);
-        array_free(l->twins, l->n_twin_buckets * sizeof(Ref *));
+        array_free(l->twins, l->n_twin_slots * sizeof(Ref *));
         l->twins = NULL;
-        l->n_twin_buckets = l->n_twins = 0;
+        l->n_twin_slots = l->n_twins = 0;
         l->refs = NULL;
         l->slots = l->atom_slots = NULL;
         l->atoms = NULL;
@@ -986,6 +1020,8 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
                 strcpy_bounded(previous, sizeof(previous),
                                atom_str(l, ref_hist(e)[e->current].atom, (char[PW_DIGEST_MAX]) {}));
         bool moved = e->current != (uint32_t) j;
+        if (moved)
+                twin_unlink(l, e); /* under the digest it leaves */
         e->current = (uint32_t) j;
         if (moved)
                 twin_link(l, e);
