@@ -256,6 +256,10 @@ static int io_watch(Journal *j, bool on) {
                 if (r < 0)
                         return r;
                 (void) sd_event_source_set_description(j->io, "journal-backlog");
+                /* after everything else that is ready: the containerd stream and a listing's
+                 * replies go first, journald gets the backlog when the loop has nothing
+                 * else to do (it has, between events and once a listing is judged) */
+                (void) sd_event_source_set_priority(j->io, SD_EVENT_PRIORITY_IDLE);
         }
         return sd_event_source_set_enabled(j->io, SD_EVENT_ON);
 }
