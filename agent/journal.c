@@ -7,10 +7,13 @@
 
 #include <endian.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/param.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -18,11 +21,33 @@
 
 #include "pullwatch/util.h"
 
+/* A piece of the backlog: entries one after another, each a size_t length then its bytes,
+ * padded to 8. Mapped, not malloc()ed: a burst's backlog (megabytes) comes and goes
+ * without leaving holes in the heap, and a chunk is unmapped once sent. */
+typedef struct Chunk {
+        struct Chunk *next;
+        size_t size;       /* of the mapping */
+        size_t head, tail; /* offsets into data: the next entry to send, where the next one goes */
+        uint8_t data[];
+} Chunk;
+
+#define CHUNK_SIZE (1U << 20)
+#define ENTRY_ALIGN 8
+#define ALIGN_UP(n, a) (((n) + (a) - 1) / (a) * (a))
+
 struct Journal {
         int fd; /* connected SOCK_DGRAM, or -1: connect at the next entry */
         int sndbuf;
         struct sockaddr_un sa;
         socklen_t sa_len;
+        /* with a loop: entries journald's socket could not take yet, oldest first */
+        sd_event *event;
+        sd_event_source *io; /* EPOLLOUT on fd while the backlog is not empty */
+        journal_lost_t on_lost;
+        void *userdata;
+        Chunk *first, *last;
+        size_t backlog_bytes, backlog_entries;
+        JournalStats stats;
 };
 
 int journal_new(Journal **ret, const char *socket_path, int sndbuf) {
@@ -44,16 +69,39 @@ int journal_new(Journal **ret, const char *socket_path, int sndbuf) {
         return 0;
 }
 
+static void backlog_clear(Journal *j) {
+        for (Chunk *c = j->first, *next; c; c = next) {
+                next = c->next;
+                munmap(c, c->size);
+        }
+        j->first = j->last = NULL;
+        j->backlog_bytes = j->backlog_entries = 0;
+}
+
 Journal *journal_free(Journal *j) {
         if (!j)
                 return NULL;
+        sd_event_source_disable_unref(j->io);
+        sd_event_unref(j->event);
+        backlog_clear(j);
         if (j->fd >= 0)
                 close(j->fd);
         free(j);
         return NULL;
 }
 
+int journal_attach_event(Journal *j, sd_event *e, journal_lost_t on_lost, void *userdata) {
+        if (!j || !e || j->event)
+                return -EINVAL;
+        j->event = sd_event_ref(e);
+        j->on_lost = on_lost;
+        j->userdata = userdata;
+        return 0;
+}
+
 static void journal_disconnect(Journal *j) {
+        /* the io source watches this fd: it goes first (sd-event must not keep a closed fd) */
+        j->io = sd_event_source_disable_unref(j->io);
         if (j->fd >= 0)
                 close(j->fd);
         j->fd = -1;
@@ -103,15 +151,188 @@ static int send_memfd(Journal *j, const struct iovec *w, size_t n) {
         return 0;
 }
 
-/* One attempt on the connected socket: 0, or -errno of the send. */
-static int send_once(Journal *j, const struct iovec *w, size_t n) {
+/* One attempt on the connected socket: 0, or -errno of the send. With MSG_DONTWAIT,
+ * -EAGAIN: journald's queue is full (it holds net.unix.max_dgram_qlen datagrams) or our
+ * send buffer is, try again when the socket is writable. */
+static int send_once(Journal *j, const struct iovec *w, size_t n, int flags) {
         struct msghdr mh = {.msg_iov = (struct iovec *) w, .msg_iovlen = n};
-        if (sendmsg(j->fd, &mh, MSG_NOSIGNAL) >= 0)
+        if (sendmsg(j->fd, &mh, MSG_NOSIGNAL | flags) >= 0)
                 return 0;
         int r = -errno;
-        if (r == -EMSGSIZE || r == -ENOBUFS || r == -EAGAIN)
+        if (r == -EMSGSIZE || r == -ENOBUFS || (r == -EAGAIN && !(flags & MSG_DONTWAIT)))
                 return send_memfd(j, w, n);
         return r;
+}
+
+/* send_once(), and once more on a new connection when journald went away (its socket
+ * file may be a new one already). */
+static int send_reconnecting(Journal *j, const struct iovec *w, size_t n, int flags) {
+        int r;
+        if (j->fd < 0 && (r = journal_connect(j)) < 0)
+                return r;
+        r = send_once(j, w, n, flags);
+        if (r != -ECONNREFUSED && r != -ENOTCONN)
+                return r;
+        journal_disconnect(j);
+        if ((r = journal_connect(j)) < 0)
+                return r;
+        return send_once(j, w, n, flags);
+}
+
+/* ---- the backlog ---- */
+
+static size_t entry_space(size_t len) {
+        return sizeof(size_t) + ALIGN_UP(len, ENTRY_ALIGN);
+}
+
+static int backlog_push(Journal *j, const struct iovec *w, size_t n) {
+        size_t len = 0;
+        for (size_t i = 0; i < n; i++)
+                len += w[i].iov_len;
+        size_t need = entry_space(len);
+        Chunk *c = j->last;
+        if (!c || c->size - offsetof(Chunk, data) - c->tail < need) {
+                size_t size = MAX((size_t) CHUNK_SIZE, ALIGN_UP(offsetof(Chunk, data) + need, (size_t) sysconf(_SC_PAGESIZE)));
+                void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (p == MAP_FAILED)
+                        return -ENOMEM;
+                c = p;
+                c->next = NULL;
+                c->size = size;
+                c->head = c->tail = 0;
+                if (j->last)
+                        j->last->next = c;
+                else
+                        j->first = c;
+                j->last = c;
+        }
+        uint8_t *q = c->data + c->tail;
+        memcpy(q, &len, sizeof len);
+        q += sizeof len;
+        for (size_t i = 0; i < n; i++) {
+                memcpy(q, w[i].iov_base, w[i].iov_len);
+                q += w[i].iov_len;
+        }
+        c->tail += need;
+        j->backlog_bytes += len;
+        j->backlog_entries++;
+        j->stats.backlogged++;
+        j->stats.backlog_peak_bytes = MAX(j->stats.backlog_peak_bytes, (uint64_t) j->backlog_bytes);
+        return 0;
+}
+
+/* The oldest entry, or NULL. */
+static const uint8_t *backlog_head(const Journal *j, size_t *ret_len) {
+        const Chunk *c = j->first;
+        if (!c || c->head == c->tail)
+                return NULL;
+        memcpy(ret_len, c->data + c->head, sizeof *ret_len);
+        return c->data + c->head + sizeof(size_t);
+}
+
+static void backlog_pop(Journal *j) {
+        Chunk *c = j->first;
+        size_t len;
+        memcpy(&len, c->data + c->head, sizeof len);
+        c->head += entry_space(len);
+        j->backlog_bytes -= len;
+        j->backlog_entries--;
+        if (c->head == c->tail) {
+                j->first = c->next;
+                if (!j->first)
+                        j->last = NULL;
+                munmap(c, c->size);
+        }
+}
+
+static int on_writable(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static int io_watch(Journal *j, bool on) {
+        int r;
+        if (!on)
+                return j->io ? sd_event_source_set_enabled(j->io, SD_EVENT_OFF) : 0;
+        if (!j->io) {
+                r = sd_event_add_io(j->event, &j->io, j->fd, EPOLLOUT, on_writable, j);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(j->io, "journal-backlog");
+                /* after everything else that is ready: the containerd stream and a listing's
+                 * replies go first, journald gets the backlog when the loop has nothing
+                 * else to do (it has, between events and once a listing is judged) */
+                (void) sd_event_source_set_priority(j->io, SD_EVENT_PRIORITY_IDLE);
+        }
+        return sd_event_source_set_enabled(j->io, SD_EVENT_ON);
+}
+
+/* Send from the backlog, oldest first, until it holds at most until_bytes (0) or
+ * journald's socket is full (-EAGAIN; only without block). block: wait for the socket up
+ * to timeout_msec (< 0: without end) in all; on timeout -ETIME. An entry journald cannot
+ * be given (its socket gone, no new one) is lost: counted, and told to on_lost. */
+static int backlog_drain(Journal *j, bool block, int timeout_msec, size_t until_bytes) {
+        uint64_t deadline = timeout_msec >= 0 ? now_usec_monotonic() + (uint64_t) timeout_msec * 1000 : 0;
+        size_t len;
+        const uint8_t *p;
+        while (j->backlog_entries > 0 && j->backlog_bytes > until_bytes && (p = backlog_head(j, &len))) {
+                struct iovec w = {(void *) p, len};
+                int r = send_reconnecting(j, &w, 1, MSG_DONTWAIT);
+                if (r == -EAGAIN) {
+                        if (!block)
+                                return r;
+                        int wait = -1;
+                        if (timeout_msec >= 0) {
+                                uint64_t now = now_usec_monotonic();
+                                if (now >= deadline)
+                                        return -ETIME;
+                                wait = (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT_MAX);
+                        }
+                        struct pollfd pfd = {.fd = j->fd, .events = POLLOUT};
+                        if (poll(&pfd, 1, wait) < 0 && errno != EINTR)
+                                return -errno;
+                        continue;
+                }
+                if (r < 0) {
+                        j->stats.lost++;
+                        if (j->on_lost)
+                                j->on_lost(r, 1, j->userdata);
+                }
+                backlog_pop(j);
+        }
+        return 0;
+}
+
+static int on_writable(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Journal *j = userdata;
+        (void) s;
+        (void) fd;
+        (void) revents;
+        /* still full: wait for the next EPOLLOUT (on a new socket if it reconnected) */
+        if (backlog_drain(j, false, 0, 0) != -EAGAIN)
+                (void) io_watch(j, false);
+        else if (io_watch(j, true) < 0)
+                (void) backlog_drain(j, true, -1, 0);
+        return 0;
+}
+
+int journal_flush(Journal *j, int timeout_msec, uint64_t *ret_unsent) {
+        if (!j)
+                return -EINVAL;
+        int r = backlog_drain(j, true, timeout_msec, 0);
+        if (ret_unsent)
+                *ret_unsent = j->backlog_entries;
+        if (r < 0) {
+                j->stats.lost += j->backlog_entries;
+                backlog_clear(j);
+        }
+        (void) io_watch(j, false);
+        return r;
+}
+
+void journal_get_stats(const Journal *j, JournalStats *ret) {
+        if (!j || !ret)
+                return;
+        *ret = j->stats;
+        ret->backlog_entries = j->backlog_entries;
+        ret->backlog_bytes = j->backlog_bytes;
 }
 
 int journal_sendv(Journal *j, const struct iovec *iov, size_t n) {
@@ -143,17 +364,35 @@ int journal_sendv(Journal *j, const struct iovec *iov, size_t n) {
                 w[k++] = (struct iovec){(void *) "\n", 1};
         }
 
+        if (!j->event)
+                return send_reconnecting(j, w, k, 0);
+
+        /* With a loop: never wait for journald. Behind a backlog an entry joins it (order is
+         * kept); otherwise it is sent now, or joins the backlog when journald's socket is
+         * full, and the backlog is sent as journald makes room. Over JOURNAL_BACKLOG_MAX the
+         * agent waits for journald, as it did for every entry before: never dropped. */
         int r;
-        if (j->fd < 0 && (r = journal_connect(j)) < 0)
-                return r;
-        r = send_once(j, w, k);
-        if (r != -ECONNREFUSED && r != -ENOTCONN)
-                return r;
-        /* journald went away (its socket file may be a new one already): connect again */
-        journal_disconnect(j);
-        if ((r = journal_connect(j)) < 0)
-                return r;
-        return send_once(j, w, k);
+        if (j->backlog_entries == 0) {
+                if (j->fd < 0 && (r = journal_connect(j)) < 0)
+                        return r;
+                r = send_reconnecting(j, w, k, MSG_DONTWAIT);
+                if (r != -EAGAIN)
+                        return r;
+        }
+        if (j->backlog_bytes > JOURNAL_BACKLOG_MAX) {
+                j->stats.waits++;
+                (void) backlog_drain(j, true, -1, JOURNAL_BACKLOG_MAX / 2);
+        }
+        r = backlog_push(j, w, k);
+        if (r < 0) {
+                /* no room to keep it: wait for journald as before */
+                (void) backlog_drain(j, true, -1, 0);
+                return send_reconnecting(j, w, k, 0);
+        }
+        r = io_watch(j, true);
+        if (r < 0) /* no loop to send it later: now */
+                return backlog_drain(j, true, -1, 0);
+        return 0;
 }
 
 int journal_send_finding(Journal *j, const Finding *f) {

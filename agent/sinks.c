@@ -14,6 +14,9 @@
 #include "pullwatch/spool.h"
 #include "pullwatch/util.h"
 
+/* At exit, how long the entries journald has not read yet may hold the exit up. */
+#define JOURNAL_EXIT_FLUSH_MSEC 20000
+
 struct Sinks {
         const Config *config;
         Journal *journal; /* NULL: no journald output */
@@ -45,6 +48,14 @@ Sinks *sinks_free(Sinks *s) {
                          "(they are in journald)",
                          s->spool_lost);
         sd_event_source_unref(s->post);
+        if (s->journal) {
+                /* what journald has not read yet: given time to, never dropped unsaid */
+                uint64_t unsent = 0;
+                int r = journal_flush(s->journal, JOURNAL_EXIT_FLUSH_MSEC, &unsent);
+                if (r < 0 && unsent > 0)
+                        log_warning_errno(r, "%" PRIu64 " journald entries could not be written before exit: %m",
+                                          unsent);
+        }
         journal_free(s->journal);
         ship_free(s->shipper);
         curlev_free(s->curl);
@@ -157,12 +168,17 @@ static int endpoint_open(Sinks *s, sd_event *e, const Config *c) {
         return 0;
 }
 
+static void on_journal_lost(int error, uint64_t n, void *userdata);
+
 int sinks_new(Sinks **ret, sd_event *e, const Config *c) {
         _cleanup_(sinks_freep) Sinks *s = calloc(1, sizeof *s);
         if (!s)
                 return log_error_errno(ENOMEM, "out of memory");
         s->config = c;
-        int r = journal_new(&s->journal, NULL, 0);
+        int r = journal_new(&s->journal, NULL, JOURNAL_SNDBUF);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the journald output: %m");
+        r = journal_attach_event(s->journal, e, on_journal_lost, s);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the journald output: %m");
         s->stdout_json = c->stdout_json;
@@ -219,16 +235,27 @@ static void spool_record(Sinks *s, const Finding *f, const char *json) {
         (void) ship_kick(s->shipper);
 }
 
+static void journal_failed(Sinks *s, int r, uint64_t n) {
+        bool news = latch_fail(&s->journal_fail, r);
+        s->journal_fail.count += n - 1;
+        if (!news)
+                return;
+        if (r == -ENOENT)
+                log_warning("cannot write to journald: its socket " JOURNAL_SOCKET
+                            " is missing, continuing with the other outputs");
+        else
+                log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
+}
+
+/* entries that waited for journald (see journal_attach_event()) and could not be sent */
+static void on_journal_lost(int error, uint64_t n, void *userdata) {
+        journal_failed(userdata, error, n);
+}
+
 static void journal_record(Sinks *s, const Finding *f) {
         int r = journal_send_finding(s->journal, f);
         if (r < 0) {
-                if (latch_fail(&s->journal_fail, r)) {
-                        if (r == -ENOENT)
-                                log_warning("cannot write to journald: its socket " JOURNAL_SOCKET
-                                            " is missing, continuing with the other outputs");
-                        else
-                                log_warning_errno(r, "cannot write to journald: %m, continuing with the other outputs");
-                }
+                journal_failed(s, r, 1);
                 return;
         }
         uint64_t n = latch_ok(&s->journal_fail);

@@ -205,6 +205,10 @@ void ledger_get_stats(const Ledger *l, LedgerStats *ret);
  * are pruned after a successful parse (counted in stats.pruned). */
 int ledger_format(const Ledger *l, char **ret, size_t *ret_len);
 int ledger_parse(Ledger *into, const char *buf, size_t len, char *err, size_t errlen);
+/* For tests and the fuzz target: whether a snapshot body in the form ledger_format()
+ * writes is read without jansson (the default; anything else is read through jansson
+ * either way, which decides what is valid). Process-wide. */
+void ledger_set_fast_parse(bool on);
 
 typedef struct LedgerReplayReport {
         uint64_t records;         /* changes applied */

@@ -22,6 +22,8 @@
 #   SCALE_ROOT     a directory kept between runs for containerd's root: the import of
 #                  10,000 images (20,001 blobs, one metadata transaction per image) takes
 #                  minutes on a loaded 2-core machine; with SCALE_ROOT it is done once
+#   SCALE_SMAPS=1  also print, after each agent run, its mappings by Private_Dirty (the
+#                  largest first, from /proc/PID/smaps)
 #   PW_KEEP_WORK=1 keep the work dir
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -145,6 +147,11 @@ mem() { # PREFIX
 	res "${1}_rss" "$(awk '$1 == "Rss:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup")"
 	res "${1}_pd" "$(awk '$1 == "Private_Dirty:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup")"
 	res "${1}_hwm" "$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$AGENT_PID/status")"
+	if [[ ${SCALE_SMAPS:-0} == 1 ]]; then
+		say "$1: mappings by Private_Dirty (kB)"
+		awk '/^[0-9a-f]+-[0-9a-f]+ / { m = $6 ? $6 : "[anon " $1 "]" } $1 == "Private_Dirty:" && $2 > 0 { pd[m] += $2 }
+			END { for (k in pd) print pd[k], k }' "/proc/$AGENT_PID/smaps" | sort -rn | head -25
+	fi
 }
 say "pullwatch run, fresh state: reconcile of $N images"
 start_agent "$PW_WORK/state"

@@ -1,7 +1,9 @@
 /* Fuzz the ledger file parser. The first byte picks a mode: odd -> the rest is a whole
  * file as found on disk; even -> the rest is a JSON body, framed here with a correct
  * header and CRC so the schema checks behind the CRC get exercised too. Whatever parses
- * must format and re-parse to the same text. */
+ * must format and re-parse to the same text. The body is read twice, with and without
+ * the fast path (ledger_set_fast_parse()): both must accept or refuse alike, with the
+ * same reason, and what they accept must format to the same text. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +39,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 memcpy(buf + h, in, n);
         }
 
-        Ledger *l = NULL;
-        char err[256];
-        if (ledger_new(&l, 64) < 0)
+        Ledger *l = NULL, *tree = NULL;
+        char err[256], terr[256];
+        if (ledger_new(&l, 64) < 0 || ledger_new(&tree, 64) < 0)
                 abort();
-        if (ledger_parse(l, buf, len, err, sizeof(err)) == 0) {
+        ledger_set_fast_parse(false);
+        int rt = ledger_parse(tree, buf, len, terr, sizeof(terr));
+        ledger_set_fast_parse(true);
+        int rf = ledger_parse(l, buf, len, err, sizeof(err));
+        if (rt != rf || (rf < 0 && strcmp(err, terr) != 0))
+                abort();
+        if (rf == 0) {
+                char *a = NULL, *b = NULL;
+                size_t la, lb;
+                if (ledger_format(l, &a, &la) < 0 || ledger_format(tree, &b, &lb) < 0 || la != lb ||
+                    memcmp(a, b, la) != 0)
+                        abort();
+                free(a);
+                free(b);
+        }
+        ledger_free(tree);
+        if (rf == 0) {
                 LedgerStats st;
                 ledger_get_stats(l, &st);
                 if (st.entries > 64)

@@ -7,6 +7,7 @@
  * shared journald is never touched (needs root, CAP_SYS_ADMIN; skipped without); the
  * rest on a socket in a temporary directory. */
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -370,6 +371,180 @@ static void test_oversize_goes_as_memfd(void **state) {
         dir_remove(&d);
 }
 
+/* ---- with a loop: the backlog ---- */
+
+typedef struct Lost {
+        int error;
+        uint64_t n;
+} Lost;
+
+static void on_lost(int error, uint64_t n, void *userdata) {
+        Lost *l = userdata;
+        l->error = error;
+        l->n += n;
+}
+
+/* "MESSAGE=entry N" */
+static void send_numbered(Journal *j, unsigned i) {
+        char m[32];
+        int n = snprintf(m, sizeof m, "MESSAGE=entry %u", i);
+        struct iovec iov = {m, (size_t) n};
+        assert_int_equal(journal_sendv(j, &iov, 1), 0);
+}
+
+/* The next entry must be number *next: read and checked (1), or nothing there (0). */
+static int recv_numbered(int s, unsigned *next) {
+        char buf[256], want[32];
+        bool memfd;
+        ssize_t n = recv_entry(s, buf, sizeof buf, &memfd);
+        if (n < 0)
+                return 0;
+        int w = snprintf(want, sizeof want, "MESSAGE=entry %u\n", *next);
+        assert_int_equal(n, w);
+        assert_memory_equal(buf, want, (size_t) w);
+        (*next)++;
+        return 1;
+}
+
+#define BURST 500U
+
+/* journald reads slower than a burst is made: the entries its socket cannot take wait, the
+ * sender never does; they reach journald all, in order, as it reads, from the loop. */
+static void test_backlog_never_waits_never_drops(void **state) {
+        Dir d;
+        dir_make(&d);
+        int s = listen_at(d.sock); /* read only later: its queue fills after a few datagrams */
+        sd_event *e = NULL;
+        assert_int_equal(sd_event_new(&e), 0);
+        Journal *j = NULL;
+        Lost lost = {0};
+        assert_int_equal(journal_new(&j, d.sock, 0), 0);
+        assert_int_equal(journal_attach_event(j, e, on_lost, &lost), 0);
+        assert_int_equal(journal_attach_event(j, e, on_lost, &lost), -EINVAL);
+
+        for (unsigned i = 0; i < BURST; i++)
+                send_numbered(j, i);
+        JournalStats st;
+        journal_get_stats(j, &st);
+        assert_true(st.backlog_entries > 0);
+        assert_int_equal(st.backlogged, st.backlog_entries);
+        assert_true(st.backlog_entries < BURST); /* the first ones went at once */
+
+        /* journald reads; the loop sends the rest as room appears */
+        unsigned next = 0;
+        uint64_t deadline = now_usec_monotonic() + 10 * 1000000ULL;
+        while (next < BURST && now_usec_monotonic() < deadline) {
+                while (recv_numbered(s, &next))
+                        ;
+                assert_true(sd_event_run(e, 100 * 1000) >= 0);
+        }
+        assert_int_equal(next, BURST);
+        journal_get_stats(j, &st);
+        assert_int_equal(st.backlog_entries, 0);
+        assert_int_equal(st.backlog_bytes, 0);
+        assert_int_equal(st.lost, 0);
+        assert_int_equal(lost.n, 0);
+
+        /* an empty backlog: an entry goes at once again */
+        send_numbered(j, next);
+        assert_int_equal(recv_numbered(s, &next), 1);
+
+        journal_free(j);
+        sd_event_unref(e);
+        close(s);
+        dir_remove(&d);
+}
+
+/* At exit the backlog is sent, waiting for journald (a reader in a child here). */
+static void test_backlog_flushed_at_exit(void **state) {
+        Dir d;
+        dir_make(&d);
+        int s = listen_at(d.sock);
+        sd_event *e = NULL;
+        assert_int_equal(sd_event_new(&e), 0);
+        Journal *j = NULL;
+        assert_int_equal(journal_new(&j, d.sock, 0), 0);
+        assert_int_equal(journal_attach_event(j, e, NULL, NULL), 0);
+        for (unsigned i = 0; i < BURST; i++)
+                send_numbered(j, i);
+        JournalStats st;
+        journal_get_stats(j, &st);
+        assert_true(st.backlog_entries > 0);
+
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                alarm(10);
+                unsigned next = 0;
+                while (next < BURST) {
+                        if (!recv_numbered(s, &next)) {
+                                struct pollfd p = {.fd = s, .events = POLLIN};
+                                (void) poll(&p, 1, 1000);
+                        }
+                }
+                _exit(0);
+        }
+        uint64_t unsent = 1;
+        assert_int_equal(journal_flush(j, 10000, &unsent), 0);
+        assert_int_equal(unsent, 0);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+
+        journal_free(j);
+        sd_event_unref(e);
+        close(s);
+        dir_remove(&d);
+}
+
+/* journald gone while entries wait (its socket file removed, no new one): they are lost,
+ * and said so, each counted; a flush that times out drops the rest and says how many. */
+static void test_backlog_lost_is_told(void **state) {
+        Dir d;
+        dir_make(&d);
+        int s = listen_at(d.sock);
+        sd_event *e = NULL;
+        assert_int_equal(sd_event_new(&e), 0);
+        Journal *j = NULL;
+        Lost lost = {0};
+        assert_int_equal(journal_new(&j, d.sock, 0), 0);
+        assert_int_equal(journal_attach_event(j, e, on_lost, &lost), 0);
+
+        for (unsigned i = 0; i < 50; i++)
+                send_numbered(j, i);
+        JournalStats st;
+        journal_get_stats(j, &st);
+        assert_true(st.backlog_entries > 0);
+        /* journald never reads: a bounded flush gives up */
+        uint64_t unsent = 0, waiting = st.backlog_entries;
+        assert_int_equal(journal_flush(j, 50, &unsent), -ETIME);
+        assert_int_equal(unsent, waiting);
+        journal_get_stats(j, &st);
+        assert_int_equal(st.backlog_entries, 0);
+        assert_int_equal(st.lost, waiting);
+
+        /* a new backlog, then journald goes away with its socket */
+        for (unsigned i = 0; i < 50; i++)
+                send_numbered(j, i);
+        journal_get_stats(j, &st);
+        waiting = st.backlog_entries;
+        assert_true(waiting > 0);
+        close(s);
+        unlink(d.sock);
+        for (int k = 0; k < 10 && st.backlog_entries > 0; k++) {
+                assert_true(sd_event_run(e, 100 * 1000) >= 0);
+                journal_get_stats(j, &st);
+        }
+        assert_int_equal(st.backlog_entries, 0);
+        assert_int_equal(lost.n, waiting);
+        assert_true(lost.error == -ENOENT || lost.error == -ECONNREFUSED);
+
+        journal_free(j);
+        sd_event_unref(e);
+        rmdir(d.path);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_missing_socket_is_an_error),
@@ -377,6 +552,9 @@ int main(void) {
                 cmocka_unit_test(test_invalid_fields),
                 cmocka_unit_test(test_restart_reconnects),
                 cmocka_unit_test(test_oversize_goes_as_memfd),
+                cmocka_unit_test(test_backlog_never_waits_never_drops),
+                cmocka_unit_test(test_backlog_flushed_at_exit),
+                cmocka_unit_test(test_backlog_lost_is_told),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

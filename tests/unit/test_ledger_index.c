@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -134,11 +136,76 @@ static void test_tagged_current_after_load_prune(void **state) {
         ledger_free(big);
 }
 
+/* The index against a scan of the ledger, after every step of a random run: tags that move
+ * back and forth among a few digests, digest-only records beside them, two namespaces, a
+ * cap that prunes history and whole references. The index is open addressing with
+ * backward-shift deletion: a shift done wrong loses entries that collide. */
+#define M_NS 2
+#define M_REPOS 24
+#define M_DIGESTS 6
+
+typedef struct Model {
+        bool want[M_NS][M_REPOS][M_DIGESTS];
+} Model;
+
+static const char *const m_ns[M_NS] = {"k8s.io", "default"};
+
+static void m_digest(unsigned d, char out[72]) {
+        snprintf(out, 72, "sha256:%064x", d + 1);
+}
+
+static int m_visit(const char *ns, const char *ref, const LedgerDigest *digests, size_t n, size_t current,
+                   void *userdata) {
+        Model *m = userdata;
+        unsigned ni = strcmp(ns, m_ns[0]) == 0 ? 0 : 1, repo, tag, d;
+        (void) n;
+        if (sscanf(ref, "docker.io/library/r%u:t%u", &repo, &tag) != 2)
+                return 0; /* a digest-only record: not indexed */
+        assert_true(sscanf(digests[current].digest, "sha256:%x", &d) == 1);
+        m->want[ni][repo][d - 1] = true;
+        return 0;
+}
+
+static void test_tagged_current_model(void **state) {
+        Ledger *l = NULL;
+        char ref[128], name[64], dg[72];
+        uint32_t seed = 12345;
+        assert_int_equal(ledger_new(&l, 90), 0);
+        for (unsigned step = 0; step < 3000; step++) {
+                seed = seed * 1103515245U + 12345U;
+                unsigned ni = (seed >> 8) % M_NS, repo = (seed >> 12) % M_REPOS, tag = (seed >> 20) % 3,
+                         d = (seed >> 24) % M_DIGESTS;
+                m_digest(d, dg);
+                if ((seed >> 4) % 5 == 0)
+                        snprintf(ref, sizeof ref, "docker.io/library/r%u@%s", repo, dg);
+                else
+                        snprintf(ref, sizeof ref, "docker.io/library/r%u:t%u", repo, tag);
+                assert_int_equal(ledger_record(l, m_ns[ni], ref, dg, 100 + step, NULL, NULL), 0);
+
+                Model m = {0};
+                assert_int_equal(ledger_foreach(l, m_visit, &m), 0);
+                for (unsigned a = 0; a < M_NS; a++)
+                        for (unsigned r = 0; r < M_REPOS; r++)
+                                for (unsigned k = 0; k < M_DIGESTS; k++) {
+                                        snprintf(name, sizeof name, "docker.io/library/r%u", r);
+                                        m_digest(k, dg);
+                                        if (ledger_tagged_current(l, m_ns[a], name, dg) != m.want[a][r][k])
+                                                fail_msg("step %u: %s %s %s: want %d", step, m_ns[a], name, dg,
+                                                         m.want[a][r][k]);
+                                }
+        }
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        assert_true(st.pruned > 0);
+        ledger_free(l);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_raise),
                 cmocka_unit_test(test_tagged_current),
                 cmocka_unit_test(test_tagged_current_after_load_prune),
+                cmocka_unit_test(test_tagged_current_model),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# tests/bench/scale_ab_bench.sh BINARY... — the agent's reconcile at scale for several
+# pullwatch builds, interleaved on one private containerd holding N images of distinct
+# digests (the store scale_bench.sh makes; SCALE_ROOT to reuse it): per round, for each
+# build in turn, `ctr images ls -q`, then `pullwatch run` from start to "subscribed" with
+# a fresh state dir, then again restarted on the ledger it saved; then its idle
+# Private_Dirty. Across separate scale_bench.sh runs the machine's load moved `ctr`'s own
+# time 0.5-2.1 s; here every build runs beside the others, round after round. Medians over
+# ROUNDS, each beside the median `ctr images ls -q` of the same rounds. As root. Prints
+# figures only (exit 0 unless setup fails).
+#   N=10000   images (the store must hold them: run scale_bench.sh once to make it)
+#   NS=scale  their namespace
+#   ROUNDS=3
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+(($#)) || { echo "usage: $0 BINARY..." >&2; exit 2; }
+N=${N:-10000}
+NS=${NS:-scale}
+ROUNDS=${ROUNDS:-3}
+# shellcheck disable=SC2034 # read by lib.sh
+PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1
+# shellcheck source=tests/integration/lib.sh
+. "$ROOT/tests/integration/lib.sh"
+pw_setup_deps_check
+pw_start_journald
+pw_containerd_config
+if [[ -n ${SCALE_ROOT:-} ]]; then
+	mkdir -p "$SCALE_ROOT"
+	sed -i "s|^root = .*|root = \"$SCALE_ROOT\"|" "$PW_WORK/containerd/config.toml"
+fi
+pw_start_containerd
+have=$(ctr -a "$PW_SOCK" -n "$NS" images ls -q | grep -c '^bench.local/scale/img-' || true)
+((have == N)) || pw_fail "the store has $have images, not $N: make it with scale_bench.sh (same SCALE_ROOT)"
+
+ms_since() { echo $(($(pw_now_ms) - $1)); }
+AGENT_PID= START_MS=
+start_agent() { # BINARY STATE_DIR
+	: >"$PW_WORK/agent.err"
+	local t
+	t=$(pw_now_ms)
+	"$1" run --address "$PW_SOCK" --state-dir "$2" --node scale-ab --namespace "$NS" \
+		>/dev/null 2>"$PW_WORK/agent.err" </dev/null &
+	AGENT_PID=$!
+	PW_EXTRA_PIDS=$AGENT_PID
+	pw_poll 600 eval "grep -q 'subscribed to containerd events' '$PW_WORK/agent.err' || ! pw_proc_alive $AGENT_PID" ||
+		pw_fail "pullwatch did not subscribe within 600 s" "$(tail -3 "$PW_WORK/agent.err")"
+	pw_proc_alive "$AGENT_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
+	START_MS=$(ms_since "$t")
+}
+# idle: no timer due within 60 s (the ledger save, the catch-up listing, health files)
+idle_pd() {
+	pw_poll 180 eval "! pw_timer_due_within $AGENT_PID 60" || true
+	awk '$1 == "Private_Dirty:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup"
+}
+: >"$PW_WORK/runs"
+for ((round = 1; round <= ROUNDS; round++)); do
+	k=0
+	for bin in "$@"; do
+		k=$((k + 1))
+		t=$(pw_now_ms)
+		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
+		echo "$k ctr $(ms_since "$t")" >>"$PW_WORK/runs"
+		rm -rf "$PW_WORK/state"
+		start_agent "$bin" "$PW_WORK/state"
+		echo "$k fresh $START_MS" >>"$PW_WORK/runs"
+		echo "$k fresh_pd $(idle_pd)" >>"$PW_WORK/runs"
+		pw_kill_wait "$AGENT_PID" 30
+		start_agent "$bin" "$PW_WORK/state"
+		echo "$k known $START_MS" >>"$PW_WORK/runs"
+		echo "$k known_pd $(idle_pd)" >>"$PW_WORK/runs"
+		pw_kill_wait "$AGENT_PID" 30
+		PW_EXTRA_PIDS=
+	done
+done
+med() { # BUILD KEY
+	awk -v b="$1" -v k="$2" '$1 == b && $2 == k { print $3 }' "$PW_WORK/runs" | sort -n |
+		awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+all() { awk -v b="$1" -v k="$2" '$1 == b && $2 == k { printf "%s%s", s, $3; s = " " }' "$PW_WORK/runs"; }
+echo "== $N images, $ROUNDS rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+k=0
+for bin in "$@"; do
+	k=$((k + 1))
+	c=$(med $k ctr)
+	printf '%s\n  ctr images ls -q %s ms (%s)\n  fresh reconcile %s ms (%s), %s x ctr\n  known reconcile %s ms (%s), %s x ctr\n  idle Private_Dirty fresh %s kB, known %s kB\n' \
+		"$bin" "$c" "$(all $k ctr)" "$(med $k fresh)" "$(all $k fresh)" \
+		"$(awk -v a="$(med $k fresh)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
+		"$(med $k known)" "$(all $k known)" \
+		"$(awk -v a="$(med $k known)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
+		"$(med $k fresh_pd)" "$(med $k known_pd)"
+done
+pw_done
