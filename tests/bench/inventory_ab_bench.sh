@@ -67,13 +67,13 @@ post() {
 	c1=$(cpu_s) w1=$(wchar)
 	awk -v s="$sec" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" 'BEGIN { printf "%.1f %.1f %.2f", s, b - a, (y - x) / 1e9 }'
 }
-# report FLEET DB_URL OUT ARGS... → "wall cpu" of one report run (JSON to OUT)
+# report FLEET DB_URL OUT ARGS... → "wall/cpu/MiB" of one report run (JSON to OUT; MiB: its peak RSS)
 report() {
 	local f=$1 u=$2 out=$3
 	shift 3
-	/usr/bin/time -f "%e %U %S" -o "$W/time" "$f" report --db "$u" --format json -o "$out" "$@" ||
+	/usr/bin/time -f "%e %U %S %M" -o "$W/time" "$f" report --db "$u" --format json -o "$out" "$@" ||
 		{ echo "report failed: $*" >&2; exit 1; }
-	awk '{ printf "%.2f %.2f", $1, $2 + $3 }' "$W/time"
+	awk '{ printf "%.1f/%.1f/%.0f", $1, $2 + $3, $4 / 1024 }' "$W/time"
 }
 size_mib() {
 	if [[ $DB == pg ]]; then
@@ -86,7 +86,7 @@ IMAGE=registry.example/team-1/svc-1
 WORKLOAD=ns-1/svc-1
 
 rows=$((NODES * IMAGES))
-printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-11s %-11s %-11s\n' round AB load \
+printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-14s %-14s %-14s\n' round AB load \
 	"first: wall/CPU/GB" "next: wall/CPU/GB" "RSS" "MiB" "report" "--image" "--workload"
 n=0
 for round in $(seq "$ROUNDS"); do
@@ -110,7 +110,7 @@ for round in $(seq "$ROUNDS"); do
 		rep=$(report "$f" "$url" "$W/full-$ab.json" --now 2026-11-25T12:00:00Z)
 		img=$(report "$f" "$url" "$W/image-$ab.json" --now 2026-11-25T12:00:00Z --image "$IMAGE")
 		wl=$(report "$f" "$url" "$W/workload-$ab.json" --now 2026-11-25T12:00:00Z --workload "$WORKLOAD")
-		printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-11s %-11s %-11s\n' "$round" "$ab" "$l0-$(load)" \
+		printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-14s %-14s %-14s\n' "$round" "$ab" "$l0-$(load)" \
 			"$first" "$next" "$rss" "$mib" "$rep" "$img" "$wl"
 		if [[ $DB == pg ]]; then
 			pw_pg_psql -c "DROP DATABASE ab$n" >/dev/null
@@ -128,4 +128,5 @@ for round in $(seq "$ROUNDS"); do
 		fi
 	done
 done
-echo "($rows rows per inventory; wall s / CPU s / GB written by the collector; report columns: wall s, CPU s)"
+echo "($rows rows per inventory; wall s / CPU s / GB written by the collector; RSS: its peak, MiB;"
+echo " MiB: database size; report columns: wall s / CPU s / peak RSS MiB of pullwatch-fleet report)"
