@@ -761,7 +761,7 @@ static void divergence_text(const ReportModel *m, char *buf, size_t size) {
 
 /* The divergent tags' nodes and pods, read node by node (report_query.c
  * query_divergent_tags) by either plan: one range per node and image name when the
- * table is large against nodes × names (here 2 nodes × 1 name × 4 ≤ 22 rows), each node's
+ * table is large against nodes × names (here 2 nodes × 1 name × 2 ≤ 22 rows), each node's
  * whole range otherwise (2 rows): the same tags, digests, nodes, clusters and pods, on
  * both engines. A reference by digest (no tag) held at another digest on each node is no
  * divergent tag. */
