@@ -427,7 +427,10 @@ static int row_divergence(void *userdata, size_t ncols, const char *const *v) {
  * keeping the rows of the tags. */
 static int query_divergent_tags(Q *q, DivCtx *c, const char *refs, const char *names, size_t n_names) {
         bool pg = store_engine(q->store) == STORE_POSTGRESQL;
-        /* a JSON array of strings as a set: the one place the two engines' SQL differ here */
+        /* a JSON array of strings as a set: the one place the two engines' SQL differ here.
+         * PostgreSQL plans the divergent tags as one hash join over the table (1.8-2.1 s
+         * for 5 tags on 10,000 nodes x 200 images, load 7); made to go node by node (name =
+         * ANY(text[])) it took 3.3 s, so its planner is left to choose. */
         const char *in_refs = pg ? "(SELECT jsonb_array_elements_text(CAST($3 AS jsonb)))"
                                  : "(SELECT value FROM json_each($3))";
         const char *in_names = pg ? "(SELECT jsonb_array_elements_text(CAST($4 AS jsonb)))"
