@@ -450,7 +450,10 @@ static int query_divergent_tags(Q *q, DivCtx *c, const char *refs, const char *n
 /* The divergent tags of the scan's (ref, digest, name) pairs (sorted): their nodes and pods. */
 static int divergence(Q *q, const PairList *tags) {
         _cleanup_free_ DivTag *div = NULL;
-        size_t n_div = 0, n_names = 0;
+        size_t n_div = 0, alloc_div = 0, n_names = 0;
+        /* json_string() refuses text that is not UTF-8 (then the report fails, "out of
+         * memory"): the collector stores none (records are checked), only a database
+         * written by hand can hold such a reference */
         json_t *refs = json_array(), *names = json_array();
         int r = refs && names ? 0 : -ENOMEM;
         for (size_t i = 0; r >= 0 && i < tags->n;) {
@@ -459,9 +462,8 @@ static int divergence(Q *q, const PairList *tags) {
                         if (!streq_ptr(tags->v[j].value, tags->v[j - 1].value))
                                 digests++;
                 if (digests > 1) {
-                        size_t alloc = n_div;
                         DivTag *t;
-                        if (report_array_grow((void **) &div, &alloc, &n_div, sizeof *div, (void **) &t) < 0 ||
+                        if (report_array_grow((void **) &div, &alloc_div, &n_div, sizeof *div, (void **) &t) < 0 ||
                             json_array_append_new(refs, json_string(tags->v[i].key)) < 0) {
                                 r = -ENOMEM;
                                 break;
