@@ -4,8 +4,9 @@
 #   for each build, ROUNDS times: a fresh database; the first inventory of NODES nodes ×
 #   IMAGES images (every row new), then the next hour's (the same images an hour later);
 #   then the fleet report on that database (full JSON, --image, --workload).
-# Per step: the collector's wall time, CPU (utime + stime from /proc/PID/stat) and bytes
-# written (wchar from /proc/PID/io, WAL and checkpoints included), its peak RSS (VmHWM),
+# Per step: the collector's wall time, CPU (utime + stime from /proc/PID/stat; and its
+# busiest thread's, the writer, from /proc/PID/task) and bytes written (wchar from
+# /proc/PID/io, WAL and checkpoints included), its peak RSS (VmHWM),
 # the database size; per report: wall and CPU (user + sys). The load average is printed
 # beside each round. Figures only: nothing here asserts a time.
 #   FLEET_A=old/pullwatch-fleet FLEET_B=build/pullwatch-fleet NODES=1000 IMAGES=200 \
@@ -59,13 +60,22 @@ cpu_s() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$FPID/stat
 wchar() { awk '/^wchar/ { print $2 }' "/proc/$FPID/io"; }
 hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$FPID/status"; }
 load() { cut -d' ' -f1 /proc/loadavg; }
-# post DIR → "wall cpu GB" of the collector for it
+# each thread's CPU ticks: "tid ticks" lines
+threads() { for t in /proc/"$FPID"/task/*; do awk -v t="${t##*/}" '{ print t, $14 + $15 }' "$t/stat"; done; }
+# post DIR → "wall cpu GB busiest" of the collector for it (busiest: the CPU of its busiest
+# thread, the writer: what bounds the wall time when the other threads have a core)
 post() {
 	local c0 w0 c1 w1 sec
 	c0=$(cpu_s) w0=$(wchar)
+	threads >"$W/threads0"
 	read -r sec _ _ < <($PY "$HERE/fleet_bench.py" post "http://127.0.0.1:$PORT/v1/records" "$1" 2)
 	c1=$(cpu_s) w1=$(wchar)
-	awk -v s="$sec" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" 'BEGIN { printf "%.1f %.1f %.2f", s, b - a, (y - x) / 1e9 }'
+	threads >"$W/threads1"
+	local busiest
+	busiest=$(awk -v hz="$tck" 'NR == FNR { a[$1] = $2; next } { d = ($2 - a[$1]) / hz; if (d > m) m = d } END { printf "%.1f", m }' \
+		"$W/threads0" "$W/threads1")
+	awk -v s="$sec" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" -v t="$busiest" \
+		'BEGIN { printf "%.1f/%.1f/%.2f/%s", s, b - a, (y - x) / 1e9, t }'
 }
 # report FLEET DB_URL OUT ARGS... → "wall/cpu/MiB" of one report run (JSON to OUT; MiB: its peak RSS)
 report() {
@@ -87,7 +97,7 @@ WORKLOAD=ns-1/svc-1
 
 rows=$((NODES * IMAGES))
 printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-14s %-14s %-14s\n' round AB load \
-	"first: wall/CPU/GB" "next: wall/CPU/GB" "RSS" "MiB" "report" "--image" "--workload"
+	"first: s/CPU/GB/writer" "next: s/CPU/GB/writer" "RSS" "MiB" "report" "--image" "--workload"
 n=0
 for round in $(seq "$ROUNDS"); do
 	for ab in A B; do
@@ -128,5 +138,6 @@ for round in $(seq "$ROUNDS"); do
 		fi
 	done
 done
-echo "($rows rows per inventory; wall s / CPU s / GB written by the collector; RSS: its peak, MiB;"
+echo "($rows rows per inventory; wall s / CPU s / GB written by the collector / CPU s of its busiest"
+echo " thread, the writer; RSS: its peak, MiB;"
 echo " MiB: database size; report columns: wall s / CPU s / peak RSS MiB of pullwatch-fleet report)"
