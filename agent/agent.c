@@ -169,6 +169,9 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Agent *a = userdata;
         log_info("received %s, exiting", si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        if (a->config->burst_window_usec > 0)
+                log_info("burst window: %" PRIu64 " reads of containerd's socket waited for it",
+                         ctrd_burst_reads(a->ctrd));
         (void) sd_notify(false, "STOPPING=1");
         sd_event_exit(a->event, 0);
         return 0;
@@ -237,6 +240,9 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         r = ctrd_set_keepalive(a->ctrd, c->keepalive_interval_usec, c->keepalive_timeout_usec);
         if (r < 0)
                 return log_error_errno(r, "invalid keepalive settings: %m");
+        r = ctrd_set_burst_window(a->ctrd, c->burst_window_usec);
+        if (r < 0)
+                return log_error_errno(r, "invalid burst_window: %m");
         ctrd_set_content_direct(a->ctrd, c->content_direct);
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
         if (r >= 0)

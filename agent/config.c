@@ -56,6 +56,11 @@ static const ConfigKey keys[] = {
         { "keepalive_timeout", CONFIG_DURATION, "20s", OFF(keepalive_timeout_usec),
           "no answer to that PING within this long: containerd is hung, reconnect", "PULLWATCH_KEEPALIVE_TIMEOUT",
           "keepalive-timeout", USEC_PER_SEC, 300 * USEC_PER_SEC, NULL, 0 },
+        /* off by default: it trades latency (up to twice the window per event) for CPU in a
+         * burst; figures in the README (issue 12 item 3) */
+        { "burst_window", CONFIG_DURATION, "0", OFF(burst_window_usec),
+          "once events come closer than this, read containerd's socket at most once per window: fewer wake-ups per event in a burst, up to twice the window added to an event's latency (0: off)",
+          "PULLWATCH_BURST_WINDOW", "burst-window", USEC_PER_MSEC, USEC_PER_SEC, NULL, CONFIG_F_ZERO_OFF },
         { "content_direct", CONFIG_BOOL, "true", OFF(content_direct),
           "read image manifests and configs straight from containerd's content store (checked against their digests), where the agent can, rather than through containerd",
           "PULLWATCH_CONTENT_DIRECT", "content-direct", 0, 0, NULL, 0 },

@@ -460,6 +460,14 @@ int ctrd_new(Ctrd **ret, sd_event *e, const char *address, size_t max_message, c
         return 0;
 }
 
+int ctrd_set_burst_window(Ctrd *c, uint64_t window_usec) {
+        return c ? grpc_client_set_burst_window(c->grpc, window_usec) : -EINVAL;
+}
+
+uint64_t ctrd_burst_reads(const Ctrd *c) {
+        return c ? grpc_client_burst_reads(c->grpc) : 0;
+}
+
 int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec) {
         return c ? grpc_client_set_keepalive(c->grpc, interval_usec, timeout_usec) : -EINVAL;
 }

@@ -1103,9 +1103,9 @@ static void out_lit(Out *o, const char *s) {
 }
 
 static void out_u64(Out *o, uint64_t v) {
-        char b[24];
-        int n = snprintf(b, sizeof(b), "%" PRIu64, MIN(v, (uint64_t) INT64_MAX)); /* JSON integers are int64 */
-        out_put(o, b, (size_t) n);
+        char b[U64_DEC_MAX];
+        size_t n = u64_to_dec(b, MIN(v, (uint64_t) INT64_MAX)); /* JSON integers are int64 */
+        out_put(o, b, n);
 }
 
 /* A JSON string, escaped exactly as jansson's json_dumps() does without flags: '"' and

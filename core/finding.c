@@ -90,7 +90,9 @@ void finding_id_from_key(const char *key, char ret[PW_ID_MAX]) {
                 a = (a ^ *p) * 0x100000001b3ULL;
                 b = (b ^ *p) * 0x00000100000001b3ULL + 0x9e3779b97f4a7c15ULL;
         }
-        snprintf(ret, PW_ID_MAX, "%016" PRIx64 "%016" PRIx64, mix64(a), mix64(b ^ a));
+        u64_to_hex16(ret, mix64(a));
+        u64_to_hex16(ret + 16, mix64(b ^ a));
+        ret[32] = 0;
 }
 
 static const char *short_digest(const char *d, char *buf, size_t size) {
@@ -308,9 +310,9 @@ int finding_to_journal(const Finding *f, JournalFields *ret) {
         const char *kind = finding_kind_to_string(f->kind), *sev = severity_to_string(f->severity);
         if (!kind || !sev)
                 return -EINVAL;
-        char prio[4], usec[24];
-        snprintf(prio, sizeof prio, "%d", finding_priority(f));
-        snprintf(usec, sizeof usec, "%" PRIu64, f->time_usec);
+        char prio[U64_DEC_MAX], usec[U64_DEC_MAX];
+        u64_to_dec(prio, (uint64_t) finding_priority(f)); /* a syslog priority, 0-7 */
+        u64_to_dec(usec, f->time_usec);
 
         ret->n = 0;
         ret->used = 0;

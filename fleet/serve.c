@@ -390,31 +390,63 @@ static void answer_stored(Server *srv, Request *req, Batch *b, int r, const Stor
         answer(req, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, json_error_body("database error"));
 }
 
-/* Store n queued requests in one transaction (group commit: one commit and one fsync for
- * all) and answer each after it. A failure that is not "try again later" (a database
+/* The next queued request after last, if it may join a transaction that holds n requests
+ * of bytes body bytes so far (NULL: the group is full, or nothing more is queued). */
+static Request *group_next(Server *srv, const Request *last, size_t n, size_t bytes) {
+        if (n >= WRITER_GROUP_MAX)
+                return NULL;
+        pthread_mutex_lock(&srv->lock);
+        Request *q = last->next;
+        pthread_mutex_unlock(&srv->lock);
+        return q && bytes + q->len <= WRITER_GROUP_BYTES ? q : NULL;
+}
+
+/* Store *n queued requests in one transaction (group commit: one commit and one fsync for
+ * all) and answer each after it. With grow, requests queued behind them while they were
+ * stored join the same transaction before its commit (*n grows, up to WRITER_GROUP_MAX):
+ * with two agents posting in turn, each waiting for its answer, the second one's batch
+ * arrives while the first is being stored, and would otherwise wait for its own commit
+ * and fsync — one commit per request instead of one per two. Nothing is answered before
+ * the commit; the joiners wait for the first request's work, no longer than a group
+ * queued together always did. A failure that is not "try again later" (a database
  * error one request's data may cause) is retried one request per transaction, so that
  * one bad batch cannot fail the others with it. */
-static void store_requests(Server *srv, Request **reqs, size_t n, Batch *b) {
+static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, Batch *b) {
         StoreIngestResult res[WRITER_GROUP_MAX] = {0};
         uint64_t t0 = now_usec_monotonic();
+        size_t bytes = 0;
+        for (size_t i = 0; i < *n; i++)
+                bytes += reqs[i]->len;
         b->err[0] = 0;
         int r = store_ingest_begin(srv->store, reqs[0]->has_cluster ? reqs[0]->cluster : NULL, now_usec_realtime(),
                                    b->err, sizeof b->err);
         if (r >= 0) {
-                for (size_t i = 0; r >= 0 && i < n; i++) {
+                for (size_t i = 0; r >= 0 && i < *n; i++) {
                         if (i > 0)
                                 r = store_ingest_next(srv->store, reqs[i]->has_cluster ? reqs[i]->cluster : NULL,
                                                       now_usec_realtime(), b->err, sizeof b->err);
                         if (r >= 0)
                                 r = store_body(reqs[i], b);
+                        /* PostgreSQL: the server's work on them is over first (pipeline) */
+                        if (r >= 0 && grow && i + 1 == *n && *n < WRITER_GROUP_MAX)
+                                r = store_ingest_wait(srv->store, b->err, sizeof b->err);
+                        if (r >= 0 && grow && i + 1 == *n) {
+                                Request *q = group_next(srv, reqs[i], *n, bytes);
+                                if (q) {
+                                        reqs[(*n)++] = q;
+                                        bytes += q->len;
+                                }
+                        }
                 }
                 int k = store_ingest_end(srv->store, r >= 0, res, b->err, sizeof b->err);
                 if (r >= 0)
                         r = k;
         }
-        if (r < 0 && n > 1 && !(r == -ENOTCONN || r == -EBUSY || r == -ENOSPC || r == -ENOMEM)) {
-                for (size_t i = 0; i < n; i++)
-                        store_requests(srv, &reqs[i], 1, b);
+        if (r < 0 && *n > 1 && !(r == -ENOTCONN || r == -EBUSY || r == -ENOSPC || r == -ENOMEM)) {
+                for (size_t i = 0; i < *n; i++) {
+                        size_t one = 1;
+                        store_requests(srv, &reqs[i], &one, false, b);
+                }
                 return;
         }
         if (r >= 0) {
@@ -427,7 +459,7 @@ static void store_requests(Server *srv, Request **reqs, size_t n, Batch *b) {
                 log_line("%s; answered 503", b->err);
         else if (!(r == -ENOTCONN || r == -EBADMSG || r == -EPROTONOSUPPORT || r == -E2BIG))
                 log_line("storing a batch failed: %s", b->err);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < *n; i++)
                 answer_stored(srv, reqs[i], b, r, &res[i]);
 }
 
@@ -477,7 +509,7 @@ static void *writer_main(void *userdata) {
                 }
                 pthread_mutex_unlock(&srv->lock);
 
-                store_requests(srv, reqs, n, &b);
+                store_requests(srv, reqs, &n, true, &b); /* n grows by the requests that joined */
 
                 pthread_mutex_lock(&srv->lock);
                 for (size_t i = 0; i < n; i++) {

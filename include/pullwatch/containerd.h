@@ -187,6 +187,9 @@ Ctrd *ctrd_free(Ctrd *c);
 /* Detect a containerd that stops answering while the event stream is open: see
  * grpc_client_set_keepalive(). The stream then ends with -ETIMEDOUT. */
 int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec);
+/* See grpc_client_set_burst_window(). */
+int ctrd_set_burst_window(Ctrd *c, uint64_t window_usec);
+uint64_t ctrd_burst_reads(const Ctrd *c); /* grpc_client_burst_reads() */
 /* Number of calls still running (a one-shot scan runs the loop until this is 0). */
 size_t ctrd_pending(const Ctrd *c);
 

@@ -150,6 +150,18 @@ size_t grpc_client_max_message(const GrpcClient *c);
  * (the default). Applies to connections opened after the call. -EINVAL for an interval
  * without a timeout. */
 int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec);
+
+/* Burst window (0, the default: off). Once a stream's messages (containerd's events) come
+ * less than window_usec apart, the connection is read at most once per window: what
+ * arrives meanwhile (events, lookup replies) is read in one wake-up instead of one each,
+ * until a read finds nothing. Costs up to one window per message read late (an event and
+ * its lookup's reply: up to two). Frames to send still leave at once; only a send that
+ * found the socket full waits up to a window for it to drain. -EINVAL above
+ * GRPC_BURST_WINDOW_MAX_USEC. Takes effect at once. */
+#define GRPC_BURST_WINDOW_MAX_USEC 1000000ULL
+int grpc_client_set_burst_window(GrpcClient *c, uint64_t window_usec);
+/* Reads made at the end of a burst window that found bytes (what waited for the window). */
+uint64_t grpc_client_burst_reads(const GrpcClient *c);
 /* How many connections this client has opened (connect() succeeded or is in progress). */
 uint64_t grpc_client_connects(const GrpcClient *c);
 /* How many send() calls wrote bytes to containerd: one per loop turn that had anything

@@ -71,6 +71,30 @@ static inline bool streq_ptr(const char *a, const char *b) {
                 return a == b;
         return strcmp(a, b) == 0;
 }
+/* v in decimal (as "%" PRIu64) into buf, terminated; returns its length. snprintf's
+ * format machinery costs ~1,000 instructions a number, and every event formats several. */
+#define U64_DEC_MAX 21 /* 20 digits + NUL */
+static inline size_t u64_to_dec(char buf[static U64_DEC_MAX], uint64_t v) {
+        char t[U64_DEC_MAX - 1];
+        size_t n = 0;
+        do {
+                t[n++] = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v);
+        for (size_t i = 0; i < n; i++)
+                buf[i] = t[n - 1 - i];
+        buf[n] = 0;
+        return n;
+}
+
+/* v as 16 lowercase hex digits (as "%016" PRIx64) into buf, not terminated. */
+static inline void u64_to_hex16(char buf[static 16], uint64_t v) {
+        for (int i = 15; i >= 0; i--) {
+                buf[i] = "0123456789abcdef"[v & 15];
+                v >>= 4;
+        }
+}
+
 /* The value of a hexadecimal digit, either case; -1 for anything else. */
 static inline int unhexchar(char c) {
         if (c >= '0' && c <= '9')

@@ -10,6 +10,9 @@
 #   GAP=0.05  seconds between two events (after each ctr process exits)
 #   BURST=1   instead: a burst, as agent_bench.sh makes it (xargs -P 4, 50 names
 #             per ctr process)
+#   GEN=grpc  the events made by one long-lived gRPC client (images_create.py, GAP apart;
+#             with BURST=1 back to back) instead of a `ctr` process per event: what the
+#             agent costs when no fresh process runs between two events
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -46,7 +49,10 @@ PW_EXTRA_PIDS="${pids[*]}"
 sleep 4 # the catch-up listing 3 s after subscribing
 declare -A t0 n0 c0
 for p in "${pids[@]}"; do t0[$p]=$(ticks "$p") n0[$p]=$(run_ns "$p") c0[$p]=$(csw "$p"); done
-if [[ ${BURST:-0} == 1 ]]; then
+if [[ ${GEN:-ctr} == grpc ]]; then
+	what="events from one gRPC client ($([[ ${BURST:-0} == 1 ]] && echo "back to back" || echo "${GAP}s apart"))"
+	"$PW_PY" "$HERE/images_create.py" "$PW_SOCK" "$BASE" "$R/bench/ab" "$N" "$([[ ${BURST:-0} == 1 ]] && echo 0 || echo "$GAP")"
+elif [[ ${BURST:-0} == 1 ]]; then
 	what="events in a burst (xargs -P 4)"
 	seq -f "$R/bench/ab-%05g:1.0.0" 1 "$N" | xargs -P 4 -n 50 ctr -a "$PW_SOCK" images tag "$BASE" >/dev/null
 else

@@ -189,7 +189,7 @@ CTR_PID=$!
 # shellcheck disable=SC2034 # lib.sh's EXIT trap stops them
 PW_EXTRA_PIDS="$CTR_PID $STAMP_PID"
 # ctr events prints nothing until an event arrives: make one, wait for it
-pw_poll 10 eval "ctr -a '$PW_SOCK' images tag '$BASE' '$R/bench/ctr-ready:1.0.0' >/dev/null 2>&1; grep -q ctr-ready '$PW_WORK/ctr.events'" ||
+pw_poll 10 eval "ctr -a '$PW_SOCK' images tag --force '$BASE' '$R/bench/ctr-ready:1.0.0' >/dev/null 2>&1; grep -q ctr-ready '$PW_WORK/ctr.events'" ||
 	pw_fail "ctr events printed no event within 10 s" "$(cat "$PW_WORK/ctr.err")"
 ALL=$((ALL + 1))
 

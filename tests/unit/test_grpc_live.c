@@ -1,7 +1,7 @@
 /* The gRPC client against a private containerd started by the test (root, containerd
  * and ctr installed; otherwise the tests skip): one connection reused by sequential and
  * concurrent calls, cancel mid-stream, local deadlines while the server is stopped,
- * the server dying under a Subscribe and the next call reconnecting. */
+ * the server dying under a Subscribe and the next call reconnecting, the burst window. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -205,6 +205,14 @@ static void events_until(Tally *t, int n) {
         assert_true(t->msgs >= n);
 }
 
+/* Run the loop until t has seen n messages (bounded: 10 s). */
+static void run_until_msgs(Tally *t, int n) {
+        uint64_t deadline = now_usec_monotonic() + 10 * 1000000ULL;
+        while (t->msgs < n && now_usec_monotonic() < deadline)
+                assert_true(sd_event_run(L.e, 50 * 1000) >= 0);
+        assert_true(t->msgs >= n);
+}
+
 /* ------------------------------------------------------------ tests */
 
 static void test_one_connection(void **state) {
@@ -326,6 +334,41 @@ static void test_one_turn_per_chained_call(void **state) {
         assert_int_equal(sd_event_get_iteration(L.e, &i1), 0);
         print_message("%d chained calls: %" PRIu64 " loop turns\n", N, i1 - i0);
         assert_true(i1 - i0 <= N + N / 4);
+        end();
+}
+
+/* A burst window: once two events came closer than the window, what arrives next waits
+ * for the window's end and is read then, in order and complete; unary calls still finish;
+ * a read that finds nothing ends the burst. With no window (the default) nothing waits. */
+static void test_burst_window(void **state) {
+        begin();
+        Tally t = {};
+        start_subscribe(&t, 0);
+        events_until(&t, 1);
+        trigger_event(); /* none is read yet: the loop is not running */
+        trigger_event();
+        run_until_msgs(&t, 3);
+        assert_int_equal(grpc_client_burst_reads(L.g), 0); /* off by default */
+        grpc_call_cancel(t.call);
+        end();
+
+        begin();
+        assert_int_equal(grpc_client_set_burst_window(L.g, GRPC_BURST_WINDOW_MAX_USEC + 1), -EINVAL);
+        assert_int_equal(grpc_client_set_burst_window(L.g, GRPC_BURST_WINDOW_MAX_USEC), 0);
+        Tally u = {};
+        start_subscribe(&u, 0);
+        events_until(&u, 1);
+        trigger_event();
+        trigger_event();
+        run_until_msgs(&u, 3); /* two messages within a second of the first: a burst */
+        assert_int_equal(grpc_client_burst_reads(L.g), 0);
+        trigger_event(); /* made while the socket is left alone for the window */
+        run_until_msgs(&u, 4);
+        assert_int_equal(u.msgs, 4);
+        assert_true(grpc_client_burst_reads(L.g) >= 1); /* it was read by the window's end */
+        version_ok();                                  /* a unary call during a burst */
+        assert_int_equal(grpc_client_connects(L.g), 1);
+        grpc_call_cancel(u.call);
         end();
 }
 
@@ -496,6 +539,7 @@ int main(void) {
                 cmocka_unit_test(test_one_send_per_turn),
                 cmocka_unit_test(test_one_turn_per_chained_call),
                 cmocka_unit_test(test_cancel_mid_stream),
+                cmocka_unit_test(test_burst_window),
                 cmocka_unit_test(test_deadline_server_stopped),
                 cmocka_unit_test(test_server_dies), /* last: restarts containerd */
         };

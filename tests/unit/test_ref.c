@@ -241,6 +241,45 @@ static void test_name_and_tagged(void **state) {
         assert_string_equal(buf, "");
 }
 
+/* ref_name()/ref_format*() write what snprintf("%s/%s...") wrote before: at every buffer
+ * size the same bytes (truncated and terminated when too short) and the same result. */
+static void test_format_every_size(void **state) {
+        static const char *const refs[] = {
+                "nginx", "nginx:1@" D256, "nginx@" D256, D256, "quay.io:8443/a/b-c/d_e:v1.2.3", "localhost/x",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(refs); i++) {
+                Ref r;
+                assert_int_equal(ref_parse(refs[i], &r, NULL, 0), 0);
+                char name[PW_REF_MAX], full[PW_REF_MAX], tagged[PW_REF_MAX];
+                if (r.is_image_id)
+                        snprintf(name, sizeof name, "%s", "");
+                else
+                        snprintf(name, sizeof name, "%s/%s", r.domain, r.path);
+                snprintf(full, sizeof full, "%s/%s%s%s%s%s", r.domain, r.path, r.tag[0] ? ":" : "", r.tag,
+                         r.digest[0] ? "@" : "", r.digest);
+                snprintf(tagged, sizeof tagged, "%s/%s:%s", r.domain, r.path, r.tag);
+                for (size_t len = 1; len <= strlen(full) + 2; len++) {
+                        char buf[PW_REF_MAX], want[PW_REF_MAX];
+                        memset(buf, 'X', sizeof buf);
+                        snprintf(want, len, "%s", name);
+                        assert_int_equal(ref_name(&r, buf, len), strlen(name) < len ? 0 : -ENAMETOOLONG);
+                        assert_string_equal(buf, want);
+                        if (r.is_image_id)
+                                continue;
+                        memset(buf, 'X', sizeof buf);
+                        snprintf(want, len, "%s", full);
+                        assert_int_equal(ref_format(&r, buf, len), strlen(full) < len ? 0 : -ENAMETOOLONG);
+                        assert_string_equal(buf, want);
+                        if (!r.tag[0])
+                                continue;
+                        memset(buf, 'X', sizeof buf);
+                        snprintf(want, len, "%s", tagged);
+                        assert_int_equal(ref_format_tagged(&r, buf, len), strlen(tagged) < len ? 0 : -ENAMETOOLONG);
+                        assert_string_equal(buf, want);
+                }
+        }
+}
+
 typedef struct TagCase {
         const char *tag;
         bool sha, semver;
@@ -299,6 +338,7 @@ int main(void) {
                 cmocka_unit_test(test_invalid),
                 cmocka_unit_test(test_too_long),
                 cmocka_unit_test(test_name_and_tagged),
+                cmocka_unit_test(test_format_every_size),
                 cmocka_unit_test(test_tag_helpers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

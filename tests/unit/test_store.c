@@ -1134,6 +1134,52 @@ static void test_cluster_without_token(void **state) {
         }
 }
 
+/* Without a token, a record naming no cluster joins its node's (cached node → cluster).
+ * More nodes than the cache has slots (4,096, probed from each node's hash): nodes sharing
+ * slots and evicted ones must still each get their own cluster, never a neighbour's. */
+static void test_cluster_cache_many_nodes(void **state) {
+        enum { NODES = 5000, CHUNK = 250 };
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                Record *recs = calloc(CHUNK, sizeof *recs);
+                assert_non_null(recs);
+                for (int pass = 0; pass < 2; pass++)
+                        for (int base = 0; base < NODES; base += CHUNK) {
+                                for (int i = 0; i < CHUNK; i++) {
+                                        char line[512], cluster[40] = "";
+                                        int n = base + i;
+                                        /* the first pass names the cluster, the second leaves it out */
+                                        if (pass == 0)
+                                                snprintf(cluster, sizeof cluster, ",\"cluster\":\"c%d\"", n % 7);
+                                        snprintf(line, sizeof line,
+                                                 "{\"schema\":1,\"id\":\"p%d-%d\",\"kind\":\"pull\",\"severity\":"
+                                                 "\"info\",\"time\":\"2026-11-25T10:00:00Z\",\"node\":\"node-%d\"%s,"
+                                                 "\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"r.example/p%d:1\","
+                                                 "\"name\":\"r.example/p%d\",\"tag\":\"1\",\"digest\":\"" D1 "\"}}",
+                                                 pass, n, n, cluster, pass, pass);
+                                        const char *lines[] = {line};
+                                        decode(lines, 1, &recs[i]);
+                                }
+                                char err[512] = "";
+                                StoreIngestResult res = {0};
+                                int r = store_ingest(s, NULL, recs, CHUNK, 1800000000000000ULL, &res, err, sizeof err);
+                                for (int i = 0; i < CHUNK; i++)
+                                        record_done(&recs[i]);
+                                if (r < 0)
+                                        fail_msg("store_ingest: %s", err);
+                                assert_int_equal(res.accepted, CHUNK);
+                        }
+                free(recs);
+                /* every second-pass pull in its node's cluster: c(N mod 7) for node-N */
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM node_images WHERE ref = 'r.example/p1:1' AND cluster ="
+                                         " 'c' || CAST(CAST(substr(node, 6) AS INTEGER) % 7 AS TEXT)", 0, NULL, &o),
+                                    "5000");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM node_images", 0, NULL, &o), "10000");
+                store_free(s);
+        }
+}
+
 static void test_rollup_and_retention(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
                 Store *s = open_fresh((StoreEngine) e);
@@ -1219,7 +1265,7 @@ int main(void) {
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
-                cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_group_commit),
+                cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_cluster_cache_many_nodes), cmocka_unit_test(test_group_commit),
                 cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
                 cmocka_unit_test(test_inventories_deferred_in_order),
                 cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_inventory_pods_json),

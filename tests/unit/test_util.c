@@ -1,4 +1,6 @@
-/* util.h: open_regular_file(), the one open of every file the agent reads whole. */
+/* util.h: open_regular_file(), the one open of every file the agent reads whole; the
+ * number formatters that replace snprintf on the event path. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,8 +62,31 @@ static void test_open_regular_file(void **state) {
         }
 }
 
+/* u64_to_dec() and u64_to_hex16() write exactly what "%" PRIu64 and "%016" PRIx64 did. */
+static void test_u64_formatters(void **state) {
+        static const uint64_t cases[] = {
+                0, 1, 9, 10, 15, 16, 99, 100, 255, 256, 4095, 1000000, 1796058363475448ULL,
+                0x0123456789abcdefULL, 0xfedcba9876543210ULL, (uint64_t) INT64_MAX, (uint64_t) INT64_MAX + 1,
+                UINT64_MAX - 1, UINT64_MAX,
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char want[32], got[U64_DEC_MAX + 8];
+                memset(got, 'X', sizeof got);
+                int n = snprintf(want, sizeof want, "%" PRIu64, cases[i]);
+                assert_int_equal(u64_to_dec(got, cases[i]), (size_t) n);
+                assert_string_equal(got, want);
+                memset(got, 'X', sizeof got);
+                snprintf(want, sizeof want, "%016" PRIx64, cases[i]);
+                u64_to_hex16(got, cases[i]);
+                assert_int_equal(got[16], 'X'); /* not terminated: the caller appends */
+                got[16] = 0;
+                assert_string_equal(got, want);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_u64_formatters),
                 cmocka_unit_test_setup_teardown(test_open_regular_file, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
