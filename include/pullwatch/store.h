@@ -6,7 +6,7 @@
  * report (fleet/report*.c): the report reads only through store_query() and the tables
  * below; the collector writes only through store_ingest().
  *
- * Schema (version 4; migrations are applied at open, in order, each in a transaction,
+ * Schema (version 8; migrations are applied at open, in order, each in a transaction,
  * recorded in schema_migrations; on PostgreSQL one collector migrates at a time under
  * pg_advisory_lock). Times are CLOCK_REALTIME microseconds since the epoch (BIGINT /
  * INTEGER). Booleans are INTEGER 0/1 on both engines. Every text column is NOT NULL,
@@ -46,7 +46,7 @@
  *     pods TEXT,                  -- JSON array of {"namespace","pod","container"}, '[]'
  *     k8s_namespaces TEXT,        -- the pods' namespaces, sorted, comma-separated
  *     updated_usec BIGINT
- *     indexes: (ref), (name)  [(digest) until schema 3]
+ *     indexes: (cluster, node, name)  [(ref), (name) until schema 8; (digest) until schema 3]
  *     A pull record upserts its row at once; its findings update `findings` and the
  *     flags of the row whose digest they name. A complete inventory (all parts 1..N of
  *     one snapshot) replaces the node's rows wholesale; a part alone replaces nothing.
@@ -61,7 +61,11 @@
  *     name TEXT, ref TEXT, digest TEXT, revision TEXT,
  *     first_seen_usec BIGINT, last_seen_usec BIGINT,
  *     PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest)
- *     indexes: (k8s_namespace, pod), (name)
+ *     indexes: (k8s_namespace), (cluster, node, name)  [(k8s_namespace, pod) until schema 6;
+ *              (name) until schema 8]
+ *     Every node_images and workload_history row's (cluster, node) has a nodes row (ingest
+ *     touches the node first): the report reads these tables node by node, nodes joined to
+ *     the (cluster, node, name) indexes.
  *
  *   daily_rollup   -- compliance per day, kept past --retention (the trend)
  *     day TEXT ('YYYY-MM-DD', UTC), cluster TEXT, k8s_namespace TEXT ('' = all images

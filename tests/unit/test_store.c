@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "pullwatch/record.h"
+#include "pullwatch/report.h"
 #include "pullwatch/store.h"
 #include "pullwatch/util.h"
 
@@ -151,7 +152,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -207,8 +208,8 @@ static void test_upgrade_from_v2(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7");
-                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_name;node_images_ref");
+                                    "1;2;3;4;5;6;7;8");
+                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
                 assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "u1;u2");
@@ -306,7 +307,7 @@ static void test_upgrade_from_v3(void **state) {
                 raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7");
+                                    "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -353,7 +354,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7");
+                                    "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -625,9 +626,9 @@ static void test_upgrade_from_v5(void **state) {
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7");
+                                    "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
-                                    "workload_history_name;workload_history_namespace");
+                                    "workload_history_namespace;workload_history_node_name");
                 if (e == STORE_SQLITE) {
                         char plan[1024];
                         snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", by_workload);
@@ -664,7 +665,7 @@ static void test_upgrade_from_v6(void **state) {
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7");
+                                    "1;2;3;4;5;6;7;8");
                 if (e == STORE_POSTGRESQL)
                         assert_string_equal(q(s,
                                               "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
@@ -681,6 +682,143 @@ static void test_upgrade_from_v6(void **state) {
                                     "web-7|1795600800000000|1795604400000000");
                 store_free(s);
         }
+}
+
+/* The report's look-up of an image by name (report_query.c query_image): nodes joined to
+ * node_images by (cluster, node, name), one range per node. */
+static const char *const image_by_name =
+        "SELECT i.cluster, i.node, i.ref, i.digest FROM nodes n CROSS JOIN node_images i WHERE i.cluster = n.cluster"
+        " AND i.node = n.node AND i.name = $1 ORDER BY i.node, i.ref";
+
+/* A database of schema version 7 (node_images (ref), (name), workload_history (name):
+ * indexes of a global order, written at random by every inventory) upgrades in place, on
+ * both engines: its rows stay, the state tables' secondary indexes lead with (cluster,
+ * node), the report's look-up by image name goes node by node through them, ingest goes on. */
+static void test_upgrade_from_v7(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512], err[512] = "";
+                Out o;
+                fresh_url((StoreEngine) e, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                const char *b1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")) "," INV_IMAGE(
+                                                   "docker.io/library/y:2", D2, "", POD("y-0")))};
+                ingest(s, "prod", b1, 1);
+                s = store_free(s);
+                raw_sql((StoreEngine) e, url,
+                        "DROP INDEX node_images_node_name; DROP INDEX workload_history_node_name;"
+                        "CREATE INDEX node_images_ref ON node_images (ref);"
+                        "CREATE INDEX node_images_name ON node_images (name);"
+                        "CREATE INDEX workload_history_name ON workload_history (name);"
+                        "DELETE FROM schema_migrations WHERE version >= 8");
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7;8");
+                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
+                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
+                                    "workload_history_namespace;workload_history_node_name");
+                if (e == STORE_SQLITE) {
+                        char plan[1024];
+                        snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", image_by_name);
+                        q(s, plan, 1, (const char *[]){"docker.io/library/x"}, &o);
+                        assert_non_null(strstr(o.text, "SEARCH i USING INDEX node_images_node_name (cluster=? AND node=?"
+                                                       " AND name=?)"));
+                }
+                assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/x"}, &o),
+                                    "prod|node-b|docker.io/library/x:1|" D1);
+                const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D2, "", POD("web-7")))};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/x"}, &o),
+                                    "prod|node-b|docker.io/library/x:1|" D2);
+                assert_string_equal(q(s, "SELECT ref FROM node_images", 0, NULL, &o), "docker.io/library/x:1");
+                assert_string_equal(q(s, "SELECT name, digest FROM workload_history ORDER BY pod, digest", 0, NULL, &o),
+                                    "docker.io/library/x|" D1 ";docker.io/library/x|" D2 ";docker.io/library/y|" D2);
+                store_free(s);
+        }
+}
+
+/* One line per divergent tag: ref, then per digest "digest media_type nodes clusters pods". */
+static void divergence_text(const ReportModel *m, char *buf, size_t size) {
+        size_t l = 0;
+        buf[0] = 0;
+        for (size_t i = 0; i < m->n_divergence; i++) {
+                const ReportDivergence *d = &m->divergence[i];
+                l += (size_t) snprintf(buf + l, size - l, "%s%s%s", i ? ";" : "", d->ref,
+                                       d->index_relation_unknown ? " (index?)" : "");
+                for (size_t j = 0; j < d->n_digests; j++) {
+                        const ReportDigest *g = &d->digests[j];
+                        l += (size_t) snprintf(buf + l, size - l, " %.13s", g->digest);
+                        const ReportStrings *lists[] = {&g->nodes, &g->clusters, &g->pods};
+                        for (size_t k = 0; k < ELEMENTSOF(lists); k++)
+                                for (size_t x = 0; x < lists[k]->n; x++)
+                                        l += (size_t) snprintf(buf + l, size - l, "%s%s", x ? "," : " ",
+                                                               lists[k]->v[x]);
+                }
+        }
+}
+
+/* The divergent tags' nodes and pods, read node by node (report_query.c
+ * query_divergent_tags) by either plan: one range per node and image name when the
+ * table is large against nodes × names (here 2 nodes × 1 name × 2 ≤ 22 rows), each node's
+ * whole range otherwise (2 rows): the same tags, digests, nodes, clusters and pods, on
+ * both engines. A reference by digest (no tag) held at another digest on each node is no
+ * divergent tag. */
+static void test_report_divergence_node_by_node(void **state) {
+#define EXTRAS(n)                                                                                                  \
+        INV_IMAGE("docker.io/library/e0:1", D3, "", "") "," INV_IMAGE("docker.io/library/e1:1", D3, "", "") ","  \
+                INV_IMAGE("docker.io/library/e2:1", D3, "", "") "," INV_IMAGE("docker.io/library/e3:1", D3, "", "") \
+                "," INV_IMAGE("docker.io/library/e4:1", D3, "", "") "," INV_IMAGE("docker.io/library/e5:1", D3, "",  \
+                                                                                 "") "," INV_IMAGE("docker.io/library/" \
+                                                                                                  "e6:1",           \
+                                                                                                  D3, "", "") ","   \
+                INV_IMAGE("docker.io/library/e7:1", D3, "", "") "," INV_IMAGE("docker.io/library/e8:1", D3, "", "") \
+                "," INV_IMAGE("docker.io/library/by@" n, n, "", "")
+#define TAGGED(digest, pods)                                                                                      \
+        "{\"namespace\":\"k8s.io\",\"ref\":\"" WEB "\",\"tag\":\"latest\",\"digest\":\"" digest             \
+        "\",\"compliant\":true,\"findings\":[],\"pods\":[" pods "]}"
+        static const char *const small[] = {
+                INV_OF("a1", "node-a", "2026-11-25T10:00:00Z", TAGGED(D1, POD("web-0"))),
+                INV_OF("b1", "node-b", "2026-11-25T10:00:00Z", TAGGED(D2, POD("web-1") "," POD("web-2"))),
+        };
+        static const char *const large[] = {
+                INV_OF("a1", "node-a", "2026-11-25T10:00:00Z", TAGGED(D1, POD("web-0")) "," EXTRAS(D1)),
+                INV_OF("b1", "node-b", "2026-11-25T10:00:00Z", TAGGED(D2, POD("web-1") "," POD("web-2")) "," EXTRAS(D2)),
+        };
+#undef EXTRAS
+#undef TAGGED
+        static const char *const want =
+                WEB " sha256:111111 node-a prod shop/web-0 sha256:222222 node-b prod shop/web-1,shop/web-2";
+        for (size_t e = 0; e < n_engines(); e++)
+                for (int big = 0; big < 2; big++) {
+                        Store *s = open_fresh((StoreEngine) e);
+                        ingest(s, "prod", big ? large : small, 2);
+                        ReportFilter f;
+                        report_filter_init(&f);
+                        f.now_usec = 1795600800000000ULL;
+                        ReportModel *m = NULL;
+                        char err[512] = "", text[1024];
+                        if (report_query(s, &f, &m, err, sizeof err) < 0)
+                                fail_msg("report_query (%s): %s", e == STORE_SQLITE ? "SQLite" : "PostgreSQL", err);
+                        assert_int_equal(m->nodes, 2);
+                        assert_int_equal(m->total.images, big ? 22 : 2);
+                        divergence_text(m, text, sizeof text);
+                        assert_string_equal(text, want);
+                        report_model_free(m);
+                        /* and with a namespace filter no node of the tag passes */
+                        f.k8s_namespace = (char *) "nope";
+                        assert_int_equal(report_query(s, &f, &m, err, sizeof err), 0);
+                        assert_int_equal(m->n_divergence, 0);
+                        report_model_free(m);
+                        f.k8s_namespace = NULL;
+                        /* --image: both nodes, by the same join */
+                        f.image = (char *) "docker.io/library/web";
+                        assert_int_equal(report_query(s, &f, &m, err, sizeof err), 0);
+                        assert_int_equal(m->n_placements, 2); /* one per node holding it */
+                        report_model_free(m);
+                        store_free(s);
+                }
 }
 
 static void test_batch_same_on_both_engines(void **state) {
@@ -773,11 +911,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7");
+                                    "1;2;3;4;5;6;7;8");
                 s = store_free(s);
                 /* a second open finds version 7 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "7");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "8");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -1122,7 +1260,8 @@ int main(void) {
                 cmocka_unit_test(test_open_migrates_once), cmocka_unit_test(test_upgrade_from_v1),
                 cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
                 cmocka_unit_test(test_upgrade_from_v4),     cmocka_unit_test(test_upgrade_from_v5),
-                cmocka_unit_test(test_upgrade_from_v6),
+                cmocka_unit_test(test_upgrade_from_v6),     cmocka_unit_test(test_upgrade_from_v7),
+                cmocka_unit_test(test_report_divergence_node_by_node),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Two pullwatch-fleet builds, A and B, on the same hourly inventories, alternating in one
+# run so both see the same machine load (issue 9: the first inventory of 2M rows ≤ 60 s):
+#   for each build, ROUNDS times: a fresh database; the first inventory of NODES nodes ×
+#   IMAGES images (every row new), then the next hour's (the same images an hour later);
+#   then the fleet report on that database (full JSON, --image, --workload).
+# Per step: the collector's wall time, CPU (utime + stime from /proc/PID/stat; and its
+# busiest thread's, the writer, from /proc/PID/task) and bytes written (wchar from
+# /proc/PID/io, WAL and checkpoints included), its peak RSS (VmHWM),
+# the database size; per report: wall and CPU (user + sys). The load average is printed
+# beside each round. Figures only: nothing here asserts a time.
+#   FLEET_A=old/pullwatch-fleet FLEET_B=build/pullwatch-fleet NODES=1000 IMAGES=200 \
+#     ROUNDS=1 DB=sqlite tests/bench/inventory_ab_bench.sh        (DB=pg: PostgreSQL 15)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+FLEET_A=$(realpath "${FLEET_A:?FLEET_A=path of build A}")
+FLEET_B=$(realpath "${FLEET_B:-$HERE/../../build/pullwatch-fleet}")
+NODES=${NODES:-1000}
+IMAGES=${IMAGES:-200}
+ROUNDS=${ROUNDS:-1}
+DB=${DB:-sqlite}
+PY=python3
+[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
+W=$(mktemp -d "${TMPDIR:-/tmp}/pw-inv-ab.XXXXXX")
+chmod 755 "$W"
+FPID=
+cleanup() {
+	[[ -n $FPID ]] && kill "$FPID" 2>/dev/null || true
+	[[ -n ${PW_PG_DIR:-} ]] && pw_pg_stop
+	rm -rf "$W"
+}
+trap cleanup EXIT
+if [[ $DB == pg ]]; then
+	. "$HERE/../integration/pg.sh"
+	PW_PG_FSYNC=on pw_pg_start
+	trap cleanup EXIT
+	PGB=${PW_PG_URL%/*}
+fi
+
+echo "generating $NODES inventories of $IMAGES images, two hours ..." >&2
+$PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv"
+$PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv2" 1
+
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=
+start() { # FLEET DB_URL
+	PORT=$(free_port)
+	"$1" serve --listen "127.0.0.1:$PORT" --db "$2" --retention 0 2>>"$W/fleet.err" &
+	FPID=$!
+	for _ in $(seq 200); do
+		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "collector did not start: $(tail -3 "$W/fleet.err")" >&2
+	exit 1
+}
+stop() { kill -TERM "$FPID"; wait "$FPID" || true; FPID=; }
+tck=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$FPID/stat"; }
+wchar() { awk '/^wchar/ { print $2 }' "/proc/$FPID/io"; }
+hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$FPID/status"; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+# each thread's CPU ticks: "tid ticks" lines
+threads() { for t in /proc/"$FPID"/task/*; do awk -v t="${t##*/}" '{ print t, $14 + $15 }' "$t/stat"; done; }
+# post DIR → "wall cpu GB busiest" of the collector for it (busiest: the CPU of its busiest
+# thread, the writer: what bounds the wall time when the other threads have a core)
+post() {
+	local c0 w0 c1 w1 sec
+	c0=$(cpu_s) w0=$(wchar)
+	threads >"$W/threads0"
+	read -r sec _ _ < <($PY "$HERE/fleet_bench.py" post "http://127.0.0.1:$PORT/v1/records" "$1" 2)
+	c1=$(cpu_s) w1=$(wchar)
+	threads >"$W/threads1"
+	local busiest
+	busiest=$(awk -v hz="$tck" 'NR == FNR { a[$1] = $2; next } { d = ($2 - a[$1]) / hz; if (d > m) m = d } END { printf "%.1f", m }' \
+		"$W/threads0" "$W/threads1")
+	awk -v s="$sec" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" -v t="$busiest" \
+		'BEGIN { printf "%.1f/%.1f/%.2f/%s", s, b - a, (y - x) / 1e9, t }'
+}
+# report FLEET DB_URL OUT ARGS... → "wall/cpu/MiB" of one report run (JSON to OUT; MiB: its peak RSS)
+report() {
+	local f=$1 u=$2 out=$3
+	shift 3
+	/usr/bin/time -f "%e %U %S %M" -o "$W/time" "$f" report --db "$u" --format json -o "$out" "$@" ||
+		{ echo "report failed: $*" >&2; exit 1; }
+	awk '{ printf "%.1f/%.1f/%.0f", $1, $2 + $3, $4 / 1024 }' "$W/time"
+}
+size_mib() {
+	if [[ $DB == pg ]]; then
+		psql -X -A -t -d "$1" -c "SELECT pg_database_size(current_database()) / 1048576"
+	else
+		du -cb "${1#sqlite:}"* | tail -1 | awk '{ printf "%.0f", $1 / 1048576 }'
+	fi
+}
+IMAGE=registry.example/team-1/svc-1
+WORKLOAD=ns-1/svc-1
+
+rows=$((NODES * IMAGES))
+printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-14s %-14s %-14s\n' round AB load \
+	"first: s/CPU/GB/writer" "next: s/CPU/GB/writer" "RSS" "MiB" "report" "--image" "--workload"
+n=0
+for round in $(seq "$ROUNDS"); do
+	for ab in A B; do
+		f=$FLEET_A
+		[[ $ab == B ]] && f=$FLEET_B
+		n=$((n + 1))
+		if [[ $DB == pg ]]; then
+			pw_pg_psql -c "CREATE DATABASE ab$n" >/dev/null
+			url="$PGB/ab$n"
+		else
+			url="sqlite:$W/ab$n.db"
+		fi
+		l0=$(load)
+		start "$f" "$url"
+		first=$(post "$W/inv")
+		next=$(post "$W/inv2")
+		rss=$(hwm_mib)
+		stop
+		mib=$(size_mib "$url")
+		rep=$(report "$f" "$url" "$W/full-$ab.json" --now 2026-11-25T12:00:00Z)
+		img=$(report "$f" "$url" "$W/image-$ab.json" --now 2026-11-25T12:00:00Z --image "$IMAGE")
+		wl=$(report "$f" "$url" "$W/workload-$ab.json" --now 2026-11-25T12:00:00Z --workload "$WORKLOAD")
+		printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-14s %-14s %-14s\n' "$round" "$ab" "$l0-$(load)" \
+			"$first" "$next" "$rss" "$mib" "$rep" "$img" "$wl"
+		if [[ $DB == pg ]]; then
+			pw_pg_psql -c "DROP DATABASE ab$n" >/dev/null
+		else
+			rm -f "$W/ab$n.db"*
+		fi
+	done
+	# the same inventories must give the same reports, byte for byte
+	for k in full image workload; do
+		if cmp -s "$W/$k-A.json" "$W/$k-B.json"; then
+			echo "round $round: report $k: A and B identical ($(stat -c %s "$W/$k-A.json") bytes)"
+		else
+			echo "round $round: report $k: A and B DIFFER"
+			[[ -n ${KEEP_DIFF:-} ]] && cp "$W/$k-A.json" "$W/$k-B.json" "$KEEP_DIFF/"
+		fi
+	done
+done
+echo "($rows rows per inventory; wall s / CPU s / GB written by the collector / CPU s of its busiest"
+echo " thread, the writer; RSS: its peak, MiB;"
+echo " MiB: database size; report columns: wall s / CPU s / peak RSS MiB of pullwatch-fleet report)"
