@@ -247,13 +247,8 @@ static int array_resize(void **p, size_t old_bytes, size_t new_bytes) {
 static int array_grow(void **p, size_t *alloc, size_t need, size_t size, size_t initial) {
         if (need <= *alloc)
                 return 0;
-        size_t n = *alloc ? *alloc : initial;
-        while (n < need) {
-                if (n > SIZE_MAX / 2)
-                        return -ENOMEM;
-                n *= 2;
-        }
-        if (n > SIZE_MAX / size || array_resize(p, *alloc * size, n * size) < 0)
+        size_t n;
+        if (greedy_count(*alloc, need, size, initial, &n) < 0 || array_resize(p, *alloc * size, n * size) < 0)
                 return -ENOMEM;
         *alloc = n;
         return 0;

@@ -155,19 +155,29 @@ _printf_(4, 5) static inline int errbuf_fail(char *err, size_t errlen, int error
         return error;
 }
 
-/* Make room for at least need elements of size bytes in the array *p of *alloc
- * elements, doubling from initial (systemd's GREEDY_REALLOC). On -ENOMEM (or overflow)
- * *p and *alloc are left as they were. */
-static inline int greedy_realloc(void **p, size_t *alloc, size_t need, size_t size, size_t initial) {
-        if (need <= *alloc)
-                return 0;
-        size_t n = *alloc ? *alloc : initial;
+/* The element count an array of alloc elements of size bytes grows to so that need fit,
+ * doubling from initial: *ret (> alloc), or -ENOMEM on overflow of the count or bytes. */
+static inline int greedy_count(size_t alloc, size_t need, size_t size, size_t initial, size_t *ret) {
+        size_t n = alloc ? alloc : initial;
         while (n < need) {
                 if (n > SIZE_MAX / 2)
                         return -ENOMEM;
                 n *= 2;
         }
         if (size && n > SIZE_MAX / size)
+                return -ENOMEM;
+        *ret = n;
+        return 0;
+}
+
+/* Make room for at least need elements of size bytes in the array *p of *alloc
+ * elements, doubling from initial (systemd's GREEDY_REALLOC). On -ENOMEM (or overflow)
+ * *p and *alloc are left as they were. */
+static inline int greedy_realloc(void **p, size_t *alloc, size_t need, size_t size, size_t initial) {
+        if (need <= *alloc)
+                return 0;
+        size_t n;
+        if (greedy_count(*alloc, need, size, initial, &n) < 0)
                 return -ENOMEM;
         void *q = realloc(*p, n * size);
         if (!q)

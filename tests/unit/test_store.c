@@ -191,22 +191,31 @@ static void raw_sql(StoreEngine e, const char *url, const char *sql) {
         PQfinish(c);
 }
 
+/* A store at url (made fresh) holding batch, then taken back to an older schema by sql
+ * (as an older collector left it) and opened again: the migrations since run on it. */
+static Store *open_as_older(StoreEngine e, char *url, size_t size, const char *const *batch, size_t n,
+                            const char *sql) {
+        char err[512] = "";
+        Store *s = NULL;
+        fresh_url(e, url, size);
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        ingest(s, "prod", batch, n);
+        s = store_free(s);
+        raw_sql(e, url, sql);
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        return s;
+}
+
 /* A database of schema version 2 (as collectors before migration 3 left it) upgrades in
  * place, on both engines: its rows stay, node_images_digest goes, ingest goes on. */
 static void test_upgrade_from_v2(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
-                char url[512], err[512] = "";
+                char url[512];
                 Out o;
-                fresh_url((StoreEngine) e, url, sizeof url);
-                Store *s = NULL;
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 const char *b1[] = {PULL("u1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
-                ingest(s, "prod", b1, 1);
-                s = store_free(s);
-                raw_sql((StoreEngine) e, url,
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                         "CREATE INDEX node_images_digest ON node_images (digest);"
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
                                     "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
@@ -296,16 +305,10 @@ static void test_upgrade_from_v3(void **state) {
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'nodes' AND indexname <> 'nodes_pkey'",
         };
         for (size_t e = 0; e < n_engines(); e++) {
-                char url[512], err[512] = "";
+                char url[512];
                 Out o;
-                fresh_url((StoreEngine) e, url, sizeof url);
-                Store *s = NULL;
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
-                ingest(s, "prod", b1, 1);
-                s = store_free(s);
-                raw_sql((StoreEngine) e, url, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
                                     "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
@@ -340,19 +343,13 @@ static void test_upgrade_from_v4(void **state) {
                 "SELECT cluster, node, ref, digest, MAX(revision), MAX(time_usec) FROM records "
                 "WHERE kind = 'pull' AND name = $1 AND ($2 = '' OR cluster = $2) GROUP BY cluster, node, ref, digest";
         for (size_t e = 0; e < n_engines(); e++) {
-                char url[512], err[512] = "";
+                char url[512];
                 Out o;
-                fresh_url((StoreEngine) e, url, sizeof url);
-                Store *s = NULL;
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 const char *b1[] = {PULL("w1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z"),
                                     LATEST("w2", "node-a", "docker.io/library/web:latest", D2, "2026-11-25T09:00:01Z")};
-                ingest(s, "prod", b1, 2);
-                s = store_free(s);
-                raw_sql((StoreEngine) e, url,
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 2,
                         "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
                         "DELETE FROM schema_migrations WHERE version >= 5");
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
                                     "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
@@ -608,23 +605,17 @@ static void test_upgrade_from_v5(void **state) {
                 "SELECT node, pod, container, digest FROM workload_history WHERE k8s_namespace = $1 AND (pod = $2 OR"
                 " container = $2 OR substr(pod, 1, length($2) + 1) = $2 || '-') ORDER BY node, pod, digest";
         for (size_t e = 0; e < n_engines(); e++) {
-                char url[512], err[512] = "";
+                char url[512];
                 Out o;
-                fresh_url((StoreEngine) e, url, sizeof url);
-                Store *s = NULL;
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 const char *b1[] = {
                         LATEST("w1", "node-a", "docker.io/library/web:latest", D2, "2026-11-25T09:00:01Z"),
                         INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
                                INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7") "," POD("api-1"))),
                 };
-                ingest(s, "prod", b1, 2);
-                s = store_free(s);
-                raw_sql((StoreEngine) e, url,
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 2,
                         "DROP INDEX workload_history_namespace;"
                         "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
                         "DELETE FROM schema_migrations WHERE version >= 6");
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
                                     "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
@@ -649,21 +640,15 @@ static void test_upgrade_from_v5(void **state) {
  * version moves on with nothing to change; rows stay and the next inventory applies. */
 static void test_upgrade_from_v6(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
-                char url[512], err[512] = "";
+                char url[512];
                 Out o;
-                fresh_url((StoreEngine) e, url, sizeof url);
-                Store *s = NULL;
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 const char *b1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
                                            INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
-                ingest(s, "prod", b1, 1);
-                s = store_free(s);
-                raw_sql((StoreEngine) e, url,
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                         e == STORE_POSTGRESQL ? "ALTER TABLE node_images RESET (fillfactor);"
                                                 "ALTER TABLE workload_history RESET (fillfactor);"
                                                 "DELETE FROM schema_migrations WHERE version >= 7"
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
                                     "1;2;3;4;5;6;7;8");
                 if (e == STORE_POSTGRESQL)
@@ -696,23 +681,17 @@ static const char *const image_by_name =
  * node), the report's look-up by image name goes node by node through them, ingest goes on. */
 static void test_upgrade_from_v7(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
-                char url[512], err[512] = "";
+                char url[512];
                 Out o;
-                fresh_url((StoreEngine) e, url, sizeof url);
-                Store *s = NULL;
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 const char *b1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
                                            INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")) "," INV_IMAGE(
                                                    "docker.io/library/y:2", D2, "", POD("y-0")))};
-                ingest(s, "prod", b1, 1);
-                s = store_free(s);
-                raw_sql((StoreEngine) e, url,
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                         "DROP INDEX node_images_node_name; DROP INDEX workload_history_node_name;"
                         "CREATE INDEX node_images_ref ON node_images (ref);"
                         "CREATE INDEX node_images_name ON node_images (name);"
                         "CREATE INDEX workload_history_name ON workload_history (name);"
                         "DELETE FROM schema_migrations WHERE version >= 8");
-                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
                                     "1;2;3;4;5;6;7;8");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
