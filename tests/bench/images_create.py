@@ -4,56 +4,15 @@ target, made by one long-lived gRPC client (Images.Create, namespace default, py
 requests encoded by hand), GAP seconds apart (0: back to back). What `ctr images tag` does,
 without a fresh Go process per event: the events reach the agent with only containerd and
 this client running in between."""
+import os
 import sys
 import time
 
 import grpc
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(num, payload):
-    return varint((num << 3) | 2) + varint(len(payload)) + payload
-
-
-def fields(msg):
-    """Top-level fields of a message: {number: [raw value bytes or int]}."""
-    i, out = 0, {}
-    while i < len(msg):
-        key, shift = 0, 0
-        while True:
-            b = msg[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        num, wire = key >> 3, key & 7
-        if wire == 2 or wire == 0:
-            n, shift = 0, 0
-            while True:
-                b = msg[i]
-                i += 1
-                n |= (b & 0x7F) << shift
-                shift += 7
-                if not b & 0x80:
-                    break
-            if wire == 2:
-                out.setdefault(num, []).append(msg[i:i + n])
-                i += n
-            else:
-                out.setdefault(num, []).append(n)
-        else:
-            sys.exit(f"unexpected wire type {wire}")
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from pbwire import fields, ld as field  # noqa: E402
 
 
 def main():

@@ -12,16 +12,8 @@ import time
 import grpc
 
 
-def field(num, payload):
-    """A length-delimited protobuf field."""
-    n, out = len(payload), bytearray([(num << 3) | 2])
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes(out) + payload
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from pbwire import ld as field  # noqa: E402
 
 
 def ticks(pid):

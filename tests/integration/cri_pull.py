@@ -6,39 +6,12 @@ encoded by hand (PullImageRequest{image: ImageSpec{image: IMAGE}}). Prints the i
 import sys
 
 import grpc
-
-
-def field(num, payload):
-    """A length-delimited protobuf field."""
-    n, key, out = len(payload), (num << 3) | 2, bytearray()
-    out.append(key)
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes(out) + payload
-
-
-def first_string(msg):
-    """Field 1 of a message, as a string (PullImageResponse.image_ref)."""
-    if not msg or msg[0] != 0x0A:
-        return ""
-    i, n, shift = 1, 0, 0
-    while True:
-        b = msg[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    return msg[i:i + n].decode()
+from pbwire import fields, ld
 
 
 def main():
     sock, image = sys.argv[1], sys.argv[2]
-    req = field(1, field(1, image.encode()))
+    req = ld(1, ld(1, image))
     with grpc.insecure_channel("unix://" + sock) as ch:
         pull = ch.unary_unary("/runtime.v1.ImageService/PullImage")
         try:
@@ -46,7 +19,7 @@ def main():
         except grpc.RpcError as e:
             print("PullImage %s: %s: %s" % (image, e.code().name, e.details()), file=sys.stderr)
             return 1
-    print(first_string(resp))
+    print(fields(resp).get(1, [b""])[0].decode())  # PullImageResponse.image_ref
     return 0
 
 

@@ -13,25 +13,9 @@ import time
 from concurrent import futures
 
 import grpc
+from pbwire import ld, varint  # noqa: F401 (the tests import ld from here)
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def ld(field, data):
-    """A length-delimited field: tag, length, bytes (str is UTF-8 encoded)."""
-    if isinstance(data, str):
-        data = data.encode()
-    return varint(field << 3 | 2) + varint(len(data)) + data
 
 
 def image(name, digest="sha256:" + "ab" * 32, media_type=MANIFEST):
