@@ -606,6 +606,22 @@ static const char *const fast_pod_keys[_FP_MAX] = {
         [FP_CONTAINER] = "container",
 };
 
+/* An array's opening: 1 elements follow (the cursor at the first), 0 it was [] (or, with
+ * null_ok, null) and is consumed, -1 neither. */
+static int fast_array_open(FastCursor *c, bool null_ok) {
+        if (null_ok && c->p < c->end && *c->p == 'n')
+                return fast_literal(c, "null", 4) ? 0 : -1;
+        if (c->p >= c->end || *c->p != '[')
+                return -1;
+        c->p++;
+        fast_ws(c);
+        if (c->p < c->end && *c->p == ']') {
+                c->p++;
+                return 0;
+        }
+        return 1;
+}
+
 /* Past a ',' or to the closing ch: 1 more follows, 0 closed, -1 neither. */
 static int fast_next(FastCursor *c, char close) {
         fast_ws(c);
@@ -625,16 +641,9 @@ static int fast_next(FastCursor *c, char close) {
 /* findings: null or an array of finding kinds other than pull (jansson's path says what
  * else is wrong). */
 static bool fast_findings(FastCursor *c, unsigned *ret) {
-        if (c->p < c->end && *c->p == 'n')
-                return fast_literal(c, "null", 4);
-        if (c->p >= c->end || *c->p != '[')
-                return false;
-        c->p++;
-        fast_ws(c);
-        if (c->p < c->end && *c->p == ']') {
-                c->p++;
-                return true;
-        }
+        int r = fast_array_open(c, true);
+        if (r <= 0)
+                return r == 0;
         for (;;) {
                 const char *s;
                 size_t len;
@@ -655,16 +664,9 @@ static bool fast_findings(FastCursor *c, unsigned *ret) {
 
 /* pods: null or an array of at most RECORD_PODS_MAX {namespace, pod, container}. */
 static bool fast_pods(FastCursor *c, InventoryImage *im) {
-        if (c->p < c->end && *c->p == 'n')
-                return fast_literal(c, "null", 4);
-        if (c->p >= c->end || *c->p != '[')
-                return false;
-        c->p++;
-        fast_ws(c);
-        if (c->p < c->end && *c->p == ']') {
-                c->p++;
-                return true;
-        }
+        int r = fast_array_open(c, true);
+        if (r <= 0)
+                return r == 0;
         size_t alloc = 0;
         for (;;) {
                 FastVal v[_FP_MAX] = {0};
@@ -750,19 +752,16 @@ static bool fast_inv_image(FastCursor *c, InventoryImage *im) {
 }
 
 static bool fast_images(FastCursor *c, Inventory *inv) {
-        if (c->p >= c->end || *c->p != '[')
+        int r = fast_array_open(c, false);
+        if (r < 0)
                 return false;
-        c->p++;
-        fast_ws(c);
         size_t alloc = 0;
         /* as jansson's path: an array, even empty, is an allocation */
         if (greedy_realloc((void **) &inv->images, &alloc, 1, sizeof *inv->images, 64) < 0)
                 return false;
         memset(inv->images, 0, sizeof *inv->images);
-        if (c->p < c->end && *c->p == ']') {
-                c->p++;
+        if (r == 0)
                 return true;
-        }
         for (;;) {
                 if (inv->n_images >= RECORD_IMAGES_MAX ||
                     greedy_realloc((void **) &inv->images, &alloc, inv->n_images + 1, sizeof *inv->images, 64) < 0)
