@@ -119,15 +119,20 @@ static int journal_connect(Journal *j) {
         return 0;
 }
 
+static size_t iov_size(const struct iovec *w, size_t n) {
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++)
+                total += w[i].iov_len;
+        return total;
+}
+
 /* Too big for one datagram: the entry in a sealed memfd, its descriptor sent instead
  * (journald reads a sealed memfd; sd_journal_sendv() does the same). */
 static int send_memfd(Journal *j, const struct iovec *w, size_t n) {
         _cleanup_close_ int mfd = memfd_create("pullwatch-journal", MFD_ALLOW_SEALING | MFD_CLOEXEC);
         if (mfd < 0)
                 return -errno;
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++)
-                total += w[i].iov_len;
+        size_t total = iov_size(w, n);
         ssize_t k = writev(mfd, w, (int) n);
         if (k < 0)
                 return -errno;
@@ -186,9 +191,7 @@ static size_t entry_space(size_t len) {
 }
 
 static int backlog_push(Journal *j, const struct iovec *w, size_t n) {
-        size_t len = 0;
-        for (size_t i = 0; i < n; i++)
-                len += w[i].iov_len;
+        size_t len = iov_size(w, n);
         size_t need = entry_space(len);
         Chunk *c = j->last;
         if (!c || c->size - offsetof(Chunk, data) - c->tail < need) {
@@ -373,8 +376,6 @@ int journal_sendv(Journal *j, const struct iovec *iov, size_t n) {
          * agent waits for journald, as it did for every entry before: never dropped. */
         int r;
         if (j->backlog_entries == 0) {
-                if (j->fd < 0 && (r = journal_connect(j)) < 0)
-                        return r;
                 r = send_reconnecting(j, w, k, MSG_DONTWAIT);
                 if (r != -EAGAIN)
                         return r;
