@@ -1492,6 +1492,59 @@ static int cmp_u32(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
+/* Entry j of e's history (items_resize() made room): digest dg seen first..last; the
+ * current one when dg is cur. -ENOMEM. */
+static int hist_set(Ledger *l, Ref *e, size_t j, const char *dg, uint64_t first, uint64_t last, const char *cur) {
+        Hist *h = &ref_hist(e)[j];
+        h->first_seen_usec = first;
+        h->last_seen_usec = last;
+        int r = atom_ref(l, dg, &h->atom);
+        if (r < 0)
+                return r;
+        e->n_digests++;
+        l->entries++;
+        if (streq_ptr(dg, cur))
+                e->current = (uint32_t) j;
+        return 0;
+}
+
+/* A digest twice in e's history, in O(n log n) (equal digests are the same atom): 1 and
+ * its atom, 0 none, -ENOMEM. */
+static int hist_duplicate(const Ref *e, uint32_t *ret_atom) {
+        size_t n = e->n_digests;
+        _cleanup_free_ uint32_t *sorted = reallocarray(NULL, n ? n : 1, sizeof(uint32_t));
+        if (!sorted)
+                return -ENOMEM;
+        for (size_t j = 0; j < n; j++)
+                sorted[j] = ref_hist(e)[j].atom;
+        qsort(sorted, n, sizeof(uint32_t), cmp_u32);
+        for (size_t j = 1; j < n; j++)
+                if (sorted[j - 1] == sorted[j]) {
+                        *ret_atom = sorted[j];
+                        return 1;
+                }
+        return 0;
+}
+
+/* A raised finding appended to e (items_resize() made room): -EEXIST the same digest and
+ * kind are there already, -E2BIG more than KINDS_MAX distinct kinds, -ENOMEM. */
+static int raised_append(Ledger *l, Ref *e, const char *dg, const char *kind, uint64_t t) {
+        uint16_t k;
+        if (find_raised(l, e, dg, kind))
+                return -EEXIST;
+        int r = kind_intern(l, kind, &k);
+        if (r < 0)
+                return r;
+        Raised *x = &ref_raised(e)[e->n_raised];
+        *x = (Raised) { .last_raised_usec = t, .kind = k };
+        r = atom_ref(l, dg, &x->atom);
+        if (r < 0)
+                return r;
+        e->n_raised++;
+        l->raised++;
+        return 0;
+}
+
 static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t errlen) {
         const char *ns = get_string(o, "namespace", PW_NS_MAX), *ref = get_string(o, "reference", PW_REF_MAX),
                    *cur = get_string(o, "current", PW_DIGEST_MAX);
@@ -1524,56 +1577,39 @@ static int parse_ref(Ledger *l, const json_t *o, size_t i, char *err, size_t err
         for (size_t j = 0; j < n; j++) {
                 const json_t *d = json_array_get(digests, j);
                 const char *dg = get_string(d, "digest", PW_DIGEST_MAX);
-                Hist *x = &ref_hist(e)[j];
-                if (!dg || !get_time(d, "first_seen", &x->first_seen_usec) ||
-                    !get_time(d, "last_seen", &x->last_seen_usec))
+                uint64_t first, last;
+                if (!dg || !get_time(d, "first_seen", &first) || !get_time(d, "last_seen", &last))
                         return fail(err, errlen, "references[%zu].digests[%zu]: bad digest, first_seen or last_seen", i, j);
-                r = atom_ref(l, dg, &x->atom);
+                r = hist_set(l, e, j, dg, first, last, cur);
                 if (r < 0)
                         return r;
-                e->n_digests++;
-                l->entries++;
-                if (streq_ptr(dg, cur))
-                        e->current = (uint32_t) j;
         }
         if (e->current == NO_CURRENT)
                 return fail(err, errlen, "references[%zu]: current digest is not in its history", i);
         twin_link(l, e);
 
-        /* duplicates, in O(n log n): equal digests are the same atom */
-        _cleanup_free_ uint32_t *sorted = reallocarray(NULL, n, sizeof(uint32_t));
-        if (!sorted)
-                return -ENOMEM;
-        for (size_t j = 0; j < n; j++)
-                sorted[j] = ref_hist(e)[j].atom;
-        qsort(sorted, n, sizeof(uint32_t), cmp_u32);
-        for (size_t j = 1; j < n; j++)
-                if (sorted[j - 1] == sorted[j])
-                        return fail(err, errlen, "references[%zu]: duplicate digest %s", i,
-                                    atom_str(l, sorted[j], (char[PW_DIGEST_MAX]) {}));
+        uint32_t dup;
+        r = hist_duplicate(e, &dup);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return fail(err, errlen, "references[%zu]: duplicate digest %s", i,
+                            atom_str(l, dup, (char[PW_DIGEST_MAX]) {}));
 
         for (size_t j = 0; j < nr; j++) {
                 const json_t *d = json_array_get(raised, j);
                 const char *dg = get_string(d, "digest", PW_DIGEST_MAX), *kind = get_string(d, "kind", LEDGER_KIND_MAX);
                 uint64_t t;
-                uint16_t k;
                 if (!dg || !kind || !get_time(d, "last_raised", &t))
                         return fail(err, errlen, "references[%zu].raised[%zu]: bad digest, kind or last_raised", i, j);
-                if (find_raised(l, e, dg, kind))
+                r = raised_append(l, e, dg, kind, t);
+                if (r == -EEXIST)
                         return fail(err, errlen, "references[%zu].raised[%zu]: duplicate", i, j);
-                r = kind_intern(l, kind, &k);
                 if (r == -E2BIG)
                         return fail(err, errlen, "references[%zu].raised[%zu]: more than %d distinct kinds", i, j,
                                     KINDS_MAX);
                 if (r < 0)
                         return r;
-                Raised *x = &ref_raised(e)[e->n_raised];
-                *x = (Raised) { .last_raised_usec = t, .kind = k };
-                r = atom_ref(l, dg, &x->atom);
-                if (r < 0)
-                        return r;
-                e->n_raised++;
-                l->raised++;
         }
         return 0;
 }
@@ -1747,44 +1783,27 @@ static int fast_ref(Ledger *l, Cursor *c, FastDigest **d, size_t *alloc_d, FastR
         if (r < 0)
                 return r;
         for (size_t j = 0; j < n; j++) {
-                Hist *h = &ref_hist(e)[j];
                 span_copy((*d)[j].digest, dg);
-                h->first_seen_usec = (*d)[j].first;
-                h->last_seen_usec = (*d)[j].last;
-                r = atom_ref(l, dg, &h->atom);
+                r = hist_set(l, e, j, dg, (*d)[j].first, (*d)[j].last, scur);
                 if (r < 0)
                         return r;
-                e->n_digests++;
-                l->entries++;
-                if (streq_ptr(dg, scur))
-                        e->current = (uint32_t) j;
         }
         if (e->current == NO_CURRENT)
                 return -EAGAIN;
-        for (size_t j = 0; j < n; j++) /* duplicates: equal digests are the same atom (n is small) */
-                for (size_t k = j + 1; k < n; k++)
-                        if (ref_hist(e)[j].atom == ref_hist(e)[k].atom)
-                                return -EAGAIN;
+        uint32_t dup;
+        r = hist_duplicate(e, &dup);
+        if (r != 0)
+                return r < 0 ? r : -EAGAIN;
         twin_link(l, e);
         for (size_t j = 0; j < nr; j++) {
                 const FastRaised *f = &(*x)[j];
-                uint16_t k;
                 span_copy(f->digest, dg);
                 span_copy(f->kind, kind);
-                if (find_raised(l, e, dg, kind))
-                        return -EAGAIN;
-                r = kind_intern(l, kind, &k);
-                if (r == -E2BIG)
+                r = raised_append(l, e, dg, kind, f->t);
+                if (r == -EEXIST || r == -E2BIG)
                         return -EAGAIN;
                 if (r < 0)
                         return r;
-                Raised *y = &ref_raised(e)[e->n_raised];
-                *y = (Raised) { .last_raised_usec = f->t, .kind = k };
-                r = atom_ref(l, dg, &y->atom);
-                if (r < 0)
-                        return r;
-                e->n_raised++;
-                l->raised++;
         }
         return 0;
 }
