@@ -390,11 +390,10 @@ static void answer_stored(Server *srv, Request *req, Batch *b, int r, const Stor
         answer(req, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, json_error_body("database error"));
 }
 
-/* The next queued request after last, if it may join a transaction that holds n requests
- * of bytes body bytes so far (NULL: the group is full, or nothing more is queued). */
-static Request *group_next(Server *srv, const Request *last, size_t n, size_t bytes) {
-        if (n >= WRITER_GROUP_MAX)
-                return NULL;
+/* The next queued request after last, if it may join a transaction that holds bytes body
+ * bytes so far (NULL: it would take the group over WRITER_GROUP_BYTES, or nothing more is
+ * queued); the caller counts the requests against WRITER_GROUP_MAX. */
+static Request *group_next(Server *srv, const Request *last, size_t bytes) {
         pthread_mutex_lock(&srv->lock);
         Request *q = last->next;
         pthread_mutex_unlock(&srv->lock);
@@ -427,11 +426,11 @@ static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, Ba
                                                       now_usec_realtime(), b->err, sizeof b->err);
                         if (r >= 0)
                                 r = store_body(reqs[i], b);
-                        /* PostgreSQL: the server's work on them is over first (pipeline) */
-                        if (r >= 0 && grow && i + 1 == *n && *n < WRITER_GROUP_MAX)
+                        /* the last one so far: one queued behind it may join, once the
+                         * server's work on these is over (PostgreSQL's pipeline) */
+                        if (r >= 0 && grow && i + 1 == *n && *n < WRITER_GROUP_MAX) {
                                 r = store_ingest_wait(srv->store, b->err, sizeof b->err);
-                        if (r >= 0 && grow && i + 1 == *n) {
-                                Request *q = group_next(srv, reqs[i], *n, bytes);
+                                Request *q = r >= 0 ? group_next(srv, reqs[i], bytes) : NULL;
                                 if (q) {
                                         reqs[(*n)++] = q;
                                         bytes += q->len;
