@@ -1564,31 +1564,33 @@ static void inv_reset(InvPending *p) {
         p->n_nodes = p->n_images = p->n_pods = 0;
 }
 
+/* Rows node by node, each node's in key order (kx, ky), same-key rows in arrival order. */
+static int cmp_inv_rows(const InvRow *x, const InvRow *y, const char *kx, const char *ky) {
+        if (x->node != y->node)
+                return x->node < y->node ? -1 : 1;
+        int c = strcmp(kx, ky);
+        return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
 /* Image rows node by node, each node's in reference order: node_images' primary key and
  * its (cluster, node, name) index (a reference starts with its name) are then walked
  * front to back within each node's range. */
 static int cmp_inv_image(const void *a, const void *b) {
         const InvRow *x = a, *y = b;
-        if (x->node != y->node)
-                return x->node < y->node ? -1 : 1;
-        int c = strcmp(x->im->ref, y->im->ref);
-        return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+        return cmp_inv_rows(x, y, x->im->ref, y->im->ref);
 }
 
 /* Workload rows node by node, each node's in image name order: workload_history
  * (cluster, node, name) (see inv_flush). */
 static int cmp_inv_pod(const void *a, const void *b) {
         const InvRow *x = a, *y = b;
-        if (x->node != y->node)
-                return x->node < y->node ? -1 : 1;
-        int c = strcmp(x->im->name, y->im->name);
-        return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+        return cmp_inv_rows(x, y, x->im->name, y->im->name);
 }
 
 /* Apply the pending inventories: every image upsert (node by node, in reference order),
  * then each node's delete of what its inventory did not name and its inventory time (in
- * arrival order), then the workload upserts (node by node, in image name order). The same statements as one inventory at a
- * time, in another order that changes no result: rows of two nodes never share a key, and a
+ * arrival order), then the workload upserts (node by node, in image name order). The
+ * same statements as one inventory at a time, in another order that changes no result: rows of two nodes never share a key, and a
  * key listed twice keeps its order (seq); workload_history is read by none of the others; a
  * node is pending once at most (inv_defer flushes first), so its guard read at deferral
  * still holds. Why: a request of ~3,600 new images inserted in arrival order dirtied pages
