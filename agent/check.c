@@ -30,7 +30,6 @@ CheckFormat check_format_from_string(const char *s) {
 
 /* The escaped form of c into e (up to 4 bytes); returns its length. */
 static size_t escape_byte(unsigned char c, char e[static 4]) {
-        static const char hex[] = "0123456789abcdef";
         if (c == '"' || c == '\\') {
                 e[0] = '\\';
                 e[1] = (char) c;
@@ -44,8 +43,8 @@ static size_t escape_byte(unsigned char c, char e[static 4]) {
         if (c < 0x20 || c > 0x7e) {
                 e[0] = '\\';
                 e[1] = 'x';
-                e[2] = hex[c >> 4];
-                e[3] = hex[c & 15];
+                e[2] = hexchar(c >> 4);
+                e[3] = hexchar(c);
                 return 4;
         }
         e[0] = (char) c;

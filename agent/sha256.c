@@ -126,11 +126,10 @@ bool sha256_digest_pack(const char *d, uint8_t out[SHA256_DIGEST_SIZE]) {
 }
 
 void sha256_digest_unpack(const uint8_t in[SHA256_DIGEST_SIZE], char *out) {
-        static const char hex[] = "0123456789abcdef";
         char *p = stpcpy(out, SHA256_PREFIX);
         for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++) {
-                *p++ = hex[in[i] >> 4];
-                *p++ = hex[in[i] & 15];
+                *p++ = hexchar(in[i] >> 4);
+                *p++ = hexchar(in[i]);
         }
         *p = 0;
 }

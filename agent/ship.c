@@ -40,7 +40,6 @@ static bool streq(const char *a, const char *b) {
  * bytes >= 0x80 become \u00XX too (used for arbitrary bytes of dead letters, so the
  * line stays valid JSON whatever the input was). */
 static int buf_json_string(DynBuf *b, const char *s, size_t n, bool ascii_only) {
-        static const char hex[] = "0123456789abcdef";
         int r = dynbuf_add(b, "\"", 1);
         if (r < 0)
                 return r;
@@ -61,8 +60,8 @@ static int buf_json_string(DynBuf *b, const char *s, size_t n, bool ascii_only) 
                         elen = 2;
                 } else if (c < 0x20 || c == 0x7f || (ascii_only && c >= 0x80)) {
                         memcpy(esc, "\\u00", 4);
-                        esc[4] = hex[c >> 4];
-                        esc[5] = hex[c & 0xf];
+                        esc[4] = hexchar(c >> 4);
+                        esc[5] = hexchar(c);
                         elen = 6;
                 } else
                         continue;

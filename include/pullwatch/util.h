@@ -87,10 +87,15 @@ static inline size_t u64_to_dec(char buf[static U64_DEC_MAX], uint64_t v) {
         return n;
 }
 
+/* The lowercase hexadecimal digit of v's low 4 bits (unhexchar()'s inverse). */
+static inline char hexchar(unsigned v) {
+        return "0123456789abcdef"[v & 15];
+}
+
 /* v as 16 lowercase hex digits (as "%016" PRIx64) into buf, not terminated. */
 static inline void u64_to_hex16(char buf[static 16], uint64_t v) {
         for (int i = 15; i >= 0; i--) {
-                buf[i] = "0123456789abcdef"[v & 15];
+                buf[i] = hexchar((unsigned) v);
                 v >>= 4;
         }
 }
