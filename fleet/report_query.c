@@ -52,23 +52,23 @@ static const char *opt(const char *s) {
         return s ? s : "";
 }
 
-/* The namespace filter on node_images (k8s_namespaces is "a,b,c"): ',' || list || ',' holds ",ns,". */
-static const char *ns_match(const Q *q) {
-        return store_engine(q->store) == STORE_POSTGRESQL ? "strpos(',' || k8s_namespaces || ',', $2) > 0"
-                                                          : "instr(',' || k8s_namespaces || ',', $2) > 0";
-}
-
 #define SQL_MAX 2048
 
-/* The shared WHERE of node_images queries: $1 cluster, $2 ",ns," (or ""), then the query's own. */
+/* The shared WHERE of node_images queries: $1 cluster, $2 ",ns," (or ""), then the query's
+ * own; cluster and namespaces name the columns (qualified in a join). The namespace filter:
+ * k8s_namespaces is "a,b,c", and ',' || list || ',' holds ",ns,". */
+static void where_images_of(const Q *q, char *buf, size_t size, const char *cluster, const char *namespaces) {
+        snprintf(buf, size, "($1 = '' OR %s = $1) AND ($2 = '' OR %s(',' || %s || ',', $2) > 0)", cluster,
+                 store_engine(q->store) == STORE_POSTGRESQL ? "strpos" : "instr", namespaces);
+}
+
 static void where_images(const Q *q, char *buf, size_t size) {
-        snprintf(buf, size, "($1 = '' OR cluster = $1) AND ($2 = '' OR %s)", ns_match(q));
+        where_images_of(q, buf, size, "cluster", "k8s_namespaces");
 }
 
 /* The same for a join of nodes n (the cluster) and a node_images alias i (the namespaces). */
 static void where_images_joined(const Q *q, char *buf, size_t size) {
-        snprintf(buf, size, "($1 = '' OR n.cluster = $1) AND ($2 = '' OR %s(',' || i.k8s_namespaces || ',', $2) > 0)",
-                 store_engine(q->store) == STORE_POSTGRESQL ? "strpos" : "instr");
+        where_images_of(q, buf, size, "n.cluster", "i.k8s_namespaces");
 }
 
 static int run(Q *q, const char *sql, size_t n, const char *const *params, store_row_t row, void *userdata) {
