@@ -6,10 +6,10 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <sys/stat.h>
 
+#include "pullwatch/fileio.h"
 #include "pullwatch/report.h"
 #include "pullwatch/store.h"
 #include "pullwatch/util.h"
@@ -94,45 +94,20 @@ static void usage(FILE *f) {
               f);
 }
 
-static int write_all(int fd, const char *data, size_t len) {
-        for (size_t off = 0; off < len;) {
-                ssize_t k = write(fd, data + off, len - off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                off += (size_t) k;
-        }
-        return 0;
-}
-
-/* Write data to path atomically: a temporary file beside it, fsync, rename. A path that
- * is there and not a regular file (/dev/null, /dev/stdout, a FIFO) is written to as it
- * is: renaming over it would replace the device (as root, /dev/null itself). */
+/* Write data to path atomically (file_replace_data(): a temporary file beside it, fsync,
+ * rename, fsync of the directory). A path that is there and not a regular file
+ * (/dev/null, /dev/stdout, a FIFO) is written to as it is: renaming over it would replace
+ * the device (as root, /dev/null itself). */
 static int write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen) {
         struct stat st;
+        int r;
         if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
                 _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-                int r = fd < 0 ? -errno : write_all(fd, data, len);
-                if (r < 0)
-                        return errbuf_fail(err, errlen, r, "cannot write %s: %s", path, strerror(-r));
-                return 0;
-        }
-        _cleanup_free_ char *copy = strdup(path), *tmp = NULL;
-        if (!copy || asprintf(&tmp, "%s/.%s.XXXXXX", dirname(copy), basename((char *) path)) < 0)
-                return -ENOMEM;
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return errbuf_fail(err, errlen, -errno, "cannot create a file beside %s: %s", path, strerror(errno));
-        int r = write_all(fd, data, len);
-        if (r == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
-                r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0) {
-                unlink(tmp);
+                r = fd < 0 ? -errno : write_all(fd, data, len);
+        } else
+                r = file_replace_data(path, 0644, FILE_REPLACE_SYNC, data, len);
+        if (r < 0)
                 return errbuf_fail(err, errlen, r, "cannot write %s: %s", path, strerror(-r));
-        }
         return 0;
 }
 
