@@ -357,17 +357,15 @@ static const struct {
                                      " excluded.k8s_namespaces, updated_usec = excluded.updated_usec, findings_mask ="
                                      " excluded.findings_mask WHERE excluded.updated_usec >= node_images.updated_usec",
                                      18},
-        /* PostgreSQL: S_WORKLOAD_UPSERT for many pods at one time $3. A key listed twice is
-         * one row, as one statement at a time made it: name and ref of the first, the
-         * revision of the last that has one. */
+        /* PostgreSQL: S_WORKLOAD_UPSERT for many pods at one time $3, each key once
+         * (apply_inventory_pg merges a key listed twice as one statement at a time did:
+         * name and ref of the first, the revision of the last that has one). */
         [S_WORKLOAD_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name, ref,"
                              " digest, revision, first_seen_usec, last_seen_usec) SELECT $1::text, $2::text, u.k, u.p,"
-                             " u.c, (array_agg(u.name ORDER BY u.ord))[1], (array_agg(u.ref ORDER BY u.ord))[1], u.d,"
-                             " COALESCE((array_agg(u.rev ORDER BY u.ord DESC) FILTER (WHERE u.rev <> ''))[1], ''),"
-                             " $3::bigint, $3::bigint FROM unnest($4::text[], $5::text[], $6::text[], $7::text[],"
-                             " $8::text[], $9::text[], $10::text[]) WITH ORDINALITY AS u(k, p, c, name, ref, d, rev,"
-                             " ord) GROUP BY u.k, u.p, u.c, u.d ON CONFLICT (cluster, node, k8s_namespace, pod,"
-                             " container, digest) DO UPDATE SET last_seen_usec = CASE WHEN excluded.last_seen_usec >"
+                             " u.c, u.name, u.ref, u.d, u.rev, $3::bigint, $3::bigint FROM unnest($4::text[],"
+                             " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) AS u(k, p, c,"
+                             " name, ref, d, rev) ON CONFLICT (cluster, node, k8s_namespace, pod, container, digest)"
+                             " DO UPDATE SET last_seen_usec = CASE WHEN excluded.last_seen_usec >"
                              " workload_history.last_seen_usec THEN excluded.last_seen_usec ELSE"
                              " workload_history.last_seen_usec END, first_seen_usec = CASE WHEN"
                              " excluded.first_seen_usec < workload_history.first_seen_usec THEN"
@@ -537,6 +535,8 @@ struct Store {
         IngestState ing;            /* the batch between store_ingest_begin and _end */
         ColArrays rec_arrays;       /* PostgreSQL: records of the batch not sent yet */
         ColArrays inv_images, inv_pods; /* PostgreSQL: one inventory's images and their pods */
+        InvRow *inv_pod_rows;           /* PostgreSQL: one inventory's pods, sorted by key */
+        size_t alloc_inv_pod_rows;
         StateArrays state;              /* PostgreSQL: state changes of the batch not sent yet */
         Touched *touched;               /* nodes the current request touched (lazily allocated) */
         InvPending inv;                 /* SQLite: the request's inventory writes not applied yet */
@@ -1170,6 +1170,7 @@ Store *store_free(Store *s) {
                 free(s->state.finding.col[i]);
                 free(s->state.workload.col[i]);
         }
+        free(s->inv_pod_rows);
         free(s->node_cache);
         free(s->touched);
         pthread_mutex_destroy(&s->lock);
@@ -1507,6 +1508,60 @@ static void arrays_reset(ColArrays *a) {
         a->rows = 0;
 }
 
+/* PostgreSQL: workload_history rows by key (namespace, pod, container, digest), same-key
+ * rows in arrival order. */
+static int cmp_pod_key(const InvRow *x, const InvRow *y) {
+        int c = strcmp(x->pod->namespace, y->pod->namespace);
+        if (!c)
+                c = strcmp(x->pod->pod, y->pod->pod);
+        if (!c)
+                c = strcmp(x->pod->container, y->pod->container);
+        return c ? c : strcmp(x->im->digest, y->im->digest);
+}
+
+static int cmp_inv_pod_key(const void *a, const void *b) {
+        const InvRow *x = a, *y = b;
+        int c = cmp_pod_key(x, y);
+        return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* PostgreSQL: the inventory's pods as workload_history column arrays, each key once: the
+ * name and ref of its first row, the revision of its last row that has one (what one
+ * upsert per row in arrival order leaves). One INSERT … ON CONFLICT may not touch a row
+ * twice; merged here, the statement needs no GROUP BY (its array_agg sorts took more
+ * server time than the inserts). */
+static int inventory_pods_pg(Store *s, const InventoryImage *images, size_t n) {
+        size_t npods = 0;
+        for (size_t i = 0; i < n; i++)
+                npods += images[i].n_pods;
+        if (npods == 0)
+                return 0;
+        if (npods >= UINT32_MAX ||
+            greedy_realloc((void **) &s->inv_pod_rows, &s->alloc_inv_pod_rows, npods, sizeof *s->inv_pod_rows, 256) < 0)
+                return -ENOMEM;
+        InvRow *rows = s->inv_pod_rows;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+                for (size_t p = 0; p < images[i].n_pods; p++, k++)
+                        rows[k] = (InvRow){&images[i], &images[i].pods[p], 0, (uint32_t) k};
+        qsort(rows, npods, sizeof *rows, cmp_inv_pod_key);
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < npods;) {
+                size_t j = i + 1;
+                const char *rev = rows[i].im->revision;
+                for (; j < npods && cmp_pod_key(&rows[i], &rows[j]) == 0; j++)
+                        if (rows[j].im->revision[0])
+                                rev = rows[j].im->revision;
+                const InventoryImage *im = rows[i].im;
+                const InventoryPod *pod = rows[i].pod;
+                Val w[] = {T(pod->namespace), T(pod->pod), T(pod->container), T(im->name),
+                           T(im->ref),        T(im->digest), T(rev)};
+                r = arrays_add(&s->inv_pods, w, ELEMENTSOF(w));
+                i = j;
+        }
+        return r;
+}
+
 /* PostgreSQL: the inventory's images and pods as two statements of column arrays. */
 static int apply_inventory_pg(Store *s, const char *cluster, const char *node, uint64_t time_usec,
                               const InventoryImage *images, size_t n, char *err, size_t errlen) {
@@ -1529,13 +1584,9 @@ static int apply_inventory_pg(Store *s, const char *cluster, const char *node, u
                         T(findings), T(pods), T(namespaces), I(im->findings),
                 };
                 r = arrays_add(ia, v, ELEMENTSOF(v));
-                for (size_t p = 0; r >= 0 && p < im->n_pods; p++) {
-                        const InventoryPod *pod = &im->pods[p];
-                        Val w[] = {T(pod->namespace), T(pod->pod), T(pod->container), T(im->name),
-                                   T(im->ref),        T(im->digest), T(im->revision)};
-                        r = arrays_add(pa, w, ELEMENTSOF(w));
-                }
         }
+        if (r >= 0)
+                r = inventory_pods_pg(s, images, n);
         if (r < 0) {
                 arrays_reset(ia);
                 arrays_reset(pa);
