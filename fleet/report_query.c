@@ -817,7 +817,7 @@ static int query_image(Q *q) {
         char where[512], sql[SQL_MAX];
         where_images_joined(q, where, sizeof where);
         snprintf(sql, sizeof sql,
-                 "SELECT i.cluster, i.node, i.ref, i.digest, i.revision, i.updated_usec FROM nodes n "
+                 "SELECT i.cluster, i.node, i.ref, i.digest, i.revision, " STORE_IMAGE_UPDATED_SQL("i") " FROM nodes n "
                  "CROSS JOIN node_images i WHERE i.cluster = n.cluster AND i.node = n.node AND i.name = $3 AND %s",
                  where);
         const char *p[] = {opt(q->f->cluster), q->ns_needle, q->f->image};
@@ -957,7 +957,8 @@ int report_csv(Store *s, const ReportFilter *f, FILE *out, char *err, size_t err
         where_images(&q, where, sizeof where);
         snprintf(sql, sizeof sql,
                  "SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest, "
-                 "revision_verified, compliant, findings, k8s_namespaces, pods, updated_usec FROM node_images "
+                 "revision_verified, compliant, findings, k8s_namespaces, pods, " STORE_IMAGE_UPDATED_SQL("node_images")
+                 " FROM node_images "
                  "WHERE %s AND ($3 = '' OR name = $3) ORDER BY cluster, node, namespace, ref",
                  where);
         const char *p[] = {opt(f->cluster), q.ns_needle, opt(f->image)};

@@ -21,7 +21,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -153,8 +153,21 @@ static const char *const migration_8[] = {
         NULL,
 };
 
+/* Migration 9: node_images.by_inventory. The hourly inventory mostly names every image
+ * as it stands; PostgreSQL rewrote each row anyway (a new row version, WAL, a dead tuple
+ * to vacuum) only to move updated_usec to the inventory's time. A row the inventory
+ * names unchanged is now left alone when it was set by an inventory (by_inventory = 1):
+ * its time is the node's last_inventory_usec (STORE_IMAGE_UPDATED_SQL, which every
+ * reader and every late-pull condition uses). A pull sets it back to 0 with its own
+ * time. SQLite keeps writing updated_usec (its rewrite is in place) and leaves it 0. */
+static const char *const migration_9[] = {
+        "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0",
+        NULL,
+};
+
 static const char *const *const migrations[STORE_SCHEMA_VERSION] = {
-        migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7, migration_8};
+        migration_1, migration_2, migration_3, migration_4, migration_5,
+        migration_6, migration_7, migration_8, migration_9};
 
 /* --------------------------------------------------------------- statements ---- */
 
@@ -200,6 +213,7 @@ typedef enum StmtId {
         S_PULL_MANY,
         S_FINDING_MANY,
         S_WORKLOAD_TIMED_MANY,
+        S_INVENTORY_DELETE_MANY,
         _S_MAX,
 } StmtId;
 
@@ -214,8 +228,9 @@ typedef enum StmtId {
         " k8s_namespaces = CASE WHEN node_images.digest = excluded.digest THEN" \
         " node_images.k8s_namespaces ELSE '' END, updated_usec = excluded.updated_usec, " \
         FLAGS_FROM("CASE WHEN node_images.digest = excluded.digest THEN node_images.findings_mask" \
-        " ELSE 0 END") ", digest = excluded.digest" \
-        " WHERE excluded.updated_usec >= node_images.updated_usec"
+        " ELSE 0 END") ", digest = excluded.digest"
+/* PostgreSQL: a pull not older than the row's time (by_inventory: the node's last inventory's) */
+#define PULL_UPSERT_WHERE_PG " WHERE excluded.updated_usec >= " STORE_IMAGE_UPDATED_SQL("node_images")
 
 static const struct {
         const char *sql;
@@ -238,7 +253,7 @@ static const struct {
                            " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
                            " updated_usec, findings_mask) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, 0, 1, 1,"
                            " '', '[]', '', $10, 0) ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET"
-                           PULL_UPSERT_SET,
+                           PULL_UPSERT_SET " WHERE excluded.updated_usec >= node_images.updated_usec",
                            10},
         /* A finding: a reference the store has no row for yet (pulled before the collector
          * knew the node) gets one at the finding's digest with its flags ($11..$16, from
@@ -336,27 +351,47 @@ static const struct {
         /* PostgreSQL: a complete inventory's images as one statement, each column an array
          * ($1 cluster, $2 node, $3 time): S_INVENTORY_IMAGE and S_INVENTORY_CHANGED in one
          * (together they update every column when the row is not newer than the inventory).
-         * A reference listed twice: the last one wins, as it did one statement at a time. */
+         * A reference listed twice: the last one wins, as it did one statement at a time.
+         * A row that an inventory set and that this one names unchanged is left as it is
+         * (migration 9): its time moves on with the node's last_inventory_usec. */
         [S_INVENTORY_IMAGES_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
                                      " media_type, revision, pinned, latest, revision_verified, compliant, findings,"
-                                     " pods, k8s_namespaces, updated_usec, findings_mask) SELECT DISTINCT ON (u.ns,"
-                                     " u.ref) $1::text, $2::text, u.ns, u.ref, u.name, u.tag, u.digest, u.mt, u.rev,"
-                                     " u.pinned, u.latest, u.verified, u.compliant, u.findings, u.pods, u.k8sns,"
-                                     " $3::bigint, u.mask FROM unnest($4::text[], $5::text[], $6::text[], $7::text[],"
-                                     " $8::text[], $9::text[], $10::text[], $11::int[], $12::int[], $13::int[],"
-                                     " $14::int[], $15::text[], $16::text[], $17::text[], $18::int[]) WITH ORDINALITY"
-                                     " AS u(ns, ref, name, tag, digest, mt, rev, pinned, latest, verified, compliant,"
-                                     " findings, pods, k8sns, mask, ord) WHERE NOT EXISTS (SELECT 1 FROM nodes n"
-                                     " WHERE n.cluster = $1::text AND n.node = $2::text AND n.last_inventory_usec >"
-                                     " $3::bigint) ORDER BY u.ns, u.ref, u.ord DESC ON CONFLICT (cluster, node,"
-                                     " namespace, ref) DO UPDATE SET name = excluded.name, tag = excluded.tag, digest"
-                                     " = excluded.digest, media_type = excluded.media_type, revision ="
-                                     " excluded.revision, pinned = excluded.pinned, latest = excluded.latest,"
-                                     " revision_verified = excluded.revision_verified, compliant = excluded.compliant,"
-                                     " findings = excluded.findings, pods = excluded.pods, k8s_namespaces ="
-                                     " excluded.k8s_namespaces, updated_usec = excluded.updated_usec, findings_mask ="
-                                     " excluded.findings_mask WHERE excluded.updated_usec >= node_images.updated_usec",
+                                     " pods, k8s_namespaces, updated_usec, findings_mask, by_inventory) SELECT"
+                                     " $1::text, $2::text, d.ns, d.ref, d.name, d.tag, d.digest, d.mt, d.rev,"
+                                     " d.pinned, d.latest, d.verified, d.compliant, d.findings, d.pods, d.k8sns,"
+                                     " $3::bigint, d.mask, 1 FROM (SELECT DISTINCT ON (u.ns, u.ref) u.* FROM"
+                                     " unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+                                     " $10::text[], $11::int[], $12::int[], $13::int[], $14::int[], $15::text[],"
+                                     " $16::text[], $17::text[], $18::int[]) WITH ORDINALITY AS u(ns, ref, name, tag,"
+                                     " digest, mt, rev, pinned, latest, verified, compliant, findings, pods, k8sns,"
+                                     " mask, ord) ORDER BY u.ns, u.ref, u.ord DESC) AS d WHERE NOT EXISTS (SELECT 1"
+                                     " FROM nodes n WHERE n.cluster = $1::text AND n.node = $2::text AND"
+                                     " n.last_inventory_usec > $3::bigint) AND NOT EXISTS (SELECT 1 FROM node_images"
+                                     " x WHERE x.cluster = $1::text AND x.node = $2::text AND x.namespace = d.ns AND"
+                                     " x.ref = d.ref AND x.by_inventory = 1 AND x.name = d.name AND x.tag = d.tag AND"
+                                     " x.digest = d.digest AND x.media_type = d.mt AND x.revision = d.rev AND"
+                                     " x.pinned = d.pinned AND x.latest = d.latest AND x.revision_verified ="
+                                     " d.verified AND x.compliant = d.compliant AND x.findings = d.findings AND"
+                                     " x.pods = d.pods AND x.k8s_namespaces = d.k8sns AND x.findings_mask = d.mask)"
+                                     " ON CONFLICT (cluster, node, namespace, ref) DO UPDATE SET name ="
+                                     " excluded.name, tag = excluded.tag, digest = excluded.digest, media_type ="
+                                     " excluded.media_type, revision = excluded.revision, pinned = excluded.pinned,"
+                                     " latest = excluded.latest, revision_verified = excluded.revision_verified,"
+                                     " compliant = excluded.compliant, findings = excluded.findings, pods ="
+                                     " excluded.pods, k8s_namespaces = excluded.k8s_namespaces, updated_usec ="
+                                     " excluded.updated_usec, findings_mask = excluded.findings_mask, by_inventory = 1"
+                                     " WHERE excluded.updated_usec >= " STORE_IMAGE_UPDATED_SQL("node_images"),
                                      18},
+        /* PostgreSQL: what the inventory ($4 namespaces, $5 references) did not name and
+         * was set before it goes (S_INVENTORY_DELETE, with the rows it left alone named
+         * rather than timed). NOT IN: a hashed subplan (NOT EXISTS over the arrays was a
+         * nested loop, rows × names string comparisons: 5 ms a node). */
+        [S_INVENTORY_DELETE_MANY] = {"DELETE FROM node_images i WHERE i.cluster = $1::text AND i.node = $2::text AND "
+                                     STORE_IMAGE_UPDATED_SQL("i") " < $3::bigint AND NOT EXISTS (SELECT 1 FROM nodes n"
+                                     " WHERE n.cluster = $1::text AND n.node = $2::text AND n.last_inventory_usec >"
+                                     " $3::bigint) AND (i.namespace, i.ref) NOT IN (SELECT * FROM unnest($4::text[],"
+                                     " $5::text[]))",
+                                     5},
         /* PostgreSQL: S_WORKLOAD_UPSERT for many pods at one time $3, each key once
          * (apply_inventory_pg merges a key listed twice as one statement at a time did:
          * name and ref of the first, the revision of the last that has one). */
@@ -387,7 +422,7 @@ static const struct {
                          " 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM unnest($1::text[], $2::text[], $3::text[],"
                          " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[]) AS"
                          " u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT (cluster, node, namespace, ref) DO"
-                         " UPDATE SET" PULL_UPSERT_SET,
+                         " UPDATE SET by_inventory = 0," PULL_UPSERT_SET PULL_UPSERT_WHERE_PG,
                          10},
         [S_FINDING_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
                             " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
@@ -1562,7 +1597,8 @@ static int inventory_pods_pg(Store *s, const InventoryImage *images, size_t n) {
         return r;
 }
 
-/* PostgreSQL: the inventory's images and pods as two statements of column arrays. */
+/* PostgreSQL: the inventory's images and pods as two statements of column arrays, the
+ * delete of what it did not name and the node's inventory time between them. */
 static int apply_inventory_pg(Store *s, const char *cluster, const char *node, uint64_t time_usec,
                               const InventoryImage *images, size_t n, char *err, size_t errlen) {
         ColArrays *ia = &s->inv_images, *pa = &s->inv_pods;
@@ -1593,10 +1629,18 @@ static int apply_inventory_pg(Store *s, const char *cluster, const char *node, u
                 return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
         }
         Val v[3 + 15] = {T(cluster), T(node), I(time_usec)};
+        /* what it did not name goes (by the namespace and reference arrays) */
+        Val del[5] = {v[0], v[1], v[2], T("{}"), T("{}")};
         if (ia->rows > 0) {
                 arrays_finish(ia, 15, v + 3);
+                del[3] = v[3];
+                del[4] = v[4];
                 r = db_write(s, S_INVENTORY_IMAGES_MANY, v, 18, NULL, err, errlen);
         }
+        if (r >= 0)
+                r = db_write(s, S_INVENTORY_DELETE_MANY, del, 5, NULL, err, errlen);
+        if (r >= 0)
+                r = db_write(s, S_NODE_INVENTORY, v, 3, NULL, err, errlen);
         if (r >= 0 && pa->rows > 0) {
                 arrays_finish(pa, 7, v + 3);
                 r = db_write(s, S_WORKLOAD_MANY, v, 10, NULL, err, errlen);
@@ -1747,16 +1791,8 @@ static int inv_defer(Store *s, const char *cluster, const char *node, uint64_t t
  * see inv_defer). */
 static int apply_inventory(Store *s, const char *cluster, const char *node, uint64_t time_usec,
                            const InventoryImage *images, size_t n, char *err, size_t errlen) {
-        if (s->engine == STORE_POSTGRESQL) {
-                int r = apply_inventory_pg(s, cluster, node, time_usec, images, n, err, errlen);
-                if (r >= 0)
-                        r = db_write(s, S_INVENTORY_DELETE, (Val[]){T(cluster), T(node), I(time_usec)}, 3, NULL,
-                                     err, errlen);
-                if (r >= 0)
-                        r = db_write(s, S_NODE_INVENTORY, (Val[]){T(cluster), T(node), I(time_usec)}, 3, NULL, err,
-                                     errlen);
-                return r;
-        }
+        if (s->engine == STORE_POSTGRESQL)
+                return apply_inventory_pg(s, cluster, node, time_usec, images, n, err, errlen);
         return inv_defer(s, cluster, node, time_usec, images, n, err, errlen);
 }
 

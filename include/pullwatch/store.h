@@ -45,7 +45,9 @@
  *     findings TEXT,              -- finding kinds that stand, sorted, comma-separated
  *     pods TEXT,                  -- JSON array of {"namespace","pod","container"}, '[]'
  *     k8s_namespaces TEXT,        -- the pods' namespaces, sorted, comma-separated
- *     updated_usec BIGINT
+ *     updated_usec BIGINT,        -- read it as STORE_IMAGE_UPDATED_SQL() (schema 9)
+ *     by_inventory INTEGER        -- 1: set by a complete inventory, as it stands in the
+ *                                 -- node's last one (PostgreSQL; 0 on SQLite)  [schema 9]
  *     indexes: (cluster, node, name)  [(ref), (name) until schema 8; (digest) until schema 3]
  *     A pull record upserts its row at once; its findings update `findings` and the
  *     flags of the row whose digest they name. A complete inventory (all parts 1..N of
@@ -80,6 +82,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* When a node_images row I (a table name or alias) was last set: a row that the node's
+ * complete inventories keep naming unchanged is not rewritten each time (PostgreSQL:
+ * every UPDATE writes a new row version), its time is the node's last inventory's. Both
+ * engines, every reader of updated_usec. */
+#define STORE_IMAGE_UPDATED_SQL(I)                                                                  \
+        "(CASE WHEN " I ".by_inventory = 0 THEN " I ".updated_usec ELSE COALESCE((SELECT CASE WHEN" \
+        " n_.last_inventory_usec > " I ".updated_usec THEN n_.last_inventory_usec ELSE " I          \
+        ".updated_usec END FROM nodes n_ WHERE n_.cluster = " I ".cluster AND n_.node = " I         \
+        ".node), " I ".updated_usec) END)"
 
 typedef struct Store Store;
 

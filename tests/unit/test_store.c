@@ -147,12 +147,13 @@ static void test_upgrade_from_v1(void **state) {
                                       "CREATE INDEX records_cluster_node ON records (cluster, node);"
                                       "CREATE INDEX node_images_digest ON node_images (digest);"
                                       "DROP INDEX nodes_node;"
+                                      "ALTER TABLE node_images DROP COLUMN by_inventory;"
                                       "DELETE FROM schema_migrations WHERE version >= 2",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -201,6 +202,7 @@ static Store *open_as_older(StoreEngine e, char *url, size_t size, const char *c
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
         ingest(s, "prod", batch, n);
         s = store_free(s);
+        raw_sql(e, url, "ALTER TABLE node_images DROP COLUMN by_inventory"); /* migration 9 */
         raw_sql(e, url, sql);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
         return s;
@@ -217,7 +219,7 @@ static void test_upgrade_from_v2(void **state) {
                         "CREATE INDEX node_images_digest ON node_images (digest);"
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8");
+                                    "1;2;3;4;5;6;7;8;9");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -310,7 +312,7 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8");
+                                    "1;2;3;4;5;6;7;8;9");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -351,7 +353,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8");
+                                    "1;2;3;4;5;6;7;8;9");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -617,7 +619,7 @@ static void test_upgrade_from_v5(void **state) {
                         "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8");
+                                    "1;2;3;4;5;6;7;8;9");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
                                     "workload_history_namespace;workload_history_node_name");
                 if (e == STORE_SQLITE) {
@@ -650,7 +652,7 @@ static void test_upgrade_from_v6(void **state) {
                                                 "DELETE FROM schema_migrations WHERE version >= 7"
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8");
+                                    "1;2;3;4;5;6;7;8;9");
                 if (e == STORE_POSTGRESQL)
                         assert_string_equal(q(s,
                                               "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
@@ -693,7 +695,7 @@ static void test_upgrade_from_v7(void **state) {
                         "CREATE INDEX workload_history_name ON workload_history (name);"
                         "DELETE FROM schema_migrations WHERE version >= 8");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8");
+                                    "1;2;3;4;5;6;7;8;9");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
                                     "workload_history_namespace;workload_history_node_name");
@@ -714,6 +716,91 @@ static void test_upgrade_from_v7(void **state) {
                 assert_string_equal(q(s, "SELECT ref FROM node_images", 0, NULL, &o), "docker.io/library/x:1");
                 assert_string_equal(q(s, "SELECT name, digest FROM workload_history ORDER BY pod, digest", 0, NULL, &o),
                                     "docker.io/library/x|" D1 ";docker.io/library/x|" D2 ";docker.io/library/y|" D2);
+                store_free(s);
+        }
+}
+
+/* Every image's time as its readers see it (STORE_IMAGE_UPDATED_SQL), by reference. */
+static const char image_times[] = "SELECT ref, digest, " STORE_IMAGE_UPDATED_SQL("node_images")
+                                  " FROM node_images ORDER BY ref";
+
+/* An hourly inventory that names a row unchanged leaves it alone on PostgreSQL (migration
+ * 9), and nothing else may tell: its time is the inventory's, so a late pull older than
+ * that inventory is refused (a skip read by the row's own updated_usec let it through),
+ * a newer one applies, and what a later inventory does not name goes. Both engines. */
+static void test_inventory_unchanged_rows(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                const char *i1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")) "," INV_IMAGE(
+                                                   "docker.io/library/y:2", D2, "", POD("y-0")))};
+                const char *i2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")) "," INV_IMAGE(
+                                                   "docker.io/library/y:2", D2, "", POD("y-0")))};
+                ingest(s, "prod", i1, 1);
+                ingest(s, "prod", i2, 1);
+                assert_string_equal(q(s, image_times, 0, NULL, &o),
+                                    "docker.io/library/x:1|" D1 "|1795604400000000;"
+                                    "docker.io/library/y:2|" D2 "|1795604400000000");
+                if (e == STORE_POSTGRESQL) /* left alone: the first inventory's row version */
+                        assert_string_equal(q(s, "SELECT updated_usec, by_inventory FROM node_images ORDER BY ref", 0,
+                                              NULL, &o),
+                                            "1795600800000000|1;1795600800000000|1");
+                /* 10:30, after the first inventory, before the second: refused */
+                const char *late[] = {PULL("p1", "node-b", "docker.io/library/x:1", "1", D3, "2026-11-25T10:30:00Z")};
+                ingest(s, "prod", late, 1);
+                /* 11:30, after both: applied */
+                const char *newer[] = {PULL("p2", "node-b", "docker.io/library/y:2", "2", D3, "2026-11-25T11:30:00Z")};
+                ingest(s, "prod", newer, 1);
+                assert_string_equal(q(s, image_times, 0, NULL, &o),
+                                    "docker.io/library/x:1|" D1 "|1795604400000000;"
+                                    "docker.io/library/y:2|" D3 "|1795606200000000");
+                /* 12:00 names x:1 alone, unchanged: y:2 (pulled before it) goes */
+                const char *i3[] = {INV_OF("v3", "node-b", "2026-11-25T12:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                ingest(s, "prod", i3, 1);
+                assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795608000000000");
+                /* a late pull of a reference the store has no row for keeps its own time (11:45),
+                 * and x:1 at 11:45 is refused; the 13:00 inventory (x:1 only) removes z:1 */
+                const char *late2[] = {PULL("p3", "node-b", "docker.io/library/z:1", "1", D2, "2026-11-25T11:45:00Z"),
+                                       PULL("p4", "node-b", "docker.io/library/x:1", "1", D2, "2026-11-25T11:45:00Z")};
+                ingest(s, "prod", late2, 2);
+                assert_string_equal(q(s, image_times, 0, NULL, &o),
+                                    "docker.io/library/x:1|" D1 "|1795608000000000;"
+                                    "docker.io/library/z:1|" D2 "|1795607100000000");
+                const char *i4[] = {INV_OF("v4", "node-b", "2026-11-25T13:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                ingest(s, "prod", i4, 1);
+                assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795611600000000");
+                assert_string_equal(q(s, "SELECT pod, first_seen_usec, last_seen_usec FROM workload_history ORDER BY pod",
+                                      0, NULL, &o),
+                                    "web-7|1795600800000000|1795611600000000;y-0|1795600800000000|1795604400000000");
+                store_free(s);
+        }
+}
+
+/* A database of schema 8 (no by_inventory) upgrades in place on both engines: its rows
+ * read as set by a pull (by_inventory 0, their own time); the next inventory takes them
+ * over, and a late pull is refused by that inventory's time. */
+static void test_upgrade_from_v8(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512];
+                Out o;
+                const char *b1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
+                                         "DELETE FROM schema_migrations WHERE version >= 9");
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7;8;9");
+                assert_string_equal(q(s, "SELECT ref, by_inventory FROM node_images", 0, NULL, &o),
+                                    "docker.io/library/x:1|0");
+                assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795600800000000");
+                const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7"))),
+                                    PULL("p1", "node-b", "docker.io/library/x:1", "1", D3, "2026-11-25T10:30:00Z")};
+                ingest(s, "prod", b2, 2);
+                assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795604400000000");
                 store_free(s);
         }
 }
@@ -890,11 +977,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8");
+                                    "1;2;3;4;5;6;7;8;9");
                 s = store_free(s);
-                /* a second open finds version 7 and applies nothing */
+                /* a second open finds version 9 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "8");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "9");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -1240,6 +1327,7 @@ int main(void) {
                 cmocka_unit_test(test_upgrade_from_v2),          cmocka_unit_test(test_upgrade_from_v3),
                 cmocka_unit_test(test_upgrade_from_v4),     cmocka_unit_test(test_upgrade_from_v5),
                 cmocka_unit_test(test_upgrade_from_v6),     cmocka_unit_test(test_upgrade_from_v7),
+                cmocka_unit_test(test_upgrade_from_v8),     cmocka_unit_test(test_inventory_unchanged_rows),
                 cmocka_unit_test(test_report_divergence_node_by_node),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
