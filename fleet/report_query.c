@@ -693,10 +693,10 @@ static int query_workload(Q *q) {
         /* NAME is a pod, a container, or the pods of a Deployment/StatefulSet (NAME-…) */
         return run(q,
                    "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision, "
-                   "first_seen_usec, last_seen_usec FROM workload_history "
-                   "WHERE k8s_namespace = $1 AND (pod = $2 OR container = $2 OR "
+                   "first_seen_usec, " STORE_WORKLOAD_LAST_SEEN_SQL("workload_history") " AS seen FROM "
+                   "workload_history WHERE k8s_namespace = $1 AND (pod = $2 OR container = $2 OR "
                    "substr(pod, 1, length($2) + 1) = $2 || '-') AND ($3 = '' OR cluster = $3) "
-                   "ORDER BY cluster, node, k8s_namespace, pod, container, last_seen_usec DESC, digest",
+                   "ORDER BY cluster, node, k8s_namespace, pod, container, seen DESC, digest",
                    3, p, row_workload, q);
 }
 
@@ -829,7 +829,8 @@ static int query_image(Q *q) {
                 qsort(m->placements, m->n_placements, sizeof *m->placements, cmp_placement_node);
         const char *p2[] = {q->f->image, opt(q->f->cluster)};
         r = run(q,
-                "SELECT w.cluster, w.node, w.digest, MAX(w.revision), MIN(w.first_seen_usec), MAX(w.last_seen_usec) "
+                "SELECT w.cluster, w.node, w.digest, MAX(w.revision), MIN(w.first_seen_usec), "
+                "MAX(" STORE_WORKLOAD_LAST_SEEN_SQL("w") ") "
                 "FROM nodes n CROSS JOIN workload_history w WHERE w.cluster = n.cluster AND w.node = n.node "
                 "AND w.name = $1 AND ($2 = '' OR n.cluster = $2) GROUP BY w.cluster, w.node, w.digest",
                 2, p2, row_image_before, q);

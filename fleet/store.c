@@ -21,7 +21,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -165,9 +165,19 @@ static const char *const migration_9[] = {
         NULL,
 };
 
+/* Migration 10: workload_history.by_inventory, as node_images' (migration 9): a pod the
+ * node's inventories keep naming at the same digest and revision is not rewritten every
+ * hour to move last_seen_usec on; while it is named by the node's last inventory, its
+ * last seen time is that inventory's (STORE_WORKLOAD_LAST_SEEN_SQL). When an inventory no
+ * longer names it, its last seen time is written out and by_inventory goes back to 0. */
+static const char *const migration_10[] = {
+        "ALTER TABLE workload_history ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0",
+        NULL,
+};
+
 static const char *const *const migrations[STORE_SCHEMA_VERSION] = {
         migration_1, migration_2, migration_3, migration_4, migration_5,
-        migration_6, migration_7, migration_8, migration_9};
+        migration_6, migration_7, migration_8, migration_9, migration_10};
 
 /* --------------------------------------------------------------- statements ---- */
 
@@ -214,6 +224,7 @@ typedef enum StmtId {
         S_FINDING_MANY,
         S_WORKLOAD_TIMED_MANY,
         S_INVENTORY_DELETE_MANY,
+        S_WORKLOAD_UNNAMED,
         _S_MAX,
 } StmtId;
 
@@ -229,6 +240,10 @@ typedef enum StmtId {
         " node_images.k8s_namespaces ELSE '' END, updated_usec = excluded.updated_usec, " \
         FLAGS_FROM("CASE WHEN node_images.digest = excluded.digest THEN node_images.findings_mask" \
         " ELSE 0 END") ", digest = excluded.digest"
+/* PostgreSQL: the inventory at $3 is the node's latest ($1, $2: cluster, node) */
+#define WORKLOAD_LATEST \
+        "NOT EXISTS (SELECT 1 FROM nodes n WHERE n.cluster = $1::text AND n.node = $2::text AND" \
+        " n.last_inventory_usec > $3::bigint)"
 /* PostgreSQL: a pull not older than the row's time (by_inventory: the node's last inventory's) */
 #define PULL_UPSERT_WHERE_PG " WHERE excluded.updated_usec >= " STORE_IMAGE_UPDATED_SQL("node_images")
 
@@ -394,19 +409,37 @@ static const struct {
                                      5},
         /* PostgreSQL: S_WORKLOAD_UPSERT for many pods at one time $3, each key once
          * (apply_inventory_pg merges a key listed twice as one statement at a time did:
-         * name and ref of the first, the revision of the last that has one). */
+         * name and ref of the first, the revision of the last that has one). From the
+         * node's latest inventory (no newer one): the rows it names get by_inventory = 1,
+         * and one that has it already, at this revision and seen first no later, is left
+         * alone (migration 10). */
         [S_WORKLOAD_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name, ref,"
-                             " digest, revision, first_seen_usec, last_seen_usec) SELECT $1::text, $2::text, u.k, u.p,"
-                             " u.c, u.name, u.ref, u.d, u.rev, $3::bigint, $3::bigint FROM unnest($4::text[],"
-                             " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) AS u(k, p, c,"
-                             " name, ref, d, rev) ON CONFLICT (cluster, node, k8s_namespace, pod, container, digest)"
-                             " DO UPDATE SET last_seen_usec = CASE WHEN excluded.last_seen_usec >"
-                             " workload_history.last_seen_usec THEN excluded.last_seen_usec ELSE"
-                             " workload_history.last_seen_usec END, first_seen_usec = CASE WHEN"
-                             " excluded.first_seen_usec < workload_history.first_seen_usec THEN"
+                             " digest, revision, first_seen_usec, last_seen_usec, by_inventory) SELECT $1::text,"
+                             " $2::text, u.k, u.p, u.c, u.name, u.ref, u.d, u.rev, $3::bigint, $3::bigint, CASE WHEN"
+                             " " WORKLOAD_LATEST " THEN 1 ELSE 0 END FROM unnest($4::text[], $5::text[], $6::text[],"
+                             " $7::text[], $8::text[], $9::text[], $10::text[]) AS u(k, p, c, name, ref, d, rev) WHERE"
+                             " NOT (" WORKLOAD_LATEST " AND EXISTS (SELECT 1 FROM workload_history x WHERE x.cluster ="
+                             " $1::text AND x.node = $2::text AND x.k8s_namespace = u.k AND x.pod = u.p AND"
+                             " x.container = u.c AND x.digest = u.d AND x.by_inventory = 1 AND x.first_seen_usec <="
+                             " $3::bigint AND (u.rev = '' OR u.rev = x.revision))) ON CONFLICT (cluster, node,"
+                             " k8s_namespace, pod, container, digest) DO UPDATE SET last_seen_usec = CASE WHEN"
+                             " excluded.last_seen_usec > workload_history.last_seen_usec THEN"
+                             " excluded.last_seen_usec ELSE workload_history.last_seen_usec END, first_seen_usec ="
+                             " CASE WHEN excluded.first_seen_usec < workload_history.first_seen_usec THEN"
                              " excluded.first_seen_usec ELSE workload_history.first_seen_usec END, revision = CASE"
-                             " WHEN excluded.revision <> '' THEN excluded.revision ELSE workload_history.revision END",
+                             " WHEN excluded.revision <> '' THEN excluded.revision ELSE workload_history.revision END,"
+                             " by_inventory = CASE WHEN excluded.by_inventory = 1 THEN 1 ELSE"
+                             " workload_history.by_inventory END",
                              10},
+        /* PostgreSQL: before the node's latest inventory ($3) becomes its last, the rows the
+         * last one named and this one does not ($4..$7: namespace, pod, container, digest)
+         * get their last seen time written out (the last inventory's) and by_inventory 0. */
+        [S_WORKLOAD_UNNAMED] = {"UPDATE workload_history w SET last_seen_usec = " STORE_WORKLOAD_LAST_SEEN_SQL("w")
+                                ", by_inventory = 0 WHERE w.cluster = $1::text AND w.node = $2::text AND"
+                                " w.by_inventory = 1 AND " WORKLOAD_LATEST " AND (w.k8s_namespace, w.pod,"
+                                " w.container, w.digest) NOT IN (SELECT * FROM unnest($4::text[], $5::text[],"
+                                " $6::text[], $7::text[]))",
+                                7},
         /* PostgreSQL, a batch's state changes of pull and finding records, one statement
          * per kind of change, each column an array (see state_add for when one is sent
          * early so that the result is that of one statement per record, in order). */
@@ -1639,12 +1672,21 @@ static int apply_inventory_pg(Store *s, const char *cluster, const char *node, u
         }
         if (r >= 0)
                 r = db_write(s, S_INVENTORY_DELETE_MANY, del, 5, NULL, err, errlen);
-        if (r >= 0)
-                r = db_write(s, S_NODE_INVENTORY, v, 3, NULL, err, errlen);
+        /* the pods: named ones upserted, the last inventory's others written out, both
+         * before the node's inventory time moves on (they read it) */
+        Val unnamed[7] = {v[0], v[1], v[2], T("{}"), T("{}"), T("{}"), T("{}")};
         if (r >= 0 && pa->rows > 0) {
                 arrays_finish(pa, 7, v + 3);
+                unnamed[3] = v[3];
+                unnamed[4] = v[4];
+                unnamed[5] = v[5];
+                unnamed[6] = v[8];
                 r = db_write(s, S_WORKLOAD_MANY, v, 10, NULL, err, errlen);
         }
+        if (r >= 0)
+                r = db_write(s, S_WORKLOAD_UNNAMED, unnamed, 7, NULL, err, errlen);
+        if (r >= 0)
+                r = db_write(s, S_NODE_INVENTORY, v, 3, NULL, err, errlen);
         arrays_reset(ia);
         arrays_reset(pa);
         return r;

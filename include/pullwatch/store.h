@@ -61,7 +61,9 @@
  *   workload_history -- what ran where, and what ran before (the rollback target)
  *     cluster TEXT, node TEXT, k8s_namespace TEXT, pod TEXT, container TEXT,
  *     name TEXT, ref TEXT, digest TEXT, revision TEXT,
- *     first_seen_usec BIGINT, last_seen_usec BIGINT,
+ *     first_seen_usec BIGINT, last_seen_usec BIGINT,  -- read it as STORE_WORKLOAD_LAST_SEEN_SQL()
+ *     by_inventory INTEGER,       -- 1: named by the node's last complete inventory
+ *                                 -- (PostgreSQL; 0 on SQLite)  [schema 10]
  *     PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest)
  *     indexes: (k8s_namespace), (cluster, node, name)  [(k8s_namespace, pod) until schema 6;
  *              (name) until schema 8]
@@ -83,15 +85,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* When a node_images row I (a table name or alias) was last set: a row that the node's
- * complete inventories keep naming unchanged is not rewritten each time (PostgreSQL:
- * every UPDATE writes a new row version), its time is the node's last inventory's. Both
- * engines, every reader of updated_usec. */
-#define STORE_IMAGE_UPDATED_SQL(I)                                                                  \
-        "(CASE WHEN " I ".by_inventory = 0 THEN " I ".updated_usec ELSE COALESCE((SELECT CASE WHEN" \
-        " n_.last_inventory_usec > " I ".updated_usec THEN n_.last_inventory_usec ELSE " I          \
-        ".updated_usec END FROM nodes n_ WHERE n_.cluster = " I ".cluster AND n_.node = " I         \
-        ".node), " I ".updated_usec) END)"
+/* When a node_images row I (a table name or alias) was last set, and when a
+ * workload_history row I was last seen: a row that the node's complete inventories keep
+ * naming unchanged is not rewritten each time (PostgreSQL: every UPDATE writes a new row
+ * version); by_inventory = 1 marks it, and its time is then the node's last inventory's
+ * (schema 9 and 10). Both engines, every reader of those columns. */
+#define STORE_INVENTORY_TIME_SQL(I, COL)                                                            \
+        "(CASE WHEN " I ".by_inventory = 0 THEN " I "." COL " ELSE COALESCE((SELECT CASE WHEN"       \
+        " n_.last_inventory_usec > " I "." COL " THEN n_.last_inventory_usec ELSE " I "." COL       \
+        " END FROM nodes n_ WHERE n_.cluster = " I ".cluster AND n_.node = " I ".node), " I "." COL \
+        ") END)"
+#define STORE_IMAGE_UPDATED_SQL(I) STORE_INVENTORY_TIME_SQL(I, "updated_usec")
+#define STORE_WORKLOAD_LAST_SEEN_SQL(I) STORE_INVENTORY_TIME_SQL(I, "last_seen_usec")
 
 typedef struct Store Store;
 

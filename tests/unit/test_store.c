@@ -148,12 +148,13 @@ static void test_upgrade_from_v1(void **state) {
                                       "CREATE INDEX node_images_digest ON node_images (digest);"
                                       "DROP INDEX nodes_node;"
                                       "ALTER TABLE node_images DROP COLUMN by_inventory;"
+                                      "ALTER TABLE workload_history DROP COLUMN by_inventory;"
                                       "DELETE FROM schema_migrations WHERE version >= 2",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -203,6 +204,7 @@ static Store *open_as_older(StoreEngine e, char *url, size_t size, const char *c
         ingest(s, "prod", batch, n);
         s = store_free(s);
         raw_sql(e, url, "ALTER TABLE node_images DROP COLUMN by_inventory"); /* migration 9 */
+        raw_sql(e, url, "ALTER TABLE workload_history DROP COLUMN by_inventory"); /* migration 10 */
         raw_sql(e, url, sql);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
         return s;
@@ -219,7 +221,7 @@ static void test_upgrade_from_v2(void **state) {
                         "CREATE INDEX node_images_digest ON node_images (digest);"
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -312,7 +314,7 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -353,7 +355,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -544,10 +546,10 @@ static void test_inventories_deferred_in_order(void **state) {
         };
         static const char *const dumps[] = {
                 "SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest,"
-                " revision_verified, compliant, findings, pods, k8s_namespaces, updated_usec, findings_mask"
-                " FROM node_images ORDER BY node, ref",
+                " revision_verified, compliant, findings, pods, k8s_namespaces, " STORE_IMAGE_UPDATED_SQL("node_images")
+                ", findings_mask FROM node_images ORDER BY node, ref",
                 "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision, first_seen_usec,"
-                " last_seen_usec FROM workload_history ORDER BY node, pod, digest",
+                " " STORE_WORKLOAD_LAST_SEEN_SQL("workload_history") " FROM workload_history ORDER BY node, pod, digest",
                 "SELECT cluster, node, last_inventory_usec FROM nodes ORDER BY node",
         };
         const size_t n = ELEMENTSOF(batch);
@@ -619,7 +621,7 @@ static void test_upgrade_from_v5(void **state) {
                         "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
                                     "workload_history_namespace;workload_history_node_name");
                 if (e == STORE_SQLITE) {
@@ -652,7 +654,7 @@ static void test_upgrade_from_v6(void **state) {
                                                 "DELETE FROM schema_migrations WHERE version >= 7"
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 if (e == STORE_POSTGRESQL)
                         assert_string_equal(q(s,
                                               "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
@@ -695,7 +697,7 @@ static void test_upgrade_from_v7(void **state) {
                         "CREATE INDEX workload_history_name ON workload_history (name);"
                         "DELETE FROM schema_migrations WHERE version >= 8");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
                                     "workload_history_namespace;workload_history_node_name");
@@ -723,6 +725,9 @@ static void test_upgrade_from_v7(void **state) {
 /* Every image's time as its readers see it (STORE_IMAGE_UPDATED_SQL), by reference. */
 static const char image_times[] = "SELECT ref, digest, " STORE_IMAGE_UPDATED_SQL("node_images")
                                   " FROM node_images ORDER BY ref";
+/* Every pod's first and last seen times as the report reads them. */
+static const char pod_times[] = "SELECT pod, first_seen_usec, " STORE_WORKLOAD_LAST_SEEN_SQL("workload_history")
+                                " FROM workload_history ORDER BY pod";
 
 /* An hourly inventory that names a row unchanged leaves it alone on PostgreSQL (migration
  * 9), and nothing else may tell: its time is the inventory's, so a late pull older than
@@ -773,9 +778,30 @@ static void test_inventory_unchanged_rows(void **state) {
                                            INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
                 ingest(s, "prod", i4, 1);
                 assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795611600000000");
-                assert_string_equal(q(s, "SELECT pod, first_seen_usec, last_seen_usec FROM workload_history ORDER BY pod",
-                                      0, NULL, &o),
+                /* y-0, named until 11:00, last seen then; web-7 named by every one */
+                assert_string_equal(q(s, pod_times, 0, NULL, &o),
                                     "web-7|1795600800000000|1795611600000000;y-0|1795600800000000|1795604400000000");
+                if (e == STORE_POSTGRESQL) /* web-7 left alone since the first; y-0 written out at 12:00 */
+                        assert_string_equal(q(s, "SELECT pod, last_seen_usec, by_inventory FROM workload_history"
+                                                 " ORDER BY pod",
+                                              0, NULL, &o),
+                                            "web-7|1795600800000000|1;y-0|1795604400000000|0");
+                /* an older inventory replayed (09:00): web-7 was seen first then, old-1 only then;
+                 * nothing of it is the node's last inventory's */
+                const char *i0[] = {INV_OF("v0", "node-b", "2026-11-25T09:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7") "," POD("old-1")))};
+                ingest(s, "prod", i0, 1);
+                assert_string_equal(q(s, pod_times, 0, NULL, &o),
+                                    "old-1|1795597200000000|1795597200000000;web-7|1795597200000000|1795611600000000;"
+                                    "y-0|1795600800000000|1795604400000000");
+                /* a new revision is written at once */
+                const char *i5[] = {INV_OF("v5", "node-b", "2026-11-25T14:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "r9", POD("web-7")))};
+                ingest(s, "prod", i5, 1);
+                assert_string_equal(q(s, "SELECT pod, revision, " STORE_WORKLOAD_LAST_SEEN_SQL("workload_history")
+                                         " FROM workload_history ORDER BY pod",
+                                      0, NULL, &o),
+                                    "old-1||1795597200000000;web-7|r9|1795615200000000;y-0||1795604400000000");
                 store_free(s);
         }
 }
@@ -792,7 +818,7 @@ static void test_upgrade_from_v8(void **state) {
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                                          "DELETE FROM schema_migrations WHERE version >= 9");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 assert_string_equal(q(s, "SELECT ref, by_inventory FROM node_images", 0, NULL, &o),
                                     "docker.io/library/x:1|0");
                 assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795600800000000");
@@ -801,6 +827,31 @@ static void test_upgrade_from_v8(void **state) {
                                     PULL("p1", "node-b", "docker.io/library/x:1", "1", D3, "2026-11-25T10:30:00Z")};
                 ingest(s, "prod", b2, 2);
                 assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795604400000000");
+                store_free(s);
+        }
+}
+
+/* A database of schema 9 (workload_history without by_inventory) upgrades in place on
+ * both engines: its pods read as last seen at their own time until an inventory names
+ * them again. */
+static void test_upgrade_from_v9(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512];
+                Out o;
+                const char *b1[] = {INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7") "," POD("y-0")))};
+                Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
+                                         "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
+                                         "DELETE FROM schema_migrations WHERE version >= 10");
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7;8;9;10");
+                assert_string_equal(q(s, "SELECT pod, by_inventory FROM workload_history ORDER BY pod", 0, NULL, &o),
+                                    "web-7|0;y-0|0");
+                const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
+                                           INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")))};
+                ingest(s, "prod", b2, 1);
+                assert_string_equal(q(s, pod_times, 0, NULL, &o),
+                                    "web-7|1795600800000000|1795604400000000;y-0|1795600800000000|1795600800000000");
                 store_free(s);
         }
 }
@@ -977,11 +1028,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9");
+                                    "1;2;3;4;5;6;7;8;9;10");
                 s = store_free(s);
-                /* a second open finds version 9 and applies nothing */
+                /* a second open finds version 10 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "9");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "10");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -1328,6 +1379,7 @@ int main(void) {
                 cmocka_unit_test(test_upgrade_from_v4),     cmocka_unit_test(test_upgrade_from_v5),
                 cmocka_unit_test(test_upgrade_from_v6),     cmocka_unit_test(test_upgrade_from_v7),
                 cmocka_unit_test(test_upgrade_from_v8),     cmocka_unit_test(test_inventory_unchanged_rows),
+                cmocka_unit_test(test_upgrade_from_v9),
                 cmocka_unit_test(test_report_divergence_node_by_node),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
