@@ -412,16 +412,20 @@ static const struct {
          * name and ref of the first, the revision of the last that has one). From the
          * node's latest inventory (no newer one): the rows it names get by_inventory = 1,
          * and one that has it already, at this revision and seen first no later, is left
-         * alone (migration 10). */
+         * alone (migration 10). NOT IN: two hashed subplans over the node's rows (as an
+         * EXISTS, a nested loop of rows × rows or an index range scan per row). */
         [S_WORKLOAD_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name, ref,"
                              " digest, revision, first_seen_usec, last_seen_usec, by_inventory) SELECT $1::text,"
                              " $2::text, u.k, u.p, u.c, u.name, u.ref, u.d, u.rev, $3::bigint, $3::bigint, CASE WHEN"
                              " " WORKLOAD_LATEST " THEN 1 ELSE 0 END FROM unnest($4::text[], $5::text[], $6::text[],"
                              " $7::text[], $8::text[], $9::text[], $10::text[]) AS u(k, p, c, name, ref, d, rev) WHERE"
-                             " NOT (" WORKLOAD_LATEST " AND EXISTS (SELECT 1 FROM workload_history x WHERE x.cluster ="
-                             " $1::text AND x.node = $2::text AND x.k8s_namespace = u.k AND x.pod = u.p AND"
-                             " x.container = u.c AND x.digest = u.d AND x.by_inventory = 1 AND x.first_seen_usec <="
-                             " $3::bigint AND (u.rev = '' OR u.rev = x.revision))) ON CONFLICT (cluster, node,"
+                             " CASE WHEN u.rev = '' THEN (u.k, u.p, u.c, u.d) NOT IN (SELECT x.k8s_namespace, x.pod,"
+                             " x.container, x.digest FROM workload_history x WHERE x.cluster = $1::text AND x.node ="
+                             " $2::text AND x.by_inventory = 1 AND x.first_seen_usec <= $3::bigint AND "
+                             WORKLOAD_LATEST ") ELSE (u.k, u.p, u.c, u.d, u.rev) NOT IN (SELECT x.k8s_namespace,"
+                             " x.pod, x.container, x.digest, x.revision FROM workload_history x WHERE x.cluster ="
+                             " $1::text AND x.node = $2::text AND x.by_inventory = 1 AND x.first_seen_usec <="
+                             " $3::bigint AND " WORKLOAD_LATEST ") END ON CONFLICT (cluster, node,"
                              " k8s_namespace, pod, container, digest) DO UPDATE SET last_seen_usec = CASE WHEN"
                              " excluded.last_seen_usec > workload_history.last_seen_usec THEN"
                              " excluded.last_seen_usec ELSE workload_history.last_seen_usec END, first_seen_usec ="
