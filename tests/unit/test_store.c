@@ -1081,6 +1081,14 @@ static void test_open_failures(void **state) {
         }
 }
 
+static int stop_after_two(void *userdata, size_t ncols, const char *const *values) {
+        return ++*(size_t *) userdata == 2 ? 1 : 0;
+}
+
+static int fail_at_two(void *userdata, size_t ncols, const char *const *values) {
+        return ++*(size_t *) userdata == 2 ? -ENOSPC : 0;
+}
+
 static void test_query_bound_and_read_only(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
                 Store *s = open_fresh((StoreEngine) e);
@@ -1105,6 +1113,26 @@ static void test_query_bound_and_read_only(void **state) {
                 r = store_query(s, "SELECT nonsense FROM", 0, NULL, NULL, NULL, err, sizeof err);
                 assert_int_equal(r, -EIO);
                 assert_non_null(strstr(err, store_name(s)));
+                /* rows come one at a time (PostgreSQL: single-row mode): a callback that stops
+                 * or fails ends the query, and the next one runs on the same connection */
+                static const char five[] = "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE"
+                                           " x < 5) SELECT x FROM g";
+                size_t calls = 0;
+                assert_int_equal(store_query(s, five, 0, NULL, stop_after_two, &calls, err, sizeof err), 0);
+                assert_int_equal(calls, 2);
+                calls = 0;
+                assert_int_equal(store_query(s, five, 0, NULL, fail_at_two, &calls, err, sizeof err), -ENOSPC);
+                assert_int_equal(calls, 2);
+                assert_string_equal(q(s, five, 0, NULL, &o), "1;2;3;4;5");
+                if (e == STORE_POSTGRESQL) { /* an error after rows were delivered is the query's */
+                        r = store_query(s,
+                                        "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < 5)"
+                                        " SELECT 10 / (3 - x) FROM g",
+                                        0, NULL, out_row, &(Out){0}, err, sizeof err);
+                        assert_int_equal(r, -EIO);
+                        assert_non_null(strstr(err, "division by zero"));
+                        assert_string_equal(q(s, five, 0, NULL, &o), "1;2;3;4;5");
+                }
                 store_free(s);
         }
 }
