@@ -64,10 +64,14 @@ run() {
 	busiest=$(awk -v hz="$tck" 'NR == FNR { a[$1] = $2; next } { d = ($2 - a[$1]) / hz; if (d > m) m = d } END { printf "%.1f", m }' \
 		"$W/threads0" "$W/threads1")
 	rss=$(hwm_mib)
+	# the writer's time per group, begin to commit (what the posters wait for), summed
+	local store_s
+	store_s=$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^pullwatch_fleet_commit_seconds_sum/ { s = $2 }
+		/^pullwatch_fleet_commit_seconds_count/ { n = $2 } END { printf "%.2f/%d", s, n }')
 	stop
 	[[ $n == "$N" ]] || { echo "stored $n of $N records" >&2; exit 1; }
-	awk -v s="$sec" -v n="$N" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" -v t="$busiest" -v r="$retry" -v m="$rss" \
-		'BEGIN { printf "%.0f %.1f %.2f %s %s %s\n", n / s, b - a, (y - x) / 1e9, t, r, m }'
+	awk -v s="$sec" -v n="$N" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" -v t="$busiest" -v r="$retry" -v m="$rss" -v g="$store_s" \
+		'BEGIN { printf "%.0f %.1f %.2f %s %s %s %s\n", n / s, b - a, (y - x) / 1e9, t, r, m, g }'
 }
 import() { # DB → rec/s
 	start "$FLEET_A" "sqlite:$1"
@@ -82,7 +86,7 @@ SQL
 	awk -v a="$t0" -v b="$(now)" -v n="$N" 'BEGIN { printf "%.0f", n / (b - a) }'
 }
 
-printf '%-5s %-7s %-11s | %9s %6s | %6s %6s %5s %6s %5s\n' round run load rec/s ÷imp CPU-s writer GB retry RSS
+printf '%-5s %-7s %-11s | %9s %6s | %6s %6s %9s %5s %6s %5s\n' round run load rec/s ÷imp CPU-s writer stored GB retry RSS
 for round in $(seq "$ROUNDS"); do
 	l0=$(load)
 	imp=$(import "$W/imp-$round.db")
@@ -91,9 +95,10 @@ for round in $(seq "$ROUNDS"); do
 		f=$FLEET_A
 		[[ $ab == B ]] && f=$FLEET_B
 		l0=$(load)
-		read -r rate cpu gb writer retry rss < <(run "$f" "$W/$ab-$round.db")
-		printf '%-5s %-7s %-11s | %9s %6s | %6s %6s %5s %6s %5s\n' "$round" "$ab" "$l0-$(load)" "$rate" \
-			"$(awk -v a="$rate" -v b="$imp" 'BEGIN { printf "%.2f", a / b }')" "$cpu" "$writer" "$gb" "$retry" "$rss"
+		read -r rate cpu gb writer retry rss stored < <(run "$f" "$W/$ab-$round.db")
+		printf '%-5s %-7s %-11s | %9s %6s | %6s %6s %9s %5s %6s %5s\n' "$round" "$ab" "$l0-$(load)" "$rate" \
+			"$(awk -v a="$rate" -v b="$imp" 'BEGIN { printf "%.2f", a / b }')" "$cpu" "$writer" "$stored" "$gb" \
+			"$retry" "$rss"
 	done
 	rm -f "$W"/*-"$round".db*
 done
@@ -115,4 +120,6 @@ else
 	[[ -n ${KEEP_DIFF:-} ]] && cp "$W/rep-A.json" "$W/rep-B.json" "$KEEP_DIFF/"
 fi
 echo "(rec/s: N ÷ wall time of the 2 posters; ÷imp: ÷ the round's .import; CPU-s: the collector's"
-echo " user+sys; writer: its busiest thread's; GB: bytes it wrote; RSS: its peak MiB)"
+echo " user+sys; writer: its busiest thread's; stored: seconds/groups the writer spent storing groups,"
+echo " begin to commit, what the posters waited for (/metrics commit_seconds); GB: bytes it wrote;"
+echo " RSS: its peak MiB)"
