@@ -401,9 +401,10 @@ static const struct {
         /* PostgreSQL: what the inventory ($4 namespaces, $5 references) did not name and
          * was set before it goes (S_INVENTORY_DELETE, with the rows it left alone named
          * rather than timed). NOT IN: a hashed subplan (NOT EXISTS over the arrays was a
-         * nested loop, rows × names string comparisons: 5 ms a node). */
-        [S_INVENTORY_DELETE_MANY] = {"DELETE FROM node_images i WHERE i.cluster = $1::text AND i.node = $2::text AND "
-                                     STORE_IMAGE_UPDATED_SQL("i") " < $3::bigint AND NOT EXISTS (SELECT 1 FROM nodes n"
+         * nested loop, rows × names string comparisons: 5 ms a node). The row's own time
+         * first (never later than what readers see): the rows just written pass on it. */
+        [S_INVENTORY_DELETE_MANY] = {"DELETE FROM node_images i WHERE i.cluster = $1::text AND i.node = $2::text AND"
+                                     " i.updated_usec < $3::bigint AND " STORE_IMAGE_UPDATED_SQL("i") " < $3::bigint AND NOT EXISTS (SELECT 1 FROM nodes n"
                                      " WHERE n.cluster = $1::text AND n.node = $2::text AND n.last_inventory_usec >"
                                      " $3::bigint) AND (i.namespace, i.ref) NOT IN (SELECT * FROM unnest($4::text[],"
                                      " $5::text[]))",
@@ -438,10 +439,13 @@ static const struct {
                              10},
         /* PostgreSQL: before the node's latest inventory ($3) becomes its last, the rows the
          * last one named and this one does not ($4..$7: namespace, pod, container, digest)
-         * get their last seen time written out (the last inventory's) and by_inventory 0. */
+         * get their last seen time written out (the last inventory's) and by_inventory 0.
+         * A node's first inventory has none (its rows just written are skipped unread). */
         [S_WORKLOAD_UNNAMED] = {"UPDATE workload_history w SET last_seen_usec = " STORE_WORKLOAD_LAST_SEEN_SQL("w")
                                 ", by_inventory = 0 WHERE w.cluster = $1::text AND w.node = $2::text AND"
-                                " w.by_inventory = 1 AND " WORKLOAD_LATEST " AND (w.k8s_namespace, w.pod,"
+                                " w.by_inventory = 1 AND " WORKLOAD_LATEST " AND EXISTS (SELECT 1 FROM nodes n"
+                                " WHERE n.cluster = $1::text AND n.node = $2::text AND n.last_inventory_usec > 0)"
+                                " AND (w.k8s_namespace, w.pod,"
                                 " w.container, w.digest) NOT IN (SELECT * FROM unnest($4::text[], $5::text[],"
                                 " $6::text[], $7::text[]))",
                                 7},
