@@ -142,7 +142,19 @@ struct Ledger {
          * hash recomputed from the reference when needed (it was 16 bytes in every Ref) */
         Ref **twins;
         size_t n_twin_slots, n_twins; /* power of two, at most 3/4 full (TABLE_FULL); refs in it */
+        /* the frozen image (see "the frozen image" below): every Ref and Ref.items as they
+         * were at the last load or compaction, in a private mapping of an unlinked file;
+         * NULL when there is none. seen[k]: the current digest's last_seen of frozen
+         * reference k when a re-list moved it since (0: as in the image), kept here so that
+         * the image's page is not written (owned, n_frozen of them; NULL without memory) */
+        uint8_t *frozen;
+        size_t frozen_bytes; /* mapped */
+        uint64_t *seen;
+        size_t n_frozen;
 };
+
+static void ledger_freeze(Ledger *l);
+static void image_release(Ledger *l);
 
 static_assert(LEDGER_RAISED_PER_REF_MAX <= UINT8_MAX, "n_raised is a uint8_t");
 static_assert(PW_NS_MAX <= UINT8_MAX, "ns_len is a uint8_t");
@@ -165,15 +177,56 @@ static void *free_null(void *p) {
         return NULL;
 }
 
+/* Whether p lies in the frozen image (not the pool's: never released, never resized in place). */
+static inline bool is_frozen(const Ledger *l, const void *p) {
+        return l->frozen && (const uint8_t *) p >= l->frozen && (const uint8_t *) p < l->frozen + l->frozen_bytes;
+}
+
+/* Where a frozen reference's last_seen moves go; NULL for one in the pool (or without the array). */
+static uint64_t *ref_seen(const Ledger *l, const Ref *e) {
+        uint64_t k;
+        if (!l->seen || !is_frozen(l, e))
+                return NULL;
+        memcpy(&k, (const uint8_t *) e - sizeof k, sizeof k); /* its number, in the image before it */
+        return k < l->n_frozen ? &l->seen[k] : NULL;
+}
+
+/* History entry j's last_seen: the image's, or a later one in seen[] for the current digest. */
+static uint64_t hist_last_seen(const Ledger *l, const Ref *e, size_t j) {
+        uint64_t v = ((const Hist *) e->items)[j].last_seen_usec;
+        const uint64_t *s;
+        if (j == e->current && (s = ref_seen(l, e)) && *s > v)
+                return *s;
+        return v;
+}
+
+/* Before e's current digest changes: its last_seen goes from seen[] into the history. */
+static void ref_fold(const Ledger *l, Ref *e) {
+        uint64_t *s = ref_seen(l, e);
+        if (!s || *s == 0)
+                return;
+        if (e->current != NO_CURRENT)
+                ((Hist *) e->items)[e->current].last_seen_usec = hist_last_seen(l, e, e->current);
+        *s = 0;
+}
+
 /* Resize e->items to hold nd history and nr raised entries; moves nothing. */
 static int items_resize(Ledger *l, Ref *e, size_t nd, size_t nr) {
         size_t n = nd * sizeof(Hist) + nr * sizeof(Raised);
         if (n == 0) {
-                pool_release(l->pool, e->items);
+                if (!is_frozen(l, e->items))
+                        pool_release(l->pool, e->items);
                 e->items = NULL;
                 return 0;
         }
-        void *p = pool_realloc(l->pool, e->items, n);
+        void *p;
+        if (is_frozen(l, e->items)) { /* moves to the pool; the image's copy stays until the next one */
+                size_t old = e->n_digests * sizeof(Hist) + e->n_raised * sizeof(Raised);
+                p = pool_alloc(l->pool, n);
+                if (p)
+                        memcpy(p, e->items, MIN(old, n));
+        } else
+                p = pool_realloc(l->pool, e->items, n);
         if (!p)
                 return nd * sizeof(Hist) + nr * sizeof(Raised) <=
                                        e->n_digests * sizeof(Hist) + e->n_raised * sizeof(Raised)
@@ -494,9 +547,15 @@ static Ref *ref_get(const Ledger *l, const char *ns, const char *ref) {
 }
 
 static Ref *ref_free(Ledger *l, Ref *e) {
-        if (e)
+        if (!e)
+                return NULL;
+        if (!is_frozen(l, e->items))
                 pool_release(l->pool, e->items);
-        pool_release(l->pool, e);
+        uint64_t *s = ref_seen(l, e);
+        if (s)
+                *s = 0;
+        if (!is_frozen(l, e))
+                pool_release(l->pool, e);
         return NULL;
 }
 
@@ -818,7 +877,7 @@ static void prune_batch(Ledger *l, const Ref *protect) {
                 const Ref *e = l->refs[i];
                 for (size_t j = 0; j < e->n_digests; j++)
                         if (j != e->current)
-                                v[n++] = (Victim) { ref_hist(e)[j].last_seen_usec, i, j };
+                                v[n++] = (Victim) { hist_last_seen(l, e, j), i, j };
         }
         qsort(v, n, sizeof(Victim), victim_cmp);
         n = MIN(n, excess);
@@ -838,7 +897,7 @@ static void prune_batch(Ledger *l, const Ref *protect) {
         for (size_t i = 0; i < l->n_refs; i++) {
                 const Ref *e = l->refs[i];
                 if (e != protect && e->current != NO_CURRENT)
-                        v[n++] = (Victim) { ref_hist(e)[e->current].last_seen_usec, i, 0 };
+                        v[n++] = (Victim) { hist_last_seen(l, e, e->current), i, 0 };
         }
         qsort(v, n, sizeof(Victim), victim_cmp);
         size_t k = 0;
@@ -867,8 +926,8 @@ static void prune(Ledger *l, const Ref *protect) {
                 for (size_t i = 0; i < l->n_refs; i++) {
                         Ref *e = l->refs[i];
                         for (size_t j = 0; j < e->n_digests; j++)
-                                if (j != e->current && (!best || ref_hist(e)[j].last_seen_usec <
-                                                                         ref_hist(best)[best_j].last_seen_usec)) {
+                                if (j != e->current &&
+                                    (!best || hist_last_seen(l, e, j) < hist_last_seen(l, best, best_j))) {
                                         best = e;
                                         best_j = j;
                                 }
@@ -886,7 +945,7 @@ static void prune(Ledger *l, const Ref *protect) {
                         const Ref *e = l->refs[i];
                         if (e == protect || e->current == NO_CURRENT)
                                 continue;
-                        uint64_t t = ref_hist(e)[e->current].last_seen_usec;
+                        uint64_t t = hist_last_seen(l, e, e->current);
                         if (victim == SIZE_MAX || t < oldest) {
                                 victim = i;
                                 oldest = t;
@@ -935,6 +994,7 @@ static void ledger_clear(Ledger *l) {
         array_free(l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
         free(l->kinds);
         array_free(l->twins, l->n_twin_slots * sizeof(Ref *));
+        image_release(l);
         l->twins = NULL;
         l->n_twin_slots = l->n_twins = 0;
         l->refs = NULL;
@@ -1004,22 +1064,31 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
                 l->entries++;
         } else {
                 Hist *h = &ref_hist(e)[j];
-                uint64_t last = h->last_seen_usec, first = h->first_seen_usec;
-                h->last_seen_usec = MAX(h->last_seen_usec, now_usec);
-                h->first_seen_usec = MIN(h->first_seen_usec, now_usec);
+                uint64_t last = hist_last_seen(l, e, j), first = h->first_seen_usec;
+                uint64_t new_last = MAX(last, now_usec), new_first = MIN(first, now_usec);
                 /* every re-list sees every image again: see LEDGER_LAST_SEEN_GRAIN_USEC */
-                refresh_only = h->first_seen_usec == first &&
-                               h->last_seen_usec / LEDGER_LAST_SEEN_GRAIN_USEC == last / LEDGER_LAST_SEEN_GRAIN_USEC;
+                refresh_only = new_first == first &&
+                               new_last / LEDGER_LAST_SEEN_GRAIN_USEC == last / LEDGER_LAST_SEEN_GRAIN_USEC;
+                uint64_t *s = j == e->current ? ref_seen(l, e) : NULL;
+                if (s && refresh_only) /* a frozen reference's page stays clean */
+                        *s = new_last;
+                else {
+                        if (s)
+                                *s = 0;
+                        h->last_seen_usec = new_last;
+                        h->first_seen_usec = new_first;
+                }
         }
         if (e->current != NO_CURRENT && e->current != j)
                 strcpy_bounded(previous, sizeof(previous),
                                atom_str(l, ref_hist(e)[e->current].atom, (char[PW_DIGEST_MAX]) {}));
         bool moved = e->current != (uint32_t) j;
-        if (moved)
+        if (moved) { /* written only then: a write to a frozen reference costs its page */
+                ref_fold(l, e);
                 twin_unlink(l, e); /* under the digest it leaves */
-        e->current = (uint32_t) j;
-        if (moved)
+                e->current = (uint32_t) j;
                 twin_link(l, e);
+        }
         if (moved || !refresh_only) {
                 ref_touch(l, e);
                 l->dirty = true;
@@ -1033,9 +1102,10 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
         return 0;
 }
 
-static void hist_to_digest(const Ledger *l, const Hist *h, LedgerDigest *ret) {
+static void hist_to_digest(const Ledger *l, const Ref *e, size_t j, LedgerDigest *ret) {
+        const Hist *h = &ref_hist(e)[j];
         ret->first_seen_usec = h->first_seen_usec;
-        ret->last_seen_usec = h->last_seen_usec;
+        ret->last_seen_usec = hist_last_seen(l, e, j);
         /* a packed atom decodes straight into place; a string one is copied */
         const char *s = atom_str(l, h->atom, ret->digest);
         if (s != ret->digest)
@@ -1049,7 +1119,7 @@ int ledger_lookup(const Ledger *l, const char *ns, const char *ref, LedgerDigest
         if (!e || e->current == NO_CURRENT)
                 return -ENOENT;
         if (ret)
-                hist_to_digest(l, &ref_hist(e)[e->current], ret);
+                hist_to_digest(l, e, e->current, ret);
         return 0;
 }
 
@@ -1087,7 +1157,7 @@ int ledger_foreach(const Ledger *l, ledger_visit_t visit, void *userdata) {
                 return -ENOMEM;
         for (size_t i = 0; i < l->n_refs; i++) {
                 for (size_t j = 0; j < v[i]->n_digests; j++)
-                        hist_to_digest(l, &ref_hist(v[i])[j], &d[j]);
+                        hist_to_digest(l, v[i], j, &d[j]);
                 r = visit(ref_ns(v[i]), ref_name(v[i]), d, v[i]->n_digests,
                           v[i]->current == NO_CURRENT ? SIZE_MAX : v[i]->current, userdata);
                 if (r < 0)
@@ -1319,7 +1389,7 @@ static void emit_ref(const Ledger *l, const Ref *e, Out *o) {
                 out_lit(o, ",\"first_seen\":");
                 out_u64(o, h->first_seen_usec);
                 out_lit(o, ",\"last_seen\":");
-                out_u64(o, h->last_seen_usec);
+                out_u64(o, hist_last_seen(l, e, j));
                 out_lit(o, "}");
         }
         out_lit(o, "],\"raised\":[");
@@ -2338,6 +2408,7 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
                         l->log_fd = openat(l->dfd, LEDGER_LOG_FILE, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
         }
 done:
+        ledger_freeze(l);
         rep.references = l->n_refs;
         rep.entries = l->entries;
         rep.raised = l->raised;
@@ -2495,6 +2566,7 @@ int ledger_compact(Ledger *l) {
         changes_clear(l);
         l->dirty = false;
         l->compact_due = log_start(l) < 0;
+        ledger_freeze(l);
         return pruned;
 }
 
@@ -2512,6 +2584,170 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off) {
                 off += (uint64_t) k;
         }
         return 0;
+}
+
+/* ---- the frozen image ----
+ *
+ * Anonymous memory written once stays private dirty for good: 10,000 references were
+ * ~1.8 MiB of the idle agent's 2.4 MiB, though after a load or a compaction they change
+ * rarely. So at those two moments every Ref and its items are copied into one image: an
+ * unlinked file in the state directory (O_TMPFILE), written with pwrite() and fdatasync()
+ * so that its pages are clean, then mapped MAP_PRIVATE, read-write, at an address
+ * reserved before the copy (the pointers written into it hold). Its pages are file-backed
+ * and clean: not private dirty, reclaimable by the kernel, read back from the file. A
+ * reference changed later is written in place (copy on write of that page: the change
+ * costs one page until the next image), its items moved to the pool when they grow;
+ * objects of the image are never released to the pool, the next image drops them. The
+ * one write every re-list makes to every reference, its current digest's last_seen, goes
+ * to seen[] instead (8 bytes a reference). Each image record is the reference's number
+ * (u64, for seen[]), the Ref, its items, each 8-aligned. Without O_TMPFILE, space or
+ * memory, the references stay in the pool, as before. */
+
+static size_t align8(size_t n) {
+        return (n + 7) & ~(size_t) 7;
+}
+
+static size_t ref_bytes(const Ref *e) {
+        return offsetof(Ref, key) + e->ns_len + 1 + strlen(ref_name(e)) + 1;
+}
+
+static size_t items_bytes(const Ref *e) {
+        return e->n_digests * sizeof(Hist) + e->n_raised * sizeof(Raised);
+}
+
+static void image_release(Ledger *l) {
+        if (l->frozen)
+                munmap(l->frozen, l->frozen_bytes);
+        array_free(l->seen, l->n_frozen * sizeof(uint64_t));
+        l->frozen = NULL;
+        l->seen = NULL;
+        l->frozen_bytes = l->n_frozen = 0;
+}
+
+typedef struct ImageOut {
+        int fd;
+        uint8_t *buf; /* ImageOut.size bytes, mapped */
+        size_t size, used;
+        uint64_t off; /* of buf[0] in the file */
+        int error;
+} ImageOut;
+
+static void image_flush(ImageOut *w) {
+        if (w->error == 0 && w->used > 0)
+                w->error = pwrite_all(w->fd, w->buf, w->used, w->off);
+        w->off += w->used;
+        w->used = 0;
+}
+
+static void image_put(ImageOut *w, const void *p, size_t n) {
+        const uint8_t *b = p;
+        while (n > 0) {
+                size_t k = MIN(n, w->size - w->used);
+                memcpy(w->buf + w->used, b, k);
+                w->used += k;
+                b += k;
+                n -= k;
+                if (w->used == w->size)
+                        image_flush(w);
+        }
+}
+
+static void image_pad(ImageOut *w) {
+        static const uint8_t zero[8];
+        size_t at = (size_t) (w->off + w->used);
+        image_put(w, zero, align8(at) - at);
+}
+
+/* Copy every reference into a new image and move onto it (see above); on any failure
+ * nothing changes. */
+static void ledger_freeze(Ledger *l) {
+        if (l->dfd < 0)
+                return;
+        if (l->n_refs == 0) {
+                image_release(l);
+                return;
+        }
+        size_t total = 0;
+        for (size_t i = 0; i < l->n_refs; i++)
+                total += sizeof(uint64_t) + align8(ref_bytes(l->refs[i])) + align8(items_bytes(l->refs[i]));
+        size_t mapped = map_round(total);
+        int fd = openat(l->dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return;
+        uint8_t *base = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        ImageOut w = { .fd = fd, .size = (size_t) 64 << 10 };
+        w.buf = mmap(NULL, w.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        uint64_t *seen = array_new(l->n_refs, sizeof(uint64_t), 0);
+        if (base == MAP_FAILED || w.buf == MAP_FAILED || !seen) {
+                w.error = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const Ref *e = l->refs[i];
+                uint64_t k = i;
+                image_put(&w, &k, sizeof k);
+                Ref hdr = *e;
+                size_t kb = ref_bytes(e) - offsetof(Ref, key), ib = items_bytes(e);
+                hdr.items = ib ? base + align8(w.off + w.used + offsetof(Ref, key) + kb) : NULL;
+                image_put(&w, &hdr, offsetof(Ref, key));
+                image_put(&w, e->key, kb);
+                image_pad(&w);
+                for (size_t j = 0; j < e->n_digests; j++) {
+                        Hist h = ref_hist(e)[j];
+                        h.last_seen_usec = hist_last_seen(l, e, j); /* seen[] folded in */
+                        image_put(&w, &h, sizeof h);
+                }
+                image_put(&w, ref_raised(e), e->n_raised * sizeof(Raised));
+                image_pad(&w);
+        }
+        image_flush(&w);
+        assert(w.error < 0 || w.off == total);
+        if (w.error == 0 && ftruncate(fd, (off_t) mapped) < 0)
+                w.error = -errno;
+        /* written back: the mapping's pages are clean from the start */
+        if (w.error == 0 && fdatasync(fd) < 0)
+                w.error = -errno;
+        if (w.error == 0 &&
+            mmap(base, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)
+                w.error = -errno;
+        if (w.error < 0)
+                goto out;
+
+        /* move every holder of a Ref pointer onto the image: refs[], pending[], twins[] */
+        size_t off = 0;
+        for (size_t i = 0; i < l->n_refs; i++) {
+                Ref *e = l->refs[i], *n = (Ref *) (base + off + sizeof(uint64_t));
+                off += sizeof(uint64_t) + align8(ref_bytes(e)) + align8(items_bytes(e));
+                if (e->pending != NO_PENDING)
+                        l->pending[e->pending] = n;
+                l->refs[i] = n;
+                if (!is_frozen(l, e->items))
+                        pool_release(l->pool, e->items);
+                if (!is_frozen(l, e))
+                        pool_release(l->pool, e);
+        }
+        if (l->n_twin_slots > 0) {
+                memset(l->twins, 0, l->n_twin_slots * sizeof(Ref *));
+                for (size_t i = 0; i < l->n_refs; i++) {
+                        uint64_t h;
+                        if (l->refs[i]->twinned && twin_key(l->refs[i], &h))
+                                twin_insert(l->twins, l->n_twin_slots, l->refs[i], h);
+                }
+        }
+        image_release(l);
+        l->frozen = base;
+        l->frozen_bytes = mapped;
+        l->seen = seen;
+        l->n_frozen = l->n_refs;
+        base = MAP_FAILED;
+        seen = NULL;
+out:
+        if (base != MAP_FAILED)
+                munmap(base, mapped);
+        if (w.buf != MAP_FAILED)
+                munmap(w.buf, w.size);
+        array_free(seen, l->n_refs * sizeof(uint64_t));
+        close(fd);
 }
 
 /* Compaction is due once the log would outgrow the snapshot (so a load replays at most
