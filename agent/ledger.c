@@ -1270,6 +1270,8 @@ void ledger_get_stats(const Ledger *l, LedgerStats *ret) {
                 .log_records = l->log_records,
                 .log_bytes = l->log_bytes,
                 .snapshot_bytes = l->snap_bytes,
+                .image_references = l->frozen ? l->n_frozen : 0,
+                .image_bytes = l->frozen_bytes,
         };
 }
 
