@@ -144,12 +144,15 @@ struct Ledger {
         size_t n_twin_slots, n_twins; /* power of two, at most 3/4 full (TABLE_FULL); refs in it */
         /* the frozen image (see "the frozen image" below): every Ref and Ref.items as they
          * were at the last load or compaction, in a private mapping of an unlinked file;
-         * NULL when there is none. seen[k]: the current digest's last_seen of frozen
-         * reference k when a re-list moved it since (0: as in the image), kept here so that
-         * the image's page is not written (owned, n_frozen of them; NULL without memory) */
+         * NULL when there is none; the tables (refs, atoms, slots, atom_slots, twins) are in
+         * it too, copied out when they grow. seen[k]: how far a re-list moved the current
+         * digest's last_seen of frozen reference k past the image's (0: not), kept here so
+         * that the image's page is not written: within one LEDGER_LAST_SEEN_GRAIN_USEC (an
+         * hour) of it, or the move is a change written in place, so 32 bits hold it (owned,
+         * n_frozen of them; NULL without memory) */
         uint8_t *frozen;
         size_t frozen_bytes; /* mapped */
-        uint64_t *seen;
+        uint32_t *seen;
         size_t n_frozen;
 };
 
@@ -183,7 +186,7 @@ static inline bool is_frozen(const Ledger *l, const void *p) {
 }
 
 /* Where a frozen reference's last_seen moves go; NULL for one in the pool (or without the array). */
-static uint64_t *ref_seen(const Ledger *l, const Ref *e) {
+static uint32_t *ref_seen(const Ledger *l, const Ref *e) {
         uint64_t k;
         if (!l->seen || !is_frozen(l, e))
                 return NULL;
@@ -191,24 +194,39 @@ static uint64_t *ref_seen(const Ledger *l, const Ref *e) {
         return k < l->n_frozen ? &l->seen[k] : NULL;
 }
 
-/* History entry j's last_seen: the image's, or a later one in seen[] for the current digest. */
+/* History entry j's last_seen: its own, plus a later move in seen[] for the current digest. */
 static uint64_t hist_last_seen(const Ledger *l, const Ref *e, size_t j) {
         uint64_t v = ((const Hist *) e->items)[j].last_seen_usec;
-        const uint64_t *s;
-        if (j == e->current && (s = ref_seen(l, e)) && *s > v)
-                return *s;
+        const uint32_t *s;
+        if (j == e->current && (s = ref_seen(l, e)))
+                return v + *s;
         return v;
 }
 
-/* Before e's current digest changes: its last_seen goes from seen[] into the history. */
+/* Set the current digest's last_seen to v (> its own, in the same LEDGER_LAST_SEEN_GRAIN_USEC)
+ * without writing the image's page: false if it must be written (not frozen, no seen[]). */
+static bool seen_move(const Ledger *l, const Ref *e, uint64_t v) {
+        uint32_t *s = ref_seen(l, e);
+        uint64_t own = ((const Hist *) e->items)[e->current].last_seen_usec;
+        if (!s || v < own || v - own > UINT32_MAX)
+                return false;
+        *s = (uint32_t) (v - own);
+        return true;
+}
+
+/* Before e's current digest changes (or its history is written): its last_seen goes from
+ * seen[] into the history. */
 static void ref_fold(const Ledger *l, Ref *e) {
-        uint64_t *s = ref_seen(l, e);
+        uint32_t *s = ref_seen(l, e);
         if (!s || *s == 0)
                 return;
         if (e->current != NO_CURRENT)
-                ((Hist *) e->items)[e->current].last_seen_usec = hist_last_seen(l, e, e->current);
+                ((Hist *) e->items)[e->current].last_seen_usec += *s;
         *s = 0;
 }
+
+/* Release an array of the ledger's (not one of the frozen image's: it goes with it). */
+static void table_release(const Ledger *l, void *p, size_t bytes);
 
 /* Resize e->items to hold nd history and nr raised entries; moves nothing. */
 static int items_resize(Ledger *l, Ref *e, size_t nd, size_t nr) {
@@ -307,6 +325,27 @@ static int array_grow(void **p, size_t *alloc, size_t need, size_t size, size_t 
         return 0;
 }
 
+static void table_release(const Ledger *l, void *p, size_t bytes) {
+        if (!is_frozen(l, p))
+                array_free(p, bytes);
+}
+
+/* array_grow() for the tables, which may be in the frozen image: copied out first. */
+static int table_grow(const Ledger *l, void **p, size_t *alloc, size_t need, size_t size, size_t initial) {
+        if (need <= *alloc)
+                return 0;
+        if (!is_frozen(l, *p))
+                return array_grow(p, alloc, need, size, initial);
+        size_t n;
+        void *q = NULL;
+        if (greedy_count(*alloc, need, size, initial, &n) < 0 || array_resize(&q, 0, n * size) < 0)
+                return -ENOMEM;
+        memcpy(q, *p, *alloc * size);
+        *p = q;
+        *alloc = n;
+        return 0;
+}
+
 /* A new array of n elements of size, every byte fill. */
 static void *array_new(size_t n, size_t size, int fill) {
         void *p = NULL;
@@ -395,7 +434,7 @@ static int atom_slots_grow(Ledger *l) {
                         k = (k + 1) & (n - 1);
                 slots[k] = v;
         }
-        array_free(l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        table_release(l, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
         l->atom_slots = slots;
         l->n_atom_slots = n;
         return 0;
@@ -420,7 +459,7 @@ static int atom_ref(Ledger *l, const char *digest, uint32_t *ret) {
         if (l->free_atom == NO_ATOM && l->n_atoms == l->alloc_atoms) {
                 if (l->n_atoms >= NO_ATOM - 1)
                         return -E2BIG;
-                if (array_grow((void **) &l->atoms, &l->alloc_atoms, l->n_atoms + 1, sizeof(Atom), 16) < 0)
+                if (table_grow(l, (void **) &l->atoms, &l->alloc_atoms, l->n_atoms + 1, sizeof(Atom), 16) < 0)
                         return -ENOMEM;
         }
         char *s = NULL;
@@ -532,7 +571,7 @@ static int table_rebuild(Ledger *l, size_t n_slots) {
         uint32_t *slots = array_new(n_slots, sizeof(uint32_t), 0xff);
         if (!slots)
                 return -ENOMEM;
-        array_free(l->slots, l->n_slots * sizeof(uint32_t));
+        table_release(l, l->slots, l->n_slots * sizeof(uint32_t));
         l->slots = slots;
         l->n_slots = n_slots;
         table_fill(l);
@@ -551,7 +590,7 @@ static Ref *ref_free(Ledger *l, Ref *e) {
                 return NULL;
         if (!is_frozen(l, e->items))
                 pool_release(l->pool, e->items);
-        uint64_t *s = ref_seen(l, e);
+        uint32_t *s = ref_seen(l, e);
         if (s)
                 *s = 0;
         if (!is_frozen(l, e))
@@ -569,7 +608,7 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
                 if (r < 0)
                         return r;
         }
-        if (array_grow((void **) &l->refs, &l->alloc_refs, l->n_refs + 1, sizeof(Ref *), 32) < 0)
+        if (table_grow(l, (void **) &l->refs, &l->alloc_refs, l->n_refs + 1, sizeof(Ref *), 32) < 0)
                 return -ENOMEM;
         size_t nl = strlen(ns), rl = strlen(ref);
         Ref *e = pool_alloc(l->pool, offsetof(Ref, key) + nl + 1 + rl + 1);
@@ -708,7 +747,7 @@ static int twin_slots_grow(Ledger *l) {
                 if (l->twins[i] && twin_key(l->twins[i], &h))
                         twin_insert(b, n, l->twins[i], h);
         }
-        array_free(l->twins, l->n_twin_slots * sizeof(Ref *));
+        table_release(l, l->twins, l->n_twin_slots * sizeof(Ref *));
         l->twins = b;
         l->n_twin_slots = n;
         return 0;
@@ -988,12 +1027,12 @@ static void ledger_clear(Ledger *l) {
                         free((char *) atom_other(&l->atoms[i]));
         for (size_t i = 0; i < l->n_kinds; i++)
                 free(l->kinds[i]);
-        array_free(l->refs, l->alloc_refs * sizeof(Ref *));
-        array_free(l->slots, l->n_slots * sizeof(uint32_t));
-        array_free(l->atoms, l->alloc_atoms * sizeof(Atom));
-        array_free(l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        table_release(l, l->refs, l->alloc_refs * sizeof(Ref *));
+        table_release(l, l->slots, l->n_slots * sizeof(uint32_t));
+        table_release(l, l->atoms, l->alloc_atoms * sizeof(Atom));
+        table_release(l, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
         free(l->kinds);
-        array_free(l->twins, l->n_twin_slots * sizeof(Ref *));
+        table_release(l, l->twins, l->n_twin_slots * sizeof(Ref *));
         image_release(l);
         l->twins = NULL;
         l->n_twin_slots = l->n_twins = 0;
@@ -1069,12 +1108,10 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
                 /* every re-list sees every image again: see LEDGER_LAST_SEEN_GRAIN_USEC */
                 refresh_only = new_first == first &&
                                new_last / LEDGER_LAST_SEEN_GRAIN_USEC == last / LEDGER_LAST_SEEN_GRAIN_USEC;
-                uint64_t *s = j == e->current ? ref_seen(l, e) : NULL;
-                if (s && refresh_only) /* a frozen reference's page stays clean */
-                        *s = new_last;
-                else {
-                        if (s)
-                                *s = 0;
+                /* a frozen reference's page stays clean through a re-list */
+                if (!(refresh_only && j == e->current && (new_last == last || seen_move(l, e, new_last)))) {
+                        if (j == e->current)
+                                ref_fold(l, e);
                         h->last_seen_usec = new_last;
                         h->first_seen_usec = new_first;
                 }
@@ -2620,7 +2657,7 @@ static size_t items_bytes(const Ref *e) {
 static void image_release(Ledger *l) {
         if (l->frozen)
                 munmap(l->frozen, l->frozen_bytes);
-        array_free(l->seen, l->n_frozen * sizeof(uint64_t));
+        array_free(l->seen, l->n_frozen * sizeof(uint32_t));
         l->frozen = NULL;
         l->seen = NULL;
         l->frozen_bytes = l->n_frozen = 0;
@@ -2660,8 +2697,8 @@ static void image_pad(ImageOut *w) {
         image_put(w, zero, align8(at) - at);
 }
 
-/* Copy every reference into a new image and move onto it (see above); on any failure
- * nothing changes. */
+/* Copy every reference and the tables into a new image and move onto it (see above); on
+ * any failure nothing changes. */
 static void ledger_freeze(Ledger *l) {
         if (l->dfd < 0)
                 return;
@@ -2669,20 +2706,44 @@ static void ledger_freeze(Ledger *l) {
                 image_release(l);
                 return;
         }
-        size_t total = 0;
-        for (size_t i = 0; i < l->n_refs; i++)
-                total += sizeof(uint64_t) + align8(ref_bytes(l->refs[i])) + align8(items_bytes(l->refs[i]));
-        size_t mapped = map_round(total);
-        int fd = openat(l->dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return;
-        uint8_t *base = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        ImageOut w = { .fd = fd, .size = (size_t) 64 << 10 };
+        int fd = -1;
+        uint8_t *base = MAP_FAILED;
+        ImageOut w = { .size = (size_t) 64 << 10 };
+        Ref **nrefs = NULL, **ntwins = NULL; /* the image's refs[] and twins[] (new pointers), made here first */
+        uint32_t *seen = NULL;
+        size_t off = 0;
+        nrefs = array_new(l->n_refs, sizeof(Ref *), 0);
+        ntwins = l->n_twin_slots ? array_new(l->n_twin_slots, sizeof(Ref *), 0) : NULL;
+        seen = array_new(l->n_refs, sizeof(uint32_t), 0);
         w.buf = mmap(NULL, w.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        uint64_t *seen = array_new(l->n_refs, sizeof(uint64_t), 0);
-        if (base == MAP_FAILED || w.buf == MAP_FAILED || !seen) {
+        if (!nrefs || (l->n_twin_slots && !ntwins) || !seen || w.buf == MAP_FAILED) {
                 w.error = -ENOMEM;
                 goto out;
+        }
+        /* the layout: the references, then atoms[], slots[], atom_slots[], twins[], refs[] */
+        for (size_t i = 0; i < l->n_refs; i++) {
+                nrefs[i] = (Ref *) (uintptr_t) (off + sizeof(uint64_t)); /* an offset until base is known */
+                off += sizeof(uint64_t) + align8(ref_bytes(l->refs[i])) + align8(items_bytes(l->refs[i]));
+        }
+        size_t at_atoms = off, at_slots = align8(at_atoms + l->n_atoms * sizeof(Atom)),
+               at_atom_slots = at_slots + l->n_slots * sizeof(uint32_t),
+               at_twins = align8(at_atom_slots + l->n_atom_slots * sizeof(uint32_t)),
+               at_refs = at_twins + l->n_twin_slots * sizeof(Ref *), total = at_refs + l->n_refs * sizeof(Ref *);
+        size_t mapped = map_round(total);
+        fd = openat(l->dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0)
+                goto out;
+        w.fd = fd;
+        base = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) {
+                w.error = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < l->n_refs; i++) {
+                nrefs[i] = (Ref *) (base + (uintptr_t) nrefs[i]);
+                uint64_t h;
+                if (ntwins && l->refs[i]->twinned && twin_key(l->refs[i], &h))
+                        twin_insert(ntwins, l->n_twin_slots, nrefs[i], h);
         }
         for (size_t i = 0; i < l->n_refs; i++) {
                 const Ref *e = l->refs[i];
@@ -2690,7 +2751,7 @@ static void ledger_freeze(Ledger *l) {
                 image_put(&w, &k, sizeof k);
                 Ref hdr = *e;
                 size_t kb = ref_bytes(e) - offsetof(Ref, key), ib = items_bytes(e);
-                hdr.items = ib ? base + align8(w.off + w.used + offsetof(Ref, key) + kb) : NULL;
+                hdr.items = ib ? (uint8_t *) nrefs[i] + align8(offsetof(Ref, key) + kb) : NULL;
                 image_put(&w, &hdr, offsetof(Ref, key));
                 image_put(&w, e->key, kb);
                 image_pad(&w);
@@ -2702,6 +2763,13 @@ static void ledger_freeze(Ledger *l) {
                 image_put(&w, ref_raised(e), e->n_raised * sizeof(Raised));
                 image_pad(&w);
         }
+        image_put(&w, l->atoms, l->n_atoms * sizeof(Atom));
+        image_pad(&w);
+        image_put(&w, l->slots, l->n_slots * sizeof(uint32_t));
+        image_put(&w, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        image_pad(&w);
+        image_put(&w, ntwins, l->n_twin_slots * sizeof(Ref *));
+        image_put(&w, nrefs, l->n_refs * sizeof(Ref *));
         image_flush(&w);
         assert(w.error < 0 || w.off == total);
         if (w.error == 0 && ftruncate(fd, (off_t) mapped) < 0)
@@ -2715,28 +2783,30 @@ static void ledger_freeze(Ledger *l) {
         if (w.error < 0)
                 goto out;
 
-        /* move every holder of a Ref pointer onto the image: refs[], pending[], twins[] */
-        size_t off = 0;
+        /* move onto the image: the pending changes' pointers, the tables; the pool's
+         * objects and the old arrays go (those of the old image with it) */
         for (size_t i = 0; i < l->n_refs; i++) {
-                Ref *e = l->refs[i], *n = (Ref *) (base + off + sizeof(uint64_t));
-                off += sizeof(uint64_t) + align8(ref_bytes(e)) + align8(items_bytes(e));
+                Ref *e = l->refs[i];
                 if (e->pending != NO_PENDING)
-                        l->pending[e->pending] = n;
-                l->refs[i] = n;
+                        l->pending[e->pending] = nrefs[i];
                 if (!is_frozen(l, e->items))
                         pool_release(l->pool, e->items);
                 if (!is_frozen(l, e))
                         pool_release(l->pool, e);
         }
-        if (l->n_twin_slots > 0) {
-                memset(l->twins, 0, l->n_twin_slots * sizeof(Ref *));
-                for (size_t i = 0; i < l->n_refs; i++) {
-                        uint64_t h;
-                        if (l->refs[i]->twinned && twin_key(l->refs[i], &h))
-                                twin_insert(l->twins, l->n_twin_slots, l->refs[i], h);
-                }
-        }
+        table_release(l, l->refs, l->alloc_refs * sizeof(Ref *));
+        table_release(l, l->atoms, l->alloc_atoms * sizeof(Atom));
+        table_release(l, l->slots, l->n_slots * sizeof(uint32_t));
+        table_release(l, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        table_release(l, l->twins, l->n_twin_slots * sizeof(Ref *));
         image_release(l);
+        l->refs = (Ref **) (base + at_refs);
+        l->alloc_refs = l->n_refs;
+        l->atoms = (Atom *) (base + at_atoms);
+        l->alloc_atoms = l->n_atoms;
+        l->slots = (uint32_t *) (base + at_slots);
+        l->atom_slots = (uint32_t *) (base + at_atom_slots);
+        l->twins = l->n_twin_slots ? (Ref **) (base + at_twins) : NULL;
         l->frozen = base;
         l->frozen_bytes = mapped;
         l->seen = seen;
@@ -2748,8 +2818,11 @@ out:
                 munmap(base, mapped);
         if (w.buf != MAP_FAILED)
                 munmap(w.buf, w.size);
-        array_free(seen, l->n_refs * sizeof(uint64_t));
-        close(fd);
+        array_free(seen, l->n_refs * sizeof(uint32_t));
+        array_free(nrefs, l->n_refs * sizeof(Ref *));
+        array_free(ntwins, l->n_twin_slots * sizeof(Ref *));
+        if (fd >= 0)
+                close(fd);
 }
 
 /* Compaction is due once the log would outgrow the snapshot (so a load replays at most

@@ -212,12 +212,13 @@ static void test_image_stays_clean(void **state) {
         assert_int_equal(ledger_lookup(l, "scale", "bench.local/scale/img-00042:1.0.0", &d), 0);
         assert_true(d.last_seen_usec == t0 + 1000000 && d.first_seen_usec == t0);
 
-        /* one change costs its page (the mapping is the one watched), not the image */
+        /* one change costs a few pages (its reference's, the tables' slots it moves in; the
+         * mapping is the one watched), not the image */
         digest_of(N + 1, dg);
         assert_int_equal(ledger_record(l, "scale", "bench.local/scale/img-00042:1.0.0", dg, t0 + 2000000, NULL, NULL),
                          0);
         long kb = image_dirty_kb(dir, st.image_bytes);
-        assert_true(kb > 0 && kb <= 8);
+        assert_true(kb > 0 && kb <= 32 && (uint64_t) kb * 1024 * 8 < st.image_bytes);
         assert_int_equal(ledger_lookup(l, "scale", "bench.local/scale/img-00042:1.0.0", &d), 0);
         assert_string_equal(d.digest, dg);
 
