@@ -1,6 +1,7 @@
 /* The node's tag -> digest history; format and bounds in include/pullwatch/ledger.h.
  *
- * Memory layout (about 200 bytes per reference with one digest and three raised kinds):
+ * Memory layout (about 200 bytes per reference with one digest and three raised kinds;
+ * after a load or a compaction, all of it in the frozen image, see there):
  *   - a reference is one allocation: a small header and "ns\0ref\0" inline, plus one
  *     allocation of exactly its history entries followed by its raised entries;
  *   - digests are interned once per ledger (Atom, reference counted by the history and
@@ -2627,20 +2628,24 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off) {
 
 /* ---- the frozen image ----
  *
- * Anonymous memory written once stays private dirty for good: 10,000 references were
- * ~1.8 MiB of the idle agent's 2.4 MiB, though after a load or a compaction they change
- * rarely. So at those two moments every Ref and its items are copied into one image: an
- * unlinked file in the state directory (O_TMPFILE), written with pwrite() and fdatasync()
- * so that its pages are clean, then mapped MAP_PRIVATE, read-write, at an address
- * reserved before the copy (the pointers written into it hold). Its pages are file-backed
- * and clean: not private dirty, reclaimable by the kernel, read back from the file. A
- * reference changed later is written in place (copy on write of that page: the change
- * costs one page until the next image), its items moved to the pool when they grow;
- * objects of the image are never released to the pool, the next image drops them. The
- * one write every re-list makes to every reference, its current digest's last_seen, goes
- * to seen[] instead (8 bytes a reference). Each image record is the reference's number
- * (u64, for seen[]), the Ref, its items, each 8-aligned. Without O_TMPFILE, space or
- * memory, the references stay in the pool, as before. */
+ * Anonymous memory written once stays private dirty for good: 10,000 references and
+ * their tables were ~1.8 MiB of the idle agent's 2.4 MiB, though after a load or a
+ * compaction they seldom change. So at those two moments every Ref, its items and the
+ * tables (atoms, slots, atom_slots, twins, refs) are copied into one image: an unlinked
+ * file in the state directory (O_TMPFILE), written with pwrite() and its write-back
+ * started, mapped MAP_PRIVATE, read-write, over an address range reserved before the copy
+ * (so the pointers written into it hold). Its pages are file-backed and clean: not
+ * private dirty, reclaimable by the kernel, read back from the file when needed again.
+ * A change writes in place (copy on write: it costs its pages until the next image); a
+ * reference's items move to the pool when they grow and a table is copied out when it
+ * grows; nothing of the image is released to the pool or freed: the next image drops it
+ * whole. The one write every re-list makes to every reference, its current digest's
+ * last_seen, goes to seen[] instead (4 bytes a reference). Each image record is the
+ * reference's number (u64, for seen[]), then the Ref and its items, each 8-aligned.
+ * Nothing here is on the disk format: the image is only memory. A private mapping never
+ * writes back, so a full disk cannot fault it (a failed pwrite() leaves the references
+ * where they were); an I/O error reading a page back would (SIGBUS), as for the
+ * program's own text. Without O_TMPFILE, space or memory the ledger stays as it was. */
 
 static size_t align8(size_t n) {
         return (n + 7) & ~(size_t) 7;
@@ -2774,9 +2779,11 @@ static void ledger_freeze(Ledger *l) {
         assert(w.error < 0 || w.off == total);
         if (w.error == 0 && ftruncate(fd, (off_t) mapped) < 0)
                 w.error = -errno;
-        /* written back: the mapping's pages are clean from the start */
-        if (w.error == 0 && fdatasync(fd) < 0)
-                w.error = -errno;
+        /* the pages are clean once written back: started now, done in the background (an
+         * fdatasync() here cost a compaction or a load ~50-100 ms on a loaded disk); until
+         * then they count as dirty, as the pool's did */
+        if (w.error == 0)
+                (void) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         if (w.error == 0 &&
             mmap(base, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)
                 w.error = -errno;
