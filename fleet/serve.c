@@ -525,6 +525,11 @@ static void *writer_main(void *userdata) {
                 /* outside our lock: libmicrohttpd takes its own, and on_completed takes ours */
                 for (size_t i = 0; i < n; i++)
                         MHD_resume_connection(reqs[i]->conn);
+                /* the WAL copied back (SQLite, every 64 MiB) now that the answers are out,
+                 * not inside the commit they waited for */
+                char err[512] = "";
+                if (store_checkpoint(srv->store, err, sizeof err) < 0)
+                        log_line("checkpoint failed: %s", err);
                 pthread_mutex_lock(&srv->lock);
         }
         pthread_mutex_unlock(&srv->lock);

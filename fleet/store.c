@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -521,6 +522,10 @@ struct Store {
         char name[512];
 
         sqlite3 *db;
+        int page_size;       /* bytes */
+        int wal_frames;      /* frames in the WAL after the last commit (sqlite_wal_hook) */
+        int ckpt_frames;     /* store_checkpoint() copies the WAL back from this many on */
+        int ckpt_frames_max; /* and a commit itself from this many */
         sqlite3_stmt *stmt[_S_MAX];
         int pidx[_S_MAX][24]; /* SQLite parameter index of $1..$n */
 
@@ -544,6 +549,18 @@ struct Store {
 
 StoreEngine store_engine(const Store *s) {
         return s->engine;
+}
+
+void store_set_checkpoint_bytes(Store *s, size_t bytes) {
+        if (s->engine != STORE_SQLITE || s->page_size <= 0)
+                return;
+        size_t frames = bytes / (size_t) s->page_size;
+        if (frames < 1)
+                frames = 1;
+        if (frames > INT_MAX / STORE_CHECKPOINT_HARD_FACTOR)
+                frames = INT_MAX / STORE_CHECKPOINT_HARD_FACTOR;
+        s->ckpt_frames = (int) frames;
+        s->ckpt_frames_max = (int) frames * STORE_CHECKPOINT_HARD_FACTOR;
 }
 
 void store_set_lock_timeout(Store *s, unsigned msec) {
@@ -676,6 +693,18 @@ static void sqlite_global_config(void) {
         (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* After each commit (SQLite calls it with the WAL's frame count; it replaces
+ * wal_autocheckpoint): note the size for store_checkpoint(), and past the hard bound
+ * checkpoint here, as wal_autocheckpoint did, so that the log stays bounded without it. */
+static int sqlite_wal_hook(void *userdata, sqlite3 *db, const char *dbname, int frames) {
+        Store *s = userdata;
+        s->wal_frames = frames;
+        if (frames >= s->ckpt_frames_max &&
+            sqlite3_wal_checkpoint_v2(db, dbname, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
+                s->wal_frames = 0;
+        return SQLITE_OK;
+}
+
 static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
         (void) pthread_once(&once, sqlite_global_config);
@@ -716,18 +745,39 @@ static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
          * every commit also checkpointed (two fsyncs per request, 104 for 50,000 records:
          * 1.4 s); at 64 MiB a checkpoint holds ~4 commits (58 fsyncs, 1.0 s) and writes
          * 12 % fewer bytes (1.07 -> 0.94 GB, fleet_bench.py records, 50,000). The WAL file
-         * keeps the size of the largest transaction either way (an inventory batch: more). */
+         * keeps the size of the largest transaction either way (an inventory batch: more).
+         * Not inside the commit (wal_autocheckpoint): store_checkpoint(), which the
+         * collector calls after the answers; sqlite_wal_hook only notes the log's size
+         * (and checkpoints itself past the hard bound, if nobody calls it). */
         if (r >= 0) {
-                char sql[64];
-                int page = 4096;
+                s->page_size = 4096;
                 sqlite3_stmt *st = NULL;
                 if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
                     sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
-                        page = sqlite3_column_int(st, 0);
+                        s->page_size = sqlite3_column_int(st, 0);
                 sqlite3_finalize(st);
-                snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint=%d", (64 << 20) / page);
-                r = sqlite_exec(s, sql, err, errlen);
+                store_set_checkpoint_bytes(s, STORE_CHECKPOINT_BYTES);
+                (void) sqlite3_wal_hook(s->db, sqlite_wal_hook, s); /* replaces wal_autocheckpoint */
         }
+        return r;
+}
+
+int store_checkpoint(Store *s, char *err, size_t errlen) {
+        if (!s)
+                return -EINVAL;
+        if (s->engine != STORE_SQLITE)
+                return 0;
+        pthread_mutex_lock(&s->lock);
+        int r = 0;
+        if (s->db && s->wal_frames >= s->ckpt_frames && sqlite3_get_autocommit(s->db)) {
+                int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+                if (rc == SQLITE_OK) {
+                        s->wal_frames = 0; /* the next commit restarts the log (unless a reader holds it) */
+                        r = 1;
+                } else if ((rc & 0xff) != SQLITE_BUSY) /* busy: another checkpoint; the next call retries */
+                        r = fail_db(s, err, errlen, sqlite_errno(rc), "checkpoint", sqlite3_errmsg(s->db));
+        }
+        pthread_mutex_unlock(&s->lock);
         return r;
 }
 

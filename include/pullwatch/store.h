@@ -161,6 +161,21 @@ int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, s
  * requests to join the group. An error is that of the transaction, as with _add. */
 int store_ingest_wait(Store *s, char *err, size_t errlen);
 
+/* SQLite: copy the write-ahead log back into the database file (a PASSIVE checkpoint)
+ * once it holds STORE_CHECKPOINT_BYTES of frames; a commit never does it itself below
+ * STORE_CHECKPOINT_HARD_FACTOR times that (then it does, as SQLite's wal_autocheckpoint
+ * would: the log stays bounded if nobody calls this). The collector's writer calls it
+ * after answering each group, so the copy and its fsync are no longer inside a commit
+ * that clients wait for. Durability does not depend on it: a commit is fsync'ed in the
+ * log. Returns 1 if it checkpointed, 0 if there was nothing to do (always on PostgreSQL),
+ * or a negative errno with the reason in err. */
+#define STORE_CHECKPOINT_BYTES (64U << 20)
+#define STORE_CHECKPOINT_HARD_FACTOR 4
+int store_checkpoint(Store *s, char *err, size_t errlen);
+/* The threshold in bytes instead of STORE_CHECKPOINT_BYTES (the commit's own bound follows:
+ * STORE_CHECKPOINT_HARD_FACTOR times it); a no-op on PostgreSQL. */
+void store_set_checkpoint_bytes(Store *s, size_t bytes);
+
 /* Upkeep, called periodically by the collector: today's daily_rollup rows (UTC day of
  * now_usec) from the current node_images; records older than retention_days deleted
  * (0 keeps everything); inventory parts staged more than a day ago dropped. */

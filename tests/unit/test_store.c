@@ -1159,6 +1159,87 @@ static void test_cluster_cache_many_nodes(void **state) {
         }
 }
 
+/* The records of a SQLite database as its main file alone has them (copied without its
+ * WAL): what checkpoints have copied back so far. */
+static long main_file_records(const char *path) {
+        char copy[600], cmd[1400];
+        snprintf(copy, sizeof copy, "%s.main-only", path);
+        snprintf(cmd, sizeof cmd, "rm -f '%s'* && cp '%s' '%s'", copy, path, copy);
+        assert_int_equal(system(cmd), 0);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(copy, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        long n = -1;
+        if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM records", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+        else
+                n = -2; /* no records table: the schema is not there either */
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static void ingest_pulls(Store *s, int from, int n) {
+        Record *recs = calloc((size_t) n, sizeof *recs);
+        assert_non_null(recs);
+        for (int i = 0; i < n; i++) {
+                char line[512];
+                snprintf(line, sizeof line,
+                         "{\"schema\":1,\"id\":\"ck%d\",\"kind\":\"pull\",\"severity\":\"info\",\"time\":"
+                         "\"2026-11-25T10:00:00Z\",\"node\":\"node-%d\",\"namespace\":\"k8s.io\",\"image\":"
+                         "{\"ref\":\"r.example/p%d:1\",\"name\":\"r.example/p%d\",\"tag\":\"1\",\"digest\":\"" D1
+                         "\"}}",
+                         from + i, (from + i) % 50, from + i, from + i);
+                const char *lines[] = {line};
+                decode(lines, 1, &recs[i]);
+        }
+        char err[512] = "";
+        StoreIngestResult res = {0};
+        int r = store_ingest(s, "prod", recs, (size_t) n, 1800000000000000ULL, &res, err, sizeof err);
+        for (int i = 0; i < n; i++)
+                record_done(&recs[i]);
+        free(recs);
+        if (r < 0)
+                fail_msg("store_ingest: %s", err);
+        assert_int_equal(res.accepted, n);
+}
+
+/* SQLite: a commit does not copy the WAL back into the database file (its clients wait
+ * for it); store_checkpoint(), called after the answers, does once the log holds the
+ * threshold — and a commit does past STORE_CHECKPOINT_HARD_FACTOR times it, so the log
+ * stays bounded when nobody calls store_checkpoint(). PostgreSQL: nothing to do. */
+static void test_checkpoint_after_commit(void **state) {
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                char err[512] = "";
+                if (e == STORE_POSTGRESQL) {
+                        ingest_pulls(s, 0, 3);
+                        assert_int_equal(store_checkpoint(s, err, sizeof err), 0);
+                        store_free(s);
+                        continue;
+                }
+                char path[512];
+                snprintf(path, sizeof path, "%s/t%d.db", sq_dir, db_counter);
+                /* 16 KiB pages: 4 frames, then 16 for the commit's own bound */
+                store_set_checkpoint_bytes(s, 64 << 10);
+                assert_int_equal(store_checkpoint(s, err, sizeof err), 1); /* the migrations' frames */
+                assert_int_equal(main_file_records(path), 0);
+                /* a commit of a few frames (≥ 4, < 16): stays in the WAL until store_checkpoint */
+                ingest_pulls(s, 0, 3);
+                assert_int_equal(main_file_records(path), 0);
+                assert_int_equal(store_checkpoint(s, err, sizeof err), 1);
+                assert_int_equal(main_file_records(path), 3);
+                assert_int_equal(store_checkpoint(s, err, sizeof err), 0); /* nothing new */
+                assert_int_equal(main_file_records(path), 3);
+                /* a commit of more than 16 frames checkpoints itself */
+                ingest_pulls(s, 3, 2000);
+                assert_int_equal(main_file_records(path), 2003);
+                assert_int_equal(store_checkpoint(s, err, sizeof err), 0);
+                store_free(s);
+        }
+}
+
 static void test_rollup_and_retention(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
                 Store *s = open_fresh((StoreEngine) e);
@@ -1247,7 +1328,7 @@ int main(void) {
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_cluster_cache_many_nodes), cmocka_unit_test(test_group_commit),
                 cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
                 cmocka_unit_test(test_inventories_deferred_in_order),
-                cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_inventory_pods_json),
+                cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_checkpoint_after_commit), cmocka_unit_test(test_inventory_pods_json),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         stop_pg();
