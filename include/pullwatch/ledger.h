@@ -53,7 +53,7 @@
  * unlinked file in the state directory (O_TMPFILE) mapped MAP_PRIVATE, whose pages are
  * clean and file-backed (not private dirty, reclaimable) until a change writes one (copy
  * on write of that page, until the next compaction); a re-list's last_seen moves are
- * kept beside it (8 bytes a reference). Without O_TMPFILE support or space in the state
+ * kept beside it (4 bytes a reference). Without O_TMPFILE support or space in the state
  * directory the references stay in anonymous memory, as before.
  *
  * Bounds: at most max_entries history entries (one per (namespace, reference, digest)).
