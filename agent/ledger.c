@@ -1,6 +1,7 @@
 /* The node's tag -> digest history; format and bounds in include/pullwatch/ledger.h.
  *
- * Memory layout (about 200 bytes per reference with one digest and three raised kinds):
+ * Memory layout (about 200 bytes per reference with one digest and three raised kinds;
+ * after a load or a compaction, all of it in the frozen image, see there):
  *   - a reference is one allocation: a small header and "ns\0ref\0" inline, plus one
  *     allocation of exactly its history entries followed by its raised entries;
  *   - digests are interned once per ledger (Atom, reference counted by the history and
@@ -142,7 +143,22 @@ struct Ledger {
          * hash recomputed from the reference when needed (it was 16 bytes in every Ref) */
         Ref **twins;
         size_t n_twin_slots, n_twins; /* power of two, at most 3/4 full (TABLE_FULL); refs in it */
+        /* the frozen image (see "the frozen image" below): every Ref and Ref.items as they
+         * were at the last load or compaction, in a private mapping of an unlinked file;
+         * NULL when there is none; the tables (refs, atoms, slots, atom_slots, twins) are in
+         * it too, copied out when they grow. seen[k]: how far a re-list moved the current
+         * digest's last_seen of frozen reference k past the image's (0: not), kept here so
+         * that the image's page is not written: within one LEDGER_LAST_SEEN_GRAIN_USEC (an
+         * hour) of it, or the move is a change written in place, so 32 bits hold it (owned,
+         * n_frozen of them; NULL without memory) */
+        uint8_t *frozen;
+        size_t frozen_bytes; /* mapped */
+        uint32_t *seen;
+        size_t n_frozen;
 };
+
+static void ledger_freeze(Ledger *l);
+static void image_release(Ledger *l);
 
 static_assert(LEDGER_RAISED_PER_REF_MAX <= UINT8_MAX, "n_raised is a uint8_t");
 static_assert(PW_NS_MAX <= UINT8_MAX, "ns_len is a uint8_t");
@@ -165,15 +181,71 @@ static void *free_null(void *p) {
         return NULL;
 }
 
+/* Whether p lies in the frozen image (not the pool's: never released, never resized in place). */
+static inline bool is_frozen(const Ledger *l, const void *p) {
+        return l->frozen && (const uint8_t *) p >= l->frozen && (const uint8_t *) p < l->frozen + l->frozen_bytes;
+}
+
+/* Where a frozen reference's last_seen moves go; NULL for one in the pool (or without the array). */
+static uint32_t *ref_seen(const Ledger *l, const Ref *e) {
+        uint64_t k;
+        if (!l->seen || !is_frozen(l, e))
+                return NULL;
+        memcpy(&k, (const uint8_t *) e - sizeof k, sizeof k); /* its number, in the image before it */
+        return k < l->n_frozen ? &l->seen[k] : NULL;
+}
+
+/* History entry j's last_seen: its own, plus a later move in seen[] for the current digest. */
+static uint64_t hist_last_seen(const Ledger *l, const Ref *e, size_t j) {
+        uint64_t v = ((const Hist *) e->items)[j].last_seen_usec;
+        const uint32_t *s;
+        if (j == e->current && (s = ref_seen(l, e)))
+                return v + *s;
+        return v;
+}
+
+/* Set the current digest's last_seen to v (> its own, in the same LEDGER_LAST_SEEN_GRAIN_USEC)
+ * without writing the image's page: false if it must be written (not frozen, no seen[]). */
+static bool seen_move(const Ledger *l, const Ref *e, uint64_t v) {
+        uint32_t *s = ref_seen(l, e);
+        uint64_t own = ((const Hist *) e->items)[e->current].last_seen_usec;
+        if (!s || v < own || v - own > UINT32_MAX)
+                return false;
+        *s = (uint32_t) (v - own);
+        return true;
+}
+
+/* Before e's current digest changes (or its history is written): its last_seen goes from
+ * seen[] into the history. */
+static void ref_fold(const Ledger *l, Ref *e) {
+        uint32_t *s = ref_seen(l, e);
+        if (!s || *s == 0)
+                return;
+        if (e->current != NO_CURRENT)
+                ((Hist *) e->items)[e->current].last_seen_usec += *s;
+        *s = 0;
+}
+
+/* Release an array of the ledger's (not one of the frozen image's: it goes with it). */
+static void table_release(const Ledger *l, void *p, size_t bytes);
+
 /* Resize e->items to hold nd history and nr raised entries; moves nothing. */
 static int items_resize(Ledger *l, Ref *e, size_t nd, size_t nr) {
         size_t n = nd * sizeof(Hist) + nr * sizeof(Raised);
         if (n == 0) {
-                pool_release(l->pool, e->items);
+                if (!is_frozen(l, e->items))
+                        pool_release(l->pool, e->items);
                 e->items = NULL;
                 return 0;
         }
-        void *p = pool_realloc(l->pool, e->items, n);
+        void *p;
+        if (is_frozen(l, e->items)) { /* moves to the pool; the image's copy stays until the next one */
+                size_t old = e->n_digests * sizeof(Hist) + e->n_raised * sizeof(Raised);
+                p = pool_alloc(l->pool, n);
+                if (p)
+                        memcpy(p, e->items, MIN(old, n));
+        } else
+                p = pool_realloc(l->pool, e->items, n);
         if (!p)
                 return nd * sizeof(Hist) + nr * sizeof(Raised) <=
                                        e->n_digests * sizeof(Hist) + e->n_raised * sizeof(Raised)
@@ -250,6 +322,27 @@ static int array_grow(void **p, size_t *alloc, size_t need, size_t size, size_t 
         size_t n;
         if (greedy_count(*alloc, need, size, initial, &n) < 0 || array_resize(p, *alloc * size, n * size) < 0)
                 return -ENOMEM;
+        *alloc = n;
+        return 0;
+}
+
+static void table_release(const Ledger *l, void *p, size_t bytes) {
+        if (!is_frozen(l, p))
+                array_free(p, bytes);
+}
+
+/* array_grow() for the tables, which may be in the frozen image: copied out first. */
+static int table_grow(const Ledger *l, void **p, size_t *alloc, size_t need, size_t size, size_t initial) {
+        if (need <= *alloc)
+                return 0;
+        if (!is_frozen(l, *p))
+                return array_grow(p, alloc, need, size, initial);
+        size_t n;
+        void *q = NULL;
+        if (greedy_count(*alloc, need, size, initial, &n) < 0 || array_resize(&q, 0, n * size) < 0)
+                return -ENOMEM;
+        memcpy(q, *p, *alloc * size);
+        *p = q;
         *alloc = n;
         return 0;
 }
@@ -342,7 +435,7 @@ static int atom_slots_grow(Ledger *l) {
                         k = (k + 1) & (n - 1);
                 slots[k] = v;
         }
-        array_free(l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        table_release(l, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
         l->atom_slots = slots;
         l->n_atom_slots = n;
         return 0;
@@ -367,7 +460,7 @@ static int atom_ref(Ledger *l, const char *digest, uint32_t *ret) {
         if (l->free_atom == NO_ATOM && l->n_atoms == l->alloc_atoms) {
                 if (l->n_atoms >= NO_ATOM - 1)
                         return -E2BIG;
-                if (array_grow((void **) &l->atoms, &l->alloc_atoms, l->n_atoms + 1, sizeof(Atom), 16) < 0)
+                if (table_grow(l, (void **) &l->atoms, &l->alloc_atoms, l->n_atoms + 1, sizeof(Atom), 16) < 0)
                         return -ENOMEM;
         }
         char *s = NULL;
@@ -479,7 +572,7 @@ static int table_rebuild(Ledger *l, size_t n_slots) {
         uint32_t *slots = array_new(n_slots, sizeof(uint32_t), 0xff);
         if (!slots)
                 return -ENOMEM;
-        array_free(l->slots, l->n_slots * sizeof(uint32_t));
+        table_release(l, l->slots, l->n_slots * sizeof(uint32_t));
         l->slots = slots;
         l->n_slots = n_slots;
         table_fill(l);
@@ -494,9 +587,15 @@ static Ref *ref_get(const Ledger *l, const char *ns, const char *ref) {
 }
 
 static Ref *ref_free(Ledger *l, Ref *e) {
-        if (e)
+        if (!e)
+                return NULL;
+        if (!is_frozen(l, e->items))
                 pool_release(l->pool, e->items);
-        pool_release(l->pool, e);
+        uint32_t *s = ref_seen(l, e);
+        if (s)
+                *s = 0;
+        if (!is_frozen(l, e))
+                pool_release(l->pool, e);
         return NULL;
 }
 
@@ -510,7 +609,7 @@ static int ref_add(Ledger *l, const char *ns, const char *ref, Ref **ret) {
                 if (r < 0)
                         return r;
         }
-        if (array_grow((void **) &l->refs, &l->alloc_refs, l->n_refs + 1, sizeof(Ref *), 32) < 0)
+        if (table_grow(l, (void **) &l->refs, &l->alloc_refs, l->n_refs + 1, sizeof(Ref *), 32) < 0)
                 return -ENOMEM;
         size_t nl = strlen(ns), rl = strlen(ref);
         Ref *e = pool_alloc(l->pool, offsetof(Ref, key) + nl + 1 + rl + 1);
@@ -649,7 +748,7 @@ static int twin_slots_grow(Ledger *l) {
                 if (l->twins[i] && twin_key(l->twins[i], &h))
                         twin_insert(b, n, l->twins[i], h);
         }
-        array_free(l->twins, l->n_twin_slots * sizeof(Ref *));
+        table_release(l, l->twins, l->n_twin_slots * sizeof(Ref *));
         l->twins = b;
         l->n_twin_slots = n;
         return 0;
@@ -818,7 +917,7 @@ static void prune_batch(Ledger *l, const Ref *protect) {
                 const Ref *e = l->refs[i];
                 for (size_t j = 0; j < e->n_digests; j++)
                         if (j != e->current)
-                                v[n++] = (Victim) { ref_hist(e)[j].last_seen_usec, i, j };
+                                v[n++] = (Victim) { hist_last_seen(l, e, j), i, j };
         }
         qsort(v, n, sizeof(Victim), victim_cmp);
         n = MIN(n, excess);
@@ -838,7 +937,7 @@ static void prune_batch(Ledger *l, const Ref *protect) {
         for (size_t i = 0; i < l->n_refs; i++) {
                 const Ref *e = l->refs[i];
                 if (e != protect && e->current != NO_CURRENT)
-                        v[n++] = (Victim) { ref_hist(e)[e->current].last_seen_usec, i, 0 };
+                        v[n++] = (Victim) { hist_last_seen(l, e, e->current), i, 0 };
         }
         qsort(v, n, sizeof(Victim), victim_cmp);
         size_t k = 0;
@@ -867,8 +966,8 @@ static void prune(Ledger *l, const Ref *protect) {
                 for (size_t i = 0; i < l->n_refs; i++) {
                         Ref *e = l->refs[i];
                         for (size_t j = 0; j < e->n_digests; j++)
-                                if (j != e->current && (!best || ref_hist(e)[j].last_seen_usec <
-                                                                         ref_hist(best)[best_j].last_seen_usec)) {
+                                if (j != e->current &&
+                                    (!best || hist_last_seen(l, e, j) < hist_last_seen(l, best, best_j))) {
                                         best = e;
                                         best_j = j;
                                 }
@@ -886,7 +985,7 @@ static void prune(Ledger *l, const Ref *protect) {
                         const Ref *e = l->refs[i];
                         if (e == protect || e->current == NO_CURRENT)
                                 continue;
-                        uint64_t t = ref_hist(e)[e->current].last_seen_usec;
+                        uint64_t t = hist_last_seen(l, e, e->current);
                         if (victim == SIZE_MAX || t < oldest) {
                                 victim = i;
                                 oldest = t;
@@ -929,12 +1028,13 @@ static void ledger_clear(Ledger *l) {
                         free((char *) atom_other(&l->atoms[i]));
         for (size_t i = 0; i < l->n_kinds; i++)
                 free(l->kinds[i]);
-        array_free(l->refs, l->alloc_refs * sizeof(Ref *));
-        array_free(l->slots, l->n_slots * sizeof(uint32_t));
-        array_free(l->atoms, l->alloc_atoms * sizeof(Atom));
-        array_free(l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        table_release(l, l->refs, l->alloc_refs * sizeof(Ref *));
+        table_release(l, l->slots, l->n_slots * sizeof(uint32_t));
+        table_release(l, l->atoms, l->alloc_atoms * sizeof(Atom));
+        table_release(l, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
         free(l->kinds);
-        array_free(l->twins, l->n_twin_slots * sizeof(Ref *));
+        table_release(l, l->twins, l->n_twin_slots * sizeof(Ref *));
+        image_release(l);
         l->twins = NULL;
         l->n_twin_slots = l->n_twins = 0;
         l->refs = NULL;
@@ -1004,22 +1104,29 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
                 l->entries++;
         } else {
                 Hist *h = &ref_hist(e)[j];
-                uint64_t last = h->last_seen_usec, first = h->first_seen_usec;
-                h->last_seen_usec = MAX(h->last_seen_usec, now_usec);
-                h->first_seen_usec = MIN(h->first_seen_usec, now_usec);
+                uint64_t last = hist_last_seen(l, e, j), first = h->first_seen_usec;
+                uint64_t new_last = MAX(last, now_usec), new_first = MIN(first, now_usec);
                 /* every re-list sees every image again: see LEDGER_LAST_SEEN_GRAIN_USEC */
-                refresh_only = h->first_seen_usec == first &&
-                               h->last_seen_usec / LEDGER_LAST_SEEN_GRAIN_USEC == last / LEDGER_LAST_SEEN_GRAIN_USEC;
+                refresh_only = new_first == first &&
+                               new_last / LEDGER_LAST_SEEN_GRAIN_USEC == last / LEDGER_LAST_SEEN_GRAIN_USEC;
+                /* a frozen reference's page stays clean through a re-list */
+                if (!(refresh_only && j == e->current && (new_last == last || seen_move(l, e, new_last)))) {
+                        if (j == e->current)
+                                ref_fold(l, e);
+                        h->last_seen_usec = new_last;
+                        h->first_seen_usec = new_first;
+                }
         }
         if (e->current != NO_CURRENT && e->current != j)
                 strcpy_bounded(previous, sizeof(previous),
                                atom_str(l, ref_hist(e)[e->current].atom, (char[PW_DIGEST_MAX]) {}));
         bool moved = e->current != (uint32_t) j;
-        if (moved)
+        if (moved) { /* written only then: a write to a frozen reference costs its page */
+                ref_fold(l, e);
                 twin_unlink(l, e); /* under the digest it leaves */
-        e->current = (uint32_t) j;
-        if (moved)
+                e->current = (uint32_t) j;
                 twin_link(l, e);
+        }
         if (moved || !refresh_only) {
                 ref_touch(l, e);
                 l->dirty = true;
@@ -1033,9 +1140,10 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
         return 0;
 }
 
-static void hist_to_digest(const Ledger *l, const Hist *h, LedgerDigest *ret) {
+static void hist_to_digest(const Ledger *l, const Ref *e, size_t j, LedgerDigest *ret) {
+        const Hist *h = &ref_hist(e)[j];
         ret->first_seen_usec = h->first_seen_usec;
-        ret->last_seen_usec = h->last_seen_usec;
+        ret->last_seen_usec = hist_last_seen(l, e, j);
         /* a packed atom decodes straight into place; a string one is copied */
         const char *s = atom_str(l, h->atom, ret->digest);
         if (s != ret->digest)
@@ -1049,7 +1157,7 @@ int ledger_lookup(const Ledger *l, const char *ns, const char *ref, LedgerDigest
         if (!e || e->current == NO_CURRENT)
                 return -ENOENT;
         if (ret)
-                hist_to_digest(l, &ref_hist(e)[e->current], ret);
+                hist_to_digest(l, e, e->current, ret);
         return 0;
 }
 
@@ -1087,7 +1195,7 @@ int ledger_foreach(const Ledger *l, ledger_visit_t visit, void *userdata) {
                 return -ENOMEM;
         for (size_t i = 0; i < l->n_refs; i++) {
                 for (size_t j = 0; j < v[i]->n_digests; j++)
-                        hist_to_digest(l, &ref_hist(v[i])[j], &d[j]);
+                        hist_to_digest(l, v[i], j, &d[j]);
                 r = visit(ref_ns(v[i]), ref_name(v[i]), d, v[i]->n_digests,
                           v[i]->current == NO_CURRENT ? SIZE_MAX : v[i]->current, userdata);
                 if (r < 0)
@@ -1200,6 +1308,8 @@ void ledger_get_stats(const Ledger *l, LedgerStats *ret) {
                 .log_records = l->log_records,
                 .log_bytes = l->log_bytes,
                 .snapshot_bytes = l->snap_bytes,
+                .image_references = l->frozen ? l->n_frozen : 0,
+                .image_bytes = l->frozen_bytes,
         };
 }
 
@@ -1319,7 +1429,7 @@ static void emit_ref(const Ledger *l, const Ref *e, Out *o) {
                 out_lit(o, ",\"first_seen\":");
                 out_u64(o, h->first_seen_usec);
                 out_lit(o, ",\"last_seen\":");
-                out_u64(o, h->last_seen_usec);
+                out_u64(o, hist_last_seen(l, e, j));
                 out_lit(o, "}");
         }
         out_lit(o, "],\"raised\":[");
@@ -2338,6 +2448,7 @@ int ledger_open(Ledger **ret, const char *state_dir, size_t max_entries, LedgerO
                         l->log_fd = openat(l->dfd, LEDGER_LOG_FILE, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
         }
 done:
+        ledger_freeze(l);
         rep.references = l->n_refs;
         rep.entries = l->entries;
         rep.raised = l->raised;
@@ -2495,6 +2606,7 @@ int ledger_compact(Ledger *l) {
         changes_clear(l);
         l->dirty = false;
         l->compact_due = log_start(l) < 0;
+        ledger_freeze(l);
         return pruned;
 }
 
@@ -2512,6 +2624,212 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off) {
                 off += (uint64_t) k;
         }
         return 0;
+}
+
+/* ---- the frozen image ----
+ *
+ * Anonymous memory written once stays private dirty for good: 10,000 references and
+ * their tables were ~1.8 MiB of the idle agent's 2.4 MiB, though after a load or a
+ * compaction they seldom change. So at those two moments every Ref, its items and the
+ * tables (atoms, slots, atom_slots, twins, refs) are copied into one image: an unlinked
+ * file in the state directory (O_TMPFILE), written with pwrite() and its write-back
+ * started, mapped MAP_PRIVATE, read-write, over an address range reserved before the copy
+ * (so the pointers written into it hold). Its pages are file-backed and clean: not
+ * private dirty, reclaimable by the kernel, read back from the file when needed again.
+ * A change writes in place (copy on write: it costs its pages until the next image); a
+ * reference's items move to the pool when they grow and a table is copied out when it
+ * grows; nothing of the image is released to the pool or freed: the next image drops it
+ * whole. The one write every re-list makes to every reference, its current digest's
+ * last_seen, goes to seen[] instead (4 bytes a reference). Each image record is the
+ * reference's number (u64, for seen[]), then the Ref and its items, each 8-aligned.
+ * Nothing here is on the disk format: the image is only memory. A private mapping never
+ * writes back, so a full disk cannot fault it (a failed pwrite() leaves the references
+ * where they were); an I/O error reading a page back would (SIGBUS), as for the
+ * program's own text. Without O_TMPFILE, space or memory the ledger stays as it was. */
+
+static size_t align8(size_t n) {
+        return (n + 7) & ~(size_t) 7;
+}
+
+static size_t ref_bytes(const Ref *e) {
+        return offsetof(Ref, key) + e->ns_len + 1 + strlen(ref_name(e)) + 1;
+}
+
+static size_t items_bytes(const Ref *e) {
+        return e->n_digests * sizeof(Hist) + e->n_raised * sizeof(Raised);
+}
+
+static void image_release(Ledger *l) {
+        if (l->frozen)
+                munmap(l->frozen, l->frozen_bytes);
+        array_free(l->seen, l->n_frozen * sizeof(uint32_t));
+        l->frozen = NULL;
+        l->seen = NULL;
+        l->frozen_bytes = l->n_frozen = 0;
+}
+
+typedef struct ImageOut {
+        int fd;
+        uint8_t *buf; /* ImageOut.size bytes, mapped */
+        size_t size, used;
+        uint64_t off; /* of buf[0] in the file */
+        int error;
+} ImageOut;
+
+static void image_flush(ImageOut *w) {
+        if (w->error == 0 && w->used > 0)
+                w->error = pwrite_all(w->fd, w->buf, w->used, w->off);
+        w->off += w->used;
+        w->used = 0;
+}
+
+static void image_put(ImageOut *w, const void *p, size_t n) {
+        const uint8_t *b = p;
+        while (n > 0) {
+                size_t k = MIN(n, w->size - w->used);
+                memcpy(w->buf + w->used, b, k);
+                w->used += k;
+                b += k;
+                n -= k;
+                if (w->used == w->size)
+                        image_flush(w);
+        }
+}
+
+static void image_pad(ImageOut *w) {
+        static const uint8_t zero[8];
+        size_t at = (size_t) (w->off + w->used);
+        image_put(w, zero, align8(at) - at);
+}
+
+/* Copy every reference and the tables into a new image and move onto it (see above); on
+ * any failure nothing changes. */
+static void ledger_freeze(Ledger *l) {
+        if (l->dfd < 0)
+                return;
+        if (l->n_refs == 0) {
+                image_release(l);
+                return;
+        }
+        int fd = -1;
+        uint8_t *base = MAP_FAILED;
+        ImageOut w = { .size = (size_t) 64 << 10 };
+        Ref **nrefs = NULL, **ntwins = NULL; /* the image's refs[] and twins[] (new pointers), made here first */
+        uint32_t *seen = NULL;
+        size_t off = 0;
+        nrefs = array_new(l->n_refs, sizeof(Ref *), 0);
+        ntwins = l->n_twin_slots ? array_new(l->n_twin_slots, sizeof(Ref *), 0) : NULL;
+        seen = array_new(l->n_refs, sizeof(uint32_t), 0);
+        w.buf = mmap(NULL, w.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (!nrefs || (l->n_twin_slots && !ntwins) || !seen || w.buf == MAP_FAILED) {
+                w.error = -ENOMEM;
+                goto out;
+        }
+        /* the layout: the references, then atoms[], slots[], atom_slots[], twins[], refs[] */
+        for (size_t i = 0; i < l->n_refs; i++) {
+                nrefs[i] = (Ref *) (uintptr_t) (off + sizeof(uint64_t)); /* an offset until base is known */
+                off += sizeof(uint64_t) + align8(ref_bytes(l->refs[i])) + align8(items_bytes(l->refs[i]));
+        }
+        size_t at_atoms = off, at_slots = align8(at_atoms + l->n_atoms * sizeof(Atom)),
+               at_atom_slots = at_slots + l->n_slots * sizeof(uint32_t),
+               at_twins = align8(at_atom_slots + l->n_atom_slots * sizeof(uint32_t)),
+               at_refs = at_twins + l->n_twin_slots * sizeof(Ref *), total = at_refs + l->n_refs * sizeof(Ref *);
+        size_t mapped = map_round(total);
+        fd = openat(l->dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0)
+                goto out;
+        w.fd = fd;
+        base = mmap(NULL, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) {
+                w.error = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < l->n_refs; i++) {
+                nrefs[i] = (Ref *) (base + (uintptr_t) nrefs[i]);
+                uint64_t h;
+                if (ntwins && l->refs[i]->twinned && twin_key(l->refs[i], &h))
+                        twin_insert(ntwins, l->n_twin_slots, nrefs[i], h);
+        }
+        for (size_t i = 0; i < l->n_refs; i++) {
+                const Ref *e = l->refs[i];
+                uint64_t k = i;
+                image_put(&w, &k, sizeof k);
+                Ref hdr = *e;
+                size_t kb = ref_bytes(e) - offsetof(Ref, key), ib = items_bytes(e);
+                hdr.items = ib ? (uint8_t *) nrefs[i] + align8(offsetof(Ref, key) + kb) : NULL;
+                image_put(&w, &hdr, offsetof(Ref, key));
+                image_put(&w, e->key, kb);
+                image_pad(&w);
+                for (size_t j = 0; j < e->n_digests; j++) {
+                        Hist h = ref_hist(e)[j];
+                        h.last_seen_usec = hist_last_seen(l, e, j); /* seen[] folded in */
+                        image_put(&w, &h, sizeof h);
+                }
+                image_put(&w, ref_raised(e), e->n_raised * sizeof(Raised));
+                image_pad(&w);
+        }
+        image_put(&w, l->atoms, l->n_atoms * sizeof(Atom));
+        image_pad(&w);
+        image_put(&w, l->slots, l->n_slots * sizeof(uint32_t));
+        image_put(&w, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        image_pad(&w);
+        image_put(&w, ntwins, l->n_twin_slots * sizeof(Ref *));
+        image_put(&w, nrefs, l->n_refs * sizeof(Ref *));
+        image_flush(&w);
+        assert(w.error < 0 || w.off == total);
+        if (w.error == 0 && ftruncate(fd, (off_t) mapped) < 0)
+                w.error = -errno;
+        /* the pages are clean once written back: started now, done in the background (an
+         * fdatasync() here cost a compaction or a load ~50-100 ms on a loaded disk); until
+         * then they count as dirty, as the pool's did */
+        if (w.error == 0)
+                (void) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        if (w.error == 0 &&
+            mmap(base, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)
+                w.error = -errno;
+        if (w.error < 0)
+                goto out;
+
+        /* move onto the image: the pending changes' pointers, the tables; the pool's
+         * objects and the old arrays go (those of the old image with it) */
+        for (size_t i = 0; i < l->n_refs; i++) {
+                Ref *e = l->refs[i];
+                if (e->pending != NO_PENDING)
+                        l->pending[e->pending] = nrefs[i];
+                if (!is_frozen(l, e->items))
+                        pool_release(l->pool, e->items);
+                if (!is_frozen(l, e))
+                        pool_release(l->pool, e);
+        }
+        table_release(l, l->refs, l->alloc_refs * sizeof(Ref *));
+        table_release(l, l->atoms, l->alloc_atoms * sizeof(Atom));
+        table_release(l, l->slots, l->n_slots * sizeof(uint32_t));
+        table_release(l, l->atom_slots, l->n_atom_slots * sizeof(uint32_t));
+        table_release(l, l->twins, l->n_twin_slots * sizeof(Ref *));
+        image_release(l);
+        l->refs = (Ref **) (base + at_refs);
+        l->alloc_refs = l->n_refs;
+        l->atoms = (Atom *) (base + at_atoms);
+        l->alloc_atoms = l->n_atoms;
+        l->slots = (uint32_t *) (base + at_slots);
+        l->atom_slots = (uint32_t *) (base + at_atom_slots);
+        l->twins = l->n_twin_slots ? (Ref **) (base + at_twins) : NULL;
+        l->frozen = base;
+        l->frozen_bytes = mapped;
+        l->seen = seen;
+        l->n_frozen = l->n_refs;
+        base = MAP_FAILED;
+        seen = NULL;
+out:
+        if (base != MAP_FAILED)
+                munmap(base, mapped);
+        if (w.buf != MAP_FAILED)
+                munmap(w.buf, w.size);
+        array_free(seen, l->n_refs * sizeof(uint32_t));
+        array_free(nrefs, l->n_refs * sizeof(Ref *));
+        array_free(ntwins, l->n_twin_slots * sizeof(Ref *));
+        if (fd >= 0)
+                close(fd);
 }
 
 /* Compaction is due once the log would outgrow the snapshot (so a load replays at most

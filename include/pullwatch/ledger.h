@@ -48,7 +48,13 @@
  * Memory: ~220 bytes per reference with one digest and three raised kinds at 1,000
  * references (digests are interned and a "sha256:"+64 lowercase hex digest is kept as
  * 32 bytes; kinds are interned; strings are allocated to their length); measured by
- * tests/bench/ledger_bench.sh.
+ * tests/bench/ledger_bench.sh. A ledger with a state directory moves its references
+ * and their history, after each load and each compaction, into a frozen image: an
+ * unlinked file in the state directory (O_TMPFILE) mapped MAP_PRIVATE, whose pages are
+ * clean and file-backed (not private dirty, reclaimable) until a change writes one (copy
+ * on write of that page, until the next compaction); a re-list's last_seen moves are
+ * kept beside it (4 bytes a reference). Without O_TMPFILE support or space in the state
+ * directory the references stay in anonymous memory, as before.
  *
  * Bounds: at most max_entries history entries (one per (namespace, reference, digest)).
  * When a ledger_record() goes over the cap, entries are pruned one at a time:
@@ -107,6 +113,8 @@ typedef struct LedgerStats {
         uint64_t pruned;                     /* since open */
         uint64_t log_records, log_bytes;     /* in the change log since the snapshot (0 without one) */
         uint64_t snapshot_bytes;             /* of the snapshot loaded or last written */
+        uint64_t image_references;           /* in the frozen image (see "Memory"), 0 without one */
+        uint64_t image_bytes;                /* its mapping's length */
 } LedgerStats;
 
 /* An empty in-memory ledger with no file behind it (ledger_save() returns -EINVAL).

@@ -10,6 +10,7 @@ dir=${1:-/var/tmp/pw-ledger-bench}
 bin=$(mktemp /tmp/ledger_bench.XXXXXX)
 trap 'rm -f "$bin"; rm -rf "$dir"' EXIT
 gcc -O2 -std=gnu11 -D_GNU_SOURCE -I"$src/include" -o "$bin" "$src/tests/bench/ledger_bench.c" "$src/agent/ledger.c" \
+	"$src/agent/pool.c" "$src/agent/sha256.c" "$src/core/utf8.c" \
 	"$src/core/fileio.c" "$src/core/timefmt.c" "$src/core/ref.c" "$src/core/finding.c" \
 	-ljansson -lsystemd -lz
 for n in 1000 10000; do
