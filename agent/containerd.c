@@ -1208,58 +1208,45 @@ typedef enum ResolveStage {
         STAGE_CONFIG,
 } ResolveStage;
 
-typedef struct Resolve {
+typedef struct Resolve Resolve;
+struct Resolve {
         ResolveStage stage;
         char ns[PW_NS_MAX];
         ctrd_resolve_cb_t cb;
         void *userdata;
         CtrdImageConfig cfg;
-} Resolve;
+        /* on the resolve worker (ctrd_image_resolve_async()): the queue's link, what the
+         * direct reads came to (1 done, 0 rs->stage's blob wants Content.Read, < 0 an
+         * error whose reason is err), how many blobs it read */
+        Resolve *next;
+        int result;
+        unsigned n_read;
+        char *err;
+};
+
+static void resolve_free(Resolve *rs) {
+        if (rs) {
+                free(rs->err);
+                free(rs);
+        }
+}
 
 static void resolve_finish(Ctrd *c, Resolve *rs, int error, const char *reason) {
         rs->cb(c, error, error < 0 ? reason : NULL, error < 0 ? NULL : &rs->cfg, rs->userdata);
-        free(rs);
+        resolve_free(rs);
 }
 
-static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata);
-
-static int resolve_read(Ctrd *c, Resolve *rs, ResolveStage stage, const char *digest) {
-        CtrdCall *call = NULL;
-        int r;
-
-        rs->stage = stage;
-        if (c->direct == DIRECT_UNKNOWN)
-                content_probe(c);
-        if (c->direct == DIRECT_ON) {
-                uint8_t buf[BLOB_READ_BUF];
-                _cleanup_free_ uint8_t *heap = NULL;
-                const uint8_t *data;
-                size_t len = 0;
-                if (blob_read(c->blobs_fd, digest, CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >= 0) {
-                        c->n_direct++;
-                        on_resolve_blob(c, 0, NULL, data, len, rs); /* may finish (and free) rs */
-                        return 0;
-                }
-                /* missing, unreadable, over-long or not matching its digest: containerd says */
-        }
-        c->n_api++;
-        r = content_read(c, rs->ns, digest, CTRD_BLOB_MAX, on_resolve_blob, rs, &call);
-        if (r >= 0)
-                call->free_userdata = free; /* ctrd_free() mid-chain must not leak rs */
-        return r;
+static const char *stage_digest(const Resolve *rs) {
+        return rs->stage == STAGE_TARGET ? rs->cfg.target_digest :
+               rs->stage == STAGE_MANIFEST ? rs->cfg.platform_digest : rs->cfg.config_digest;
 }
 
-static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata) {
-        Resolve *rs = userdata;
-        char err[GRPC_MESSAGE_MAX + 64] = "";
+/* One blob of the chain parsed (pure: the worker runs it too): 1 when the config was
+ * read; 0 and rs->stage the next blob's (stage_digest()); < 0 an error said in err
+ * (-EOPNOTSUPP: said whole, without the "resolving" prefix). */
+static int resolve_step(Resolve *rs, const uint8_t *data, size_t len, char *err, size_t errlen) {
         const char *json = (const char *) data;
         int r;
-
-        if (error < 0) {
-                resolve_finish(c, rs, error, reason);
-                return;
-        }
-
         switch (rs->stage) {
         case STAGE_TARGET: {
                 bool index = ctrd_media_type_is_index(rs->cfg.target_media_type);
@@ -1276,45 +1263,99 @@ static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_
                         (void) uname(&u);
                         arch = ctrd_goarch(u.machine, &variant);
                         if (!arch) {
-                                snprintf(err, sizeof(err), "no GOARCH known for machine %.64s", u.machine);
-                                resolve_finish(c, rs, -EOPNOTSUPP, err);
-                                return;
+                                snprintf(err, errlen, "no GOARCH known for machine %.64s", u.machine);
+                                return -EOPNOTSUPP;
                         }
-                        r = ctrd_parse_index(json, len, "linux", arch, variant, &rs->cfg, err, sizeof(err));
+                        r = ctrd_parse_index(json, len, "linux", arch, variant, &rs->cfg, err, errlen);
                         if (r < 0)
-                                break;
-                        r = resolve_read(c, rs, STAGE_MANIFEST, rs->cfg.platform_digest);
-                        if (r < 0)
-                                snprintf(err, sizeof(err), "cannot read manifest %s: %s", rs->cfg.platform_digest,
-                                         strerror(-r));
-                        break;
+                                return r;
+                        rs->stage = STAGE_MANIFEST;
+                        return 0;
                 }
                 (void) strcpy_bounded(rs->cfg.platform_digest, sizeof(rs->cfg.platform_digest), rs->cfg.target_digest);
         }
                 __attribute__((fallthrough));
         case STAGE_MANIFEST:
-                r = ctrd_parse_manifest(json, len, &rs->cfg, err, sizeof(err));
+                r = ctrd_parse_manifest(json, len, &rs->cfg, err, errlen);
                 if (r < 0)
-                        break;
-                r = resolve_read(c, rs, STAGE_CONFIG, rs->cfg.config_digest);
-                if (r < 0)
-                        snprintf(err, sizeof(err), "cannot read config %s: %s", rs->cfg.config_digest, strerror(-r));
-                break;
+                        return r;
+                rs->stage = STAGE_CONFIG;
+                return 0;
         case STAGE_CONFIG:
-                r = ctrd_parse_config(json, len, &rs->cfg, err, sizeof(err));
-                if (r >= 0) {
-                        resolve_finish(c, rs, 0, NULL);
-                        return;
-                }
-                break;
+                r = ctrd_parse_config(json, len, &rs->cfg, err, errlen);
+                return r < 0 ? r : 1;
         default:
-                r = -EINVAL;
+                return -EINVAL;
         }
+}
+
+/* An error of the chain, as the callback hears it. */
+static void resolve_fail(Ctrd *c, Resolve *rs, int r, const char *err) {
+        if (r == -EOPNOTSUPP && err[0]) {
+                resolve_finish(c, rs, r, err);
+                return;
+        }
+        char full[GRPC_MESSAGE_MAX + 160];
+        snprintf(full, sizeof(full), "resolving %s: %s", rs->cfg.target_digest, err[0] ? err : strerror(-r));
+        resolve_finish(c, rs, r, full);
+}
+
+static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata);
+
+/* rs->stage's blob through Content.Read. */
+static int resolve_read_api(Ctrd *c, Resolve *rs) {
+        CtrdCall *call = NULL;
+        c->n_api++;
+        int r = content_read(c, rs->ns, stage_digest(rs), CTRD_BLOB_MAX, on_resolve_blob, rs, &call);
+        if (r >= 0)
+                call->free_userdata = (void (*)(void *)) resolve_free; /* ctrd_free() mid-chain must not leak rs */
+        return r;
+}
+
+static int resolve_read(Ctrd *c, Resolve *rs) {
+        if (c->direct == DIRECT_UNKNOWN)
+                content_probe(c);
+        if (c->direct == DIRECT_ON) {
+                uint8_t buf[BLOB_READ_BUF];
+                _cleanup_free_ uint8_t *heap = NULL;
+                const uint8_t *data;
+                size_t len = 0;
+                if (blob_read(c->blobs_fd, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >= 0) {
+                        c->n_direct++;
+                        on_resolve_blob(c, 0, NULL, data, len, rs); /* may finish (and free) rs */
+                        return 0;
+                }
+                /* missing, unreadable, over-long or not matching its digest: containerd says */
+        }
+        return resolve_read_api(c, rs);
+}
+
+/* The next blob after a step: read, or the chain fails saying which blob. */
+static void resolve_next(Ctrd *c, Resolve *rs, bool api_only) {
+        char err[GRPC_MESSAGE_MAX + 64] = "";
+        int r = api_only ? resolve_read_api(c, rs) : resolve_read(c, rs);
         if (r < 0) {
-                char full[GRPC_MESSAGE_MAX + 160];
-                snprintf(full, sizeof(full), "resolving %s: %s", rs->cfg.target_digest, err[0] ? err : strerror(-r));
-                resolve_finish(c, rs, r, full);
+                snprintf(err, sizeof(err), "cannot read %s %s: %s", rs->stage == STAGE_MANIFEST ? "manifest" : "config",
+                         stage_digest(rs), strerror(-r));
+                resolve_fail(c, rs, r, err);
         }
+}
+
+static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata) {
+        Resolve *rs = userdata;
+        char err[GRPC_MESSAGE_MAX + 64] = "";
+
+        if (error < 0) {
+                resolve_finish(c, rs, error, reason);
+                return;
+        }
+        int r = resolve_step(rs, data, len, err, sizeof(err));
+        if (r > 0)
+                resolve_finish(c, rs, 0, NULL);
+        else if (r < 0)
+                resolve_fail(c, rs, r, err);
+        else
+                resolve_next(c, rs, false);
 }
 
 int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
@@ -1336,7 +1377,8 @@ int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const
                 return -ENAMETOOLONG;
         }
         (void) strcpy_bounded(rs->cfg.target_digest, sizeof(rs->cfg.target_digest), target_digest);
-        r = resolve_read(c, rs, STAGE_TARGET, target_digest);
+        rs->stage = STAGE_TARGET;
+        r = resolve_read(c, rs);
         if (r < 0)
                 free(rs);
         return r;
