@@ -113,6 +113,7 @@ Jobs *jobs_free(Jobs *q) {
 }
 
 void jobs_release_cache(Jobs *q) {
+        ctrd_resolve_worker_release(q->ctrd);
         if (q->resolve_cache)
                 munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
         q->resolve_cache = NULL;
@@ -270,7 +271,11 @@ static void job_resolve(Job *j) {
                         return;
                 }
         }
-        if (ctrd_image_resolve(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j) < 0)
+        /* a listing's look-ups on the worker (the loop judges meanwhile); an event's on the
+         * loop, at once: no thread hand-off in its latency */
+        int r = j->from_listing ? ctrd_image_resolve_async(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j) :
+                                  ctrd_image_resolve(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j);
+        if (r < 0)
                 job_finish(j, 0, NULL);
 }
 
