@@ -1242,6 +1242,10 @@ static void resolve_free(Resolve *rs) {
         }
 }
 
+static void resolve_free_void(void *rs) {
+        resolve_free(rs);
+}
+
 static void resolve_finish(Ctrd *c, Resolve *rs, int error, const char *reason) {
         rs->cb(c, error, error < 0 ? reason : NULL, error < 0 ? NULL : &rs->cfg, rs->userdata);
         resolve_free(rs);
@@ -1319,7 +1323,7 @@ static int resolve_read_api(Ctrd *c, Resolve *rs) {
         c->n_api++;
         int r = content_read(c, rs->ns, stage_digest(rs), CTRD_BLOB_MAX, on_resolve_blob, rs, &call);
         if (r >= 0)
-                call->free_userdata = (void (*)(void *)) resolve_free; /* ctrd_free() mid-chain must not leak rs */
+                call->free_userdata = resolve_free_void; /* ctrd_free() mid-chain must not leak rs */
         return r;
 }
 
