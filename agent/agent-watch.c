@@ -95,6 +95,7 @@ static void check_progress(Agent *a) {
                 a->listing_active = false;
                 judge_listing_done(&a->judge);
                 sinks_listing_done(a->sinks);
+                sinks_hold_journal(a->sinks, false);
                 facts_done(a);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
@@ -237,6 +238,7 @@ static void on_namespaces_listed(Ctrd *c, int error, const char *reason, const C
 static void reconcile(Agent *a, bool inventory) {
         a->listing_active = true;
         a->listing_skip_known = false;
+        sinks_hold_journal(a->sinks, true); /* its entries go to journald once it is judged */
         if (inventory && a->inventory && inventory_begin(a->inventory) < 0)
                 log_warning("cannot start an inventory: out of memory");
         if (ctrd_namespaces_list(a->ctrd, on_namespaces_listed, a) >= 0)

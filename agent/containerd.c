@@ -3,13 +3,18 @@
 #include "pullwatch/containerd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include "containerd_events.pb-c.h"
 #include "containers.pb-c.h"
@@ -401,6 +406,9 @@ typedef enum ContentDirect {
         DIRECT_OFF,
 } ContentDirect;
 
+typedef struct Resolve Resolve;
+typedef struct ResolveWorker ResolveWorker;
+
 struct Ctrd {
         sd_event *event;
         GrpcClient *grpc;
@@ -410,6 +418,7 @@ struct Ctrd {
         int blobs_fd;       /* DIRECT_ON: <content root>/blobs, else -1 */
         char *content_root; /* DIRECT_ON: the content plugin's root export */
         uint64_t n_direct, n_api;
+        ResolveWorker *worker; /* ctrd_image_resolve_async(): started at its first, or NULL */
 };
 
 struct CtrdCall {
@@ -485,6 +494,8 @@ static void call_free(CtrdCall *call) {
         free(call);
 }
 
+static void worker_stop(Ctrd *c, bool drop);
+
 Ctrd *ctrd_free(Ctrd *c) {
         if (!c)
                 return NULL;
@@ -496,6 +507,7 @@ Ctrd *ctrd_free(Ctrd *c) {
                         call->free_userdata(call->userdata);
                 call_free(call);
         }
+        worker_stop(c, true);
         sd_event_unref(c->event);
         if (c->blobs_fd >= 0)
                 close(c->blobs_fd);
@@ -1208,58 +1220,48 @@ typedef enum ResolveStage {
         STAGE_CONFIG,
 } ResolveStage;
 
-typedef struct Resolve {
+struct Resolve {
         ResolveStage stage;
         char ns[PW_NS_MAX];
         ctrd_resolve_cb_t cb;
         void *userdata;
         CtrdImageConfig cfg;
-} Resolve;
+        /* on the resolve worker (ctrd_image_resolve_async()): the queue's link, what the
+         * direct reads came to (1 done, 0 rs->stage's blob wants Content.Read, < 0 an
+         * error whose reason is err), how many blobs it read */
+        Resolve *next;
+        int result;
+        unsigned n_read;
+        char *err;
+};
+
+static void resolve_free(Resolve *rs) {
+        if (rs) {
+                free(rs->err);
+                free(rs);
+        }
+}
+
+static void resolve_free_void(void *rs) {
+        resolve_free(rs);
+}
 
 static void resolve_finish(Ctrd *c, Resolve *rs, int error, const char *reason) {
         rs->cb(c, error, error < 0 ? reason : NULL, error < 0 ? NULL : &rs->cfg, rs->userdata);
-        free(rs);
+        resolve_free(rs);
 }
 
-static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata);
-
-static int resolve_read(Ctrd *c, Resolve *rs, ResolveStage stage, const char *digest) {
-        CtrdCall *call = NULL;
-        int r;
-
-        rs->stage = stage;
-        if (c->direct == DIRECT_UNKNOWN)
-                content_probe(c);
-        if (c->direct == DIRECT_ON) {
-                uint8_t buf[BLOB_READ_BUF];
-                _cleanup_free_ uint8_t *heap = NULL;
-                const uint8_t *data;
-                size_t len = 0;
-                if (blob_read(c->blobs_fd, digest, CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >= 0) {
-                        c->n_direct++;
-                        on_resolve_blob(c, 0, NULL, data, len, rs); /* may finish (and free) rs */
-                        return 0;
-                }
-                /* missing, unreadable, over-long or not matching its digest: containerd says */
-        }
-        c->n_api++;
-        r = content_read(c, rs->ns, digest, CTRD_BLOB_MAX, on_resolve_blob, rs, &call);
-        if (r >= 0)
-                call->free_userdata = free; /* ctrd_free() mid-chain must not leak rs */
-        return r;
+static const char *stage_digest(const Resolve *rs) {
+        return rs->stage == STAGE_TARGET ? rs->cfg.target_digest :
+               rs->stage == STAGE_MANIFEST ? rs->cfg.platform_digest : rs->cfg.config_digest;
 }
 
-static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata) {
-        Resolve *rs = userdata;
-        char err[GRPC_MESSAGE_MAX + 64] = "";
+/* One blob of the chain parsed (pure: the worker runs it too): 1 when the config was
+ * read; 0 and rs->stage the next blob's (stage_digest()); < 0 an error said in err
+ * (-EOPNOTSUPP: said whole, without the "resolving" prefix). */
+static int resolve_step(Resolve *rs, const uint8_t *data, size_t len, char *err, size_t errlen) {
         const char *json = (const char *) data;
         int r;
-
-        if (error < 0) {
-                resolve_finish(c, rs, error, reason);
-                return;
-        }
-
         switch (rs->stage) {
         case STAGE_TARGET: {
                 bool index = ctrd_media_type_is_index(rs->cfg.target_media_type);
@@ -1276,45 +1278,297 @@ static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_
                         (void) uname(&u);
                         arch = ctrd_goarch(u.machine, &variant);
                         if (!arch) {
-                                snprintf(err, sizeof(err), "no GOARCH known for machine %.64s", u.machine);
-                                resolve_finish(c, rs, -EOPNOTSUPP, err);
-                                return;
+                                snprintf(err, errlen, "no GOARCH known for machine %.64s", u.machine);
+                                return -EOPNOTSUPP;
                         }
-                        r = ctrd_parse_index(json, len, "linux", arch, variant, &rs->cfg, err, sizeof(err));
+                        r = ctrd_parse_index(json, len, "linux", arch, variant, &rs->cfg, err, errlen);
                         if (r < 0)
-                                break;
-                        r = resolve_read(c, rs, STAGE_MANIFEST, rs->cfg.platform_digest);
-                        if (r < 0)
-                                snprintf(err, sizeof(err), "cannot read manifest %s: %s", rs->cfg.platform_digest,
-                                         strerror(-r));
-                        break;
+                                return r;
+                        rs->stage = STAGE_MANIFEST;
+                        return 0;
                 }
                 (void) strcpy_bounded(rs->cfg.platform_digest, sizeof(rs->cfg.platform_digest), rs->cfg.target_digest);
         }
                 __attribute__((fallthrough));
         case STAGE_MANIFEST:
-                r = ctrd_parse_manifest(json, len, &rs->cfg, err, sizeof(err));
+                r = ctrd_parse_manifest(json, len, &rs->cfg, err, errlen);
                 if (r < 0)
-                        break;
-                r = resolve_read(c, rs, STAGE_CONFIG, rs->cfg.config_digest);
-                if (r < 0)
-                        snprintf(err, sizeof(err), "cannot read config %s: %s", rs->cfg.config_digest, strerror(-r));
-                break;
+                        return r;
+                rs->stage = STAGE_CONFIG;
+                return 0;
         case STAGE_CONFIG:
-                r = ctrd_parse_config(json, len, &rs->cfg, err, sizeof(err));
-                if (r >= 0) {
-                        resolve_finish(c, rs, 0, NULL);
+                r = ctrd_parse_config(json, len, &rs->cfg, err, errlen);
+                return r < 0 ? r : 1;
+        default:
+                return -EINVAL;
+        }
+}
+
+/* An error of the chain, as the callback hears it. */
+static void resolve_fail(Ctrd *c, Resolve *rs, int r, const char *err) {
+        if (r == -EOPNOTSUPP && err[0]) {
+                resolve_finish(c, rs, r, err);
+                return;
+        }
+        char full[GRPC_MESSAGE_MAX + 160];
+        snprintf(full, sizeof(full), "resolving %s: %s", rs->cfg.target_digest, err[0] ? err : strerror(-r));
+        resolve_finish(c, rs, r, full);
+}
+
+static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata);
+
+/* rs->stage's blob through Content.Read. */
+static int resolve_read_api(Ctrd *c, Resolve *rs) {
+        CtrdCall *call = NULL;
+        c->n_api++;
+        int r = content_read(c, rs->ns, stage_digest(rs), CTRD_BLOB_MAX, on_resolve_blob, rs, &call);
+        if (r >= 0)
+                call->free_userdata = resolve_free_void; /* ctrd_free() mid-chain must not leak rs */
+        return r;
+}
+
+static int resolve_read(Ctrd *c, Resolve *rs) {
+        if (c->direct == DIRECT_UNKNOWN)
+                content_probe(c);
+        if (c->direct == DIRECT_ON) {
+                uint8_t buf[BLOB_READ_BUF];
+                _cleanup_free_ uint8_t *heap = NULL;
+                const uint8_t *data;
+                size_t len = 0;
+                if (blob_read(c->blobs_fd, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >= 0) {
+                        c->n_direct++;
+                        on_resolve_blob(c, 0, NULL, data, len, rs); /* may finish (and free) rs */
+                        return 0;
+                }
+                /* missing, unreadable, over-long or not matching its digest: containerd says */
+        }
+        return resolve_read_api(c, rs);
+}
+
+/* The next blob after a step: read, or the chain fails saying which blob. */
+static void resolve_next(Ctrd *c, Resolve *rs, bool api_only) {
+        char err[GRPC_MESSAGE_MAX + 64] = "";
+        int r = api_only ? resolve_read_api(c, rs) : resolve_read(c, rs);
+        if (r < 0) {
+                snprintf(err, sizeof(err), "cannot read %s %s: %s", rs->stage == STAGE_MANIFEST ? "manifest" : "config",
+                         stage_digest(rs), strerror(-r));
+                resolve_fail(c, rs, r, err);
+        }
+}
+
+static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_t *data, size_t len, void *userdata) {
+        Resolve *rs = userdata;
+        char err[GRPC_MESSAGE_MAX + 64] = "";
+
+        if (error < 0) {
+                resolve_finish(c, rs, error, reason);
+                return;
+        }
+        int r = resolve_step(rs, data, len, err, sizeof(err));
+        if (r > 0)
+                resolve_finish(c, rs, 0, NULL);
+        else if (r < 0)
+                resolve_fail(c, rs, r, err);
+        else
+                resolve_next(c, rs, false);
+}
+
+
+/* ---------------------------------------------------------------- resolve worker */
+
+/* A listing's chains of direct reads (open, read, SHA-256, JSON parse: most of a fresh
+ * reconcile's CPU) run on one thread of their own while the loop judges what came back:
+ * on a 2-core node the two overlap. The worker only reads blobs (its own stack buffer)
+ * and parses (jansson, reentrant); everything else — callbacks, Content.Read for a blob
+ * it could not read, the counters — stays on the loop, which hears of finished chains
+ * through an eventfd. Its stack is mapped here and unmapped when it stops (the end of a
+ * listing): an idle agent has no thread. */
+#define WORKER_STACK_SIZE (1U << 20) /* jansson's parser recurses up to 2048 levels */
+
+struct ResolveWorker {
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        Resolve *in, *in_tail;   /* to read, oldest first (lock) */
+        Resolve *out, *out_tail; /* read, for the loop (lock) */
+        bool stop;               /* (lock) */
+        size_t pending;          /* handed to the worker and not back yet (the loop's) */
+        int efd;
+        sd_event_source *source;
+        void *stack;
+        int blobs_fd; /* a duplicate of the Ctrd's */
+};
+
+static void queue_append(Resolve **head, Resolve **tail, Resolve *rs) {
+        rs->next = NULL;
+        if (*tail)
+                (*tail)->next = rs;
+        else
+                *head = rs;
+        *tail = rs;
+}
+
+/* On the worker: the chain's blobs read directly until done, an error, or a blob that
+ * wants Content.Read (rs->stage). */
+static void worker_resolve(int blobs_fd, Resolve *rs) {
+        char err[GRPC_MESSAGE_MAX + 64] = "";
+        for (;;) {
+                uint8_t buf[BLOB_READ_BUF];
+                _cleanup_free_ uint8_t *heap = NULL;
+                const uint8_t *data;
+                size_t len = 0;
+                if (blob_read(blobs_fd, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) < 0) {
+                        rs->result = 0;
                         return;
                 }
-                break;
-        default:
-                r = -EINVAL;
+                rs->n_read++;
+                int r = resolve_step(rs, data, len, err, sizeof(err));
+                if (r != 0) {
+                        rs->result = r;
+                        if (r < 0 && err[0])
+                                rs->err = strdup(err);
+                        return;
+                }
+        }
+}
+
+static void *worker_main(void *userdata) {
+        ResolveWorker *w = userdata;
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                while (!w->in && !w->stop)
+                        pthread_cond_wait(&w->wake, &w->lock);
+                if (!w->in)
+                        break;
+                Resolve *batch = w->in;
+                w->in = w->in_tail = NULL;
+                pthread_mutex_unlock(&w->lock);
+                while (batch) {
+                        Resolve *rs = batch;
+                        batch = rs->next;
+                        worker_resolve(w->blobs_fd, rs);
+                        pthread_mutex_lock(&w->lock);
+                        bool was_empty = !w->out;
+                        queue_append(&w->out, &w->out_tail, rs);
+                        pthread_mutex_unlock(&w->lock);
+                        if (was_empty) {
+                                uint64_t one = 1;
+                                (void) !write(w->efd, &one, sizeof one);
+                        }
+                }
+                pthread_mutex_lock(&w->lock);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+/* On the loop: finished chains, in the order the worker finished them. */
+static int on_worker_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Ctrd *c = userdata;
+        ResolveWorker *w = c->worker;
+        uint64_t n;
+        (void) !read(fd, &n, sizeof n);
+        pthread_mutex_lock(&w->lock);
+        Resolve *done = w->out;
+        w->out = w->out_tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        while (done) {
+                Resolve *rs = done;
+                done = rs->next;
+                w->pending--;
+                c->n_direct += rs->n_read;
+                if (rs->result > 0)
+                        resolve_finish(c, rs, 0, NULL);
+                else if (rs->result < 0)
+                        resolve_fail(c, rs, rs->result, rs->err ? rs->err : "");
+                else if (rs->stage == STAGE_TARGET) {
+                        int r = resolve_read_api(c, rs);
+                        if (r < 0)
+                                resolve_fail(c, rs, r, "");
+                } else
+                        resolve_next(c, rs, true);
+        }
+        return 0;
+}
+
+static int worker_start(Ctrd *c) {
+        ResolveWorker *w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        /* its own: ctrd_set_content_direct(false) closes the Ctrd's */
+        w->blobs_fd = fcntl(c->blobs_fd, F_DUPFD_CLOEXEC, 3);
+        w->efd = w->blobs_fd < 0 ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int r = w->efd < 0 ? -errno : 0;
+        if (r >= 0)
+                r = sd_event_add_io(c->event, &w->source, w->efd, EPOLLIN, on_worker_done, c);
+        if (r >= 0) {
+                (void) sd_event_source_set_description(w->source, "resolve-worker");
+                w->stack = mmap(NULL, WORKER_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                                -1, 0);
+                if (w->stack == MAP_FAILED) {
+                        w->stack = NULL;
+                        r = -ENOMEM;
+                }
+        }
+        if (r >= 0) {
+                pthread_attr_t attr;
+                pthread_mutex_init(&w->lock, NULL);
+                pthread_cond_init(&w->wake, NULL);
+                (void) pthread_attr_init(&attr);
+                (void) pthread_attr_setstack(&attr, w->stack, WORKER_STACK_SIZE);
+                /* jansson seeds its hash function at the first object: made here, not
+                 * raced for by two threads */
+                json_decref(json_object());
+                r = -pthread_create(&w->thread, &attr, worker_main, w);
+                (void) pthread_attr_destroy(&attr);
+                if (r < 0) {
+                        pthread_cond_destroy(&w->wake);
+                        pthread_mutex_destroy(&w->lock);
+                }
         }
         if (r < 0) {
-                char full[GRPC_MESSAGE_MAX + 160];
-                snprintf(full, sizeof(full), "resolving %s: %s", rs->cfg.target_digest, err[0] ? err : strerror(-r));
-                resolve_finish(c, rs, r, full);
+                sd_event_source_disable_unref(w->source);
+                if (w->efd >= 0)
+                        close(w->efd);
+                if (w->blobs_fd >= 0)
+                        close(w->blobs_fd);
+                if (w->stack)
+                        munmap(w->stack, WORKER_STACK_SIZE);
+                free(w);
+                return r;
         }
+        c->worker = w;
+        return 0;
+}
+
+/* drop: chains not handed back yet are freed without their callbacks (ctrd_free());
+ * else the worker is stopped only when none is pending. */
+static void worker_stop(Ctrd *c, bool drop) {
+        ResolveWorker *w = c->worker;
+        if (!w || (!drop && w->pending > 0))
+                return;
+        pthread_mutex_lock(&w->lock);
+        w->stop = true;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        (void) pthread_join(w->thread, NULL);
+        for (Resolve *rs = w->out, *next; rs; rs = next) {
+                next = rs->next;
+                resolve_free(rs);
+        }
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        sd_event_source_disable_unref(w->source);
+        close(w->efd);
+        close(w->blobs_fd);
+        munmap(w->stack, WORKER_STACK_SIZE);
+        free(w);
+        c->worker = NULL;
+}
+
+void ctrd_resolve_worker_release(Ctrd *c) {
+        if (c)
+                worker_stop(c, false);
 }
 
 int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
@@ -1336,8 +1590,39 @@ int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const
                 return -ENAMETOOLONG;
         }
         (void) strcpy_bounded(rs->cfg.target_digest, sizeof(rs->cfg.target_digest), target_digest);
-        r = resolve_read(c, rs, STAGE_TARGET, target_digest);
+        rs->stage = STAGE_TARGET;
+        r = resolve_read(c, rs);
         if (r < 0)
                 free(rs);
         return r;
+}
+
+int ctrd_image_resolve_async(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
+                             ctrd_resolve_cb_t cb, void *userdata) {
+        if (!c || c->direct != DIRECT_ON || (!c->worker && worker_start(c) < 0))
+                return ctrd_image_resolve(c, ns, target_digest, target_media_type, cb, userdata);
+        if (!cb || isempty(ns) || !ctrd_digest_valid(target_digest))
+                return -EINVAL;
+        Resolve *rs = calloc(1, sizeof(*rs));
+        if (!rs)
+                return -ENOMEM;
+        rs->cb = cb;
+        rs->userdata = userdata;
+        if (strcpy_bounded(rs->ns, sizeof(rs->ns), ns) < 0 ||
+            strcpy_bounded(rs->cfg.target_media_type, sizeof(rs->cfg.target_media_type),
+                           str_or_empty(target_media_type)) < 0) {
+                free(rs);
+                return -ENAMETOOLONG;
+        }
+        (void) strcpy_bounded(rs->cfg.target_digest, sizeof(rs->cfg.target_digest), target_digest);
+        rs->stage = STAGE_TARGET;
+        ResolveWorker *w = c->worker;
+        w->pending++;
+        pthread_mutex_lock(&w->lock);
+        bool was_empty = !w->in;
+        queue_append(&w->in, &w->in_tail, rs);
+        if (was_empty)
+                pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
 }

@@ -16,6 +16,7 @@ typedef enum JobState { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobState;
  * pages); a malloc()ed block reused pages the listing had already dirtied (42 pages
  * resident for one entry in use). */
 typedef struct ResolveEntry {
+        uint64_t key;               /* digest_key(digest): most misses end here, not in strcmp() */
         char digest[PW_DIGEST_MAX]; /* target */
         FactsEntry facts;           /* what resolving it found, as the facts file keeps it */
 } ResolveEntry;
@@ -113,6 +114,7 @@ Jobs *jobs_free(Jobs *q) {
 }
 
 void jobs_release_cache(Jobs *q) {
+        ctrd_resolve_worker_release(q->ctrd);
         if (q->resolve_cache)
                 munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
         q->resolve_cache = NULL;
@@ -203,9 +205,22 @@ static void job_finish(Job *j, int error, const char *reason) {
 
 /* ---- image config, cached by digest */
 
+/* Eight bytes of the digest past its algorithm (hex: distinct from the first for
+ * distinct digests, as good as a hash), for a listing of thousands looked up against 256
+ * entries each. */
+static uint64_t digest_key(const char *digest) {
+        const char *colon = digest ? strchr(digest, ':') : NULL;
+        const char *p = colon ? colon + 1 : digest ? digest : "";
+        uint64_t k = 0;
+        size_t n = strnlen(p, sizeof k);
+        memcpy(&k, p, n);
+        return k;
+}
+
 static ResolveEntry *resolve_lookup(Jobs *q, const char *digest) {
+        uint64_t key = digest_key(digest);
         for (size_t i = 0; i < q->n_resolve; i++)
-                if (streq_ptr(q->resolve_cache[i].digest, digest))
+                if (q->resolve_cache[i].key == key && streq_ptr(q->resolve_cache[i].digest, digest))
                         return &q->resolve_cache[i];
         return NULL;
 }
@@ -222,6 +237,7 @@ static const ResolveEntry *resolve_store(Jobs *q, const char *digest, const Fact
                 q->n_resolve++;
         q->resolve_next = (q->resolve_next + 1) % JOBS_RESOLVE_CACHE_MAX;
         strcpy_bounded(e->digest, sizeof e->digest, digest);
+        e->key = digest_key(e->digest);
         e->facts = *facts;
         return e;
 }
@@ -270,7 +286,11 @@ static void job_resolve(Job *j) {
                         return;
                 }
         }
-        if (ctrd_image_resolve(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j) < 0)
+        /* a listing's look-ups on the worker (the loop judges meanwhile); an event's on the
+         * loop, at once: no thread hand-off in its latency */
+        int r = j->from_listing ? ctrd_image_resolve_async(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j) :
+                                  ctrd_image_resolve(j->queue->ctrd, j->ns, j->digest, j->media_type, on_resolved, j);
+        if (r < 0)
                 job_finish(j, 0, NULL);
 }
 

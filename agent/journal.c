@@ -47,6 +47,7 @@ struct Journal {
         void *userdata;
         Chunk *first, *last;
         size_t backlog_bytes, backlog_entries;
+        bool held; /* journal_hold(): every entry joins the backlog, none is sent */
         JournalStats stats;
 };
 
@@ -308,6 +309,10 @@ static int on_writable(sd_event_source *s, int fd, uint32_t revents, void *userd
         (void) s;
         (void) fd;
         (void) revents;
+        if (j->held) { /* journal_hold(false) starts it again */
+                (void) io_watch(j, false);
+                return 0;
+        }
         /* still full: wait for the next EPOLLOUT (on a new socket if it reconnected) */
         if (backlog_drain(j, false, 0, 0) != -EAGAIN)
                 (void) io_watch(j, false);
@@ -375,7 +380,7 @@ int journal_sendv(Journal *j, const struct iovec *iov, size_t n) {
          * full, and the backlog is sent as journald makes room. Over JOURNAL_BACKLOG_MAX the
          * agent waits for journald, as it did for every entry before: never dropped. */
         int r;
-        if (j->backlog_entries == 0) {
+        if (j->backlog_entries == 0 && !j->held) {
                 r = send_reconnecting(j, w, k, MSG_DONTWAIT);
                 if (r != -EAGAIN)
                         return r;
@@ -390,10 +395,23 @@ int journal_sendv(Journal *j, const struct iovec *iov, size_t n) {
                 (void) backlog_drain(j, true, -1, 0);
                 return send_reconnecting(j, w, k, 0);
         }
+        if (j->held)
+                return 0; /* sent once released */
         r = io_watch(j, true);
         if (r < 0) /* no loop to send it later: now */
                 return backlog_drain(j, true, -1, 0);
         return 0;
+}
+
+void journal_hold(Journal *j, bool hold) {
+        if (!j || !j->event || j->held == hold)
+                return;
+        j->held = hold;
+        if (hold || j->backlog_entries == 0)
+                return;
+        /* what journald's socket takes now, the rest as it reads (connects if need be) */
+        if (backlog_drain(j, false, 0, 0) == -EAGAIN && io_watch(j, true) < 0)
+                (void) backlog_drain(j, true, -1, 0);
 }
 
 int journal_send_finding(Journal *j, const Finding *f) {

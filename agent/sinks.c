@@ -347,6 +347,11 @@ void sinks_listing_done(Sinks *s) {
         spool_forget_pending_at_open(s->spool);
 }
 
+void sinks_hold_journal(Sinks *s, bool hold) {
+        if (s && s->journal)
+                journal_hold(s->journal, hold);
+}
+
 void sinks_kick(Sinks *s) {
         if (s->shipper)
                 (void) ship_kick(s->shipper);

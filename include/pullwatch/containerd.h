@@ -218,6 +218,16 @@ int ctrd_content_read(Ctrd *c, const char *ns, const char *digest, size_t max_by
  * directly). */
 int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
                        ctrd_resolve_cb_t cb, void *userdata);
+/* The same; with direct reads on it never calls back before it returns: the chain's reads
+ * and parsing run on a worker thread (started at the first such call) and the callback
+ * comes from the loop; a blob the worker cannot read goes through Content.Read as above.
+ * Without direct reads (off, or not known yet) it is ctrd_image_resolve(). For a
+ * listing's thousands of look-ups: the loop judges while the worker reads. */
+int ctrd_image_resolve_async(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
+                             ctrd_resolve_cb_t cb, void *userdata);
+/* Stop the worker when no chain is on it (at a listing's end: an idle agent keeps no
+ * thread); the next ctrd_image_resolve_async() starts it again. */
+void ctrd_resolve_worker_release(Ctrd *c);
 
 /* Direct content reads. containerd's local content store keeps a blob at
  * <root>/blobs/sha256/<hex> (the layout of content/local since 1.0; root is the content

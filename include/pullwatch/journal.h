@@ -43,6 +43,14 @@ Journal *journal_free(Journal *j); /* accepts NULL; returns NULL; entries still 
 typedef void (*journal_lost_t)(int error, uint64_t n, void *userdata);
 int journal_attach_event(Journal *j, sd_event *e, journal_lost_t on_lost, void *userdata);
 
+/* With a loop attached: hold (true) makes every entry join the backlog, none sent to
+ * journald, until released (false), which sends what the socket takes at once and the
+ * rest as journald reads (the idle-priority source). A listing of 10,000 images holds
+ * it: its 10,000 entries were 10,000 sendmsg() to a journald woken for each, both on the
+ * listing's critical path on a 2-core node. The backlog's bound still applies (over
+ * JOURNAL_BACKLOG_MAX the agent waits for journald, held or not); journal_flush() sends
+ * a held backlog too. No-op without a loop. */
+void journal_hold(Journal *j, bool hold);
 /* Send the backlog, waiting for journald up to timeout_msec (< 0: without end): at exit.
  * 0 when all was sent; -ETIME (or the error) when not, the rest dropped and counted as
  * lost (*ret_unsent, may be NULL, gets how many). */

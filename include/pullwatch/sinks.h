@@ -37,6 +37,9 @@ void sinks_inventory_done(Sinks *s, bool complete);
 /* The first listing after start is judged: crash replays are over, the spool forgets the
  * ids that were pending at open (see spool_pending_at_open()). */
 void sinks_listing_done(Sinks *s);
+/* While a listing is judged its journald entries wait (journal_hold()), sent once it is
+ * over: sinks_hold_journal(s, true) when it starts, false when it is judged. */
+void sinks_hold_journal(Sinks *s, bool hold);
 /* After a burst of records: let the shipper know. */
 void sinks_kick(Sinks *s);
 bool sinks_has_endpoint(const Sinks *s);

@@ -825,7 +825,56 @@ static void test_live_resolve_direct(void **state) {
         ctrd_get_content_stats(live.ctrd, &direct, &api);
         assert_int_equal(direct - direct1, 2); /* index and manifest */
         assert_int_equal(api - api0, 1);       /* the config */
+
+        /* on the worker (a listing's look-ups): never called back before it returns, then
+         * from the loop with what the synchronous chain found, every blob read directly */
+        uint64_t direct2 = direct, api2 = api;
+        live.cfg = (CtrdImageConfig){};
+        resolve_sync_calls = 0;
+        assert_int_equal(ctrd_image_resolve_async(live.ctrd, "test", live.image.target_digest,
+                                                  live.image.target_media_type, on_resolved_sync, NULL),
+                         0);
+        assert_int_equal(resolve_sync_calls, 0);
+        live.pending = 1;
+        live_run();
+        assert_int_equal(resolve_sync_calls, 1);
+        assert_int_equal(live.resolve_error, 0);
+        assert_true(cfg_equal(&live.cfg, &via_api));
+        ctrd_get_content_stats(live.ctrd, &direct, &api);
+        assert_int_equal(direct - direct2, 3);
+        assert_int_equal(api, api2);
+
+        /* its config blob gone: the worker hands it to the loop, which asks containerd */
+        assert_int_equal(rename(blob, aside), 0);
+        assert_int_equal(ctrd_image_resolve_async(live.ctrd, "test", live.image.target_digest,
+                                                  live.image.target_media_type, on_resolved, NULL),
+                         0);
+        live.pending = 1;
+        live_run();
+        assert_int_equal(rename(aside, blob), 0);
+        assert_int_equal(live.resolve_error, -ENOENT);
+        uint64_t direct3 = direct;
+        ctrd_get_content_stats(live.ctrd, &direct, &api);
+        assert_int_equal(direct - direct3, 2);
+        assert_int_equal(api - api2, 1);
+
+        /* a bad target: the same error, from the loop */
+        live.pending = 1;
+        assert_int_equal(ctrd_image_resolve_async(live.ctrd, "test", via_api.config_digest, CTRD_MT_OCI_INDEX,
+                                                  on_resolved, NULL),
+                         0);
+        live_run();
+        assert_int_equal(live.resolve_error, -EBADMSG);
+
+        /* released (the listing's end) and started again; freed with a chain on it: no
+         * callback, nothing leaked (ASan) */
+        ctrd_resolve_worker_release(live.ctrd);
+        resolve_sync_calls = 0;
+        assert_int_equal(ctrd_image_resolve_async(live.ctrd, "test", live.image.target_digest,
+                                                  live.image.target_media_type, on_resolved_sync, NULL),
+                         0);
         live_end();
+        assert_int_equal(resolve_sync_calls, 0);
 }
 
 int main(void) {

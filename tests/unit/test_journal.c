@@ -545,6 +545,58 @@ static void test_backlog_lost_is_told(void **state) {
         rmdir(d.path);
 }
 
+/* A held journal (a listing being judged) sends nothing, not even what the socket has room
+ * for, and runs no loop source for it; released, it sends everything in order. */
+static void test_hold_sends_after_release(void **state) {
+        Dir d;
+        dir_make(&d);
+        int s = listen_at(d.sock);
+        sd_event *e = NULL;
+        assert_int_equal(sd_event_new(&e), 0);
+        Journal *j = NULL;
+        assert_int_equal(journal_new(&j, d.sock, 0), 0);
+        journal_hold(j, true); /* no loop yet: a no-op, sent at once */
+        unsigned next = 0;
+        send_numbered(j, 0);
+        assert_int_equal(recv_numbered(s, &next), 1);
+        assert_int_equal(journal_attach_event(j, e, NULL, NULL), 0);
+
+        journal_hold(j, true);
+        for (unsigned i = 1; i <= 5; i++)
+                send_numbered(j, i);
+        JournalStats st;
+        journal_get_stats(j, &st);
+        assert_int_equal(st.backlog_entries, 5);
+        assert_int_equal(recv_numbered(s, &next), 0); /* journald's socket had room: still nothing */
+        assert_true(sd_event_run(e, 0) >= 0);
+        assert_int_equal(recv_numbered(s, &next), 0);
+
+        journal_hold(j, false);
+        for (unsigned i = 6; i < BURST; i++)
+                send_numbered(j, i); /* behind the released backlog, in order */
+        uint64_t deadline = now_usec_monotonic() + 10 * 1000000ULL;
+        while (next < BURST && now_usec_monotonic() < deadline) {
+                while (recv_numbered(s, &next))
+                        ;
+                assert_true(sd_event_run(e, 100 * 1000) >= 0);
+        }
+        assert_int_equal(next, BURST);
+        journal_get_stats(j, &st);
+        assert_int_equal(st.backlog_entries, 0);
+        assert_int_equal(st.lost, 0);
+
+        /* held at exit: the flush sends it */
+        journal_hold(j, true);
+        send_numbered(j, next);
+        assert_int_equal(journal_flush(j, 10000, NULL), 0);
+        assert_int_equal(recv_numbered(s, &next), 1);
+
+        journal_free(j);
+        sd_event_unref(e);
+        close(s);
+        dir_remove(&d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_missing_socket_is_an_error),
@@ -555,6 +607,7 @@ int main(void) {
                 cmocka_unit_test(test_backlog_never_waits_never_drops),
                 cmocka_unit_test(test_backlog_flushed_at_exit),
                 cmocka_unit_test(test_backlog_lost_is_told),
+                cmocka_unit_test(test_hold_sends_after_release),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
