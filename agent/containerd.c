@@ -1571,36 +1571,9 @@ void ctrd_resolve_worker_release(Ctrd *c) {
                 worker_stop(c, false);
 }
 
-int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
-                       ctrd_resolve_cb_t cb, void *userdata) {
-        Resolve *rs;
-        int r;
-
-        if (!c || !cb || isempty(ns) || !ctrd_digest_valid(target_digest))
-                return -EINVAL;
-        rs = calloc(1, sizeof(*rs));
-        if (!rs)
-                return -ENOMEM;
-        rs->cb = cb;
-        rs->userdata = userdata;
-        if (strcpy_bounded(rs->ns, sizeof(rs->ns), ns) < 0 ||
-            strcpy_bounded(rs->cfg.target_media_type, sizeof(rs->cfg.target_media_type),
-                           str_or_empty(target_media_type)) < 0) {
-                free(rs);
-                return -ENAMETOOLONG;
-        }
-        (void) strcpy_bounded(rs->cfg.target_digest, sizeof(rs->cfg.target_digest), target_digest);
-        rs->stage = STAGE_TARGET;
-        r = resolve_read(c, rs);
-        if (r < 0)
-                free(rs);
-        return r;
-}
-
-int ctrd_image_resolve_async(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
-                             ctrd_resolve_cb_t cb, void *userdata) {
-        if (!c || c->direct != DIRECT_ON || (!c->worker && worker_start(c) < 0))
-                return ctrd_image_resolve(c, ns, target_digest, target_media_type, cb, userdata);
+/* A chain at its first blob (STAGE_TARGET); *ret owned by the caller (resolve_free()). */
+static int resolve_new(const char *ns, const char *target_digest, const char *target_media_type,
+                       ctrd_resolve_cb_t cb, void *userdata, Resolve **ret) {
         if (!cb || isempty(ns) || !ctrd_digest_valid(target_digest))
                 return -EINVAL;
         Resolve *rs = calloc(1, sizeof(*rs));
@@ -1611,11 +1584,37 @@ int ctrd_image_resolve_async(Ctrd *c, const char *ns, const char *target_digest,
         if (strcpy_bounded(rs->ns, sizeof(rs->ns), ns) < 0 ||
             strcpy_bounded(rs->cfg.target_media_type, sizeof(rs->cfg.target_media_type),
                            str_or_empty(target_media_type)) < 0) {
-                free(rs);
+                resolve_free(rs);
                 return -ENAMETOOLONG;
         }
         (void) strcpy_bounded(rs->cfg.target_digest, sizeof(rs->cfg.target_digest), target_digest);
         rs->stage = STAGE_TARGET;
+        *ret = rs;
+        return 0;
+}
+
+int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
+                       ctrd_resolve_cb_t cb, void *userdata) {
+        Resolve *rs = NULL;
+        if (!c)
+                return -EINVAL;
+        int r = resolve_new(ns, target_digest, target_media_type, cb, userdata, &rs);
+        if (r < 0)
+                return r;
+        r = resolve_read(c, rs);
+        if (r < 0)
+                resolve_free(rs);
+        return r;
+}
+
+int ctrd_image_resolve_async(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
+                             ctrd_resolve_cb_t cb, void *userdata) {
+        if (!c || c->direct != DIRECT_ON || (!c->worker && worker_start(c) < 0))
+                return ctrd_image_resolve(c, ns, target_digest, target_media_type, cb, userdata);
+        Resolve *rs = NULL;
+        int r = resolve_new(ns, target_digest, target_media_type, cb, userdata, &rs);
+        if (r < 0)
+                return r;
         ResolveWorker *w = c->worker;
         w->pending++;
         pthread_mutex_lock(&w->lock);
