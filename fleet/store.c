@@ -241,8 +241,9 @@ typedef enum StmtId {
         " node_images.k8s_namespaces ELSE '' END, updated_usec = excluded.updated_usec, " \
         FLAGS_FROM("CASE WHEN node_images.digest = excluded.digest THEN node_images.findings_mask" \
         " ELSE 0 END") ", digest = excluded.digest"
-/* PostgreSQL: the inventory at $3 is the node's latest ($1, $2: cluster, node) */
-#define WORKLOAD_LATEST \
+/* PostgreSQL: the inventory at $3 is the node's latest ($1, $2: cluster, node): every
+ * statement of a complete inventory writes only then */
+#define INVENTORY_LATEST_PG \
         "NOT EXISTS (SELECT 1 FROM nodes n WHERE n.cluster = $1::text AND n.node = $2::text AND" \
         " n.last_inventory_usec > $3::bigint)"
 /* PostgreSQL: a pull not older than the row's time (by_inventory: the node's last inventory's) */
@@ -380,9 +381,8 @@ static const struct {
                                      " $10::text[], $11::int[], $12::int[], $13::int[], $14::int[], $15::text[],"
                                      " $16::text[], $17::text[], $18::int[]) WITH ORDINALITY AS u(ns, ref, name, tag,"
                                      " digest, mt, rev, pinned, latest, verified, compliant, findings, pods, k8sns,"
-                                     " mask, ord) ORDER BY u.ns, u.ref, u.ord DESC) AS d WHERE NOT EXISTS (SELECT 1"
-                                     " FROM nodes n WHERE n.cluster = $1::text AND n.node = $2::text AND"
-                                     " n.last_inventory_usec > $3::bigint) AND NOT EXISTS (SELECT 1 FROM node_images"
+                                     " mask, ord) ORDER BY u.ns, u.ref, u.ord DESC) AS d WHERE " INVENTORY_LATEST_PG
+                                     " AND NOT EXISTS (SELECT 1 FROM node_images"
                                      " x WHERE x.cluster = $1::text AND x.node = $2::text AND x.namespace = d.ns AND"
                                      " x.ref = d.ref AND x.by_inventory = 1 AND x.name = d.name AND x.tag = d.tag AND"
                                      " x.digest = d.digest AND x.media_type = d.mt AND x.revision = d.rev AND"
@@ -404,9 +404,8 @@ static const struct {
          * nested loop, rows × names string comparisons: 5 ms a node). The row's own time
          * first (never later than what readers see): the rows just written pass on it. */
         [S_INVENTORY_DELETE_MANY] = {"DELETE FROM node_images i WHERE i.cluster = $1::text AND i.node = $2::text AND"
-                                     " i.updated_usec < $3::bigint AND " STORE_IMAGE_UPDATED_SQL("i") " < $3::bigint AND NOT EXISTS (SELECT 1 FROM nodes n"
-                                     " WHERE n.cluster = $1::text AND n.node = $2::text AND n.last_inventory_usec >"
-                                     " $3::bigint) AND (i.namespace, i.ref) NOT IN (SELECT * FROM unnest($4::text[],"
+                                     " i.updated_usec < $3::bigint AND " STORE_IMAGE_UPDATED_SQL("i") " < $3::bigint AND " INVENTORY_LATEST_PG
+                                     " AND (i.namespace, i.ref) NOT IN (SELECT * FROM unnest($4::text[],"
                                      " $5::text[]))",
                                      5},
         /* PostgreSQL: S_WORKLOAD_UPSERT for many pods at one time $3, each key once
@@ -419,15 +418,15 @@ static const struct {
         [S_WORKLOAD_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name, ref,"
                              " digest, revision, first_seen_usec, last_seen_usec, by_inventory) SELECT $1::text,"
                              " $2::text, u.k, u.p, u.c, u.name, u.ref, u.d, u.rev, $3::bigint, $3::bigint, CASE WHEN"
-                             " " WORKLOAD_LATEST " THEN 1 ELSE 0 END FROM unnest($4::text[], $5::text[], $6::text[],"
+                             " " INVENTORY_LATEST_PG " THEN 1 ELSE 0 END FROM unnest($4::text[], $5::text[], $6::text[],"
                              " $7::text[], $8::text[], $9::text[], $10::text[]) AS u(k, p, c, name, ref, d, rev) WHERE"
                              " CASE WHEN u.rev = '' THEN (u.k, u.p, u.c, u.d) NOT IN (SELECT x.k8s_namespace, x.pod,"
                              " x.container, x.digest FROM workload_history x WHERE x.cluster = $1::text AND x.node ="
                              " $2::text AND x.by_inventory = 1 AND x.first_seen_usec <= $3::bigint AND "
-                             WORKLOAD_LATEST ") ELSE (u.k, u.p, u.c, u.d, u.rev) NOT IN (SELECT x.k8s_namespace,"
+                             INVENTORY_LATEST_PG ") ELSE (u.k, u.p, u.c, u.d, u.rev) NOT IN (SELECT x.k8s_namespace,"
                              " x.pod, x.container, x.digest, x.revision FROM workload_history x WHERE x.cluster ="
                              " $1::text AND x.node = $2::text AND x.by_inventory = 1 AND x.first_seen_usec <="
-                             " $3::bigint AND " WORKLOAD_LATEST ") END ON CONFLICT (cluster, node,"
+                             " $3::bigint AND " INVENTORY_LATEST_PG ") END ON CONFLICT (cluster, node,"
                              " k8s_namespace, pod, container, digest) DO UPDATE SET last_seen_usec = CASE WHEN"
                              " excluded.last_seen_usec > workload_history.last_seen_usec THEN"
                              " excluded.last_seen_usec ELSE workload_history.last_seen_usec END, first_seen_usec ="
@@ -443,7 +442,7 @@ static const struct {
          * A node's first inventory has none (its rows just written are skipped unread). */
         [S_WORKLOAD_UNNAMED] = {"UPDATE workload_history w SET last_seen_usec = " STORE_WORKLOAD_LAST_SEEN_SQL("w")
                                 ", by_inventory = 0 WHERE w.cluster = $1::text AND w.node = $2::text AND"
-                                " w.by_inventory = 1 AND " WORKLOAD_LATEST " AND EXISTS (SELECT 1 FROM nodes n"
+                                " w.by_inventory = 1 AND " INVENTORY_LATEST_PG " AND EXISTS (SELECT 1 FROM nodes n"
                                 " WHERE n.cluster = $1::text AND n.node = $2::text AND n.last_inventory_usec > 0)"
                                 " AND (w.k8s_namespace, w.pod,"
                                 " w.container, w.digest) NOT IN (SELECT * FROM unnest($4::text[], $5::text[],"
