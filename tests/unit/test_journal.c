@@ -406,6 +406,18 @@ static int recv_numbered(int s, unsigned *next) {
         return 1;
 }
 
+/* journald reads until entry `until` came, in order (the loop sends the backlog as
+ * room appears), within 10 s. */
+static void recv_numbered_until(int s, sd_event *e, unsigned *next, unsigned until) {
+        uint64_t deadline = now_usec_monotonic() + 10 * 1000000ULL;
+        while (*next < until && now_usec_monotonic() < deadline) {
+                while (recv_numbered(s, next))
+                        ;
+                assert_true(sd_event_run(e, 100 * 1000) >= 0);
+        }
+        assert_int_equal(*next, until);
+}
+
 #define BURST 500U
 
 /* journald reads slower than a burst is made: the entries its socket cannot take wait, the
@@ -432,13 +444,7 @@ static void test_backlog_never_waits_never_drops(void **state) {
 
         /* journald reads; the loop sends the rest as room appears */
         unsigned next = 0;
-        uint64_t deadline = now_usec_monotonic() + 10 * 1000000ULL;
-        while (next < BURST && now_usec_monotonic() < deadline) {
-                while (recv_numbered(s, &next))
-                        ;
-                assert_true(sd_event_run(e, 100 * 1000) >= 0);
-        }
-        assert_int_equal(next, BURST);
+        recv_numbered_until(s, e, &next, BURST);
         journal_get_stats(j, &st);
         assert_int_equal(st.backlog_entries, 0);
         assert_int_equal(st.backlog_bytes, 0);
@@ -574,13 +580,7 @@ static void test_hold_sends_after_release(void **state) {
         journal_hold(j, false);
         for (unsigned i = 6; i < BURST; i++)
                 send_numbered(j, i); /* behind the released backlog, in order */
-        uint64_t deadline = now_usec_monotonic() + 10 * 1000000ULL;
-        while (next < BURST && now_usec_monotonic() < deadline) {
-                while (recv_numbered(s, &next))
-                        ;
-                assert_true(sd_event_run(e, 100 * 1000) >= 0);
-        }
-        assert_int_equal(next, BURST);
+        recv_numbered_until(s, e, &next, BURST);
         journal_get_stats(j, &st);
         assert_int_equal(st.backlog_entries, 0);
         assert_int_equal(st.lost, 0);
