@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "namespaces.pb-c.h"
 #include "version.pb-c.h"
 #include "pullwatch/grpc.h"
+#include "pullwatch/jscan.h"
 #include "pullwatch/sha256.h"
 #include "pullwatch/util.h"
 
@@ -244,21 +244,6 @@ bool ctrd_media_type_is_index(const char *mt) {
 
 #define fail(err, errlen, ...) errbuf_fail(err, errlen, -EBADMSG, __VA_ARGS__)
 
-static json_t *json_load(const char *s, size_t len, const char *what, char *err, size_t errlen) {
-        json_error_t je;
-        json_t *j = json_loadb(s, len, JSON_REJECT_DUPLICATES, &je);
-        if (!j) {
-                fail(err, errlen, "%s is not valid JSON: %s (line %d)", what, je.text, je.line);
-                return NULL;
-        }
-        if (!json_is_object(j)) {
-                json_decref(j);
-                fail(err, errlen, "%s is not a JSON object", what);
-                return NULL;
-        }
-        return j;
-}
-
 /* OCI digest grammar: algorithm [a-z0-9+._-]+ ":" encoded [a-zA-Z0-9=_-]+, bounded.
  * Keeps what we log and send back to containerd tame. */
 bool ctrd_digest_valid(const char *d) {
@@ -275,108 +260,139 @@ bool ctrd_digest_valid(const char *d) {
         return true;
 }
 
+/* The document, checked whole (jscan), and its top-level object. */
+static int doc_load(const char *s, size_t len, const char *what, JscanValue *ret, char *err, size_t errlen) {
+        char why[96];
+        if (jscan_document(s, len, ret, why, sizeof why) < 0)
+                return fail(err, errlen, "%s is not valid JSON: %s", what, why);
+        if (ret->type != JSCAN_OBJECT)
+                return fail(err, errlen, "%s is not a JSON object", what);
+        return 0;
+}
+
+/* obj's member key, refused when the key is there twice (see jscan.h). */
+static int doc_member(const JscanValue *obj, const char *key, JscanValue *ret, const char *what, char *err,
+                      size_t errlen) {
+        if (jscan_member(obj, key, ret) < 0)
+                return fail(err, errlen, "%s has the key \"%s\" twice in one object", what, key);
+        return 0;
+}
+
+/* obj's member key as a string into buf: 1; 0 (buf "") when absent or not a string;
+ * -ENAMETOOLONG (buf "") when it does not fit; -EBADMSG (said) when the key is twice. */
+static int doc_string(const JscanValue *obj, const char *key, char *buf, size_t size, const char *what, char *err,
+                      size_t errlen) {
+        JscanValue v;
+        buf[0] = 0;
+        int r = doc_member(obj, key, &v, what, err, errlen);
+        if (r < 0)
+                return r;
+        if (v.type != JSCAN_STRING)
+                return 0;
+        r = jscan_string(&v, buf, size);
+        return r < 0 ? -ENAMETOOLONG : 1;
+}
+
 int ctrd_parse_index(const char *json, size_t len, const char *os, const char *arch, const char *variant,
                      CtrdImageConfig *cfg, char *err, size_t errlen) {
-        json_t *j, *manifests, *m;
-        size_t i;
-        int best = -1, best_score = -1, r = 0;
+        static const char what[] = "image index";
+        JscanValue top, manifests, m, p;
+        JscanIter it;
+        char d[PW_DIGEST_MAX], best_digest[PW_DIGEST_MAX] = "";
+        char pos[32], parch[32], pvar[32];
+        size_t i = 0;
+        int best_score = -1, r;
         CtrdImageConfig out = *cfg;
 
-        j = json_load(json, len, "image index", err, errlen);
-        if (!j)
-                return -EBADMSG;
-        manifests = json_object_get(j, "manifests");
-        if (!json_is_array(manifests)) {
-                r = fail(err, errlen, "image index has no manifests array");
-                goto out;
-        }
+        if ((r = doc_load(json, len, what, &top, err, errlen)) < 0 ||
+            (r = doc_member(&top, "manifests", &manifests, what, err, errlen)) < 0)
+                return r;
+        if (manifests.type != JSCAN_ARRAY)
+                return fail(err, errlen, "image index has no manifests array");
         out.is_index = true;
         out.n_manifests = 0;
-        json_array_foreach(manifests, i, m) {
-                const char *d = json_string_value(json_object_get(m, "digest"));
-                if (!ctrd_digest_valid(d)) {
-                        r = fail(err, errlen, "image index entry %zu has no valid digest", i);
-                        goto out;
-                }
+        for (jscan_iter_init(&manifests, &it); jscan_iter_next(&it, &m); i++) {
+                r = doc_string(&m, "digest", d, sizeof d, what, err, errlen);
+                if (r == -EBADMSG)
+                        return r;
+                if (r <= 0 || !ctrd_digest_valid(d))
+                        return fail(err, errlen, "image index entry %zu has no valid digest", i);
                 if (out.n_manifests < CTRD_INDEX_MANIFESTS_MAX)
                         (void) strcpy_bounded(out.manifests[out.n_manifests++], PW_DIGEST_MAX, d);
 
-                json_t *p = json_object_get(m, "platform");
-                const char *pos = json_string_value(json_object_get(p, "os"));
-                const char *parch = json_string_value(json_object_get(p, "architecture"));
-                const char *pvar = json_string_value(json_object_get(p, "variant"));
-                if (!streq_ptr(pos, os) || !streq_ptr(parch, arch))
+                if ((r = doc_member(&m, "platform", &p, what, err, errlen)) < 0)
+                        return r;
+                /* an os or architecture too long for these buffers is none we look for */
+                int ro = doc_string(&p, "os", pos, sizeof pos, what, err, errlen);
+                int ra = ro == -EBADMSG ? ro : doc_string(&p, "architecture", parch, sizeof parch, what, err, errlen);
+                int rv = ra == -EBADMSG ? ra : doc_string(&p, "variant", pvar, sizeof pvar, what, err, errlen);
+                if (rv == -EBADMSG)
+                        return rv;
+                if (ro <= 0 || ra <= 0 || !streq_ptr(pos, os) || !streq_ptr(parch, arch))
                         continue;
                 /* exact variant beats no variant; a different variant doesn't match
                  * (containerd's platforms.Only is more lenient for arm; good enough here) */
                 int score;
-                if (isempty(pvar))
+                if (rv == 0 || (rv > 0 && isempty(pvar)))
                         score = 1;
-                else if (!isempty(variant) && streq_ptr(pvar, variant))
+                else if (rv > 0 && !isempty(variant) && streq_ptr(pvar, variant))
                         score = 2;
                 else
                         continue;
                 if (score > best_score) {
                         best_score = score;
-                        best = (int) i;
+                        (void) strcpy_bounded(best_digest, sizeof best_digest, d);
                 }
         }
-        if (best < 0) {
+        if (best_score < 0) {
                 fail(err, errlen, "image index has no manifest for %s/%s%s%s", os, arch, isempty(variant) ? "" : "/",
                      str_or_empty(variant));
-                r = -ENOENT;
-                goto out;
+                return -ENOENT;
         }
-        (void) strcpy_bounded(out.platform_digest, sizeof(out.platform_digest),
-                              json_string_value(json_object_get(json_array_get(manifests, (size_t) best), "digest")));
+        (void) strcpy_bounded(out.platform_digest, sizeof(out.platform_digest), best_digest);
         snprintf(out.platform, sizeof(out.platform), "%s/%s%s%.8s", os, arch, isempty(variant) ? "" : "/",
                  str_or_empty(variant));
         *cfg = out;
-out:
-        json_decref(j);
-        return r;
+        return 0;
 }
 
 int ctrd_parse_manifest(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen) {
-        json_t *j = json_load(json, len, "image manifest", err, errlen);
-        int r = 0;
+        static const char what[] = "image manifest";
+        JscanValue top, manifests, config;
+        char d[PW_DIGEST_MAX];
+        int r;
 
-        if (!j)
-                return -EBADMSG;
-        if (json_is_array(json_object_get(j, "manifests"))) {
-                r = fail(err, errlen, "expected an image manifest, got an index");
-                goto out;
-        }
-        const char *d = json_string_value(json_object_get(json_object_get(j, "config"), "digest"));
-        if (!ctrd_digest_valid(d)) {
-                r = fail(err, errlen, "image manifest has no valid config digest");
-                goto out;
-        }
+        if ((r = doc_load(json, len, what, &top, err, errlen)) < 0 ||
+            (r = doc_member(&top, "manifests", &manifests, what, err, errlen)) < 0)
+                return r;
+        if (manifests.type == JSCAN_ARRAY)
+                return fail(err, errlen, "expected an image manifest, got an index");
+        if ((r = doc_member(&top, "config", &config, what, err, errlen)) < 0 ||
+            (r = doc_string(&config, "digest", d, sizeof d, what, err, errlen)) == -EBADMSG)
+                return r;
+        if (r <= 0 || !ctrd_digest_valid(d))
+                return fail(err, errlen, "image manifest has no valid config digest");
         (void) strcpy_bounded(cfg->config_digest, sizeof(cfg->config_digest), d);
-out:
-        json_decref(j);
-        return r;
+        return 0;
 }
 
 int ctrd_parse_config(const char *json, size_t len, CtrdImageConfig *cfg, char *err, size_t errlen) {
-        json_t *j = json_load(json, len, "image config", err, errlen);
+        static const char what[] = "image config";
+        JscanValue top, c, labels, rev;
+        int r;
 
-        if (!j)
-                return -EBADMSG;
-        /* Docker writes config.Labels; some builders use lower-case config.labels */
-        json_t *c = json_object_get(j, "config");
-        json_t *labels = json_object_get(c, "Labels");
-        if (!labels)
-                labels = json_object_get(c, "labels");
-        json_t *rev = json_object_get(labels, CTRD_REVISION_LABEL);
-
-        cfg->has_revision = rev != NULL;
+        if ((r = doc_load(json, len, what, &top, err, errlen)) < 0 ||
+            (r = doc_member(&top, "config", &c, what, err, errlen)) < 0 ||
+            /* Docker writes config.Labels; some builders use lower-case config.labels */
+            (r = doc_member(&c, "Labels", &labels, what, err, errlen)) < 0 ||
+            (labels.type == JSCAN_NONE && (r = doc_member(&c, "labels", &labels, what, err, errlen)) < 0) ||
+            (r = doc_member(&labels, CTRD_REVISION_LABEL, &rev, what, err, errlen)) < 0)
+                return r;
+        cfg->has_revision = rev.type != JSCAN_NONE;
         cfg->revision_invalid = false;
         cfg->revision[0] = 0;
-        if (rev && (!json_is_string(rev) ||
-                    strcpy_bounded(cfg->revision, sizeof(cfg->revision), json_string_value(rev)) < 0))
+        if (cfg->has_revision && jscan_string(&rev, cfg->revision, sizeof(cfg->revision)) < 0)
                 cfg->revision_invalid = true;
-        json_decref(j);
         return 0;
 }
 
@@ -1267,10 +1283,15 @@ static int resolve_step(Resolve *rs, const uint8_t *data, size_t len, char *err,
                 bool index = ctrd_media_type_is_index(rs->cfg.target_media_type);
                 if (isempty(rs->cfg.target_media_type)) {
                         /* no media type given: let the document say (mediaType, or manifests[]) */
-                        json_t *j = json_loadb(json, len, 0, NULL);
-                        const char *mt = json_string_value(json_object_get(j, "mediaType"));
-                        index = ctrd_media_type_is_index(mt) || json_is_array(json_object_get(j, "manifests"));
-                        json_decref(j);
+                        JscanValue top, manifests = {}, mt = {};
+                        char mts[PW_MEDIA_TYPE_MAX] = "";
+                        if (jscan_document(json, len, &top, NULL, 0) >= 0) {
+                                /* twice: as if absent (the manifest's own parse refuses it) */
+                                (void) jscan_member(&top, "mediaType", &mt);
+                                (void) jscan_member(&top, "manifests", &manifests);
+                                (void) jscan_string(&mt, mts, sizeof mts);
+                        }
+                        index = ctrd_media_type_is_index(mts) || manifests.type == JSCAN_ARRAY;
                 }
                 if (index) {
                         struct utsname u;
@@ -1379,11 +1400,11 @@ static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_
 /* A listing's chains of direct reads (open, read, SHA-256, JSON parse: most of a fresh
  * reconcile's CPU) run on one thread of their own while the loop judges what came back:
  * on a 2-core node the two overlap. The worker only reads blobs (its own stack buffer)
- * and parses (jansson, reentrant); everything else — callbacks, Content.Read for a blob
+ * and parses (jscan: pure, allocates nothing); everything else — callbacks, Content.Read for a blob
  * it could not read, the counters — stays on the loop, which hears of finished chains
  * through an eventfd. Its stack is mapped here and unmapped when it stops (the end of a
  * listing): an idle agent has no thread. */
-#define WORKER_STACK_SIZE (1U << 20) /* jansson's parser recurses up to 2048 levels */
+#define WORKER_STACK_SIZE (1U << 20) /* jscan's check recurses up to 2048 levels */
 
 struct ResolveWorker {
         pthread_t thread;
@@ -1516,9 +1537,6 @@ static int worker_start(Ctrd *c) {
                 pthread_cond_init(&w->wake, NULL);
                 (void) pthread_attr_init(&attr);
                 (void) pthread_attr_setstack(&attr, w->stack, WORKER_STACK_SIZE);
-                /* jansson seeds its hash function at the first object: made here, not
-                 * raced for by two threads */
-                json_decref(json_object());
                 r = -pthread_create(&w->thread, &attr, worker_main, w);
                 (void) pthread_attr_destroy(&attr);
                 if (r < 0) {
