@@ -20,7 +20,7 @@ static inline uint32_t ror(uint32_t x, unsigned n) {
         return (x >> n) | (x << (32 - n));
 }
 
-static void compress(uint32_t h[8], const uint8_t b[64]) {
+static void compress_portable(uint32_t h[8], const uint8_t b[64]) {
         uint32_t w[64];
         for (unsigned i = 0; i < 16; i++)
                 w[i] = (uint32_t) b[4 * i] << 24 | (uint32_t) b[4 * i + 1] << 16 | (uint32_t) b[4 * i + 2] << 8 |
@@ -51,6 +51,93 @@ static void compress(uint32_t h[8], const uint8_t b[64]) {
         h[5] += f;
         h[6] += g;
         h[7] += hh;
+}
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+/* The x86 SHA extensions (Intel since Goldmont and Ice Lake, AMD since Zen): 2 rounds an
+ * instruction; a fresh reconcile hashes two blobs an image, 13 % of its instructions
+ * with compress_portable(). The message schedule and round order of Intel's white paper
+ * ("Intel SHA Extensions", 2013), written as a loop over the 16 groups of four rounds. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_ni(uint32_t h[8], const uint8_t b[64]) {
+        const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+        __m128i tmp = _mm_loadu_si128((const __m128i *) &h[0]);
+        __m128i state1 = _mm_loadu_si128((const __m128i *) &h[4]);
+        tmp = _mm_shuffle_epi32(tmp, 0xb1);            /* CDAB */
+        state1 = _mm_shuffle_epi32(state1, 0x1b);      /* EFGH */
+        __m128i state0 = _mm_alignr_epi8(tmp, state1, 8); /* ABEF */
+        state1 = _mm_blend_epi16(state1, tmp, 0xf0);   /* CDGH */
+        const __m128i abef = state0, cdgh = state1;
+        __m128i w[4];
+#pragma GCC unroll 16
+        for (unsigned g = 0; g < 16; g++) {
+                if (g < 4)
+                        w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *) (b + 16 * g)), mask);
+                __m128i msg = _mm_add_epi32(w[g % 4], _mm_loadu_si128((const __m128i *) &K[4 * g]));
+                state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+                if (g >= 3 && g <= 14) {
+                        __m128i t = _mm_alignr_epi8(w[g % 4], w[(g + 3) % 4], 4);
+                        w[(g + 1) % 4] = _mm_sha256msg2_epu32(_mm_add_epi32(w[(g + 1) % 4], t), w[g % 4]);
+                }
+                msg = _mm_shuffle_epi32(msg, 0x0e);
+                state0 = _mm_sha256rnds2_epu32(state0, state1, msg);
+                if (g >= 1 && g <= 12)
+                        w[(g + 3) % 4] = _mm_sha256msg1_epu32(w[(g + 3) % 4], w[g % 4]);
+        }
+        state0 = _mm_add_epi32(state0, abef);
+        state1 = _mm_add_epi32(state1, cdgh);
+        tmp = _mm_shuffle_epi32(state0, 0x1b);         /* FEBA */
+        state1 = _mm_shuffle_epi32(state1, 0xb1);      /* DCHG */
+        state0 = _mm_blend_epi16(tmp, state1, 0xf0);   /* DCBA */
+        state1 = _mm_alignr_epi8(state1, tmp, 8);      /* ABEF */
+        _mm_storeu_si128((__m128i *) &h[0], state0);
+        _mm_storeu_si128((__m128i *) &h[4], state1);
+}
+
+static bool cpu_has_sha(void) {
+        unsigned a, b, c, d;
+        if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3))
+                return false;
+        return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+}
+#endif
+
+/* 0 not asked yet, 1 portable, 2 the SHA extensions. Both threads that hash (the loop,
+ * the resolve worker) may ask at once: they store the same answer. */
+static int accel;
+
+static int accel_get(void) {
+        int a = __atomic_load_n(&accel, __ATOMIC_RELAXED);
+        if (a == 0) {
+#if defined(__x86_64__)
+                a = cpu_has_sha() ? 2 : 1;
+#else
+                a = 1;
+#endif
+                __atomic_store_n(&accel, a, __ATOMIC_RELAXED);
+        }
+        return a;
+}
+
+bool sha256_set_accel(bool enable) {
+        int a = accel_get();
+#if defined(__x86_64__)
+        a = enable && cpu_has_sha() ? 2 : 1;
+#endif
+        __atomic_store_n(&accel, a, __ATOMIC_RELAXED);
+        return a == 2;
+}
+
+static void compress(uint32_t h[8], const uint8_t b[64]) {
+#if defined(__x86_64__)
+        if (accel_get() == 2) {
+                compress_ni(h, b);
+                return;
+        }
+#endif
+        compress_portable(h, b);
 }
 
 void sha256_init(Sha256 *s) {

@@ -20,6 +20,9 @@ typedef struct Sha256 {
 void sha256_init(Sha256 *s);
 void sha256_update(Sha256 *s, const void *data, size_t len);
 void sha256_final(Sha256 *s, uint8_t out[SHA256_DIGEST_SIZE]);
+/* Whether the x86 SHA extensions are used from now on (the default where the CPU has
+ * them): false turns them off, true on if the CPU has them. For tests, which compare. */
+bool sha256_set_accel(bool enable);
 /* One call: the digest of data. */
 void sha256(const void *data, size_t len, uint8_t out[SHA256_DIGEST_SIZE]);
 /* "sha256:" + exactly 64 lowercase hex digits (an OCI digest as containerd writes it) →
