@@ -1052,22 +1052,66 @@ static void budget_free(void *data, void *ptr) {
         free(p);
 }
 
+/* A large reply (a listing: 10,000 image records are 2 MB) decodes into one anonymous
+ * mapping, bumped through and unmapped whole once delivered: protobuf-c allocates every
+ * record, string and descriptor of it, and malloc() and free() one by one (with the
+ * budget's bookkeeping) took as many instructions as the decode itself. The mapping is
+ * the budget: reserved, not committed; only the pages the decode reaches are touched. A
+ * small reply (Images.Get, Version) keeps malloc(): two system calls would cost more. */
+#define DECODE_ARENA_MIN (64U << 10)
+
+typedef struct DecodeArena {
+        uint8_t *base;
+        size_t size, used;
+        bool exceeded;
+} DecodeArena;
+
+static void *arena_alloc(void *data, size_t size) {
+        DecodeArena *a = data;
+        size_t off = (a->used + (_Alignof(max_align_t) - 1)) & ~(_Alignof(max_align_t) - 1);
+        if (off > a->size || size > a->size - off) {
+                a->exceeded = true;
+                return NULL;
+        }
+        a->used = off + size;
+        return a->base + off;
+}
+
+static void arena_free(void *data, void *ptr) {
+        /* the whole mapping goes at once */
+}
+
 /* A unary call ended OK: decode its one message and deliver it. */
 static void deliver_unary(CtrdCall *call) {
         const CallKind *k = call->kind;
         if (!call->got_message)
                 return fail_formatted(call, -EBADMSG, "%s: OK status without a response message", k->name);
-        DecodeBudget budget = { .left = CTRD_DECODE_RATIO * call->len + (1U << 20) };
+        size_t limit = CTRD_DECODE_RATIO * call->len + (1U << 20);
+        DecodeBudget budget = { .left = limit };
+        DecodeArena arena = { .size = limit };
         ProtobufCAllocator alloc = { .alloc = budget_alloc, .free = budget_free, .allocator_data = &budget };
+        bool *exceeded = &budget.exceeded;
+        if (call->len >= DECODE_ARENA_MIN) {
+                void *m = mmap(NULL, limit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                if (m != MAP_FAILED) {
+                        arena.base = m;
+                        alloc = (ProtobufCAllocator) { .alloc = arena_alloc, .free = arena_free, .allocator_data = &arena };
+                        exceeded = &arena.exceeded;
+                }
+        }
         ProtobufCMessage *m = protobuf_c_message_unpack(k->response, &alloc, call->len, call->buf);
-        if (!m && budget.exceeded)
-                return fail_formatted(call, -E2BIG,
-                                      "%s: the response (%zu bytes) decodes to more than %u times its size; ignoring it",
-                                      k->name, call->len, CTRD_DECODE_RATIO);
-        if (!m)
-                return fail_formatted(call, -EBADMSG, "%s: cannot decode the response (%zu bytes)", k->name, call->len);
-        k->deliver(call, m);
-        protobuf_c_message_free_unpacked(m, &alloc);
+        if (!m && *exceeded)
+                fail_formatted(call, -E2BIG, "%s: the response (%zu bytes) decodes to more than %u times its size; ignoring it",
+                               k->name, call->len, CTRD_DECODE_RATIO);
+        else if (!m)
+                fail_formatted(call, -EBADMSG, "%s: cannot decode the response (%zu bytes)", k->name, call->len);
+        else {
+                k->deliver(call, m);
+                if (!arena.base)
+                        protobuf_c_message_free_unpacked(m, &alloc);
+        }
+        if (arena.base)
+                munmap(arena.base, arena.size);
 }
 
 static void on_done(GrpcCall *gcall, int error, const GrpcStatus *st, void *userdata) {
