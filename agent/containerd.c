@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1285,7 +1286,6 @@ struct Resolve {
         char ns[PW_NS_MAX];
         ctrd_resolve_cb_t cb;
         void *userdata;
-        CtrdImageConfig cfg;
         /* on the resolve worker (ctrd_image_resolve_async()): the queue's link, what the
          * direct reads came to (1 done, 0 rs->stage's blob wants Content.Read, < 0 an
          * error whose reason is err), how many blobs it read */
@@ -1293,7 +1293,13 @@ struct Resolve {
         int result;
         unsigned n_read;
         char *err;
+        CtrdImageConfig cfg; /* last: its manifests[] (8.7 KB) are written only for an index */
 };
+
+/* What resolve_new() zeroes: all but cfg.manifests[] (read up to cfg.n_manifests only),
+ * which calloc() zeroed for every chain of a listing: 10,000 × 8.7 KB, 97 M instructions
+ * of a fresh reconcile's 2.3 G. */
+#define RESOLVE_ZEROED offsetof(Resolve, cfg.manifests)
 
 static void resolve_free(Resolve *rs) {
         if (rs) {
@@ -1638,9 +1644,10 @@ static int resolve_new(const char *ns, const char *target_digest, const char *ta
                        ctrd_resolve_cb_t cb, void *userdata, Resolve **ret) {
         if (!cb || isempty(ns) || !ctrd_digest_valid(target_digest))
                 return -EINVAL;
-        Resolve *rs = calloc(1, sizeof(*rs));
+        Resolve *rs = malloc(sizeof(*rs));
         if (!rs)
                 return -ENOMEM;
+        memset(rs, 0, RESOLVE_ZEROED);
         rs->cb = cb;
         rs->userdata = userdata;
         if (strcpy_bounded(rs->ns, sizeof(rs->ns), ns) < 0 ||
