@@ -7,7 +7,10 @@
  *     key twice (jansson refuses it; jscan refuses it only on the path it reads), the
  *     result must be a failure or jansson's without JSON_REJECT_DUPLICATES (last wins).
  * Documents nested 2,000 deep or more are left out of the comparison (both bound their
- * depth at 2048, counted maybe one apart); they must still not crash. */
+ * depth at 2048, counted maybe one apart); they must still not crash. jansson swallows a
+ * NUL byte after a number or a literal ("[1\0,2]" is [1,2]: its lexer's unget of the
+ * byte); jscan refuses every NUL outside a string, so an input with a NUL byte is
+ * compared one way: what jscan accepts, jansson accepts alike. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,10 +137,14 @@ static bool cfg_equal(const CtrdImageConfig *a, const CtrdImageConfig *b) {
 }
 
 /* new against strict (JSON_REJECT_DUPLICATES) and lax (last wins) references */
+static bool one_way;
+
 static void compare(const char *what, int rn, const CtrdImageConfig *n, int rs, const CtrdImageConfig *s, int rl,
                     const CtrdImageConfig *l) {
         bool ok;
-        if (rs >= 0 || rs == -ENOENT) /* no twin anywhere: exactly the reference */
+        if (one_way && rn == -EBADMSG)
+                ok = true;
+        else if (rs >= 0 || rs == -ENOENT) /* no twin anywhere: exactly the reference */
                 ok = rn == rs && (rn < 0 || cfg_equal(n, s));
         else if (rl < 0)
                 ok = rn < 0;
@@ -161,12 +168,12 @@ static void check_members(const char *json, size_t size) {
         JscanValue top;
         json_t *j = json_loadb(json, size, JSON_DECODE_ANY, NULL);
         int r = jscan_document(json, size, &top, NULL, 0);
-        if ((r >= 0) != (j != NULL)) {
+        if ((r >= 0) != (j != NULL) && !(one_way && r < 0)) {
                 fprintf(stderr, "jscan_document %d, jansson %s\n", r, j ? "valid" : "invalid");
                 abort();
         }
         json_t *strict = json_loadb(json, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
-        if (strict && json_is_object(strict)) {
+        if (r >= 0 && strict && json_is_object(strict)) {
                 const char *key;
                 json_t *v;
                 json_object_foreach(strict, key, v) {
@@ -204,6 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 (void) jscan_document(json, size, &top, err, sizeof err);
                 return 0;
         }
+        one_way = memchr(data, 0, size) != NULL;
         check_members(json, size);
         for (size_t p = 0; p < sizeof platforms / sizeof platforms[0]; p++) {
                 CtrdImageConfig n = {0}, s = {0}, l = {0};
