@@ -363,13 +363,17 @@ int ctrd_parse_manifest(const char *json, size_t len, CtrdImageConfig *cfg, char
         char d[PW_DIGEST_MAX];
         int r;
 
-        if ((r = doc_load(json, len, what, &top, err, errlen)) < 0 ||
-            (r = doc_member(&top, "manifests", &manifests, what, err, errlen)) < 0)
+        static const char *const keys[] = {"manifests", "config"};
+        JscanValue v[2];
+        if ((r = doc_load(json, len, what, &top, err, errlen)) < 0)
                 return r;
+        if (jscan_members(&top, keys, 2, v) < 0)
+                return fail(err, errlen, "%s has the key \"manifests\" or \"config\" twice", what);
+        manifests = v[0];
+        config = v[1];
         if (manifests.type == JSCAN_ARRAY)
                 return fail(err, errlen, "expected an image manifest, got an index");
-        if ((r = doc_member(&top, "config", &config, what, err, errlen)) < 0 ||
-            (r = doc_string(&config, "digest", d, sizeof d, what, err, errlen)) == -EBADMSG)
+        if ((r = doc_string(&config, "digest", d, sizeof d, what, err, errlen)) == -EBADMSG)
                 return r;
         if (r <= 0 || !ctrd_digest_valid(d))
                 return fail(err, errlen, "image manifest has no valid config digest");
@@ -382,12 +386,16 @@ int ctrd_parse_config(const char *json, size_t len, CtrdImageConfig *cfg, char *
         JscanValue top, c, labels, rev;
         int r;
 
+        /* Docker writes config.Labels; some builders use lower-case config.labels */
+        static const char *const keys[] = {"Labels", "labels"};
+        JscanValue v[2];
         if ((r = doc_load(json, len, what, &top, err, errlen)) < 0 ||
-            (r = doc_member(&top, "config", &c, what, err, errlen)) < 0 ||
-            /* Docker writes config.Labels; some builders use lower-case config.labels */
-            (r = doc_member(&c, "Labels", &labels, what, err, errlen)) < 0 ||
-            (labels.type == JSCAN_NONE && (r = doc_member(&c, "labels", &labels, what, err, errlen)) < 0) ||
-            (r = doc_member(&labels, CTRD_REVISION_LABEL, &rev, what, err, errlen)) < 0)
+            (r = doc_member(&top, "config", &c, what, err, errlen)) < 0)
+                return r;
+        if (jscan_members(&c, keys, 2, v) < 0)
+                return fail(err, errlen, "%s has the key \"Labels\" or \"labels\" twice", what);
+        labels = v[0].type != JSCAN_NONE ? v[0] : v[1];
+        if ((r = doc_member(&labels, CTRD_REVISION_LABEL, &rev, what, err, errlen)) < 0)
                 return r;
         cfg->has_revision = rev.type != JSCAN_NONE;
         cfg->revision_invalid = false;

@@ -48,6 +48,12 @@ int jscan_document(const char *json, size_t len, JscanValue *ret, char *err, siz
  * there twice. Keys compare as decoded ("\u0064igest" is "digest"). */
 int jscan_member(const JscanValue *obj, const char *key, JscanValue *ret);
 
+/* Several members of obj in one walk: rets[i] for keys[i] (JSCAN_NONE when absent), as
+ * jscan_member() each; how many were found, -EBADMSG (every rets[i] JSCAN_NONE) when one
+ * of the keys is there twice, -EINVAL for more than JSCAN_MEMBERS_MAX keys. */
+#define JSCAN_MEMBERS_MAX 8
+int jscan_members(const JscanValue *obj, const char *const *keys, size_t n, JscanValue *rets);
+
 /* The elements of arr (a value of a checked document), in order:
  *     JscanIter it; JscanValue v;
  *     for (jscan_iter_init(&arr, &it); jscan_iter_next(&it, &v);) ...
