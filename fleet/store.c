@@ -1807,16 +1807,15 @@ static int cmp_inv_rows(const InvRow *x, const InvRow *y, const char *kx, const 
         return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* Image rows node by node, each node's in reference order: node_images' primary key and
- * its (cluster, node, name) index (a reference starts with its name) are then walked
- * front to back within each node's range. */
+/* Image rows node by node, each node's in reference order: node_images' primary key is
+ * then walked front to back within each node's range. */
 static int cmp_inv_image(const void *a, const void *b) {
         const InvRow *x = a, *y = b;
         return cmp_inv_rows(x, y, x->im->ref, y->im->ref);
 }
 
-/* Workload rows node by node, each node's in image name order: workload_history
- * (cluster, node, name) (see inv_flush). */
+/* Workload rows node by node (a node's rows are one range of workload_history's primary
+ * key), each node's in image name order (see inv_flush). */
 static int cmp_inv_pod(const void *a, const void *b) {
         const InvRow *x = a, *y = b;
         return cmp_inv_rows(x, y, x->im->name, y->im->name);
@@ -1832,9 +1831,9 @@ static int cmp_inv_pod(const void *a, const void *b) {
  * all over node_images' and workload_history's secondary indexes, each larger than the page
  * cache, so a commit spilled and re-dirtied them several times (6.8 GB written for the
  * bench's 200,000 first-inventory rows); in key order each index page is dirtied once.
- * Since schema 8 every secondary index of these tables but workload_history
- * (k8s_namespace) (whose new entries go to the end of their namespace's range) leads with
- * (cluster, node), so a node's rows land on a few pages of each. */
+ * Since schema 8 every index of these tables but workload_history (k8s_namespace) (whose
+ * new entries go to the end of their namespace's range) leads with (cluster, node), so a
+ * node's rows land on a few pages of each; since schema 11 those are the primary keys. */
 static int inv_flush(Store *s, char *err, size_t errlen) {
         InvPending *p = &s->inv;
         int r = 0;
