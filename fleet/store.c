@@ -773,8 +773,10 @@ static int sqlite_run(Store *s, sqlite3_stmt *st, const int *idx, const Val *v, 
         }
         if (affected)
                 *affected += (size_t) sqlite3_changes(s->db);
+        /* no sqlite3_clear_bindings(): every run binds each parameter its statement uses
+         * before it steps, and clearing them (a loop over the values) cost the records
+         * path ~10 % of its rate (records_ab_bench.sh, A/B at load 7-9) */
         sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
         return 0;
 }
 
@@ -1131,6 +1133,7 @@ static int db_exec_sql(Store *s, const char *sql, char *err, size_t errlen) {
 /* Queue (PG) or run (SQLite) a write; *affected gets its row count (PG: at the next sync). */
 static int db_write(Store *s, StmtId id, const Val *v, size_t n, size_t *affected, char *err, size_t errlen) {
         if (s->engine == STORE_SQLITE) {
+                assert(n == stmts[id].nparams); /* each parameter bound every run (sqlite_run) */
                 int r = sqlite_prepare(s, id, err, errlen);
                 if (r < 0)
                         return r;
@@ -1143,6 +1146,7 @@ static int db_write(Store *s, StmtId id, const Val *v, size_t n, size_t *affecte
 static int db_read(Store *s, StmtId id, const Val *v, size_t n, store_row_t row, void *userdata, char *err,
                    size_t errlen) {
         if (s->engine == STORE_SQLITE) {
+                assert(n == stmts[id].nparams); /* each parameter bound every run (sqlite_run) */
                 int r = sqlite_prepare(s, id, err, errlen);
                 if (r < 0)
                         return r;
