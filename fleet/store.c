@@ -183,7 +183,7 @@ static const char *const migration_10[] = {
  * page it dirtied to the WAL: they were 2 of the 6 B-trees a record inserts into at a
  * random place. Without them a collector taking 50,000 records
  * (tests/bench/records_ab_bench.sh) writes 0.23 GB instead of 0.56 and its writer takes
- * 40-50 % less CPU. Their readers (the report's look-ups by image name, report_query.c)
+ * 35-60 % less CPU. Their readers (the report's look-ups by image name, report_query.c)
  * read each node's range of the primary key instead, (cluster, node) then the name
  * filtered: every row of the node, not the name's alone (the 200,000- and 2M-row
  * reports took about the same CPU either way: inventory_ab_bench.sh).
