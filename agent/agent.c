@@ -172,6 +172,10 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         if (a->config->burst_window_usec > 0)
                 log_info("burst window: %" PRIu64 " reads of containerd's socket waited for it",
                          ctrd_burst_reads(a->ctrd));
+        JobsLookupStats st;
+        jobs_get_lookup_stats(a->jobs, &st);
+        log_info("image look-ups: %" PRIu64 " Images.Get, %" PRIu64 " Images.List answering %" PRIu64 " events",
+                 st.gets, st.lists, st.listed);
         (void) sd_notify(false, "STOPPING=1");
         sd_event_exit(a->event, 0);
         return 0;
@@ -245,6 +249,8 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
                 return log_error_errno(r, "invalid burst_window: %m");
         ctrd_set_content_direct(a->ctrd, c->content_direct);
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
+        if (r >= 0 && !oneshot)
+                r = jobs_set_lookup_delay(a->jobs, a->event, c->lookup_delay_usec);
         if (r >= 0)
                 r = facts_new(&a->facts, c->state_dir, oneshot);
         if (r >= 0) {

@@ -61,6 +61,11 @@ static const ConfigKey keys[] = {
         { "burst_window", CONFIG_DURATION, "0", OFF(burst_window_usec),
           "once events come closer than this, read containerd's socket at most once per window: fewer wake-ups per event in a burst, up to twice the window added to an event's latency (0: off)",
           "PULLWATCH_BURST_WINDOW", "burst-window", USEC_PER_MSEC, USEC_PER_SEC, NULL, CONFIG_F_ZERO_OFF },
+        /* issue 12 item 3: the look-up's reply was the second wake-up of every event;
+         * figures in the README */
+        { "lookup_delay", CONFIG_DURATION, "0", OFF(lookup_delay_usec),
+          "an image event's look-up waits this long for more events (at most 4 times it in all), then one call asks containerd for every name waiting; 0: only the events of the same read (and those arriving while a look-up is under way) share one",
+          "PULLWATCH_LOOKUP_DELAY", "lookup-delay", 0, USEC_PER_SEC, NULL, 0 },
         { "content_direct", CONFIG_BOOL, "true", OFF(content_direct),
           "read image manifests and configs straight from containerd's content store (checked against their digests), where the agent can, rather than through containerd",
           "PULLWATCH_CONTENT_DIRECT", "content-direct", 0, 0, NULL, 0 },

@@ -71,6 +71,22 @@ int jobs_add_image(Jobs *q, const char *ns, const char *name, const char *digest
                    uint64_t time_usec);
 int jobs_add_container(Jobs *q, const char *ns, const char *id, uint64_t time_usec);
 
+/* Image events' look-ups, batched: an event's job waits until the loop has handled the
+ * read that brought it (delay 0), or delay after the last event while events keep coming
+ * (at most 4 × delay after the first), then one call asks for every name waiting
+ * (Images.Get for one, Images.List naming each for several; JOBS_IN_FLIGHT_MAX / 2 at
+ * most; one such call at a time, the next batch gathering meanwhile). e borrowed, must
+ * outlive the queue. Without this call each event's job asks at once (Images.Get).
+ * Listings and containers are not batched. -EINVAL, or sd-event's error. */
+int jobs_set_lookup_delay(Jobs *q, sd_event *e, uint64_t delay_usec);
+
+/* Image look-up calls so far: Images.Get (events and containers), Images.List batches
+ * and the event jobs those answered. */
+typedef struct JobsLookupStats {
+        uint64_t gets, lists, listed;
+} JobsLookupStats;
+void jobs_get_lookup_stats(const Jobs *q, JobsLookupStats *ret);
+
 /* Jobs waiting or running; of them, image records added from a listing. */
 size_t jobs_queued(const Jobs *q);
 size_t jobs_listing(const Jobs *q);
