@@ -174,8 +174,9 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
                          ctrd_burst_reads(a->ctrd));
         JobsLookupStats st;
         jobs_get_lookup_stats(a->jobs, &st);
-        log_info("image look-ups: %" PRIu64 " Images.Get, %" PRIu64 " Images.List answering %" PRIu64 " events",
-                 st.gets, st.lists, st.listed);
+        log_info("image look-ups: %" PRIu64 " Images.Get, %" PRIu64 " Images.List answering %" PRIu64
+                 " events (%" PRIu64 " refused)",
+                 st.gets, st.lists, st.listed, st.lists_failed);
         (void) sd_notify(false, "STOPPING=1");
         sd_event_exit(a->event, 0);
         return 0;

@@ -473,6 +473,10 @@ int ctrd_set_burst_window(Ctrd *c, uint64_t window_usec) {
         return c ? grpc_client_set_burst_window(c->grpc, window_usec) : -EINVAL;
 }
 
+void ctrd_set_after_read(Ctrd *c, void (*cb)(void *userdata), void *userdata) {
+        grpc_client_set_after_read(c->grpc, cb, userdata);
+}
+
 uint64_t ctrd_burst_reads(const Ctrd *c) {
         return c ? grpc_client_burst_reads(c->grpc) : 0;
 }

@@ -129,6 +129,8 @@ Jobs *jobs_free(Jobs *q) {
         }
         if (q->resolve_cache)
                 munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
+        if (q->event)
+                ctrd_set_after_read(q->ctrd, NULL, NULL);
         sd_event_source_disable_unref(q->batch_timer);
         sd_event_source_disable_unref(q->batch_defer);
         free(q);
@@ -393,6 +395,10 @@ static void on_batch_listed(Ctrd *c, int error, const char *reason, const char *
         /* finishing a job may start others (they join the next batch): not q->flight */
         memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
         q->n_flight = 0;
+        if (error < 0) {
+                q->stats.lists_failed++;
+                log_debug("%s; asking for each name on its own", reason);
+        }
         for (size_t i = 0; i < n_jobs; i++) {
                 Job *j = jobs[i];
                 if (error < 0) {
@@ -475,6 +481,13 @@ static int on_batch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_batch_defer(sd_event_source *s, void *userdata) {
         return on_batch_due(userdata);
 }
+/* Delay 0: the batch goes at the end of the read that brought its events, in the same
+ * loop turn and send() (the defer source catches jobs started elsewhere). */
+static void on_after_read(void *userdata) {
+        Jobs *q = userdata;
+        if (q->batch_delay_usec == 0)
+                (void) on_batch_due(q);
+}
 
 /* An image event's job: into the batch. False when it must look up on its own: another
  * namespace than the batch's, or the batch full while the previous one is under way. */
@@ -509,6 +522,7 @@ int jobs_set_lookup_delay(Jobs *q, sd_event *e, uint64_t delay_usec) {
         }
         q->event = e;
         q->batch_delay_usec = delay_usec;
+        ctrd_set_after_read(q->ctrd, on_after_read, q);
         return 0;
 }
 

@@ -191,6 +191,8 @@ int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec);
 /* See grpc_client_set_burst_window(). */
 int ctrd_set_burst_window(Ctrd *c, uint64_t window_usec);
 uint64_t ctrd_burst_reads(const Ctrd *c); /* grpc_client_burst_reads() */
+/* See grpc_client_set_after_read(). */
+void ctrd_set_after_read(Ctrd *c, void (*cb)(void *userdata), void *userdata);
 /* Number of calls still running (a one-shot scan runs the loop until this is 0). */
 size_t ctrd_pending(const Ctrd *c);
 

@@ -80,10 +80,11 @@ int jobs_add_container(Jobs *q, const char *ns, const char *id, uint64_t time_us
  * Listings and containers are not batched. -EINVAL, or sd-event's error. */
 int jobs_set_lookup_delay(Jobs *q, sd_event *e, uint64_t delay_usec);
 
-/* Image look-up calls so far: Images.Get (events and containers), Images.List batches
- * and the event jobs those answered. */
+/* Image look-up calls so far: Images.Get (events and containers), Images.List batches,
+ * the event jobs those answered, and the batches containerd refused (each of their
+ * names then asked with Images.Get). */
 typedef struct JobsLookupStats {
-        uint64_t gets, lists, listed;
+        uint64_t gets, lists, listed, lists_failed;
 } JobsLookupStats;
 void jobs_get_lookup_stats(const Jobs *q, JobsLookupStats *ret);
 
