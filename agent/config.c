@@ -64,7 +64,7 @@ static const ConfigKey keys[] = {
         /* issue 12 item 3: the look-up's reply was the second wake-up of every event;
          * figures in the README */
         { "lookup_delay", CONFIG_DURATION, "0", OFF(lookup_delay_usec),
-          "an image event's look-up waits this long for more events (at most 4 times it in all), then one call asks containerd for every name waiting; 0: only the events of the same read (and those arriving while a look-up is under way) share one",
+          "in a burst (image events less than this apart) an event's look-up waits for more until this long after the first, then one call asks containerd for every name waiting; a lone event never waits (0: only the events of one read, and those arriving while a look-up is under way, share one)",
           "PULLWATCH_LOOKUP_DELAY", "lookup-delay", 0, USEC_PER_SEC, NULL, 0 },
         { "content_direct", CONFIG_BOOL, "true", OFF(content_direct),
           "read image manifests and configs straight from containerd's content store (checked against their digests), where the agent can, rather than through containerd",

@@ -71,12 +71,12 @@ int jobs_add_image(Jobs *q, const char *ns, const char *name, const char *digest
                    uint64_t time_usec);
 int jobs_add_container(Jobs *q, const char *ns, const char *id, uint64_t time_usec);
 
-/* Image events' look-ups, batched: an event's job waits until the loop has handled the
- * read that brought it (delay 0), or delay after the last event while events keep coming
- * (at most 4 × delay after the first), then one call asks for every name waiting
- * (Images.Get for one, Images.List naming each for several; JOBS_IN_FLIGHT_MAX / 2 at
- * most; one such call at a time, the next batch gathering meanwhile). e borrowed, must
- * outlive the queue. Without this call each event's job asks at once (Images.Get).
+/* Image events' look-ups, batched: the event jobs of one read of containerd's socket
+ * (and those that come while a batch's call is under way) share one call, Images.Get for
+ * one name, Images.List naming each for several (JOBS_IN_FLIGHT_MAX / 2 at most; one
+ * such call at a time). An event within delay_usec of the previous one (a burst) makes
+ * its batch wait for more until delay_usec after the batch's first event; 0: no waiting. e borrowed, must outlive the queue; the queue takes ctrd's after-read hook
+ * (ctrd_set_after_read()). Without this call each event's job asks at once (Images.Get).
  * Listings and containers are not batched. -EINVAL, or sd-event's error. */
 int jobs_set_lookup_delay(Jobs *q, sd_event *e, uint64_t delay_usec);
 
