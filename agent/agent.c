@@ -174,9 +174,9 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
                          ctrd_burst_reads(a->ctrd));
         JobsLookupStats st;
         jobs_get_lookup_stats(a->jobs, &st);
-        log_info("image look-ups: %" PRIu64 " Images.Get, %" PRIu64 " Images.List answering %" PRIu64
-                 " events (%" PRIu64 " refused)",
-                 st.gets, st.lists, st.listed, st.lists_failed);
+        log_info("image look-ups: %" PRIu64 " Images.Get, %" PRIu64 " Images.List (%" PRIu64 " refused); %" PRIu64
+                 " batches answered %" PRIu64 " events",
+                 st.gets, st.lists, st.lists_failed, st.batches, st.batched);
         (void) sd_notify(false, "STOPPING=1");
         sd_event_exit(a->event, 0);
         return 0;
@@ -251,7 +251,7 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
         ctrd_set_content_direct(a->ctrd, c->content_direct);
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
         if (r >= 0 && !oneshot)
-                r = jobs_set_lookup_delay(a->jobs, a->event, c->lookup_delay_usec);
+                r = jobs_set_lookup_batching(a->jobs, a->event, c->lookup_delay_usec, c->lookup_list);
         if (r >= 0)
                 r = facts_new(&a->facts, c->state_dir, oneshot);
         if (r >= 0) {

@@ -77,6 +77,8 @@ struct Jobs {
         Job *flight[LOOKUP_BATCH_MAX];      /* the batch whose look-up is under way */
         size_t n_flight;
         bool batch_busy;                    /* a batch's look-up is under way */
+        size_t gets_pending;                /* a batch's Images.Get not answered yet */
+        bool batch_list;                    /* a batch asks with one Images.List */
         JobsLookupStats stats;
 };
 
@@ -352,14 +354,15 @@ static void image_get(Job *j) {
  *
  * An image event carries no digest: the job asks containerd for the record. Asked one by
  * one, each event woke the agent twice (the event, then the reply). Instead the event's
- * job waits in a batch, and one call answers every name waiting at that moment. A batch
- * goes at the end of the read that brought its events; but an event that follows the
- * previous one within `delay` (a burst is on) makes it wait for more until `delay` after
- * the batch's first event; a full batch goes at once.
- * A lone event never waits: its timer would be a wake-up of its own, saving none. While
- * a batch's call is under way the next batch gathers. One name: Images.Get (containerd
- * reads one record); several: one Images.List naming each. Jobs still finish strictly in
- * their order, each with its own event's time. */
+ * job waits in a batch, and the batch is asked for at once: one Images.Get per name, all
+ * in one send() (their replies come back together, read in one wake-up), or one
+ * Images.List naming each (use_list; it costs containerd a read of every image record of
+ * the namespace). A batch goes at the end of the read that brought its events; but an
+ * event that follows the previous one within `delay` (a burst is on) makes it wait for
+ * more until `delay` after the batch's first event; a full batch goes at once. A lone
+ * event never waits: its timer would be a wake-up of its own, saving none. While a
+ * batch is under way the next one gathers. Jobs still finish strictly in their order,
+ * each with its own event's time. */
 
 static void batch_done(Jobs *q);
 
@@ -387,6 +390,17 @@ static void on_batch_got(Ctrd *c, int error, const char *reason, const CtrdImage
         else
                 job_got_target(j, img->name, img->target_digest, img->target_media_type);
         batch_done(q);
+}
+
+static void on_batch_member_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
+        Job *j = userdata;
+        Jobs *q = j->queue;
+        if (error < 0)
+                job_finish(j, error, reason);
+        else
+                job_got_target(j, img->name, img->target_digest, img->target_media_type);
+        if (--q->gets_pending == 0)
+                batch_done(q);
 }
 
 static void on_batch_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs,
@@ -437,12 +451,35 @@ static void batch_fire(Jobs *q) {
         }
         const char *ns = q->flight[0]->ns;
         int r;
+        if (q->n_flight > 1) {
+                q->stats.batches++;
+                q->stats.batched += q->n_flight;
+        }
+        if (q->n_flight > 1 && !q->batch_list) {
+                /* each name its own Images.Get, all in this turn's send(): their replies
+                 * come back together, read in one wake-up */
+                Job *jobs[LOOKUP_BATCH_MAX];
+                size_t n_jobs = q->n_flight;
+                memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
+                q->n_flight = 0;
+                q->batch_busy = true;
+                q->gets_pending = n_jobs;
+                for (size_t i = 0; i < n_jobs; i++) {
+                        q->stats.gets++;
+                        r = ctrd_image_get(q->ctrd, ns, jobs[i]->image, on_batch_member_got, jobs[i]);
+                        if (r < 0) {
+                                job_finish(jobs[i], r, "cannot start Images.Get");
+                                if (--q->gets_pending == 0)
+                                        batch_done(q);
+                        }
+                }
+                return;
+        }
         if (q->n_flight == 1) {
                 q->stats.gets++;
                 r = ctrd_image_get(q->ctrd, ns, names[0], on_batch_got, q);
         } else {
                 q->stats.lists++;
-                q->stats.listed += q->n_flight;
                 r = ctrd_images_get_many(q->ctrd, ns, names, n, on_batch_listed, q);
         }
         if (r >= 0) {
@@ -519,7 +556,7 @@ static bool batch_add(Jobs *q, Job *j) {
         return true;
 }
 
-int jobs_set_lookup_delay(Jobs *q, sd_event *e, uint64_t delay_usec) {
+int jobs_set_lookup_batching(Jobs *q, sd_event *e, uint64_t delay_usec, bool use_list) {
         if (!q || !e)
                 return -EINVAL;
         if (!q->batch_defer) {
@@ -534,6 +571,7 @@ int jobs_set_lookup_delay(Jobs *q, sd_event *e, uint64_t delay_usec) {
         }
         q->event = e;
         q->batch_delay_usec = delay_usec;
+        q->batch_list = use_list;
         ctrd_set_after_read(q->ctrd, on_after_read, q);
         return 0;
 }
