@@ -66,7 +66,7 @@ static const ConfigKey keys[] = {
          * lone event never waits (figures in the README) */
         { "lookup_delay", CONFIG_DURATION, "10ms", OFF(lookup_delay_usec),
           "in a burst (image events less than this apart) an event's look-up waits for more until this long after the first, then one call asks containerd for every name waiting; a lone event never waits (0: only the events of one read, and those arriving while a look-up is under way, share one)",
-          "PULLWATCH_LOOKUP_DELAY", "lookup-delay", 0, USEC_PER_SEC, NULL, 0 },
+          "PULLWATCH_LOOKUP_DELAY", "lookup-delay", USEC_PER_MSEC, USEC_PER_SEC, NULL, CONFIG_F_ZERO_OFF },
         { "lookup_list", CONFIG_BOOL, "false", OFF(lookup_list),
           "ask for a batch of image events with one Images.List naming each, rather than one Images.Get each in one write (the List costs containerd a read of every image record: more of its CPU than the Gets below ~20 names at 1,000 images)",
           "PULLWATCH_LOOKUP_LIST", "lookup-list", 0, 0, NULL, 0 },
