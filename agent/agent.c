@@ -5,8 +5,9 @@
  * shipper, or a scan report).
  *
  * Data flow for one image record:
- *   event (/images/create|update) or listing ─► jobs (FIFO; Images.Get for events;
- *   index → platform manifest → config, cached by digest) ─► in FIFO order: judge
+ *   event (/images/create|update) or listing ─► jobs (FIFO; Images.Get for events,
+ *   batched in a burst (lookup_delay); index → platform manifest → config, cached by
+ *   digest) ─► in FIFO order: judge
  *   (ledger, policy, pins) ─► sinks, and the inventory when it came from a listing. */
 #include "pullwatch/agent.h"
 

@@ -456,8 +456,9 @@ static void batch_fire(Jobs *q) {
                 q->stats.batched += q->n_flight;
         }
         if (q->n_flight > 1 && !q->batch_list) {
-                /* each name its own Images.Get, all in this turn's send(): their replies
-                 * come back together, read in one wake-up */
+                /* each job its own Images.Get, all in this turn's send(): their replies
+                 * come back together, read in one wake-up (a name moved twice in the
+                 * batch is asked twice: both answers are where it points now) */
                 Job *jobs[LOOKUP_BATCH_MAX];
                 size_t n_jobs = q->n_flight;
                 memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
