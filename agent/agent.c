@@ -5,8 +5,9 @@
  * shipper, or a scan report).
  *
  * Data flow for one image record:
- *   event (/images/create|update) or listing ─► jobs (FIFO; Images.Get for events;
- *   index → platform manifest → config, cached by digest) ─► in FIFO order: judge
+ *   event (/images/create|update) or listing ─► jobs (FIFO; Images.Get for events,
+ *   batched in a burst (lookup_delay); index → platform manifest → config, cached by
+ *   digest) ─► in FIFO order: judge
  *   (ledger, policy, pins) ─► sinks, and the inventory when it came from a listing. */
 #include "pullwatch/agent.h"
 
@@ -172,6 +173,11 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         if (a->config->burst_window_usec > 0)
                 log_info("burst window: %" PRIu64 " reads of containerd's socket waited for it",
                          ctrd_burst_reads(a->ctrd));
+        JobsLookupStats st;
+        jobs_get_lookup_stats(a->jobs, &st);
+        log_info("image look-ups: %" PRIu64 " Images.Get, %" PRIu64 " Images.List (%" PRIu64 " refused); %" PRIu64
+                 " batches answered %" PRIu64 " events",
+                 st.gets, st.lists, st.lists_failed, st.batches, st.batched);
         (void) sd_notify(false, "STOPPING=1");
         sd_event_exit(a->event, 0);
         return 0;
@@ -245,6 +251,8 @@ static int agent_new(Agent **ret, const Config *c, bool oneshot) {
                 return log_error_errno(r, "invalid burst_window: %m");
         ctrd_set_content_direct(a->ctrd, c->content_direct);
         r = jobs_new(&a->jobs, a->ctrd, &agent_jobs_callbacks, a);
+        if (r >= 0 && !oneshot)
+                r = jobs_set_lookup_batching(a->jobs, a->event, c->lookup_delay_usec, c->lookup_list);
         if (r >= 0)
                 r = facts_new(&a->facts, c->state_dir, oneshot);
         if (r >= 0) {

@@ -498,6 +498,10 @@ int ctrd_set_burst_window(Ctrd *c, uint64_t window_usec) {
         return c ? grpc_client_set_burst_window(c->grpc, window_usec) : -EINVAL;
 }
 
+void ctrd_set_after_read(Ctrd *c, void (*cb)(void *userdata), void *userdata) {
+        grpc_client_set_after_read(c->grpc, cb, userdata);
+}
+
 uint64_t ctrd_burst_reads(const Ctrd *c) {
         return c ? grpc_client_burst_reads(c->grpc) : 0;
 }
@@ -1234,6 +1238,74 @@ int ctrd_images_list(Ctrd *c, const char *ns, ctrd_images_cb_t cb, void *userdat
         if (!cb || isempty(ns))
                 return -EINVAL;
         return start(c, &KIND_IMAGES_LIST, (CallCallback){.images = cb}, ns, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC,
+                     userdata, 0, NULL);
+}
+
+ssize_t ctrd_filter_quote(const char *value, char *buf, size_t size) {
+        static const char hex[] = "0123456789abcdef";
+        size_t n = 0;
+        if (!value || !buf || size == 0)
+                return -EINVAL;
+#define PUT(ch)                                  \
+        do {                                     \
+                if (n + 1 >= size)               \
+                        return -ENAMETOOLONG;    \
+                buf[n++] = (char) (ch);          \
+        } while (0)
+        PUT('"');
+        for (const unsigned char *p = (const unsigned char *) value; *p; p++) {
+                if (*p == '"' || *p == '\\') {
+                        PUT('\\');
+                        PUT(*p);
+                } else if (*p < 0x20 || *p >= 0x7f) {
+                        /* containerd's scanner ends a quoted value at a newline and reads it as
+                         * UTF-8: every other byte as an escape, which its unquote turns back
+                         * into that very byte */
+                        PUT('\\');
+                        PUT('x');
+                        PUT(hex[*p >> 4]);
+                        PUT(hex[*p & 15]);
+                } else
+                        PUT(*p);
+        }
+        PUT('"');
+#undef PUT
+        buf[n] = 0;
+        return (ssize_t) n;
+}
+
+int ctrd_images_get_many(Ctrd *c, const char *ns, const char *const *names, size_t n, ctrd_images_cb_t cb,
+                         void *userdata) {
+        Containerd__Services__Images__V1__ListImagesRequest req = CONTAINERD__SERVICES__IMAGES__V1__LIST_IMAGES_REQUEST__INIT;
+        if (!cb || isempty(ns) || !names || n == 0 || n > CTRD_GET_MANY_MAX)
+                return -EINVAL;
+        _cleanup_free_ char *filters = NULL;
+        _cleanup_free_ char **f = calloc(n, sizeof *f);
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (isempty(names[i]) || strlen(names[i]) >= PW_REF_MAX)
+                        return -EINVAL;
+                total += sizeof "name==" + 4 * strlen(names[i]) + 2;
+        }
+        filters = malloc(total);
+        if (!f || !filters)
+                return -ENOMEM;
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+                /* one selector per name, ORed by containerd: `name=="…"`, the value quoted
+                 * (escaped), so that no name can end the value or add a selector of its own */
+                f[i] = filters + at;
+                memcpy(f[i], "name==", 6);
+                ssize_t k = ctrd_filter_quote(names[i], f[i] + 6, total - at - 6);
+                if (k < 0)
+                        return (int) k;
+                at += 6 + (size_t) k + 1;
+        }
+        req.n_filters = n;
+        req.filters = f;
+        char what[32];
+        snprintf(what, sizeof what, "(%zu names)", n);
+        return start(c, &KIND_IMAGES_LIST, (CallCallback){.images = cb}, ns, what, &req.base, CTRD_UNARY_TIMEOUT_USEC,
                      userdata, 0, NULL);
 }
 

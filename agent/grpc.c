@@ -375,6 +375,8 @@ struct GrpcClient {
         uint64_t timeout_usec;
         char timeout_text[16];
         uint64_t burst_window_usec; /* 0: read whenever bytes arrive */
+        void (*after_read)(void *userdata); /* grpc_client_set_after_read() */
+        void *after_read_userdata;
         uint64_t n_burst_reads;     /* reads of a burst's timer that found bytes */
 };
 
@@ -460,6 +462,11 @@ int grpc_client_set_burst_window(GrpcClient *c, uint64_t window_usec) {
                 return -EINVAL;
         c->burst_window_usec = window_usec;
         return 0;
+}
+
+void grpc_client_set_after_read(GrpcClient *c, void (*cb)(void *userdata), void *userdata) {
+        c->after_read = cb;
+        c->after_read_userdata = userdata;
 }
 
 int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t timeout_usec) {
@@ -1252,6 +1259,7 @@ fail:
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Conn *conn = userdata;
         GrpcClient *c = conn->client;
+        bool got = false;
 
         if (conn->connecting) {
                 int err = 0;
@@ -1268,7 +1276,6 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 conn->connecting = false;
         }
 
-        bool got = false;
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 for (int i = 0; i < CONN_READS_PER_WAKEUP; i++) {
                         ssize_t n = recv(fd, c->ibuf, sizeof(c->ibuf), MSG_DONTWAIT);
@@ -1304,8 +1311,13 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
         conn_kick(conn);
         conn_burst_hold(conn, got);
 out:
-        if (dispatch(c))
-                client_flush_due(c);
+        if (!dispatch(c))
+                return 0;
+        /* what the read's messages started waiting for the read's end goes out in this
+         * turn's send() too */
+        if (got && c->after_read)
+                c->after_read(c->after_read_userdata);
+        client_flush_due(c);
         return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "pullwatch/jobs.h"
 
 #include <sys/mman.h>
+#include <systemd/sd-event.h>
 
 #include "pullwatch/facts.h"
 #include "pullwatch/log.h"
@@ -24,6 +25,10 @@ typedef struct ResolveEntry {
 #define RESOLVE_CACHE_BYTES (JOBS_RESOLVE_CACHE_MAX * sizeof(ResolveEntry))
 
 typedef struct Job Job;
+
+/* Names of image events waiting for their look-up, answered by one call. At most half
+ * the jobs in flight: the next batch gathers while one is answered. */
+#define LOOKUP_BATCH_MAX (JOBS_IN_FLIGHT_MAX / 2)
 
 /* Compact: a listing of thousands of images queues thousands of jobs at once, so a job
  * holds its strings at their length; the (large, fixed-size) Observation is built on the
@@ -59,6 +64,22 @@ struct Jobs {
         ResolveEntry *resolve_cache; /* owned: room for JOBS_RESOLVE_CACHE_MAX, n_resolve used */
         Facts *facts;                /* borrowed, or NULL: the facts file behind the cache */
         size_t n_resolve, resolve_next;
+
+        /* image events' look-ups (jobs_set_lookup_delay()); off while event is NULL */
+        sd_event *event;                    /* borrowed */
+        sd_event_source *batch_timer;       /* owned: a delay > 0 */
+        sd_event_source *batch_defer;       /* owned: delay 0, the loop's next turn */
+        uint64_t batch_delay_usec;
+        Job *batch[LOOKUP_BATCH_MAX];       /* waiting, in the order added (the FIFO owns them) */
+        size_t n_batch;
+        uint64_t batch_first_usec, batch_deadline_usec; /* CLOCK_MONOTONIC */
+        uint64_t last_event_usec;           /* the previous image event's job (CLOCK_MONOTONIC) */
+        Job *flight[LOOKUP_BATCH_MAX];      /* the batch whose look-up is under way */
+        size_t n_flight;
+        bool batch_busy;                    /* a batch's look-up is under way */
+        size_t gets_pending;                /* a batch's Images.Get not answered yet */
+        bool batch_list;                    /* a batch asks with one Images.List */
+        JobsLookupStats stats;
 };
 
 static void job_pump(Jobs *q);
@@ -109,6 +130,10 @@ Jobs *jobs_free(Jobs *q) {
         }
         if (q->resolve_cache)
                 munmap(q->resolve_cache, RESOLVE_CACHE_BYTES);
+        if (q->event)
+                ctrd_set_after_read(q->ctrd, NULL, NULL);
+        sd_event_source_disable_unref(q->batch_timer);
+        sd_event_source_disable_unref(q->batch_defer);
         free(q);
         return NULL;
 }
@@ -296,15 +321,11 @@ static void job_resolve(Job *j) {
 
 /* ---- lookups */
 
-static void on_image_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
-        Job *j = userdata;
+/* What the job's image record names: its target, and the name as containerd has it. */
+static void job_got_target(Job *j, const char *name, const char *digest, const char *media_type) {
         Jobs *q = j->queue;
-        if (error < 0) {
-                job_finish(j, error, reason);
-                return;
-        }
-        if (dup_str(&j->digest, img->target_digest) < 0 || dup_str(&j->media_type, img->target_media_type) < 0 ||
-            dup_str(&j->image, img->name) < 0) {
+        if (dup_str(&j->digest, digest) < 0 || dup_str(&j->media_type, media_type) < 0 ||
+            dup_str(&j->image, name) < 0) {
                 job_finish(j, -ENOMEM, NULL);
                 return;
         }
@@ -312,6 +333,252 @@ static void on_image_got(Ctrd *c, int error, const char *reason, const CtrdImage
         if (j->type == JOB_CONTAINER && j->workload && q->cb.container_image)
                 q->cb.container_image(j->ns, j->container_id, j->image, j->digest, j->workload, q->userdata);
         job_resolve(j);
+}
+
+static void on_image_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
+        Job *j = userdata;
+        if (error < 0)
+                job_finish(j, error, reason);
+        else
+                job_got_target(j, img->name, img->target_digest, img->target_media_type);
+}
+
+static void image_get(Job *j) {
+        j->queue->stats.gets++;
+        int r = ctrd_image_get(j->queue->ctrd, j->ns, j->image, on_image_got, j);
+        if (r < 0)
+                job_finish(j, r, "cannot start Images.Get");
+}
+
+/* ---- image events' look-ups, batched
+ *
+ * An image event carries no digest: the job asks containerd for the record. Asked one by
+ * one, each event woke the agent twice (the event, then the reply). Instead the event's
+ * job waits in a batch, and the batch is asked for at once: one Images.Get per name, all
+ * in one send() (their replies come back together, read in one wake-up), or one
+ * Images.List naming each (use_list; it costs containerd a read of every image record of
+ * the namespace). A batch goes at the end of the read that brought its events; but an
+ * event that follows the previous one within `delay` (a burst is on) makes it wait for
+ * more until `delay` after the batch's first event; a full batch goes at once. A lone
+ * event never waits: its timer would be a wake-up of its own, saving none. While a
+ * batch is under way the next one gathers. Jobs still finish strictly in their order,
+ * each with its own event's time. */
+
+static void batch_done(Jobs *q);
+
+static void batch_arm(Jobs *q) {
+        bool now = q->batch_deadline_usec <= now_usec_monotonic();
+        (void) sd_event_source_set_enabled(q->batch_defer, now ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+        if (!now) {
+                (void) sd_event_source_set_time(q->batch_timer, q->batch_deadline_usec);
+                (void) sd_event_source_set_enabled(q->batch_timer, SD_EVENT_ONESHOT);
+        } else
+                (void) sd_event_source_set_enabled(q->batch_timer, SD_EVENT_OFF);
+}
+
+static void batch_disarm(Jobs *q) {
+        (void) sd_event_source_set_enabled(q->batch_defer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(q->batch_timer, SD_EVENT_OFF);
+}
+
+static void on_batch_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
+        Jobs *q = userdata;
+        Job *j = q->flight[0];
+        q->n_flight = 0;
+        if (error < 0)
+                job_finish(j, error, reason);
+        else
+                job_got_target(j, img->name, img->target_digest, img->target_media_type);
+        batch_done(q);
+}
+
+static void on_batch_member_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
+        Job *j = userdata;
+        Jobs *q = j->queue;
+        if (error < 0)
+                job_finish(j, error, reason);
+        else
+                job_got_target(j, img->name, img->target_digest, img->target_media_type);
+        if (--q->gets_pending == 0)
+                batch_done(q);
+}
+
+static void on_batch_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs,
+                            size_t n, void *userdata) {
+        Jobs *q = userdata;
+        Job *jobs[LOOKUP_BATCH_MAX];
+        size_t n_jobs = q->n_flight;
+        /* finishing a job may start others (they join the next batch): not q->flight */
+        memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
+        q->n_flight = 0;
+        if (error < 0) {
+                q->stats.lists_failed++;
+                log_debug("%s; asking for each name on its own", reason);
+        }
+        for (size_t i = 0; i < n_jobs; i++) {
+                Job *j = jobs[i];
+                if (error < 0) {
+                        /* containerd refused the List (a name it cannot parse, an old
+                         * version): each name asked on its own, as before batching */
+                        image_get(j);
+                        continue;
+                }
+                const CtrdImageEntry *e = NULL;
+                for (size_t k = 0; !e && k < n; k++)
+                        if (streq_ptr(imgs[k].name, j->image))
+                                e = &imgs[k];
+                if (e)
+                        job_got_target(j, e->name, e->target_digest, e->target_media_type);
+                else /* deleted before the look-up: as Images.Get's NOT_FOUND */
+                        job_finish(j, -ENOENT, "image not found");
+        }
+        batch_done(q);
+}
+
+static void batch_fire(Jobs *q) {
+        const char *names[LOOKUP_BATCH_MAX];
+        size_t n = 0;
+        batch_disarm(q);
+        memcpy(q->flight, q->batch, q->n_batch * sizeof *q->batch);
+        q->n_flight = q->n_batch;
+        q->n_batch = 0;
+        for (size_t i = 0; i < q->n_flight; i++) {
+                bool seen = false; /* a name moved twice in the batch is asked once */
+                for (size_t k = 0; !seen && k < n; k++)
+                        seen = streq_ptr(names[k], q->flight[i]->image);
+                if (!seen)
+                        names[n++] = q->flight[i]->image;
+        }
+        const char *ns = q->flight[0]->ns;
+        int r;
+        if (q->n_flight > 1) {
+                q->stats.batches++;
+                q->stats.batched += q->n_flight;
+        }
+        if (q->n_flight > 1 && !q->batch_list) {
+                /* each job its own Images.Get, all in this turn's send(): their replies
+                 * come back together, read in one wake-up (a name moved twice in the
+                 * batch is asked twice: both answers are where it points now) */
+                Job *jobs[LOOKUP_BATCH_MAX];
+                size_t n_jobs = q->n_flight;
+                memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
+                q->n_flight = 0;
+                q->batch_busy = true;
+                q->gets_pending = n_jobs;
+                for (size_t i = 0; i < n_jobs; i++) {
+                        q->stats.gets++;
+                        r = ctrd_image_get(q->ctrd, ns, jobs[i]->image, on_batch_member_got, jobs[i]);
+                        if (r < 0) {
+                                job_finish(jobs[i], r, "cannot start Images.Get");
+                                if (--q->gets_pending == 0)
+                                        batch_done(q);
+                        }
+                }
+                return;
+        }
+        if (q->n_flight == 1) {
+                q->stats.gets++;
+                r = ctrd_image_get(q->ctrd, ns, names[0], on_batch_got, q);
+        } else {
+                q->stats.lists++;
+                r = ctrd_images_get_many(q->ctrd, ns, names, n, on_batch_listed, q);
+        }
+        if (r >= 0) {
+                q->batch_busy = true;
+                return;
+        }
+        Job *jobs[LOOKUP_BATCH_MAX];
+        size_t n_jobs = q->n_flight;
+        memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
+        q->n_flight = 0;
+        for (size_t i = 0; i < n_jobs; i++)
+                job_finish(jobs[i], r, n_jobs == 1 ? "cannot start Images.Get" : "cannot start Images.List");
+}
+
+/* Go now if due (or full) and no batch is under way; else wait for the deadline. */
+static void batch_consider(Jobs *q) {
+        if (q->n_batch == 0 || q->batch_busy)
+                return;
+        if (q->n_batch >= LOOKUP_BATCH_MAX || now_usec_monotonic() >= q->batch_deadline_usec)
+                batch_fire(q);
+        else
+                batch_arm(q);
+}
+
+static void batch_done(Jobs *q) {
+        q->batch_busy = false;
+        batch_consider(q);
+}
+
+static int on_batch_due(Jobs *q) {
+        if (q->n_batch > 0 && !q->batch_busy)
+                batch_fire(q);
+        return 0;
+}
+static int on_batch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        return on_batch_due(userdata);
+}
+static int on_batch_defer(sd_event_source *s, void *userdata) {
+        return on_batch_due(userdata);
+}
+/* A batch due now goes at the end of the read that brought its events, in the same loop
+ * turn and send() (the defer source catches jobs started elsewhere). */
+static void on_after_read(void *userdata) {
+        Jobs *q = userdata;
+        if (q->n_batch > 0 && !q->batch_busy && q->batch_deadline_usec <= now_usec_monotonic())
+                batch_fire(q);
+}
+
+/* An image event's job: into the batch. False when it must look up on its own: another
+ * namespace than the batch's, or the batch full while the previous one is under way. */
+static bool batch_add(Jobs *q, Job *j) {
+        if (q->n_batch >= LOOKUP_BATCH_MAX || (q->n_batch > 0 && !streq_ptr(q->batch[0]->ns, j->ns)))
+                return false;
+        uint64_t now = now_usec_monotonic();
+        /* only an event that follows another within the delay waits for more: waiting
+         * alone would cost a wake-up of its own (the timer) and save none */
+        bool burst = q->batch_delay_usec > 0 && now - q->last_event_usec < q->batch_delay_usec;
+        q->last_event_usec = now;
+        if (q->n_batch == 0) {
+                q->batch_first_usec = now;
+                q->batch_deadline_usec = UINT64_MAX;
+        }
+        q->batch[q->n_batch++] = j;
+        /* the end of this read; in a burst, `delay` after the batch's first event (waiting
+         * `delay` after each event instead, while they keep coming, took the median
+         * latency of a burst to 3 times the delay for no less CPU) */
+        uint64_t due = burst ? q->batch_first_usec + q->batch_delay_usec : now;
+        if (q->n_batch == 1 || due > q->batch_deadline_usec)
+                q->batch_deadline_usec = due;
+        if (q->n_batch >= LOOKUP_BATCH_MAX)
+                batch_consider(q);
+        else if (!q->batch_busy)
+                batch_arm(q); /* not at once: the rest of this read may join */
+        return true;
+}
+
+int jobs_set_lookup_batching(Jobs *q, sd_event *e, uint64_t delay_usec, bool use_list) {
+        if (!q || !e)
+                return -EINVAL;
+        if (!q->batch_defer) {
+                int r = sd_event_add_defer(e, &q->batch_defer, on_batch_defer, q);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_enabled(q->batch_defer, SD_EVENT_OFF);
+                r = sd_event_add_time(e, &q->batch_timer, CLOCK_MONOTONIC, UINT64_MAX, 1, on_batch_timer, q);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_enabled(q->batch_timer, SD_EVENT_OFF);
+        }
+        q->event = e;
+        q->batch_delay_usec = delay_usec;
+        q->batch_list = use_list;
+        ctrd_set_after_read(q->ctrd, on_after_read, q);
+        return 0;
+}
+
+void jobs_get_lookup_stats(const Jobs *q, JobsLookupStats *ret) {
+        *ret = q->stats;
 }
 
 static void on_container_got(Ctrd *c, int error, const char *reason, const CtrdContainer *ct, void *userdata) {
@@ -337,9 +604,7 @@ static void on_container_got(Ctrd *c, int error, const char *reason, const CtrdC
         }
         *j->workload = ct->workload;
         strcpy_bounded(j->workload->container_id, sizeof j->workload->container_id, ct->id);
-        int r = ctrd_image_get(j->queue->ctrd, j->ns, j->image, on_image_got, j);
-        if (r < 0)
-                job_finish(j, r, "cannot start Images.Get");
+        image_get(j); /* at once: a container's start is not batched (its job waits on Containers.Get already) */
 }
 
 static void job_start(Job *j) {
@@ -352,8 +617,11 @@ static void job_start(Job *j) {
         else if (j->have_target) {
                 job_resolve(j);
                 return;
-        } else
-                r = ctrd_image_get(q->ctrd, j->ns, j->image, on_image_got, j);
+        } else {
+                if (!q->event || !batch_add(q, j))
+                        image_get(j);
+                return;
+        }
         if (r < 0)
                 job_finish(j, r, strerror(-r));
 }

@@ -67,6 +67,8 @@ typedef struct Config {
         uint64_t relist_interval_usec;    /* 0 = only with the inventory */
         uint64_t keepalive_interval_usec, keepalive_timeout_usec; /* liveness PING of containerd */
         uint64_t burst_window_usec; /* 0: off; see grpc_client_set_burst_window() */
+        uint64_t lookup_delay_usec; /* image events' look-ups batched: see jobs_set_lookup_batching() */
+        bool lookup_list;           /* ... asked with one Images.List a batch */
         bool content_direct; /* blobs from containerd's content store directly (ctrd_set_content_direct()) */
         char *metrics_file;
         char *cluster;

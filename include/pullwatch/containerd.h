@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include "pullwatch/finding.h"
@@ -190,6 +191,8 @@ int ctrd_set_keepalive(Ctrd *c, uint64_t interval_usec, uint64_t timeout_usec);
 /* See grpc_client_set_burst_window(). */
 int ctrd_set_burst_window(Ctrd *c, uint64_t window_usec);
 uint64_t ctrd_burst_reads(const Ctrd *c); /* grpc_client_burst_reads() */
+/* See grpc_client_set_after_read(). */
+void ctrd_set_after_read(Ctrd *c, void (*cb)(void *userdata), void *userdata);
 /* Number of calls still running (a one-shot scan runs the loop until this is 0). */
 size_t ctrd_pending(const Ctrd *c);
 
@@ -203,6 +206,19 @@ void ctrd_call_cancel(CtrdCall *call);
 int ctrd_version(Ctrd *c, ctrd_version_cb_t cb, void *userdata);
 int ctrd_namespaces_list(Ctrd *c, ctrd_namespaces_cb_t cb, void *userdata);
 int ctrd_images_list(Ctrd *c, const char *ns, ctrd_images_cb_t cb, void *userdata);
+/* Images.Get of several names in one call: an Images.List whose filters name each
+ * (`name=="…"`, ORed by containerd), answered with the records among names that exist, in
+ * containerd's order (an unknown name is simply absent). names borrowed; 1 to
+ * CTRD_GET_MANY_MAX of them, each non-empty and shorter than PW_REF_MAX (else -EINVAL).
+ * containerd reads every image record of the namespace to answer a List: for one name,
+ * ctrd_image_get() costs it less. */
+#define CTRD_GET_MANY_MAX 64
+int ctrd_images_get_many(Ctrd *c, const char *ns, const char *const *names, size_t n, ctrd_images_cb_t cb,
+                         void *userdata);
+/* value as a quoted string of containerd's filter syntax, into buf (NUL-terminated):
+ * '"' and '\\' escaped, every byte outside printable ASCII as \xHH. Returns its length,
+ * -ENAMETOOLONG when buf is too small (4 × strlen(value) + 3 always fits). Pure. */
+ssize_t ctrd_filter_quote(const char *value, char *buf, size_t size);
 /* Unknown image: error -ENOENT. */
 int ctrd_image_get(Ctrd *c, const char *ns, const char *name, ctrd_image_cb_t cb, void *userdata);
 int ctrd_containers_list(Ctrd *c, const char *ns, ctrd_containers_cb_t cb, void *userdata);

@@ -160,6 +160,11 @@ int grpc_client_set_keepalive(GrpcClient *c, uint64_t interval_usec, uint64_t ti
  * GRPC_BURST_WINDOW_MAX_USEC. Takes effect at once. */
 #define GRPC_BURST_WINDOW_MAX_USEC 1000000ULL
 int grpc_client_set_burst_window(GrpcClient *c, uint64_t window_usec);
+/* cb(userdata) once the messages of a read of the connection were handled (and the calls
+ * they completed), before this loop turn's send(): what the read's messages queued to do
+ * "once the read is done" (a batch of look-ups) is started there and leaves with the
+ * rest. NULL: none. The callback may start calls, not free the client. */
+void grpc_client_set_after_read(GrpcClient *c, void (*cb)(void *userdata), void *userdata);
 /* Reads made at the end of a burst window that found bytes (what waited for the window). */
 uint64_t grpc_client_burst_reads(const GrpcClient *c);
 /* How many connections this client has opened (connect() succeeded or is in progress). */

@@ -71,6 +71,25 @@ int jobs_add_image(Jobs *q, const char *ns, const char *name, const char *digest
                    uint64_t time_usec);
 int jobs_add_container(Jobs *q, const char *ns, const char *id, uint64_t time_usec);
 
+/* Image events' look-ups, batched: the event jobs of one read of containerd's socket
+ * (and those that come while a batch is under way) are asked for together: one
+ * Images.Get each, all in one send(), or (use_list) one Images.List naming each
+ * (ctrd_images_get_many()); JOBS_IN_FLIGHT_MAX / 2 at most, one batch at a time. An
+ * event within delay_usec of the previous one (a burst) makes its batch wait for more
+ * until delay_usec after the batch's first event; 0: no waiting. e borrowed, must outlive
+ * the queue; the queue takes ctrd's after-read hook (ctrd_set_after_read()). Without this
+ * call each event's job asks at once. Listings and containers are not batched. -EINVAL,
+ * or sd-event's error. */
+int jobs_set_lookup_batching(Jobs *q, sd_event *e, uint64_t delay_usec, bool use_list);
+
+/* Image look-up calls so far: Images.Get (events and containers) and Images.List; the
+ * batches of two or more events and the events in them; the Lists containerd refused
+ * (each of their names then asked with Images.Get). */
+typedef struct JobsLookupStats {
+        uint64_t gets, lists, batches, batched, lists_failed;
+} JobsLookupStats;
+void jobs_get_lookup_stats(const Jobs *q, JobsLookupStats *ret);
+
 /* Jobs waiting or running; of them, image records added from a listing. */
 size_t jobs_queued(const Jobs *q);
 size_t jobs_listing(const Jobs *q);
