@@ -2,6 +2,7 @@
  * descent bounded by JSCAN_DEPTH_MAX) and the walks over a checked document (skipping
  * values by their brackets and quotes alone, which the check made safe). */
 #include "pullwatch/jscan.h"
+#include "pullwatch/utf8.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -55,27 +56,10 @@ static int hex4(const char *p) {
 /* One UTF-8 sequence starting at s->p with a lead byte >= 0x80: as utf8_valid_n() and
  * jansson (no overlong forms, no surrogates, nothing past U+10FFFF). */
 static bool check_utf8(Scan *s) {
-        const unsigned char *p = (const unsigned char *) s->p;
-        uint32_t c = *p++, min;
-        unsigned n;
-        if (c >= 0xc2 && c <= 0xdf)
-                n = 1, c &= 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-                n = 2, c &= 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-                n = 3, c &= 0x07, min = 0x10000;
-        else
+        size_t n = utf8_sequence_len(s->p, (size_t) (s->end - s->p));
+        if (n == 0)
                 return scan_fail(s, "invalid UTF-8 in a string");
-        if ((size_t) ((const unsigned char *) s->end - p) < n)
-                return scan_fail(s, "invalid UTF-8 in a string");
-        for (; n > 0; n--, p++) {
-                if ((*p & 0xc0) != 0x80)
-                        return scan_fail(s, "invalid UTF-8 in a string");
-                c = c << 6 | (*p & 0x3fU);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                return scan_fail(s, "invalid UTF-8 in a string");
-        s->p = (const char *) p;
+        s->p += n;
         return true;
 }
 
