@@ -549,7 +549,7 @@ typedef struct StateArrays {
 /* PostgreSQL: rows for COPY … FROM STDIN (text format), one line each; sent when the
  * two buffers hold more than COPY_FLUSH_BYTES, else at the end of the transaction's
  * requests (and before anything that reads or writes the same rows). */
-#define COPY_FLUSH_BYTES (4U << 20)
+#define COPY_FLUSH_BYTES (2U << 20)
 typedef struct CopyRows {
         char *buf;
         size_t len, alloc, rows;
@@ -653,6 +653,8 @@ struct Store {
         size_t n_fresh, alloc_fresh;
         bool fresh_unread;              /* S_NODES_FRESH is queued, its rows not read yet */
         ColArrays fresh_query;
+        uint64_t *inv_known;            /* PostgreSQL: nodes given an inventory (see inv_known_add) */
+        size_t n_inv_known;
         StateArrays state;              /* PostgreSQL: state changes of the batch not sent yet */
         Touched *touched;               /* nodes the current request touched (lazily allocated) */
         InvPending inv;                 /* SQLite: the request's inventory writes not applied yet */
@@ -1355,6 +1357,7 @@ Store *store_free(Store *s) {
         free(s->copy_images.buf);
         free(s->copy_pods.buf);
         free(s->fresh);
+        free(s->inv_known);
         for (size_t i = 0; i < ARRAYS_COLUMNS_MAX; i++)
                 free(s->fresh_query.col[i]);
         free(s->node_cache);
@@ -1908,9 +1911,41 @@ static FreshNode *fresh_find(Store *s, const char *cluster, const char *node) {
         return NULL;
 }
 
+/* Nodes this collector gave a complete inventory: never fresh again (nodes rows are never
+ * deleted and last_inventory_usec only grows), so the hourly inventories of a node skip
+ * S_NODES_FRESH and its round trip. Only a hint, noted before the commit: a node noted by
+ * a transaction that then rolled back, or one whose hash collides, takes the statements,
+ * which are right for any node; a full set notes no more. */
+#define INV_KNOWN_SLOTS 16384
+static uint64_t key_hash(const char *const *parts, size_t n);
+
+static bool inv_known(Store *s, const char *cluster, const char *node) {
+        if (!s->inv_known)
+                return false;
+        uint64_t h = key_hash((const char *[]){cluster, node}, 2);
+        for (size_t i = h % INV_KNOWN_SLOTS; s->inv_known[i]; i = (i + 1) % INV_KNOWN_SLOTS)
+                if (s->inv_known[i] == h)
+                        return true;
+        return false;
+}
+
+static void inv_known_add(Store *s, const char *cluster, const char *node) {
+        if (!s->inv_known && !(s->inv_known = calloc(INV_KNOWN_SLOTS, sizeof *s->inv_known)))
+                return;
+        if (s->n_inv_known >= INV_KNOWN_SLOTS / 4 * 3)
+                return;
+        uint64_t h = key_hash((const char *[]){cluster, node}, 2);
+        size_t i = h % INV_KNOWN_SLOTS;
+        for (; s->inv_known[i]; i = (i + 1) % INV_KNOWN_SLOTS)
+                if (s->inv_known[i] == h)
+                        return;
+        s->inv_known[i] = h;
+        s->n_inv_known++;
+}
+
 /* Note (cluster, node) for S_NODES_FRESH; both stay valid until fresh_reset(). */
 static int fresh_add(Store *s, const char *cluster, const char *node) {
-        if (fresh_find(s, cluster, node))
+        if (fresh_find(s, cluster, node) || inv_known(s, cluster, node))
                 return 0;
         if (greedy_realloc((void **) &s->fresh, &s->alloc_fresh, s->n_fresh + 1, sizeof *s->fresh, 16) < 0 ||
             arrays_add(&s->fresh_query, (Val[]){T(cluster), T(node)}, 2) < 0)
@@ -2025,6 +2060,7 @@ static int apply_inventory_pg(Store *s, const char *cluster, const char *node, u
                               const InventoryImage *images, size_t n, char *err, size_t errlen) {
         bool fresh;
         int r = fresh_take(s, cluster, node, &fresh, err, errlen);
+        inv_known_add(s, cluster, node);
         if (r >= 0 && fresh)
                 return apply_inventory_copy(s, cluster, node, time_usec, images, n, err, errlen);
         /* the statements below read the node's rows: any COPY before them goes first */
