@@ -10,7 +10,10 @@
  * No index of node_images or workload_history has a global order (schema 8, store.c
  * migration_8): what the report reads by reference or image name it reads node by node,
  * `nodes` joined to the (cluster, node, name) indexes — one short range per node — or,
- * when that would cost more than reading the table (many divergent tags), in one pass. */
+ * when that would cost more than reading the table (many divergent tags), in one pass.
+ * SQLite has no (cluster, node, name) index since schema 11 (store.c migration_11: the
+ * records path's writes): there a node's range is its whole range of the primary key,
+ * the name filtered, so both ways read every row of every node once. */
 #include <inttypes.h>
 #include <jansson.h>
 

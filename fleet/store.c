@@ -22,7 +22,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -176,9 +176,27 @@ static const char *const migration_10[] = {
         NULL,
 };
 
+/* Migration 11 (SQLite only: "sqlite:" statements are skipped on PostgreSQL): the
+ * (cluster, node, name) indexes of migration 8 go. On the records path nearly every pull
+ * and finding inserts a new node_images row and a new workload_history row, each a random
+ * insert into these indexes as well as into the primary key's, and a commit writes every
+ * page it dirtied to the WAL: they were 2 of the 6 B-trees a record inserts into at a
+ * random place. Without them a collector taking 50,000 records
+ * (tests/bench/records_ab_bench.sh) writes 0.23 GB instead of 0.56 and its writer takes
+ * 35-60 % less CPU. Their readers (the report's look-ups by image name, report_query.c)
+ * read each node's range of the primary key instead, (cluster, node) then the name
+ * filtered: every row of the node, not the name's alone (the 200,000- and 2M-row
+ * reports took about the same CPU either way: inventory_ab_bench.sh).
+ * PostgreSQL keeps both: its schema is unchanged, its step 11 empty. */
+static const char *const migration_11[] = {
+        "sqlite:DROP INDEX IF EXISTS node_images_node_name",
+        "sqlite:DROP INDEX IF EXISTS workload_history_node_name",
+        NULL,
+};
+
 static const char *const *const migrations[STORE_SCHEMA_VERSION] = {
         migration_1, migration_2, migration_3, migration_4, migration_5,
-        migration_6, migration_7, migration_8, migration_9, migration_10};
+        migration_6, migration_7, migration_8, migration_9, migration_10, migration_11};
 
 /* --------------------------------------------------------------- statements ---- */
 
@@ -793,8 +811,10 @@ static int sqlite_run(Store *s, sqlite3_stmt *st, const int *idx, const Val *v, 
         }
         if (affected)
                 *affected += (size_t) sqlite3_changes(s->db);
+        /* no sqlite3_clear_bindings(): every run binds each parameter its statement uses
+         * before it steps, and clearing them (a loop over the values) cost the records
+         * path ~10 % of its rate (records_ab_bench.sh, A/B at load 7-9) */
         sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
         return 0;
 }
 
@@ -1151,6 +1171,7 @@ static int db_exec_sql(Store *s, const char *sql, char *err, size_t errlen) {
 /* Queue (PG) or run (SQLite) a write; *affected gets its row count (PG: at the next sync). */
 static int db_write(Store *s, StmtId id, const Val *v, size_t n, size_t *affected, char *err, size_t errlen) {
         if (s->engine == STORE_SQLITE) {
+                assert(n == stmts[id].nparams); /* each parameter bound every run (sqlite_run) */
                 int r = sqlite_prepare(s, id, err, errlen);
                 if (r < 0)
                         return r;
@@ -1163,6 +1184,7 @@ static int db_write(Store *s, StmtId id, const Val *v, size_t n, size_t *affecte
 static int db_read(Store *s, StmtId id, const Val *v, size_t n, store_row_t row, void *userdata, char *err,
                    size_t errlen) {
         if (s->engine == STORE_SQLITE) {
+                assert(n == stmts[id].nparams); /* each parameter bound every run (sqlite_run) */
                 int r = sqlite_prepare(s, id, err, errlen);
                 if (r < 0)
                         return r;
@@ -1300,6 +1322,10 @@ static int migrate(Store *s, char *err, size_t errlen) {
                                 if (s->engine != STORE_POSTGRESQL)
                                         continue;
                                 sql += strlen("pg:");
+                        } else if (startswith(sql, "sqlite:")) {
+                                if (s->engine != STORE_SQLITE)
+                                        continue;
+                                sql += strlen("sqlite:");
                         }
                         r = db_exec_sql(s, sql, err, errlen);
                 }
@@ -2142,16 +2168,15 @@ static int cmp_inv_rows(const InvRow *x, const InvRow *y, const char *kx, const 
         return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* Image rows node by node, each node's in reference order: node_images' primary key and
- * its (cluster, node, name) index (a reference starts with its name) are then walked
- * front to back within each node's range. */
+/* Image rows node by node, each node's in reference order: node_images' primary key is
+ * then walked front to back within each node's range. */
 static int cmp_inv_image(const void *a, const void *b) {
         const InvRow *x = a, *y = b;
         return cmp_inv_rows(x, y, x->im->ref, y->im->ref);
 }
 
-/* Workload rows node by node, each node's in image name order: workload_history
- * (cluster, node, name) (see inv_flush). */
+/* Workload rows node by node (a node's rows are one range of workload_history's primary
+ * key), each node's in image name order (see inv_flush). */
 static int cmp_inv_pod(const void *a, const void *b) {
         const InvRow *x = a, *y = b;
         return cmp_inv_rows(x, y, x->im->name, y->im->name);
@@ -2167,9 +2192,9 @@ static int cmp_inv_pod(const void *a, const void *b) {
  * all over node_images' and workload_history's secondary indexes, each larger than the page
  * cache, so a commit spilled and re-dirtied them several times (6.8 GB written for the
  * bench's 200,000 first-inventory rows); in key order each index page is dirtied once.
- * Since schema 8 every secondary index of these tables but workload_history
- * (k8s_namespace) (whose new entries go to the end of their namespace's range) leads with
- * (cluster, node), so a node's rows land on a few pages of each. */
+ * Since schema 8 every index of these tables but workload_history (k8s_namespace) (whose
+ * new entries go to the end of their namespace's range) leads with (cluster, node), so a
+ * node's rows land on a few pages of each; since schema 11 those are the primary keys. */
 static int inv_flush(Store *s, char *err, size_t errlen) {
         InvPending *p = &s->inv;
         int r = 0;

@@ -48,7 +48,8 @@
  *     updated_usec BIGINT,        -- read it as STORE_IMAGE_UPDATED_SQL() (schema 9)
  *     by_inventory INTEGER        -- 1: set by a complete inventory, as it stands in the
  *                                 -- node's last one (PostgreSQL; 0 on SQLite)  [schema 9]
- *     indexes: (cluster, node, name)  [(ref), (name) until schema 8; (digest) until schema 3]
+ *     indexes: (cluster, node, name) on PostgreSQL, none on SQLite since schema 11
+ *              [(ref), (name) until schema 8; (digest) until schema 3]
  *     A pull record upserts its row at once; its findings update `findings` and the
  *     flags of the row whose digest they name. A complete inventory (all parts 1..N of
  *     one snapshot) replaces the node's rows wholesale; a part alone replaces nothing.
@@ -65,11 +66,11 @@
  *     by_inventory INTEGER,       -- 1: named by the node's last complete inventory
  *                                 -- (PostgreSQL; 0 on SQLite)  [schema 10]
  *     PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest)
- *     indexes: (k8s_namespace), (cluster, node, name)  [(k8s_namespace, pod) until schema 6;
- *              (name) until schema 8]
+ *     indexes: (k8s_namespace), (cluster, node, name) (PostgreSQL; SQLite: not since schema 11)
+ *              [(k8s_namespace, pod) until schema 6; (name) until schema 8]
  *     Every node_images and workload_history row's (cluster, node) has a nodes row (ingest
  *     touches the node first): the report reads these tables node by node, nodes joined to
- *     the (cluster, node, name) indexes.
+ *     the (cluster, node, name) indexes (SQLite: to the primary keys' (cluster, node) ranges).
  *
  *   daily_rollup   -- compliance per day, kept past --retention (the trend)
  *     day TEXT ('YYYY-MM-DD', UTC), cluster TEXT, k8s_namespace TEXT ('' = all images

@@ -156,7 +156,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10;11");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -177,6 +177,10 @@ static const char *const node_images_indexes[] = {
         "SELECT indexname FROM pg_indexes WHERE tablename = 'node_images' AND indexname <> 'node_images_pkey'"
         " ORDER BY indexname",
 };
+
+/* What the current schema has of them: SQLite has no (cluster, node, name) index since
+ * migration 11, PostgreSQL keeps migration 8's. */
+static const char *const node_images_indexes_now[] = {"", "node_images_node_name"};
 
 /* Run SQL on the database behind url, outside the store (to make an older schema). */
 static void raw_sql(StoreEngine e, const char *url, const char *sql) {
@@ -223,8 +227,8 @@ static void test_upgrade_from_v2(void **state) {
                         "CREATE INDEX node_images_digest ON node_images (digest);"
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
-                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
+                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
                 assert_string_equal(q(s, "SELECT id FROM records ORDER BY id", 0, NULL, &o), "u1;u2");
@@ -316,7 +320,7 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -357,7 +361,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -605,6 +609,8 @@ static const char *const workload_indexes[] = {
         "SELECT indexname FROM pg_indexes WHERE tablename = 'workload_history' AND indexname <>"
         " 'workload_history_pkey' ORDER BY indexname",
 };
+static const char *const workload_indexes_now[] = {"workload_history_namespace",
+                                                   "workload_history_namespace;workload_history_node_name"};
 
 static void test_upgrade_from_v5(void **state) {
         static const char *const by_workload =
@@ -623,9 +629,8 @@ static void test_upgrade_from_v5(void **state) {
                         "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
-                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
-                                    "workload_history_namespace;workload_history_node_name");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
+                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
                         char plan[1024];
                         snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", by_workload);
@@ -656,7 +661,7 @@ static void test_upgrade_from_v6(void **state) {
                                                 "DELETE FROM schema_migrations WHERE version >= 7"
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
                 if (e == STORE_POSTGRESQL)
                         assert_string_equal(q(s,
                                               "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
@@ -676,10 +681,13 @@ static void test_upgrade_from_v6(void **state) {
 }
 
 /* The report's look-up of an image by name (report_query.c query_image): nodes joined to
- * node_images by (cluster, node, name), one range per node. */
+ * node_images by (cluster, node) and name, one range per node. */
 static const char *const image_by_name =
         "SELECT i.cluster, i.node, i.ref, i.digest FROM nodes n CROSS JOIN node_images i WHERE i.cluster = n.cluster"
         " AND i.node = n.node AND i.name = $1 ORDER BY i.node, i.ref";
+
+/* Its SQLite plan since migration 11: each node's range of the primary key. */
+static const char image_by_name_plan[] = "SEARCH i USING INDEX sqlite_autoindex_node_images_1 (cluster=? AND node=?)";
 
 /* A database of schema version 7 (node_images (ref), (name), workload_history (name):
  * indexes of a global order, written at random by every inventory) upgrades in place, on
@@ -693,22 +701,20 @@ static void test_upgrade_from_v7(void **state) {
                                            INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")) "," INV_IMAGE(
                                                    "docker.io/library/y:2", D2, "", POD("y-0")))};
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
-                        "DROP INDEX node_images_node_name; DROP INDEX workload_history_node_name;"
+                        "DROP INDEX IF EXISTS node_images_node_name; DROP INDEX IF EXISTS workload_history_node_name;"
                         "CREATE INDEX node_images_ref ON node_images (ref);"
                         "CREATE INDEX node_images_name ON node_images (name);"
                         "CREATE INDEX workload_history_name ON workload_history (name);"
                         "DELETE FROM schema_migrations WHERE version >= 8");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
-                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "node_images_node_name");
-                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o),
-                                    "workload_history_namespace;workload_history_node_name");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
+                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
+                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
                         char plan[1024];
                         snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", image_by_name);
                         q(s, plan, 1, (const char *[]){"docker.io/library/x"}, &o);
-                        assert_non_null(strstr(o.text, "SEARCH i USING INDEX node_images_node_name (cluster=? AND node=?"
-                                                       " AND name=?)"));
+                        assert_non_null(strstr(o.text, image_by_name_plan));
                 }
                 assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/x"}, &o),
                                     "prod|node-b|docker.io/library/x:1|" D1);
@@ -976,7 +982,7 @@ static void test_upgrade_from_v8(void **state) {
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                                          "DELETE FROM schema_migrations WHERE version >= 9");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
                 assert_string_equal(q(s, "SELECT ref, by_inventory FROM node_images", 0, NULL, &o),
                                     "docker.io/library/x:1|0");
                 assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795600800000000");
@@ -1002,7 +1008,7 @@ static void test_upgrade_from_v9(void **state) {
                                          "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
                                          "DELETE FROM schema_migrations WHERE version >= 10");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
                 assert_string_equal(q(s, "SELECT pod, by_inventory FROM workload_history ORDER BY pod", 0, NULL, &o),
                                     "web-7|0;y-0|0");
                 const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
@@ -1010,6 +1016,82 @@ static void test_upgrade_from_v9(void **state) {
                 ingest(s, "prod", b2, 1);
                 assert_string_equal(q(s, pod_times, 0, NULL, &o),
                                     "web-7|1795600800000000|1795604400000000;y-0|1795600800000000|1795600800000000");
+                store_free(s);
+        }
+}
+
+/* A database of schema 10 upgrades in place: on SQLite the (cluster, node, name) indexes
+ * of node_images and workload_history go (migration 11), on PostgreSQL they stay. Rows
+ * stay; a pull updates its reference's row and adds a new one; the report's look-ups by
+ * image name (now and before) find the same rows through each node's range of the
+ * primary keys, and the report goes on. */
+static void test_upgrade_from_v10(void **state) {
+        static const char *const history_by_name =
+                "SELECT w.node, w.pod, w.digest FROM nodes n CROSS JOIN workload_history w WHERE w.cluster ="
+                " n.cluster AND w.node = n.node AND w.name = $1 ORDER BY w.node, w.pod, w.digest";
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512];
+                Out o;
+                const char *b1[] = {
+                        INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                               INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7")) "," INV_IMAGE(
+                                       "docker.io/library/y:2", D2, "", POD("y-0"))),
+                        PULL("p1", "node-a", WEB, "latest", D1, "2026-11-25T10:00:00Z"),
+                        LATEST("l1", "node-a", WEB, D1, "2026-11-25T10:00:01Z"),
+                };
+                /* open_as_older dropped both by_inventory columns (schemas 9, 10): back */
+                Store *s = open_as_older(
+                        (StoreEngine) e, url, sizeof url, b1, 3,
+                        "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
+                        "ALTER TABLE workload_history ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
+                        "CREATE INDEX IF NOT EXISTS node_images_node_name ON node_images (cluster, node, name);"
+                        "CREATE INDEX IF NOT EXISTS workload_history_node_name ON workload_history (cluster, node, name);"
+                        "DELETE FROM schema_migrations WHERE version >= 11");
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7;8;9;10;11");
+                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
+                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
+                assert_string_equal(q(s, "SELECT node, ref, digest, findings FROM node_images ORDER BY node, ref", 0,
+                                      NULL, &o),
+                                    "node-a|" WEB "|" D1 "|latest_tag;node-b|docker.io/library/x:1|" D1
+                                    "|;node-b|docker.io/library/y:2|" D2 "|");
+                if (e == STORE_SQLITE) {
+                        char plan[1024];
+                        snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", image_by_name);
+                        q(s, plan, 1, (const char *[]){"docker.io/library/x"}, &o);
+                        assert_non_null(strstr(o.text, image_by_name_plan));
+                        snprintf(plan, sizeof plan, "EXPLAIN QUERY PLAN %s", history_by_name);
+                        q(s, plan, 1, (const char *[]){"docker.io/library/x"}, &o);
+                        assert_non_null(strstr(o.text, "SEARCH w USING INDEX sqlite_autoindex_workload_history_1"
+                                                       " (cluster=? AND node=?)"));
+                }
+                const char *b2[] = {
+                        PULL("p2", "node-a", WEB, "latest", D2, "2026-11-25T11:00:00Z"),
+                        PULL("p3", "node-a", "docker.io/library/web:2", "2", D3, "2026-11-25T11:00:01Z"),
+                        FIND("f1", "untraceable", "docker.io/library/web:2", D3, "2026-11-25T11:00:02Z", "web-9", ""),
+                };
+                ingest(s, "prod", b2, 3);
+                assert_string_equal(q(s, "SELECT ref, digest, findings FROM node_images WHERE node = 'node-a'"
+                                         " ORDER BY ref",
+                                      0, NULL, &o),
+                                    "docker.io/library/web:2|" D3 "|untraceable;" WEB "|" D2 "|");
+                assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/x"}, &o),
+                                    "prod|node-b|docker.io/library/x:1|" D1);
+                assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/web"}, &o),
+                                    "prod|node-a|docker.io/library/web:2|" D3 ";prod|node-a|" WEB "|" D2);
+                assert_string_equal(q(s, history_by_name, 1, (const char *[]){"docker.io/library/web"}, &o),
+                                    "node-a|web-0|" D1 ";node-a|web-9|" D3);
+                ReportFilter f;
+                report_filter_init(&f);
+                f.now_usec = 1795608000000000ULL;
+                f.image = (char *) "docker.io/library/web";
+                ReportModel *m = NULL;
+                char err[512] = "";
+                if (report_query(s, &f, &m, err, sizeof err) < 0)
+                        fail_msg("report_query: %s", err);
+                assert_int_equal(m->nodes, 2);
+                assert_int_equal(m->n_placements, 2); /* node-a holds both references of the name */
+                report_model_free(m);
                 store_free(s);
         }
 }
@@ -1186,11 +1268,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10");
+                                    "1;2;3;4;5;6;7;8;9;10;11");
                 s = store_free(s);
-                /* a second open finds version 10 and applies nothing */
+                /* a second open finds version 11 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "10");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "11");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -1646,7 +1728,7 @@ int main(void) {
                 cmocka_unit_test(test_upgrade_from_v4),     cmocka_unit_test(test_upgrade_from_v5),
                 cmocka_unit_test(test_upgrade_from_v6),     cmocka_unit_test(test_upgrade_from_v7),
                 cmocka_unit_test(test_upgrade_from_v8),     cmocka_unit_test(test_inventory_unchanged_rows),
-                cmocka_unit_test(test_upgrade_from_v9),
+                cmocka_unit_test(test_upgrade_from_v9), cmocka_unit_test(test_upgrade_from_v10),
                 cmocka_unit_test(test_inventory_fresh_node),
                 cmocka_unit_test(test_inventory_fresh_two_collectors),
                 cmocka_unit_test(test_report_divergence_node_by_node),
