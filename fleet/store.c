@@ -244,6 +244,7 @@ typedef enum StmtId {
         S_WORKLOAD_TIMED_MANY,
         S_INVENTORY_DELETE_MANY,
         S_WORKLOAD_UNNAMED,
+        S_NODES_FRESH,
         _S_MAX,
 } StmtId;
 
@@ -508,6 +509,17 @@ static const struct {
                                    " CASE WHEN excluded.revision <> '' THEN excluded.revision ELSE"
                                    " workload_history.revision END",
                                    10},
+        /* PostgreSQL: which of the nodes ($1 clusters, $2 nodes) are fresh — no complete
+         * inventory yet and no row in node_images or workload_history — so that their
+         * inventory can be COPYed in (see apply_inventory_copy; every writer of a node's
+         * rows holds its nodes row locked from the touch to its commit, so what this
+         * statement reads after the touch holds until the commit). */
+        [S_NODES_FRESH] = {"SELECT u.c, u.n FROM unnest($1::text[], $2::text[]) AS u(c, n) WHERE NOT EXISTS"
+                           " (SELECT 1 FROM nodes x WHERE x.cluster = u.c AND x.node = u.n AND"
+                           " x.last_inventory_usec <> 0) AND NOT EXISTS (SELECT 1 FROM node_images i WHERE"
+                           " i.cluster = u.c AND i.node = u.n) AND NOT EXISTS (SELECT 1 FROM workload_history w"
+                           " WHERE w.cluster = u.c AND w.node = u.n)",
+                           2},
 };
 
 /* A bound value: text, or an integer (bound natively on SQLite, as decimal text on PG). */
@@ -551,6 +563,23 @@ typedef struct StateArrays {
         ColArrays touch, pull, finding, workload;
         uint64_t pull_keys[STATE_KEYS], finding_keys[STATE_KEYS], workload_keys[STATE_KEYS];
 } StateArrays;
+
+/* PostgreSQL: rows for COPY … FROM STDIN (text format), one line each; sent when the
+ * two buffers hold more than COPY_FLUSH_BYTES, else at the end of the transaction's
+ * requests (and before anything that reads or writes the same rows). */
+#define COPY_FLUSH_BYTES (2U << 20)
+typedef struct CopyRows {
+        char *buf;
+        size_t len, alloc, rows;
+} CopyRows;
+
+/* PostgreSQL: a node that one store_ingest_add() call has an inventory for; fresh: the
+ * node had no inventory and no rows when S_NODES_FRESH read it, and nothing of this call
+ * has changed its rows since (pointers into the call's records and clusters). */
+typedef struct FreshNode {
+        const char *cluster, *node;
+        bool fresh;
+} FreshNode;
 
 /* One request of a transaction: its cluster, its time, its counts. */
 typedef struct IngestRequest {
@@ -635,6 +664,15 @@ struct Store {
         ColArrays inv_images, inv_pods; /* PostgreSQL: one inventory's images and their pods */
         InvRow *inv_pod_rows;           /* PostgreSQL: one inventory's pods, sorted by key */
         size_t alloc_inv_pod_rows;
+        InvRow *inv_image_rows;         /* PostgreSQL: one fresh node's images, sorted by key */
+        size_t alloc_inv_image_rows;
+        CopyRows copy_images, copy_pods; /* PostgreSQL: fresh nodes' rows not COPYed yet */
+        FreshNode *fresh;               /* PostgreSQL: the nodes of this call's inventories */
+        size_t n_fresh, alloc_fresh;
+        bool fresh_unread;              /* S_NODES_FRESH is queued, its rows not read yet */
+        ColArrays fresh_query;
+        uint64_t *inv_known;            /* PostgreSQL: nodes given an inventory (see inv_known_add) */
+        size_t n_inv_known;
         StateArrays state;              /* PostgreSQL: state changes of the batch not sent yet */
         Touched *touched;               /* nodes the current request touched (lazily allocated) */
         InvPending inv;                 /* SQLite: the request's inventory writes not applied yet */
@@ -1341,6 +1379,13 @@ Store *store_free(Store *s) {
                 free(s->state.workload.col[i]);
         }
         free(s->inv_pod_rows);
+        free(s->inv_image_rows);
+        free(s->copy_images.buf);
+        free(s->copy_pods.buf);
+        free(s->fresh);
+        free(s->inv_known);
+        for (size_t i = 0; i < ARRAYS_COLUMNS_MAX; i++)
+                free(s->fresh_query.col[i]);
         free(s->node_cache);
         free(s->touched);
         pthread_mutex_destroy(&s->lock);
@@ -1689,18 +1734,31 @@ static int cmp_pod_key(const InvRow *x, const InvRow *y) {
         return c ? c : strcmp(x->im->digest, y->im->digest);
 }
 
+/* Same-key rows in the order SQLite's inv_flush applies them (cmp_inv_pod: by image name,
+ * then arrival), so that both engines keep the same name and ref for a pod listed under
+ * two images of one digest (say a mirror's name and the origin's). */
 static int cmp_inv_pod_key(const void *a, const void *b) {
         const InvRow *x = a, *y = b;
         int c = cmp_pod_key(x, y);
+        if (!c)
+                c = strcmp(x->im->name, y->im->name);
         return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* PostgreSQL: the inventory's pods as workload_history column arrays, each key once: the
- * name and ref of its first row, the revision of its last row that has one (what one
- * upsert per row in arrival order leaves). One INSERT … ON CONFLICT may not touch a row
- * twice; merged here, the statement needs no GROUP BY (its array_agg sorts took more
- * server time than the inserts). */
-static int inventory_pods_pg(Store *s, const InventoryImage *images, size_t n) {
+/* A merged workload_history row of an inventory: namespace, pod, container, name, ref,
+ * digest, revision. */
+typedef int (*pod_emit_t)(Store *s, const Val w[7], void *userdata);
+
+static int pod_to_arrays(Store *s, const Val w[7], void *userdata) {
+        return arrays_add(&s->inv_pods, w, 7);
+}
+
+/* PostgreSQL: the inventory's pods to emit(), each key once, in key order: the name and
+ * ref of its first row, the revision of its last row that has one, rows of a key taken
+ * by image name, then in arrival order (what SQLite's one upsert per row leaves). One INSERT … ON CONFLICT may not touch a row twice (and
+ * COPY would fail on the key); merged here, the statement needs no GROUP BY (its
+ * array_agg sorts took more server time than the inserts). */
+static int inventory_pods_merge(Store *s, const InventoryImage *images, size_t n, pod_emit_t emit, void *userdata) {
         size_t npods = 0;
         for (size_t i = 0; i < n; i++)
                 npods += images[i].n_pods;
@@ -1726,20 +1784,319 @@ static int inventory_pods_pg(Store *s, const InventoryImage *images, size_t n) {
                 const InventoryPod *pod = rows[i].pod;
                 Val w[] = {T(pod->namespace), T(pod->pod), T(pod->container), T(im->name),
                            T(im->ref),        T(im->digest), T(rev)};
-                r = arrays_add(&s->inv_pods, w, ELEMENTSOF(w));
+                r = emit(s, w, userdata);
                 i = j;
         }
         return r;
+}
+
+/* ---- PostgreSQL: a fresh node's first inventory by COPY ----
+ *
+ * A node's first complete inventory, when the node has no row yet in node_images or
+ * workload_history, only inserts: there is nothing to conflict with, nothing unchanged to
+ * skip, nothing unnamed to delete or write out. Its rows then go in by COPY … FROM STDIN
+ * (heap pages filled a batch at a time, no ON CONFLICT pre-check of the key, no array
+ * parsing, no per-node statement): the same rows S_INVENTORY_IMAGES_MANY and
+ * S_WORKLOAD_MANY would insert, each key once, by_inventory = 1. Whether a node is fresh
+ * is read by S_NODES_FRESH inside the transaction, after the touch of its nodes row: the
+ * touch (an INSERT … ON CONFLICT DO UPDATE) keeps that row locked until the commit, and
+ * every writer of a node's state touches the node first, so no other collector can add a
+ * row of the node before this transaction ends (a second one waits at its touch, then
+ * reads what this one committed). COPY is not allowed in libpq's pipeline mode: the
+ * rows wait in two buffers and copy_flush() leaves the pipeline to send them, before
+ * anything that reads or writes those rows is sent, and at the end of each
+ * store_ingest_add() call. */
+
+/* One field in COPY's text format, then end ('\t' or '\n'): backslash, tab, newline
+ * and carriage return escaped (all the format reads specially; no value can then end
+ * the data or read as NULL). */
+static int copy_text(CopyRows *c, const char *x, char end) {
+        size_t l = strlen(x);
+        int r = greedy_realloc((void **) &c->buf, &c->alloc, c->len + 2 * l + 2, 1, 65536);
+        if (r < 0)
+                return r;
+        char *p = c->buf + c->len;
+        for (; *x; x++) {
+                char e = *x == '\\' ? '\\' : *x == '\t' ? 't' : *x == '\n' ? 'n' : *x == '\r' ? 'r' : 0;
+                if (e) {
+                        *p++ = '\\';
+                        *p++ = e;
+                } else
+                        *p++ = *x;
+        }
+        *p++ = end;
+        c->len = (size_t) (p - c->buf);
+        return 0;
+}
+
+/* A row of n values (texts and integers) as one line. */
+static int copy_row(CopyRows *c, const Val *v, size_t n) {
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                char num[24];
+                const char *x = v[i].s;
+                if (v[i].is_int) {
+                        snprintf(num, sizeof num, "%" PRId64, v[i].i);
+                        x = num;
+                }
+                r = copy_text(c, x, i + 1 < n ? '\t' : '\n');
+        }
+        if (r >= 0)
+                c->rows++;
+        return r;
+}
+
+static void copy_reset(Store *s) {
+        s->copy_images.len = s->copy_images.rows = 0;
+        s->copy_pods.len = s->copy_pods.rows = 0;
+}
+
+/* COPY the rows of c with the statement sql (outside pipeline mode). */
+static int copy_send(Store *s, CopyRows *c, const char *sql, char *err, size_t errlen) {
+        if (!c->rows)
+                return 0;
+        PGresult *res = PQexec(s->pg, sql);
+        if (PQresultStatus(res) != PGRES_COPY_IN) {
+                const char *m = res ? PQresultErrorMessage(res) : NULL;
+                int r = fail_db(s, err, errlen, pg_result_errno(s, res), "copy", m && m[0] ? m : PQerrorMessage(s->pg));
+                PQclear(res);
+                return r;
+        }
+        PQclear(res);
+        int r = 0;
+        for (size_t off = 0; r >= 0 && off < c->len;) {
+                size_t k = c->len - off < ((size_t) 1 << 20) ? c->len - off : (size_t) 1 << 20;
+                if (PQputCopyData(s->pg, c->buf + off, (int) k) != 1)
+                        r = fail_db(s, err, errlen, pg_connection_lost(s) ? -ENOTCONN : -EIO, "copy",
+                                    PQerrorMessage(s->pg));
+                off += k;
+        }
+        if (PQputCopyEnd(s->pg, r < 0 ? "not sent whole" : NULL) != 1 && r >= 0)
+                r = fail_db(s, err, errlen, pg_connection_lost(s) ? -ENOTCONN : -EIO, "copy", PQerrorMessage(s->pg));
+        while ((res = PQgetResult(s->pg))) {
+                if (PQresultStatus(res) != PGRES_COMMAND_OK && r >= 0) {
+                        const char *m = PQresultErrorMessage(res);
+                        r = fail_db(s, err, errlen, pg_result_errno(s, res), "copy",
+                                    m && m[0] ? m : PQerrorMessage(s->pg));
+                }
+                PQclear(res);
+                if (pg_connection_lost(s))
+                        break;
+        }
+        if (r >= 0 && pg_connection_lost(s))
+                r = fail_db(s, err, errlen, -ENOTCONN, "copy", PQerrorMessage(s->pg));
+        return r;
+}
+
+/* Send the fresh nodes' rows waiting: everything queued before them runs first (a sync),
+ * then the two COPYs, then the pipeline goes on. */
+static int copy_flush(Store *s, char *err, size_t errlen) {
+        if (!s->copy_images.rows && !s->copy_pods.rows)
+                return 0;
+        int r = pg_sync(s, err, errlen);
+        if (r >= 0) {
+                if (PQexitPipelineMode(s->pg) != 1)
+                        r = fail_db(s, err, errlen, pg_connection_lost(s) ? -ENOTCONN : -EIO, "pipeline mode",
+                                    PQerrorMessage(s->pg));
+                else
+                        s->pipeline = false;
+        }
+        if (r >= 0)
+                r = copy_send(s, &s->copy_images, "COPY node_images (cluster, node, namespace, ref, name, tag, digest,"
+                              " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
+                              " k8s_namespaces, updated_usec, findings_mask, by_inventory) FROM STDIN", err, errlen);
+        if (r >= 0)
+                r = copy_send(s, &s->copy_pods, "COPY workload_history (cluster, node, k8s_namespace, pod, container,"
+                              " name, ref, digest, revision, first_seen_usec, last_seen_usec, by_inventory) FROM STDIN",
+                              err, errlen);
+        copy_reset(s);
+        if (!s->pipeline && !pg_connection_lost(s)) {
+                if (PQenterPipelineMode(s->pg) == 1)
+                        s->pipeline = true;
+                else if (r >= 0)
+                        r = fail_db(s, err, errlen, -EIO, "pipeline mode", PQerrorMessage(s->pg));
+        }
+        return r;
+}
+
+/* S_NODES_FRESH's rows: the fresh ones of s->fresh. */
+static int fresh_row(void *userdata, size_t ncols, const char *const *v) {
+        Store *s = userdata;
+        if (ncols < 2 || !v[0] || !v[1])
+                return -EIO;
+        for (size_t i = 0; i < s->n_fresh; i++)
+                if (streq_ptr(s->fresh[i].cluster, v[0]) && streq_ptr(s->fresh[i].node, v[1]))
+                        s->fresh[i].fresh = true;
+        return 0;
+}
+
+static FreshNode *fresh_find(Store *s, const char *cluster, const char *node) {
+        for (size_t i = 0; i < s->n_fresh; i++)
+                if (streq_ptr(s->fresh[i].node, node) && streq_ptr(s->fresh[i].cluster, cluster))
+                        return &s->fresh[i];
+        return NULL;
+}
+
+/* Nodes this collector gave a complete inventory: never fresh again (nodes rows are never
+ * deleted and last_inventory_usec only grows), so the hourly inventories of a node skip
+ * S_NODES_FRESH and its round trip. Only a hint, noted before the commit: a node noted by
+ * a transaction that then rolled back, or one whose hash collides, takes the statements,
+ * which are right for any node; a full set notes no more. */
+#define INV_KNOWN_SLOTS 16384
+static uint64_t key_hash(const char *const *parts, size_t n);
+
+static bool inv_known(Store *s, const char *cluster, const char *node) {
+        if (!s->inv_known)
+                return false;
+        uint64_t h = key_hash((const char *[]){cluster, node}, 2);
+        for (size_t i = h % INV_KNOWN_SLOTS; s->inv_known[i]; i = (i + 1) % INV_KNOWN_SLOTS)
+                if (s->inv_known[i] == h)
+                        return true;
+        return false;
+}
+
+static void inv_known_add(Store *s, const char *cluster, const char *node) {
+        if (!s->inv_known && !(s->inv_known = calloc(INV_KNOWN_SLOTS, sizeof *s->inv_known)))
+                return;
+        if (s->n_inv_known >= INV_KNOWN_SLOTS / 4 * 3)
+                return;
+        uint64_t h = key_hash((const char *[]){cluster, node}, 2);
+        size_t i = h % INV_KNOWN_SLOTS;
+        for (; s->inv_known[i]; i = (i + 1) % INV_KNOWN_SLOTS)
+                if (s->inv_known[i] == h)
+                        return;
+        s->inv_known[i] = h;
+        s->n_inv_known++;
+}
+
+/* Note (cluster, node) for S_NODES_FRESH; both stay valid until fresh_reset(). */
+static int fresh_add(Store *s, const char *cluster, const char *node) {
+        if (fresh_find(s, cluster, node) || inv_known(s, cluster, node))
+                return 0;
+        if (greedy_realloc((void **) &s->fresh, &s->alloc_fresh, s->n_fresh + 1, sizeof *s->fresh, 16) < 0 ||
+            arrays_add(&s->fresh_query, (Val[]){T(cluster), T(node)}, 2) < 0)
+                return -ENOMEM;
+        s->fresh[s->n_fresh++] = (FreshNode){cluster, node, false};
+        return 0;
+}
+
+/* Queue S_NODES_FRESH for the nodes noted (after their touch: see above). */
+static int fresh_send(Store *s, char *err, size_t errlen) {
+        if (!s->fresh_query.rows)
+                return 0;
+        Val v[2];
+        arrays_finish(&s->fresh_query, 2, v);
+        int r = pg_queue(s, S_NODES_FRESH, v, 2, NULL, fresh_row, s, err, errlen);
+        arrays_reset(&s->fresh_query);
+        s->fresh_unread = r >= 0;
+        return r;
+}
+
+static void fresh_reset(Store *s) {
+        s->n_fresh = 0;
+        s->fresh_unread = false;
+        arrays_reset(&s->fresh_query);
+}
+
+/* Whether (cluster, node) is fresh; from now on it is not (its rows are being written). */
+static int fresh_take(Store *s, const char *cluster, const char *node, bool *ret, char *err, size_t errlen) {
+        *ret = false;
+        FreshNode *f = fresh_find(s, cluster, node);
+        if (!f)
+                return 0;
+        if (s->fresh_unread) {
+                int r = pg_sync(s, err, errlen);
+                if (r < 0)
+                        return r;
+                s->fresh_unread = false;
+        }
+        *ret = f->fresh;
+        f->fresh = false;
+        return 0;
+}
+
+/* A fresh node's images by key (namespace, reference), same-key rows in arrival order. */
+static int cmp_inv_image_key(const void *a, const void *b) {
+        const InvRow *x = a, *y = b;
+        int c = strcmp(x->im->namespace, y->im->namespace);
+        if (!c)
+                c = strcmp(x->im->ref, y->im->ref);
+        return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+typedef struct CopyPodCtx {
+        const char *cluster, *node;
+        uint64_t time_usec;
+} CopyPodCtx;
+
+static int pod_to_copy(Store *s, const Val w[7], void *userdata) {
+        const CopyPodCtx *c = userdata;
+        Val row[] = {T(c->cluster), T(c->node), w[0], w[1], w[2], w[3], w[4], w[5], w[6],
+                     I(c->time_usec), I(c->time_usec), I(1)};
+        return copy_row(&s->copy_pods, row, ELEMENTSOF(row));
+}
+
+/* A fresh node's complete inventory: its rows to the COPY buffers (a reference listed
+ * twice: the last one, as S_INVENTORY_IMAGES_MANY's DISTINCT ON keeps), its inventory
+ * time queued now (it reads and writes only the node's own row, which nothing sent
+ * before the COPY reads: copy_flush runs before anything else about the node). */
+static int apply_inventory_copy(Store *s, const char *cluster, const char *node, uint64_t time_usec,
+                                const InventoryImage *images, size_t n, char *err, size_t errlen) {
+        int r = 0;
+        if (n > 0 && (n >= UINT32_MAX || greedy_realloc((void **) &s->inv_image_rows, &s->alloc_inv_image_rows, n,
+                                                        sizeof *s->inv_image_rows, 256) < 0))
+                r = -ENOMEM;
+        InvRow *rows = s->inv_image_rows;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                rows[i] = (InvRow){&images[i], NULL, 0, (uint32_t) i};
+        if (r >= 0 && n > 1)
+                qsort(rows, n, sizeof *rows, cmp_inv_image_key);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                if (i + 1 < n && streq_ptr(rows[i].im->namespace, rows[i + 1].im->namespace) &&
+                    streq_ptr(rows[i].im->ref, rows[i + 1].im->ref))
+                        continue; /* a later one of the same key follows */
+                const InventoryImage *im = rows[i].im;
+                char findings[RECORD_FINDINGS_TEXT_MAX];
+                _cleanup_free_ char *pods = NULL, *namespaces = NULL;
+                record_findings_text(im->findings, findings, sizeof findings);
+                r = pods_to_json(im, &pods, &namespaces);
+                if (r < 0)
+                        break;
+                Val v[] = {
+                        T(cluster), T(node), T(im->namespace), T(im->ref), T(im->name), T(im->tag), T(im->digest),
+                        T(im->media_type), T(im->revision), I(record_image_pinned(im->findings)),
+                        I(record_image_latest(im->findings)), I(record_image_revision_verified(im->findings)),
+                        I(record_image_compliant(im->findings)), T(findings), T(pods), T(namespaces), I(time_usec),
+                        I(im->findings), I(1),
+                };
+                r = copy_row(&s->copy_images, v, ELEMENTSOF(v));
+        }
+        if (r >= 0)
+                r = inventory_pods_merge(s, images, n, pod_to_copy, &(CopyPodCtx){cluster, node, time_usec});
+        if (r < 0) {
+                copy_reset(s);
+                return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
+        }
+        return db_write(s, S_NODE_INVENTORY, (Val[]){T(cluster), T(node), I(time_usec)}, 3, NULL, err, errlen);
 }
 
 /* PostgreSQL: the inventory's images and pods as two statements of column arrays, the
  * delete of what it did not name and the node's inventory time between them. */
 static int apply_inventory_pg(Store *s, const char *cluster, const char *node, uint64_t time_usec,
                               const InventoryImage *images, size_t n, char *err, size_t errlen) {
+        bool fresh;
+        int r = fresh_take(s, cluster, node, &fresh, err, errlen);
+        inv_known_add(s, cluster, node);
+        if (r >= 0 && fresh)
+                return apply_inventory_copy(s, cluster, node, time_usec, images, n, err, errlen);
+        /* the statements below read the node's rows: any COPY before them goes first */
+        if (r >= 0)
+                r = copy_flush(s, err, errlen);
+        if (r < 0)
+                return r;
         ColArrays *ia = &s->inv_images, *pa = &s->inv_pods;
         arrays_reset(ia);
         arrays_reset(pa);
-        int r = 0;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const InventoryImage *im = &images[i];
                 char findings[RECORD_FINDINGS_TEXT_MAX];
@@ -1757,7 +2114,7 @@ static int apply_inventory_pg(Store *s, const char *cluster, const char *node, u
                 r = arrays_add(ia, v, ELEMENTSOF(v));
         }
         if (r >= 0)
-                r = inventory_pods_pg(s, images, n);
+                r = inventory_pods_merge(s, images, n, pod_to_arrays, NULL);
         if (r < 0) {
                 arrays_reset(ia);
                 arrays_reset(pa);
@@ -2085,7 +2442,12 @@ static int state_send(Store *s, ColArrays *a, StmtId id, size_t ncols, char *err
  * that a pending finding names), so rows of one key never meet in one statement. */
 static int state_flush(Store *s, char *err, size_t errlen) {
         StateArrays *st = &s->state;
-        int r = state_send(s, &st->pull, S_PULL_MANY, 10, err, errlen);
+        int r = 0;
+        /* a fresh node's COPYed inventory comes before the pulls and findings after it */
+        if (st->pull.rows || st->finding.rows || st->workload.rows)
+                r = copy_flush(s, err, errlen);
+        if (r >= 0)
+                r = state_send(s, &st->pull, S_PULL_MANY, 10, err, errlen);
         if (r >= 0)
                 r = state_send(s, &st->finding, S_FINDING_MANY, 16, err, errlen);
         if (r >= 0)
@@ -2299,6 +2661,13 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
                 r = db_write(s, S_NODE_TOUCH_MANY, v, 3, NULL, err, errlen);
         }
         arrays_reset(&s->state.touch);
+        /* PostgreSQL: which inventories' nodes are fresh, read after their touch */
+        for (size_t i = 0; r >= 0 && s->engine == STORE_POSTGRESQL && i < n; i++)
+                if (records[i].type == RECORD_INVENTORY &&
+                    fresh_add(s, g->has_cluster ? g->cluster : clusters[i], records[i].finding.node) < 0)
+                        r = errbuf_fail(err, errlen, -ENOMEM, "%s: out of memory", s->name);
+        if (r >= 0 && s->engine == STORE_POSTGRESQL)
+                r = fresh_send(s, err, errlen);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const char *cl = g->has_cluster ? g->cluster : clusters[i];
                 if (records[i].type == RECORD_INVENTORY) {
@@ -2317,6 +2686,10 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
                                                    err, errlen);
                         g->findings++;
                 }
+                /* its rows are no longer what S_NODES_FRESH read */
+                FreshNode *f = s->n_fresh ? fresh_find(s, cl, records[i].finding.node) : NULL;
+                if (f)
+                        f->fresh = false;
         }
         /* before the records and the clusters they point into go */
         if (r >= 0 && s->inv.n_nodes > 0)
@@ -2324,11 +2697,22 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
         inv_reset(&s->inv);
         if (r >= 0 && s->engine == STORE_POSTGRESQL)
                 r = state_flush(s, err, errlen);
+        /* fresh nodes' rows wait for the end of the transaction's requests (a COPY is a
+         * round trip that nothing overlaps) unless they take more than COPY_FLUSH_BYTES */
+        if (r >= 0 && s->copy_images.len + s->copy_pods.len > COPY_FLUSH_BYTES)
+                r = copy_flush(s, err, errlen);
+        /* S_NODES_FRESH's rows are read before its nodes are forgotten (an inventory in
+         * parts that is not complete yet never asked): none can fall on the next call's */
+        if (r >= 0 && s->fresh_unread)
+                r = pg_sync(s, err, errlen);
+        fresh_reset(s);
         if (r >= 0)
                 r = rec_arrays_flush(s, &g->inserted, err, errlen);
         arrays_reset(&s->rec_arrays);
-        if (r < 0)
+        if (r < 0) {
                 state_reset(&s->state); /* after an error: nothing half-built is sent with the next batch */
+                copy_reset(s);
+        }
         free(clusters);
         if (r < 0)
                 s->ing.error = r;
@@ -2340,7 +2724,12 @@ int store_ingest_wait(Store *s, char *err, size_t errlen) {
                 return -EINVAL;
         if (s->ing.error < 0)
                 return s->ing.error;
-        int r = s->engine == STORE_POSTGRESQL ? pg_sync(s, err, errlen) : 0;
+        int r = 0;
+        if (s->engine == STORE_POSTGRESQL) {
+                r = copy_flush(s, err, errlen);
+                if (r >= 0)
+                        r = pg_sync(s, err, errlen);
+        }
         if (r < 0)
                 s->ing.error = r;
         return r;
@@ -2351,8 +2740,11 @@ int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, s
                 return -EINVAL;
         IngestState *g = &s->ing;
         int r = g->error;
+        if (commit && r >= 0 && s->engine == STORE_POSTGRESQL)
+                r = copy_flush(s, err, errlen);
         if (commit && r >= 0)
                 r = db_commit(s, err, errlen);
+        copy_reset(s);
         if (!commit || r < 0)
                 db_rollback(s);
         for (size_t i = 0; commit && r >= 0 && ret && i < g->n_req; i++) {

@@ -9,6 +9,10 @@
 # /proc/PID/io, WAL and checkpoints included), its peak RSS (VmHWM),
 # the database size; per report: wall and CPU (user + sys). The load average is printed
 # beside each round. Figures only: nothing here asserts a time.
+# DB=pg: a fifth figure per step, the server's CPU (every process of the cluster, exited
+# backends included: the postmaster's own and its children's); PG_STATS=1 also loads
+# pg_stat_statements and prints, per step, the statements by total execution time (and
+# planning time) — where the server's time goes, statement by statement.
 #   FLEET_A=old/pullwatch-fleet FLEET_B=build/pullwatch-fleet NODES=1000 IMAGES=200 \
 #     ROUNDS=1 DB=sqlite tests/bench/inventory_ab_bench.sh        (DB=pg: PostgreSQL 15)
 set -euo pipefail
@@ -32,6 +36,8 @@ cleanup() {
 trap cleanup EXIT
 if [[ $DB == pg ]]; then
 	. "$HERE/../integration/pg.sh"
+	[[ -n ${PG_STATS:-} ]] &&
+		export PW_PG_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c pg_stat_statements.max=1000"
 	PW_PG_FSYNC=on pw_pg_start
 	trap cleanup EXIT
 	PGB=${PW_PG_URL%/*}
@@ -60,22 +66,44 @@ cpu_s() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$FPID/stat
 wchar() { awk '/^wchar/ { print $2 }' "/proc/$FPID/io"; }
 hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$FPID/status"; }
 load() { cut -d' ' -f1 /proc/loadavg; }
+# the PostgreSQL cluster's CPU, s: the postmaster's own and its reaped children's, and
+# every live child's (the collector's backend, the WAL writer, the checkpointer ...)
+pg_cpu_s() {
+	[[ $DB == pg ]] || { echo 0; return; }
+	local pm
+	pm=$(head -1 "$PW_PG_DIR/data/postmaster.pid")
+	{
+		awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+		for c in $(ps --ppid "$pm" -o pid=); do awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || true; done
+	} | awk -v t="$tck" '{ s += $1 } END { printf "%.2f", s / t }'
+}
+# PG_STATS: statements of the step, by total execution time
+pg_stats_reset() { [[ -z ${PG_STATS:-} ]] || psql -X -A -t -q -d "$1" -c "SELECT pg_stat_statements_reset()" >/dev/null; }
+pg_stats_print() { # URL TITLE
+	[[ -z ${PG_STATS:-} ]] && return 0
+	echo "  $2: calls, exec s, plan s, rows, statement" >&2
+	psql -X -A -t -F ' ' -d "$1" -c "SELECT lpad(calls::text, 7), lpad(round(total_exec_time::numeric / 1000, 2)::text, 7),
+		lpad(round(total_plan_time::numeric / 1000, 2)::text, 6), lpad(rows::text, 8),
+		left(regexp_replace(query, '\s+', ' ', 'g'), 90) FROM pg_stat_statements
+		WHERE total_exec_time + total_plan_time > 10 ORDER BY total_exec_time + total_plan_time DESC LIMIT 12" | sed 's/^/    /' >&2
+}
 # each thread's CPU ticks: "tid ticks" lines
 threads() { for t in /proc/"$FPID"/task/*; do awk -v t="${t##*/}" '{ print t, $14 + $15 }' "$t/stat"; done; }
-# post DIR → "wall cpu GB busiest" of the collector for it (busiest: the CPU of its busiest
-# thread, the writer: what bounds the wall time when the other threads have a core)
+# post DIR → "wall cpu GB busiest[ server]" of the collector for it (busiest: the CPU of its
+# busiest thread, the writer: what bounds the wall time when the other threads have a
+# core; server: the PostgreSQL cluster's CPU, DB=pg)
 post() {
-	local c0 w0 c1 w1 sec
-	c0=$(cpu_s) w0=$(wchar)
+	local c0 w0 c1 w1 p0 p1 sec
+	c0=$(cpu_s) w0=$(wchar) p0=$(pg_cpu_s)
 	threads >"$W/threads0"
 	read -r sec _ _ < <($PY "$HERE/fleet_bench.py" post "http://127.0.0.1:$PORT/v1/records" "$1" 2)
-	c1=$(cpu_s) w1=$(wchar)
+	c1=$(cpu_s) w1=$(wchar) p1=$(pg_cpu_s)
 	threads >"$W/threads1"
 	local busiest
 	busiest=$(awk -v hz="$tck" 'NR == FNR { a[$1] = $2; next } { d = ($2 - a[$1]) / hz; if (d > m) m = d } END { printf "%.1f", m }' \
 		"$W/threads0" "$W/threads1")
-	awk -v s="$sec" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" -v t="$busiest" \
-		'BEGIN { printf "%.1f/%.1f/%.2f/%s", s, b - a, (y - x) / 1e9, t }'
+	awk -v s="$sec" -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" -v t="$busiest" -v p="$DB" -v u="$p0" -v v="$p1" \
+		'BEGIN { printf "%.1f/%.1f/%.2f/%s", s, b - a, (y - x) / 1e9, t; if (p == "pg") printf "/%.1f", v - u }'
 }
 # report FLEET DB_URL OUT ARGS... → "wall/cpu/MiB" of one report run (JSON to OUT; MiB: its peak RSS)
 report() {
@@ -96,8 +124,10 @@ IMAGE=registry.example/team-1/svc-1
 WORKLOAD=ns-1/svc-1
 
 rows=$((NODES * IMAGES))
-printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-14s %-14s %-14s\n' round AB load \
-	"first: s/CPU/GB/writer" "next: s/CPU/GB/writer" "RSS" "MiB" "report" "--image" "--workload"
+steps="s/CPU/GB/writer"
+[[ $DB == pg ]] && steps+="/server"
+printf '%-5s %-2s %5s | %-24s | %-24s | %5s %6s | %-14s %-14s %-14s\n' round AB load \
+	"first: $steps" "next: $steps" "RSS" "MiB" "report" "--image" "--workload"
 n=0
 for round in $(seq "$ROUNDS"); do
 	for ab in A B; do
@@ -112,15 +142,22 @@ for round in $(seq "$ROUNDS"); do
 		fi
 		l0=$(load)
 		start "$f" "$url"
+		if [[ $DB == pg && -n ${PG_STATS:-} ]]; then
+			psql -X -q -d "$url" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+		fi
+		pg_stats_reset "$url"
 		first=$(post "$W/inv")
+		pg_stats_print "$url" "round $round $ab, first inventory"
+		pg_stats_reset "$url"
 		next=$(post "$W/inv2")
+		pg_stats_print "$url" "round $round $ab, next hour"
 		rss=$(hwm_mib)
 		stop
 		mib=$(size_mib "$url")
 		rep=$(report "$f" "$url" "$W/full-$ab.json" --now 2026-11-25T12:00:00Z)
 		img=$(report "$f" "$url" "$W/image-$ab.json" --now 2026-11-25T12:00:00Z --image "$IMAGE")
 		wl=$(report "$f" "$url" "$W/workload-$ab.json" --now 2026-11-25T12:00:00Z --workload "$WORKLOAD")
-		printf '%-5s %-2s %5s | %-20s | %-20s | %5s %6s | %-14s %-14s %-14s\n' "$round" "$ab" "$l0-$(load)" \
+		printf '%-5s %-2s %5s | %-24s | %-24s | %5s %6s | %-14s %-14s %-14s\n' "$round" "$ab" "$l0-$(load)" \
 			"$first" "$next" "$rss" "$mib" "$rep" "$img" "$wl"
 		if [[ $DB == pg ]]; then
 			pw_pg_psql -c "DROP DATABASE ab$n" >/dev/null
@@ -139,5 +176,5 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 echo "($rows rows per inventory; wall s / CPU s / GB written by the collector / CPU s of its busiest"
-echo " thread, the writer; RSS: its peak, MiB;"
+echo " thread, the writer[ / CPU s of the PostgreSQL cluster]; RSS: its peak, MiB;"
 echo " MiB: database size; report columns: wall s / CPU s / peak RSS MiB of pullwatch-fleet report)"

@@ -14,6 +14,8 @@
 #
 #   PW_PG_BIN    the server binaries (default /usr/lib/postgresql/15/bin)
 #   PW_PG_FSYNC  on|off (default off: tests need no power-loss durability; benches set on)
+#   PW_PG_OPTS   more server options ("-c name=value ..."), e.g. a bench's
+#                "-c shared_preload_libraries=pg_stat_statements"
 
 PW_PG_BIN=${PW_PG_BIN:-/usr/lib/postgresql/15/bin}
 PW_PG_DIR=''
@@ -40,7 +42,7 @@ pw_pg_create() {
 	for tries in 1 2 3; do
 		port=$(pw_pg_free_port)
 		if runuser -u postgres -- "$PW_PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-			-o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=${PW_PG_FSYNC:-off} -c max_connections=40" \
+			-o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=${PW_PG_FSYNC:-off} -c max_connections=40 ${PW_PG_OPTS:-}" \
 			start >/dev/null 2>&1; then
 			echo "postgresql://postgres@127.0.0.1:$port/postgres"
 			return 0

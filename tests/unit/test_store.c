@@ -10,6 +10,8 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "pullwatch/record.h"
 #include "pullwatch/report.h"
@@ -812,6 +814,162 @@ static void test_inventory_unchanged_rows(void **state) {
         }
 }
 
+/* A node's first inventory when the node has no rows (PostgreSQL: COPYed in, see
+ * store.c apply_inventory_copy) gives what the statements give, on both engines, whether
+ * its records come one request at a time or all in one: a reference listed twice (the
+ * last wins), a pod listed twice, text that COPY reads specially (tab, newline, carriage
+ * return, backslash, "\N", "\.") in node, pod, container, revision and reference; a pull
+ * after it in the same request (it must find the inventory's rows), a second inventory
+ * of the node in the same request (it must delete what the first wrote and it does not
+ * name), a node pulled before its first inventory in the same request (not fresh), an
+ * empty first inventory. */
+#define NASTY_POD "{\"namespace\":\"sh\\top\",\"pod\":\"a\\tb\\\\c\\nd\\re\",\"container\":\"\\\\N\"}"
+static void test_inventory_fresh_node(void **state) {
+        static const char *const batch[] = {
+                INV_OF("f1", "node-\\\\f\\t", "2026-11-25T10:00:00Z",
+                       INV_IMAGE("docker.io/library/t:1", D1, "r\\\\.", POD("p1")) "," INV_IMAGE(
+                               "docker.io/library/u:1", D2, "\\\\.", NASTY_POD "," POD("p2") "," POD("p2")) ","
+                               INV_IMAGE("docker.io/library/t:1", D2, "", POD("p1") "," NASTY_POD)),
+                PULL("f2", "node-\\\\f\\t", "docker.io/library/t:1", "1", D3, "2026-11-25T10:30:00Z"),
+                INV_OF("g1", "node-g", "2026-11-25T10:00:00Z",
+                       INV_IMAGE("docker.io/library/x:1", D1, "", POD("q1")) "," INV_IMAGE("docker.io/library/y:1",
+                                                                                        D1, "", POD("q2"))),
+                INV_OF("g2", "node-g", "2026-11-25T11:00:00Z", INV_IMAGE("docker.io/library/x:1", D2, "", POD("q1"))),
+                PULL("h1", "node-h", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z"),
+                INV_OF("h2", "node-h", "2026-11-25T10:00:00Z", INV_IMAGE("docker.io/library/x:1", D1, "", POD("q3"))),
+                INV_OF("k1", "node-k", "2026-11-25T10:00:00Z", ""),
+        };
+        static const char *const dumps[] = {
+                "SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest,"
+                " revision_verified, compliant, findings, pods, k8s_namespaces, " STORE_IMAGE_UPDATED_SQL("node_images")
+                ", findings_mask FROM node_images ORDER BY node, ref",
+                "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision, first_seen_usec,"
+                " " STORE_WORKLOAD_LAST_SEEN_SQL("workload_history") " FROM workload_history ORDER BY node, pod, digest",
+                "SELECT cluster, node, last_inventory_usec FROM nodes ORDER BY node",
+        };
+        const size_t n = ELEMENTSOF(batch);
+        Out first[ELEMENTSOF(dumps)];
+        for (size_t e = 0; e < n_engines(); e++)
+                for (int together = 0; together < 2; together++) {
+                        Store *s = open_fresh((StoreEngine) e);
+                        if (together)
+                                assert_int_equal(ingest(s, "c\\1\t", batch, n).inventories, 5);
+                        else
+                                for (size_t i = 0; i < n; i++)
+                                        ingest(s, "c\\1\t", batch + i, 1);
+                        for (size_t d = 0; d < ELEMENTSOF(dumps); d++) {
+                                Out o;
+                                q(s, dumps[d], 0, NULL, &o);
+                                if (e == 0 && !together)
+                                        first[d] = o;
+                                else
+                                        assert_string_equal(o.text, first[d].text);
+                        }
+                        Out o;
+                        /* the text COPY escapes, back as sent (one row: u:1 and t:1 at D2 name
+                         * the same pod; the revision is the last one given) */
+                        assert_string_equal(q(s, "SELECT node, pod, container, k8s_namespace, revision FROM"
+                                                 " workload_history WHERE pod LIKE 'a%' ORDER BY digest",
+                                              0, NULL, &o),
+                                            "node-\\f\t|a\tb\\c\nd\re|\\N|sh\top|\\.");
+                        /* by an inventory, as the statements mark them (PostgreSQL) */
+                        if (e == STORE_POSTGRESQL)
+                                assert_string_equal(
+                                        q(s, "SELECT node, ref, by_inventory FROM node_images ORDER BY node, ref", 0,
+                                          NULL, &o),
+                                        "node-\\f\t|docker.io/library/t:1|0;node-\\f\t|docker.io/library/u:1|1;"
+                                        "node-g|docker.io/library/x:1|1;node-h|docker.io/library/x:1|1");
+                        store_free(s);
+                }
+        /* node-\f\t: t:1 of the pull after the inventory (which had t:1 last at D2), u:1
+         * with its revision; node-g: the second inventory's x:1 alone; node-h: the pull
+         * older than its inventory went (not named); node-k: an inventory time, no rows */
+        assert_string_equal(first[0].text,
+                            "c\\1\t|node-\\f\t|k8s.io|docker.io/library/t:1|docker.io/library/web|1|" D3
+                            "|||1|0|1|1||[]||1795602600000000|0;"
+                            "c\\1\t|node-\\f\t|k8s.io|docker.io/library/u:1|docker.io/library/u||" D2
+                            "||\\.|1|0|1|1||[{\"namespace\":\"sh\\top\",\"pod\":\"a\\tb\\\\c\\nd\\re\",\"container\":"
+                            "\"\\\\N\"},{\"namespace\":\"shop\",\"pod\":\"p2\",\"container\":\"web\"},{\"namespace\":"
+                            "\"shop\",\"pod\":\"p2\",\"container\":\"web\"}]|sh\top,shop|1795600800000000|0;"
+                            "c\\1\t|node-g|k8s.io|docker.io/library/x:1|docker.io/library/x||" D2
+                            "|||1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"q1\",\"container\":\"web\"}]|shop|"
+                            "1795604400000000|0;"
+                            "c\\1\t|node-h|k8s.io|docker.io/library/x:1|docker.io/library/x||" D1
+                            "|||1|0|1|1||[{\"namespace\":\"shop\",\"pod\":\"q3\",\"container\":\"web\"}]|shop|"
+                            "1795600800000000|0");
+        assert_string_equal(first[2].text, "c\\1\t|node-\\f\t|1795600800000000;c\\1\t|node-g|1795604400000000;"
+                                           "c\\1\t|node-h|1795600800000000;c\\1\t|node-k|1795600800000000");
+}
+
+typedef struct IngestThread {
+        Store *s;
+        const char *line;
+        int r;
+        char err[512];
+} IngestThread;
+
+static void *ingest_thread(void *userdata) {
+        IngestThread *t = userdata;
+        Record rec;
+        decode(&t->line, 1, &rec);
+        StoreIngestResult res = {0};
+        t->r = store_ingest(t->s, "prod", &rec, 1, 1800000000000000ULL, &res, t->err, sizeof t->err);
+        record_done(&rec);
+        return NULL;
+}
+
+/* Two collectors, one PostgreSQL: while one holds a transaction that gave a node a row
+ * (a pull, not committed yet), the other's first inventory of that node waits at the
+ * node's touch, then sees the row: the node is not fresh, and the pull's reference (older,
+ * not named) goes, as in any serial order. Whether a node is fresh is read after its
+ * touch; read before (or in the touch's own snapshot) it said "fresh" and the row stayed. */
+static void test_inventory_fresh_two_collectors(void **state) {
+        if (!pg_url[0])
+                skip();
+        char url[512], err[512] = "";
+        Out o;
+        fresh_url(STORE_POSTGRESQL, url, sizeof url);
+        Store *a = NULL, *b = NULL;
+        assert_int_equal(store_open(&a, url, err, sizeof err), 0);
+        assert_int_equal(store_open(&b, url, err, sizeof err), 0);
+        Record pull;
+        const char *line = PULL("t1", "node-x", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z");
+        decode(&line, 1, &pull);
+        assert_int_equal(store_ingest_begin(a, "prod", 1800000000000000ULL, err, sizeof err), 0);
+        assert_int_equal(store_ingest_add(a, &pull, 1, err, sizeof err), 0);
+        assert_int_equal(store_ingest_wait(a, err, sizeof err), 0); /* run: node-x's row is locked */
+        IngestThread t = {.s = b,
+                          .line = INV_OF("t2", "node-x", "2026-11-25T10:00:00Z",
+                                         INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-0")))};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, ingest_thread, &t), 0);
+        /* wait (bounded) until b's backend waits for a's lock */
+        PGconn *c = PQconnectdb(url);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        bool waiting = false;
+        for (int i = 0; i < 3000 && !waiting; i++) {
+                PGresult *res = PQexec(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                          " AND wait_event_type = 'Lock'");
+                waiting = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+                PQclear(res);
+                if (!waiting)
+                        usleep(10000);
+        }
+        PQfinish(c);
+        assert_true(waiting);
+        StoreIngestResult res = {0};
+        assert_int_equal(store_ingest_end(a, true, &res, err, sizeof err), 0);
+        record_done(&pull);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        if (t.r < 0)
+                fail_msg("store_ingest: %s", t.err);
+        assert_string_equal(q(a, "SELECT ref, digest FROM node_images ORDER BY ref", 0, NULL, &o),
+                            "docker.io/library/x:1|" D1);
+        assert_string_equal(q(a, "SELECT pod FROM workload_history", 0, NULL, &o), "web-0");
+        store_free(a);
+        store_free(b);
+}
+
 /* A database of schema 8 (no by_inventory) upgrades in place on both engines: its rows
  * read as set by a pull (by_inventory 0, their own time); the next inventory takes them
  * over, and a late pull is refused by that inventory's time. */
@@ -1571,6 +1729,8 @@ int main(void) {
                 cmocka_unit_test(test_upgrade_from_v6),     cmocka_unit_test(test_upgrade_from_v7),
                 cmocka_unit_test(test_upgrade_from_v8),     cmocka_unit_test(test_inventory_unchanged_rows),
                 cmocka_unit_test(test_upgrade_from_v9), cmocka_unit_test(test_upgrade_from_v10),
+                cmocka_unit_test(test_inventory_fresh_node),
+                cmocka_unit_test(test_inventory_fresh_two_collectors),
                 cmocka_unit_test(test_report_divergence_node_by_node),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
