@@ -963,6 +963,13 @@ static int pg_result_errno(Store *s, const PGresult *res) {
         return -EIO;
 }
 
+/* What a failed result says, or the connection's message when it says nothing (res may
+ * be NULL). */
+static const char *pg_result_message(Store *s, const PGresult *res) {
+        const char *m = res ? PQresultErrorMessage(res) : NULL;
+        return m && m[0] ? m : PQerrorMessage(s->pg);
+}
+
 /* Rows of one result to row(); *stop gets its first non-zero return. */
 static int pg_rows(Store *s, const PGresult *res, store_row_t row, void *userdata, int *stop, char *err,
                    size_t errlen) {
@@ -976,6 +983,29 @@ static int pg_rows(Store *s, const PGresult *res, store_row_t row, void *userdat
                 *stop = row(userdata, nc, vals);
         }
         return 0;
+}
+
+/* Every result of what was sent is read, after an error or a stop too: the connection is
+ * then idle. Rows go to row() (when given) until it stops (*stop: its first non-zero
+ * return); r is the error so far, kept; a result that failed, or the connection lost,
+ * fails as `what`. */
+static int pg_drain(Store *s, int r, const char *what, store_row_t row, void *userdata, int *stop, char *err,
+                    size_t errlen) {
+        PGresult *res;
+        while ((res = PQgetResult(s->pg))) {
+                ExecStatusType st = PQresultStatus(res);
+                if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
+                        if (row && r >= 0 && *stop == 0)
+                                r = pg_rows(s, res, row, userdata, stop, err, errlen);
+                } else if (st != PGRES_COMMAND_OK && r >= 0)
+                        r = fail_db(s, err, errlen, pg_result_errno(s, res), what, pg_result_message(s, res));
+                PQclear(res);
+                if (pg_connection_lost(s))
+                        break;
+        }
+        if (r >= 0 && pg_connection_lost(s))
+                r = fail_db(s, err, errlen, -ENOTCONN, what, PQerrorMessage(s->pg));
+        return r;
 }
 
 /* Plain (non-pipeline) command; rows to row(), one at a time as they arrive (libpq's
@@ -992,24 +1022,7 @@ static int pg_exec_params(Store *s, const char *sql, size_t n, const char *const
         if (row)
                 (void) PQsetSingleRowMode(s->pg); /* else the whole result at once: the same rows */
         int stop = 0;
-        PGresult *res;
-        /* every result is read, after an error or a stop too: the connection is then idle */
-        while ((res = PQgetResult(s->pg))) {
-                ExecStatusType st = PQresultStatus(res);
-                if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
-                        if (row && r >= 0 && stop == 0)
-                                r = pg_rows(s, res, row, userdata, &stop, err, errlen);
-                } else if (st != PGRES_COMMAND_OK && r >= 0) {
-                        const char *m = PQresultErrorMessage(res);
-                        r = fail_db(s, err, errlen, pg_result_errno(s, res), "query",
-                                    m && m[0] ? m : PQerrorMessage(s->pg));
-                }
-                PQclear(res);
-                if (pg_connection_lost(s))
-                        break;
-        }
-        if (r >= 0 && pg_connection_lost(s))
-                r = fail_db(s, err, errlen, -ENOTCONN, "query", PQerrorMessage(s->pg));
+        r = pg_drain(s, r, "query", row, userdata, &stop, err, errlen);
         if (r < 0)
                 return r;
         if (stop < 0)
@@ -1055,8 +1068,7 @@ static void pg_take_result(Store *s, const Pending *p, PGresult *res) {
                 return;
         }
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                const char *m = PQresultErrorMessage(res);
-                pg_note_error(s, pg_result_errno(s, res), m && m[0] ? m : PQerrorMessage(s->pg));
+                pg_note_error(s, pg_result_errno(s, res), pg_result_message(s, res));
                 return;
         }
         if (p->affected)
@@ -1857,8 +1869,7 @@ static int copy_send(Store *s, CopyRows *c, const char *sql, char *err, size_t e
                 return 0;
         PGresult *res = PQexec(s->pg, sql);
         if (PQresultStatus(res) != PGRES_COPY_IN) {
-                const char *m = res ? PQresultErrorMessage(res) : NULL;
-                int r = fail_db(s, err, errlen, pg_result_errno(s, res), "copy", m && m[0] ? m : PQerrorMessage(s->pg));
+                int r = fail_db(s, err, errlen, pg_result_errno(s, res), "copy", pg_result_message(s, res));
                 PQclear(res);
                 return r;
         }
@@ -1873,19 +1884,8 @@ static int copy_send(Store *s, CopyRows *c, const char *sql, char *err, size_t e
         }
         if (PQputCopyEnd(s->pg, r < 0 ? "not sent whole" : NULL) != 1 && r >= 0)
                 r = fail_db(s, err, errlen, pg_connection_lost(s) ? -ENOTCONN : -EIO, "copy", PQerrorMessage(s->pg));
-        while ((res = PQgetResult(s->pg))) {
-                if (PQresultStatus(res) != PGRES_COMMAND_OK && r >= 0) {
-                        const char *m = PQresultErrorMessage(res);
-                        r = fail_db(s, err, errlen, pg_result_errno(s, res), "copy",
-                                    m && m[0] ? m : PQerrorMessage(s->pg));
-                }
-                PQclear(res);
-                if (pg_connection_lost(s))
-                        break;
-        }
-        if (r >= 0 && pg_connection_lost(s))
-                r = fail_db(s, err, errlen, -ENOTCONN, "copy", PQerrorMessage(s->pg));
-        return r;
+        int stop = 0;
+        return pg_drain(s, r, "copy", NULL, NULL, &stop, err, errlen);
 }
 
 /* Send the fresh nodes' rows waiting: everything queued before them runs first (a sync),
