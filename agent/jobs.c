@@ -335,12 +335,16 @@ static void job_got_target(Job *j, const char *name, const char *digest, const c
         job_resolve(j);
 }
 
-static void on_image_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
-        Job *j = userdata;
+/* An Images.Get's answer for the job. */
+static void job_got_image(Job *j, int error, const char *reason, const CtrdImage *img) {
         if (error < 0)
                 job_finish(j, error, reason);
         else
                 job_got_target(j, img->name, img->target_digest, img->target_media_type);
+}
+
+static void on_image_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
+        job_got_image(userdata, error, reason, img);
 }
 
 static void image_get(Job *j) {
@@ -381,24 +385,27 @@ static void batch_disarm(Jobs *q) {
         (void) sd_event_source_set_enabled(q->batch_timer, SD_EVENT_OFF);
 }
 
+/* The batch under way's jobs moved to jobs[] (finishing a job may start others, which
+ * join the next batch: not q->flight); their number. */
+static size_t flight_take(Jobs *q, Job *jobs[static LOOKUP_BATCH_MAX]) {
+        size_t n = q->n_flight;
+        memcpy(jobs, q->flight, n * sizeof *jobs);
+        q->n_flight = 0;
+        return n;
+}
+
 static void on_batch_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
         Jobs *q = userdata;
         Job *j = q->flight[0];
         q->n_flight = 0;
-        if (error < 0)
-                job_finish(j, error, reason);
-        else
-                job_got_target(j, img->name, img->target_digest, img->target_media_type);
+        job_got_image(j, error, reason, img);
         batch_done(q);
 }
 
 static void on_batch_member_got(Ctrd *c, int error, const char *reason, const CtrdImage *img, void *userdata) {
         Job *j = userdata;
         Jobs *q = j->queue;
-        if (error < 0)
-                job_finish(j, error, reason);
-        else
-                job_got_target(j, img->name, img->target_digest, img->target_media_type);
+        job_got_image(j, error, reason, img);
         if (--q->gets_pending == 0)
                 batch_done(q);
 }
@@ -407,10 +414,7 @@ static void on_batch_listed(Ctrd *c, int error, const char *reason, const char *
                             size_t n, void *userdata) {
         Jobs *q = userdata;
         Job *jobs[LOOKUP_BATCH_MAX];
-        size_t n_jobs = q->n_flight;
-        /* finishing a job may start others (they join the next batch): not q->flight */
-        memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
-        q->n_flight = 0;
+        size_t n_jobs = flight_take(q, jobs);
         if (error < 0) {
                 q->stats.lists_failed++;
                 log_debug("%s; asking for each name on its own", reason);
@@ -442,13 +446,6 @@ static void batch_fire(Jobs *q) {
         memcpy(q->flight, q->batch, q->n_batch * sizeof *q->batch);
         q->n_flight = q->n_batch;
         q->n_batch = 0;
-        for (size_t i = 0; i < q->n_flight; i++) {
-                bool seen = false; /* a name moved twice in the batch is asked once */
-                for (size_t k = 0; !seen && k < n; k++)
-                        seen = streq_ptr(names[k], q->flight[i]->image);
-                if (!seen)
-                        names[n++] = q->flight[i]->image;
-        }
         const char *ns = q->flight[0]->ns;
         int r;
         if (q->n_flight > 1) {
@@ -460,9 +457,7 @@ static void batch_fire(Jobs *q) {
                  * come back together, read in one wake-up (a name moved twice in the
                  * batch is asked twice: both answers are where it points now) */
                 Job *jobs[LOOKUP_BATCH_MAX];
-                size_t n_jobs = q->n_flight;
-                memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
-                q->n_flight = 0;
+                size_t n_jobs = flight_take(q, jobs);
                 q->batch_busy = true;
                 q->gets_pending = n_jobs;
                 for (size_t i = 0; i < n_jobs; i++) {
@@ -478,8 +473,15 @@ static void batch_fire(Jobs *q) {
         }
         if (q->n_flight == 1) {
                 q->stats.gets++;
-                r = ctrd_image_get(q->ctrd, ns, names[0], on_batch_got, q);
+                r = ctrd_image_get(q->ctrd, ns, q->flight[0]->image, on_batch_got, q);
         } else {
+                for (size_t i = 0; i < q->n_flight; i++) {
+                        bool seen = false; /* a name moved twice in the batch is asked once */
+                        for (size_t k = 0; !seen && k < n; k++)
+                                seen = streq_ptr(names[k], q->flight[i]->image);
+                        if (!seen)
+                                names[n++] = q->flight[i]->image;
+                }
                 q->stats.lists++;
                 r = ctrd_images_get_many(q->ctrd, ns, names, n, on_batch_listed, q);
         }
@@ -488,9 +490,7 @@ static void batch_fire(Jobs *q) {
                 return;
         }
         Job *jobs[LOOKUP_BATCH_MAX];
-        size_t n_jobs = q->n_flight;
-        memcpy(jobs, q->flight, n_jobs * sizeof *jobs);
-        q->n_flight = 0;
+        size_t n_jobs = flight_take(q, jobs);
         for (size_t i = 0; i < n_jobs; i++)
                 job_finish(jobs[i], r, n_jobs == 1 ? "cannot start Images.Get" : "cannot start Images.List");
 }
