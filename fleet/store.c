@@ -1655,6 +1655,37 @@ static int pods_to_json(const InventoryImage *im, char **ret_pods, char **ret_na
         return 0;
 }
 
+/* An inventory image's node_images values from namespace to k8s_namespaces (14, in the
+ * table's column order: namespace, ref, name, tag, digest, media_type, revision, pinned,
+ * latest, revision_verified, compliant, findings, pods, k8s_namespaces); the texts they
+ * point to are t's (freed by image_texts_done: a _cleanup_ of t). */
+#define IMAGE_VALUES 14
+typedef struct ImageTexts {
+        char findings[RECORD_FINDINGS_TEXT_MAX];
+        char *pods, *namespaces;
+} ImageTexts;
+
+static void image_texts_done(ImageTexts *t) {
+        free(t->pods);
+        free(t->namespaces);
+        t->pods = t->namespaces = NULL;
+}
+
+static int image_values(const InventoryImage *im, ImageTexts *t, Val v[static IMAGE_VALUES]) {
+        record_findings_text(im->findings, t->findings, sizeof t->findings);
+        int r = pods_to_json(im, &t->pods, &t->namespaces);
+        if (r < 0)
+                return r;
+        const Val w[IMAGE_VALUES] = {
+                T(im->namespace), T(im->ref), T(im->name), T(im->tag), T(im->digest), T(im->media_type),
+                T(im->revision), I(record_image_pinned(im->findings)), I(record_image_latest(im->findings)),
+                I(record_image_revision_verified(im->findings)), I(record_image_compliant(im->findings)),
+                T(t->findings), T(t->pods), T(t->namespaces),
+        };
+        memcpy(v, w, sizeof w);
+        return 0;
+}
+
 static int images_to_json(const InventoryImage *images, size_t n, char **ret) {
         json_t *a = json_array();
         if (!a)
@@ -2056,20 +2087,15 @@ static int apply_inventory_copy(Store *s, const char *cluster, const char *node,
                     streq_ptr(rows[i].im->ref, rows[i + 1].im->ref))
                         continue; /* a later one of the same key follows */
                 const InventoryImage *im = rows[i].im;
-                char findings[RECORD_FINDINGS_TEXT_MAX];
-                _cleanup_free_ char *pods = NULL, *namespaces = NULL;
-                record_findings_text(im->findings, findings, sizeof findings);
-                r = pods_to_json(im, &pods, &namespaces);
-                if (r < 0)
-                        break;
-                Val v[] = {
-                        T(cluster), T(node), T(im->namespace), T(im->ref), T(im->name), T(im->tag), T(im->digest),
-                        T(im->media_type), T(im->revision), I(record_image_pinned(im->findings)),
-                        I(record_image_latest(im->findings)), I(record_image_revision_verified(im->findings)),
-                        I(record_image_compliant(im->findings)), T(findings), T(pods), T(namespaces), I(time_usec),
-                        I(im->findings), I(1),
-                };
-                r = copy_row(&s->copy_images, v, ELEMENTSOF(v));
+                _cleanup_(image_texts_done) ImageTexts t = {0};
+                Val v[2 + IMAGE_VALUES + 3] = {T(cluster), T(node)};
+                r = image_values(im, &t, v + 2);
+                if (r >= 0) {
+                        v[2 + IMAGE_VALUES] = I(time_usec);
+                        v[2 + IMAGE_VALUES + 1] = I(im->findings);
+                        v[2 + IMAGE_VALUES + 2] = I(1);
+                        r = copy_row(&s->copy_images, v, ELEMENTSOF(v));
+                }
         }
         if (r >= 0)
                 r = inventory_pods_merge(s, images, n, pod_to_copy, &(CopyPodCtx){cluster, node, time_usec});
@@ -2099,19 +2125,13 @@ static int apply_inventory_pg(Store *s, const char *cluster, const char *node, u
         arrays_reset(pa);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const InventoryImage *im = &images[i];
-                char findings[RECORD_FINDINGS_TEXT_MAX];
-                _cleanup_free_ char *pods = NULL, *namespaces = NULL;
-                record_findings_text(im->findings, findings, sizeof findings);
-                r = pods_to_json(im, &pods, &namespaces);
-                if (r < 0)
-                        break;
-                Val v[] = {
-                        T(im->namespace), T(im->ref), T(im->name), T(im->tag), T(im->digest), T(im->media_type),
-                        T(im->revision), I(record_image_pinned(im->findings)), I(record_image_latest(im->findings)),
-                        I(record_image_revision_verified(im->findings)), I(record_image_compliant(im->findings)),
-                        T(findings), T(pods), T(namespaces), I(im->findings),
-                };
-                r = arrays_add(ia, v, ELEMENTSOF(v));
+                _cleanup_(image_texts_done) ImageTexts t = {0};
+                Val v[IMAGE_VALUES + 1];
+                r = image_values(im, &t, v);
+                if (r >= 0) {
+                        v[IMAGE_VALUES] = I(im->findings);
+                        r = arrays_add(ia, v, ELEMENTSOF(v));
+                }
         }
         if (r >= 0)
                 r = inventory_pods_merge(s, images, n, pod_to_arrays, NULL);
@@ -2203,23 +2223,15 @@ static int inv_flush(Store *s, char *err, size_t errlen) {
         for (size_t i = 0; r >= 0 && i < p->n_images; i++) {
                 const InventoryImage *im = p->images[i].im;
                 const InvNode *nd = &p->nodes[p->images[i].node];
-                char findings[RECORD_FINDINGS_TEXT_MAX];
-                _cleanup_free_ char *pods = NULL, *namespaces = NULL;
-                record_findings_text(im->findings, findings, sizeof findings);
-                r = pods_to_json(im, &pods, &namespaces);
+                _cleanup_(image_texts_done) ImageTexts t = {0};
+                Val v[2 + IMAGE_VALUES + 2] = {T(nd->cluster), T(nd->node)};
+                r = image_values(im, &t, v + 2);
                 if (r < 0) {
                         r = errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
                         break;
                 }
-                Val v[] = {
-                        T(nd->cluster), T(nd->node),   T(im->namespace),
-                        T(im->ref),     T(im->name),   T(im->tag),
-                        T(im->digest),  T(im->media_type), T(im->revision),
-                        I(record_image_pinned(im->findings)), I(record_image_latest(im->findings)),
-                        I(record_image_revision_verified(im->findings)), I(record_image_compliant(im->findings)),
-                        T(findings),    T(pods),       T(namespaces),
-                        I(nd->time_usec), I(im->findings),
-                };
+                v[2 + IMAGE_VALUES] = I(nd->time_usec);
+                v[2 + IMAGE_VALUES + 1] = I(im->findings);
                 size_t changed = 0;
                 r = db_write(s, S_INVENTORY_IMAGE, v, ELEMENTSOF(v), &changed, err, errlen);
                 /* a row the upsert inserted or updated is this image already; only one it
