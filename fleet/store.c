@@ -2882,7 +2882,8 @@ int store_ingest_wait(Store *s, char *err, size_t errlen) {
                 r = copy_flush(s, err, errlen);
                 if (r >= 0)
                         r = pg_sync(s, err, errlen);
-        }
+        } else
+                r = sq_flush(s, err, errlen);
         if (r < 0)
                 s->ing.error = r;
         return r;
