@@ -527,6 +527,7 @@ typedef struct Val {
         const char *s;
         int64_t i;
         bool is_int;
+        uint32_t len1; /* strlen(s) + 1 when known (SQLite binds it as is), else 0 */
 } Val;
 #define T(x) ((Val){.s = (x)})
 #define I(x) ((Val){.i = (int64_t) (x), .is_int = true})
@@ -782,7 +783,8 @@ static int sqlite_bind(Store *s, sqlite3_stmt *st, const int *idx, const Val *v,
                 if (v[i].is_int)
                         rc = sqlite3_bind_int64(st, idx[i], v[i].i);
                 else if (v[i].s)
-                        rc = sqlite3_bind_text(st, idx[i], v[i].s, -1, SQLITE_STATIC);
+                        rc = sqlite3_bind_text(st, idx[i], v[i].s, v[i].len1 ? (int) v[i].len1 - 1 : -1,
+                                               SQLITE_STATIC);
                 else
                         rc = sqlite3_bind_null(st, idx[i]);
                 if (rc != SQLITE_OK)
@@ -2580,20 +2582,24 @@ static void *sq_alloc(SqPending *p, size_t size) {
 static int sq_defer(Store *s, SqTable t, StmtId id, const Val *v, size_t n, size_t *affected, char *err,
                     size_t errlen) {
         SqPending *p = &s->sq;
-        size_t bytes = n * sizeof(Val);
-        for (size_t i = 0; i < n; i++)
-                if (!v[i].is_int && v[i].s)
-                        bytes += strlen(v[i].s) + 1;
+        size_t bytes = n * sizeof(Val), len1[REC_COLUMNS];
+        assert(n <= REC_COLUMNS);
+        for (size_t i = 0; i < n; i++) {
+                len1[i] = !v[i].is_int && v[i].s ? strlen(v[i].s) + 1 : 0;
+                if (len1[i] > UINT32_MAX)
+                        return errbuf_fail(err, errlen, -E2BIG, "%s: a value longer than 4 GiB", s->name);
+                bytes += len1[i];
+        }
         Val *c = sq_alloc(p, bytes);
         if (!c || greedy_realloc((void **) &p->rows[t], &p->alloc[t], p->n[t] + 1, sizeof *p->rows[t], 1024) < 0)
                 return errbuf_fail(err, errlen, -ENOMEM, "%s: out of memory", s->name);
         char *text = (char *) (c + n);
         for (size_t i = 0; i < n; i++) {
                 c[i] = v[i];
-                if (!v[i].is_int && v[i].s) {
-                        size_t len = strlen(v[i].s) + 1;
-                        c[i].s = memcpy(text, v[i].s, len);
-                        text += len;
+                if (len1[i]) {
+                        c[i].s = memcpy(text, v[i].s, len1[i]);
+                        c[i].len1 = (uint32_t) len1[i];
+                        text += len1[i];
                 }
         }
         p->rows[t][p->n[t]++] = (SqRow){id, p->seq++, affected, c};
