@@ -2678,8 +2678,9 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
         Val row[] = {T(cluster),  T(f->node),  T(f->namespace), T(im->ref),        T(im->name),
                      T(im->tag),  T(im->digest), T(im->media_type), T(im->revision), I(f->time_usec)};
         if (f->kind == FINDING_PULL)
-                return s->engine == STORE_POSTGRESQL ? state_add_pull(s, row, err, errlen)
-                                                     : sq_defer(s, SQ_IMAGES, S_PULL_UPSERT, row, ELEMENTSOF(row), NULL, err, errlen);
+                return s->engine == STORE_POSTGRESQL
+                               ? state_add_pull(s, row, err, errlen)
+                               : sq_defer(s, SQ_IMAGES, S_PULL_UPSERT, row, ELEMENTSOF(row), NULL, err, errlen);
         if (!im->ref[0])
                 return 0; /* an offline check's finding: no node state to change */
         unsigned bit = 1u << f->kind;
