@@ -821,11 +821,15 @@ static void test_inventory_unchanged_rows(void **state) {
  * return, backslash, "\N", "\.") in node, pod, container, revision and reference; a pull
  * after it in the same request (it must find the inventory's rows), a second inventory
  * of the node in the same request (it must delete what the first wrote and it does not
- * name), a node pulled before its first inventory in the same request (not fresh), an
+ * name), a node pulled before its first inventory in the same request (not fresh: the
+ * pull is the request's first record, before S_NODES_FRESH's answer is read — that answer
+ * made the node fresh again and its inventory was COPYed, keeping the pull's older row), an
  * empty first inventory. */
 #define NASTY_POD "{\"namespace\":\"sh\\top\",\"pod\":\"a\\tb\\\\c\\nd\\re\",\"container\":\"\\\\N\"}"
 static void test_inventory_fresh_node(void **state) {
         static const char *const batch[] = {
+                /* first in the request: S_NODES_FRESH's answer is read after it */
+                PULL("h1", "node-h", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z"),
                 INV_OF("f1", "node-\\\\f\\t", "2026-11-25T10:00:00Z",
                        INV_IMAGE("docker.io/library/t:1", D1, "r\\\\.", POD("p1")) "," INV_IMAGE(
                                "docker.io/library/u:1", D2, "\\\\.", NASTY_POD "," POD("p2") "," POD("p2")) ","
@@ -835,7 +839,6 @@ static void test_inventory_fresh_node(void **state) {
                        INV_IMAGE("docker.io/library/x:1", D1, "", POD("q1")) "," INV_IMAGE("docker.io/library/y:1",
                                                                                         D1, "", POD("q2"))),
                 INV_OF("g2", "node-g", "2026-11-25T11:00:00Z", INV_IMAGE("docker.io/library/x:1", D2, "", POD("q1"))),
-                PULL("h1", "node-h", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z"),
                 INV_OF("h2", "node-h", "2026-11-25T10:00:00Z", INV_IMAGE("docker.io/library/x:1", D1, "", POD("q3"))),
                 INV_OF("k1", "node-k", "2026-11-25T10:00:00Z", ""),
         };
