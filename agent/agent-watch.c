@@ -347,6 +347,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         Agent *a = userdata;
         if (error < 0)
                 return connect_failed(a, error, reason ? reason : strerror(-error));
+        ctrd_content_probe(a->ctrd); /* answered while containerd lists the images */
         if (a->oneshot)
                 return reconcile(a, false);
         /* only the topics the agent acts on (OR'ed): a busy node's /tasks/exit, /tasks/delete,

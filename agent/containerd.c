@@ -247,18 +247,29 @@ bool ctrd_media_type_is_index(const char *mt) {
 
 /* OCI digest grammar: algorithm [a-z0-9+._-]+ ":" encoded [a-zA-Z0-9=_-]+, bounded.
  * Keeps what we log and send back to containerd tame. */
+/* Which bytes each part may hold (bit 1: the algorithm, bit 2: the encoded part): a
+ * table, as every listed image's digest and each blob's pass here (strchr() per byte was
+ * 3 % of a 10,000-image scan). */
+#define DG_ALGO 1
+#define DG_ENC 2
+static const uint8_t digest_chars[256] = {
+        ['a' ... 'z'] = DG_ALGO | DG_ENC, ['0' ... '9'] = DG_ALGO | DG_ENC, ['A' ... 'Z'] = DG_ENC,
+        ['+'] = DG_ALGO, ['.'] = DG_ALGO, ['_'] = DG_ALGO | DG_ENC, ['-'] = DG_ALGO | DG_ENC, ['='] = DG_ENC,
+};
+
 bool ctrd_digest_valid(const char *d) {
-        const char *colon = d ? strchr(d, ':') : NULL;
-        if (!colon || colon == d || !colon[1] || strlen(d) >= PW_DIGEST_MAX)
+        if (!d)
                 return false;
-        for (const char *p = d; p < colon; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("+._-", *p)))
-                        return false;
-        for (const char *p = colon + 1; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      strchr("=_-", *p)))
-                        return false;
-        return true;
+        const unsigned char *p = (const unsigned char *) d;
+        size_t i = 0;
+        while (digest_chars[p[i]] & DG_ALGO)
+                i++;
+        if (i == 0 || p[i] != ':')
+                return false;
+        size_t enc = ++i;
+        while (digest_chars[p[i]] & DG_ENC)
+                i++;
+        return i > enc && p[i] == 0 && i < PW_DIGEST_MAX;
 }
 
 /* The document, checked whole (jscan), and its top-level object. */
@@ -889,6 +900,11 @@ static void content_probe(Ctrd *c) {
         if (start(c, &KIND_PLUGINS, (CallCallback){}, NULL, NULL, &req.base, CTRD_UNARY_TIMEOUT_USEC, NULL, 0, NULL) <
             0)
                 content_direct_off(c);
+}
+
+void ctrd_content_probe(Ctrd *c) {
+        if (c && c->direct == DIRECT_UNKNOWN)
+                content_probe(c);
 }
 
 void ctrd_set_content_direct(Ctrd *c, bool enabled) {
@@ -1535,6 +1551,12 @@ static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_
  * through an eventfd. Its stack is mapped here and unmapped when it stops (the end of a
  * listing): an idle agent has no thread. */
 #define WORKER_STACK_SIZE (1U << 20) /* jscan's check recurses up to 2048 levels */
+/* Finished chains handed back to the loop in groups: one eventfd write and one wake-up
+ * of the loop per group, not per chain (at 10,000 images the per-chain hand-off was
+ * 12,500 context switches). A group is cut short when the worker runs out of work, so
+ * the last chains never wait. A quarter of the jobs in flight: the loop judges one group
+ * while the worker reads the next. */
+#define WORKER_HANDBACK 16
 
 struct ResolveWorker {
         pthread_t thread;
@@ -1542,6 +1564,7 @@ struct ResolveWorker {
         pthread_cond_t wake;
         Resolve *in, *in_tail;   /* to read, oldest first (lock) */
         Resolve *out, *out_tail; /* read, for the loop (lock) */
+        unsigned n_out;          /* chains put on out since the loop was last told (lock) */
         bool stop;               /* (lock) */
         size_t pending;          /* handed to the worker and not back yet (the loop's) */
         int efd;
@@ -1599,10 +1622,14 @@ static void *worker_main(void *userdata) {
                         batch = rs->next;
                         worker_resolve(w->blobs_fd, rs);
                         pthread_mutex_lock(&w->lock);
-                        bool was_empty = !w->out;
                         queue_append(&w->out, &w->out_tail, rs);
+                        /* the loop is told when WORKER_HANDBACK chains wait for it, or
+                         * when nothing is left to read (the worker is about to wait) */
+                        bool tell = ++w->n_out == WORKER_HANDBACK || (!batch && !w->in);
+                        if (tell)
+                                w->n_out = 0;
                         pthread_mutex_unlock(&w->lock);
-                        if (was_empty) {
+                        if (tell) {
                                 uint64_t one = 1;
                                 (void) !write(w->efd, &one, sizeof one);
                         }

@@ -256,6 +256,10 @@ void ctrd_resolve_worker_release(Ctrd *c);
  * every blob before the answer, or when containerd has no such export.
  * On by default; enabled=false turns it off (closes the directory). */
 void ctrd_set_content_direct(Ctrd *c, bool enabled);
+/* Ask where the content store is now, if direct reads are on and that is not known yet
+ * (else the first resolve asks, and its chains go through Content.Read until the answer):
+ * sent beside the first listing, the answer is in before the listing's reply. */
+void ctrd_content_probe(Ctrd *c);
 /* The content root in use; NULL while direct reads are off or not set up (yet). Borrowed. */
 const char *ctrd_content_root(const Ctrd *c);
 /* Blobs read directly, and through Content.Read, by ctrd_image_resolve() so far. */
