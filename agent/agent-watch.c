@@ -47,6 +47,8 @@ static void inventory_ship(Agent *a) {
 
 static void on_job_done(const JobOutcome *o, void *userdata) {
         Agent *a = userdata;
+        if (agent_ledger_ready(a) < 0)
+                return;
         agent_metrics_touch(a);
         if (o->error < 0) {
                 if (o->generation == a->generation && o->error != -ENOENT)
@@ -149,6 +151,8 @@ static void listing_done(Agent *a) {
 static void on_images_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs, size_t n,
                              void *userdata) {
         Agent *a = userdata;
+        if (agent_ledger_ready(a) < 0)
+                return listing_done(a);
         if (error < 0) {
                 /* the catch-up listing 3 s after a connect, every reconnect and every reconcile
                  * fail the same way: said once, and once more when it works again */
@@ -199,6 +203,8 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
 static void on_containers_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdContainer *cts,
                                  size_t n, void *userdata) {
         Agent *a = userdata;
+        if (agent_ledger_ready(a) < 0)
+                return listing_done(a);
         if (error < 0)
                 log_debug("cannot list containers in namespace %s: %s", ns, reason);
         else if (reason)
@@ -329,6 +335,8 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
 }
 
 static void connect_failed(Agent *a, int error, const char *reason) {
+        if (agent_ledger_ready(a) < 0)
+                return; /* the loop stops */
         if (a->oneshot) {
                 log_error("cannot reach containerd at %s: %s", a->config->address, reason);
                 a->exit_error = error;

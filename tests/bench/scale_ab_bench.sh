@@ -19,7 +19,7 @@ N=${N:-10000}
 NS=${NS:-scale}
 ROUNDS=${ROUNDS:-3}
 # shellcheck disable=SC2034 # read by lib.sh
-PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1
+PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1 PW_POLL_INTERVAL=${PW_POLL_INTERVAL:-0.005}
 # shellcheck source=tests/integration/lib.sh
 . "$ROOT/tests/integration/lib.sh"
 pw_setup_deps_check
@@ -61,6 +61,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		t=$(pw_now_ms)
 		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
 		echo "$k ctr $(ms_since "$t")" >>"$PW_WORK/runs"
+		rm -rf "$PW_WORK/state" && mkdir -p "$PW_WORK/state"
+		t=$(pw_now_ms)
+		st=0
+		"$bin" scan --address "$PW_SOCK" --state-dir "$PW_WORK/state" --namespace "$NS" \
+			>"$PW_WORK/scan-$k.out" 2>"$PW_WORK/scan.err" || st=$?
+		echo "$k scan $(ms_since "$t")" >>"$PW_WORK/runs"
+		((st <= 1)) || pw_fail "pullwatch scan failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
+		cmp -s "$PW_WORK/scan-1.out" "$PW_WORK/scan-$k.out" || pw_fail "scan's table differs between build 1 and $bin"
+		t=$(pw_now_ms)
+		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
+		echo "$k ctr $(ms_since "$t")" >>"$PW_WORK/runs"
 		rm -rf "$PW_WORK/state"
 		start_agent "$bin" "$PW_WORK/state"
 		echo "$k fresh $START_MS" >>"$PW_WORK/runs"
@@ -83,8 +94,10 @@ k=0
 for bin in "$@"; do
 	k=$((k + 1))
 	c=$(med $k ctr)
-	printf '%s\n  ctr images ls -q %s ms (%s)\n  fresh reconcile %s ms (%s), %s x ctr\n  known reconcile %s ms (%s), %s x ctr\n  idle Private_Dirty fresh %s kB, known %s kB\n' \
-		"$bin" "$c" "$(all $k ctr)" "$(med $k fresh)" "$(all $k fresh)" \
+	printf '%s\n  ctr images ls -q %s ms (%s)\n  scan %s ms (%s), %s x ctr\n  fresh reconcile %s ms (%s), %s x ctr\n  known reconcile %s ms (%s), %s x ctr\n  idle Private_Dirty fresh %s kB, known %s kB\n' \
+		"$bin" "$c" "$(all $k ctr)" "$(med $k scan)" "$(all $k scan)" \
+		"$(awk -v a="$(med $k scan)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
+		"$(med $k fresh)" "$(all $k fresh)" \
 		"$(awk -v a="$(med $k fresh)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
 		"$(med $k known)" "$(all $k known)" \
 		"$(awk -v a="$(med $k known)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
