@@ -451,7 +451,7 @@ struct Ctrd {
         CtrdCall *calls;
         size_t n_calls;
         ContentDirect direct;
-        int blobs_fd;       /* DIRECT_ON: <content root>/blobs, else -1 */
+        int blobs_fd;       /* DIRECT_ON: <content root>/blobs/sha256, else -1 */
         char *content_root; /* DIRECT_ON: the content plugin's root export */
         uint64_t n_direct, n_api;
         ResolveWorker *worker; /* ctrd_image_resolve_async(): started at its first, or NULL */
@@ -869,9 +869,16 @@ static void plugins_deliver(CtrdCall *call, const ProtobufCMessage *m) {
                                 root = pl->exports[k]->value;
         }
         char path[4096];
-        int n = root && root[0] == '/' ? snprintf(path, sizeof path, "%s/blobs", root) : -1;
+        /* the sha256 directory itself: each blob's open then looks up one name, not two */
+        int n = root && root[0] == '/' ? snprintf(path, sizeof path, "%s/blobs/sha256", root) : -1;
         /* not in our mount namespace, not readable by us: containerd answers instead */
         int fd = n > 0 && (size_t) n < sizeof path ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (fd < 0 && n > 0 && errno == ENOENT && access(root, X_OK) == 0) {
+                /* the store is there but holds no blob yet (asked at connect, before any
+                 * pull): ask again at the next resolve, when there is one to read */
+                c->direct = DIRECT_UNKNOWN;
+                return;
+        }
         if (fd < 0 || !(c->content_root = strdup(root))) {
                 if (fd >= 0)
                         close(fd);
@@ -929,7 +936,7 @@ void ctrd_get_content_stats(const Ctrd *c, uint64_t *ret_direct, uint64_t *ret_a
  * No fstat() to refuse what is not a regular file: O_NONBLOCK keeps a FIFO or a terminal
  * from blocking, a directory fails the read, and whatever bytes come are used only if
  * they hash to the digest. *ret_data is buf, or *ret_heap (the caller's, free()). */
-static int blob_read(int blobs_fd, const char *digest, size_t max_bytes, uint8_t *buf, size_t bufsize,
+static int blob_read(int dir_fd, bool sha256_dir, const char *digest, size_t max_bytes, uint8_t *buf, size_t bufsize,
                      uint8_t **ret_heap, const uint8_t **ret_data, size_t *ret_len) {
         uint8_t want[SHA256_DIGEST_SIZE], got[SHA256_DIGEST_SIZE];
         if (!digest || !startswith(digest, SHA256_PREFIX))
@@ -938,8 +945,8 @@ static int blob_read(int blobs_fd, const char *digest, size_t max_bytes, uint8_t
                 return -EINVAL; /* exactly 64 lowercase hex digits: also keeps the path inside blobs/sha256 */
         const char *hex = digest + strlen(SHA256_PREFIX);
         char path[sizeof "sha256/" + 2 * SHA256_DIGEST_SIZE];
-        snprintf(path, sizeof path, "sha256/%s", hex);
-        _cleanup_close_ int fd = openat(blobs_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        snprintf(path, sizeof path, "%s%s", sha256_dir ? "" : "sha256/", hex);
+        _cleanup_close_ int fd = openat(dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
         if (fd < 0)
                 return -errno;
         ssize_t k;
@@ -994,7 +1001,7 @@ int ctrd_blob_read_at(int blobs_fd, const char *digest, size_t max_bytes, uint8_
         uint8_t *heap = NULL;
         const uint8_t *data;
         size_t len;
-        int r = blob_read(blobs_fd, digest, max_bytes, buf, sizeof buf, &heap, &data, &len);
+        int r = blob_read(blobs_fd, false, digest, max_bytes, buf, sizeof buf, &heap, &data, &len);
         if (r < 0)
                 return r;
         if (!heap) {
@@ -1502,7 +1509,8 @@ static int resolve_read(Ctrd *c, Resolve *rs) {
                 _cleanup_free_ uint8_t *heap = NULL;
                 const uint8_t *data;
                 size_t len = 0;
-                if (blob_read(c->blobs_fd, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >= 0) {
+                if (blob_read(c->blobs_fd, true, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >=
+                    0) {
                         c->n_direct++;
                         on_resolve_blob(c, 0, NULL, data, len, rs); /* may finish (and free) rs */
                         return 0;
@@ -1591,7 +1599,7 @@ static void worker_resolve(int blobs_fd, Resolve *rs) {
                 _cleanup_free_ uint8_t *heap = NULL;
                 const uint8_t *data;
                 size_t len = 0;
-                if (blob_read(blobs_fd, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) < 0) {
+                if (blob_read(blobs_fd, true, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) < 0) {
                         rs->result = 0;
                         return;
                 }

@@ -943,6 +943,17 @@ static void test_live_probe_ahead(void **state) {
         if (live.pid <= 0 || !live.image.target_digest[0])
                 skip();
         live_begin();
+        /* asked while the store holds no blob yet (no blobs/ directory: a node's first
+         * start): not turned off, asked again */
+        char blobs[512], aside[530];
+        snprintf(blobs, sizeof blobs, "%s/root/io.containerd.content.v1.content/blobs", live.dir);
+        snprintf(aside, sizeof aside, "%s.aside", blobs);
+        assert_int_equal(rename(blobs, aside), 0);
+        ctrd_content_probe(live.ctrd);
+        for (int i = 0; i < 200 && ctrd_pending(live.ctrd) > 0; i++)
+                assert_true(sd_event_run(live.e, 100 * 1000) >= 0);
+        assert_int_equal(rename(aside, blobs), 0);
+        assert_null(ctrd_content_root(live.ctrd));
         ctrd_content_probe(live.ctrd);
         for (int i = 0; i < 200 && ctrd_pending(live.ctrd) > 0; i++)
                 assert_true(sd_event_run(live.e, 100 * 1000) >= 0);
