@@ -171,15 +171,19 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                          failed);
         if (reason) /* records of the reply that could not be taken, in one line */
                 log_warning("images in namespace %s: %s", ns, reason);
-        /* each name parsed once, not once per rank */
+        /* each name parsed once, not once per rank; the tagged ones (rank 0, nearly all)
+         * queued in the same pass, so their look-ups start while the rest is ranked */
         _cleanup_free_ uint8_t *ranks = malloc(n ? n : 1);
-        for (size_t i = 0; ranks && i < n; i++)
-                ranks[i] = (uint8_t) image_rank(&imgs[i]);
         uint64_t now = now_usec_realtime();
         size_t queued = 0;
         for (int rank = 0; rank <= 3; rank++)
                 for (size_t i = 0; i < n; i++) {
-                        if ((ranks ? ranks[i] : image_rank(&imgs[i])) != rank)
+                        int ri;
+                        if (rank == 0 && ranks)
+                                ri = ranks[i] = (uint8_t) image_rank(&imgs[i]);
+                        else
+                                ri = ranks ? ranks[i] : image_rank(&imgs[i]);
+                        if (ri != rank)
                                 continue;
                         LedgerDigest d;
                         if (a->listing_skip_known && ledger_lookup(a->ledger, ns, imgs[i].name, &d) >= 0 &&
@@ -189,6 +193,8 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                                                imgs[i].target_media_type, now);
                         if (r < 0) {
                                 job_dropped(a, r);
+                                for (size_t k = i + 1; rank == 0 && ranks && k < n; k++)
+                                        ranks[k] = (uint8_t) image_rank(&imgs[k]); /* for the next ranks */
                                 break; /* the queue is full: this rank waits for the next reconcile */
                         }
                         a->listed_images++;

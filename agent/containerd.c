@@ -944,8 +944,10 @@ static int blob_read(int dir_fd, bool sha256_dir, const char *digest, size_t max
         if (!sha256_digest_pack(digest, want))
                 return -EINVAL; /* exactly 64 lowercase hex digits: also keeps the path inside blobs/sha256 */
         const char *hex = digest + strlen(SHA256_PREFIX);
-        char path[sizeof "sha256/" + 2 * SHA256_DIGEST_SIZE];
-        snprintf(path, sizeof path, "%s%s", sha256_dir ? "" : "sha256/", hex);
+        char path[sizeof "sha256/" + 2 * SHA256_DIGEST_SIZE]; /* by hand: snprintf() was 4 % of the worker */
+        size_t o = sha256_dir ? 0 : strlen("sha256/");
+        memcpy(path, "sha256/", o);
+        memcpy(path + o, hex, 2 * SHA256_DIGEST_SIZE + 1); /* packed above: exactly 64 digits and the NUL */
         _cleanup_close_ int fd = openat(dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
         if (fd < 0)
                 return -errno;
