@@ -1554,8 +1554,10 @@ static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_
 /* ---------------------------------------------------------------- resolve worker */
 
 /* A listing's chains of direct reads (open, read, SHA-256, JSON parse: most of a fresh
- * reconcile's CPU) run on one thread of their own while the loop judges what came back:
- * on a 2-core node the two overlap. The worker only reads blobs (its own stack buffer)
+ * reconcile's CPU) run on WORKER_THREADS threads of their own, taking chains one at a
+ * time from one queue, while the loop judges what came back: the blob reads (system time
+ * mostly) are the longer part, so two readers beside the judging loop (one reader made
+ * a 10,000-image scan 5 % slower at load 4-5). The worker only reads blobs (its own stack buffer)
  * and parses (jscan: pure, allocates nothing); everything else — callbacks, Content.Read for a blob
  * it could not read, the counters — stays on the loop, which hears of finished chains
  * through an eventfd. Its stack is mapped here and unmapped when it stops (the end of a
@@ -1568,8 +1570,11 @@ static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_
  * while the worker reads the next. */
 #define WORKER_HANDBACK 16
 
+#define WORKER_THREADS 2
+
 struct ResolveWorker {
-        pthread_t thread;
+        pthread_t threads[WORKER_THREADS];
+        unsigned n_threads;
         pthread_mutex_t lock;
         pthread_cond_t wake;
         Resolve *in, *in_tail;   /* to read, oldest first (lock) */
@@ -1579,7 +1584,7 @@ struct ResolveWorker {
         size_t pending;          /* handed to the worker and not back yet (the loop's) */
         int efd;
         sd_event_source *source;
-        void *stack;
+        void *stacks[WORKER_THREADS];
         int blobs_fd; /* a duplicate of the Ctrd's */
 };
 
@@ -1624,27 +1629,25 @@ static void *worker_main(void *userdata) {
                         pthread_cond_wait(&w->wake, &w->lock);
                 if (!w->in)
                         break;
-                Resolve *batch = w->in;
-                w->in = w->in_tail = NULL;
+                /* one chain at a time: the threads share the queue */
+                Resolve *rs = w->in;
+                w->in = rs->next;
+                if (!w->in)
+                        w->in_tail = NULL;
                 pthread_mutex_unlock(&w->lock);
-                while (batch) {
-                        Resolve *rs = batch;
-                        batch = rs->next;
-                        worker_resolve(w->blobs_fd, rs);
-                        pthread_mutex_lock(&w->lock);
-                        queue_append(&w->out, &w->out_tail, rs);
-                        /* the loop is told when WORKER_HANDBACK chains wait for it, or
-                         * when nothing is left to read (the worker is about to wait) */
-                        bool tell = ++w->n_out == WORKER_HANDBACK || (!batch && !w->in);
-                        if (tell)
-                                w->n_out = 0;
-                        pthread_mutex_unlock(&w->lock);
-                        if (tell) {
-                                uint64_t one = 1;
-                                (void) !write(w->efd, &one, sizeof one);
-                        }
-                }
+                worker_resolve(w->blobs_fd, rs);
                 pthread_mutex_lock(&w->lock);
+                queue_append(&w->out, &w->out_tail, rs);
+                /* the loop is told when WORKER_HANDBACK chains wait for it, or when
+                 * nothing is left to read (this thread is about to wait) */
+                bool tell = ++w->n_out >= WORKER_HANDBACK || !w->in;
+                if (tell) {
+                        w->n_out = 0;
+                        pthread_mutex_unlock(&w->lock);
+                        uint64_t one = 1;
+                        (void) !write(w->efd, &one, sizeof one);
+                        pthread_mutex_lock(&w->lock);
+                }
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;
@@ -1691,25 +1694,32 @@ static int worker_start(Ctrd *c) {
                 r = sd_event_add_io(c->event, &w->source, w->efd, EPOLLIN, on_worker_done, c);
         if (r >= 0) {
                 (void) sd_event_source_set_description(w->source, "resolve-worker");
-                w->stack = mmap(NULL, WORKER_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-                                -1, 0);
-                if (w->stack == MAP_FAILED) {
-                        w->stack = NULL;
-                        r = -ENOMEM;
-                }
-        }
-        if (r >= 0) {
-                pthread_attr_t attr;
                 pthread_mutex_init(&w->lock, NULL);
                 pthread_cond_init(&w->wake, NULL);
-                (void) pthread_attr_init(&attr);
-                (void) pthread_attr_setstack(&attr, w->stack, WORKER_STACK_SIZE);
-                r = -pthread_create(&w->thread, &attr, worker_main, w);
-                (void) pthread_attr_destroy(&attr);
-                if (r < 0) {
-                        pthread_cond_destroy(&w->wake);
-                        pthread_mutex_destroy(&w->lock);
+        }
+        for (unsigned i = 0; r >= 0 && i < WORKER_THREADS; i++) {
+                w->stacks[i] = mmap(NULL, WORKER_STACK_SIZE, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+                if (w->stacks[i] == MAP_FAILED) {
+                        w->stacks[i] = NULL;
+                        break; /* fewer threads */
                 }
+                pthread_attr_t attr;
+                (void) pthread_attr_init(&attr);
+                (void) pthread_attr_setstack(&attr, w->stacks[i], WORKER_STACK_SIZE);
+                int k = -pthread_create(&w->threads[i], &attr, worker_main, w);
+                (void) pthread_attr_destroy(&attr);
+                if (k < 0) {
+                        munmap(w->stacks[i], WORKER_STACK_SIZE);
+                        w->stacks[i] = NULL;
+                        break;
+                }
+                w->n_threads++;
+        }
+        if (r >= 0 && w->n_threads == 0) {
+                pthread_cond_destroy(&w->wake);
+                pthread_mutex_destroy(&w->lock);
+                r = -ENOMEM;
         }
         if (r < 0) {
                 sd_event_source_disable_unref(w->source);
@@ -1717,8 +1727,6 @@ static int worker_start(Ctrd *c) {
                         close(w->efd);
                 if (w->blobs_fd >= 0)
                         close(w->blobs_fd);
-                if (w->stack)
-                        munmap(w->stack, WORKER_STACK_SIZE);
                 free(w);
                 return r;
         }
@@ -1734,9 +1742,10 @@ static void worker_stop(Ctrd *c, bool drop) {
                 return;
         pthread_mutex_lock(&w->lock);
         w->stop = true;
-        pthread_cond_signal(&w->wake);
+        pthread_cond_broadcast(&w->wake);
         pthread_mutex_unlock(&w->lock);
-        (void) pthread_join(w->thread, NULL);
+        for (unsigned i = 0; i < w->n_threads; i++)
+                (void) pthread_join(w->threads[i], NULL);
         for (Resolve *rs = w->out, *next; rs; rs = next) {
                 next = rs->next;
                 resolve_free(rs);
@@ -1746,7 +1755,8 @@ static void worker_stop(Ctrd *c, bool drop) {
         sd_event_source_disable_unref(w->source);
         close(w->efd);
         close(w->blobs_fd);
-        munmap(w->stack, WORKER_STACK_SIZE);
+        for (unsigned i = 0; i < w->n_threads; i++)
+                munmap(w->stacks[i], WORKER_STACK_SIZE);
         free(w);
         c->worker = NULL;
 }
@@ -1804,10 +1814,8 @@ int ctrd_image_resolve_async(Ctrd *c, const char *ns, const char *target_digest,
         ResolveWorker *w = c->worker;
         w->pending++;
         pthread_mutex_lock(&w->lock);
-        bool was_empty = !w->in;
         queue_append(&w->in, &w->in_tail, rs);
-        if (was_empty)
-                pthread_cond_signal(&w->wake);
+        pthread_cond_signal(&w->wake); /* a thread waiting, if one is: no system call otherwise */
         pthread_mutex_unlock(&w->lock);
         return 0;
 }

@@ -235,7 +235,7 @@ int ctrd_content_read(Ctrd *c, const char *ns, const char *digest, size_t max_by
 int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
                        ctrd_resolve_cb_t cb, void *userdata);
 /* The same; with direct reads on it never calls back before it returns: the chain's reads
- * and parsing run on a worker thread (started at the first such call) and the callback
+ * and parsing run on worker threads (started at the first such call) and the callback
  * comes from the loop; a blob the worker cannot read goes through Content.Read as above.
  * Without direct reads (off, or not known yet) it is ctrd_image_resolve(). For a
  * listing's thousands of look-ups: the loop judges while the worker reads. */
