@@ -171,6 +171,7 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                          failed);
         if (reason) /* records of the reply that could not be taken, in one line */
                 log_warning("images in namespace %s: %s", ns, reason);
+        (void) ledger_reserve(a->ledger, n); /* a first listing's records, without regrowing */
         /* each name parsed once, not once per rank; the tagged ones (rank 0, nearly all)
          * queued in the same pass, so their look-ups start while the rest is ranked */
         _cleanup_free_ uint8_t *ranks = malloc(n ? n : 1);

@@ -754,8 +754,7 @@ static void twin_insert(Ref **slots, size_t n, Ref *e, uint64_t h) {
         slots[i] = e;
 }
 
-static int twin_slots_grow(Ledger *l) {
-        size_t n = l->n_twin_slots ? l->n_twin_slots * 2 : 64;
+static int twin_slots_resize(Ledger *l, size_t n) {
         Ref **b = array_new(n, sizeof(Ref *), 0);
         if (!b)
                 return -ENOMEM;
@@ -768,6 +767,10 @@ static int twin_slots_grow(Ledger *l) {
         l->twins = b;
         l->n_twin_slots = n;
         return 0;
+}
+
+static int twin_slots_grow(Ledger *l) {
+        return twin_slots_resize(l, l->n_twin_slots ? l->n_twin_slots * 2 : 64);
 }
 
 /* Index e under its current digest if it is a tagged reference (unlinked from its
@@ -1316,6 +1319,28 @@ int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest,
         if (l)
                 (void) ledger_mark_raised(l, ns, ref, digest, name, now_usec);
         return 1;
+}
+
+/* The smallest table of at least 64 slots (a power of two) that holds n entries. */
+static size_t slots_for(size_t n) {
+        size_t k = 64;
+        while (TABLE_FULL(n, k))
+                k *= 2;
+        return k;
+}
+
+int ledger_reserve(Ledger *l, size_t n) {
+        if (!l || n == 0 || n >= UINT32_MAX - 1)
+                return l ? 0 : -EINVAL;
+        size_t k = slots_for(n);
+        int r = 0;
+        if (k > l->n_slots)
+                r = table_rebuild(l, k);
+        if (r >= 0 && k > l->n_twin_slots)
+                r = twin_slots_resize(l, k);
+        if (r >= 0 && table_grow(l, (void **) &l->refs, &l->alloc_refs, n, sizeof(Ref *), 32) < 0)
+                r = -ENOMEM;
+        return r;
 }
 
 bool ledger_is_dirty(const Ledger *l) {
