@@ -372,14 +372,20 @@ static const struct {
                            3},
         [S_PART_DELETE] = {"DELETE FROM inventory_parts WHERE cluster = $1 AND node = $2 AND snapshot = $3", 3},
         /* PostgreSQL: a batch's records as one statement, each column an array literal
-         * (arrays_add); a duplicate id, within the batch too, is skipped. */
+         * (arrays_add); a duplicate id, within the batch too, is skipped. The arrays are
+         * unnested in the select list (a ProjectSet: a row at a time, in order), as are the
+         * state statements' below: unnest() in FROM is a function scan, which first copies
+         * every row into a tuplestore — 8.8 % of the backend's instructions on the bench's
+         * records (callgrind, 10,000 records: 3.18 → 2.90 G). */
         [S_RECORD_INSERT_MANY] = {"INSERT INTO records (id, kind, severity, time_usec, received_usec, cluster, node,"
                                   " namespace, ref, name, tag, digest, previous_digest, expected_digest, revision,"
-                                  " media_type, k8s_namespace, pod, container, container_id, message) SELECT * FROM"
-                                  " unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],"
-                                  " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
-                                  " $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],"
-                                  " $18::text[], $19::text[], $20::text[], $21::text[]) ON CONFLICT (id) DO NOTHING",
+                                  " media_type, k8s_namespace, pod, container, container_id, message) SELECT"
+                                  " unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::bigint[]),"
+                                  " unnest($5::bigint[]), unnest($6::text[]), unnest($7::text[]), unnest($8::text[]),"
+                                  " unnest($9::text[]), unnest($10::text[]), unnest($11::text[]), unnest($12::text[]),"
+                                  " unnest($13::text[]), unnest($14::text[]), unnest($15::text[]), unnest($16::text[]),"
+                                  " unnest($17::text[]), unnest($18::text[]), unnest($19::text[]), unnest($20::text[]),"
+                                  " unnest($21::text[]) ON CONFLICT (id) DO NOTHING",
                                   21},
         [S_NODE_CLUSTER] = {"SELECT cluster FROM nodes WHERE node = $1 AND cluster <> '' ORDER BY last_seen_usec"
                             " DESC LIMIT 1",
@@ -472,36 +478,41 @@ static const struct {
          * early so that the result is that of one statement per record, in order). */
         [S_NODE_TOUCH_MANY] = {"INSERT INTO nodes (cluster, node, first_seen_usec, last_seen_usec,"
                                " last_inventory_usec) SELECT DISTINCT u.c, u.n, $3::bigint, $3::bigint, 0::bigint"
-                               " FROM unnest($1::text[], $2::text[]) AS u(c, n) ORDER BY 1, 2 ON CONFLICT (cluster,"
-                               " node) DO UPDATE SET last_seen_usec = CASE WHEN excluded.last_seen_usec >"
-                               " nodes.last_seen_usec THEN excluded.last_seen_usec ELSE nodes.last_seen_usec END",
+                               " FROM (SELECT unnest($1::text[]) AS c, unnest($2::text[]) AS n) AS u ORDER BY 1, 2"
+                               " ON CONFLICT (cluster, node) DO UPDATE SET last_seen_usec = CASE WHEN"
+                               " excluded.last_seen_usec > nodes.last_seen_usec THEN excluded.last_seen_usec ELSE"
+                               " nodes.last_seen_usec END",
                                3},
         [S_PULL_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest, media_type,"
                          " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
                          " updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name, u.tag, u.d, u.mt, u.rev,"
-                         " 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM unnest($1::text[], $2::text[], $3::text[],"
-                         " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[]) AS"
-                         " u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT (cluster, node, namespace, ref) DO"
-                         " UPDATE SET by_inventory = 0," PULL_UPSERT_SET PULL_UPSERT_WHERE_PG,
+                         " 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM (SELECT unnest($1::text[]) AS c, unnest($2::text[])"
+                         " AS n, unnest($3::text[]) AS ns, unnest($4::text[]) AS ref, unnest($5::text[]) AS name,"
+                         " unnest($6::text[]) AS tag, unnest($7::text[]) AS d, unnest($8::text[]) AS mt,"
+                         " unnest($9::text[]) AS rev, unnest($10::bigint[]) AS t) AS u ON CONFLICT (cluster, node,"
+                         " namespace, ref) DO UPDATE SET by_inventory = 0," PULL_UPSERT_SET PULL_UPSERT_WHERE_PG,
                          10},
         [S_FINDING_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
                             " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
                             " k8s_namespaces, updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name,"
                             " u.tag, u.d, u.mt, u.rev, u.pinned, u.latest, u.verified, u.compliant, u.findings, '[]',"
-                            " '', u.t, u.m FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                            " $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::int[], $12::int[],"
-                            " $13::int[], $14::int[], $15::text[], $16::int[]) AS u(c, n, ns, ref, name, tag, d, mt,"
-                            " rev, t, pinned, latest, verified, compliant, findings, m) ON CONFLICT (cluster, node,"
-                            " namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
+                            " '', u.t, u.m FROM (SELECT unnest($1::text[]) AS c, unnest($2::text[]) AS n,"
+                            " unnest($3::text[]) AS ns, unnest($4::text[]) AS ref, unnest($5::text[]) AS name,"
+                            " unnest($6::text[]) AS tag, unnest($7::text[]) AS d, unnest($8::text[]) AS mt,"
+                            " unnest($9::text[]) AS rev, unnest($10::bigint[]) AS t, unnest($11::int[]) AS pinned,"
+                            " unnest($12::int[]) AS latest, unnest($13::int[]) AS verified, unnest($14::int[]) AS"
+                            " compliant, unnest($15::text[]) AS findings, unnest($16::int[]) AS m) AS u ON CONFLICT"
+                            " (cluster, node, namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
                             " excluded.findings_mask") " WHERE node_images.digest = excluded.digest",
                             16},
         [S_WORKLOAD_TIMED_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name,"
                                    " ref, digest, revision, first_seen_usec, last_seen_usec) SELECT u.c, u.n, u.k, u.p,"
-                                   " u.ct, u.name, u.ref, u.d, u.rev, u.t, u.t FROM unnest($1::text[], $2::text[],"
-                                   " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
-                                   " $9::text[], $10::bigint[]) AS u(c, n, k, p, ct, name, ref, d, rev, t) ON CONFLICT"
-                                   " (cluster, node, k8s_namespace, pod, container, digest) DO UPDATE SET"
-                                   " last_seen_usec = CASE WHEN excluded.last_seen_usec >"
+                                   " u.ct, u.name, u.ref, u.d, u.rev, u.t, u.t FROM (SELECT unnest($1::text[]) AS c,"
+                                   " unnest($2::text[]) AS n, unnest($3::text[]) AS k, unnest($4::text[]) AS p,"
+                                   " unnest($5::text[]) AS ct, unnest($6::text[]) AS name, unnest($7::text[]) AS ref,"
+                                   " unnest($8::text[]) AS d, unnest($9::text[]) AS rev, unnest($10::bigint[]) AS t)"
+                                   " AS u ON CONFLICT (cluster, node, k8s_namespace, pod, container, digest) DO UPDATE"
+                                   " SET last_seen_usec = CASE WHEN excluded.last_seen_usec >"
                                    " workload_history.last_seen_usec THEN excluded.last_seen_usec ELSE"
                                    " workload_history.last_seen_usec END, first_seen_usec = CASE WHEN"
                                    " excluded.first_seen_usec < workload_history.first_seen_usec THEN"
