@@ -22,7 +22,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -187,16 +187,31 @@ static const char *const migration_10[] = {
  * read each node's range of the primary key instead, (cluster, node) then the name
  * filtered: every row of the node, not the name's alone (the 200,000- and 2M-row
  * reports took about the same CPU either way: inventory_ab_bench.sh).
- * PostgreSQL keeps both: its schema is unchanged, its step 11 empty. */
+ * PostgreSQL kept both until migration 12. */
 static const char *const migration_11[] = {
         "sqlite:DROP INDEX IF EXISTS node_images_node_name",
         "sqlite:DROP INDEX IF EXISTS workload_history_node_name",
         NULL,
 };
 
+/* Migration 12 (PostgreSQL only): migration 11's indexes go on PostgreSQL too. Of the
+ * records path's B-tree work there, they were two of the three index entries of every
+ * new node_images and workload_history row (most pulls and findings make one of each):
+ * 10 % of the backend's instructions on the bench's records (callgrind, 10,000 records:
+ * 3.18 → 2.85 G). Their one reader, the report's look-up by image name (report_query.c
+ * query_image and the divergent tags' nodes), is planned without them as one hash join
+ * over a parallel scan of the table, 317 ms for 10,000 nodes × 200 images where the
+ * 10,000 range probes of node_images_node_name took 677 ms (EXPLAIN ANALYZE, load 6-8);
+ * the reports (json, --image, --workload) came out byte-identical. */
+static const char *const migration_12[] = {
+        "pg:DROP INDEX IF EXISTS node_images_node_name",
+        "pg:DROP INDEX IF EXISTS workload_history_node_name",
+        NULL,
+};
+
 static const char *const *const migrations[STORE_SCHEMA_VERSION] = {
-        migration_1, migration_2, migration_3, migration_4, migration_5,
-        migration_6, migration_7, migration_8, migration_9, migration_10, migration_11};
+        migration_1, migration_2, migration_3, migration_4, migration_5,  migration_6,
+        migration_7, migration_8, migration_9, migration_10, migration_11, migration_12};
 
 /* --------------------------------------------------------------- statements ---- */
 
