@@ -418,8 +418,8 @@ static const struct {
                                      " d.pinned, d.latest, d.verified, d.compliant, d.findings, d.pods, d.k8sns,"
                                      " $3::bigint, d.mask, 1 FROM (SELECT DISTINCT ON (u.ns, u.ref) u.* FROM"
                                      " unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
-                                     " $10::text[], $11::int[], $12::int[], $13::int[], $14::int[], $15::text[],"
-                                     " $16::text[], $17::text[], $18::int[]) WITH ORDINALITY AS u(ns, ref, name, tag,"
+                                     " $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
+                                     " $15::text[], $16::text[], $17::text[], $18::bigint[]) WITH ORDINALITY AS u(ns, ref, name, tag,"
                                      " digest, mt, rev, pinned, latest, verified, compliant, findings, pods, k8sns,"
                                      " mask, ord) ORDER BY u.ns, u.ref, u.ord DESC) AS d WHERE " INVENTORY_LATEST_PG
                                      " AND NOT EXISTS (SELECT 1 FROM node_images"
@@ -550,7 +550,7 @@ static const struct {
 };
 
 /* A bound value: text, or an integer (bound natively on SQLite, as decimal text on PG),
- * or (PG) len bytes of a value in PostgreSQL's binary format (binary_arrays). */
+ * or (PG) len bytes of a value in PostgreSQL's binary format (the column arrays). */
 typedef struct Val {
         const char *s;
         int64_t i;
@@ -577,16 +577,17 @@ typedef struct NodeCacheEntry {
 #define REC_ARRAY_ROWS 1000 /* records per multi-row statement (PostgreSQL) */
 #define ARRAYS_COLUMNS_MAX 21
 
-/* PostgreSQL: rows not sent yet, one array literal per column ("{"a","b"}"), or with
- * binary, one array in PostgreSQL's binary format per column: a 20-byte header, then each
- * element's length (-1: NULL) and bytes, big-endian (array_recv; integers as int8). */
+/* PostgreSQL: rows not sent yet, one array per column in PostgreSQL's binary format: a
+ * 20-byte header, then each element's length (-1: NULL) and bytes, big-endian (read by
+ * array_recv; integers as int8). The text form ("{"a","b"}") costs the server more than
+ * the binary one: array_in scans every element character by character, twice (~1,000
+ * instructions an element, 15 % of the backend's on the bench's records). */
 #define ARRAY_HEADER 20
 typedef struct ColArrays {
         char *col[ARRAYS_COLUMNS_MAX];
         size_t len[ARRAYS_COLUMNS_MAX], alloc[ARRAYS_COLUMNS_MAX];
         size_t rows;
-        bool binary;
-        bool has_null[ARRAYS_COLUMNS_MAX], is_int[ARRAYS_COLUMNS_MAX]; /* binary */
+        bool has_null[ARRAYS_COLUMNS_MAX], is_int[ARRAYS_COLUMNS_MAX];
 } ColArrays;
 
 /* PostgreSQL: the state changes of pull and finding records waiting to go out as one
@@ -1468,11 +1469,6 @@ int store_open(Store **ret, const char *url, char *err, size_t errlen) {
                 r = sqlite_open(s, path, err, errlen);
         } else if (startswith(url, "postgresql://") || startswith(url, "postgres://")) {
                 s->engine = STORE_POSTGRESQL;
-                /* the records path's arrays: PostgreSQL's text array input scans every
-                 * element character by character, twice (~1,000 instructions an element:
-                 * 15 % of the backend's on the bench's records); array_recv reads lengths */
-                s->rec_arrays.binary = s->state.touch.binary = s->state.pull.binary = true;
-                s->state.finding.binary = s->state.workload.binary = true;
                 r = pg_open(s, url, err, errlen);
         } else
                 return errbuf_fail(err, errlen, -EINVAL,
@@ -1767,8 +1763,10 @@ static void put_be32(char *p, uint32_t x) {
                 p[k] = (char) (x & 0xff);
 }
 
-/* Binary: each element as its length and bytes (integers: int8), after the header's room. */
-static int arrays_add_binary(ColArrays *a, const Val *v, size_t ncols) {
+/* Append a row of ncols values to the column arrays: each element as its length and bytes
+ * (integers: int8; NULL: length -1), the first after room for the header. */
+static int arrays_add(ColArrays *a, const Val *v, size_t ncols) {
+        assert(ncols <= ARRAYS_COLUMNS_MAX);
         for (size_t c = 0; c < ncols; c++) {
                 const char *x = v[c].s;
                 size_t l = v[c].is_int ? 8 : x ? strlen(x) : 0;
@@ -1798,60 +1796,16 @@ static int arrays_add_binary(ColArrays *a, const Val *v, size_t ncols) {
         return 0;
 }
 
-/* Append a row of ncols values to the column arrays: each text element double-quoted with
- * '\\' and '"' escaped, as PostgreSQL's array input reads it; NULL as NULL. */
-static int arrays_add(ColArrays *a, const Val *v, size_t ncols) {
-        assert(ncols <= ARRAYS_COLUMNS_MAX);
-        if (a->binary)
-                return arrays_add_binary(a, v, ncols);
-        for (size_t c = 0; c < ncols; c++) {
-                char num[24];
-                const char *x = v[c].s;
-                if (v[c].is_int) {
-                        snprintf(num, sizeof num, "%" PRId64, v[c].i);
-                        x = num;
-                }
-                size_t l = x ? strlen(x) : 4;
-                /* worst case: every byte escaped, quotes, separator, closing brace, NUL */
-                int r = greedy_realloc((void **) &a->col[c], &a->alloc[c], a->len[c] + 2 * l + 5, 1, 4096);
-                if (r < 0)
-                        return r;
-                char *p = a->col[c] + a->len[c];
-                *p++ = a->rows ? ',' : '{';
-                if (!x)
-                        p = stpcpy(p, "NULL");
-                else if (v[c].is_int)
-                        p = stpcpy(p, x);
-                else {
-                        *p++ = '"';
-                        for (; *x; x++) {
-                                if (*x == '"' || *x == '\\')
-                                        *p++ = '\\';
-                                *p++ = *x;
-                        }
-                        *p++ = '"';
-                }
-                a->len[c] = (size_t) (p - a->col[c]);
-        }
-        a->rows++;
-        return 0;
-}
-
 /* Close the arrays (rows > 0) into v[first..first+ncols-1]; arrays_reset after sending. */
 static void arrays_finish(ColArrays *a, size_t ncols, Val *v) {
-        for (size_t c = 0; a->binary && c < ncols; c++) {
+        for (size_t c = 0; c < ncols; c++) {
                 char *h = a->col[c];
-                put_be32(h, 1);                                /* dimensions */
-                put_be32(h + 4, a->has_null[c]);               /* has NULLs */
-                put_be32(h + 8, a->is_int[c] ? 20 : 25);       /* element type: int8, text */
-                put_be32(h + 12, (uint32_t) a->rows);          /* length */
-                put_be32(h + 16, 1);                           /* lower bound */
+                put_be32(h, 1);                          /* dimensions */
+                put_be32(h + 4, a->has_null[c]);         /* has NULLs */
+                put_be32(h + 8, a->is_int[c] ? 20 : 25); /* element type: int8, text */
+                put_be32(h + 12, (uint32_t) a->rows);    /* length */
+                put_be32(h + 16, 1);                     /* lower bound */
                 v[c] = (Val){.s = h, .len = a->len[c], .binary = true};
-        }
-        for (size_t c = 0; !a->binary && c < ncols; c++) {
-                a->col[c][a->len[c]] = '}';
-                a->col[c][a->len[c] + 1] = 0;
-                v[c] = T(a->col[c]);
         }
 }
 
