@@ -611,11 +611,13 @@ typedef struct CopyRows {
 } CopyRows;
 
 /* PostgreSQL: a node that one store_ingest_add() call has an inventory for; fresh: the
- * node had no inventory and no rows when S_NODES_FRESH read it, and nothing of this call
- * has changed its rows since (pointers into the call's records and clusters). */
+ * node had no inventory and no rows when S_NODES_FRESH read it; changed: a record of this
+ * call has changed its rows since the touch (then it is not fresh, whenever S_NODES_FRESH's
+ * answer is read: a record before the call's first inventory comes before that read).
+ * Pointers into the call's records and clusters. */
 typedef struct FreshNode {
         const char *cluster, *node;
-        bool fresh;
+        bool fresh, changed;
 } FreshNode;
 
 /* One request of a transaction: its cluster, its time, its counts. */
@@ -2059,7 +2061,7 @@ static int fresh_add(Store *s, const char *cluster, const char *node) {
         if (greedy_realloc((void **) &s->fresh, &s->alloc_fresh, s->n_fresh + 1, sizeof *s->fresh, 16) < 0 ||
             arrays_add(&s->fresh_query, (Val[]){T(cluster), T(node)}, 2) < 0)
                 return -ENOMEM;
-        s->fresh[s->n_fresh++] = (FreshNode){cluster, node, false};
+        s->fresh[s->n_fresh++] = (FreshNode){cluster, node, false, false};
         return 0;
 }
 
@@ -2093,8 +2095,8 @@ static int fresh_take(Store *s, const char *cluster, const char *node, bool *ret
                         return r;
                 s->fresh_unread = false;
         }
-        *ret = f->fresh;
-        f->fresh = false;
+        *ret = f->fresh && !f->changed;
+        f->changed = true;
         return 0;
 }
 
@@ -2753,7 +2755,7 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
                 /* its rows are no longer what S_NODES_FRESH read */
                 FreshNode *f = s->n_fresh ? fresh_find(s, cl, records[i].finding.node) : NULL;
                 if (f)
-                        f->fresh = false;
+                        f->changed = true;
         }
         /* before the records and the clusters they point into go */
         if (r >= 0 && s->inv.n_nodes > 0)

@@ -820,11 +820,15 @@ static void test_inventory_unchanged_rows(void **state) {
  * return, backslash, "\N", "\.") in node, pod, container, revision and reference; a pull
  * after it in the same request (it must find the inventory's rows), a second inventory
  * of the node in the same request (it must delete what the first wrote and it does not
- * name), a node pulled before its first inventory in the same request (not fresh), an
+ * name), a node pulled before its first inventory in the same request (not fresh: the
+ * pull is the request's first record, before S_NODES_FRESH's answer is read — that answer
+ * made the node fresh again and its inventory was COPYed, keeping the pull's older row), an
  * empty first inventory. */
 #define NASTY_POD "{\"namespace\":\"sh\\top\",\"pod\":\"a\\tb\\\\c\\nd\\re\",\"container\":\"\\\\N\"}"
 static void test_inventory_fresh_node(void **state) {
         static const char *const batch[] = {
+                /* first in the request: S_NODES_FRESH's answer is read after it */
+                PULL("h1", "node-h", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z"),
                 INV_OF("f1", "node-\\\\f\\t", "2026-11-25T10:00:00Z",
                        INV_IMAGE("docker.io/library/t:1", D1, "r\\\\.", POD("p1")) "," INV_IMAGE(
                                "docker.io/library/u:1", D2, "\\\\.", NASTY_POD "," POD("p2") "," POD("p2")) ","
@@ -834,7 +838,6 @@ static void test_inventory_fresh_node(void **state) {
                        INV_IMAGE("docker.io/library/x:1", D1, "", POD("q1")) "," INV_IMAGE("docker.io/library/y:1",
                                                                                         D1, "", POD("q2"))),
                 INV_OF("g2", "node-g", "2026-11-25T11:00:00Z", INV_IMAGE("docker.io/library/x:1", D2, "", POD("q1"))),
-                PULL("h1", "node-h", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z"),
                 INV_OF("h2", "node-h", "2026-11-25T10:00:00Z", INV_IMAGE("docker.io/library/x:1", D1, "", POD("q3"))),
                 INV_OF("k1", "node-k", "2026-11-25T10:00:00Z", ""),
         };
@@ -1236,6 +1239,71 @@ static void test_report_divergence_node_by_node(void **state) {
                         store_free(s);
                 }
 }
+
+/* A divergent tag's pods are the ones its nodes report now: the last complete inventory's
+ * (node_images.pods) and the ones a record named since (a finding's workload: a pod started
+ * after the hourly inventory). Before, only the inventory's were listed, so a pod started
+ * after it showed as none until the next inventory (the demo's node b: "—"). Not listed: a
+ * pod named before the node's last inventory that the inventory no longer names, and a pod
+ * on another digest than the node's (a tag_moved's pod still runs the previous one). A
+ * node that never sent an inventory lists what its records name. Both engines. */
+#define WFIND(id, node, digest, t, pod)                                                                           \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"latest_tag\",\"severity\":\"medium\",\"time\":\"" t            \
+        "\",\"node\":\"" node "\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"" WEB                            \
+        "\",\"name\":\"docker.io/library/web\",\"tag\":\"latest\",\"digest\":\"" digest "\"},\"workload\":"     \
+        "{\"namespace\":\"shop\",\"pod\":\"" pod "\",\"container\":\"web\"},\"message\":\"m\"}"
+#define WIMG(digest, pods)                                                                                        \
+        "{\"namespace\":\"k8s.io\",\"ref\":\"" WEB "\",\"tag\":\"latest\",\"digest\":\"" digest             \
+        "\",\"compliant\":true,\"findings\":[],\"pods\":[" pods "]}"
+static void test_report_divergence_pods_since_inventory(void **state) {
+        static const char *const b1[] = {
+                /* before node-b's inventory: a pod the inventory no longer names */
+                WFIND("w0", "node-b", D1, "2026-11-25T09:00:00Z", "web-old"),
+                INV_OF("a1", "node-a", "2026-11-25T10:00:00Z", WIMG(D1, POD("web-0"))),
+                INV_OF("b1", "node-b", "2026-11-25T10:00:00Z", WIMG(D1, "")),
+                /* after it: the tag moves on node-b and a pod starts on the new digest */
+                PULL("p1", "node-b", WEB, "latest", D2, "2026-11-25T11:00:00Z"),
+                WFIND("w1", "node-b", D2, "2026-11-25T11:00:05Z", "web-9"),
+                /* node-c never sent an inventory */
+                PULL("p2", "node-c", WEB, "latest", D2, "2026-11-25T11:10:00Z"),
+                WFIND("w2", "node-c", D2, "2026-11-25T11:10:05Z", "web-c"),
+        };
+        /* a pod on node-a on D2 while node-a holds D1: not D1's, and node-a has no D2 */
+        static const char *const b2[] = {WFIND("w3", "node-a", D2, "2026-11-25T11:20:00Z", "web-x")};
+        static const char *const want = WEB " sha256:222222 node-b,node-c prod shop/web-9,shop/web-c sha256:111111 "
+                                            "node-a prod shop/web-0";
+        for (size_t e = 0; e < n_engines(); e++)
+                for (int split = 0; split < 2; split++) {
+                        Store *s = open_fresh((StoreEngine) e);
+                        if (split)
+                                for (size_t i = 0; i < ELEMENTSOF(b1); i++)
+                                        ingest(s, "prod", &b1[i], 1);
+                        else
+                                ingest(s, "prod", b1, ELEMENTSOF(b1));
+                        ingest(s, "prod", b2, 1);
+                        ReportFilter f;
+                        report_filter_init(&f);
+                        f.now_usec = 1795611600000000ULL; /* 2026-11-25T13:00:00Z */
+                        ReportModel *m = NULL;
+                        char err[512] = "", text[1024];
+                        if (report_query(s, &f, &m, err, sizeof err) < 0)
+                                fail_msg("report_query (%s): %s", e == STORE_SQLITE ? "SQLite" : "PostgreSQL", err);
+                        divergence_text(m, text, sizeof text);
+                        assert_string_equal(text, want);
+                        report_model_free(m);
+                        /* node-b's next inventory no longer names web-9: it is gone from the list */
+                        const char *b3[] = {INV_OF("b2", "node-b", "2026-11-25T12:00:00Z", WIMG(D2, ""))};
+                        ingest(s, "prod", b3, 1);
+                        assert_int_equal(report_query(s, &f, &m, err, sizeof err), 0);
+                        divergence_text(m, text, sizeof text);
+                        assert_string_equal(text, WEB " sha256:222222 node-b,node-c prod shop/web-c sha256:111111 node-a "
+                                                      "prod shop/web-0");
+                        report_model_free(m);
+                        store_free(s);
+                }
+}
+#undef WFIND
+#undef WIMG
 
 static void test_batch_same_on_both_engines(void **state) {
         static const char *const batch[] = {
@@ -1792,6 +1860,7 @@ int main(void) {
                 cmocka_unit_test(test_inventory_fresh_node),
                 cmocka_unit_test(test_inventory_fresh_two_collectors),
                 cmocka_unit_test(test_report_divergence_node_by_node),
+                cmocka_unit_test(test_report_divergence_pods_since_inventory),
                 cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
