@@ -407,6 +407,65 @@ static void test_record_text_round_trip(void **state) {
         }
 }
 
+/* The records path's state on PostgreSQL goes as binary column arrays (store.c
+ * arrays_add): text that array literals had to escape or could misread ('"', '\', '{',
+ * '}', ',', a "NULL" string, an empty one, tabs, UTF-8, a long one) lands in records,
+ * node_images, workload_history and nodes exactly as SQLite (bound natively) stores it,
+ * in one request and in two. */
+#define ODD_NODE "n\\\"1\\\\{,} NULL"
+#define ODD_REF "r.example/a\\\"b\\\\c{d,e}:NULL"
+#define ODD_REC(id, kind, t, pod, container)                                                                     \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"" kind "\",\"severity\":\"low\",\"time\":\"" t             \
+        "\",\"node\":\"" ODD_NODE "\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"" ODD_REF                   \
+        "\",\"name\":\"r.example/a\\\"b\\\\c{d,e}\",\"tag\":\"NULL\",\"digest\":\"" D1 "\",\"revision\":"      \
+        "\"\\t\\u00e9\"},\"workload\":{\"namespace\":\"ns \\\"x\\\"\",\"pod\":\"" pod "\",\"container\":\""  \
+        container "\"},\"message\":\"" ODD_720 "\"}"
+#define ODD_12 "{\\\"a\\\",\\\\NULL} " /* {"a",\NULL} and a space */
+#define ODD_120 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12
+#define ODD_720 ODD_120 ODD_120 ODD_120 ODD_120 ODD_120 ODD_120 /* 720 bytes */
+
+static void test_records_odd_text_both_engines(void **state) {
+        static const char *const batch[] = {
+                ODD_REC("o1", "pull", "2026-11-25T09:00:00Z", "", ""),
+                ODD_REC("o2", "untraceable", "2026-11-25T09:00:01Z", "p\\\\q {1,2}", "NULL"),
+                ODD_REC("o3", "latest_tag", "2026-11-25T09:00:02Z", "\\\"", ""),
+                ODD_REC("o2", "untraceable", "2026-11-25T09:00:01Z", "p\\\\q {1,2}", "NULL"),
+        };
+        static const char *const dumps[] = {
+                "SELECT id, kind, node, ref, name, tag, revision, k8s_namespace, pod, container, message FROM records"
+                " ORDER BY id",
+                "SELECT cluster, node, namespace, ref, name, tag, digest, revision, findings, pods, k8s_namespaces,"
+                " findings_mask FROM node_images ORDER BY node, ref",
+                "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision FROM workload_history"
+                " ORDER BY pod, container",
+                "SELECT cluster, node FROM nodes ORDER BY node",
+        };
+        Out first[ELEMENTSOF(dumps)];
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                StoreIngestResult r = ingest(s, "c,{\"1\"}", batch, 2); /* one request */
+                assert_int_equal(r.accepted, 2);
+                r = ingest(s, "c,{\"1\"}", batch + 2, 2); /* the next: a new one and a duplicate */
+                assert_int_equal(r.accepted, 1);
+                assert_int_equal(r.duplicates, 1);
+                assert_string_equal(q(s, "SELECT node, tag, length(message) FROM records WHERE id = 'o1'", 0, NULL, &o),
+                                    "n\"1\\{,} NULL|NULL|720");
+                assert_string_equal(q(s, "SELECT pod, container FROM workload_history ORDER BY pod", 0, NULL, &o),
+                                    "\"|;p\\q {1,2}|NULL");
+                assert_string_equal(q(s, "SELECT cluster, ref, revision FROM node_images", 0, NULL, &o),
+                                    "c,{\"1\"}|r.example/a\"b\\c{d,e}:NULL|\t\xc3\xa9");
+                for (size_t d = 0; d < ELEMENTSOF(dumps); d++) {
+                        q(s, dumps[d], 0, NULL, &o);
+                        if (e == 0)
+                                first[d] = o;
+                        else
+                                assert_string_equal(o.text, first[d].text);
+                }
+                store_free(s);
+        }
+}
+
 /* Group commit: several requests in one transaction, each with its own cluster and its
  * own counts; a record two requests both carry counts as the later one's duplicate; a
  * rolled-back group stores nothing of any of its requests. */
@@ -1861,7 +1920,8 @@ int main(void) {
                 cmocka_unit_test(test_inventory_fresh_two_collectors),
                 cmocka_unit_test(test_report_divergence_node_by_node),
                 cmocka_unit_test(test_report_divergence_pods_since_inventory),
-                cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
+                cmocka_unit_test(test_record_text_round_trip),
+                cmocka_unit_test(test_records_odd_text_both_engines),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_cluster_cache_many_nodes), cmocka_unit_test(test_group_commit),
