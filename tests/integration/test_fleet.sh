@@ -57,7 +57,7 @@ DB_URL=
 DB_FILE=
 dbq() { # SQL — rows as a|b|c lines
 	if [[ $ENGINE == sqlite ]]; then
-		sqlite3 -batch -noheader "$DB_FILE" "$1"
+		sqlite3 -batch -noheader -cmd ".timeout 5000" "$DB_FILE" "$1" # the collector may hold a lock a moment
 	else
 		PGCONNECT_TIMEOUT=5 psql -X -A -t -q -d "$DB_URL" -c "$1"
 	fi
