@@ -9,11 +9,11 @@
  *
  * No index of node_images or workload_history has a global order (schema 8, store.c
  * migration_8): what the report reads by reference or image name it reads node by node,
- * `nodes` joined to the (cluster, node, name) indexes — one short range per node — or,
- * when that would cost more than reading the table (many divergent tags), in one pass.
- * SQLite has no (cluster, node, name) index since schema 11 (store.c migration_11: the
- * records path's writes): there a node's range is its whole range of the primary key,
- * the name filtered, so both ways read every row of every node once. */
+ * `nodes` joined to each node's range of the primary key (cluster, node, …), the name
+ * filtered. The (cluster, node, name) indexes that made it one short range per node went
+ * for the records path's writes (schema 11 on SQLite, 12 on PostgreSQL: store.c
+ * migration_11, migration_12); PostgreSQL plans these joins as a hash join over a
+ * parallel scan instead. */
 #include <inttypes.h>
 #include <jansson.h>
 
@@ -423,17 +423,19 @@ static int row_divergence(void *userdata, size_t ncols, const char *const *v) {
         return r;
 }
 
-/* What a look-up of one (cluster, node, name) range costs, in rows of a walk through every
- * node's whole range: measured ~1.2 (SQLite, 1,000 nodes × 200 images, 970 divergent
- * tags: 970,000 look-ups 0.49 s, the 200,000 rows 0.085 s; 100 tags: 0.036 s either way);
- * 2 leans to the walk, which reads the table in order (a cold cache favours it). */
+/* What a look-up of one (cluster, node, name) range cost, in rows of a walk through every
+ * node's whole range, while that index existed: measured ~1.2 (SQLite, 1,000 nodes × 200
+ * images, 970 divergent tags: 970,000 look-ups 0.49 s, the 200,000 rows 0.085 s; 100
+ * tags: 0.036 s either way); 2 leaned to the walk. Since schemas 11/12 both plans read
+ * each node's whole range and the name only filters (SQLite), or are one hash join
+ * (PostgreSQL): the choice no longer changes what is read. */
 #define SEEK_ROWS 2
 
 /* The nodes and pods of the divergent tags (refs and their image names as JSON arrays of
- * strings), node by node: nodes joined to node_images by (cluster, node, name) — one
- * range per node and name — or, when there are so many names that this costs more than
- * reading the table (nodes × names × SEEK_ROWS > rows), every node's whole range once,
- * keeping the rows of the tags. */
+ * strings), node by node: nodes joined to node_images by (cluster, node) and the names —
+ * or, when there are so many names that a look-up per name would cost more than reading
+ * the table (nodes × names × SEEK_ROWS > rows), every node's whole range once, keeping
+ * the rows of the tags. */
 static int query_divergent_tags(Q *q, DivCtx *c, const char *refs, const char *names, size_t n_names) {
         bool pg = store_engine(q->store) == STORE_POSTGRESQL;
         /* a JSON array of strings as a set: the one place the two engines' SQL differ here.
@@ -869,8 +871,8 @@ static int cmp_placement_node(const void *a, const void *b) {
         return c ? c : strcmp(x->ref, y->ref);
 }
 
-/* Both tables node by node: nodes joined to their (cluster, node, name) indexes, one short
- * range per node (no index of them has a global order: store.c migration_8). */
+/* Both tables node by node: nodes joined to each node's range of their primary keys, the
+ * name filtered (no index of them has a global order: store.c migration_8). */
 static int query_image(Q *q) {
         char where[512], sql[SQL_MAX];
         where_images_joined(q, where, sizeof where);

@@ -6,7 +6,7 @@
  * report (fleet/report*.c): the report reads only through store_query() and the tables
  * below; the collector writes only through store_ingest().
  *
- * Schema (version 8; migrations are applied at open, in order, each in a transaction,
+ * Schema (version 12; migrations are applied at open, in order, each in a transaction,
  * recorded in schema_migrations; on PostgreSQL one collector migrates at a time under
  * pg_advisory_lock). Times are CLOCK_REALTIME microseconds since the epoch (BIGINT /
  * INTEGER). Booleans are INTEGER 0/1 on both engines. Every text column is NOT NULL,
@@ -70,7 +70,7 @@
  *              12 (PostgreSQL); (k8s_namespace, pod) until schema 6; (name) until schema 8]
  *     Every node_images and workload_history row's (cluster, node) has a nodes row (ingest
  *     touches the node first): the report reads these tables node by node, nodes joined to
- *     the (cluster, node, name) indexes (SQLite: to the primary keys' (cluster, node) ranges).
+ *     the primary keys' (cluster, node) ranges.
  *
  *   daily_rollup   -- compliance per day, kept past --retention (the trend)
  *     day TEXT ('YYYY-MM-DD', UTC), cluster TEXT, k8s_namespace TEXT ('' = all images
