@@ -268,8 +268,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         JobsLookupStats st;
         jobs_get_lookup_stats(a->jobs, &st);
         log_info("image look-ups: %" PRIu64 " Images.Get, %" PRIu64 " Images.List (%" PRIu64 " refused); %" PRIu64
-                 " batches answered %" PRIu64 " events",
-                 st.gets, st.lists, st.lists_failed, st.batches, st.batched);
+                 " batches answered %" PRIu64 " events; %" PRIu64 " waited for more events",
+                 st.gets, st.lists, st.lists_failed, st.batches, st.batched, st.waits);
         (void) sd_notify(false, "STOPPING=1");
         sd_event_exit(a->event, 0);
         return 0;

@@ -81,9 +81,11 @@ trace_events() {
 }
 calls() { grep -c "^[0-9]* *$2(" "$PW_WORK/$1.strace" || true; }
 # idle_after_get PREFIX — loop turns that found nothing to do right after the
-# Images.Get went out (a send on the containerd connection)
+# Images.Get went out (a send on the containerd connection, and the recv that takes the
+# replies read before it out of the socket)
 idle_after_get() {
 	awk '/^[0-9]+ +sendto\(/ { prev = 1; next }
+		/^[0-9]+ +recvfrom\(/ && prev { next }
 		/^[0-9]+ +epoll_wait\(.*, 0\) += 0$/ && prev { n++ } { prev = 0 } END { print n + 0 }' "$PW_WORK/$1.strace"
 }
 trace_events sc
