@@ -30,6 +30,8 @@
 #define METRICS_INTERVAL_USEC (15 * 1000000ULL)
 #define PINS_DEBOUNCE_USEC (200 * 1000ULL)
 
+typedef struct LedgerLoad LedgerLoad;
+
 typedef struct Agent {
         const Config *config;
         bool oneshot; /* scan: list once, judge, exit; otherwise subscribe and keep watching */
@@ -37,7 +39,9 @@ typedef struct Agent {
         Ctrd *ctrd;
         Policy *policy;
         Pins *pins;
-        Ledger *ledger;
+        Ledger *ledger;           /* NULL while ledger_load runs: see agent_ledger_ready() */
+        LedgerLoad *ledger_load;  /* `run`: the ledger loading on a thread of its own */
+        int fatal;                /* `run`: an error that stopped the loop (the ledger could not open) */
         Jobs *jobs;
         Facts *facts; /* STATE_DIR/facts, behind the jobs' config cache (read-only for scan) */
         Attribution *attribution;
@@ -80,6 +84,10 @@ static inline void arm_oneshot(sd_event_source *s, uint64_t delay_usec) {
 }
 
 /* agent.c */
+/* The ledger, loaded: waits for the thread loading it (see agent_setup_run()), says what
+ * it found, and on failure stops the loop (a->fatal). 0, or the error (the caller then
+ * does nothing that needs the ledger). */
+int agent_ledger_ready(Agent *a);
 void agent_ledger_schedule_save(Agent *a);
 /* Something happened that the health numbers may show: look again in a while. */
 void agent_metrics_touch(Agent *a);

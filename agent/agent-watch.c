@@ -47,6 +47,8 @@ static void inventory_ship(Agent *a) {
 
 static void on_job_done(const JobOutcome *o, void *userdata) {
         Agent *a = userdata;
+        if (agent_ledger_ready(a) < 0)
+                return;
         agent_metrics_touch(a);
         if (o->error < 0) {
                 if (o->generation == a->generation && o->error != -ENOENT)
@@ -149,6 +151,8 @@ static void listing_done(Agent *a) {
 static void on_images_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdImageEntry *imgs, size_t n,
                              void *userdata) {
         Agent *a = userdata;
+        if (agent_ledger_ready(a) < 0)
+                return listing_done(a);
         if (error < 0) {
                 /* the catch-up listing 3 s after a connect, every reconnect and every reconcile
                  * fail the same way: said once, and once more when it works again */
@@ -167,15 +171,20 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                          failed);
         if (reason) /* records of the reply that could not be taken, in one line */
                 log_warning("images in namespace %s: %s", ns, reason);
-        /* each name parsed once, not once per rank */
+        (void) ledger_reserve(a->ledger, n); /* a first listing's records, without regrowing */
+        /* each name parsed once, not once per rank; the tagged ones (rank 0, nearly all)
+         * queued in the same pass, so their look-ups start while the rest is ranked */
         _cleanup_free_ uint8_t *ranks = malloc(n ? n : 1);
-        for (size_t i = 0; ranks && i < n; i++)
-                ranks[i] = (uint8_t) image_rank(&imgs[i]);
         uint64_t now = now_usec_realtime();
         size_t queued = 0;
         for (int rank = 0; rank <= 3; rank++)
                 for (size_t i = 0; i < n; i++) {
-                        if ((ranks ? ranks[i] : image_rank(&imgs[i])) != rank)
+                        int ri;
+                        if (rank == 0 && ranks)
+                                ri = ranks[i] = (uint8_t) image_rank(&imgs[i]);
+                        else
+                                ri = ranks ? ranks[i] : image_rank(&imgs[i]);
+                        if (ri != rank)
                                 continue;
                         LedgerDigest d;
                         if (a->listing_skip_known && ledger_lookup(a->ledger, ns, imgs[i].name, &d) >= 0 &&
@@ -185,6 +194,8 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
                                                imgs[i].target_media_type, now);
                         if (r < 0) {
                                 job_dropped(a, r);
+                                for (size_t k = i + 1; rank == 0 && ranks && k < n; k++)
+                                        ranks[k] = (uint8_t) image_rank(&imgs[k]); /* for the next ranks */
                                 break; /* the queue is full: this rank waits for the next reconcile */
                         }
                         a->listed_images++;
@@ -199,6 +210,8 @@ static void on_images_listed(Ctrd *c, int error, const char *reason, const char 
 static void on_containers_listed(Ctrd *c, int error, const char *reason, const char *ns, const CtrdContainer *cts,
                                  size_t n, void *userdata) {
         Agent *a = userdata;
+        if (agent_ledger_ready(a) < 0)
+                return listing_done(a);
         if (error < 0)
                 log_debug("cannot list containers in namespace %s: %s", ns, reason);
         else if (reason)
@@ -329,6 +342,8 @@ static void on_stream_end(Ctrd *c, int error, const char *reason, void *userdata
 }
 
 static void connect_failed(Agent *a, int error, const char *reason) {
+        if (agent_ledger_ready(a) < 0)
+                return; /* the loop stops */
         if (a->oneshot) {
                 log_error("cannot reach containerd at %s: %s", a->config->address, reason);
                 a->exit_error = error;
@@ -347,6 +362,7 @@ static void on_version(Ctrd *c, int error, const char *reason, const CtrdVersion
         Agent *a = userdata;
         if (error < 0)
                 return connect_failed(a, error, reason ? reason : strerror(-error));
+        ctrd_content_probe(a->ctrd); /* answered while containerd lists the images */
         if (a->oneshot)
                 return reconcile(a, false);
         /* only the topics the agent acts on (OR'ed): a busy node's /tasks/exit, /tasks/delete,

@@ -247,18 +247,29 @@ bool ctrd_media_type_is_index(const char *mt) {
 
 /* OCI digest grammar: algorithm [a-z0-9+._-]+ ":" encoded [a-zA-Z0-9=_-]+, bounded.
  * Keeps what we log and send back to containerd tame. */
+/* Which bytes each part may hold (bit 1: the algorithm, bit 2: the encoded part): a
+ * table, as every listed image's digest and each blob's pass here (strchr() per byte was
+ * 3 % of a 10,000-image scan). */
+#define DG_ALGO 1
+#define DG_ENC 2
+static const uint8_t digest_chars[256] = {
+        ['a' ... 'z'] = DG_ALGO | DG_ENC, ['0' ... '9'] = DG_ALGO | DG_ENC, ['A' ... 'Z'] = DG_ENC,
+        ['+'] = DG_ALGO, ['.'] = DG_ALGO, ['_'] = DG_ALGO | DG_ENC, ['-'] = DG_ALGO | DG_ENC, ['='] = DG_ENC,
+};
+
 bool ctrd_digest_valid(const char *d) {
-        const char *colon = d ? strchr(d, ':') : NULL;
-        if (!colon || colon == d || !colon[1] || strlen(d) >= PW_DIGEST_MAX)
+        if (!d)
                 return false;
-        for (const char *p = d; p < colon; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("+._-", *p)))
-                        return false;
-        for (const char *p = colon + 1; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      strchr("=_-", *p)))
-                        return false;
-        return true;
+        const unsigned char *p = (const unsigned char *) d;
+        size_t i = 0;
+        while (digest_chars[p[i]] & DG_ALGO)
+                i++;
+        if (i == 0 || p[i] != ':')
+                return false;
+        size_t enc = ++i;
+        while (digest_chars[p[i]] & DG_ENC)
+                i++;
+        return i > enc && p[i] == 0 && i < PW_DIGEST_MAX;
 }
 
 /* The document, checked whole (jscan), and its top-level object. */
@@ -440,7 +451,7 @@ struct Ctrd {
         CtrdCall *calls;
         size_t n_calls;
         ContentDirect direct;
-        int blobs_fd;       /* DIRECT_ON: <content root>/blobs, else -1 */
+        int blobs_fd;       /* DIRECT_ON: <content root>/blobs/sha256, else -1 */
         char *content_root; /* DIRECT_ON: the content plugin's root export */
         uint64_t n_direct, n_api;
         ResolveWorker *worker; /* ctrd_image_resolve_async(): started at its first, or NULL */
@@ -858,9 +869,16 @@ static void plugins_deliver(CtrdCall *call, const ProtobufCMessage *m) {
                                 root = pl->exports[k]->value;
         }
         char path[4096];
-        int n = root && root[0] == '/' ? snprintf(path, sizeof path, "%s/blobs", root) : -1;
+        /* the sha256 directory itself: each blob's open then looks up one name, not two */
+        int n = root && root[0] == '/' ? snprintf(path, sizeof path, "%s/blobs/sha256", root) : -1;
         /* not in our mount namespace, not readable by us: containerd answers instead */
         int fd = n > 0 && (size_t) n < sizeof path ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (fd < 0 && n > 0 && errno == ENOENT && access(root, X_OK) == 0) {
+                /* the store is there but holds no blob yet (asked at connect, before any
+                 * pull): ask again at the next resolve, when there is one to read */
+                c->direct = DIRECT_UNKNOWN;
+                return;
+        }
         if (fd < 0 || !(c->content_root = strdup(root))) {
                 if (fd >= 0)
                         close(fd);
@@ -891,6 +909,11 @@ static void content_probe(Ctrd *c) {
                 content_direct_off(c);
 }
 
+void ctrd_content_probe(Ctrd *c) {
+        if (c && c->direct == DIRECT_UNKNOWN)
+                content_probe(c);
+}
+
 void ctrd_set_content_direct(Ctrd *c, bool enabled) {
         if (!enabled)
                 content_direct_off(c);
@@ -913,7 +936,7 @@ void ctrd_get_content_stats(const Ctrd *c, uint64_t *ret_direct, uint64_t *ret_a
  * No fstat() to refuse what is not a regular file: O_NONBLOCK keeps a FIFO or a terminal
  * from blocking, a directory fails the read, and whatever bytes come are used only if
  * they hash to the digest. *ret_data is buf, or *ret_heap (the caller's, free()). */
-static int blob_read(int blobs_fd, const char *digest, size_t max_bytes, uint8_t *buf, size_t bufsize,
+static int blob_read(int dir_fd, bool sha256_dir, const char *digest, size_t max_bytes, uint8_t *buf, size_t bufsize,
                      uint8_t **ret_heap, const uint8_t **ret_data, size_t *ret_len) {
         uint8_t want[SHA256_DIGEST_SIZE], got[SHA256_DIGEST_SIZE];
         if (!digest || !startswith(digest, SHA256_PREFIX))
@@ -921,9 +944,11 @@ static int blob_read(int blobs_fd, const char *digest, size_t max_bytes, uint8_t
         if (!sha256_digest_pack(digest, want))
                 return -EINVAL; /* exactly 64 lowercase hex digits: also keeps the path inside blobs/sha256 */
         const char *hex = digest + strlen(SHA256_PREFIX);
-        char path[sizeof "sha256/" + 2 * SHA256_DIGEST_SIZE];
-        snprintf(path, sizeof path, "sha256/%s", hex);
-        _cleanup_close_ int fd = openat(blobs_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        char path[sizeof "sha256/" + 2 * SHA256_DIGEST_SIZE]; /* by hand: snprintf() was 4 % of the worker */
+        size_t o = sha256_dir ? 0 : strlen("sha256/");
+        memcpy(path, "sha256/", o);
+        memcpy(path + o, hex, 2 * SHA256_DIGEST_SIZE + 1); /* packed above: exactly 64 digits and the NUL */
+        _cleanup_close_ int fd = openat(dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
         if (fd < 0)
                 return -errno;
         ssize_t k;
@@ -978,7 +1003,7 @@ int ctrd_blob_read_at(int blobs_fd, const char *digest, size_t max_bytes, uint8_
         uint8_t *heap = NULL;
         const uint8_t *data;
         size_t len;
-        int r = blob_read(blobs_fd, digest, max_bytes, buf, sizeof buf, &heap, &data, &len);
+        int r = blob_read(blobs_fd, false, digest, max_bytes, buf, sizeof buf, &heap, &data, &len);
         if (r < 0)
                 return r;
         if (!heap) {
@@ -1486,7 +1511,8 @@ static int resolve_read(Ctrd *c, Resolve *rs) {
                 _cleanup_free_ uint8_t *heap = NULL;
                 const uint8_t *data;
                 size_t len = 0;
-                if (blob_read(c->blobs_fd, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >= 0) {
+                if (blob_read(c->blobs_fd, true, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) >=
+                    0) {
                         c->n_direct++;
                         on_resolve_blob(c, 0, NULL, data, len, rs); /* may finish (and free) rs */
                         return 0;
@@ -1528,25 +1554,37 @@ static void on_resolve_blob(Ctrd *c, int error, const char *reason, const uint8_
 /* ---------------------------------------------------------------- resolve worker */
 
 /* A listing's chains of direct reads (open, read, SHA-256, JSON parse: most of a fresh
- * reconcile's CPU) run on one thread of their own while the loop judges what came back:
- * on a 2-core node the two overlap. The worker only reads blobs (its own stack buffer)
+ * reconcile's CPU) run on WORKER_THREADS threads of their own, taking chains one at a
+ * time from one queue, while the loop judges what came back: the blob reads (system time
+ * mostly) are the longer part, so two readers beside the judging loop (one reader made
+ * a 10,000-image scan 5 % slower at load 4-5). The worker only reads blobs (its own stack buffer)
  * and parses (jscan: pure, allocates nothing); everything else — callbacks, Content.Read for a blob
  * it could not read, the counters — stays on the loop, which hears of finished chains
  * through an eventfd. Its stack is mapped here and unmapped when it stops (the end of a
  * listing): an idle agent has no thread. */
 #define WORKER_STACK_SIZE (1U << 20) /* jscan's check recurses up to 2048 levels */
+/* Finished chains handed back to the loop in groups: one eventfd write and one wake-up
+ * of the loop per group, not per chain (at 10,000 images the per-chain hand-off was
+ * 12,500 context switches). A group is cut short when the worker runs out of work, so
+ * the last chains never wait. A quarter of the jobs in flight: the loop judges one group
+ * while the worker reads the next. */
+#define WORKER_HANDBACK 16
+
+#define WORKER_THREADS 2
 
 struct ResolveWorker {
-        pthread_t thread;
+        pthread_t threads[WORKER_THREADS];
+        unsigned n_threads;
         pthread_mutex_t lock;
         pthread_cond_t wake;
         Resolve *in, *in_tail;   /* to read, oldest first (lock) */
         Resolve *out, *out_tail; /* read, for the loop (lock) */
+        unsigned n_out;          /* chains put on out since the loop was last told (lock) */
         bool stop;               /* (lock) */
         size_t pending;          /* handed to the worker and not back yet (the loop's) */
         int efd;
         sd_event_source *source;
-        void *stack;
+        void *stacks[WORKER_THREADS];
         int blobs_fd; /* a duplicate of the Ctrd's */
 };
 
@@ -1568,7 +1606,7 @@ static void worker_resolve(int blobs_fd, Resolve *rs) {
                 _cleanup_free_ uint8_t *heap = NULL;
                 const uint8_t *data;
                 size_t len = 0;
-                if (blob_read(blobs_fd, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) < 0) {
+                if (blob_read(blobs_fd, true, stage_digest(rs), CTRD_BLOB_MAX, buf, sizeof buf, &heap, &data, &len) < 0) {
                         rs->result = 0;
                         return;
                 }
@@ -1591,23 +1629,25 @@ static void *worker_main(void *userdata) {
                         pthread_cond_wait(&w->wake, &w->lock);
                 if (!w->in)
                         break;
-                Resolve *batch = w->in;
-                w->in = w->in_tail = NULL;
+                /* one chain at a time: the threads share the queue */
+                Resolve *rs = w->in;
+                w->in = rs->next;
+                if (!w->in)
+                        w->in_tail = NULL;
                 pthread_mutex_unlock(&w->lock);
-                while (batch) {
-                        Resolve *rs = batch;
-                        batch = rs->next;
-                        worker_resolve(w->blobs_fd, rs);
-                        pthread_mutex_lock(&w->lock);
-                        bool was_empty = !w->out;
-                        queue_append(&w->out, &w->out_tail, rs);
-                        pthread_mutex_unlock(&w->lock);
-                        if (was_empty) {
-                                uint64_t one = 1;
-                                (void) !write(w->efd, &one, sizeof one);
-                        }
-                }
+                worker_resolve(w->blobs_fd, rs);
                 pthread_mutex_lock(&w->lock);
+                queue_append(&w->out, &w->out_tail, rs);
+                /* the loop is told when WORKER_HANDBACK chains wait for it, or when
+                 * nothing is left to read (this thread is about to wait) */
+                bool tell = ++w->n_out >= WORKER_HANDBACK || !w->in;
+                if (tell) {
+                        w->n_out = 0;
+                        pthread_mutex_unlock(&w->lock);
+                        uint64_t one = 1;
+                        (void) !write(w->efd, &one, sizeof one);
+                        pthread_mutex_lock(&w->lock);
+                }
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;
@@ -1654,25 +1694,32 @@ static int worker_start(Ctrd *c) {
                 r = sd_event_add_io(c->event, &w->source, w->efd, EPOLLIN, on_worker_done, c);
         if (r >= 0) {
                 (void) sd_event_source_set_description(w->source, "resolve-worker");
-                w->stack = mmap(NULL, WORKER_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-                                -1, 0);
-                if (w->stack == MAP_FAILED) {
-                        w->stack = NULL;
-                        r = -ENOMEM;
-                }
-        }
-        if (r >= 0) {
-                pthread_attr_t attr;
                 pthread_mutex_init(&w->lock, NULL);
                 pthread_cond_init(&w->wake, NULL);
-                (void) pthread_attr_init(&attr);
-                (void) pthread_attr_setstack(&attr, w->stack, WORKER_STACK_SIZE);
-                r = -pthread_create(&w->thread, &attr, worker_main, w);
-                (void) pthread_attr_destroy(&attr);
-                if (r < 0) {
-                        pthread_cond_destroy(&w->wake);
-                        pthread_mutex_destroy(&w->lock);
+        }
+        for (unsigned i = 0; r >= 0 && i < WORKER_THREADS; i++) {
+                w->stacks[i] = mmap(NULL, WORKER_STACK_SIZE, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+                if (w->stacks[i] == MAP_FAILED) {
+                        w->stacks[i] = NULL;
+                        break; /* fewer threads */
                 }
+                pthread_attr_t attr;
+                (void) pthread_attr_init(&attr);
+                (void) pthread_attr_setstack(&attr, w->stacks[i], WORKER_STACK_SIZE);
+                int k = -pthread_create(&w->threads[i], &attr, worker_main, w);
+                (void) pthread_attr_destroy(&attr);
+                if (k < 0) {
+                        munmap(w->stacks[i], WORKER_STACK_SIZE);
+                        w->stacks[i] = NULL;
+                        break;
+                }
+                w->n_threads++;
+        }
+        if (r >= 0 && w->n_threads == 0) {
+                pthread_cond_destroy(&w->wake);
+                pthread_mutex_destroy(&w->lock);
+                r = -ENOMEM;
         }
         if (r < 0) {
                 sd_event_source_disable_unref(w->source);
@@ -1680,8 +1727,6 @@ static int worker_start(Ctrd *c) {
                         close(w->efd);
                 if (w->blobs_fd >= 0)
                         close(w->blobs_fd);
-                if (w->stack)
-                        munmap(w->stack, WORKER_STACK_SIZE);
                 free(w);
                 return r;
         }
@@ -1697,9 +1742,10 @@ static void worker_stop(Ctrd *c, bool drop) {
                 return;
         pthread_mutex_lock(&w->lock);
         w->stop = true;
-        pthread_cond_signal(&w->wake);
+        pthread_cond_broadcast(&w->wake);
         pthread_mutex_unlock(&w->lock);
-        (void) pthread_join(w->thread, NULL);
+        for (unsigned i = 0; i < w->n_threads; i++)
+                (void) pthread_join(w->threads[i], NULL);
         for (Resolve *rs = w->out, *next; rs; rs = next) {
                 next = rs->next;
                 resolve_free(rs);
@@ -1709,7 +1755,8 @@ static void worker_stop(Ctrd *c, bool drop) {
         sd_event_source_disable_unref(w->source);
         close(w->efd);
         close(w->blobs_fd);
-        munmap(w->stack, WORKER_STACK_SIZE);
+        for (unsigned i = 0; i < w->n_threads; i++)
+                munmap(w->stacks[i], WORKER_STACK_SIZE);
         free(w);
         c->worker = NULL;
 }
@@ -1767,10 +1814,8 @@ int ctrd_image_resolve_async(Ctrd *c, const char *ns, const char *target_digest,
         ResolveWorker *w = c->worker;
         w->pending++;
         pthread_mutex_lock(&w->lock);
-        bool was_empty = !w->in;
         queue_append(&w->in, &w->in_tail, rs);
-        if (was_empty)
-                pthread_cond_signal(&w->wake);
+        pthread_cond_signal(&w->wake); /* a thread waiting, if one is: no system call otherwise */
         pthread_mutex_unlock(&w->lock);
         return 0;
 }

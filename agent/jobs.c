@@ -2,6 +2,7 @@
 #include "pullwatch/jobs.h"
 
 #include <sys/mman.h>
+#include <sys/param.h>
 #include <systemd/sd-event.h>
 
 #include "pullwatch/facts.h"
@@ -73,6 +74,7 @@ struct Jobs {
         Job *batch[LOOKUP_BATCH_MAX];       /* waiting, in the order added (the FIFO owns them) */
         size_t n_batch;
         uint64_t batch_first_usec, batch_deadline_usec; /* CLOCK_MONOTONIC */
+        bool batch_held;                    /* the batch waits past the read that brought it */
         uint64_t last_event_usec;           /* the previous image event's job (CLOCK_MONOTONIC) */
         Job *flight[LOOKUP_BATCH_MAX];      /* the batch whose look-up is under way */
         size_t n_flight;
@@ -446,6 +448,9 @@ static void batch_fire(Jobs *q) {
         memcpy(q->flight, q->batch, q->n_batch * sizeof *q->batch);
         q->n_flight = q->n_batch;
         q->n_batch = 0;
+        if (q->batch_held)
+                q->stats.waits++;
+        q->batch_held = false;
         const char *ns = q->flight[0]->ns;
         int r;
         if (q->n_flight > 1) {
@@ -540,16 +545,26 @@ static bool batch_add(Jobs *q, Job *j) {
         bool burst = q->batch_delay_usec > 0 && now - q->last_event_usec < q->batch_delay_usec;
         q->last_event_usec = now;
         if (q->n_batch == 0) {
-                q->batch_first_usec = now;
+                /* the batch's clock starts when containerd published its first event, not
+                 * when the event reached us: one that waited already (a loaded machine, a
+                 * busy loop, a stalled containerd) waits only what is left of the delay,
+                 * and none once older than it — what batching adds to an event's latency
+                 * stays within the delay instead of adding to a delay it had anyway */
+                uint64_t real = now_usec_realtime();
+                uint64_t age = j->time_usec > 0 && real > j->time_usec ? real - j->time_usec : 0;
+                age = MIN(age, q->batch_delay_usec);
+                q->batch_first_usec = now > age ? now - age : 0;
                 q->batch_deadline_usec = UINT64_MAX;
         }
         q->batch[q->n_batch++] = j;
         /* the end of this read; in a burst, `delay` after the batch's first event (waiting
          * `delay` after each event instead, while they keep coming, took the median
          * latency of a burst to 3 times the delay for no less CPU) */
-        uint64_t due = burst ? q->batch_first_usec + q->batch_delay_usec : now;
+        uint64_t due = burst ? MAX(q->batch_first_usec + q->batch_delay_usec, now) : now;
         if (q->n_batch == 1 || due > q->batch_deadline_usec)
                 q->batch_deadline_usec = due;
+        if (due > now)
+                q->batch_held = true;
         if (q->n_batch >= LOOKUP_BATCH_MAX)
                 batch_consider(q);
         else if (!q->batch_busy)

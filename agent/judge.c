@@ -68,8 +68,8 @@ static bool parse(Judge *jd, const Observation *o, bool from_listing, Judged *jg
 /* false: the policy could not judge it (logged). */
 static bool evaluate(Judge *jd, const Observation *o, const char *previous, Judged *jg) {
         char err[256] = "";
-        if (policy_evaluate(jd->policy, o, previous, jd->pins, jg->fs, ELEMENTSOF(jg->fs), &jg->n, err, sizeof err) <
-            0) {
+        if (policy_evaluate_ref(jd->policy, o, &jg->ref, previous, jd->pins, jg->fs, ELEMENTSOF(jg->fs), &jg->n, err,
+                                sizeof err) < 0) {
                 log_warning("cannot judge %s in namespace %s: %s, ignoring", o->ref, o->namespace, err);
                 return false;
         }
@@ -170,7 +170,11 @@ void judge_image(Judge *jd, const Observation *o, bool from_listing) {
         bool changed = false;
         uint64_t now = now_usec_realtime();
         if (jd->ledger) {
-                int r = ledger_record(jd->ledger, o->namespace, o->ref, o->digest, now, previous, &changed);
+                /* the repository name if o->ref is tagged (ref_tagged_name()'s answer): the
+                 * ledger's index of tagged references need not parse it again */
+                const char *tagged = jg.ref.tag[0] && !jg.ref.is_image_id ? jg.name : "";
+                int r = ledger_record_named(jd->ledger, o->namespace, o->ref, tagged, o->digest, now, previous,
+                                            &changed);
                 if (r < 0)
                         log_warning_errno(r, "cannot record %s in the ledger: %m, ignoring", o->ref);
         }

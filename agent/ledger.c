@@ -689,13 +689,29 @@ static uint64_t twin_hash(const char *ns, const char *name, uint32_t atom) {
         return h ? h : 1;
 }
 
-/* e's key in the index, from what e is now: false when e is not a tagged reference. */
-static bool twin_key(const Ref *e, uint64_t *ret_hash) {
+/* e's key in the index, from what e is now: false when e is not a tagged reference.
+ * tagged: ref_tagged_name()'s answer for e's reference when the caller has it ("" not
+ * tagged), else NULL. */
+static bool twin_key_named(const Ref *e, const char *tagged, uint64_t *ret_hash) {
         char name[PW_NAME_MAX];
-        if (e->current == NO_CURRENT || ref_tagged_name(ref_name(e), name, sizeof name) <= 0)
+        if (e->current == NO_CURRENT)
                 return false;
-        *ret_hash = twin_hash(ref_ns(e), name, ref_hist(e)[e->current].atom);
+#ifndef NDEBUG
+        if (tagged) {
+                int k = ref_tagged_name(ref_name(e), name, sizeof name);
+                assert(k > 0 ? streq_ptr(name, tagged) : !tagged[0]);
+        }
+#endif
+        if (!tagged && ref_tagged_name(ref_name(e), name, sizeof name) > 0)
+                tagged = name;
+        if (isempty(tagged))
+                return false;
+        *ret_hash = twin_hash(ref_ns(e), tagged, ref_hist(e)[e->current].atom);
         return true;
+}
+
+static bool twin_key(const Ref *e, uint64_t *ret_hash) {
+        return twin_key_named(e, NULL, ret_hash);
 }
 
 /* Out of the index; call while e's current digest is still the one it was linked under. */
@@ -738,8 +754,7 @@ static void twin_insert(Ref **slots, size_t n, Ref *e, uint64_t h) {
         slots[i] = e;
 }
 
-static int twin_slots_grow(Ledger *l) {
-        size_t n = l->n_twin_slots ? l->n_twin_slots * 2 : 64;
+static int twin_slots_resize(Ledger *l, size_t n) {
         Ref **b = array_new(n, sizeof(Ref *), 0);
         if (!b)
                 return -ENOMEM;
@@ -754,18 +769,26 @@ static int twin_slots_grow(Ledger *l) {
         return 0;
 }
 
+static int twin_slots_grow(Ledger *l) {
+        return twin_slots_resize(l, l->n_twin_slots ? l->n_twin_slots * 2 : 64);
+}
+
 /* Index e under its current digest if it is a tagged reference (unlinked from its
  * previous one first, by the caller). Without memory the reference stays unindexed: its
  * digest-only twin is then recorded as a pull of its own, as before the index existed. */
-static void twin_link(Ledger *l, Ref *e) {
+static void twin_link_named(Ledger *l, Ref *e, const char *tagged) {
         uint64_t h;
-        if (e->twinned || !twin_key(e, &h))
+        if (e->twinned || !twin_key_named(e, tagged, &h))
                 return;
         if (TABLE_FULL(l->n_twins + 1, l->n_twin_slots) && twin_slots_grow(l) < 0)
                 return;
         twin_insert(l->twins, l->n_twin_slots, e, h);
         e->twinned = true;
         l->n_twins++;
+}
+
+static void twin_link(Ledger *l, Ref *e) {
+        twin_link_named(l, e, NULL);
 }
 
 bool ledger_tagged_current(const Ledger *l, const char *ns, const char *name, const char *digest) {
@@ -1066,6 +1089,11 @@ Ledger *ledger_free(Ledger *l) {
 
 int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest, uint64_t now_usec,
                   char *ret_previous_digest, bool *ret_changed) {
+        return ledger_record_named(l, ns, ref, NULL, digest, now_usec, ret_previous_digest, ret_changed);
+}
+
+int ledger_record_named(Ledger *l, const char *ns, const char *ref, const char *tagged_name, const char *digest,
+                        uint64_t now_usec, char *ret_previous_digest, bool *ret_changed) {
         char previous[PW_DIGEST_MAX] = "";
         bool added = false, refresh_only = false;
         int r;
@@ -1125,7 +1153,7 @@ int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest
                 ref_fold(l, e);
                 twin_unlink(l, e); /* under the digest it leaves */
                 e->current = (uint32_t) j;
-                twin_link(l, e);
+                twin_link_named(l, e, tagged_name);
         }
         if (moved || !refresh_only) {
                 ref_touch(l, e);
@@ -1291,6 +1319,28 @@ int ledger_raise(Ledger *l, const char *ns, const char *ref, const char *digest,
         if (l)
                 (void) ledger_mark_raised(l, ns, ref, digest, name, now_usec);
         return 1;
+}
+
+/* The smallest table of at least 64 slots (a power of two) that holds n entries. */
+static size_t slots_for(size_t n) {
+        size_t k = 64;
+        while (TABLE_FULL(n, k))
+                k *= 2;
+        return k;
+}
+
+int ledger_reserve(Ledger *l, size_t n) {
+        if (!l || n == 0 || n >= UINT32_MAX - 1)
+                return l ? 0 : -EINVAL;
+        size_t k = slots_for(n);
+        int r = 0;
+        if (k > l->n_slots)
+                r = table_rebuild(l, k);
+        if (r >= 0 && k > l->n_twin_slots)
+                r = twin_slots_resize(l, k);
+        if (r >= 0 && table_grow(l, (void **) &l->refs, &l->alloc_refs, n, sizeof(Ref *), 32) < 0)
+                r = -ENOMEM;
+        return r;
 }
 
 bool ledger_is_dirty(const Ledger *l) {

@@ -419,13 +419,18 @@ int policy_evaluate(const Policy *p, const Observation *o, const char *previous_
         Ref r;
         if (ref_parse(o->ref, &r, why, sizeof(why)) < 0)
                 return fail(err, errlen, "bad image reference: %s", why);
-        if (r.is_image_id || obs_is_exempt(p, o, &r)) {
+        return policy_evaluate_ref(p, o, &r, previous_digest, pins, out, max, ret_n, err, errlen);
+}
+
+int policy_evaluate_ref(const Policy *p, const Observation *o, const Ref *ref, const char *previous_digest,
+                        const Pins *pins, Finding *out, size_t max, size_t *ret_n, char *err, size_t errlen) {
+        if (ref->is_image_id || obs_is_exempt(p, o, ref)) {
                 *ret_n = 0;
                 return 0;
         }
 
         Finding base = {};
-        int k = fill_base(&base, &r, err, errlen);
+        int k = fill_base(&base, ref, err, errlen);
         if (k < 0)
                 return k;
         base.time_usec = o->time_usec;
@@ -439,7 +444,7 @@ int policy_evaluate(const Policy *p, const Observation *o, const char *previous_
         Emitter e = { .p = p, .out = out, .max = max, .base = &base };
         Finding *f;
 
-        FindingKind tk = tag_kind(p, &r);
+        FindingKind tk = tag_kind(p, ref);
         if (tk != FINDING_PULL && EMIT_OVERFLOW(emit(&e, tk)))
                 return -ENOBUFS;
 
@@ -451,7 +456,7 @@ int policy_evaluate(const Policy *p, const Observation *o, const char *previous_
                         return fail(err, errlen, "previous digest too long");
         }
 
-        const char *pin = disagreeing_pin(&r, pins, o->digest, o->platform_digest);
+        const char *pin = disagreeing_pin(ref, pins, o->digest, o->platform_digest);
         if (pin) {
                 f = emit(&e, FINDING_DIGEST_MISMATCH);
                 if (EMIT_OVERFLOW(f))
@@ -460,11 +465,11 @@ int policy_evaluate(const Policy *p, const Observation *o, const char *previous_
                         strcpy_bounded(f->image.expected_digest, sizeof(f->image.expected_digest), pin); /* fits */
         }
 
-        if (o->config_known && r.tag[0] && !r.is_digest_only) {
+        if (o->config_known && ref->tag[0] && !ref->is_digest_only) {
                 bool labelled = o->has_revision && o->revision[0];
                 bool raised = false;
-                if (ref_is_commit_sha_tag(r.tag) &&
-                    (!labelled || strncasecmp(o->revision, r.tag, strlen(r.tag)) != 0)) {
+                if (ref_is_commit_sha_tag(ref->tag) &&
+                    (!labelled || strncasecmp(o->revision, ref->tag, strlen(ref->tag)) != 0)) {
                         f = emit(&e, FINDING_REVISION_MISMATCH);
                         if (EMIT_OVERFLOW(f))
                                 return -ENOBUFS;
@@ -472,7 +477,7 @@ int policy_evaluate(const Policy *p, const Observation *o, const char *previous_
                 }
                 if (!labelled && !raised && p->report_untraceable && EMIT_OVERFLOW(emit(&e, FINDING_UNTRACEABLE)))
                         return -ENOBUFS;
-        } else if (o->config_known && r.is_digest_only) {
+        } else if (o->config_known && ref->is_digest_only) {
                 bool labelled = o->has_revision && o->revision[0];
                 if (!labelled && p->report_untraceable && EMIT_OVERFLOW(emit(&e, FINDING_UNTRACEABLE)))
                         return -ENOBUFS;

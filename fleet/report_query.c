@@ -9,11 +9,11 @@
  *
  * No index of node_images or workload_history has a global order (schema 8, store.c
  * migration_8): what the report reads by reference or image name it reads node by node,
- * `nodes` joined to the (cluster, node, name) indexes — one short range per node — or,
- * when that would cost more than reading the table (many divergent tags), in one pass.
- * SQLite has no (cluster, node, name) index since schema 11 (store.c migration_11: the
- * records path's writes): there a node's range is its whole range of the primary key,
- * the name filtered, so both ways read every row of every node once. */
+ * `nodes` joined to each node's range of the primary key (cluster, node, …), the name
+ * filtered. The (cluster, node, name) indexes that made it one short range per node went
+ * for the records path's writes (schema 11 on SQLite, 12 on PostgreSQL: store.c
+ * migration_11, migration_12); PostgreSQL plans these joins as a hash join over a
+ * parallel scan instead. */
 #include <inttypes.h>
 #include <jansson.h>
 
@@ -366,6 +366,19 @@ typedef struct DivCtx {
         size_t n;
 } DivCtx;
 
+/* The index of ref among the tags asked for, c->n when it is none of them. */
+static size_t div_tag_find(const DivCtx *c, const char *ref) {
+        size_t lo = 0, hi = c->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(c->tags[mid].ref, ref) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo < c->n && streq_ptr(c->tags[lo].ref, ref) ? lo : c->n;
+}
+
 /* A row of a divergent tag: ref digest media_type cluster node pods, node by node in
  * (cluster, node) order, so a digest's media type is its first node's, as when the rows
  * came by tag; tags and digests in any order. */
@@ -375,15 +388,8 @@ static int row_divergence(void *userdata, size_t ncols, const char *const *v) {
         if (ncols < 6)
                 return -EPROTO;
         const char *ref = opt(v[0]);
-        size_t lo = 0, hi = c->n;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(c->tags[mid].ref, ref) < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        if (lo == c->n || !streq_ptr(c->tags[lo].ref, ref))
+        size_t lo = div_tag_find(c, ref);
+        if (lo == c->n)
                 return 0; /* not a tag asked for */
         ReportDivergence *d;
         if (!c->tags[lo].at) {
@@ -417,17 +423,19 @@ static int row_divergence(void *userdata, size_t ncols, const char *const *v) {
         return r;
 }
 
-/* What a look-up of one (cluster, node, name) range costs, in rows of a walk through every
- * node's whole range: measured ~1.2 (SQLite, 1,000 nodes × 200 images, 970 divergent
- * tags: 970,000 look-ups 0.49 s, the 200,000 rows 0.085 s; 100 tags: 0.036 s either way);
- * 2 leans to the walk, which reads the table in order (a cold cache favours it). */
+/* What a look-up of one (cluster, node, name) range cost, in rows of a walk through every
+ * node's whole range, while that index existed: measured ~1.2 (SQLite, 1,000 nodes × 200
+ * images, 970 divergent tags: 970,000 look-ups 0.49 s, the 200,000 rows 0.085 s; 100
+ * tags: 0.036 s either way); 2 leaned to the walk. Since schemas 11/12 both plans read
+ * each node's whole range and the name only filters (SQLite), or are one hash join
+ * (PostgreSQL): the choice no longer changes what is read. */
 #define SEEK_ROWS 2
 
 /* The nodes and pods of the divergent tags (refs and their image names as JSON arrays of
- * strings), node by node: nodes joined to node_images by (cluster, node, name) — one
- * range per node and name — or, when there are so many names that this costs more than
- * reading the table (nodes × names × SEEK_ROWS > rows), every node's whole range once,
- * keeping the rows of the tags. */
+ * strings), node by node: nodes joined to node_images by (cluster, node) and the names —
+ * or, when there are so many names that a look-up per name would cost more than reading
+ * the table (nodes × names × SEEK_ROWS > rows), every node's whole range once, keeping
+ * the rows of the tags. */
 static int query_divergent_tags(Q *q, DivCtx *c, const char *refs, const char *names, size_t n_names) {
         bool pg = store_engine(q->store) == STORE_POSTGRESQL;
         /* a JSON array of strings as a set: the one place the two engines' SQL differ here.
@@ -448,6 +456,53 @@ static int query_divergent_tags(Q *q, DivCtx *c, const char *refs, const char *n
                  by_name ? " AND i.name IN " : "", by_name ? in_names : "", in_refs, where);
         const char *p[] = {opt(q->f->cluster), q->ns_needle, refs, names};
         return run(q, sql, by_name ? 4 : 3, p, row_divergence, c); /* PostgreSQL: no unused parameter */
+}
+
+/* A pod a record named since its node's last inventory: ref digest k8s_namespace pod. Its
+ * (tag, digest) came from node_images by the same filter (query_divergent_tags), so both
+ * are there; a row that is not is skipped. */
+static int row_divergence_pod(void *userdata, size_t ncols, const char *const *v) {
+        DivCtx *c = userdata;
+        if (ncols < 4)
+                return -EPROTO;
+        size_t t = div_tag_find(c, opt(v[0]));
+        if (t == c->n || !c->tags[t].at || isempty(v[3]))
+                return 0;
+        ReportDivergence *d = &c->q->m->divergence[c->tags[t].at - 1];
+        for (size_t j = 0; j < d->n_digests; j++)
+                if (streq_ptr(d->digests[j].digest, opt(v[1]))) {
+                        char name[2 * 256 + 2];
+                        snprintf(name, sizeof name, "%s/%s", opt(v[2]), v[3]);
+                        return report_strings_add_unique(&d->digests[j].pods, name);
+                }
+        return 0;
+}
+
+/* The pods of the divergent tags that records named since their node's last complete
+ * inventory (a finding's workload; workload_history rows seen after it): node_images.pods
+ * holds only what that inventory named, so a pod started since showed as none until the
+ * next one. A pod counts on the node's row of the tag at the same digest (a tag_moved's
+ * pod runs the previous digest: not the row's), under the same cluster and namespace
+ * filter as the row. SQLite: one pass over workload_history in table order, the tags'
+ * references tested first, then the node's row for its last inventory — led by nodes, it
+ * read the table through its primary key, a row fetch per entry (2M-image bench, 1M pods:
+ * 406 → 167 ms); PostgreSQL's planner orders the join itself. The seen-since test keeps
+ * the rows named by an inventory out (they are in pods already, and on PostgreSQL their
+ * last_seen_usec is not moved on). */
+static int query_divergent_pods(Q *q, DivCtx *c, const char *refs) {
+        bool pg = store_engine(q->store) == STORE_POSTGRESQL;
+        const char *in_refs = pg ? "(SELECT jsonb_array_elements_text(CAST($3 AS jsonb)))"
+                                 : "(SELECT value FROM json_each($3))";
+        char where[512], sql[SQL_MAX];
+        where_images_joined(q, where, sizeof where);
+        snprintf(sql, sizeof sql,
+                 "SELECT i.ref, i.digest, w.k8s_namespace, w.pod FROM workload_history w CROSS JOIN nodes n "
+                 "CROSS JOIN node_images i WHERE w.ref IN %s AND w.pod <> '' AND n.cluster = w.cluster AND "
+                 "n.node = w.node AND w.last_seen_usec > n.last_inventory_usec AND i.cluster = w.cluster AND "
+                 "i.node = w.node AND i.ref = w.ref AND i.digest = w.digest AND %s",
+                 in_refs, where);
+        const char *p[] = {opt(q->f->cluster), q->ns_needle, refs};
+        return run(q, sql, 3, p, row_divergence_pod, c);
 }
 
 /* The divergent tags of the scan's (ref, digest, name) pairs (sorted): their nodes and pods. */
@@ -501,6 +556,8 @@ static int divergence(Q *q, const PairList *tags) {
         if (r >= 0 && n_div > 0) {
                 DivCtx c = {q, div, n_div};
                 r = query_divergent_tags(q, &c, refs_json, names_json, n_names);
+                if (r >= 0)
+                        r = query_divergent_pods(q, &c, refs_json);
         }
         return r;
 }
@@ -814,8 +871,8 @@ static int cmp_placement_node(const void *a, const void *b) {
         return c ? c : strcmp(x->ref, y->ref);
 }
 
-/* Both tables node by node: nodes joined to their (cluster, node, name) indexes, one short
- * range per node (no index of them has a global order: store.c migration_8). */
+/* Both tables node by node: nodes joined to each node's range of their primary keys, the
+ * name filtered (no index of them has a global order: store.c migration_8). */
 static int query_image(Q *q) {
         char where[512], sql[SQL_MAX];
         where_images_joined(q, where, sizeof where);

@@ -22,7 +22,7 @@
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
 
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
 #define PG_PIPELINE_CHUNK 256                /* statements queued before results are read */
 #define NODE_CACHE_SIZE 4096                 /* node → cluster, unauthenticated collectors only */
@@ -187,16 +187,32 @@ static const char *const migration_10[] = {
  * read each node's range of the primary key instead, (cluster, node) then the name
  * filtered: every row of the node, not the name's alone (the 200,000- and 2M-row
  * reports took about the same CPU either way: inventory_ab_bench.sh).
- * PostgreSQL keeps both: its schema is unchanged, its step 11 empty. */
+ * PostgreSQL kept both until migration 12. */
 static const char *const migration_11[] = {
         "sqlite:DROP INDEX IF EXISTS node_images_node_name",
         "sqlite:DROP INDEX IF EXISTS workload_history_node_name",
         NULL,
 };
 
+/* Migration 12 (PostgreSQL only): migration 11's indexes go on PostgreSQL too. Of the
+ * records path's B-tree work there, they were two of the three index entries of every
+ * new node_images and workload_history row (most pulls and findings make one of each):
+ * 10 % of the backend's instructions on the bench's records (callgrind, 10,000 records:
+ * 3.18 → 2.85 G). Their one reader, the report's look-up by image name (report_query.c
+ * query_image and the divergent tags' nodes), is planned without them as one hash join
+ * over a parallel scan of the table: at 10,000 nodes × 200 images 317 ms where the
+ * 10,000 range probes of node_images_node_name took 677 ms; at 1,000 nodes × 200, 78 ms
+ * against 13 ms (EXPLAIN ANALYZE, load 4-8), the whole report --image 0.27 → 0.52 s. The
+ * reports (json, --image, --workload) came out byte-identical. */
+static const char *const migration_12[] = {
+        "pg:DROP INDEX IF EXISTS node_images_node_name",
+        "pg:DROP INDEX IF EXISTS workload_history_node_name",
+        NULL,
+};
+
 static const char *const *const migrations[STORE_SCHEMA_VERSION] = {
-        migration_1, migration_2, migration_3, migration_4, migration_5,
-        migration_6, migration_7, migration_8, migration_9, migration_10, migration_11};
+        migration_1, migration_2, migration_3, migration_4, migration_5,  migration_6,
+        migration_7, migration_8, migration_9, migration_10, migration_11, migration_12};
 
 /* --------------------------------------------------------------- statements ---- */
 
@@ -372,14 +388,20 @@ static const struct {
                            3},
         [S_PART_DELETE] = {"DELETE FROM inventory_parts WHERE cluster = $1 AND node = $2 AND snapshot = $3", 3},
         /* PostgreSQL: a batch's records as one statement, each column an array literal
-         * (arrays_add); a duplicate id, within the batch too, is skipped. */
+         * (arrays_add); a duplicate id, within the batch too, is skipped. The arrays are
+         * unnested in the select list (a ProjectSet: a row at a time, in order), as are the
+         * state statements' below: unnest() in FROM is a function scan, which first copies
+         * every row into a tuplestore — 8.8 % of the backend's instructions on the bench's
+         * records (callgrind, 10,000 records: 3.18 → 2.90 G). */
         [S_RECORD_INSERT_MANY] = {"INSERT INTO records (id, kind, severity, time_usec, received_usec, cluster, node,"
                                   " namespace, ref, name, tag, digest, previous_digest, expected_digest, revision,"
-                                  " media_type, k8s_namespace, pod, container, container_id, message) SELECT * FROM"
-                                  " unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],"
-                                  " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
-                                  " $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],"
-                                  " $18::text[], $19::text[], $20::text[], $21::text[]) ON CONFLICT (id) DO NOTHING",
+                                  " media_type, k8s_namespace, pod, container, container_id, message) SELECT"
+                                  " unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::bigint[]),"
+                                  " unnest($5::bigint[]), unnest($6::text[]), unnest($7::text[]), unnest($8::text[]),"
+                                  " unnest($9::text[]), unnest($10::text[]), unnest($11::text[]), unnest($12::text[]),"
+                                  " unnest($13::text[]), unnest($14::text[]), unnest($15::text[]), unnest($16::text[]),"
+                                  " unnest($17::text[]), unnest($18::text[]), unnest($19::text[]), unnest($20::text[]),"
+                                  " unnest($21::text[]) ON CONFLICT (id) DO NOTHING",
                                   21},
         [S_NODE_CLUSTER] = {"SELECT cluster FROM nodes WHERE node = $1 AND cluster <> '' ORDER BY last_seen_usec"
                             " DESC LIMIT 1",
@@ -397,8 +419,8 @@ static const struct {
                                      " d.pinned, d.latest, d.verified, d.compliant, d.findings, d.pods, d.k8sns,"
                                      " $3::bigint, d.mask, 1 FROM (SELECT DISTINCT ON (u.ns, u.ref) u.* FROM"
                                      " unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
-                                     " $10::text[], $11::int[], $12::int[], $13::int[], $14::int[], $15::text[],"
-                                     " $16::text[], $17::text[], $18::int[]) WITH ORDINALITY AS u(ns, ref, name, tag,"
+                                     " $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
+                                     " $15::text[], $16::text[], $17::text[], $18::bigint[]) WITH ORDINALITY AS u(ns, ref, name, tag,"
                                      " digest, mt, rev, pinned, latest, verified, compliant, findings, pods, k8sns,"
                                      " mask, ord) ORDER BY u.ns, u.ref, u.ord DESC) AS d WHERE " INVENTORY_LATEST_PG
                                      " AND NOT EXISTS (SELECT 1 FROM node_images"
@@ -472,36 +494,42 @@ static const struct {
          * early so that the result is that of one statement per record, in order). */
         [S_NODE_TOUCH_MANY] = {"INSERT INTO nodes (cluster, node, first_seen_usec, last_seen_usec,"
                                " last_inventory_usec) SELECT DISTINCT u.c, u.n, $3::bigint, $3::bigint, 0::bigint"
-                               " FROM unnest($1::text[], $2::text[]) AS u(c, n) ORDER BY 1, 2 ON CONFLICT (cluster,"
-                               " node) DO UPDATE SET last_seen_usec = CASE WHEN excluded.last_seen_usec >"
-                               " nodes.last_seen_usec THEN excluded.last_seen_usec ELSE nodes.last_seen_usec END",
+                               " FROM (SELECT unnest($1::text[]) AS c, unnest($2::text[]) AS n) AS u ORDER BY 1, 2"
+                               " ON CONFLICT (cluster, node) DO UPDATE SET last_seen_usec = CASE WHEN"
+                               " excluded.last_seen_usec > nodes.last_seen_usec THEN excluded.last_seen_usec ELSE"
+                               " nodes.last_seen_usec END",
                                3},
         [S_PULL_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest, media_type,"
                          " revision, pinned, latest, revision_verified, compliant, findings, pods, k8s_namespaces,"
                          " updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name, u.tag, u.d, u.mt, u.rev,"
-                         " 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM unnest($1::text[], $2::text[], $3::text[],"
-                         " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[]) AS"
-                         " u(c, n, ns, ref, name, tag, d, mt, rev, t) ON CONFLICT (cluster, node, namespace, ref) DO"
-                         " UPDATE SET by_inventory = 0," PULL_UPSERT_SET PULL_UPSERT_WHERE_PG,
+                         " 1, 0, 1, 1, '', '[]', '', u.t, 0 FROM (SELECT unnest($1::text[]) AS c, unnest($2::text[])"
+                         " AS n, unnest($3::text[]) AS ns, unnest($4::text[]) AS ref, unnest($5::text[]) AS name,"
+                         " unnest($6::text[]) AS tag, unnest($7::text[]) AS d, unnest($8::text[]) AS mt,"
+                         " unnest($9::text[]) AS rev, unnest($10::bigint[]) AS t) AS u ON CONFLICT (cluster, node,"
+                         " namespace, ref) DO UPDATE SET by_inventory = 0," PULL_UPSERT_SET PULL_UPSERT_WHERE_PG,
                          10},
         [S_FINDING_MANY] = {"INSERT INTO node_images (cluster, node, namespace, ref, name, tag, digest,"
                             " media_type, revision, pinned, latest, revision_verified, compliant, findings, pods,"
                             " k8s_namespaces, updated_usec, findings_mask) SELECT u.c, u.n, u.ns, u.ref, u.name,"
                             " u.tag, u.d, u.mt, u.rev, u.pinned, u.latest, u.verified, u.compliant, u.findings, '[]',"
-                            " '', u.t, u.m FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                            " $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::int[], $12::int[],"
-                            " $13::int[], $14::int[], $15::text[], $16::int[]) AS u(c, n, ns, ref, name, tag, d, mt,"
-                            " rev, t, pinned, latest, verified, compliant, findings, m) ON CONFLICT (cluster, node,"
-                            " namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
+                            " '', u.t, u.m FROM (SELECT unnest($1::text[]) AS c, unnest($2::text[]) AS n,"
+                            " unnest($3::text[]) AS ns, unnest($4::text[]) AS ref, unnest($5::text[]) AS name,"
+                            " unnest($6::text[]) AS tag, unnest($7::text[]) AS d, unnest($8::text[]) AS mt,"
+                            " unnest($9::text[]) AS rev, unnest($10::bigint[]) AS t, unnest($11::bigint[]) AS"
+                            " pinned, unnest($12::bigint[]) AS latest, unnest($13::bigint[]) AS verified,"
+                            " unnest($14::bigint[]) AS compliant, unnest($15::text[]) AS findings,"
+                            " unnest($16::bigint[]) AS m) AS u ON CONFLICT"
+                            " (cluster, node, namespace, ref) DO UPDATE SET " FLAGS_FROM("node_images.findings_mask |"
                             " excluded.findings_mask") " WHERE node_images.digest = excluded.digest",
                             16},
         [S_WORKLOAD_TIMED_MANY] = {"INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name,"
                                    " ref, digest, revision, first_seen_usec, last_seen_usec) SELECT u.c, u.n, u.k, u.p,"
-                                   " u.ct, u.name, u.ref, u.d, u.rev, u.t, u.t FROM unnest($1::text[], $2::text[],"
-                                   " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
-                                   " $9::text[], $10::bigint[]) AS u(c, n, k, p, ct, name, ref, d, rev, t) ON CONFLICT"
-                                   " (cluster, node, k8s_namespace, pod, container, digest) DO UPDATE SET"
-                                   " last_seen_usec = CASE WHEN excluded.last_seen_usec >"
+                                   " u.ct, u.name, u.ref, u.d, u.rev, u.t, u.t FROM (SELECT unnest($1::text[]) AS c,"
+                                   " unnest($2::text[]) AS n, unnest($3::text[]) AS k, unnest($4::text[]) AS p,"
+                                   " unnest($5::text[]) AS ct, unnest($6::text[]) AS name, unnest($7::text[]) AS ref,"
+                                   " unnest($8::text[]) AS d, unnest($9::text[]) AS rev, unnest($10::bigint[]) AS t)"
+                                   " AS u ON CONFLICT (cluster, node, k8s_namespace, pod, container, digest) DO UPDATE"
+                                   " SET last_seen_usec = CASE WHEN excluded.last_seen_usec >"
                                    " workload_history.last_seen_usec THEN excluded.last_seen_usec ELSE"
                                    " workload_history.last_seen_usec END, first_seen_usec = CASE WHEN"
                                    " excluded.first_seen_usec < workload_history.first_seen_usec THEN"
@@ -522,12 +550,15 @@ static const struct {
                            2},
 };
 
-/* A bound value: text, or an integer (bound natively on SQLite, as decimal text on PG). */
+/* A bound value: text, or an integer (bound natively on SQLite, as decimal text on PG),
+ * or (PG) len bytes of a value in PostgreSQL's binary format (the column arrays). */
 typedef struct Val {
         const char *s;
         int64_t i;
         bool is_int;
-        uint32_t len1; /* strlen(s) + 1 when known (SQLite binds it as is), else 0 */
+        bool binary;
+        uint32_t len1; /* SQLite: strlen(s) + 1 when known (bound as is), else 0 */
+        size_t len;
 } Val;
 #define T(x) ((Val){.s = (x)})
 #define I(x) ((Val){.i = (int64_t) (x), .is_int = true})
@@ -548,11 +579,17 @@ typedef struct NodeCacheEntry {
 #define REC_ARRAY_ROWS 1000 /* records per multi-row statement (PostgreSQL) */
 #define ARRAYS_COLUMNS_MAX 21
 
-/* PostgreSQL: rows not sent yet, one array literal per column ("{"a","b"}"). */
+/* PostgreSQL: rows not sent yet, one array per column in PostgreSQL's binary format: a
+ * 20-byte header, then each element's length (-1: NULL) and bytes, big-endian (read by
+ * array_recv; integers as int8). The text form ("{"a","b"}") costs the server more than
+ * the binary one: array_in scans every element character by character, twice (~1,000
+ * instructions an element, 15 % of the backend's on the bench's records). */
+#define ARRAY_HEADER 20
 typedef struct ColArrays {
         char *col[ARRAYS_COLUMNS_MAX];
         size_t len[ARRAYS_COLUMNS_MAX], alloc[ARRAYS_COLUMNS_MAX];
         size_t rows;
+        bool has_null[ARRAYS_COLUMNS_MAX], is_int[ARRAYS_COLUMNS_MAX];
 } ColArrays;
 
 /* PostgreSQL: the state changes of pull and finding records waiting to go out as one
@@ -575,11 +612,13 @@ typedef struct CopyRows {
 } CopyRows;
 
 /* PostgreSQL: a node that one store_ingest_add() call has an inventory for; fresh: the
- * node had no inventory and no rows when S_NODES_FRESH read it, and nothing of this call
- * has changed its rows since (pointers into the call's records and clusters). */
+ * node had no inventory and no rows when S_NODES_FRESH read it; changed: a record of this
+ * call has changed its rows since the touch (then it is not fresh, whenever S_NODES_FRESH's
+ * answer is read: a record before the call's first inventory comes before that read).
+ * Pointers into the call's records and clusters. */
 typedef struct FreshNode {
         const char *cluster, *node;
-        bool fresh;
+        bool fresh, changed;
 } FreshNode;
 
 /* One request of a transaction: its cluster, its time, its counts. */
@@ -1161,10 +1200,18 @@ static int pg_queue(Store *s, StmtId id, const Val *v, size_t n, size_t *affecte
                     char *err, size_t errlen) {
         char nums[24][24];
         const char *params[24];
+        int lengths[24], formats[24];
         if (n > ELEMENTSOF(params))
                 return errbuf_fail(err, errlen, -E2BIG, "%s: too many parameters", s->name);
         for (size_t i = 0; i < n; i++) {
-                if (v[i].is_int) {
+                formats[i] = v[i].binary;
+                lengths[i] = 0;
+                if (v[i].binary) {
+                        if (v[i].len > INT_MAX)
+                                return errbuf_fail(err, errlen, -E2BIG, "%s: parameter over 2 GiB", s->name);
+                        params[i] = v[i].s;
+                        lengths[i] = (int) v[i].len;
+                } else if (v[i].is_int) {
                         snprintf(nums[i], sizeof nums[i], "%" PRId64, v[i].i);
                         params[i] = nums[i];
                 } else
@@ -1175,7 +1222,7 @@ static int pg_queue(Store *s, StmtId id, const Val *v, size_t n, size_t *affecte
                 return errbuf_fail(err, errlen, r, "%s: out of memory", s->name);
         char name[16];
         snprintf(name, sizeof name, "pw%d", (int) id);
-        if (PQsendQueryPrepared(s->pg, name, (int) n, params, NULL, NULL, 0) != 1) {
+        if (PQsendQueryPrepared(s->pg, name, (int) n, params, lengths, formats, 0) != 1) {
                 pg_note_error(s, pg_connection_lost(s) ? -ENOTCONN : -EIO, PQerrorMessage(s->pg));
                 return pg_sync(s, err, errlen);
         }
@@ -1747,38 +1794,39 @@ static int images_to_json(const InventoryImage *images, size_t n, char **ret) {
         return 0;
 }
 
-/* Append a row of ncols values to the column arrays: each text element double-quoted with
- * '\\' and '"' escaped, as PostgreSQL's array input reads it; NULL as NULL. */
+static void put_be32(char *p, uint32_t x) {
+        for (int k = 3; k >= 0; k--, x >>= 8)
+                p[k] = (char) (x & 0xff);
+}
+
+/* Append a row of ncols values to the column arrays: each element as its length and bytes
+ * (integers: int8; NULL: length -1), the first after room for the header. */
 static int arrays_add(ColArrays *a, const Val *v, size_t ncols) {
         assert(ncols <= ARRAYS_COLUMNS_MAX);
         for (size_t c = 0; c < ncols; c++) {
-                char num[24];
                 const char *x = v[c].s;
-                if (v[c].is_int) {
-                        snprintf(num, sizeof num, "%" PRId64, v[c].i);
-                        x = num;
-                }
-                size_t l = x ? strlen(x) : 4;
-                /* worst case: every byte escaped, quotes, separator, closing brace, NUL */
-                int r = greedy_realloc((void **) &a->col[c], &a->alloc[c], a->len[c] + 2 * l + 5, 1, 4096);
+                size_t l = v[c].is_int ? 8 : x ? strlen(x) : 0;
+                if (l > INT32_MAX)
+                        return -E2BIG;
+                int r = greedy_realloc((void **) &a->col[c], &a->alloc[c], a->len[c] + ARRAY_HEADER + 4 + l, 1, 4096);
                 if (r < 0)
                         return r;
                 char *p = a->col[c] + a->len[c];
-                *p++ = a->rows ? ',' : '{';
-                if (!x)
-                        p = stpcpy(p, "NULL");
-                else if (v[c].is_int)
-                        p = stpcpy(p, x);
-                else {
-                        *p++ = '"';
-                        for (; *x; x++) {
-                                if (*x == '"' || *x == '\\')
-                                        *p++ = '\\';
-                                *p++ = *x;
-                        }
-                        *p++ = '"';
+                if (!a->rows)
+                        p += ARRAY_HEADER; /* arrays_finish writes it */
+                a->is_int[c] = v[c].is_int;
+                if (v[c].is_int) {
+                        put_be32(p, 8);
+                        put_be32(p + 4, (uint32_t) ((uint64_t) v[c].i >> 32));
+                        put_be32(p + 8, (uint32_t) v[c].i);
+                } else if (!x) {
+                        put_be32(p, UINT32_MAX); /* -1: NULL */
+                        a->has_null[c] = true;
+                } else {
+                        put_be32(p, (uint32_t) l);
+                        memcpy(p + 4, x, l);
                 }
-                a->len[c] = (size_t) (p - a->col[c]);
+                a->len[c] = (size_t) (p + 4 + l - a->col[c]);
         }
         a->rows++;
         return 0;
@@ -1787,15 +1835,21 @@ static int arrays_add(ColArrays *a, const Val *v, size_t ncols) {
 /* Close the arrays (rows > 0) into v[first..first+ncols-1]; arrays_reset after sending. */
 static void arrays_finish(ColArrays *a, size_t ncols, Val *v) {
         for (size_t c = 0; c < ncols; c++) {
-                a->col[c][a->len[c]] = '}';
-                a->col[c][a->len[c] + 1] = 0;
-                v[c] = T(a->col[c]);
+                char *h = a->col[c];
+                put_be32(h, 1);                          /* dimensions */
+                put_be32(h + 4, a->has_null[c]);         /* has NULLs */
+                put_be32(h + 8, a->is_int[c] ? 20 : 25); /* element type: int8, text */
+                put_be32(h + 12, (uint32_t) a->rows);    /* length */
+                put_be32(h + 16, 1);                     /* lower bound */
+                v[c] = (Val){.s = h, .len = a->len[c], .binary = true};
         }
 }
 
 static void arrays_reset(ColArrays *a) {
-        for (size_t c = 0; c < ARRAYS_COLUMNS_MAX; c++)
+        for (size_t c = 0; c < ARRAYS_COLUMNS_MAX; c++) {
                 a->len[c] = 0;
+                a->has_null[c] = false;
+        }
         a->rows = 0;
 }
 
@@ -2040,7 +2094,7 @@ static int fresh_add(Store *s, const char *cluster, const char *node) {
         if (greedy_realloc((void **) &s->fresh, &s->alloc_fresh, s->n_fresh + 1, sizeof *s->fresh, 16) < 0 ||
             arrays_add(&s->fresh_query, (Val[]){T(cluster), T(node)}, 2) < 0)
                 return -ENOMEM;
-        s->fresh[s->n_fresh++] = (FreshNode){cluster, node, false};
+        s->fresh[s->n_fresh++] = (FreshNode){cluster, node, false, false};
         return 0;
 }
 
@@ -2074,8 +2128,8 @@ static int fresh_take(Store *s, const char *cluster, const char *node, bool *ret
                         return r;
                 s->fresh_unread = false;
         }
-        *ret = f->fresh;
-        f->fresh = false;
+        *ret = f->fresh && !f->changed;
+        f->changed = true;
         return 0;
 }
 
@@ -2846,7 +2900,7 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
                 /* its rows are no longer what S_NODES_FRESH read */
                 FreshNode *f = s->n_fresh ? fresh_find(s, cl, records[i].finding.node) : NULL;
                 if (f)
-                        f->fresh = false;
+                        f->changed = true;
         }
         /* before the records and the clusters they point into go */
         if (r >= 0 && s->inv.n_nodes > 0)

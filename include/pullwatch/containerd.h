@@ -235,7 +235,7 @@ int ctrd_content_read(Ctrd *c, const char *ns, const char *digest, size_t max_by
 int ctrd_image_resolve(Ctrd *c, const char *ns, const char *target_digest, const char *target_media_type,
                        ctrd_resolve_cb_t cb, void *userdata);
 /* The same; with direct reads on it never calls back before it returns: the chain's reads
- * and parsing run on a worker thread (started at the first such call) and the callback
+ * and parsing run on worker threads (started at the first such call) and the callback
  * comes from the loop; a blob the worker cannot read goes through Content.Read as above.
  * Without direct reads (off, or not known yet) it is ctrd_image_resolve(). For a
  * listing's thousands of look-ups: the loop judges while the worker reads. */
@@ -256,6 +256,10 @@ void ctrd_resolve_worker_release(Ctrd *c);
  * every blob before the answer, or when containerd has no such export.
  * On by default; enabled=false turns it off (closes the directory). */
 void ctrd_set_content_direct(Ctrd *c, bool enabled);
+/* Ask where the content store is now, if direct reads are on and that is not known yet
+ * (else the first resolve asks, and its chains go through Content.Read until the answer):
+ * sent beside the first listing, the answer is in before the listing's reply. */
+void ctrd_content_probe(Ctrd *c);
 /* The content root in use; NULL while direct reads are off or not set up (yet). Borrowed. */
 const char *ctrd_content_root(const Ctrd *c);
 /* Blobs read directly, and through Content.Read, by ctrd_image_resolve() so far. */

@@ -172,6 +172,9 @@ uint64_t grpc_client_connects(const GrpcClient *c);
 /* How many send() calls wrote bytes to containerd: one per loop turn that had anything
  * to write (requests, ACKs, WINDOW_UPDATEs), however many calls that turn started. */
 uint64_t grpc_client_sends(const GrpcClient *c);
+/* How many BDP-estimation PINGs containerd (grpc-go) sent: one per request whose DATA
+ * frame it read with none of its PINGs unacknowledged. */
+uint64_t grpc_client_bdp_pings(const GrpcClient *c);
 
 /* Start a call. method_path "/pkg.Service/Method"; ns: value of the containerd-namespace
  * header, NULL for none; req/req_len: the serialized request (copied);

@@ -87,6 +87,7 @@ int jobs_set_lookup_batching(Jobs *q, sd_event *e, uint64_t delay_usec, bool use
  * (each of their names then asked with Images.Get). */
 typedef struct JobsLookupStats {
         uint64_t gets, lists, batches, batched, lists_failed;
+        uint64_t waits; /* batches held past the read that brought their events (a burst) */
 } JobsLookupStats;
 void jobs_get_lookup_stats(const Jobs *q, JobsLookupStats *ret);
 

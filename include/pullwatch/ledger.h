@@ -146,6 +146,21 @@ int ledger_read(Ledger **ret, const char *state_dir, size_t max_entries, char *e
  * above). */
 int ledger_record(Ledger *l, const char *ns, const char *ref, const char *digest, uint64_t now_usec,
                   char *ret_previous_digest, bool *ret_changed);
+/* The same, told what ref_tagged_name(ref) gives: tagged_name the repository name when ref
+ * is a tagged reference, "" when it is not (NULL: the ledger parses ref itself). The judge
+ * has parsed the reference already; the index of tagged references (see
+ * ledger_tagged_current()) then costs no second parse. A wrong name is a caller's bug
+ * (asserted in debug builds). */
+int ledger_record_named(Ledger *l, const char *ns, const char *ref, const char *tagged_name, const char *digest,
+                        uint64_t now_usec, char *ret_previous_digest, bool *ret_changed);
+
+/* Room for n references in the tables that otherwise grow step by step as references
+ * are recorded (a listing of n images, before it is judged): each grows once, not a
+ * dozen times, and the index of tagged references is not rebuilt (a rebuild parses
+ * every reference in it again: 40 M instructions while a fresh agent judged 10,000
+ * images). Tables already that large are left alone. Best effort: -ENOMEM leaves the
+ * ledger as it was, working. */
+int ledger_reserve(Ledger *l, size_t n);
 
 /* The current digest of (ns, ref), copied to *ret; -ENOENT if unknown. */
 int ledger_lookup(const Ledger *l, const char *ns, const char *ref, LedgerDigest *ret);

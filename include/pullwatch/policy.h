@@ -63,6 +63,10 @@ int policy_is_exempt(const Policy *p, const Observation *o);
  * All arguments borrowed. */
 int policy_evaluate(const Policy *p, const Observation *o, const char *previous_digest, const Pins *pins,
                     Finding *out, size_t max, size_t *ret_n, char *err, size_t errlen);
+/* The same, with o->ref already parsed by the caller (ref_parse() of o->ref succeeded
+ * into *ref): the judge parses each reference once, not once per module. */
+int policy_evaluate_ref(const Policy *p, const Observation *o, const Ref *ref, const char *previous_digest,
+                        const Pins *pins, Finding *out, size_t max, size_t *ret_n, char *err, size_t errlen);
 
 /* `pullwatch check REF`: the tag rules and the pins, offline, without a digest lookup.
  * digest_mismatch only when ref carries a digest and a pin for its name:tag differs.

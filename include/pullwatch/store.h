@@ -6,7 +6,7 @@
  * report (fleet/report*.c): the report reads only through store_query() and the tables
  * below; the collector writes only through store_ingest().
  *
- * Schema (version 8; migrations are applied at open, in order, each in a transaction,
+ * Schema (version 12; migrations are applied at open, in order, each in a transaction,
  * recorded in schema_migrations; on PostgreSQL one collector migrates at a time under
  * pg_advisory_lock). Times are CLOCK_REALTIME microseconds since the epoch (BIGINT /
  * INTEGER). Booleans are INTEGER 0/1 on both engines. Every text column is NOT NULL,
@@ -48,8 +48,8 @@
  *     updated_usec BIGINT,        -- read it as STORE_IMAGE_UPDATED_SQL() (schema 9)
  *     by_inventory INTEGER        -- 1: set by a complete inventory, as it stands in the
  *                                 -- node's last one (PostgreSQL; 0 on SQLite)  [schema 9]
- *     indexes: (cluster, node, name) on PostgreSQL, none on SQLite since schema 11
- *              [(ref), (name) until schema 8; (digest) until schema 3]
+ *     indexes: none [(cluster, node, name) from schema 8 until 11 (SQLite) and 12
+ *              (PostgreSQL); (ref), (name) until schema 8; (digest) until schema 3]
  *     A pull record upserts its row at once; its findings update `findings` and the
  *     flags of the row whose digest they name. A complete inventory (all parts 1..N of
  *     one snapshot) replaces the node's rows wholesale; a part alone replaces nothing.
@@ -66,11 +66,11 @@
  *     by_inventory INTEGER,       -- 1: named by the node's last complete inventory
  *                                 -- (PostgreSQL; 0 on SQLite)  [schema 10]
  *     PRIMARY KEY (cluster, node, k8s_namespace, pod, container, digest)
- *     indexes: (k8s_namespace), (cluster, node, name) (PostgreSQL; SQLite: not since schema 11)
- *              [(k8s_namespace, pod) until schema 6; (name) until schema 8]
+ *     indexes: (k8s_namespace) [(cluster, node, name) from schema 8 until 11 (SQLite) and
+ *              12 (PostgreSQL); (k8s_namespace, pod) until schema 6; (name) until schema 8]
  *     Every node_images and workload_history row's (cluster, node) has a nodes row (ingest
  *     touches the node first): the report reads these tables node by node, nodes joined to
- *     the (cluster, node, name) indexes (SQLite: to the primary keys' (cluster, node) ranges).
+ *     the primary keys' (cluster, node) ranges.
  *
  *   daily_rollup   -- compliance per day, kept past --retention (the trend)
  *     day TEXT ('YYYY-MM-DD', UTC), cluster TEXT, k8s_namespace TEXT ('' = all images

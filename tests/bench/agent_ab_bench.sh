@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# tests/bench/agent_ab_bench.sh BINARY... — several pullwatch builds at once on one
+# tests/bench/agent_ab_bench.sh BINARY[,OPTION...]... — several pullwatch builds (or one
+# build with different options: `build/pullwatch,--lookup-delay=2ms`) at once on one
 # private containerd, each its own agent (own state, own node name) subscribed to the
 # same events: N paced `ctr images tag` (one at a time), then per agent its CPU per
 # event (thread run time, /proc/PID/schedstat; utime+stime in ticks) and context
-# switches per event. Across separate agent_bench.sh runs the machine's load moves the
+# switches per event, and each agent's event → journald latency (median / p99 / max, as
+# agent_bench.sh measures it). Across separate agent_bench.sh runs the machine's load moves the
 # figures more than a change does; here every build sees the same events under the
 # same load. As root. Prints figures only (exit 0 unless setup fails).
 #   N=200     events
@@ -13,10 +15,19 @@
 #   GEN=grpc  the events made by one long-lived gRPC client (images_create.py, GAP apart;
 #             with BURST=1 back to back) instead of a `ctr` process per event: what the
 #             agent costs when no fresh process runs between two events
+#   AB_PERF=1    profile the first build's agent over the events (perf record -g, kernel
+#                too) and print its top functions by self time and the call graph to
+#                $AB_OUT (default /tmp/ab_bench.perf.txt)
+#   AB_SCHED=1   record every CPU's context switches over the events (perf record -e
+#                sched:sched_switch -a -g) to $AB_OUT.sched (perf script), the first
+#                agent's pid in $AB_OUT.sched.pid
+#   AB_STRACE=1  trace the first build's agent's system calls over the events
+#                (strace -f -tt -T, to $AB_OUT.strace; it slows that agent: its CPU
+#                figures are not comparable)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-(($#)) || { echo "usage: $0 BINARY..." >&2; exit 2; }
+(($#)) || { echo "usage: $0 BINARY[,OPTION...]..." >&2; exit 2; }
 N=${N:-200}
 GAP=${GAP:-0.05}
 # shellcheck disable=SC2034 # read by lib.sh
@@ -35,12 +46,14 @@ pw_pull default "$BASE"
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 run_ns() { awk '{ print $1 }' "/proc/$1/schedstat"; }
 csw() { awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { s += $2 } END { print s }' "/proc/$1/status"; }
-pids=()
-for bin in "$@"; do
+pids=() nodes=()
+for spec in "$@"; do
+	IFS=, read -r -a argv <<<"$spec"
+	bin=${argv[0]}
 	node=ab-$RANDOM$RANDOM
-	"$bin" run --address "$PW_SOCK" --state-dir "$PW_WORK/state-$node" --node "$node" \
+	"$bin" run --address "$PW_SOCK" --state-dir "$PW_WORK/state-$node" --node "$node" "${argv[@]:1}" \
 		>"$PW_WORK/$node.out" 2>"$PW_WORK/$node.err" </dev/null &
-	pids+=($!)
+	pids+=($!) nodes+=("$node")
 	pw_poll 30 grep -q 'subscribed to containerd events' "$PW_WORK/$node.err" ||
 		pw_fail "$bin did not subscribe" "$(tail -5 "$PW_WORK/$node.err")"
 done
@@ -51,6 +64,19 @@ declare -A t0 n0 c0
 for p in "${pids[@]}"; do t0[$p]=$(ticks "$p") n0[$p]=$(run_ns "$p") c0[$p]=$(csw "$p"); done
 all_ns() { local s=0 a f; for f in /proc/"$1"/task/*/schedstat; do read -r a _ <"$f" 2>/dev/null && s=$((s + a)); done; echo "$s"; }
 ctd_t0=$(ticks "$PW_CTD_PID") ctd_n0=$(all_ns "$PW_CTD_PID")
+AB_OUT=${AB_OUT:-/tmp/ab_bench.perf.txt}
+if [[ ${AB_PERF:-0} == 1 ]]; then
+	perf record -q -g -F 10000 -p "${pids[0]}" -o "$PW_WORK/perf.data" >/dev/null 2>"$PW_WORK/perf.err" &
+	PERF_PID=$!
+fi
+if [[ ${AB_SCHED:-0} == 1 ]]; then
+	perf record -q -e sched:sched_switch -g -a -o "$PW_WORK/sched.data" >/dev/null 2>"$PW_WORK/sched.err" &
+	SCHED_PID=$!
+fi
+if [[ ${AB_STRACE:-0} == 1 ]]; then
+	strace -f -tt -T -p "${pids[0]}" -o "$AB_OUT.strace" 2>/dev/null &
+	STRACE_PID=$!
+fi
 if [[ ${GEN:-ctr} == grpc ]]; then
 	what="events from one gRPC client ($([[ ${BURST:-0} == 1 ]] && echo "back to back" || echo "${GAP}s apart"))"
 	"$PW_PY" "$HERE/images_create.py" "$PW_SOCK" "$BASE" "$R/bench/ab" "$N" "$([[ ${BURST:-0} == 1 ]] && echo 0 || echo "$GAP")"
@@ -65,15 +91,37 @@ else
 	done
 fi
 sleep 3 # the last reply, the ledger's save 2 s after the last change
+if [[ -n ${PERF_PID:-} ]]; then
+	kill -INT "$PERF_PID" && wait "$PERF_PID" || true
+	cp "$PW_WORK/perf.data" "$AB_OUT.data" 2>/dev/null || true
+	{
+		perf report -i "$PW_WORK/perf.data" --no-children --sort dso --stdio -g none
+		perf report -i "$PW_WORK/perf.data" --no-children --sort dso,sym --percent-limit 0.5 --stdio -g none
+		perf report -i "$PW_WORK/perf.data" --children --sort sym --percent-limit 3 --stdio -g caller,0.5,callee
+	} >"$AB_OUT" 2>/dev/null || true
+fi
+if [[ -n ${STRACE_PID:-} ]]; then
+	kill -INT "$STRACE_PID" && wait "$STRACE_PID" || true
+fi
+if [[ -n ${SCHED_PID:-} ]]; then
+	kill -INT "$SCHED_PID" && wait "$SCHED_PID" || true
+	# the first agent's switches away: how (sleeping S, preempted R) and by whom
+	perf script -i "$PW_WORK/sched.data" -F comm,pid,event,trace,ip,sym 2>/dev/null >"$AB_OUT.sched" || true
+	echo "${pids[0]}" >"$AB_OUT.sched.pid"
+fi
 echo "== $N $what, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-40s %12s %12s %10s\n' binary "run time/ev" "ticks/ev" "csw/ev"
+printf '%-40s %12s %12s %8s %22s\n' binary "run time/ev" "ticks/ev" "csw/ev" "latency med/p99/max"
 i=0
 for p in "${pids[@]}"; do
-	bin=${*:$((i + 1)):1}
-	printf '%-40s %9.1f µs %9.1f µs %10.2f\n' "$bin" \
+	spec=${*:$((i + 1)):1}
+	# shellcheck disable=SC2034 # n is the count
+	read -r n med p99 max < <(journalctl -q -o json --no-pager SYSLOG_IDENTIFIER=pullwatch "NODE_NAME=${nodes[$i]}" \
+		PULLWATCH_KIND=pull 2>/dev/null | "$PW_PY" "$HERE/agent_bench.py" journal-lat bench/ab-)
+	printf '%-40s %9.1f µs %9.1f µs %8.2f %22s\n' "$spec" \
 		"$("$PW_PY" -c "print(($(run_ns "$p") - ${n0[$p]}) / 1e3 / $N)")" \
 		"$("$PW_PY" -c "print(($(ticks "$p") - ${t0[$p]}) * 1e6 / $(getconf CLK_TCK) / $N)")" \
-		"$("$PW_PY" -c "print(($(csw "$p") - ${c0[$p]}) / $N)")"
+		"$("$PW_PY" -c "print(($(csw "$p") - ${c0[$p]}) / $N)")" \
+		"$("$PW_PY" -c "print('%.2f/%.2f/%.2f ms' % ($med / 1e3, $p99 / 1e3, $max / 1e3) if '$med' != '-' else '-')")"
 	i=$((i + 1))
 done
 # containerd's own threads (it answers every agent's look-ups, ctr's calls too): what a

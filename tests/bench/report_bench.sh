@@ -7,13 +7,19 @@
 #   PULLWATCH_FLEET=build/pullwatch-fleet tests/bench/report_bench.sh
 #   NODES=1000 IMAGES=50 …   a smaller fleet;   PW_BENCH_PG=0   SQLite only;   RUNS=3
 #   PW_BENCH_SQLITE=FILE      keep (and reuse) the SQLite database
+#   PULLWATCH_FLEET_B=BINARY  also another build's report on the same databases, right
+#                             after the first's, each beside its own peer runs (an A/B)
 # The schema is made by pullwatch-fleet itself (store_open applies the migrations); the
 # rows are generated inside each database (recursive CTE / generate_series): 1 % of the
-# nodes hold a different digest of five tags, 40 Kubernetes namespaces, 4 clusters.
+# nodes hold a different digest of five tags, 40 Kubernetes namespaces, 4 clusters; every
+# other image is in use by a pod (node_images.pods and a workload_history row as the
+# node's last inventory named it), and each node of a different digest has a pod started
+# on it since that inventory (a workload_history row only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 FLEET=${PULLWATCH_FLEET:-$ROOT/build/pullwatch-fleet}
+FLEET_B=${PULLWATCH_FLEET_B:-}
 NODES=${NODES:-10000}
 IMAGES=${IMAGES:-200}
 RUNS=${RUNS:-3}
@@ -47,6 +53,20 @@ SELECT 'c' || (n % 4), 'node-' || n, 'k8s.io',
        CASE WHEN i % 2 = 0 THEN 'ns' || (i % 40) ELSE '' END,
        $NOW_US
 FROM $1 CROSS JOIN $2;
+INSERT INTO workload_history (cluster, node, k8s_namespace, pod, container, name, ref, digest, revision,
+                              first_seen_usec, last_seen_usec)
+SELECT 'c' || (n % 4), 'node-' || n, 'ns' || (i % 40), 'app' || i || '-' || n, 'app',
+       'registry.example/team' || (i % 20) || '/app' || i,
+       'registry.example/team' || (i % 20) || '/app' || i || CASE WHEN i % 10 = 0 THEN ':latest' ELSE ':v1' END,
+       'sha256:' || CASE WHEN i < 5 AND n % 100 = 0 THEN 'bb' ELSE 'aa' END || i, 'rev' || i, $NOW_US - 86400000000,
+       CASE WHEN n % 100 = 7 THEN $NOW_US - 3 * 3600000000 ELSE $NOW_US - 600000000 END
+FROM $1 CROSS JOIN $2 WHERE i % 2 = 0
+UNION ALL
+SELECT 'c' || (n % 4), 'node-' || n, 'ns' || (i % 40), 'late' || i || '-' || n, 'app',
+       'registry.example/team' || (i % 20) || '/app' || i,
+       'registry.example/team' || (i % 20) || '/app' || i || CASE WHEN i % 10 = 0 THEN ':latest' ELSE ':v1' END,
+       'sha256:bb' || i, 'rev' || i, $NOW_US - 60000000, $NOW_US - 60000000
+FROM $1 CROSS JOIN $2 WHERE i < 5 AND n % 100 = 0;
 INSERT INTO records (id, kind, severity, time_usec, received_usec, cluster, node, namespace, ref, name, tag, digest,
                      previous_digest, expected_digest, revision, media_type, k8s_namespace, pod, container,
                      container_id, message)
@@ -91,13 +111,17 @@ best() {
 run_engine() { # NAME URL PEER-CMD... (for PostgreSQL the server's CPU is not in the CPU column)
 	local name=$1 url=$2
 	shift 2
-	local json html peer
-	read -r jw jc <<<"$(best "$FLEET" report --db "$url" --now "$NOW" --format json -o "$W/r.json")"
-	read -r hw hc <<<"$(best "$FLEET" report --db "$url" --now "$NOW" --format html -o "$W/r.html")"
-	read -r pw pc <<<"$(best "$@")"
-	printf '%-11s wall ms: report json %6d  html %6d  one SQL query %6d  ratio %s | CPU ms: json %6d  html %6d  query %6d | json %s, html %s\n' \
-		"$name" "$jw" "$hw" "$pw" "$(awk -v a="$jw" -v b="$pw" 'BEGIN { printf "%.2f", a / b }')" "$jc" "$hc" "$pc" \
-		"$(du -h "$W/r.json" | cut -f1)" "$(du -h "$W/r.html" | cut -f1)"
+	local json html peer f label
+	for f in "$FLEET" ${FLEET_B:+"$FLEET_B"}; do
+		label=$name
+		[[ -n $FLEET_B ]] && label="$name $([[ $f == "$FLEET" ]] && echo A || echo B)"
+		read -r jw jc <<<"$(best "$f" report --db "$url" --now "$NOW" --format json -o "$W/r.json")"
+		read -r hw hc <<<"$(best "$f" report --db "$url" --now "$NOW" --format html -o "$W/r.html")"
+		read -r pw pc <<<"$(best "$@")"
+		printf '%-13s wall ms: report json %6d  html %6d  one SQL query %6d  ratio %s | CPU ms: json %6d  html %6d  query %6d | json %s, html %s\n' \
+			"$label" "$jw" "$hw" "$pw" "$(awk -v a="$jw" -v b="$pw" 'BEGIN { printf "%.2f", a / b }')" "$jc" "$hc" "$pc" \
+			"$(du -h "$W/r.json" | cut -f1)" "$(du -h "$W/r.html" | cut -f1)"
+	done
 }
 
 echo "== fleet: $NODES nodes × $IMAGES images = $((NODES * IMAGES)) node_images rows; best of $RUNS runs"

@@ -19,7 +19,7 @@ N=${N:-10000}
 NS=${NS:-scale}
 ROUNDS=${ROUNDS:-3}
 # shellcheck disable=SC2034 # read by lib.sh
-PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1
+PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1 PW_POLL_INTERVAL=${PW_POLL_INTERVAL:-0.005}
 # shellcheck source=tests/integration/lib.sh
 . "$ROOT/tests/integration/lib.sh"
 pw_setup_deps_check
@@ -47,6 +47,8 @@ start_agent() { # BINARY STATE_DIR
 		pw_fail "pullwatch did not subscribe within 600 s" "$(tail -3 "$PW_WORK/agent.err")"
 	pw_proc_alive "$AGENT_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
 	START_MS=$(ms_since "$t")
+	# its CPU until then (user + system, every thread's, in ms)
+	START_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$AGENT_PID/stat")
 }
 # idle: no timer due within 60 s (the ledger save, the catch-up listing, health files)
 idle_pd() {
@@ -61,13 +63,28 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		t=$(pw_now_ms)
 		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
 		echo "$k ctr $(ms_since "$t")" >>"$PW_WORK/runs"
+		rm -rf "$PW_WORK/state" && mkdir -p "$PW_WORK/state"
+		t=$(pw_now_ms)
+		st=0
+		/usr/bin/time -o "$PW_WORK/scan.time" -f '%U %S' \
+			"$bin" scan --address "$PW_SOCK" --state-dir "$PW_WORK/state" --namespace "$NS" \
+			>"$PW_WORK/scan-$k.out" 2>"$PW_WORK/scan.err" || st=$?
+		echo "$k scan $(ms_since "$t")" >>"$PW_WORK/runs"
+		echo "$k scan_cpu $(awk '{ printf "%d", ($1 + $2) * 1000 }' "$PW_WORK/scan.time")" >>"$PW_WORK/runs"
+		((st <= 1)) || pw_fail "pullwatch scan failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
+		cmp -s "$PW_WORK/scan-1.out" "$PW_WORK/scan-$k.out" || pw_fail "scan's table differs between build 1 and $bin"
+		t=$(pw_now_ms)
+		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
+		echo "$k ctr $(ms_since "$t")" >>"$PW_WORK/runs"
 		rm -rf "$PW_WORK/state"
 		start_agent "$bin" "$PW_WORK/state"
 		echo "$k fresh $START_MS" >>"$PW_WORK/runs"
+		echo "$k fresh_cpu $START_CPU" >>"$PW_WORK/runs"
 		echo "$k fresh_pd $(idle_pd)" >>"$PW_WORK/runs"
 		pw_kill_wait "$AGENT_PID" 30
 		start_agent "$bin" "$PW_WORK/state"
 		echo "$k known $START_MS" >>"$PW_WORK/runs"
+		echo "$k known_cpu $START_CPU" >>"$PW_WORK/runs"
 		echo "$k known_pd $(idle_pd)" >>"$PW_WORK/runs"
 		pw_kill_wait "$AGENT_PID" 30
 		PW_EXTRA_PIDS=
@@ -78,16 +95,24 @@ med() { # BUILD KEY
 		awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 all() { awk -v b="$1" -v k="$2" '$1 == b && $2 == k { printf "%s%s", s, $3; s = " " }' "$PW_WORK/runs"; }
+pooled=$(awk '$2 == "ctr" { print $3 }' "$PW_WORK/runs" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 echo "== $N images, $ROUNDS rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "   ctr images ls -q over every round of every build: median $pooled ms"
 k=0
 for bin in "$@"; do
 	k=$((k + 1))
 	c=$(med $k ctr)
-	printf '%s\n  ctr images ls -q %s ms (%s)\n  fresh reconcile %s ms (%s), %s x ctr\n  known reconcile %s ms (%s), %s x ctr\n  idle Private_Dirty fresh %s kB, known %s kB\n' \
-		"$bin" "$c" "$(all $k ctr)" "$(med $k fresh)" "$(all $k fresh)" \
+	x() { awk -v a="$1" -v b="$pooled" 'BEGIN { printf "%.2f", a / b }'; }
+	printf '%s\n  ctr images ls -q %s ms (%s)\n  scan %s ms (%s), %s x ctr\n  fresh reconcile %s ms (%s), %s x ctr\n  known reconcile %s ms (%s), %s x ctr\n  idle Private_Dirty fresh %s kB, known %s kB\n' \
+		"$bin" "$c" "$(all $k ctr)" "$(med $k scan)" "$(all $k scan)" \
+		"$(awk -v a="$(med $k scan)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
+		"$(med $k fresh)" "$(all $k fresh)" \
 		"$(awk -v a="$(med $k fresh)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
 		"$(med $k known)" "$(all $k known)" \
 		"$(awk -v a="$(med $k known)" -v b="$c" 'BEGIN { printf "%.2f", a / b }')" \
 		"$(med $k fresh_pd)" "$(med $k known_pd)"
+	printf '  (pooled ctr) scan %s x, fresh %s x, known %s x; CPU to done/subscribed: scan %s ms, fresh %s ms, known %s ms\n' \
+		"$(x "$(med $k scan)")" "$(x "$(med $k fresh)")" "$(x "$(med $k known)")" \
+		"$(med $k scan_cpu)" "$(med $k fresh_cpu)" "$(med $k known_cpu)"
 done
 pw_done

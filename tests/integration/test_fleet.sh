@@ -57,10 +57,7 @@ DB_URL=
 DB_FILE=
 dbq() { # SQL — rows as a|b|c lines
 	if [[ $ENGINE == sqlite ]]; then
-		# a busy timeout: a collector closing its database (SIGTERM) takes an exclusive
-		# lock for its last checkpoint, and a read without one failed at once ("database
-		# is locked", seen 2 in 15 runs under load)
-		sqlite3 -batch -noheader -cmd '.timeout 10000' "$DB_FILE" "$1"
+		sqlite3 -batch -noheader -cmd ".timeout 5000" "$DB_FILE" "$1" # the collector may hold a lock a moment
 	else
 		PGCONNECT_TIMEOUT=5 psql -X -A -t -q -d "$DB_URL" -c "$1"
 	fi

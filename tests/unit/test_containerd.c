@@ -234,6 +234,64 @@ static void test_goarch(void **state) {
         }
 }
 
+/* The OCI digest grammar as ctrd_digest_valid() had it before its tables: the reference
+ * the table is checked against. */
+static bool digest_valid_ref(const char *d) {
+        const char *colon = d ? strchr(d, ':') : NULL;
+        if (!colon || colon == d || !colon[1] || strlen(d) >= PW_DIGEST_MAX)
+                return false;
+        for (const char *p = d; p < colon; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("+._-", *p)))
+                        return false;
+        for (const char *p = colon + 1; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("=_-", *p)))
+                        return false;
+        return true;
+}
+
+static void test_digest_valid(void **state) {
+        static const struct {
+                const char *d;
+                bool ok;
+        } cases[] = {
+                {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", true},
+                {"sha256:AbC=_-", true},
+                {"a+b.c_d-e:x", true},
+                {"sha256:", false},
+                {":abc", false},
+                {"sha256", false},
+                {"", false},
+                {"Sha256:abc", false},
+                {"sha256:ab:c", false},
+                {"sha256:ab c", false},
+                {"sha256:ab+c", false},
+                {"sha/256:abc", false},
+                {"sha256:abc\n", false},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                assert_int_equal(ctrd_digest_valid(cases[i].d), cases[i].ok);
+                assert_int_equal(digest_valid_ref(cases[i].d), cases[i].ok);
+        }
+        assert_false(ctrd_digest_valid(NULL));
+        /* every byte in the algorithm and in the encoded part, as the reference says */
+        for (unsigned c = 1; c < 256; c++) {
+                char a[] = "sha2x6:abcdef", e[] = "sha256:abxdef", f[] = "x";
+                a[4] = e[9] = f[0] = (char) c;
+                assert_int_equal(ctrd_digest_valid(a), digest_valid_ref(a));
+                assert_int_equal(ctrd_digest_valid(e), digest_valid_ref(e));
+                assert_int_equal(ctrd_digest_valid(f), digest_valid_ref(f));
+        }
+        /* the length bound: PW_DIGEST_MAX - 1 characters pass, PW_DIGEST_MAX do not */
+        char longd[PW_DIGEST_MAX + 1];
+        memcpy(longd, "sha256:", 7);
+        memset(longd + 7, 'a', sizeof longd - 8);
+        longd[PW_DIGEST_MAX] = 0;
+        assert_false(ctrd_digest_valid(longd));
+        longd[PW_DIGEST_MAX - 1] = 0;
+        assert_true(ctrd_digest_valid(longd));
+}
+
 #define D(c) "sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
 #define ENTRY(dig, os, arch, var) \
         "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" dig "\",\"size\":1," \
@@ -877,11 +935,65 @@ static void test_live_resolve_direct(void **state) {
         assert_int_equal(resolve_sync_calls, 0);
 }
 
+/* Asked ahead (as the agent does beside its first listing): the first resolve already
+ * reads every blob from the disk, none through containerd; and many chains on the
+ * worker at once (handed back in groups) each come back once, with the same answer. */
+static void test_live_probe_ahead(void **state) {
+        uint64_t direct, api;
+        if (live.pid <= 0 || !live.image.target_digest[0])
+                skip();
+        live_begin();
+        /* asked while the store holds no blob yet (no blobs/ directory: a node's first
+         * start): not turned off, asked again */
+        char blobs[512], aside[530];
+        snprintf(blobs, sizeof blobs, "%s/root/io.containerd.content.v1.content/blobs", live.dir);
+        snprintf(aside, sizeof aside, "%s.aside", blobs);
+        assert_int_equal(rename(blobs, aside), 0);
+        ctrd_content_probe(live.ctrd);
+        for (int i = 0; i < 200 && ctrd_pending(live.ctrd) > 0; i++)
+                assert_true(sd_event_run(live.e, 100 * 1000) >= 0);
+        assert_int_equal(rename(aside, blobs), 0);
+        assert_null(ctrd_content_root(live.ctrd));
+        ctrd_content_probe(live.ctrd);
+        for (int i = 0; i < 200 && ctrd_pending(live.ctrd) > 0; i++)
+                assert_true(sd_event_run(live.e, 100 * 1000) >= 0);
+        assert_non_null(ctrd_content_root(live.ctrd));
+        resolve_sync_calls = 0;
+        live.pending = 1;
+        assert_int_equal(ctrd_image_resolve(live.ctrd, "test", live.image.target_digest, live.image.target_media_type,
+                                            on_resolved_sync, NULL),
+                         0);
+        assert_int_equal(resolve_sync_calls, 1); /* before it returned: every blob from the disk */
+        assert_int_equal(live.resolve_error, 0);
+        ctrd_get_content_stats(live.ctrd, &direct, &api);
+        assert_int_equal(direct, 3);
+        assert_int_equal(api, 0);
+        CtrdImageConfig want = live.cfg;
+
+        enum { N = 41 }; /* more than two groups, and a short last one */
+        resolve_sync_calls = 0;
+        for (int i = 0; i < N; i++)
+                assert_int_equal(ctrd_image_resolve_async(live.ctrd, "test", live.image.target_digest,
+                                                          live.image.target_media_type, on_resolved_sync, NULL),
+                                 0);
+        assert_int_equal(resolve_sync_calls, 0);
+        live.pending = N;
+        live_run();
+        assert_int_equal(resolve_sync_calls, N);
+        assert_int_equal(live.resolve_error, 0);
+        assert_true(cfg_equal(&live.cfg, &want));
+        ctrd_get_content_stats(live.ctrd, &direct, &api);
+        assert_int_equal(direct, 3 + 3 * N);
+        assert_int_equal(api, 0);
+        live_end();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_real_envelopes),
                 cmocka_unit_test(test_synthetic_envelopes),
                 cmocka_unit_test(test_goarch),
+                cmocka_unit_test(test_digest_valid),
                 cmocka_unit_test(test_parse_index),
                 cmocka_unit_test(test_parse_manifest_config),
                 cmocka_unit_test_setup_teardown(test_blob_read_at, setup_dir, teardown_dir),
@@ -889,6 +1001,7 @@ int main(void) {
         const struct CMUnitTest live_tests[] = {
                 cmocka_unit_test(test_live_unary),
                 cmocka_unit_test(test_live_resolve_direct),
+                cmocka_unit_test(test_live_probe_ahead),
                 cmocka_unit_test(test_live_containers),
                 cmocka_unit_test(test_live_subscribe),
         };

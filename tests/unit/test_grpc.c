@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <poll.h>
 #include <signal.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/un.h>
@@ -566,6 +568,158 @@ static void test_client_failure_reasons(void **state) {
         }
 }
 
+/* ---- replies read and handled stay in the socket until the client's next write
+ *
+ * Taking bytes out of a unix socket wakes a peer that watches its end for writability
+ * (containerd's Go netpoller does, edge-triggered), for nothing; the client peeks and
+ * takes them out after its next send(), when the peer is woken by the request anyway.
+ * The server side sees it as the bytes it sent still queued (SIOCOUTQ). */
+
+typedef struct FrameReader {
+        uint8_t buf[16384];
+        size_t n, off;
+} FrameReader;
+
+/* Read the client's frames until one of type with all of flags set on stream: true, or
+ * false on EOF or after 5 s without bytes. */
+static bool read_until_frame(int fd, FrameReader *fr, uint8_t type, uint8_t flags, uint32_t stream) {
+        for (;;) {
+                while (fr->off + 9 <= fr->n) {
+                        const uint8_t *h = fr->buf + fr->off;
+                        size_t len = (size_t) h[0] << 16 | (size_t) h[1] << 8 | h[2];
+                        uint32_t id = ((uint32_t) h[5] << 24 | (uint32_t) h[6] << 16 | (uint32_t) h[7] << 8 | h[8]) &
+                                      0x7fffffffU;
+                        if (fr->off + 9 + len > fr->n)
+                                break;
+                        fr->off += 9 + len;
+                        if (h[3] == type && (h[4] & flags) == flags && id == stream)
+                                return true;
+                }
+                if (fr->off > 0 && fr->off <= fr->n) { /* not before the preface is all in */
+                        memmove(fr->buf, fr->buf + fr->off, fr->n - fr->off);
+                        fr->n -= fr->off;
+                        fr->off = 0;
+                }
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (fr->n == sizeof(fr->buf) || poll(&p, 1, 5000) <= 0)
+                        return false;
+                ssize_t k = read(fd, fr->buf + fr->n, sizeof(fr->buf) - fr->n);
+                if (k <= 0)
+                        return false;
+                fr->n += (size_t) k;
+        }
+}
+
+/* A whole OK reply on stream id: HEADERS (:status 200), an empty message, trailers
+ * (grpc-status: 0). */
+static size_t ok_reply(uint8_t id, uint8_t out[static 64]) {
+        const uint8_t r[] = { FRAME(1, 0x01, 0x04, id), 0x88, FRAME(5, 0x00, 0, id), 0, 0, 0, 0, 0,
+                              FRAME(15, 0x01, 0x05, id), 0x00, 11, 'g', 'r', 'p', 'c', '-', 's', 't', 'a', 't', 'u',
+                              's', 1, '0' };
+        memcpy(out, r, sizeof(r));
+        return sizeof(r);
+}
+
+/* The server: answers the client's two calls (streams 1 and 3) and reports through
+ * report what its socket still held (SIOCOUTQ) once the first call completed (when the
+ * parent writes to go; the parent waits for it before its second call) and once the
+ * second request arrived. */
+static pid_t queue_server(const char *path, int go, int report) {
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        strcpy_bounded(sa.sun_path, sizeof(sa.sun_path), path);
+        assert_int_equal(bind(l, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(l, 4), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid > 0) {
+                close(l);
+                return pid;
+        }
+        alarm(20);
+        static FrameReader fr = { .off = 24 }; /* after the connection preface */
+        uint8_t reply[64], c;
+        int q[2] = { -1, -1 };
+        int fd = accept(l, NULL, NULL);
+        if (fd < 0 || !read_until_frame(fd, &fr, 0x01, 0, 1) ||
+            write(fd, server_settings, sizeof(server_settings)) < 0 ||
+            !read_until_frame(fd, &fr, 0x04, 0x01, 0)) /* the client's ACK of our SETTINGS */
+                _exit(1);
+        size_t n = ok_reply(1, reply);
+        if (write(fd, reply, n) != (ssize_t) n || read(go, &c, 1) != 1 || ioctl(fd, SIOCOUTQ, &q[0]) < 0 ||
+            write(report, &q[0], sizeof(q[0])) != sizeof(q[0]) || !read_until_frame(fd, &fr, 0x01, 0, 3))
+                _exit(1);
+        /* the client takes the reply out right after its send(): wait for it, bounded */
+        for (int i = 0; i < 500 && ioctl(fd, SIOCOUTQ, &q[1]) == 0 && q[1] > 0; i++)
+                usleep(10000);
+        n = ok_reply(3, reply);
+        if (write(report, &q[1], sizeof(q[1])) != sizeof(q[1]) || write(fd, reply, n) != (ssize_t) n)
+                _exit(1);
+        uint8_t sink[4096];
+        while (read(fd, sink, sizeof(sink)) > 0)
+                ;
+        _exit(0);
+}
+
+static void on_done_counted(GrpcCall *call, int error, const GrpcStatus *st, void *ud) {
+        Outcome *o = ud;
+        o->calls++;
+        o->error = error;
+        o->status = *st;
+}
+
+/* One call, the loop run until it completed (at most ~10 s). */
+static void run_until_done(GrpcClient *c, sd_event *e, Outcome *o) {
+        assert_int_equal(grpc_call_start(c, "/containerd.services.version.v1.Version/Version", NULL, NULL, 0,
+                                         5 * 1000000ULL, NULL, on_done_counted, o, NULL),
+                         0);
+        for (int i = 0; i < 100 && o->calls == 0; i++)
+                assert_true(sd_event_run(e, 100000) >= 0);
+}
+
+static void test_client_reads_left_until_write(void **state) {
+        char dir[] = "/tmp/pw-grpc-XXXXXX", path[128];
+        int go[2], report[2], q[2] = { -1, -1 };
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/sock", dir);
+        assert_int_equal(pipe(go), 0);
+        assert_int_equal(pipe(report), 0);
+        pid_t pid = queue_server(path, go[0], report[1]);
+        sd_event *e = NULL;
+        GrpcClient *c = NULL;
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(grpc_client_new(&c, e, path, 0), 0);
+
+        Outcome o1 = {}, o2 = {};
+        run_until_done(c, e, &o1);
+        assert_int_equal(o1.calls, 1);
+        if (o1.error != 0)
+                fail_msg("first call: %d %s", o1.error, o1.status.message);
+        assert_int_equal(o1.status.code, 0);
+        assert_int_equal(write(go[1], "x", 1), 1);
+        assert_int_equal(read(report[0], &q[0], sizeof(q[0])), (ssize_t) sizeof(q[0]));
+        run_until_done(c, e, &o2);
+        assert_int_equal(o2.calls, 1);
+        assert_int_equal(o2.status.code, 0);
+        assert_int_equal(read(report[0], &q[1], sizeof(q[1])), (ssize_t) sizeof(q[1]));
+
+        grpc_client_free(c);
+        sd_event_unref(e);
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        unlink(path);
+        rmdir(dir);
+        close(go[0]);
+        close(go[1]);
+        close(report[0]);
+        close(report[1]);
+        /* the first reply still queued after its call completed (SIOCOUTQ counts the
+         * buffers' size, not the bytes); nothing once the client had written again */
+        assert_true(q[0] > 0);
+        assert_int_equal(q[1], 0);
+}
+
 static void test_client_bad_arguments(void **state) {
         sd_event *e = NULL;
         GrpcClient *c = NULL;
@@ -610,6 +764,7 @@ int main(void) {
                 cmocka_unit_test(test_client_not_listening),
                 cmocka_unit_test(test_client_bad_arguments),
                 cmocka_unit_test(test_client_failure_reasons),
+                cmocka_unit_test(test_client_reads_left_until_write),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "pullwatch/sha256.h"
+#include "pullwatch/util.h"
 
 static void hex(const uint8_t d[SHA256_DIGEST_SIZE], char out[2 * SHA256_DIGEST_SIZE + 1]) {
         for (size_t i = 0; i < SHA256_DIGEST_SIZE; i++)
@@ -128,6 +129,17 @@ static void test_digest_pack(void **state) {
         uint8_t b[SHA256_DIGEST_SIZE];
         assert_false(sha256_digest_pack(NULL, b));
         assert_int_equal(SHA256_TEXT_SIZE, strlen("sha256:") + 64 + 1);
+        /* every byte value at an even and at an odd digit: only 0-9 and a-f pack (the
+         * table against the rule it replaced) */
+        for (unsigned c = 1; c < 256; c++)
+                for (size_t at = 7; at <= 8; at++) {
+                        char d[] = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+                        d[at] = (char) c;
+                        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                        assert_int_equal(sha256_digest_pack(d, b), hex);
+                        if (hex)
+                                assert_int_equal(b[0] >> (at == 7 ? 4 : 0) & 15, unhexchar((char) c));
+                }
 }
 
 int main(void) {

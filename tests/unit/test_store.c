@@ -156,7 +156,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10;11");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10;11;12");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -178,9 +178,9 @@ static const char *const node_images_indexes[] = {
         " ORDER BY indexname",
 };
 
-/* What the current schema has of them: SQLite has no (cluster, node, name) index since
- * migration 11, PostgreSQL keeps migration 8's. */
-static const char *const node_images_indexes_now[] = {"", "node_images_node_name"};
+/* What the current schema has of them: no (cluster, node, name) index since migration 11
+ * (SQLite) and 12 (PostgreSQL). */
+static const char *const node_images_indexes_now[] = {"", ""};
 
 /* Run SQL on the database behind url, outside the store (to make an older schema). */
 static void raw_sql(StoreEngine e, const char *url, const char *sql) {
@@ -227,7 +227,7 @@ static void test_upgrade_from_v2(void **state) {
                         "CREATE INDEX node_images_digest ON node_images (digest);"
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -320,7 +320,7 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -361,7 +361,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -403,6 +403,65 @@ static void test_record_text_round_trip(void **state) {
                 assert_string_equal(q(s, "SELECT id, node, message, time_usec FROM records ORDER BY id", 0, NULL, &o),
                                     "x1|n,{1}|a \"q\" \\ b,{c} NULL \xc3\xa9|1795597200000000;"
                                     "x2|n,{1}|a \"q\" \\ b,{c} NULL \xc3\xa9|1795597200000000");
+                store_free(s);
+        }
+}
+
+/* The records path's state on PostgreSQL goes as binary column arrays (store.c
+ * arrays_add): text that array literals had to escape or could misread ('"', '\', '{',
+ * '}', ',', a "NULL" string, an empty one, tabs, UTF-8, a long one) lands in records,
+ * node_images, workload_history and nodes exactly as SQLite (bound natively) stores it,
+ * in one request and in two. */
+#define ODD_NODE "n\\\"1\\\\{,} NULL"
+#define ODD_REF "r.example/a\\\"b\\\\c{d,e}:NULL"
+#define ODD_REC(id, kind, t, pod, container)                                                                     \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"" kind "\",\"severity\":\"low\",\"time\":\"" t             \
+        "\",\"node\":\"" ODD_NODE "\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"" ODD_REF                   \
+        "\",\"name\":\"r.example/a\\\"b\\\\c{d,e}\",\"tag\":\"NULL\",\"digest\":\"" D1 "\",\"revision\":"      \
+        "\"\\t\\u00e9\"},\"workload\":{\"namespace\":\"ns \\\"x\\\"\",\"pod\":\"" pod "\",\"container\":\""  \
+        container "\"},\"message\":\"" ODD_720 "\"}"
+#define ODD_12 "{\\\"a\\\",\\\\NULL} " /* {"a",\NULL} and a space */
+#define ODD_120 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12 ODD_12
+#define ODD_720 ODD_120 ODD_120 ODD_120 ODD_120 ODD_120 ODD_120 /* 720 bytes */
+
+static void test_records_odd_text_both_engines(void **state) {
+        static const char *const batch[] = {
+                ODD_REC("o1", "pull", "2026-11-25T09:00:00Z", "", ""),
+                ODD_REC("o2", "untraceable", "2026-11-25T09:00:01Z", "p\\\\q {1,2}", "NULL"),
+                ODD_REC("o3", "latest_tag", "2026-11-25T09:00:02Z", "\\\"", ""),
+                ODD_REC("o2", "untraceable", "2026-11-25T09:00:01Z", "p\\\\q {1,2}", "NULL"),
+        };
+        static const char *const dumps[] = {
+                "SELECT id, kind, node, ref, name, tag, revision, k8s_namespace, pod, container, message FROM records"
+                " ORDER BY id",
+                "SELECT cluster, node, namespace, ref, name, tag, digest, revision, findings, pods, k8s_namespaces,"
+                " findings_mask FROM node_images ORDER BY node, ref",
+                "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision FROM workload_history"
+                " ORDER BY pod, container",
+                "SELECT cluster, node FROM nodes ORDER BY node",
+        };
+        Out first[ELEMENTSOF(dumps)];
+        for (size_t e = 0; e < n_engines(); e++) {
+                Store *s = open_fresh((StoreEngine) e);
+                Out o;
+                StoreIngestResult r = ingest(s, "c,{\"1\"}", batch, 2); /* one request */
+                assert_int_equal(r.accepted, 2);
+                r = ingest(s, "c,{\"1\"}", batch + 2, 2); /* the next: a new one and a duplicate */
+                assert_int_equal(r.accepted, 1);
+                assert_int_equal(r.duplicates, 1);
+                assert_string_equal(q(s, "SELECT node, tag, length(message) FROM records WHERE id = 'o1'", 0, NULL, &o),
+                                    "n\"1\\{,} NULL|NULL|720");
+                assert_string_equal(q(s, "SELECT pod, container FROM workload_history ORDER BY pod", 0, NULL, &o),
+                                    "\"|;p\\q {1,2}|NULL");
+                assert_string_equal(q(s, "SELECT cluster, ref, revision FROM node_images", 0, NULL, &o),
+                                    "c,{\"1\"}|r.example/a\"b\\c{d,e}:NULL|\t\xc3\xa9");
+                for (size_t d = 0; d < ELEMENTSOF(dumps); d++) {
+                        q(s, dumps[d], 0, NULL, &o);
+                        if (e == 0)
+                                first[d] = o;
+                        else
+                                assert_string_equal(o.text, first[d].text);
+                }
                 store_free(s);
         }
 }
@@ -609,8 +668,7 @@ static const char *const workload_indexes[] = {
         "SELECT indexname FROM pg_indexes WHERE tablename = 'workload_history' AND indexname <>"
         " 'workload_history_pkey' ORDER BY indexname",
 };
-static const char *const workload_indexes_now[] = {"workload_history_namespace",
-                                                   "workload_history_namespace;workload_history_node_name"};
+static const char *const workload_indexes_now[] = {"workload_history_namespace", "workload_history_namespace"};
 
 static void test_upgrade_from_v5(void **state) {
         static const char *const by_workload =
@@ -629,7 +687,7 @@ static void test_upgrade_from_v5(void **state) {
                         "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
                         char plan[1024];
@@ -661,7 +719,7 @@ static void test_upgrade_from_v6(void **state) {
                                                 "DELETE FROM schema_migrations WHERE version >= 7"
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 if (e == STORE_POSTGRESQL)
                         assert_string_equal(q(s,
                                               "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
@@ -707,7 +765,7 @@ static void test_upgrade_from_v7(void **state) {
                         "CREATE INDEX workload_history_name ON workload_history (name);"
                         "DELETE FROM schema_migrations WHERE version >= 8");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
@@ -821,11 +879,15 @@ static void test_inventory_unchanged_rows(void **state) {
  * return, backslash, "\N", "\.") in node, pod, container, revision and reference; a pull
  * after it in the same request (it must find the inventory's rows), a second inventory
  * of the node in the same request (it must delete what the first wrote and it does not
- * name), a node pulled before its first inventory in the same request (not fresh), an
+ * name), a node pulled before its first inventory in the same request (not fresh: the
+ * pull is the request's first record, before S_NODES_FRESH's answer is read — that answer
+ * made the node fresh again and its inventory was COPYed, keeping the pull's older row), an
  * empty first inventory. */
 #define NASTY_POD "{\"namespace\":\"sh\\top\",\"pod\":\"a\\tb\\\\c\\nd\\re\",\"container\":\"\\\\N\"}"
 static void test_inventory_fresh_node(void **state) {
         static const char *const batch[] = {
+                /* first in the request: S_NODES_FRESH's answer is read after it */
+                PULL("h1", "node-h", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z"),
                 INV_OF("f1", "node-\\\\f\\t", "2026-11-25T10:00:00Z",
                        INV_IMAGE("docker.io/library/t:1", D1, "r\\\\.", POD("p1")) "," INV_IMAGE(
                                "docker.io/library/u:1", D2, "\\\\.", NASTY_POD "," POD("p2") "," POD("p2")) ","
@@ -835,7 +897,6 @@ static void test_inventory_fresh_node(void **state) {
                        INV_IMAGE("docker.io/library/x:1", D1, "", POD("q1")) "," INV_IMAGE("docker.io/library/y:1",
                                                                                         D1, "", POD("q2"))),
                 INV_OF("g2", "node-g", "2026-11-25T11:00:00Z", INV_IMAGE("docker.io/library/x:1", D2, "", POD("q1"))),
-                PULL("h1", "node-h", "docker.io/library/z:1", "1", D3, "2026-11-25T09:00:00Z"),
                 INV_OF("h2", "node-h", "2026-11-25T10:00:00Z", INV_IMAGE("docker.io/library/x:1", D1, "", POD("q3"))),
                 INV_OF("k1", "node-k", "2026-11-25T10:00:00Z", ""),
         };
@@ -982,7 +1043,7 @@ static void test_upgrade_from_v8(void **state) {
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                                          "DELETE FROM schema_migrations WHERE version >= 9");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, "SELECT ref, by_inventory FROM node_images", 0, NULL, &o),
                                     "docker.io/library/x:1|0");
                 assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795600800000000");
@@ -1008,7 +1069,7 @@ static void test_upgrade_from_v9(void **state) {
                                          "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
                                          "DELETE FROM schema_migrations WHERE version >= 10");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, "SELECT pod, by_inventory FROM workload_history ORDER BY pod", 0, NULL, &o),
                                     "web-7|0;y-0|0");
                 const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
@@ -1048,7 +1109,7 @@ static void test_upgrade_from_v10(void **state) {
                         "CREATE INDEX IF NOT EXISTS workload_history_node_name ON workload_history (cluster, node, name);"
                         "DELETE FROM schema_migrations WHERE version >= 11");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 assert_string_equal(q(s, "SELECT node, ref, digest, findings FROM node_images ORDER BY node, ref", 0,
@@ -1091,6 +1152,66 @@ static void test_upgrade_from_v10(void **state) {
                         fail_msg("report_query: %s", err);
                 assert_int_equal(m->nodes, 2);
                 assert_int_equal(m->n_placements, 2); /* node-a holds both references of the name */
+                report_model_free(m);
+                store_free(s);
+        }
+}
+
+/* A database of schema 11 (PostgreSQL still with migration 8's (cluster, node, name)
+ * indexes) upgrades in place on both engines: the indexes go (SQLite had none left), the
+ * look-ups by image name find the same rows before and after more records, and the
+ * report by image sees both nodes. */
+static void test_upgrade_from_v11(void **state) {
+        static const char *const history_by_name =
+                "SELECT w.node, w.pod, w.digest FROM nodes n CROSS JOIN workload_history w WHERE w.cluster ="
+                " n.cluster AND w.node = n.node AND w.name = $1 ORDER BY w.node, w.pod, w.digest";
+        for (size_t e = 0; e < n_engines(); e++) {
+                char url[512];
+                Out o;
+                const char *b1[] = {
+                        INV_OF("v1", "node-b", "2026-11-25T10:00:00Z",
+                               INV_IMAGE("docker.io/library/x:1", D1, "", POD("web-7"))),
+                        PULL("p1", "node-a", WEB, "latest", D1, "2026-11-25T10:00:00Z"),
+                        FIND("f1", "untraceable", WEB, D1, "2026-11-25T10:00:01Z", "web-0", ""),
+                };
+                Store *s = open_as_older(
+                        (StoreEngine) e, url, sizeof url, b1, 3,
+                        "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
+                        "ALTER TABLE workload_history ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
+                        "DELETE FROM schema_migrations WHERE version >= 12");
+                if (e == STORE_POSTGRESQL) /* as schema 11 left PostgreSQL */
+                        raw_sql((StoreEngine) e, url,
+                                "CREATE INDEX node_images_node_name ON node_images (cluster, node, name);"
+                                "CREATE INDEX workload_history_node_name ON workload_history (cluster, node, name);"
+                                "DELETE FROM schema_migrations WHERE version >= 12");
+                s = store_free(s);
+                char err[512] = "";
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "");
+                assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), "workload_history_namespace");
+                assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/web"}, &o),
+                                    "prod|node-a|" WEB "|" D1);
+                const char *b2[] = {
+                        PULL("p2", "node-b", WEB, "latest", D2, "2026-11-25T11:00:00Z"),
+                        FIND("f2", "latest_tag", WEB, D2, "2026-11-25T11:00:01Z", "web-9", ""),
+                };
+                ingest(s, "prod", b2, 2);
+                assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/web"}, &o),
+                                    "prod|node-a|" WEB "|" D1 ";prod|node-b|" WEB "|" D2);
+                assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/x"}, &o),
+                                    "prod|node-b|docker.io/library/x:1|" D1);
+                assert_string_equal(q(s, history_by_name, 1, (const char *[]){"docker.io/library/web"}, &o),
+                                    "node-a|web-0|" D1 ";node-a|web-9|" D2);
+                ReportFilter f;
+                report_filter_init(&f);
+                f.now_usec = 1795608000000000ULL;
+                f.image = (char *) "docker.io/library/web";
+                ReportModel *m = NULL;
+                if (report_query(s, &f, &m, err, sizeof err) < 0)
+                        fail_msg("report_query: %s", err);
+                assert_int_equal(m->n_placements, 2);
                 report_model_free(m);
                 store_free(s);
         }
@@ -1177,6 +1298,71 @@ static void test_report_divergence_node_by_node(void **state) {
                         store_free(s);
                 }
 }
+
+/* A divergent tag's pods are the ones its nodes report now: the last complete inventory's
+ * (node_images.pods) and the ones a record named since (a finding's workload: a pod started
+ * after the hourly inventory). Before, only the inventory's were listed, so a pod started
+ * after it showed as none until the next inventory (the demo's node b: "—"). Not listed: a
+ * pod named before the node's last inventory that the inventory no longer names, and a pod
+ * on another digest than the node's (a tag_moved's pod still runs the previous one). A
+ * node that never sent an inventory lists what its records name. Both engines. */
+#define WFIND(id, node, digest, t, pod)                                                                           \
+        "{\"schema\":1,\"id\":\"" id "\",\"kind\":\"latest_tag\",\"severity\":\"medium\",\"time\":\"" t            \
+        "\",\"node\":\"" node "\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":\"" WEB                            \
+        "\",\"name\":\"docker.io/library/web\",\"tag\":\"latest\",\"digest\":\"" digest "\"},\"workload\":"     \
+        "{\"namespace\":\"shop\",\"pod\":\"" pod "\",\"container\":\"web\"},\"message\":\"m\"}"
+#define WIMG(digest, pods)                                                                                        \
+        "{\"namespace\":\"k8s.io\",\"ref\":\"" WEB "\",\"tag\":\"latest\",\"digest\":\"" digest             \
+        "\",\"compliant\":true,\"findings\":[],\"pods\":[" pods "]}"
+static void test_report_divergence_pods_since_inventory(void **state) {
+        static const char *const b1[] = {
+                /* before node-b's inventory: a pod the inventory no longer names */
+                WFIND("w0", "node-b", D1, "2026-11-25T09:00:00Z", "web-old"),
+                INV_OF("a1", "node-a", "2026-11-25T10:00:00Z", WIMG(D1, POD("web-0"))),
+                INV_OF("b1", "node-b", "2026-11-25T10:00:00Z", WIMG(D1, "")),
+                /* after it: the tag moves on node-b and a pod starts on the new digest */
+                PULL("p1", "node-b", WEB, "latest", D2, "2026-11-25T11:00:00Z"),
+                WFIND("w1", "node-b", D2, "2026-11-25T11:00:05Z", "web-9"),
+                /* node-c never sent an inventory */
+                PULL("p2", "node-c", WEB, "latest", D2, "2026-11-25T11:10:00Z"),
+                WFIND("w2", "node-c", D2, "2026-11-25T11:10:05Z", "web-c"),
+        };
+        /* a pod on node-a on D2 while node-a holds D1: not D1's, and node-a has no D2 */
+        static const char *const b2[] = {WFIND("w3", "node-a", D2, "2026-11-25T11:20:00Z", "web-x")};
+        static const char *const want = WEB " sha256:222222 node-b,node-c prod shop/web-9,shop/web-c sha256:111111 "
+                                            "node-a prod shop/web-0";
+        for (size_t e = 0; e < n_engines(); e++)
+                for (int split = 0; split < 2; split++) {
+                        Store *s = open_fresh((StoreEngine) e);
+                        if (split)
+                                for (size_t i = 0; i < ELEMENTSOF(b1); i++)
+                                        ingest(s, "prod", &b1[i], 1);
+                        else
+                                ingest(s, "prod", b1, ELEMENTSOF(b1));
+                        ingest(s, "prod", b2, 1);
+                        ReportFilter f;
+                        report_filter_init(&f);
+                        f.now_usec = 1795611600000000ULL; /* 2026-11-25T13:00:00Z */
+                        ReportModel *m = NULL;
+                        char err[512] = "", text[1024];
+                        if (report_query(s, &f, &m, err, sizeof err) < 0)
+                                fail_msg("report_query (%s): %s", e == STORE_SQLITE ? "SQLite" : "PostgreSQL", err);
+                        divergence_text(m, text, sizeof text);
+                        assert_string_equal(text, want);
+                        report_model_free(m);
+                        /* node-b's next inventory no longer names web-9: it is gone from the list */
+                        const char *b3[] = {INV_OF("b2", "node-b", "2026-11-25T12:00:00Z", WIMG(D2, ""))};
+                        ingest(s, "prod", b3, 1);
+                        assert_int_equal(report_query(s, &f, &m, err, sizeof err), 0);
+                        divergence_text(m, text, sizeof text);
+                        assert_string_equal(text, WEB " sha256:222222 node-b,node-c prod shop/web-c sha256:111111 node-a "
+                                                      "prod shop/web-0");
+                        report_model_free(m);
+                        store_free(s);
+                }
+}
+#undef WFIND
+#undef WIMG
 
 static void test_batch_same_on_both_engines(void **state) {
         static const char *const batch[] = {
@@ -1400,11 +1586,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12");
                 s = store_free(s);
-                /* a second open finds version 11 and applies nothing */
+                /* a second open finds version 12 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "11");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "12");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -1861,10 +2047,13 @@ int main(void) {
                 cmocka_unit_test(test_upgrade_from_v6),     cmocka_unit_test(test_upgrade_from_v7),
                 cmocka_unit_test(test_upgrade_from_v8),     cmocka_unit_test(test_inventory_unchanged_rows),
                 cmocka_unit_test(test_upgrade_from_v9), cmocka_unit_test(test_upgrade_from_v10),
+                cmocka_unit_test(test_upgrade_from_v11),
                 cmocka_unit_test(test_inventory_fresh_node),
                 cmocka_unit_test(test_inventory_fresh_two_collectors),
                 cmocka_unit_test(test_report_divergence_node_by_node),
-                cmocka_unit_test(test_record_text_round_trip),  cmocka_unit_test(test_open_failures),
+                cmocka_unit_test(test_report_divergence_pods_since_inventory),
+                cmocka_unit_test(test_record_text_round_trip),
+                cmocka_unit_test(test_records_odd_text_both_engines),  cmocka_unit_test(test_open_failures),
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_cluster_cache_many_nodes), cmocka_unit_test(test_group_commit),
