@@ -48,21 +48,35 @@ static int get_uint(json_t *o, const char *key, uint64_t max, uint64_t *ret, cha
         return 0;
 }
 
+/* Days from 1970-01-01 to y-m-d (the proleptic Gregorian calendar; d past the month's
+ * end counts on into the next, as timegm() normalises it). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+        y -= m <= 2;
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        unsigned yoe = (unsigned) (y - era * 400);
+        unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+        unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + (int64_t) doe - 719468;
+}
+
 int record_parse_time(const char *s, uint64_t *ret) {
-        /* 2026-11-25T16:50:53.123456Z; the fraction is optional, up to 9 digits */
-        struct tm tm = {0};
-        unsigned y, mo, d, h, mi, sec;
-        int n = 0;
-        if (!s || sscanf(s, "%4u-%2u-%2uT%2u:%2u:%2u%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
+        /* 2026-11-25T16:50:53.123456Z; the fraction is optional, up to 9 digits. Read by
+         * position once each character is checked (sscanf() and timegm() were a quarter
+         * of the collector's decoding: callgrind, 30,000 records) */
+        if (!s)
                 return -EINVAL;
-        if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-                return -EINVAL;
-        for (int i = 0; i < 19; i++)
+        for (int i = 0; i < 19; i++) /* stops at a NUL: never a digit or a separator */
                 if ((i == 4 || i == 7) ? s[i] != '-'
                     : i == 10          ? s[i] != 'T'
                     : (i == 13 || i == 16) ? s[i] != ':'
                                            : (s[i] < '0' || s[i] > '9'))
                         return -EINVAL;
+#define DIGITS2(i) ((unsigned) (s[i] - '0') * 10 + (unsigned) (s[(i) + 1] - '0'))
+        unsigned y = DIGITS2(0) * 100 + DIGITS2(2), mo = DIGITS2(5), d = DIGITS2(8), h = DIGITS2(11),
+                 mi = DIGITS2(14), sec = DIGITS2(17);
+#undef DIGITS2
+        if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+                return -EINVAL;
         const char *p = s + 19;
         uint64_t usec = 0;
         if (*p == '.') {
@@ -80,13 +94,7 @@ int record_parse_time(const char *s, uint64_t *ret) {
         }
         if (strcmp(p, "Z") != 0)
                 return -EINVAL;
-        tm.tm_year = (int) y - 1900;
-        tm.tm_mon = (int) mo - 1;
-        tm.tm_mday = (int) d;
-        tm.tm_hour = (int) h;
-        tm.tm_min = (int) mi;
-        tm.tm_sec = (int) sec;
-        time_t t = timegm(&tm);
+        int64_t t = days_from_civil(y, mo, d) * 86400 + (int64_t) h * 3600 + (int64_t) mi * 60 + (int64_t) sec;
         if (t < 0)
                 return -EINVAL;
         *ret = (uint64_t) t * 1000000ULL + usec;

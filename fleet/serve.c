@@ -36,6 +36,7 @@
 #define CHUNK_IMAGES 1000              /* or inventory images (~1.6 KiB each decoded), if fewer */
 #define WRITER_GROUP_MAX 32            /* requests stored in one transaction (≤ STORE_GROUP_MAX) */
 #define WRITER_GROUP_BYTES (8U << 20)  /* and their bodies, at most (one larger body goes alone) */
+#define GROUP_WAIT_USEC 20000          /* a group waits this long at most for a body being decoded */
 _Static_assert(WRITER_GROUP_MAX <= STORE_GROUP_MAX, "a group fits in one store transaction");
 #define RETRY_AFTER_FULL 2             /* seconds: the queue drains in well under that */
 #define RETRY_AFTER_DB 10              /* seconds: a database coming back takes longer */
@@ -136,6 +137,7 @@ struct Server {
         size_t queue_requests, queue_bytes;
         unsigned lock_timeout_msec; /* SQLite busy timeout of the writer */
         size_t active; /* requests alive (from first call to completion) */
+        size_t decoding; /* bodies received whole, being inflated and decoded (not queued yet) */
         bool draining, stop;
         atomic_bool db_up;
         pthread_t writer;
@@ -395,6 +397,23 @@ static void answer_stored(Server *srv, Request *req, Batch *b, int r, const Stor
  * queued); the caller counts the requests against WRITER_GROUP_MAX. */
 static Request *group_next(Server *srv, const Request *last, size_t bytes) {
         pthread_mutex_lock(&srv->lock);
+        /* a body received whole is queued as soon as it is decoded (CPU only, no network):
+         * worth waiting for (up to GROUP_WAIT_USEC) rather than leaving it a commit and an
+         * fsync of its own — SQLite does a group's work at its end (store.c, sq_flush), so
+         * with two agents posting in turn the second one's batch is still being decoded
+         * when the first one's is in */
+        uint64_t deadline = now_usec_monotonic() + GROUP_WAIT_USEC;
+        while (!last->next && srv->decoding > 0 && !srv->stop) {
+                uint64_t now = now_usec_monotonic();
+                if (now >= deadline)
+                        break;
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                uint64_t ns = (uint64_t) ts.tv_nsec + (deadline - now) * 1000ULL;
+                ts.tv_sec += (time_t) (ns / 1000000000ULL);
+                ts.tv_nsec = (long) (ns % 1000000000ULL);
+                pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+        }
         Request *q = last->next;
         pthread_mutex_unlock(&srv->lock);
         return q && bytes + q->len <= WRITER_GROUP_BYTES ? q : NULL;
@@ -429,8 +448,11 @@ static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, Ba
                         /* the last one so far: one queued behind it may join, once the
                          * server's work on these is over (PostgreSQL's pipeline) */
                         if (r >= 0 && grow && i + 1 == *n && *n < WRITER_GROUP_MAX) {
-                                r = store_ingest_wait(srv->store, b->err, sizeof b->err);
-                                Request *q = r >= 0 ? group_next(srv, reqs[i], bytes) : NULL;
+                                Request *q = group_next(srv, reqs[i], bytes);
+                                if (!q) { /* none yet: the work so far, then look again */
+                                        r = store_ingest_wait(srv->store, b->err, sizeof b->err);
+                                        q = r >= 0 ? group_next(srv, reqs[i], bytes) : NULL;
+                                }
                                 if (q) {
                                         reqs[(*n)++] = q;
                                         bytes += q->len;
@@ -619,6 +641,8 @@ static enum MHD_Result serve_readyz(Server *srv, struct MHD_Connection *conn) {
 }
 
 /* POST /v1/records, every call for one request. */
+static enum MHD_Result serve_body(Server *srv, struct MHD_Connection *conn, Request *req);
+
 static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, Request *req, const char *upload,
                                      size_t *upload_size) {
         if (req->state == REQ_ANSWERED) {
@@ -652,7 +676,20 @@ static enum MHD_Result serve_records(Server *srv, struct MHD_Connection *conn, R
                 req->len += n;
                 return MHD_YES;
         }
-        /* the whole body is here */
+        /* the whole body is here: counted as decoding until queued or answered */
+        pthread_mutex_lock(&srv->lock);
+        srv->decoding++;
+        pthread_mutex_unlock(&srv->lock);
+        enum MHD_Result ret = serve_body(srv, conn, req);
+        pthread_mutex_lock(&srv->lock);
+        srv->decoding--;
+        pthread_cond_broadcast(&srv->cond);
+        pthread_mutex_unlock(&srv->lock);
+        return ret;
+}
+
+/* A request's whole body: inflated, decoded and queued for the writer, or answered. */
+static enum MHD_Result serve_body(Server *srv, struct MHD_Connection *conn, Request *req) {
         char msg[600];
         if (req->too_big) {
                 snprintf(msg, sizeof msg, "body larger than %zu bytes", srv->max_body);

@@ -174,7 +174,8 @@ int store_ingest_add(Store *s, const Record *records, size_t n, char *err, size_
 int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, size_t errlen);
 /* Between _add and _next or _end: return once the database has done everything added so
  * far (PostgreSQL sends statements in pipeline mode and would otherwise do them while the
- * caller goes on; SQLite has done them already). The transaction stays open. The caller
+ * caller goes on; SQLite keeps a group's record writes to do them sorted, at _end or
+ * here). The transaction stays open. The caller
  * learns when the work of the requests so far is over — the moment to look for more
  * requests to join the group. An error is that of the transaction, as with _add. */
 int store_ingest_wait(Store *s, char *err, size_t errlen);

@@ -205,6 +205,39 @@ static void test_time(void **state) {
                 if (r != table[i].r || (r == 0 && t != table[i].usec))
                         fail_msg("%s: got %d %llu", table[i].s, r, (unsigned long long) t);
         }
+        /* against timegm() (how it was computed before): every day 31 of every month of
+         * years around leap rules (the 31st of a shorter month counts on into the next, as
+         * timegm normalises it), second 60, the range's ends */
+        static const unsigned years[] = {1970, 1971, 1972, 1999, 2000, 2001, 2024, 2026, 2100, 2400, 9999};
+        for (size_t yi = 0; yi < ELEMENTSOF(years); yi++)
+                for (unsigned mo = 1; mo <= 12; mo++)
+                        for (unsigned d = 1; d <= 31; d++)
+                                for (unsigned k = 0; k < 3; k++) {
+                                        unsigned h = k == 2 ? 23 : k * 7, mi = k == 2 ? 59 : k * 13,
+                                                 sec = k == 2 ? 60 : k * 29;
+                                        char buf[40];
+                                        snprintf(buf, sizeof buf, "%04u-%02u-%02uT%02u:%02u:%02u.5Z", years[yi], mo, d,
+                                                 h, mi, sec);
+                                        struct tm tm = {.tm_year = (int) years[yi] - 1900, .tm_mon = (int) mo - 1,
+                                                        .tm_mday = (int) d, .tm_hour = (int) h, .tm_min = (int) mi,
+                                                        .tm_sec = (int) sec};
+                                        uint64_t t = 0, want = (uint64_t) timegm(&tm) * 1000000ULL + 500000;
+                                        if (record_parse_time(buf, &t) != 0 || t != want)
+                                                fail_msg("%s: got %llu, timegm %llu", buf, (unsigned long long) t,
+                                                         (unsigned long long) want);
+                                }
+        /* a string that ends (or changes) early in each of the 19 places */
+        static const char full[] = "2026-11-25T16:50:53Z";
+        for (size_t n = 0; n < 19; n++) {
+                char buf[32];
+                uint64_t t = 0;
+                memcpy(buf, full, n);
+                buf[n] = 0;
+                assert_int_equal(record_parse_time(buf, &t), -EINVAL);
+                memcpy(buf, full, sizeof full);
+                buf[n] = buf[n] >= '0' && buf[n] <= '9' ? 'x' : '0';
+                assert_int_equal(record_parse_time(buf, &t), -EINVAL);
+        }
 }
 
 

@@ -1446,6 +1446,138 @@ static void test_batch_same_on_both_engines(void **state) {
                             "|rb|1795600800000000|1795600800000000");
 }
 
+/* SQLite keeps a group's record writes and does them at its end, each table's rows in key
+ * order (store.c, sq_flush); PostgreSQL sends them as arrays. Either way the state must be
+ * that of one record at a time in arrival order. A group of three requests (one with an
+ * inventory between its records, one naming ids seen before) over interleaved nodes,
+ * references, digests and pods, against the same records stored one per transaction at
+ * their request's time: the same rows in every table, the same counts per request. */
+static int dump_row(void *userdata, size_t ncols, const char *const *values) {
+        FILE *f = userdata;
+        for (size_t i = 0; i < ncols; i++)
+                fprintf(f, "%s%s", i ? "|" : "", values[i] ? values[i] : "NULL");
+        fputc('\n', f);
+        return 0;
+}
+
+static char *dump_state(Store *s) {
+        static const char *const sql[] = {
+                "SELECT * FROM node_images ORDER BY cluster, node, namespace, ref",
+                "SELECT * FROM workload_history ORDER BY cluster, node, k8s_namespace, pod, container, digest",
+                "SELECT * FROM nodes ORDER BY cluster, node",
+                "SELECT id, kind, severity, time_usec, received_usec, cluster, node, namespace, ref, name, tag, digest,"
+                " previous_digest, revision, k8s_namespace, pod, container, message FROM records ORDER BY id",
+        };
+        char *text = NULL, err[512] = "";
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+        assert_non_null(f);
+        for (size_t i = 0; i < ELEMENTSOF(sql); i++) {
+                fprintf(f, "-- %s\n", sql[i]);
+                if (store_query(s, sql[i], 0, NULL, dump_row, f, err, sizeof err) < 0)
+                        fail_msg("%s: %s", sql[i], err);
+        }
+        fclose(f);
+        return text;
+}
+
+#define GROUP_RECORDS 72
+static void test_group_same_as_one_by_one(void **state) {
+        static const char *const kinds[] = {"pull", "latest_tag", "untraceable", "tag_moved", "pull", "mutable_tag"};
+        static const char *const digests[] = {D1, D2, D3};
+        static char lines[GROUP_RECORDS + 1][1024];
+        const char *line[GROUP_RECORDS + 1];
+        size_t req_of[GROUP_RECORDS + 1], inv_at = GROUP_RECORDS / 2;
+        uint32_t x = 12345;
+        for (size_t i = 0, k = 0; i <= GROUP_RECORDS; i++) {
+                size_t req = i < 24 ? 0 : i <= 48 ? 1 : 2;
+                req_of[i] = req;
+                line[i] = lines[i];
+                if (i == inv_at) { /* node-1's inventory, in the middle of request 1 */
+                        snprintf(lines[i], sizeof lines[i],
+                                 "{\"schema\":1,\"id\":\"inv\",\"kind\":\"inventory\",\"severity\":\"info\",\"time\":"
+                                 "\"2026-11-25T09:30:00Z\",\"node\":\"node-1\",\"total\":2,\"compliant\":2,\"part\":1,"
+                                 "\"parts\":1,\"images\":[" INV_IMAGE("r.example/app-0:1", D2, "rv", POD("p1")) ","
+                                 INV_IMAGE("r.example/app-2:1", D1, "", POD("p0") "," POD("p2")) "]}");
+                        continue;
+                }
+                x = x * 1103515245u + 12345u;
+                unsigned node = (x >> 8) % 3, img = (x >> 12) % 3, dig = (x >> 16) % 3, pod = (x >> 20) % 3;
+                const char *kind = kinds[(x >> 24) % ELEMENTSOF(kinds)];
+                char id[32];
+                if (k >= 7 && k % 7 == 0)
+                        snprintf(id, sizeof id, "g%zu", k - 5); /* a duplicate: within or across requests */
+                else
+                        snprintf(id, sizeof id, "g%zu", k);
+                k++;
+                char workload[160] = "";
+                if (strcmp(kind, "pull") != 0)
+                        snprintf(workload, sizeof workload,
+                                 ",\"workload\":{\"namespace\":\"shop\",\"pod\":\"p%u\",\"container\":\"web\"}", pod);
+                snprintf(lines[i], sizeof lines[i],
+                         "{\"schema\":1,\"id\":\"%s\",\"kind\":\"%s\",\"severity\":\"medium\",\"time\":"
+                         "\"2026-11-25T09:%02zu:00Z\",\"node\":\"node-%u\",\"namespace\":\"k8s.io\",\"image\":{\"ref\":"
+                         "\"r.example/app-%u:1\",\"name\":\"r.example/app-%u\",\"tag\":\"1\",\"digest\":\"%s\","
+                         "\"revision\":\"%s\",\"previous_digest\":\"%s\"}%s,\"message\":\"m\"}",
+                         id, kind, (i * 7) % 60, node, img, img, digests[dig], (x >> 28) % 2 ? "rev" : "",
+                         digests[(dig + 1) % 3], workload);
+        }
+        static const uint64_t req_time[] = {1800000000000000ULL, 1800000000000007ULL, 1800000000000003ULL};
+        char *want[2] = {0};
+        for (size_t e = 0; e < n_engines(); e++) {
+                char err[512] = "";
+                StoreIngestResult group[3] = {0}, one[3] = {0};
+                for (int how = 0; how < 2; how++) {
+                        Store *s = open_fresh((StoreEngine) e);
+                        Record *recs = calloc(GROUP_RECORDS + 1, sizeof *recs);
+                        assert_non_null(recs);
+                        decode(line, GROUP_RECORDS + 1, recs);
+                        if (how == 0) { /* one group: three requests, added in chunks of 5 */
+                                size_t i = 0;
+                                for (size_t req = 0; req < 3; req++) {
+                                        int r = req == 0 ? store_ingest_begin(s, "c1", req_time[req], err, sizeof err)
+                                                         : store_ingest_next(s, "c1", req_time[req], err, sizeof err);
+                                        assert_int_equal(r, 0);
+                                        while (i <= GROUP_RECORDS && req_of[i] == req) {
+                                                size_t n = 0;
+                                                while (n < 5 && i + n <= GROUP_RECORDS && req_of[i + n] == req)
+                                                        n++;
+                                                if (store_ingest_add(s, recs + i, n, err, sizeof err) < 0)
+                                                        fail_msg("store_ingest_add: %s", err);
+                                                i += n;
+                                        }
+                                }
+                                if (store_ingest_end(s, true, group, err, sizeof err) < 0)
+                                        fail_msg("store_ingest_end: %s", err);
+                        } else /* each record alone, at its request's time */
+                                for (size_t i = 0; i <= GROUP_RECORDS; i++) {
+                                        StoreIngestResult res = {0};
+                                        if (store_ingest(s, "c1", recs + i, 1, req_time[req_of[i]], &res, err,
+                                                         sizeof err) < 0)
+                                                fail_msg("store_ingest: %s", err);
+                                        one[req_of[i]].accepted += res.accepted;
+                                        one[req_of[i]].duplicates += res.duplicates;
+                                        one[req_of[i]].inventories += res.inventories;
+                                }
+                        for (size_t i = 0; i <= GROUP_RECORDS; i++)
+                                record_done(&recs[i]);
+                        free(recs);
+                        want[how] = dump_state(s);
+                        store_free(s);
+                }
+                for (size_t req = 0; req < 3; req++) {
+                        assert_int_equal(group[req].accepted, one[req].accepted);
+                        assert_int_equal(group[req].duplicates, one[req].duplicates);
+                        assert_int_equal(group[req].inventories, one[req].inventories);
+                }
+                assert_int_equal(group[1].inventories, 1);
+                assert_true(group[0].duplicates + group[1].duplicates + group[2].duplicates > 0);
+                assert_string_equal(want[0], want[1]);
+                free(want[0]);
+                free(want[1]);
+        }
+}
+
 static void test_open_migrates_once(void **state) {
         for (size_t e = 0; e < n_engines(); e++) {
                 char url[512], err[512] = "";
@@ -1925,7 +2057,7 @@ int main(void) {
                 cmocka_unit_test(test_query_bound_and_read_only), cmocka_unit_test(test_pull_and_findings),
                 cmocka_unit_test(test_inventory),           cmocka_unit_test(test_cluster_without_token),
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_cluster_cache_many_nodes), cmocka_unit_test(test_group_commit),
-                cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_finding_upsert),
+                cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_group_same_as_one_by_one), cmocka_unit_test(test_finding_upsert),
                 cmocka_unit_test(test_inventories_deferred_in_order),
                 cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_checkpoint_after_commit), cmocka_unit_test(test_inventory_pods_json),
         };
