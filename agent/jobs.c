@@ -647,7 +647,8 @@ static void job_pump(Jobs *q) {
         if (q->pumping)
                 return;
         q->pumping = true;
-        while (q->next_to_start && q->running < JOBS_IN_FLIGHT_MAX) {
+        while (q->next_to_start &&
+               q->running < (q->next_to_start->from_listing ? JOBS_LISTING_IN_FLIGHT_MAX : JOBS_IN_FLIGHT_MAX)) {
                 Job *j = q->next_to_start;
                 q->next_to_start = j->next;
                 job_start(j); /* may finish synchronously and drain */

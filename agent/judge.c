@@ -47,8 +47,16 @@ typedef struct Judged {
 static void record_key(const Judge *jd, const char *what, const char *digest, FindingKind kind, uint64_t now,
                        char *buf, size_t size) {
         uint64_t every = jd->config->reminder_interval_usec;
-        snprintf(buf, size, "%s|%s|%s|%s|%" PRIu64, jd->config->node, what, digest, finding_kind_to_string(kind),
-                 every ? now / every : 0);
+        SBuf b = sbuf_init(buf, size); /* as "%s|%s|%s|%s|%" PRIu64 */
+        sbuf_add(&b, jd->config->node);
+        sbuf_add_mem(&b, "|", 1);
+        sbuf_add(&b, what);
+        sbuf_add_mem(&b, "|", 1);
+        sbuf_add(&b, digest);
+        sbuf_add_mem(&b, "|", 1);
+        sbuf_add(&b, finding_kind_to_string(kind));
+        sbuf_add_mem(&b, "|", 1);
+        sbuf_add_u64(&b, every ? now / every : 0);
 }
 
 /* false: nothing to judge — a bad reference (logged), or CRI's image-id twin of a named

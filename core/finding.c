@@ -99,7 +99,8 @@ static const char *short_digest(const char *d, char *buf, size_t size) {
         /* "sha256:0123456789ab" is enough for a human; the full digest is in its own field */
         const char *colon = strchr(d, ':');
         size_t keep = colon ? (size_t) (colon - d) + 1 + 12 : 19;
-        snprintf(buf, size, "%.*s", (int) keep, d);
+        SBuf b = sbuf_init(buf, size); /* as "%.*s" */
+        sbuf_add_mem(&b, d, strnlen(d, keep));
         return buf;
 }
 
@@ -107,7 +108,11 @@ static const char *short_digest(const char *d, char *buf, size_t size) {
  * `pullwatch check` knows neither). */
 static void where_text(const Finding *f, char *buf, size_t size) {
         const char *d = f->image.digest, *ns = f->namespace;
-        snprintf(buf, size, "%s%s%s%s", d[0] ? ", pulled as " : "", d, ns[0] ? " in namespace " : "", ns);
+        SBuf b = sbuf_init(buf, size); /* as "%s%s%s%s" */
+        sbuf_add(&b, d[0] ? ", pulled as " : "");
+        sbuf_add(&b, d);
+        sbuf_add(&b, ns[0] ? " in namespace " : "");
+        sbuf_add(&b, ns);
 }
 
 void finding_format_message(Finding *f) {
@@ -117,24 +122,47 @@ void finding_format_message(Finding *f) {
         const char *in_ns = f->namespace[0] ? " in namespace " : "";
 
         where_text(f, where, sizeof where);
-        if (f->workload.pod[0])
-                snprintf(who, sizeof who, " (pod %s/%s, container %s)", f->workload.namespace, f->workload.pod,
-                         f->workload.container[0] ? f->workload.container : "?");
-        else if (f->workload.container_id[0])
-                snprintf(who, sizeof who, " (container %s)", f->workload.container_id);
+        if (f->workload.pod[0]) {
+                SBuf b = sbuf_init(who, sizeof who); /* as " (pod %s/%s, container %s)" */
+                sbuf_add(&b, " (pod ");
+                sbuf_add(&b, f->workload.namespace);
+                sbuf_add(&b, "/");
+                sbuf_add(&b, f->workload.pod);
+                sbuf_add(&b, ", container ");
+                sbuf_add(&b, f->workload.container[0] ? f->workload.container : "?");
+                sbuf_add(&b, ")");
+        } else if (f->workload.container_id[0]) {
+                SBuf b = sbuf_init(who, sizeof who); /* as " (container %s)" */
+                sbuf_add(&b, " (container ");
+                sbuf_add(&b, f->workload.container_id);
+                sbuf_add(&b, ")");
+        }
 
         switch (f->kind) {
-        case FINDING_PULL:
-                snprintf(f->message, sizeof f->message, "pulled %s as %s%s%s%s", ref, im->digest, in_ns,
-                         f->namespace, who);
+        case FINDING_PULL: { /* every image of a first listing: as "pulled %s as %s%s%s%s" */
+                SBuf b = sbuf_init(f->message, sizeof f->message);
+                sbuf_add(&b, "pulled ");
+                sbuf_add(&b, ref);
+                sbuf_add(&b, " as ");
+                sbuf_add(&b, im->digest);
+                sbuf_add(&b, in_ns);
+                sbuf_add(&b, f->namespace);
+                sbuf_add(&b, who);
                 break;
+        }
         case FINDING_LATEST_TAG:
                 snprintf(f->message, sizeof f->message, "%s uses the mutable tag latest%s%s%s; pin a version or a digest",
                          ref, im->tag_implicit ? " (implicit: no tag given)" : "", where, who);
                 break;
-        case FINDING_MUTABLE_TAG:
-                snprintf(f->message, sizeof f->message, "%s uses the mutable tag %s%s%s", ref, im->tag, where, who);
+        case FINDING_MUTABLE_TAG: { /* as "%s uses the mutable tag %s%s%s" */
+                SBuf b = sbuf_init(f->message, sizeof f->message);
+                sbuf_add(&b, ref);
+                sbuf_add(&b, " uses the mutable tag ");
+                sbuf_add(&b, im->tag);
+                sbuf_add(&b, where);
+                sbuf_add(&b, who);
                 break;
+        }
         case FINDING_TAG_MOVED:
                 snprintf(f->message, sizeof f->message, "tag %s moved from %s to %s%s%s%s", ref,
                          short_digest(im->previous_digest, d1, sizeof d1), short_digest(im->digest, d2, sizeof d2),

@@ -16,6 +16,11 @@
 #include "pullwatch/observation.h"
 
 #define JOBS_IN_FLIGHT_MAX 64
+/* A listing's jobs, whose blob reads go to the resolve worker (memory, not calls to
+ * containerd, unless a blob must come through Content.Read): twice as many at once keep
+ * the readers and the judging loop from waiting on each other (a fresh reconcile of
+ * 10,000 images 232 -> 214 ms at load 0.3; 256 measured the same as 128). */
+#define JOBS_LISTING_IN_FLIGHT_MAX 128
 #define JOBS_QUEUED_MAX 100000
 #define JOBS_RESOLVE_CACHE_MAX 256 /* digest → config facts, content-addressed */
 

@@ -223,6 +223,88 @@ static void test_messages(void **state) {
  * sanitised, never a reason to drop the record: each bad byte becomes U+FFFD. jansson
  * refuses such a string, and the whole record used to be lost for stdout, the spool and
  * journald. */
+/* The messages made by appending (every image of a listing) are what snprintf() made of
+ * the same formats, cut at the same byte when too long. */
+static void fill(char *buf, size_t size, char c, size_t n) {
+        n = n < size - 1 ? n : size - 1;
+        memset(buf, c, n);
+        buf[n] = 0;
+}
+
+static void test_messages_as_snprintf(void **state) {
+        static const struct {
+                FindingKind kind;
+                int workload; /* 0 none, 1 pod (container named or not), 2 container id */
+                bool container_named, long_fields, no_ns, no_digest;
+        } table[] = {
+                {FINDING_PULL, 0, false, false, false, false},
+                {FINDING_PULL, 1, true, false, false, false},
+                {FINDING_PULL, 1, false, false, false, false},
+                {FINDING_PULL, 2, false, false, true, false},
+                {FINDING_PULL, 1, true, true, false, false},
+                {FINDING_PULL, 2, false, true, false, false},
+                {FINDING_MUTABLE_TAG, 0, false, false, false, false},
+                {FINDING_MUTABLE_TAG, 1, true, false, true, true},
+                {FINDING_MUTABLE_TAG, 2, false, false, false, true},
+                {FINDING_MUTABLE_TAG, 1, false, true, false, false},
+                {FINDING_MUTABLE_TAG, 2, false, true, true, false},
+                {FINDING_UNTRACEABLE, 1, true, true, false, false},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                Finding f = sample(table[i].kind);
+                if (table[i].long_fields) {
+                        fill(f.image.ref, sizeof f.image.ref, 'r', SIZE_MAX);
+                        fill(f.image.tag, sizeof f.image.tag, 't', SIZE_MAX);
+                        fill(f.namespace, sizeof f.namespace, 'n', SIZE_MAX);
+                        fill(f.workload.namespace, sizeof f.workload.namespace, 'w', SIZE_MAX);
+                        fill(f.workload.pod, sizeof f.workload.pod, 'p', SIZE_MAX);
+                        fill(f.workload.container_id, sizeof f.workload.container_id, 'c', SIZE_MAX);
+                }
+                if (table[i].no_ns)
+                        f.namespace[0] = 0;
+                if (table[i].no_digest)
+                        f.image.digest[0] = 0;
+                if (table[i].workload == 1) {
+                        if (!table[i].long_fields) {
+                                strcpy_bounded(f.workload.namespace, sizeof f.workload.namespace, "default");
+                                strcpy_bounded(f.workload.pod, sizeof f.workload.pod, "web-0");
+                        }
+                        if (table[i].container_named)
+                                fill(f.workload.container, sizeof f.workload.container, 'k', table[i].long_fields ? SIZE_MAX : 3);
+                } else {
+                        f.workload.namespace[0] = f.workload.pod[0] = 0;
+                        if (table[i].workload == 0)
+                                f.workload.container_id[0] = 0;
+                        else if (!table[i].long_fields)
+                                strcpy_bounded(f.workload.container_id, sizeof f.workload.container_id, "abc123");
+                }
+                finding_format_message(&f);
+
+                /* the formats as they were */
+                char who[PW_K8S_NAME_MAX * 3 + 64] = "", where[PW_DIGEST_MAX + PW_NS_MAX + 32], want[sizeof f.message];
+                const FindingImage *im = &f.image;
+                if (f.workload.pod[0])
+                        snprintf(who, sizeof who, " (pod %s/%s, container %s)", f.workload.namespace, f.workload.pod,
+                                 f.workload.container[0] ? f.workload.container : "?");
+                else if (f.workload.container_id[0])
+                        snprintf(who, sizeof who, " (container %s)", f.workload.container_id);
+                snprintf(where, sizeof where, "%s%s%s%s", im->digest[0] ? ", pulled as " : "", im->digest,
+                         f.namespace[0] ? " in namespace " : "", f.namespace);
+                if (f.kind == FINDING_PULL)
+                        snprintf(want, sizeof want, "pulled %s as %s%s%s%s", im->ref, im->digest,
+                                 f.namespace[0] ? " in namespace " : "", f.namespace, who);
+                else if (f.kind == FINDING_MUTABLE_TAG)
+                        snprintf(want, sizeof want, "%s uses the mutable tag %s%s%s", im->ref, im->tag, where, who);
+                else
+                        snprintf(want, sizeof want,
+                                 "%s (%.19s) carries no org.opencontainers.image.revision label: not traceable to a commit%s",
+                                 im->ref, im->digest, who);
+                assert_string_equal(f.message, want);
+                if (table[i].long_fields)
+                        assert_int_equal(strlen(f.message), sizeof f.message - 1);
+        }
+}
+
 static void test_invalid_utf8_sanitised(void **state) {
         static const struct {
                 const char *in, *out;
@@ -281,6 +363,7 @@ int main(void) {
                 cmocka_unit_test(test_kind_strings),   cmocka_unit_test(test_json_every_field),
                 cmocka_unit_test(test_json_fields),
                 cmocka_unit_test(test_journal_fields), cmocka_unit_test(test_messages),
+                cmocka_unit_test(test_messages_as_snprintf),
                 cmocka_unit_test(test_id_from_key),
                 cmocka_unit_test(test_invalid_utf8_sanitised),
         };

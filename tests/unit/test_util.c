@@ -84,9 +84,29 @@ static void test_u64_formatters(void **state) {
         }
 }
 
+/* sbuf: what snprintf() makes of the same pieces, cut at the same byte, at every size. */
+static void test_sbuf_as_snprintf(void **state) {
+        for (size_t size = 1; size <= 40; size++) {
+                char got[48], want[48];
+                SBuf b = sbuf_init(got, size);
+                sbuf_add(&b, "node-a");
+                sbuf_add_mem(&b, "|", 1);
+                sbuf_add(&b, NULL);
+                sbuf_add(&b, "");
+                sbuf_add_mem(&b, "xyz", 2);
+                sbuf_add_u64(&b, 18446744073709551615ULL);
+                sbuf_add_u64(&b, 0);
+                snprintf(want, size, "%s|%s%s%.2s%" PRIu64 "%" PRIu64, "node-a", (char *) NULL, "", "xyz",
+                         (uint64_t) 18446744073709551615ULL, (uint64_t) 0);
+                assert_string_equal(got, want);
+                assert_int_equal(b.len, strlen(want));
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_u64_formatters),
+                cmocka_unit_test(test_sbuf_as_snprintf),
                 cmocka_unit_test_setup_teardown(test_open_regular_file, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
