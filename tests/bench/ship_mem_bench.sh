@@ -117,7 +117,7 @@ run_one() {
 	if [[ $tr != none ]]; then
 		pw_poll 120 sc delivered --quiet --expect "$PW_AGENT_OUT" --received "$W/records" ||
 			pw_fail "$ns/$tr: not everything arrived" "$(sc delivered --expect "$PW_AGENT_OUT" --received "$W/records")"
-		pw_poll 60 test "$(sc frames "$PW_STATE_DIR/spool")" = 0 ||
+		pw_poll 60 eval 'test "$(sc frames "$PW_STATE_DIR/spool")" = 0' ||
 			pw_fail "$ns/$tr: the spool did not drain" "$(pw_agent_err_since_start | tail -5)"
 		n=$(wc -l <"$W/records")
 	else

@@ -361,7 +361,9 @@ delivered_wait 20 "right CA + client cert: the kept records arrive" --expect "$P
 pw_assert_ge "$(field expected)" "$n5" "right CA: at least the records kept"
 pw_assert_eq "$(field extra)" 0 "right CA: nothing unknown received"
 # the restart's inventory record is not on stdout: wait until the spool drained of it too
-pw_poll 20 test "$(sc frames "$PW_STATE_DIR/spool")" = 0 || pw_fail "right CA: the spool did not drain" \
+# (eval: the count is read at every poll; as a plain argument it was read once, before
+# the poll, and a spool still draining at that instant failed after 20 s with 0 left)
+pw_poll 20 eval 'test "$(sc frames "$PW_STATE_DIR/spool")" = 0' || pw_fail "right CA: the spool did not drain" \
 	"$(sc frames "$PW_STATE_DIR/spool") frames left"
 pw_stop_agent
 pw_assert_eq "$(metric pullwatch_spool_pending_records)" 0 "right CA: nothing pending"
