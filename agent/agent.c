@@ -74,6 +74,12 @@ static int ledger_load_start(Agent *a) {
         pthread_attr_t attr;
         (void) pthread_attr_init(&attr);
         (void) pthread_attr_setstack(&attr, ld->stack, LEDGER_LOAD_STACK);
+        /* started before watch_signals() blocks SIGTERM: without its own full mask the
+         * thread took a SIGTERM sent while it loaded, and its default action killed the
+         * agent (exit 143, not 0: test_ledger_start under ASan) */
+        sigset_t all;
+        sigfillset(&all);
+        (void) pthread_attr_setsigmask_np(&attr, &all);
         int r = -pthread_create(&ld->thread, &attr, ledger_load_main, ld);
         (void) pthread_attr_destroy(&attr);
         if (r < 0) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -1707,6 +1708,9 @@ static int worker_start(Ctrd *c) {
                 pthread_attr_t attr;
                 (void) pthread_attr_init(&attr);
                 (void) pthread_attr_setstack(&attr, w->stacks[i], WORKER_STACK_SIZE);
+                sigset_t all; /* signals are the loop's (signalfd): none for the readers */
+                sigfillset(&all);
+                (void) pthread_attr_setsigmask_np(&attr, &all);
                 int k = -pthread_create(&w->threads[i], &attr, worker_main, w);
                 (void) pthread_attr_destroy(&attr);
                 if (k < 0) {

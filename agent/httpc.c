@@ -598,6 +598,9 @@ static int conn_start(Httpc *c) {
         }
         (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         (void) pthread_attr_setstacksize(&attr, 256 * 1024); /* NSS modules need some; not 8 MiB */
+        sigset_t all; /* signals are the loop's (signalfd): none for the look-up */
+        sigfillset(&all);
+        (void) pthread_attr_setsigmask_np(&attr, &all);
         __atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
         r = -pthread_create(&tid, &attr, lookup_thread, l);
         pthread_attr_destroy(&attr);
