@@ -392,6 +392,16 @@ static void answer_stored(Server *srv, Request *req, Batch *b, int r, const Stor
         answer(req, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, json_error_body("database error"));
 }
 
+/* Wait on srv->cond (srv->lock held) for a signal or usec at most. */
+static void cond_wait_usec(Server *srv, uint64_t usec) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* the condition's clock: the default attribute's */
+        uint64_t ns = (uint64_t) ts.tv_nsec + usec * 1000ULL;
+        ts.tv_sec += (time_t) (ns / 1000000000ULL);
+        ts.tv_nsec = (long) (ns % 1000000000ULL);
+        pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+}
+
 /* The next queued request after last, if it may join a transaction that holds bytes body
  * bytes so far (NULL: it would take the group over WRITER_GROUP_BYTES, or nothing more is
  * queued); the caller counts the requests against WRITER_GROUP_MAX. */
@@ -407,12 +417,7 @@ static Request *group_next(Server *srv, const Request *last, size_t bytes) {
                 uint64_t now = now_usec_monotonic();
                 if (now >= deadline)
                         break;
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                uint64_t ns = (uint64_t) ts.tv_nsec + (deadline - now) * 1000ULL;
-                ts.tv_sec += (time_t) (ns / 1000000000ULL);
-                ts.tv_nsec = (long) (ns % 1000000000ULL);
-                pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+                cond_wait_usec(srv, deadline - now);
         }
         Request *q = last->next;
         pthread_mutex_unlock(&srv->lock);
@@ -507,15 +512,8 @@ static void *writer_main(void *userdata) {
                                 pthread_mutex_lock(&srv->lock);
                                 continue;
                         }
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
                         uint64_t wait = next_maintain - now;
-                        if (wait > 1000000ULL)
-                                wait = 1000000ULL;
-                        uint64_t ns = (uint64_t) ts.tv_nsec + wait * 1000ULL;
-                        ts.tv_sec += (time_t) (ns / 1000000000ULL);
-                        ts.tv_nsec = (long) (ns % 1000000000ULL);
-                        pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+                        cond_wait_usec(srv, wait > 1000000ULL ? 1000000ULL : wait);
                 }
                 if (!srv->head && srv->stop)
                         break;
@@ -1205,16 +1203,8 @@ int fleet_serve_main(int argc, char **argv) {
         pthread_mutex_lock(&srv->lock);
         srv->draining = true;
         uint64_t deadline = now_usec_monotonic() + DRAIN_TIMEOUT_USEC;
-        while ((srv->active > 0 || srv->head) && now_usec_monotonic() < deadline) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 100000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
-        }
+        while ((srv->active > 0 || srv->head) && now_usec_monotonic() < deadline)
+                cond_wait_usec(srv, 100000);
         size_t left = srv->active;
         pthread_mutex_unlock(&srv->lock);
         if (left)
