@@ -15,13 +15,13 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
 #include "agent-private.h"
 #include "pullwatch/log.h"
 #include "pullwatch/metrics.h"
+#include "pullwatch/thread.h"
 #include "pullwatch/util.h"
 
 /* ---------------------------------------------------------------- ledger & metrics */
@@ -54,7 +54,7 @@ static void *ledger_load_main(void *userdata) {
 static LedgerLoad *ledger_load_free(LedgerLoad *ld) {
         if (!ld)
                 return NULL;
-        munmap(ld->stack, LEDGER_LOAD_STACK);
+        thread_stack_free(ld->stack, LEDGER_LOAD_STACK);
         ledger_free(ld->ledger);
         free(ld);
         return NULL;
@@ -66,22 +66,9 @@ static int ledger_load_start(Agent *a) {
         if (!ld)
                 return -ENOMEM;
         ld->config = a->config;
-        ld->stack = mmap(NULL, LEDGER_LOAD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (ld->stack == MAP_FAILED) {
-                free(ld);
-                return -ENOMEM;
-        }
-        pthread_attr_t attr;
-        (void) pthread_attr_init(&attr);
-        (void) pthread_attr_setstack(&attr, ld->stack, LEDGER_LOAD_STACK);
-        /* started before watch_signals() blocks SIGTERM: without its own full mask the
-         * thread took a SIGTERM sent while it loaded, and its default action killed the
-         * agent (exit 143, not 0: test_ledger_start under ASan) */
-        sigset_t all;
-        sigfillset(&all);
-        (void) pthread_attr_setsigmask_np(&attr, &all);
-        int r = -pthread_create(&ld->thread, &attr, ledger_load_main, ld);
-        (void) pthread_attr_destroy(&attr);
+        /* started before watch_signals() blocks SIGTERM: thread_start() blocks every
+         * signal in it, or a SIGTERM sent while it loads would kill the agent */
+        int r = thread_start(&ld->thread, &ld->stack, LEDGER_LOAD_STACK, ledger_load_main, ld);
         if (r < 0) {
                 ledger_load_free(ld);
                 return r;

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -29,6 +28,7 @@
 #include "pullwatch/grpc.h"
 #include "pullwatch/jscan.h"
 #include "pullwatch/sha256.h"
+#include "pullwatch/thread.h"
 #include "pullwatch/util.h"
 
 #define M_SUBSCRIBE "/containerd.services.events.v1.Events/Subscribe"
@@ -1699,25 +1699,8 @@ static int worker_start(Ctrd *c) {
                 pthread_cond_init(&w->wake, NULL);
         }
         for (unsigned i = 0; r >= 0 && i < WORKER_THREADS; i++) {
-                w->stacks[i] = mmap(NULL, WORKER_STACK_SIZE, PROT_READ | PROT_WRITE,
-                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-                if (w->stacks[i] == MAP_FAILED) {
-                        w->stacks[i] = NULL;
+                if (thread_start(&w->threads[i], &w->stacks[i], WORKER_STACK_SIZE, worker_main, w) < 0)
                         break; /* fewer threads */
-                }
-                pthread_attr_t attr;
-                (void) pthread_attr_init(&attr);
-                (void) pthread_attr_setstack(&attr, w->stacks[i], WORKER_STACK_SIZE);
-                sigset_t all; /* signals are the loop's (signalfd): none for the readers */
-                sigfillset(&all);
-                (void) pthread_attr_setsigmask_np(&attr, &all);
-                int k = -pthread_create(&w->threads[i], &attr, worker_main, w);
-                (void) pthread_attr_destroy(&attr);
-                if (k < 0) {
-                        munmap(w->stacks[i], WORKER_STACK_SIZE);
-                        w->stacks[i] = NULL;
-                        break;
-                }
                 w->n_threads++;
         }
         if (r >= 0 && w->n_threads == 0) {
@@ -1760,7 +1743,7 @@ static void worker_stop(Ctrd *c, bool drop) {
         close(w->efd);
         close(w->blobs_fd);
         for (unsigned i = 0; i < w->n_threads; i++)
-                munmap(w->stacks[i], WORKER_STACK_SIZE);
+                thread_stack_free(w->stacks[i], WORKER_STACK_SIZE);
         free(w);
         c->worker = NULL;
 }
