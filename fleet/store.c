@@ -551,13 +551,15 @@ static const struct {
 };
 
 /* A bound value: text, or an integer (bound natively on SQLite, as decimal text on PG),
- * or (PG) len bytes of a value in PostgreSQL's binary format (the column arrays). */
+ * or (PG) len bytes of a value in PostgreSQL's binary format (the column arrays). sized:
+ * len is s's length in bytes (a binary value always; SQLite binds a sized text as is,
+ * without strlen()). */
 typedef struct Val {
         const char *s;
         int64_t i;
         bool is_int;
         bool binary;
-        uint32_t len1; /* SQLite: strlen(s) + 1 when known (bound as is), else 0 */
+        bool sized;
         size_t len;
 } Val;
 #define T(x) ((Val){.s = (x)})
@@ -822,8 +824,7 @@ static int sqlite_bind(Store *s, sqlite3_stmt *st, const int *idx, const Val *v,
                 if (v[i].is_int)
                         rc = sqlite3_bind_int64(st, idx[i], v[i].i);
                 else if (v[i].s)
-                        rc = sqlite3_bind_text(st, idx[i], v[i].s, v[i].len1 ? (int) v[i].len1 - 1 : -1,
-                                               SQLITE_STATIC);
+                        rc = sqlite3_bind_text(st, idx[i], v[i].s, v[i].sized ? (int) v[i].len : -1, SQLITE_STATIC);
                 else
                         rc = sqlite3_bind_null(st, idx[i]);
                 if (rc != SQLITE_OK)
@@ -1841,7 +1842,7 @@ static void arrays_finish(ColArrays *a, size_t ncols, Val *v) {
                 put_be32(h + 8, a->is_int[c] ? 20 : 25); /* element type: int8, text */
                 put_be32(h + 12, (uint32_t) a->rows);    /* length */
                 put_be32(h + 16, 1);                     /* lower bound */
-                v[c] = (Val){.s = h, .len = a->len[c], .binary = true};
+                v[c] = (Val){.s = h, .len = a->len[c], .binary = true, .sized = true};
         }
 }
 
@@ -2652,7 +2653,8 @@ static int sq_defer(Store *s, SqTable t, StmtId id, const Val *v, size_t n, size
                 c[i] = v[i];
                 if (len1[i]) {
                         c[i].s = memcpy(text, v[i].s, len1[i]);
-                        c[i].len1 = (uint32_t) len1[i];
+                        c[i].len = len1[i] - 1;
+                        c[i].sized = true;
                         text += len1[i];
                 }
         }
