@@ -16,54 +16,25 @@ FLEET=$(realpath "${FLEET:-$HERE/../../build/pullwatch-fleet}")
 N=${N:-200000}
 NODES=${NODES:-10000}
 IMAGES=${IMAGES:-200}
-PY=python3
-[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-W=$(mktemp -d /tmp/pw-fleet-bench.XXXXXX)
-chmod 755 "$W"
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	[[ -n ${PW_PG_DIR:-} ]] && pw_pg_stop
-	rm -rf "$W"
-}
-trap cleanup EXIT
-. "$HERE/../integration/pg.sh"
-PW_PG_FSYNC=on pw_pg_start
-trap cleanup EXIT # pg.sh chained its own; ours stops it too
+# shellcheck source=tests/bench/fleet_lib.sh
+. "$HERE/fleet_lib.sh"
+fleet_bench_init fleet-bench
+fleet_pg_start
 
 echo "generating $N records and $NODES inventories of $IMAGES images ..." >&2
 $PY "$HERE/fleet_bench.py" records "$N" "$W/rec"
 $PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv"
 $PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv2" 1
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=
-FPID=
-start() { # DB_URL
-	PORT=$(free_port)
-	"$FLEET" serve --listen "127.0.0.1:$PORT" --db "$1" --retention 0 2>>"$W/fleet.err" &
-	FPID=$!
-	PIDS+=("$FPID")
-	for _ in $(seq 100); do
-		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "collector did not start: $(tail -3 "$W/fleet.err")" >&2
-	exit 1
-}
-hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$FPID/status"; }
-stop() { kill -TERM "$FPID"; wait "$FPID" || true; }
 post() { $PY "$HERE/fleet_bench.py" post "http://127.0.0.1:$PORT/v1/records" "$1" 2; }
-now() { date +%s.%N; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
 size_mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 
 # an empty database with the collector's schema: start and stop it once
-schema_only() { start "$1"; stop; }
+schema_only() { start "$FLEET" "$1"; stop; }
 
 # ------------------------------------------------------------- records ----
-start "sqlite:$W/sq-rec.db"
+start "$FLEET" "sqlite:$W/sq-rec.db"
 read -r s_sec s_n s_retry < <(post "$W/rec")
 s_rss=$(hwm_mib)
 stop
@@ -77,8 +48,7 @@ EOF
 s_imp=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
 
 pw_pg_psql -c "CREATE DATABASE rec" -c "CREATE DATABASE copy" -c "CREATE DATABASE inv"
-PGB=${PW_PG_URL%/*}
-start "$PGB/rec"
+start "$FLEET" "$PGB/rec"
 read -r p_sec p_n p_retry < <(post "$W/rec")
 p_rss=$(hwm_mib)
 stop
@@ -89,14 +59,14 @@ p_imp=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
 
 # ----------------------------------------------------------- inventory ----
 rows=$((NODES * IMAGES))
-start "sqlite:$W/sq-inv.db"
+start "$FLEET" "sqlite:$W/sq-inv.db"
 read -r si_sec si_n si_retry < <(post "$W/inv")
 read -r si2_sec _ _ < <(post "$W/inv2") # the next hour: the same images, an hour later
 si_rss=$(hwm_mib)
 stop
 si_size=$(du -cb "$W"/sq-inv.db* | tail -1 | cut -f1)
 si_rows=$(sqlite3 "$W/sq-inv.db" "SELECT COUNT(*) FROM node_images")
-start "$PGB/inv"
+start "$FLEET" "$PGB/inv"
 read -r pi_sec pi_n pi_retry < <(post "$W/inv")
 read -r pi2_sec _ _ < <(post "$W/inv2")
 pi_rss=$(hwm_mib)

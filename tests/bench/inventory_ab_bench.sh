@@ -23,49 +23,19 @@ NODES=${NODES:-1000}
 IMAGES=${IMAGES:-200}
 ROUNDS=${ROUNDS:-1}
 DB=${DB:-sqlite}
-PY=python3
-[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-W=$(mktemp -d "${TMPDIR:-/tmp}/pw-inv-ab.XXXXXX")
-chmod 755 "$W"
-FPID=
-cleanup() {
-	[[ -n $FPID ]] && kill "$FPID" 2>/dev/null || true
-	[[ -n ${PW_PG_DIR:-} ]] && pw_pg_stop
-	rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=tests/bench/fleet_lib.sh
+. "$HERE/fleet_lib.sh"
+fleet_bench_init inv-ab
 if [[ $DB == pg ]]; then
-	. "$HERE/../integration/pg.sh"
 	[[ -n ${PG_STATS:-} ]] &&
 		export PW_PG_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c pg_stat_statements.max=1000"
-	PW_PG_FSYNC=on pw_pg_start
-	trap cleanup EXIT
-	PGB=${PW_PG_URL%/*}
+	fleet_pg_start
 fi
 
 echo "generating $NODES inventories of $IMAGES images, two hours ..." >&2
 $PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv"
 $PY "$HERE/fleet_bench.py" inventory "$NODES" "$IMAGES" "$W/inv2" 1
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=
-start() { # FLEET DB_URL
-	PORT=$(free_port)
-	"$1" serve --listen "127.0.0.1:$PORT" --db "$2" --retention 0 2>>"$W/fleet.err" &
-	FPID=$!
-	for _ in $(seq 200); do
-		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "collector did not start: $(tail -3 "$W/fleet.err")" >&2
-	exit 1
-}
-stop() { kill -TERM "$FPID"; wait "$FPID" || true; FPID=; }
-tck=$(getconf CLK_TCK)
-cpu_s() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$FPID/stat"; }
-wchar() { awk '/^wchar/ { print $2 }' "/proc/$FPID/io"; }
-hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$FPID/status"; }
-load() { cut -d' ' -f1 /proc/loadavg; }
 # the PostgreSQL cluster's CPU, s: the postmaster's own and its reaped children's, and
 # every live child's (the collector's backend, the WAL writer, the checkpointer ...)
 pg_cpu_s() {
@@ -87,8 +57,6 @@ pg_stats_print() { # URL TITLE
 		left(regexp_replace(query, '\s+', ' ', 'g'), 90) FROM pg_stat_statements
 		WHERE total_exec_time + total_plan_time > 10 ORDER BY total_exec_time + total_plan_time DESC LIMIT 12" | sed 's/^/    /' >&2
 }
-# each thread's CPU ticks: "tid ticks" lines
-threads() { for t in /proc/"$FPID"/task/*; do awk -v t="${t##*/}" '{ print t, $14 + $15 }' "$t/stat"; done; }
 # post DIR → "wall cpu GB busiest[ server]" of the collector for it (busiest: the CPU of its
 # busiest thread, the writer: what bounds the wall time when the other threads have a
 # core; server: the PostgreSQL cluster's CPU, DB=pg)

@@ -22,47 +22,20 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 FLEET=$(realpath "${FLEET:-$HERE/../../build/pullwatch-fleet}")
 N=${N:-200000}
 ROUNDS=${ROUNDS:-2}
-PY=python3
-[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-W=$(mktemp -d "${TMPDIR:-/tmp}/pw-pg-ceiling.XXXXXX")
-chmod 755 "$W"
-FPID=
-cleanup() {
-	[[ -n $FPID ]] && kill "$FPID" 2>/dev/null || true
-	[[ -n ${PW_PG_DIR:-} ]] && pw_pg_stop
-	rm -rf "$W"
-}
-trap cleanup EXIT
-. "$HERE/../integration/pg.sh"
-PW_PG_FSYNC=on pw_pg_start
-trap cleanup EXIT # pg.sh chained its own; ours stops it too
-PGB=${PW_PG_URL%/*}
+# shellcheck source=tests/bench/fleet_lib.sh
+. "$HERE/fleet_lib.sh"
+fleet_bench_init pg-ceiling
+fleet_pg_start
 
 echo "generating $N records ..." >&2
 $PY "$HERE/fleet_bench.py" records "$N" "$W/rec"
 split -l 1000 -d -a 4 "$W/rec/records.csv" "$W/rec/part."
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=
-start() { # DB_URL
-	PORT=$(free_port)
-	"$FLEET" serve --listen "127.0.0.1:$PORT" --db "$1" --retention 0 2>>"$W/fleet.err" &
-	FPID=$!
-	for _ in $(seq 200); do
-		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "collector did not start: $(tail -3 "$W/fleet.err")" >&2
-	exit 1
-}
-stop() { kill -TERM "$FPID"; wait "$FPID" || true; FPID=; }
-echo 0 >"$W/dbn" # newdb runs in $(...): the count lives in a file
-newdb() { # a fresh database with the collector's schema (its migrations); prints its URL
-	local n=$(($(cat "$W/dbn") + 1))
-	echo "$n" >"$W/dbn"
-	pw_pg_psql -c "CREATE DATABASE d$n" >/dev/null
-	start "$PGB/d$n" >&2 && stop >&2
-	echo "$PGB/d$n"
+schema_db() { # a fresh database with the collector's schema (its migrations); prints its URL
+	local db
+	db=$(newdb)
+	start "$FLEET" "$db" >&2 && stop >&2
+	echo "$db"
 }
 
 # The state a record keeps, derived set-based from table $1 (records or the staging st).
@@ -103,11 +76,9 @@ SQL
 	done
 } >"$W/batched.sql"
 
-now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 rate() { awk -v n="$N" -v s="$1" 'BEGIN { printf "%.0f", n / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-load() { cut -d' ' -f1 /proc/loadavg; }
 counts() { # rows kept: records / node_images / workload_history / nodes
 	psql -X -A -t -d "$1" -c "SELECT (SELECT COUNT(*) FROM records) || '/' || (SELECT COUNT(*) FROM node_images)
 	  || '/' || (SELECT COUNT(*) FROM workload_history) || '/' || (SELECT COUNT(*) FROM nodes)"
@@ -115,24 +86,24 @@ counts() { # rows kept: records / node_images / workload_history / nodes
 
 printf '%-6s %-10s %9s %10s %8s %6s  %s\n' round run seconds records/s "÷copy" load "rows: records/node_images/workload_history/nodes"
 for r in $(seq "$ROUNDS"); do
-	db=$(newdb)
+	db=$(schema_db)
 	t=$(now)
 	psql -X -q -d "$db" -c "\\copy records FROM '$W/rec/records.csv' CSV"
 	c=$(since "$t")
 	printf '%-6s %-10s %9s %10s %8s %6s  %s\n' "$r" copy "$c" "$(rate "$c")" 1.00 "$(load)" "$(counts "$db")"
-	db=$(newdb)
+	db=$(schema_db)
 	t=$(now)
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$W/oneshot.sql" >/dev/null
 	s=$(since "$t")
 	printf '%-6s %-10s %9s %10s %8s %6s  %s\n' "$r" one-shot "$s" "$(rate "$s")" "$(ratio "$c" "$s")" "$(load)" "$(counts "$db")"
-	db=$(newdb)
+	db=$(schema_db)
 	t=$(now)
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$W/batched.sql" >/dev/null
 	s=$(since "$t")
 	printf '%-6s %-10s %9s %10s %8s %6s  %s\n' "$r" batched "$s" "$(rate "$s")" "$(ratio "$c" "$s")" "$(load)" "$(counts "$db")"
-	db=$(newdb)
-	start "$db"
-	read -r s n retry < <($PY "$HERE/fleet_bench.py" post "http://127.0.0.1:$PORT/v1/records" "$W/rec" 2)
+	db=$(schema_db)
+	start "$FLEET" "$db"
+	read -r s n _ < <($PY "$HERE/fleet_bench.py" post "http://127.0.0.1:$PORT/v1/records" "$W/rec" 2)
 	stop
 	[[ $n == "$N" ]] || echo "collector stored $n of $N records" >&2
 	printf '%-6s %-10s %9s %10s %8s %6s  %s\n' "$r" collector "$s" "$(rate "$s")" "$(ratio "$c" "$s")" "$(load)" "$(counts "$db")"

@@ -18,40 +18,13 @@ FLEET_A=$(realpath "${FLEET_A:?FLEET_A=path of build A}")
 FLEET_B=$(realpath "${FLEET_B:-$HERE/../../build/pullwatch-fleet}")
 N=${N:-50000}
 ROUNDS=${ROUNDS:-3}
-PY=python3
-[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-W=$(mktemp -d "${TMPDIR:-/tmp}/pw-rec-ab.XXXXXX")
-FPID=
-cleanup() {
-	[[ -n $FPID ]] && kill "$FPID" 2>/dev/null || true
-	rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=tests/bench/fleet_lib.sh
+. "$HERE/fleet_lib.sh"
+fleet_bench_init rec-ab
 
 echo "generating $N records ..." >&2
 $PY "$HERE/fleet_bench.py" records "$N" "$W/rec"
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=
-start() { # FLEET DB_URL
-	PORT=$(free_port)
-	"$1" serve --listen "127.0.0.1:$PORT" --db "$2" --retention 0 2>>"$W/fleet.err" &
-	FPID=$!
-	for _ in $(seq 200); do
-		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "collector did not start: $(tail -3 "$W/fleet.err")" >&2
-	exit 1
-}
-stop() { kill -TERM "$FPID"; wait "$FPID" || true; FPID=; }
-tck=$(getconf CLK_TCK)
-cpu_s() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$FPID/stat"; }
-wchar() { awk '/^wchar/ { print $2 }' "/proc/$FPID/io"; }
-hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$FPID/status"; }
-load() { cut -d' ' -f1 /proc/loadavg; }
-threads() { for t in /proc/"$FPID"/task/*; do awk -v t="${t##*/}" '{ print t, $14 + $15 }' "$t/stat"; done; }
-now() { date +%s.%N; }
 # run FLEET DB → "rec/s cpu GB writer retries rss"
 run() {
 	start "$1" "sqlite:$2"

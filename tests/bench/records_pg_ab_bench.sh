@@ -19,51 +19,16 @@ FLEET_A=$(realpath "${FLEET_A:?FLEET_A=path of build A}")
 FLEET_B=$(realpath "${FLEET_B:-$HERE/../../build/pullwatch-fleet}")
 N=${N:-50000}
 ROUNDS=${ROUNDS:-3}
-PY=python3
-[[ -x /usr/bin/python3 ]] && PY=/usr/bin/python3
-W=$(mktemp -d "${TMPDIR:-/tmp}/pw-rec-pg-ab.XXXXXX")
-chmod 755 "$W"
-FPID=
-cleanup() {
-	[[ -n $FPID ]] && kill "$FPID" 2>/dev/null || true
-	[[ -n ${PW_PG_DIR:-} ]] && pw_pg_stop
-	rm -rf "$W"
-}
-trap cleanup EXIT
-. "$HERE/../integration/pg.sh"
-PW_PG_FSYNC=on PW_PG_OPTS="-c shared_preload_libraries=pg_stat_statements" pw_pg_start
-trap cleanup EXIT # pg.sh chained its own; ours stops it too
-PGB=${PW_PG_URL%/*}
+# shellcheck source=tests/bench/fleet_lib.sh
+. "$HERE/fleet_lib.sh"
+fleet_bench_init rec-pg-ab
+PW_PG_OPTS="-c shared_preload_libraries=pg_stat_statements" fleet_pg_start
 
 echo "generating $N records ..." >&2
 $PY "$HERE/fleet_bench.py" records "$N" "$W/rec"
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=
-echo 0 >"$W/dbn" # a fresh database per run (runs go in subshells: the count lives in a file)
-newdb() {
-	local n=$(($(cat "$W/dbn") + 1))
-	echo "$n" >"$W/dbn"
-	pw_pg_psql -c "CREATE DATABASE d$n"
-	echo "$PGB/d$n"
-}
-start() { # FLEET DB_URL
-	PORT=$(free_port)
-	"$1" serve --listen "127.0.0.1:$PORT" --db "$2" --retention 0 2>>"$W/fleet.err" &
-	FPID=$!
-	for _ in $(seq 200); do
-		curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	echo "collector did not start: $(tail -3 "$W/fleet.err")" >&2
-	exit 1
-}
-stop() { kill -TERM "$FPID"; wait "$FPID" || true; FPID=; }
-tck=$(getconf CLK_TCK)
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-load() { cut -d' ' -f1 /proc/loadavg; }
 sql() { psql -X -A -t -q -d "$1" -c "$2"; }
-now() { date +%s.%N; }
 # run FLEET → "rec/s backend-CPU-s collector-CPU-s statements-s retries"
 run() {
 	local db
