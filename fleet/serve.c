@@ -405,15 +405,17 @@ static void cond_wait_usec(Server *srv, uint64_t usec) {
 /* The next queued request after last, if it may join a transaction that holds bytes body
  * bytes so far (NULL: it would take the group over WRITER_GROUP_BYTES, or nothing more is
  * queued); the caller counts the requests against WRITER_GROUP_MAX. */
-static Request *group_next(Server *srv, const Request *last, size_t bytes) {
+static Request *group_next(Server *srv, const Request *last, size_t bytes, bool expect_more) {
         pthread_mutex_lock(&srv->lock);
         /* a body received whole is queued as soon as it is decoded (CPU only, no network):
          * worth waiting for (up to GROUP_WAIT_USEC) rather than leaving it a commit and an
          * fsync of its own — SQLite does a group's work at its end (store.c, sq_flush), so
          * with two agents posting in turn the second one's batch is still being decoded
-         * when the first one's is in */
+         * when the first one's is in. expect_more: the last group had more requests than
+         * this one so far — their agents, answered together, post again together, and the
+         * second one's body may not even be in yet when the first one's is queued */
         uint64_t deadline = now_usec_monotonic() + GROUP_WAIT_USEC;
-        while (!last->next && srv->decoding > 0 && !srv->stop) {
+        while (!last->next && (srv->decoding > 0 || expect_more) && !srv->stop) {
                 uint64_t now = now_usec_monotonic();
                 if (now >= deadline)
                         break;
@@ -434,7 +436,7 @@ static Request *group_next(Server *srv, const Request *last, size_t bytes) {
  * queued together always did. A failure that is not "try again later" (a database
  * error one request's data may cause) is retried one request per transaction, so that
  * one bad batch cannot fail the others with it. */
-static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, Batch *b) {
+static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, size_t expect, Batch *b) {
         StoreIngestResult res[WRITER_GROUP_MAX] = {0};
         uint64_t t0 = now_usec_monotonic();
         size_t bytes = 0;
@@ -453,10 +455,10 @@ static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, Ba
                         /* the last one so far: one queued behind it may join, once the
                          * server's work on these is over (PostgreSQL's pipeline) */
                         if (r >= 0 && grow && i + 1 == *n && *n < WRITER_GROUP_MAX) {
-                                Request *q = group_next(srv, reqs[i], bytes);
+                                Request *q = group_next(srv, reqs[i], bytes, *n < expect);
                                 if (!q) { /* none yet: the work so far, then look again */
                                         r = store_ingest_wait(srv->store, b->err, sizeof b->err);
-                                        q = r >= 0 ? group_next(srv, reqs[i], bytes) : NULL;
+                                        q = r >= 0 ? group_next(srv, reqs[i], bytes, false) : NULL;
                                 }
                                 if (q) {
                                         reqs[(*n)++] = q;
@@ -471,7 +473,7 @@ static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, Ba
         if (r < 0 && *n > 1 && !(r == -ENOTCONN || r == -EBUSY || r == -ENOSPC || r == -ENOMEM)) {
                 for (size_t i = 0; i < *n; i++) {
                         size_t one = 1;
-                        store_requests(srv, &reqs[i], &one, false, b);
+                        store_requests(srv, &reqs[i], &one, false, 0, b);
                 }
                 return;
         }
@@ -493,6 +495,7 @@ static void *writer_main(void *userdata) {
         Server *srv = userdata;
         Batch b = {.srv = srv, .recs = calloc(CHUNK_RECORDS, sizeof(Record))};
         uint64_t next_maintain = now_usec_monotonic();
+        size_t last_n = 0; /* requests in the last group */
         if (!b.recs) {
                 log_line("writer: out of memory");
                 abort();
@@ -528,7 +531,8 @@ static void *writer_main(void *userdata) {
                 }
                 pthread_mutex_unlock(&srv->lock);
 
-                store_requests(srv, reqs, &n, true, &b); /* n grows by the requests that joined */
+                store_requests(srv, reqs, &n, true, last_n, &b); /* n grows by the requests that joined */
+                last_n = n;
 
                 pthread_mutex_lock(&srv->lock);
                 for (size_t i = 0; i < n; i++) {

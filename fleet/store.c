@@ -21,6 +21,7 @@
 
 #include "pullwatch/record.h"
 #include "pullwatch/util.h"
+#include "pullwatch/walbuf.h"
 
 #define STORE_SCHEMA_VERSION 12
 #define PG_MIGRATION_LOCK 0x70776174636800LL /* "pwatch": one collector migrates at a time */
@@ -912,8 +913,10 @@ static int sqlite_open(Store *s, const char *path, char *err, size_t errlen) {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
         (void) pthread_once(&once, sqlite_global_config);
         snprintf(s->name, sizeof s->name, "sqlite:%s", path);
+        /* the WAL's frames written 7 at a time instead of two pwrite()s each (walbuf.h);
+         * without the VFS (none registered), SQLite's default */
         int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 NULL);
+                                 walbuf_register() >= 0 ? WALBUF_VFS_NAME : NULL);
         if (rc != SQLITE_OK)
                 return fail_db(s, err, errlen, -ENOTCONN, "cannot open", s->db ? sqlite3_errmsg(s->db) : "");
         sqlite3_busy_timeout(s->db, STORE_LOCK_TIMEOUT_MSEC);
