@@ -7,7 +7,8 @@
 # switches per event, and each agent's event → journald latency (median / p99 / max, as
 # agent_bench.sh measures it). Across separate agent_bench.sh runs the machine's load moves the
 # figures more than a change does; here every build sees the same events under the
-# same load. As root. Prints figures only (exit 0 unless setup fails).
+# same load; and each agent's minor page faults per event (flt/ev). As root. Prints
+# figures only (exit 0 unless setup fails).
 #   N=200     events
 #   GAP=0.05  seconds between two events (after each ctr process exits)
 #   BURST=1   instead: a burst, as agent_bench.sh makes it (xargs -P 4, 50 names
@@ -53,6 +54,7 @@ if ((${AB_KNOWN:-0} > 0)); then
 fi
 
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+minflt() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
 run_ns() { awk '{ print $1 }' "/proc/$1/schedstat"; }
 csw() { awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { s += $2 } END { print s }' "/proc/$1/status"; }
 pids=() nodes=()
@@ -82,7 +84,8 @@ fi
 PW_EXTRA_PIDS="${pids[*]} $CTR_PID ${STAMP_PID:-}"
 sleep 4 # the catch-up listing 3 s after subscribing
 declare -A t0 n0 c0
-for p in "${pids[@]}"; do t0[$p]=$(ticks "$p") n0[$p]=$(run_ns "$p") c0[$p]=$(csw "$p"); done
+declare -A f0
+for p in "${pids[@]}"; do t0[$p]=$(ticks "$p") n0[$p]=$(run_ns "$p") c0[$p]=$(csw "$p") f0[$p]=$(minflt "$p"); done
 all_ns() { local s=0 a f; for f in /proc/"$1"/task/*/schedstat; do read -r a _ <"$f" 2>/dev/null && s=$((s + a)); done; echo "$s"; }
 ctd_t0=$(ticks "$PW_CTD_PID") ctd_n0=$(all_ns "$PW_CTD_PID")
 all_csw() { local s=0 f; for f in /proc/"$1"/task/*/status; do s=$((s + $(awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { s += $2 } END { print s }' "$f" 2>/dev/null || echo 0))); done; echo "$s"; }
@@ -142,7 +145,7 @@ if [[ -n $CTR_PID ]]; then
 		"$("$PW_PY" "$HERE/agent_bench.py" ctr-lat "$PW_WORK/ctr.events" bench/ab- |
 			"$PW_PY" -c "import sys; n, med, p99, mx = sys.stdin.read().split(); print('%.2f/%.2f/%.2f ms' % (float(med) / 1e3, float(p99) / 1e3, float(mx) / 1e3) if med != '-' else '-')")"
 fi
-printf '%-40s %12s %12s %8s %22s %8s\n' binary "run time/ev" "ticks/ev" "csw/ev" "latency med/p99/max" "× ctr"
+printf '%-40s %12s %12s %8s %22s %8s %8s\n' binary "run time/ev" "ticks/ev" "csw/ev" "latency med/p99/max" "× ctr" "flt/ev"
 i=0
 for p in "${pids[@]}"; do
 	spec=${*:$((i + 1)):1}
@@ -152,10 +155,11 @@ for p in "${pids[@]}"; do
 	us=$("$PW_PY" -c "print(($(run_ns "$p") - ${n0[$p]}) / 1e3 / $N)")
 	lat=-
 	[[ ${med:--} == - ]] || lat=$("$PW_PY" -c "print('%.2f/%.2f/%.2f ms' % ($med / 1e3, $p99 / 1e3, $max / 1e3))")
-	printf '%-40s %9.1f µs %9.1f µs %8.2f %22s %8s\n' "$spec" "$us" \
+	printf '%-40s %9.1f µs %9.1f µs %8.2f %22s %8s %8.2f\n' "$spec" "$us" \
 		"$("$PW_PY" -c "print(($(ticks "$p") - ${t0[$p]}) * 1e6 / $(getconf CLK_TCK) / $N)")" \
 		"$("$PW_PY" -c "print(($(csw "$p") - ${c0[$p]}) / $N)")" "$lat" \
-		"$([[ -z $ctr_us ]] && echo - || "$PW_PY" -c "print('%.2fx' % ($us / $ctr_us))")"
+		"$([[ -z $ctr_us ]] && echo - || "$PW_PY" -c "print('%.2fx' % ($us / $ctr_us))")" \
+		"$("$PW_PY" -c "print(($(minflt "$p") - ${f0[$p]}) / $N)")"
 	i=$((i + 1))
 done
 # containerd's own threads (it answers every agent's look-ups, ctr's calls too): what a

@@ -105,6 +105,28 @@ ew=$(calls sc epoll_wait)
 ((ew <= 3 * N)) || pw_fail "$ew epoll_wait for $N events (at most $((3 * N)): two turns per event and a few)" \
 	"$(awk '{ sub(/\(.*/, "", $2); print $2 }' "$PW_WORK/sc.strace" | sort | uniq -c)"
 pw_pass "$ew epoll_wait for $N events"
+
+# 4. A paced stream's ledger saves (one 2 s after a change) do not each give the heap back:
+#    a malloc_trim() after every save returned pages that the next events faulted in
+#    again (0.3 page faults per paced event). The trim waits for the metrics timer, which
+#    every event keeps pending: over three events each followed by its save, at most one
+#    trim (madvise), the metrics timer's if it fired meanwhile; a trim per save was three.
+strace -f -e trace=fdatasync,madvise -o "$PW_WORK/saves.strace" -p "$PW_AGENT_PID" 2>"$PW_WORK/strace.err" &
+st=$!
+PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $st"
+pw_poll 10 eval "awk '\$1 == \"TracerPid:\" && \$2 != 0 { ok = 1 } END { exit !ok }' /proc/$PW_AGENT_PID/status" ||
+	pw_fail "strace did not attach" "$(cat "$PW_WORK/strace.err")"
+for ((i = 1; i <= 3; i++)); do
+	pw_ctr -n default images tag "$BASE" "idle.test/save-$i:1.0.0" >/dev/null
+	pw_wait_record pull "idle.test/save-$i:1.0.0" "$d" default
+	pw_poll 10 eval "(( \$(grep -c 'fdatasync(' '$PW_WORK/saves.strace' || true) >= i ))" ||
+		pw_fail "no ledger save within 10 s of event $i" "$(cat "$PW_WORK/saves.strace")"
+done
+kill -INT "$st"
+wait "$st" || true
+tr=$(grep -c 'madvise(' "$PW_WORK/saves.strace" || true)
+((tr <= 1)) || pw_fail "$tr heap trims over 3 paced events and their saves (at most 1)" "$(cat "$PW_WORK/saves.strace")"
+pw_pass "$tr heap trim(s) over 3 paced events and their $(grep -c 'fdatasync(' "$PW_WORK/saves.strace") saves"
 pw_stop_agent
 
 # with an endpoint (nothing listens there: records wait in the spool)
