@@ -98,7 +98,9 @@ trace_events sc
 pw_log "system calls over $N events: $(awk '{ sub(/\(.*/, "", $2); print $2 }' "$PW_WORK/sc.strace" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
 pw_assert_eq "$(calls sc gettid)" 0 "no gettid() per loop turn"
 pw_assert_eq "$(calls sc newfstatat)" 0 "no lstat() of journald's socket per entry"
-pw_assert_eq "$(calls sc sendmsg)" "$N" "one sendmsg to journald per entry"
+# counted when sent: a shared journald busy with other tests' entries fills its queue,
+# and the entry is sent again when the socket is writable (a sendmsg that said EAGAIN)
+pw_assert_eq "$(grep -c '^[0-9]* *sendmsg(.* = [0-9]' "$PW_WORK/sc.strace" || true)" "$N" "one sendmsg to journald per entry"
 pw_assert_eq "$(idle_after_get sc)" 0 "the Images.Get leaves in the turn that read the event"
 ew=$(calls sc epoll_wait)
 # the ledger's save 2 s after a change, and a reply read in two parts, are a turn more
@@ -108,10 +110,14 @@ pw_pass "$ew epoll_wait for $N events"
 
 # 4. A paced stream's ledger saves (one 2 s after a change) do not each give the heap back:
 #    a malloc_trim() after every save returned pages that the next events faulted in
-#    again (0.3 page faults per paced event). The trim waits for the metrics timer, which
-#    every event keeps pending: over three events each followed by its save, at most one
-#    trim (madvise), the metrics timer's if it fired meanwhile; a trim per save was three.
-strace -f -e trace=fdatasync,madvise -o "$PW_WORK/saves.strace" -p "$PW_AGENT_PID" 2>"$PW_WORK/strace.err" &
+#    again (0.3 page faults per paced event). While events come the trim waits for the
+#    metrics timer (every event keeps it pending), which writes status.json first. From an
+#    idle agent (no timer pending), three events each followed by its save: no trim
+#    (madvise) before that status.json; a trim per save made them at the first save.
+pw_poll 40 eval '! pw_timer_due_within "$PW_AGENT_PID" 60' ||
+	pw_fail "the agent keeps a timer due within 60 s before part 4"
+strace -f -e trace=fdatasync,madvise,rename,renameat,renameat2 -o "$PW_WORK/saves.strace" -p "$PW_AGENT_PID" \
+	2>"$PW_WORK/strace.err" &
 st=$!
 PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $st"
 pw_poll 10 eval "awk '\$1 == \"TracerPid:\" && \$2 != 0 { ok = 1 } END { exit !ok }' /proc/$PW_AGENT_PID/status" ||
@@ -124,9 +130,8 @@ for ((i = 1; i <= 3; i++)); do
 done
 kill -INT "$st"
 wait "$st" || true
-tr=$(grep -c 'madvise(' "$PW_WORK/saves.strace" || true)
-((tr <= 1)) || pw_fail "$tr heap trims over 3 paced events and their saves (at most 1)" "$(cat "$PW_WORK/saves.strace")"
-pw_pass "$tr heap trim(s) over 3 paced events and their $(grep -c 'fdatasync(' "$PW_WORK/saves.strace") saves"
+tr=$(awk '/rename.*"status\.json"/ { exit } /madvise\(/ { n++ } END { print n + 0 }' "$PW_WORK/saves.strace")
+pw_assert_eq "$tr" 0 "no heap trim after the saves of 3 paced events, before the metrics timer's"
 pw_stop_agent
 
 # with an endpoint (nothing listens there: records wait in the spool)
