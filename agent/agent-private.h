@@ -71,6 +71,7 @@ typedef struct Agent {
         sd_event_source *relist_timer;
         sd_event_source *pins_watch, *pins_timer;
         sd_event_source *trim; /* defer: malloc_trim() once the current handler has freed its buffers */
+        bool trim_owed;        /* a ledger save's heap is trimmed when the metrics timer fires */
         int exit_error; /* scan: a listing failed */
 } Agent;
 

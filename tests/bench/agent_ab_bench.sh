@@ -7,7 +7,8 @@
 # switches per event, and each agent's event → journald latency (median / p99 / max, as
 # agent_bench.sh measures it). Across separate agent_bench.sh runs the machine's load moves the
 # figures more than a change does; here every build sees the same events under the
-# same load. As root. Prints figures only (exit 0 unless setup fails).
+# same load; and each agent's minor page faults per event (flt/ev). As root. Prints
+# figures only (exit 0 unless setup fails).
 #   N=200     events
 #   GAP=0.05  seconds between two events (after each ctr process exits)
 #   BURST=1   instead: a burst, as agent_bench.sh makes it (xargs -P 4, 50 names
@@ -24,6 +25,12 @@
 #   AB_STRACE=1  trace the first build's agent's system calls over the events
 #                (strace -f -tt -T, to $AB_OUT.strace; it slows that agent: its CPU
 #                figures are not comparable)
+#   AB_CTR=1     also run `ctr events` beside the agents (writing to a FIFO read by
+#                linestamp.c, as agent_bench.sh does) and print its CPU and context
+#                switches per event and each agent's CPU as a ratio of it: the issue's
+#                "× ctr events" on the same events, for several builds at once
+#   AB_KNOWN=0   images made before the agents start (each agent lists them; the
+#                issue's setting is 1000, as agent_bench.sh's KNOWN)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -42,8 +49,12 @@ R=$PW_REGISTRY
 BASE=$R/bench/base:1.0.0
 pw_build_image bench/base 1.0.0 0123456789abcdef0123456789abcdef01234567 "bench-$RANDOM$RANDOM" >/dev/null
 pw_pull default "$BASE"
+if ((${AB_KNOWN:-0} > 0)); then
+	seq -f "$R/bench/known-%05g:1.0.0" 1 "$AB_KNOWN" | xargs -P 4 -n 50 ctr -a "$PW_SOCK" images tag "$BASE" >/dev/null
+fi
 
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+minflt() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
 run_ns() { awk '{ print $1 }' "/proc/$1/schedstat"; }
 csw() { awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { s += $2 } END { print s }' "/proc/$1/status"; }
 pids=() nodes=()
@@ -57,13 +68,28 @@ for spec in "$@"; do
 	pw_poll 30 grep -q 'subscribed to containerd events' "$PW_WORK/$node.err" ||
 		pw_fail "$bin did not subscribe" "$(tail -5 "$PW_WORK/$node.err")"
 done
+CTR_PID=
+if [[ ${AB_CTR:-0} == 1 ]]; then
+	gcc -O2 -Wall -Wextra -Werror -o "$PW_WORK/linestamp" "$HERE/linestamp.c" || pw_fail "cannot build linestamp.c"
+	mkfifo "$PW_WORK/ctr.fifo"
+	"$PW_WORK/linestamp" <"$PW_WORK/ctr.fifo" >"$PW_WORK/ctr.events" &
+	STAMP_PID=$!
+	ctr -a "$PW_SOCK" events >"$PW_WORK/ctr.fifo" 2>"$PW_WORK/ctr.err" &
+	CTR_PID=$!
+	# ctr events prints nothing until an event arrives: make one, wait for it
+	pw_poll 10 eval "ctr -a '$PW_SOCK' images tag --force '$BASE' '$R/bench/ctr-ready:1.0.0' >/dev/null 2>&1; grep -q ctr-ready '$PW_WORK/ctr.events'" ||
+		pw_fail "ctr events printed no event within 10 s" "$(cat "$PW_WORK/ctr.err")"
+fi
 # shellcheck disable=SC2034 # lib.sh's EXIT trap stops them
-PW_EXTRA_PIDS="${pids[*]}"
+PW_EXTRA_PIDS="${pids[*]} $CTR_PID ${STAMP_PID:-}"
 sleep 4 # the catch-up listing 3 s after subscribing
 declare -A t0 n0 c0
-for p in "${pids[@]}"; do t0[$p]=$(ticks "$p") n0[$p]=$(run_ns "$p") c0[$p]=$(csw "$p"); done
+declare -A f0
+for p in "${pids[@]}"; do t0[$p]=$(ticks "$p") n0[$p]=$(run_ns "$p") c0[$p]=$(csw "$p") f0[$p]=$(minflt "$p"); done
 all_ns() { local s=0 a f; for f in /proc/"$1"/task/*/schedstat; do read -r a _ <"$f" 2>/dev/null && s=$((s + a)); done; echo "$s"; }
 ctd_t0=$(ticks "$PW_CTD_PID") ctd_n0=$(all_ns "$PW_CTD_PID")
+all_csw() { local s=0 f; for f in /proc/"$1"/task/*/status; do s=$((s + $(awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { s += $2 } END { print s }' "$f" 2>/dev/null || echo 0))); done; echo "$s"; }
+[[ -z $CTR_PID ]] || ctr_n0=$(all_ns "$CTR_PID") ctr_c0=$(all_csw "$CTR_PID")
 AB_OUT=${AB_OUT:-/tmp/ab_bench.perf.txt}
 if [[ ${AB_PERF:-0} == 1 ]]; then
 	perf record -q -g -F 10000 -p "${pids[0]}" -o "$PW_WORK/perf.data" >/dev/null 2>"$PW_WORK/perf.err" &
@@ -110,18 +136,30 @@ if [[ -n ${SCHED_PID:-} ]]; then
 	echo "${pids[0]}" >"$AB_OUT.sched.pid"
 fi
 echo "== $N $what, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-40s %12s %12s %8s %22s\n' binary "run time/ev" "ticks/ev" "csw/ev" "latency med/p99/max"
+ctr_us=
+if [[ -n $CTR_PID ]]; then
+	# every thread of ctr events (Go: several), as containerd's below
+	ctr_us=$("$PW_PY" -c "print(($(all_ns "$CTR_PID") - $ctr_n0) / 1e3 / $N)")
+	printf '%-40s %9.1f µs %12s %8.2f %22s\n' "ctr events (all threads)" "$ctr_us" - \
+		"$("$PW_PY" -c "print(($(all_csw "$CTR_PID") - $ctr_c0) / $N)")" \
+		"$("$PW_PY" "$HERE/agent_bench.py" ctr-lat "$PW_WORK/ctr.events" bench/ab- |
+			"$PW_PY" -c "import sys; n, med, p99, mx = sys.stdin.read().split(); print('%.2f/%.2f/%.2f ms' % (float(med) / 1e3, float(p99) / 1e3, float(mx) / 1e3) if med != '-' else '-')")"
+fi
+printf '%-40s %12s %12s %8s %22s %8s %8s\n' binary "run time/ev" "ticks/ev" "csw/ev" "latency med/p99/max" "× ctr" "flt/ev"
 i=0
 for p in "${pids[@]}"; do
 	spec=${*:$((i + 1)):1}
 	# shellcheck disable=SC2034 # n is the count
 	read -r n med p99 max < <(journalctl -q -o json --no-pager SYSLOG_IDENTIFIER=pullwatch "NODE_NAME=${nodes[$i]}" \
 		PULLWATCH_KIND=pull 2>/dev/null | "$PW_PY" "$HERE/agent_bench.py" journal-lat bench/ab-)
-	printf '%-40s %9.1f µs %9.1f µs %8.2f %22s\n' "$spec" \
-		"$("$PW_PY" -c "print(($(run_ns "$p") - ${n0[$p]}) / 1e3 / $N)")" \
+	us=$("$PW_PY" -c "print(($(run_ns "$p") - ${n0[$p]}) / 1e3 / $N)")
+	lat=-
+	[[ ${med:--} == - ]] || lat=$("$PW_PY" -c "print('%.2f/%.2f/%.2f ms' % ($med / 1e3, $p99 / 1e3, $max / 1e3))")
+	printf '%-40s %9.1f µs %9.1f µs %8.2f %22s %8s %8.2f\n' "$spec" "$us" \
 		"$("$PW_PY" -c "print(($(ticks "$p") - ${t0[$p]}) * 1e6 / $(getconf CLK_TCK) / $N)")" \
-		"$("$PW_PY" -c "print(($(csw "$p") - ${c0[$p]}) / $N)")" \
-		"$("$PW_PY" -c "print('%.2f/%.2f/%.2f ms' % ($med / 1e3, $p99 / 1e3, $max / 1e3) if '$med' != '-' else '-')")"
+		"$("$PW_PY" -c "print(($(csw "$p") - ${c0[$p]}) / $N)")" "$lat" \
+		"$([[ -z $ctr_us ]] && echo - || "$PW_PY" -c "print('%.2fx' % ($us / $ctr_us))")" \
+		"$("$PW_PY" -c "print(($(minflt "$p") - ${f0[$p]}) / $N)")"
 	i=$((i + 1))
 done
 # containerd's own threads (it answers every agent's look-ups, ctr's calls too): what a

@@ -219,6 +219,13 @@ settle() {
 }
 settle
 snap_mem() { # SUFFIX
+	# idle memory once the work events leave behind is done: the ledger save, the health
+	# files and the heap trim (which waits for the health files' timer while events come,
+	# up to 15 s after the last one): no timer of the agent due within 60 s
+	if ((HAVE_PW)); then
+		pw_poll 45 eval "! pw_timer_due_within $PW_AGENT_PID 60" ||
+			res pw_note "the agent still had a timer due within 60 s after 45 s of quiet"
+	fi
 	res "ctr_$1_rss" "$(smaps "$CTR_PID" Rss)"
 	res "ctr_$1_pd" "$(smaps "$CTR_PID" Private_Dirty)"
 	if ((HAVE_PW)); then

@@ -98,13 +98,40 @@ trace_events sc
 pw_log "system calls over $N events: $(awk '{ sub(/\(.*/, "", $2); print $2 }' "$PW_WORK/sc.strace" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
 pw_assert_eq "$(calls sc gettid)" 0 "no gettid() per loop turn"
 pw_assert_eq "$(calls sc newfstatat)" 0 "no lstat() of journald's socket per entry"
-pw_assert_eq "$(calls sc sendmsg)" "$N" "one sendmsg to journald per entry"
+# counted when sent: a shared journald busy with other tests' entries fills its queue,
+# and the entry is sent again when the socket is writable (a sendmsg that said EAGAIN)
+pw_assert_eq "$(grep -c '^[0-9]* *sendmsg(.* = [0-9]' "$PW_WORK/sc.strace" || true)" "$N" "one sendmsg to journald per entry"
 pw_assert_eq "$(idle_after_get sc)" 0 "the Images.Get leaves in the turn that read the event"
 ew=$(calls sc epoll_wait)
 # the ledger's save 2 s after a change, and a reply read in two parts, are a turn more
 ((ew <= 3 * N)) || pw_fail "$ew epoll_wait for $N events (at most $((3 * N)): two turns per event and a few)" \
 	"$(awk '{ sub(/\(.*/, "", $2); print $2 }' "$PW_WORK/sc.strace" | sort | uniq -c)"
 pw_pass "$ew epoll_wait for $N events"
+
+# 4. A paced stream's ledger saves (one 2 s after a change) do not each give the heap back:
+#    a malloc_trim() after every save returned pages that the next events faulted in
+#    again (0.3 page faults per paced event). While events come the trim waits for the
+#    metrics timer (every event keeps it pending), which writes status.json first. From an
+#    idle agent (no timer pending), three events each followed by its save: no trim
+#    (madvise) before that status.json; a trim per save made them at the first save.
+pw_poll 40 eval '! pw_timer_due_within "$PW_AGENT_PID" 60' ||
+	pw_fail "the agent keeps a timer due within 60 s before part 4"
+strace -f -e trace=fdatasync,madvise,rename,renameat,renameat2 -o "$PW_WORK/saves.strace" -p "$PW_AGENT_PID" \
+	2>"$PW_WORK/strace.err" &
+st=$!
+PW_EXTRA_PIDS="${PW_EXTRA_PIDS:-} $st"
+pw_poll 10 eval "awk '\$1 == \"TracerPid:\" && \$2 != 0 { ok = 1 } END { exit !ok }' /proc/$PW_AGENT_PID/status" ||
+	pw_fail "strace did not attach" "$(cat "$PW_WORK/strace.err")"
+for ((i = 1; i <= 3; i++)); do
+	pw_ctr -n default images tag "$BASE" "idle.test/save-$i:1.0.0" >/dev/null
+	pw_wait_record pull "idle.test/save-$i:1.0.0" "$d" default
+	pw_poll 10 eval "(( \$(grep -c 'fdatasync(' '$PW_WORK/saves.strace' || true) >= i ))" ||
+		pw_fail "no ledger save within 10 s of event $i" "$(cat "$PW_WORK/saves.strace")"
+done
+kill -INT "$st"
+wait "$st" || true
+tr=$(awk '/rename.*"status\.json"/ { exit } /madvise\(/ { n++ } END { print n + 0 }' "$PW_WORK/saves.strace")
+pw_assert_eq "$tr" 0 "no heap trim after the saves of 3 paced events, before the metrics timer's"
 pw_stop_agent
 
 # with an endpoint (nothing listens there: records wait in the spool)

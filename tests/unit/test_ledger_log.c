@@ -166,6 +166,34 @@ static void test_append_is_o_changes(void **state) {
         ledger_free(l);
 }
 
+/* A change log record longer than the save's 8 KiB output buffer (a reference that
+ * moved through many digests) is measured, then written in place; a short one is emitted
+ * once and copied: both replay to what is in memory. */
+static void test_long_record(void **state) {
+        const char *dir = *state;
+        Ledger *l = open_ok(dir, 100000, NULL);
+        record_ok(l, 1, DA, T0);
+        record_ok(l, 2, DA, T0);
+        assert_int_equal(ledger_save(l), 0); /* the first save compacts: no log yet */
+        char d[80];
+        for (unsigned i = 0; i < 100; i++) { /* ~100 bytes a digest: over 8 KiB */
+                snprintf(d, sizeof d, "sha256:%064x", i + 1);
+                record_ok(l, 1, d, T0 + HOUR * (i + 1));
+        }
+        record_ok(l, 2, DB, T0 + 1); /* and a short one beside it */
+        off_t before = file_size(dir, LEDGER_LOG_FILE);
+        assert_int_equal(ledger_save(l), 0);
+        LedgerStats st;
+        ledger_get_stats(l, &st);
+        assert_int_equal(st.log_records, 2);
+        off_t grew = file_size(dir, LEDGER_LOG_FILE) - (before > 0 ? before : 0);
+        if (grew <= 8192)
+                fail_msg("the log grew %jd bytes: the long record is not over 8 KiB", (intmax_t) grew);
+        _cleanup_free_ char *want = format_ok(l);
+        assert_disk_is(dir, want);
+        ledger_free(l);
+}
+
 /* Removals (whole references pruned under the cap) are logged and replayed, before a
  * reference re-added under the same key. */
 static void test_removals_replay(void **state) {
@@ -556,6 +584,7 @@ static void test_last_seen_grain(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_append_is_o_changes, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_long_record, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_removals_replay, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_compaction, setup_dir, teardown_dir),
                 cmocka_unit_test(test_damaged_log),
