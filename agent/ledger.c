@@ -155,6 +155,7 @@ struct Ledger {
         size_t frozen_bytes; /* mapped */
         uint32_t *seen;
         size_t n_frozen;
+        bool freeze_failed; /* the last ledger_freeze() with references could not make an image */
 };
 
 static void ledger_freeze(Ledger *l);
@@ -2871,6 +2872,7 @@ static void ledger_freeze(Ledger *l) {
         base = MAP_FAILED;
         seen = NULL;
 out:
+        l->freeze_failed = w.error < 0 || fd < 0;
         if (base != MAP_FAILED)
                 munmap(base, mapped);
         if (w.buf != MAP_FAILED)
@@ -2896,9 +2898,13 @@ static uint64_t log_bound(const Ledger *l) {
  * idle private dirty after a fresh reconcile was 620 kB or up to ~1.9 MiB more from run
  * to run. Past LEDGER_THAWED_MAX of them a save compacts, which moves them into a new
  * image; below it (events adding a few references) saves stay appends. Only once an
- * image was made (without O_TMPFILE the ledger never has one: appends, as before). */
+ * image was made (without O_TMPFILE the ledger never has one: appends, as before) and
+ * while the last attempt at one worked. */
 static bool image_behind(const Ledger *l) {
-        return l->frozen && l->n_refs > l->n_frozen && l->n_refs - l->n_frozen >= LEDGER_THAWED_MAX;
+        /* not after a failed freeze (no space for the image?): every save would compact,
+         * for nothing; the log's own bound compacts (and tries again) in time */
+        return l->frozen && !l->freeze_failed && l->n_refs > l->n_frozen &&
+               l->n_refs - l->n_frozen >= LEDGER_THAWED_MAX;
 }
 
 int ledger_save(Ledger *l) {
