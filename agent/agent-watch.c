@@ -106,6 +106,7 @@ static void check_progress(Agent *a) {
                 a->listing_active = false;
                 judge_listing_done(&a->judge);
                 sinks_listing_done(a->sinks);
+                ledger_settle(a->ledger); /* its next save moves what the listing added into the image */
                 facts_done(a);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);

@@ -222,6 +222,10 @@ int ledger_save(Ledger *l);
  * the cap, until it fits. Returns the number of entries so pruned (0 almost always),
  * -EFBIG if even pruning cannot make it fit. */
 int ledger_compact(Ledger *l);
+/* A burst of changes (a listing) is over: if references were made since the frozen
+ * image (until now), the next save compacts, so that a new image holds them (see
+ * "Memory"); otherwise nothing changes. */
+void ledger_settle(Ledger *l);
 bool ledger_is_dirty(const Ledger *l);
 void ledger_get_stats(const Ledger *l, LedgerStats *ret);
 

@@ -327,6 +327,24 @@ static void test_save_freezes_new_references(void **state) {
         assert_true(st.image_references == N + M);
         assert_true(st.log_records == 0);
         assert_int_equal(image_dirty_settled_kb(dir, st.image_bytes), 0);
+
+        /* a listing's last few, after ledger_settle(): compacted too */
+        for (unsigned i = N + M; i < N + M + FEW; i++) {
+                snprintf(ref, sizeof ref, "bench.local/scale/img-%05u:1.0.0", i);
+                digest_of(i, dg);
+                assert_int_equal(ledger_record(l, "scale", ref, dg, t0, NULL, NULL), 0);
+        }
+        ledger_settle(l);
+        assert_int_equal(ledger_save(l), 0);
+        ledger_get_stats(l, &st);
+        assert_true(st.image_references == N + M + FEW && st.log_records == 0);
+        /* settled: the next few are appends again, even after a listing that added nothing */
+        ledger_settle(l);
+        digest_of(N + M + FEW, dg);
+        assert_int_equal(ledger_record(l, "scale", "bench.local/scale/one-more:1", dg, t0, NULL, NULL), 0);
+        assert_int_equal(ledger_save(l), 0);
+        ledger_get_stats(l, &st);
+        assert_true(st.image_references == N + M + FEW && st.log_records == 1);
         ledger_free(l);
         remove_dir(dir);
 }
