@@ -1048,10 +1048,15 @@ static int on_message(GrpcCall *gcall, const uint8_t *msg, size_t len, void *use
                 return call->kind->on_message(call, msg, len);
         if (call->got_message)
                 return -EBADMSG; /* unary: exactly one message */
-        call->buf = malloc(len ? len : 1);
-        if (!call->buf)
-                return -ENOMEM;
-        memcpy(call->buf, msg, len);
+        /* the reader's buffer, kept as it is: a copy of a 10,000-image listing (~2.9 MB)
+         * was ~700 page faults of every scan and reconcile */
+        call->buf = grpc_call_take_message(gcall);
+        if (!call->buf) {
+                call->buf = malloc(len ? len : 1);
+                if (!call->buf)
+                        return -ENOMEM;
+                memcpy(call->buf, msg, len);
+        }
         call->len = len;
         call->got_message = true;
         return 0;

@@ -20,10 +20,16 @@
 #define WARNING_MAX 512
 
 /* A fact learned since the last save. */
+/* A fact learned, waiting for the save; its revision (if any) in Facts.revs at rev_off:
+ * inline (PW_REVISION_MAX) it was 354 bytes, mostly never written but all of it copied,
+ * and at 10,000 images the array was ~860 page faults of a fresh reconcile (104 bytes:
+ * ~250). */
+#define FACTS_PENDING_MAX (1U << 24)
+
 typedef struct Pending {
         uint8_t target[SHA_LEN], platform[SHA_LEN], config[SHA_LEN];
         uint8_t flags, rev_len;
-        char rev[PW_REVISION_MAX];
+        uint32_t rev_off;
 } Pending;
 
 struct Facts {
@@ -35,6 +41,8 @@ struct Facts {
         uint8_t *used;         /* bitmap over the mapped records: looked up */
         Pending *pending;      /* mapped: room for alloc_pending */
         size_t n_pending, alloc_pending;
+        char *revs;            /* mapped: the pending revisions, one after another */
+        size_t revs_len, revs_alloc;
         char warning[WARNING_MAX];
         bool warned;
 };
@@ -160,6 +168,27 @@ static void drop_pending(Facts *f) {
                 munmap(f->pending, f->alloc_pending * sizeof(Pending));
         f->pending = NULL;
         f->n_pending = f->alloc_pending = 0;
+        if (f->revs)
+                munmap(f->revs, f->revs_alloc);
+        f->revs = NULL;
+        f->revs_len = f->revs_alloc = 0;
+}
+
+/* Room for need bytes in a mapped area (*p, *alloc bytes; NULL and 0 at first), doubled
+ * from initial as it grows. -ENOMEM. */
+static int area_reserve(void **p, size_t *alloc, size_t need, size_t initial) {
+        if (need <= *alloc)
+                return 0;
+        size_t n = *alloc ? *alloc : initial;
+        while (n < need)
+                n *= 2;
+        void *m = *p ? mremap(*p, *alloc, n, MREMAP_MAYMOVE)
+                     : mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+                return -ENOMEM;
+        *p = m;
+        *alloc = n;
+        return 0;
 }
 
 void facts_release(Facts *f) {
@@ -293,22 +322,21 @@ int facts_add(Facts *f, const char *digest, const FactsEntry *e) {
                 p.flags |= FACTS_F_PLATFORM_IS_TARGET;
         else if (!sha256_digest_pack(e->platform_digest, p.platform) || all_zero(p.platform, SHA_LEN))
                 return -EINVAL;
+        if (f->n_pending >= FACTS_PENDING_MAX)
+                return -ENOMEM; /* rev_off's bound, far past FACTS_MAX */
         if (e->has_revision) {
+                if (area_reserve((void **) &f->revs, &f->revs_alloc, f->revs_len + rl, 16U << 10) < 0)
+                        return -ENOMEM;
                 p.flags |= FACTS_F_REVISION;
                 p.rev_len = (uint8_t) rl;
-                memcpy(p.rev, e->revision, rl);
+                p.rev_off = (uint32_t) f->revs_len;
+                memcpy(f->revs + f->revs_len, e->revision, rl);
         }
-        if (f->n_pending == f->alloc_pending) {
-                size_t n = f->alloc_pending ? f->alloc_pending * 2 : 1024;
-                void *m = f->pending ? mremap(f->pending, f->alloc_pending * sizeof(Pending), n * sizeof(Pending),
-                                              MREMAP_MAYMOVE)
-                                     : mmap(NULL, n * sizeof(Pending), PROT_READ | PROT_WRITE,
-                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-                if (m == MAP_FAILED)
-                        return -ENOMEM;
-                f->pending = m;
-                f->alloc_pending = n;
-        }
+        size_t bytes = f->alloc_pending * sizeof(Pending);
+        if (area_reserve((void **) &f->pending, &bytes, (f->n_pending + 1) * sizeof(Pending), 1024 * sizeof(Pending)) < 0)
+                return -ENOMEM;
+        f->alloc_pending = bytes / sizeof(Pending);
+        f->revs_len += p.rev_len;
         f->pending[f->n_pending++] = p;
         return 0;
 }
@@ -366,7 +394,8 @@ static void walk(Facts *f, bool keep_unused, Merge *m) {
                                 k++;
                         continue;
                 }
-                emit(m, p->target, p->platform, p->config, p->flags, (const uint8_t *) p->rev, p->rev_len);
+                emit(m, p->target, p->platform, p->config, p->flags,
+                     (const uint8_t *) (p->rev_len ? f->revs + p->rev_off : ""), p->rev_len);
                 /* the same target learned twice in one listing */
                 for (k++; k < f->n_pending && memcmp(f->pending[k].target, p->target, SHA_LEN) == 0; k++)
                         ;

@@ -116,11 +116,16 @@ void grpc_reader_init(GrpcReader *r, size_t max_message) {
 void grpc_reader_done(GrpcReader *r) {
         free(r->buf);
         r->buf = NULL;
+        free(TAKE_PTR(r->msg));
         r->need = r->have = r->hdr_have = 0;
 }
 
 bool grpc_reader_idle(const GrpcReader *r) {
         return r->hdr_have == 0 && r->need == 0;
+}
+
+uint8_t *grpc_reader_take(GrpcReader *r) {
+        return TAKE_PTR(r->msg);
 }
 
 _printf_(3, 4) static int reader_fail(GrpcReader *r, int error, const char *fmt, ...) {
@@ -194,8 +199,9 @@ int grpc_reader_feed(GrpcReader *r, const void *data, size_t len, grpc_frame_cb_
                 r->buf = NULL;
                 r->need = r->have = r->hdr_have = 0;
                 r->n_messages++;
+                r->msg = msg;
                 int k2 = cb ? cb(msg, n, userdata) : 0;
-                free(msg);
+                free(TAKE_PTR(r->msg)); /* NULL if the callback took it */
                 if (k2 < 0)
                         return r->failed = k2;
         }
@@ -1597,6 +1603,10 @@ int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, cons
 fail:
         call_free(call);
         return r;
+}
+
+uint8_t *grpc_call_take_message(GrpcCall *call) {
+        return call ? grpc_reader_take(&call->reader) : NULL;
 }
 
 void grpc_call_cancel(GrpcCall *call) {

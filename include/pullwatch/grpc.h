@@ -64,6 +64,7 @@ typedef struct GrpcReader {
         uint8_t hdr[GRPC_FRAME_HEADER_SIZE];
         size_t hdr_have;
         uint8_t *buf; /* owned */
+        uint8_t *msg; /* owned: the complete message, during the callback (grpc_reader_take()) */
         size_t need, have;
         int failed;
         uint64_t n_messages;
@@ -81,6 +82,9 @@ void grpc_reader_done(GrpcReader *r); /* frees the buffer; the reader may be re-
 int grpc_reader_feed(GrpcReader *r, const void *data, size_t len, grpc_frame_cb_t cb, void *userdata);
 /* True when no partial frame is pending (a clean end of stream). */
 bool grpc_reader_idle(const GrpcReader *r);
+/* From inside the callback: the message it was given, malloc()ed, now the caller's to
+ * free() (the reader no longer frees it); NULL elsewhere or once taken. */
+uint8_t *grpc_reader_take(GrpcReader *r);
 
 /* Response metadata from headers and trailers. */
 typedef struct GrpcHeaders {
@@ -189,3 +193,7 @@ int grpc_call_start(GrpcClient *c, const char *method_path, const char *ns, cons
  * own on_message (the call is then freed once the I/O handler unwinds).
  * Must not be called from (or after) on_done. Accepts NULL. */
 void grpc_call_cancel(GrpcCall *call);
+/* From inside this call's on_message: the message it was given, malloc()ed, now the
+ * caller's to free() — a unary reply kept without a copy (a 10,000-image listing is
+ * ~2.9 MB). NULL once taken. */
+uint8_t *grpc_call_take_message(GrpcCall *call);

@@ -54,7 +54,10 @@
  * clean and file-backed (not private dirty, reclaimable) until a change writes one (copy
  * on write of that page, until the next compaction); a re-list's last_seen moves are
  * kept beside it (4 bytes a reference). Without O_TMPFILE support or space in the state
- * directory the references stay in anonymous memory, as before.
+ * directory the references stay in anonymous memory, as before. References made after
+ * the image stay in the pool until the next image: a save compacts (instead of
+ * appending) once LEDGER_THAWED_MAX of them wait, so a listing a save cut in two is not
+ * left there (~190 bytes each, private dirty: up to ~1.9 MiB at 10,000).
  *
  * Bounds: at most max_entries history entries (one per (namespace, reference, digest)).
  * When a ledger_record() goes over the cap, entries are pruned one at a time:
@@ -84,6 +87,7 @@
 #define LEDGER_LOG_MAGIC_TEXT "pullwatch-ledger-log"
 #define LEDGER_LOG_FRAME_HEADER 20
 #define LEDGER_LOG_COMPACT_MIN (256U << 10)            /* a log may reach this even beside a small snapshot */
+#define LEDGER_THAWED_MAX 1024U /* references outside the frozen image before a save compacts (see "Memory") */
 #define LEDGER_LAST_SEEN_GRAIN_USEC (3600ULL * 1000000ULL) /* see "last_seen refreshes" */
 #define LEDGER_KIND_MAX 32             /* finding kind name, with NUL */
 #define LEDGER_RAISED_PER_REF_MAX 64
@@ -218,6 +222,10 @@ int ledger_save(Ledger *l);
  * the cap, until it fits. Returns the number of entries so pruned (0 almost always),
  * -EFBIG if even pruning cannot make it fit. */
 int ledger_compact(Ledger *l);
+/* A burst of changes (a listing) is over: if references were made since the frozen
+ * image (until now), the next save compacts, so that a new image holds them (see
+ * "Memory"); otherwise nothing changes. */
+void ledger_settle(Ledger *l);
 bool ledger_is_dirty(const Ledger *l);
 void ledger_get_stats(const Ledger *l, LedgerStats *ret);
 
