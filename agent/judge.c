@@ -181,8 +181,10 @@ void judge_image(Judge *jd, const Observation *o, bool from_listing) {
                 /* the repository name if o->ref is tagged (ref_tagged_name()'s answer): the
                  * ledger's index of tagged references need not parse it again */
                 const char *tagged = jg.ref.tag[0] && !jg.ref.is_image_id ? jg.name : "";
+                ledger_from_listing(jd->ledger, from_listing);
                 int r = ledger_record_named(jd->ledger, o->namespace, o->ref, tagged, o->digest, now, previous,
                                             &changed);
+                ledger_from_listing(jd->ledger, false);
                 if (r < 0)
                         log_warning_errno(r, "cannot record %s in the ledger: %m, ignoring", o->ref);
         }

@@ -157,6 +157,8 @@ struct Ledger {
         size_t n_frozen;
         bool freeze_failed; /* the last ledger_freeze() with references could not make an image */
         bool settle_due;    /* ledger_settle(): the next save compacts */
+        bool from_listing;  /* ledger_from_listing(): what is recorded now comes from a listing */
+        bool listing_added; /* a reference was made from a listing since the last settle */
 };
 
 static void ledger_freeze(Ledger *l);
@@ -1109,6 +1111,8 @@ int ledger_record_named(Ledger *l, const char *ns, const char *ref, const char *
                 if (r < 0)
                         return r;
                 added = true;
+                if (l->from_listing)
+                        l->listing_added = true;
         }
         size_t j = find_digest(l, e, digest);
         if (j == NO_INDEX) {
@@ -1345,11 +1349,21 @@ int ledger_reserve(Ledger *l, size_t n) {
         return r;
 }
 
+void ledger_from_listing(Ledger *l, bool on) {
+        if (l)
+                l->from_listing = on;
+}
+
 void ledger_settle(Ledger *l) {
-        /* only for what was made until now: a listing that added nothing (the catch-up
-         * after a connect) must not turn the next event's one reference into a compaction */
-        if (l && l->frozen && l->n_refs > l->n_frozen)
+        if (!l)
+                return;
+        /* only when the listing itself made references: one that added nothing (the
+         * catch-up 3 s after a connect) must not turn the references events made meanwhile
+         * into a compaction — a pull right after the first save was compacted into the
+         * snapshot instead of appended (test_ledger_log) */
+        if (l->frozen && l->listing_added && l->n_refs > l->n_frozen)
                 l->settle_due = true;
+        l->listing_added = false;
 }
 
 bool ledger_is_dirty(const Ledger *l) {

@@ -222,9 +222,12 @@ int ledger_save(Ledger *l);
  * the cap, until it fits. Returns the number of entries so pruned (0 almost always),
  * -EFBIG if even pruning cannot make it fit. */
 int ledger_compact(Ledger *l);
-/* A burst of changes (a listing) is over: if references were made since the frozen
- * image (until now), the next save compacts, so that a new image holds them (see
- * "Memory"); otherwise nothing changes. */
+/* What is recorded from now on comes from a listing (on) or from an event (off): only a
+ * listing's new references make ledger_settle() compact. */
+void ledger_from_listing(Ledger *l, bool on);
+/* A burst of changes (a listing) is over: if it made references (ledger_from_listing())
+ * and references were made since the frozen image (until now), the next save compacts,
+ * so that a new image holds them (see "Memory"); otherwise nothing changes. */
 void ledger_settle(Ledger *l);
 bool ledger_is_dirty(const Ledger *l);
 void ledger_get_stats(const Ledger *l, LedgerStats *ret);

@@ -329,11 +329,13 @@ static void test_save_freezes_new_references(void **state) {
         assert_int_equal(image_dirty_settled_kb(dir, st.image_bytes), 0);
 
         /* a listing's last few, after ledger_settle(): compacted too */
+        ledger_from_listing(l, true);
         for (unsigned i = N + M; i < N + M + FEW; i++) {
                 snprintf(ref, sizeof ref, "bench.local/scale/img-%05u:1.0.0", i);
                 digest_of(i, dg);
                 assert_int_equal(ledger_record(l, "scale", ref, dg, t0, NULL, NULL), 0);
         }
+        ledger_from_listing(l, false);
         ledger_settle(l);
         assert_int_equal(ledger_save(l), 0);
         ledger_get_stats(l, &st);
@@ -345,6 +347,14 @@ static void test_save_freezes_new_references(void **state) {
         assert_int_equal(ledger_save(l), 0);
         ledger_get_stats(l, &st);
         assert_true(st.image_references == N + M + FEW && st.log_records == 1);
+        /* an event's reference, then the end of a listing that made none (the catch-up
+         * listing after a connect): still an append */
+        digest_of(N + M + FEW + 1, dg);
+        assert_int_equal(ledger_record(l, "scale", "bench.local/scale/two-more:1", dg, t0, NULL, NULL), 0);
+        ledger_settle(l);
+        assert_int_equal(ledger_save(l), 0);
+        ledger_get_stats(l, &st);
+        assert_true(st.image_references == N + M + FEW && st.log_records == 2);
         ledger_free(l);
         remove_dir(dir);
 }
