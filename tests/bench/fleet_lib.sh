@@ -9,6 +9,8 @@
 #                           a database in service; the caller may set PW_PG_OPTS) and $PGB,
 #                           its URL without the database
 #   newdb                   a fresh PostgreSQL database (d1, d2, ...); prints its URL
+#   schema_db FLEET         the same with the collector's schema (FLEET started and stopped
+#                           on it: its migrations), for a peer's bulk load; prints its URL
 #   start FLEET DB_URL      `FLEET serve` on a free loopback port ($PORT, $FPID), retention
 #                           off, its stderr appended to $W/fleet.err; exits the script
 #                           when it does not answer /healthz within 10 s
@@ -48,6 +50,13 @@ newdb() {
 	echo "$n" >"$W/dbn"
 	pw_pg_psql -c "CREATE DATABASE d$n" >/dev/null
 	echo "$PGB/d$n"
+}
+
+schema_db() { # FLEET
+	local db
+	db=$(newdb)
+	start "$1" "$db" >&2 && stop >&2
+	echo "$db"
 }
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -31,13 +31,6 @@ echo "generating $N records ..." >&2
 $PY "$HERE/fleet_bench.py" records "$N" "$W/rec"
 split -l 1000 -d -a 4 "$W/rec/records.csv" "$W/rec/part."
 
-schema_db() { # a fresh database with the collector's schema (its migrations); prints its URL
-	local db
-	db=$(newdb)
-	start "$FLEET" "$db" >&2 && stop >&2
-	echo "$db"
-}
-
 # The state a record keeps, derived set-based from table $1 (records or the staging st).
 state_sql() {
 	cat <<SQL
@@ -86,22 +79,22 @@ counts() { # rows kept: records / node_images / workload_history / nodes
 
 printf '%-6s %-10s %9s %10s %8s %6s  %s\n' round run seconds records/s "÷copy" load "rows: records/node_images/workload_history/nodes"
 for r in $(seq "$ROUNDS"); do
-	db=$(schema_db)
+	db=$(schema_db "$FLEET")
 	t=$(now)
 	psql -X -q -d "$db" -c "\\copy records FROM '$W/rec/records.csv' CSV"
 	c=$(since "$t")
 	printf '%-6s %-10s %9s %10s %8s %6s  %s\n' "$r" copy "$c" "$(rate "$c")" 1.00 "$(load)" "$(counts "$db")"
-	db=$(schema_db)
+	db=$(schema_db "$FLEET")
 	t=$(now)
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$W/oneshot.sql" >/dev/null
 	s=$(since "$t")
 	printf '%-6s %-10s %9s %10s %8s %6s  %s\n' "$r" one-shot "$s" "$(rate "$s")" "$(ratio "$c" "$s")" "$(load)" "$(counts "$db")"
-	db=$(schema_db)
+	db=$(schema_db "$FLEET")
 	t=$(now)
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$W/batched.sql" >/dev/null
 	s=$(since "$t")
 	printf '%-6s %-10s %9s %10s %8s %6s  %s\n' "$r" batched "$s" "$(rate "$s")" "$(ratio "$c" "$s")" "$(load)" "$(counts "$db")"
-	db=$(schema_db)
+	db=$(schema_db "$FLEET")
 	start "$FLEET" "$db"
 	read -r s n _ < <($PY "$HERE/fleet_bench.py" post "http://127.0.0.1:$PORT/v1/records" "$W/rec" 2)
 	stop

@@ -50,9 +50,7 @@ run() {
 }
 copy() { # → rec/s
 	local db t0
-	db=$(newdb)
-	start "$FLEET_A" "$db"
-	stop # the collector's schema
+	db=$(schema_db "$FLEET_A")
 	t0=$(now)
 	psql -X -q -d "$db" -c "\\copy records FROM '$W/rec/records.csv' CSV"
 	awk -v a="$t0" -v b="$(now)" -v n="$N" 'BEGIN { printf "%.0f", n / (b - a) }'
