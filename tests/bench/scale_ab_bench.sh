@@ -50,21 +50,11 @@ start_agent() { # BINARY STATE_DIR
 	# its CPU until then (user + system, every thread's, in ms)
 	START_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$AGENT_PID/stat")
 }
-# idle: no timer due within 60 s (the ledger save, the catch-up listing, health files),
-# then < 2 ms of CPU over 1 s (bounded: 30 s), as scale_bench.sh's wait_idle: right after
-# "subscribed" a listing cut by a save can leave no timer armed while its journald backlog
-# (mapped, MiBs) still drains, and Private_Dirty read then was that backlog's
-cpu_ns() { local a; read -r a _ <"/proc/$1/schedstat"; echo "$a"; }
+# idle (pw_wait_idle, as scale_bench.sh waits): right after "subscribed" a listing cut by
+# a save can leave no timer armed while its journald backlog (mapped, MiBs) still drains,
+# and Private_Dirty read then was that backlog's
 idle_pd() {
-	local prev cur i
-	pw_poll 180 eval "! pw_timer_due_within $AGENT_PID 60" || true
-	prev=$(cpu_ns "$AGENT_PID")
-	for ((i = 0; i < 30; i++)); do
-		sleep 1
-		cur=$(cpu_ns "$AGENT_PID")
-		((cur - prev < 2000000)) && break
-		prev=$cur
-	done
+	pw_wait_idle "$AGENT_PID" 30
 	awk '$1 == "Private_Dirty:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup"
 }
 : >"$PW_WORK/runs"

@@ -126,23 +126,6 @@ start_agent() { # STATE_DIR — start pullwatch run (AGENT_PID); START_MS: ms un
 	pw_proc_alive "$AGENT_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
 	START_MS=$(ms_since "$t")
 }
-cpu_ns() { local a; read -r a _ <"/proc/$1/schedstat"; echo "$a"; }
-# idle: the catch-up listing (3 s after subscribing, or after the first listing), the
-# ledger save (2 s after the last change) and the health files (15 s after activity)
-# done — no timer due within 60 s (bounded: 180 s) — then < 2 ms of CPU over 1 s
-# (bounded: 60 s). On a loaded machine a starved agent looked idle by CPU alone.
-wait_idle() {
-	local prev cur i
-	pw_poll 180 eval "! pw_timer_due_within $1 60" || pw_note "pid $1 still has a timer due within 60 s after 180 s"
-	prev=$(cpu_ns "$1")
-	for ((i = 0; i < 60; i++)); do
-		sleep 1
-		cur=$(cpu_ns "$1")
-		((cur - prev < 2000000)) && return 0
-		prev=$cur
-	done
-	pw_note "pid $1 still busy after 60 s (measuring anyway)"
-}
 mem() { # PREFIX
 	res "${1}_rss" "$(awk '$1 == "Rss:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup")"
 	res "${1}_pd" "$(awk '$1 == "Private_Dirty:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup")"
@@ -156,13 +139,13 @@ mem() { # PREFIX
 say "pullwatch run, fresh state: reconcile of $N images"
 start_agent "$PW_WORK/state"
 res fresh_ms "$START_MS"
-wait_idle "$AGENT_PID"
+pw_wait_idle "$AGENT_PID" 60
 mem fresh
 pw_kill_wait "$AGENT_PID" 30
 say "pullwatch run, restarted on its ledger"
 start_agent "$PW_WORK/state"
 res known_ms "$START_MS"
-wait_idle "$AGENT_PID"
+pw_wait_idle "$AGENT_PID" 60
 mem known
 pw_kill_wait "$AGENT_PID" 30
 PW_EXTRA_PIDS=

@@ -256,6 +256,24 @@ pw_timer_due_within() {
 	return 1
 }
 
+# pw_wait_idle PID MAX_SECONDS — until PID is idle, for a bench's idle-memory reading: no
+# timer due within 60 s (the catch-up listing, the ledger save, the health files; bounded:
+# 180 s), then < 2 ms of CPU over 1 s (bounded: MAX_SECONDS; on a loaded machine a starved
+# agent looked idle by CPU alone, and right after "subscribed" a journald backlog may still
+# drain with no timer armed). A bound passed is said on stderr; the caller measures anyway.
+pw_wait_idle() {
+	local prev cur i
+	pw_poll 180 eval "! pw_timer_due_within $1 60" || pw_note "pid $1 still has a timer due within 60 s after 180 s"
+	read -r prev _ <"/proc/$1/schedstat"
+	for ((i = 0; i < $2; i++)); do
+		sleep 1
+		read -r cur _ <"/proc/$1/schedstat"
+		((cur - prev < 2000000)) && return 0
+		prev=$cur
+	done
+	pw_note "pid $1 still busy after $2 s (measuring anyway)"
+}
+
 pw_journald_bin() {
 	local b
 	for b in /lib/systemd/systemd-journald /usr/lib/systemd/systemd-journald; do
