@@ -7,7 +7,11 @@
 #   concurrent posters (fleet_bench.py).
 # Per run: records/s, its ratio to the round's \copy, the CPU of the collector's PostgreSQL
 # backend and of the collector (utime + stime), the statements' execution time summed
-# (pg_stat_statements), 503 retries; the load average before-after. Then the same records
+# (pg_stat_statements), 503 retries; the load average before-after; cp/bk: the server CPU
+# of the round's \copy (its backend's, read before its session ends) ÷ this run's backend
+# CPU, server work per record relative to \copy's, which the load moves less than ÷copy
+# (one pair of builds, 9 rounds at load 2–4: ÷copy 0.41–1.10, cp/bk 0.43–0.73; \copy's rate
+# alone 41,000–119,000/s). Then the same records
 # posted by 1 poster to A and B: the fleet report on both databases (each by its own
 # build) must be identical (JSON). Figures only: nothing here asserts a time.
 # Goal (issue 9): ≥ 0.5× \copy.
@@ -48,19 +52,29 @@ run() {
 	awk -v s="$sec" -v n="$N" -v c="$((c1 - c0))" -v b="$((b1 - b0))" -v hz="$tck" -v st="$st" -v r="$retry" \
 		'BEGIN { printf "%.0f %.2f %.2f %.2f %s\n", n / s, b / hz, c / hz, st, r }'
 }
-copy() { # → rec/s
-	local db t0
+copy() { # → "rec/s backend-CPU-s"
+	local db t0 t1 ticks
 	db=$(schema_db "$FLEET_A")
 	t0=$(now)
-	psql -X -q -d "$db" -c "\\copy records FROM '$W/rec/records.csv' CSV"
-	awk -v a="$t0" -v b="$(now)" -v n="$N" 'BEGIN { printf "%.0f", n / (b - a) }'
+	# its backend's CPU, read by psql's shell escape before the session ends
+	ticks=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$db" <<SQL
+SELECT pg_backend_pid() AS bp \\gset
+\\setenv PW_BP :bp
+\\copy records FROM '$W/rec/records.csv' CSV
+\\! awk '{ print \$14 + \$15 }' /proc/\$PW_BP/stat
+SQL
+)
+	t1=$(now)
+	awk -v a="$t0" -v b="$t1" -v n="$N" -v c="$ticks" -v hz="$tck" 'BEGIN { printf "%.0f %.2f\n", n / (b - a), c / hz }'
 }
 
-printf '%-5s %-6s %-11s | %9s %6s | %8s %9s %8s %5s\n' round run load rec/s ÷copy backend collector stmts retry
+printf '%-5s %-6s %-11s | %9s %6s | %8s %9s %8s %5s %6s\n' round run load rec/s ÷copy backend collector stmts retry cp/bk
 for round in $(seq "$ROUNDS"); do
 	l0=$(load)
-	cp_rate=$(copy)
-	printf '%-5s %-6s %-11s | %9s %6s |\n' "$round" '\copy' "$l0-$(load)" "$cp_rate" 1.00
+	read -r cp_rate cp_back < <(copy)
+	[[ -n ${cp_back:-} ]] || { echo "\\copy failed" >&2; exit 1; }
+	printf '%-5s %-6s %-11s | %9s %6s | %8s %9s %8s %5s %6s\n' "$round" '\copy' "$l0-$(load)" "$cp_rate" 1.00 \
+		"$cp_back" '' '' '' 1.00
 	order="A B"
 	((round % 2 == 0)) && order="B A"
 	for ab in $order; do
@@ -68,8 +82,9 @@ for round in $(seq "$ROUNDS"); do
 		[[ $ab == B ]] && f=$FLEET_B
 		l0=$(load)
 		read -r rate back coll st retry < <(run "$f")
-		printf '%-5s %-6s %-11s | %9s %6s | %8s %9s %8s %5s\n' "$round" "$ab" "$l0-$(load)" "$rate" \
-			"$(awk -v a="$rate" -v b="$cp_rate" 'BEGIN { printf "%.2f", a / b }')" "$back" "$coll" "$st" "$retry"
+		printf '%-5s %-6s %-11s | %9s %6s | %8s %9s %8s %5s %6s\n' "$round" "$ab" "$l0-$(load)" "$rate" \
+			"$(awk -v a="$rate" -v b="$cp_rate" 'BEGIN { printf "%.2f", a / b }')" "$back" "$coll" "$st" "$retry" \
+			"$(awk -v a="$back" -v b="$cp_back" 'BEGIN { printf "%.2f", b / a }')"
 	done
 	for d in $(seq $(($(cat "$W/dbn") - 2)) "$(cat "$W/dbn")"); do pw_pg_psql -c "DROP DATABASE d$d"; done
 done
@@ -92,4 +107,5 @@ else
 fi
 echo "(rec/s: N ÷ wall time of the 2 posters; ÷copy: ÷ the round's \\copy; backend: CPU seconds of the"
 echo " collector's PostgreSQL backend; collector: its own; stmts: seconds the statements executed,"
-echo " pg_stat_statements)"
+echo " pg_stat_statements; cp/bk: \\copy's backend CPU ÷ the run's backend CPU, server work per record"
+echo " relative to \\copy's, less load-sensitive than ÷copy)"
