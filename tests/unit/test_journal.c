@@ -597,6 +597,78 @@ static void test_hold_sends_after_release(void **state) {
         dir_remove(&d);
 }
 
+/* A held burst of many MiB (a fresh listing of 10,000 images holds 7 MiB): the backlog
+ * grows chunk by chunk, and an entry bigger than a chunk (1 MiB) gets one of its own;
+ * released, every entry reaches journald whole and in order. */
+#define BIG_ENTRY 4000U
+#define BIG_BURST 1600U /* 6.4 MiB: several chunks */
+static size_t big_entry(char *buf, size_t size, unsigned i) {
+        int n = snprintf(buf, size, "MESSAGE=big %u ", i);
+        size_t len = i == BIG_BURST / 2 ? (size_t) (3U << 20) : BIG_ENTRY; /* one over a chunk */
+        assert_true(len <= size);
+        for (size_t k = (size_t) n; k < len; k++)
+                buf[k] = (char) ('a' + (i + k) % 26);
+        return len;
+}
+
+static void test_hold_burst_of_mebibytes(void **state) {
+        Dir d;
+        dir_make(&d);
+        int s = listen_at(d.sock);
+        int big = 4 << 20;
+        (void) setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+        sd_event *e = NULL;
+        assert_int_equal(sd_event_new(&e), 0);
+        Journal *j = NULL;
+        assert_int_equal(journal_new(&j, d.sock, 0), 0);
+        assert_int_equal(journal_attach_event(j, e, NULL, NULL), 0);
+        size_t size = (3U << 20) + 64;
+        char *want = malloc(size), *got = malloc(size);
+        assert_non_null(want);
+        assert_non_null(got);
+
+        journal_hold(j, true);
+        size_t total = 0;
+        for (unsigned i = 0; i < BIG_BURST; i++) {
+                size_t len = big_entry(want, size, i);
+                struct iovec iov = {want, len};
+                assert_int_equal(journal_sendv(j, &iov, 1), 0);
+                total += len + 1;
+        }
+        JournalStats st;
+        journal_get_stats(j, &st);
+        assert_int_equal(st.backlog_entries, BIG_BURST);
+        assert_int_equal(st.backlog_bytes, total);
+
+        journal_hold(j, false);
+        uint64_t deadline = now_usec_monotonic() + 20 * 1000000ULL;
+        unsigned next = 0;
+        while (next < BIG_BURST && now_usec_monotonic() < deadline) {
+                bool memfd;
+                ssize_t n;
+                while (next < BIG_BURST && (n = recv_entry(s, got, size, &memfd)) >= 0) {
+                        size_t len = big_entry(want, size, next);
+                        assert_int_equal((size_t) n, len + 1);
+                        assert_memory_equal(got, want, len);
+                        assert_int_equal(got[len], '\n');
+                        next++;
+                }
+                assert_true(sd_event_run(e, 100 * 1000) >= 0);
+        }
+        assert_int_equal(next, BIG_BURST);
+        journal_get_stats(j, &st);
+        assert_int_equal(st.backlog_entries, 0);
+        assert_int_equal(st.backlog_bytes, 0);
+        assert_int_equal(st.lost, 0);
+
+        free(want);
+        free(got);
+        journal_free(j);
+        sd_event_unref(e);
+        close(s);
+        dir_remove(&d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_missing_socket_is_an_error),
@@ -608,6 +680,7 @@ int main(void) {
                 cmocka_unit_test(test_backlog_flushed_at_exit),
                 cmocka_unit_test(test_backlog_lost_is_told),
                 cmocka_unit_test(test_hold_sends_after_release),
+                cmocka_unit_test(test_hold_burst_of_mebibytes),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
