@@ -19,7 +19,7 @@ N=${N:-10000}
 NS=${NS:-scale}
 ROUNDS=${ROUNDS:-3}
 # shellcheck disable=SC2034 # read by lib.sh
-PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1 PW_POLL_INTERVAL=${PW_POLL_INTERVAL:-0.005}
+PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1 PW_POLL_INTERVAL=${PW_POLL_INTERVAL:-0.02}
 # shellcheck source=tests/integration/lib.sh
 . "$ROOT/tests/integration/lib.sh"
 pw_setup_deps_check
@@ -33,21 +33,20 @@ pw_start_containerd
 have=$(ctr -a "$PW_SOCK" -n "$NS" images ls -q | grep -c '^bench.local/scale/img-' || true)
 ((have == N)) || pw_fail "the store has $have images, not $N: make it with scale_bench.sh (same SCALE_ROOT)"
 
-ms_since() { echo $(($(pw_now_ms) - $1)); }
+# ms since T (µs, ${EPOCHREALTIME/./}) in MS: no fork on either end of what is timed
+ms_since() { MS=$(((${EPOCHREALTIME/./} - $1) / 1000)); }
 AGENT_PID= START_MS=
 start_agent() { # BINARY STATE_DIR
-	: >"$PW_WORK/agent.err"
-	local t
-	t=$(pw_now_ms)
-	"$1" run --address "$PW_SOCK" --state-dir "$2" --node scale-ab --namespace "$NS" \
-		>/dev/null 2>"$PW_WORK/agent.err" </dev/null &
-	AGENT_PID=$!
+	pw_start_stamped "$PW_WORK/agent.err" "$1" run --address "$PW_SOCK" --state-dir "$2" --node scale-ab --namespace "$NS"
+	AGENT_PID=$PW_STAMPED_PID
 	PW_EXTRA_PIDS=$AGENT_PID
 	pw_poll 600 eval "grep -q 'subscribed to containerd events' '$PW_WORK/agent.err' || ! pw_proc_alive $AGENT_PID" ||
 		pw_fail "pullwatch did not subscribe within 600 s" "$(tail -3 "$PW_WORK/agent.err")"
 	pw_proc_alive "$AGENT_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
-	START_MS=$(ms_since "$t")
-	# its CPU until then (user + system, every thread's, in ms)
+	# the line's arrival, stamped (not when the poll saw it)
+	START_MS=$(pw_stamp_ms "$PW_WORK/agent.err" 'subscribed to containerd events')
+	# its CPU until the poll saw the line (user + system, every thread's, in ms; up to
+	# PW_POLL_INTERVAL of what follows "subscribed" included)
 	START_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$AGENT_PID/stat")
 }
 # idle (pw_wait_idle, as scale_bench.sh waits): right after "subscribed" a listing cut by
@@ -62,22 +61,25 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	k=0
 	for bin in "$@"; do
 		k=$((k + 1))
-		t=$(pw_now_ms)
+		t=${EPOCHREALTIME/./}
 		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
-		echo "$k ctr $(ms_since "$t")" >>"$PW_WORK/runs"
+		ms_since "$t"
+		echo "$k ctr $MS" >>"$PW_WORK/runs"
 		rm -rf "$PW_WORK/state" && mkdir -p "$PW_WORK/state"
-		t=$(pw_now_ms)
+		t=${EPOCHREALTIME/./}
 		st=0
 		/usr/bin/time -o "$PW_WORK/scan.time" -f '%U %S' \
 			"$bin" scan --address "$PW_SOCK" --state-dir "$PW_WORK/state" --namespace "$NS" \
 			>"$PW_WORK/scan-$k.out" 2>"$PW_WORK/scan.err" || st=$?
-		echo "$k scan $(ms_since "$t")" >>"$PW_WORK/runs"
+		ms_since "$t"
+		echo "$k scan $MS" >>"$PW_WORK/runs"
 		echo "$k scan_cpu $(awk '{ printf "%d", ($1 + $2) * 1000 }' "$PW_WORK/scan.time")" >>"$PW_WORK/runs"
 		((st <= 1)) || pw_fail "pullwatch scan failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
 		cmp -s "$PW_WORK/scan-1.out" "$PW_WORK/scan-$k.out" || pw_fail "scan's table differs between build 1 and $bin"
-		t=$(pw_now_ms)
+		t=${EPOCHREALTIME/./}
 		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
-		echo "$k ctr $(ms_since "$t")" >>"$PW_WORK/runs"
+		ms_since "$t"
+		echo "$k ctr $MS" >>"$PW_WORK/runs"
 		rm -rf "$PW_WORK/state"
 		start_agent "$bin" "$PW_WORK/state"
 		echo "$k fresh $START_MS" >>"$PW_WORK/runs"

@@ -71,29 +71,33 @@ have=$(ctrs images ls -q | grep -c '^bench.local/scale/img-' || true)
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
-ms_since() { echo $((($(pw_now_ms) - $1))); }
+# ms since T (µs, ${EPOCHREALTIME/./}) in MS: no fork on either end of what is timed
+ms_since() { MS=$(((${EPOCHREALTIME/./} - $1) / 1000)); }
 
 # ------------------------------------------------------- scan vs ctr ls -q ----
 
 say "$RUNS runs each of ctr -n $NS images ls -q, pullwatch scan --namespace $NS and the scan with --content-direct=false (interleaved)"
 for ((i = 1; i <= RUNS; i++)); do
-	c=$(ticks "$CTR_PID") t=$(pw_now_ms)
+	c=$(ticks "$CTR_PID") t=${EPOCHREALTIME/./}
 	n=$(ctrs images ls -q | wc -l)
-	echo "ctr_ms $(ms_since "$t") $(($(ticks "$CTR_PID") - c)) $n" >>"$PW_WORK/runs"
+	ms_since "$t"
+	echo "ctr_ms $MS $(($(ticks "$CTR_PID") - c)) $n" >>"$PW_WORK/runs"
 	rm -rf "$PW_WORK/scan-state" && mkdir -p "$PW_WORK/scan-state"
-	c=$(ticks "$CTR_PID") t=$(pw_now_ms)
+	c=$(ticks "$CTR_PID") t=${EPOCHREALTIME/./}
 	st=0
 	"$PULLWATCH" scan --address "$PW_SOCK" --state-dir "$PW_WORK/scan-state" --namespace "$NS" --format json \
 		>"$PW_WORK/scan.out" 2>"$PW_WORK/scan.err" || st=$?
-	echo "scan_ms $(ms_since "$t") $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
+	ms_since "$t"
+	echo "scan_ms $MS $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
 	((st <= 1)) || pw_fail "pullwatch scan failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
 	# the same, every blob through containerd's Content.Read (the path before direct reads)
 	rm -rf "$PW_WORK/scan-state" && mkdir -p "$PW_WORK/scan-state"
-	c=$(ticks "$CTR_PID") t=$(pw_now_ms)
+	c=$(ticks "$CTR_PID") t=${EPOCHREALTIME/./}
 	st=0
 	"$PULLWATCH" scan --address "$PW_SOCK" --state-dir "$PW_WORK/scan-state" --namespace "$NS" --format json \
 		--content-direct=false >"$PW_WORK/scan-api.out" 2>"$PW_WORK/scan.err" || st=$?
-	echo "api_ms $(ms_since "$t") $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
+	ms_since "$t"
+	echo "api_ms $MS $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
 	((st <= 1)) || pw_fail "pullwatch scan --content-direct=false failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
 	cmp -s "$PW_WORK/scan.out" "$PW_WORK/scan-api.out" || pw_fail "scan's findings differ with --content-direct=false"
 done
@@ -114,17 +118,15 @@ res ctr_all "$(awk '$1 == "ctr_ms" { printf "%s%s", s, $2; s = " " }' "$PW_WORK/
 
 AGENT_PID= START_MS=
 start_agent() { # STATE_DIR — start pullwatch run (AGENT_PID); START_MS: ms until "subscribed"
-	: >"$PW_WORK/agent.err"
-	local t
-	t=$(pw_now_ms)
-	"$PULLWATCH" run --address "$PW_SOCK" --state-dir "$1" --node "scale-bench" --namespace "$NS" \
-		>/dev/null 2>"$PW_WORK/agent.err" </dev/null &
-	AGENT_PID=$!
+	pw_start_stamped "$PW_WORK/agent.err" "$PULLWATCH" run --address "$PW_SOCK" --state-dir "$1" --node "scale-bench" \
+		--namespace "$NS"
+	AGENT_PID=$PW_STAMPED_PID
 	PW_EXTRA_PIDS=$AGENT_PID
 	pw_poll 600 eval "grep -q 'subscribed to containerd events' '$PW_WORK/agent.err' || ! pw_proc_alive $AGENT_PID" ||
 		pw_fail "pullwatch did not subscribe within 600 s" "$(tail -3 "$PW_WORK/agent.err")"
 	pw_proc_alive "$AGENT_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
-	START_MS=$(ms_since "$t")
+	# the line's arrival, stamped (not when the poll saw it)
+	START_MS=$(pw_stamp_ms "$PW_WORK/agent.err" 'subscribed to containerd events')
 }
 mem() { # PREFIX
 	res "${1}_rss" "$(awk '$1 == "Rss:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup")"
