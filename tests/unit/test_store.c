@@ -156,7 +156,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10;11;12");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10;11;12;13");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -227,7 +227,7 @@ static void test_upgrade_from_v2(void **state) {
                         "CREATE INDEX node_images_digest ON node_images (digest);"
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -320,7 +320,7 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -361,7 +361,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -687,7 +687,7 @@ static void test_upgrade_from_v5(void **state) {
                         "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
                         char plan[1024];
@@ -719,7 +719,7 @@ static void test_upgrade_from_v6(void **state) {
                                                 "DELETE FROM schema_migrations WHERE version >= 7"
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 if (e == STORE_POSTGRESQL)
                         assert_string_equal(q(s,
                                               "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
@@ -765,7 +765,7 @@ static void test_upgrade_from_v7(void **state) {
                         "CREATE INDEX workload_history_name ON workload_history (name);"
                         "DELETE FROM schema_migrations WHERE version >= 8");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
@@ -1043,7 +1043,7 @@ static void test_upgrade_from_v8(void **state) {
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                                          "DELETE FROM schema_migrations WHERE version >= 9");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, "SELECT ref, by_inventory FROM node_images", 0, NULL, &o),
                                     "docker.io/library/x:1|0");
                 assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795600800000000");
@@ -1069,7 +1069,7 @@ static void test_upgrade_from_v9(void **state) {
                                          "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
                                          "DELETE FROM schema_migrations WHERE version >= 10");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, "SELECT pod, by_inventory FROM workload_history ORDER BY pod", 0, NULL, &o),
                                     "web-7|0;y-0|0");
                 const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
@@ -1109,7 +1109,7 @@ static void test_upgrade_from_v10(void **state) {
                         "CREATE INDEX IF NOT EXISTS workload_history_node_name ON workload_history (cluster, node, name);"
                         "DELETE FROM schema_migrations WHERE version >= 11");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 assert_string_equal(q(s, "SELECT node, ref, digest, findings FROM node_images ORDER BY node, ref", 0,
@@ -1188,7 +1188,7 @@ static void test_upgrade_from_v11(void **state) {
                 char err[512] = "";
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), "workload_history_namespace");
                 assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/web"}, &o),
@@ -1586,11 +1586,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 s = store_free(s);
-                /* a second open finds version 12 and applies nothing */
+                /* a second open finds version 13 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "12");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "13");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
