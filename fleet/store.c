@@ -279,7 +279,8 @@ typedef enum StmtId {
         /* SQLite only (never prepared on PostgreSQL): the state queue, migration 13 */
         S_SQ_RECORD_INSERT,
         S_SQ_APPLIED,
-        S_SQ_PENDING,
+        S_SQ_PENDING_IMAGES,
+        S_SQ_PENDING_WORKLOADS,
         S_SQ_APPLIED_SET,
         _S_MAX,
 } StmtId;
@@ -582,10 +583,21 @@ static const struct {
          * starts above both, so retention emptying the table cannot bring one back under
          * the mark) */
         [S_SQ_APPLIED] = {"SELECT applied_rowid, (SELECT COALESCE(MAX(rowid), 0) FROM records) FROM state_applied", 0},
-        [S_SQ_PENDING] = {"SELECT rowid, kind, time_usec, cluster, node, namespace, ref, name, tag, digest,"
-                          " previous_digest, revision, media_type, k8s_namespace, pod, container FROM records"
-                          " WHERE rowid > $1 AND rowid <= $2 ORDER BY rowid LIMIT $3",
-                          3},
+        /* the records of a rowid range whose state has a node_images row, in its key order
+         * (same key: in order of arrival), and those with a workload_history row, in its:
+         * what sq_flush's sorts give (sq_cmp_image, sq_cmp_workload), sorted by SQLite */
+        [S_SQ_PENDING_IMAGES] = {"SELECT rowid, kind, time_usec, cluster, node, namespace, ref, name, tag, digest,"
+                                 " previous_digest, revision, media_type, k8s_namespace, pod, container FROM records"
+                                 " WHERE rowid > $1 AND rowid <= $2 AND (kind = 'pull' OR ref <> '')"
+                                 " ORDER BY cluster, node, namespace, ref, rowid",
+                                 2},
+        [S_SQ_PENDING_WORKLOADS] = {"SELECT rowid, kind, time_usec, cluster, node, namespace, ref, name, tag, digest,"
+                                    " previous_digest, revision, media_type, k8s_namespace, pod, container FROM"
+                                    " records WHERE rowid > $1 AND rowid <= $2 AND kind <> 'pull' AND ref <> '' AND"
+                                    " (pod <> '' OR container <> '') ORDER BY cluster, node, k8s_namespace, pod,"
+                                    " container, CASE WHEN kind = 'tag_moved' AND previous_digest <> '' THEN"
+                                    " previous_digest ELSE digest END, rowid",
+                                    2},
         [S_SQ_APPLIED_SET] = {"UPDATE state_applied SET applied_rowid = $1", 1},
 };
 
@@ -2779,7 +2791,7 @@ typedef struct StateIn {
         const char *cluster, *node, *namespace, *ref, *name, *tag, *digest, *previous_digest, *revision,
                 *media_type, *w_namespace, *pod, *container;
 } StateIn;
-static int state_of(Store *s, const StateIn *x, char *err, size_t errlen);
+static int state_of(Store *s, const StateIn *x, SqTable only, char *err, size_t errlen);
 static int sq_apply_to(Store *s, size_t keep, int64_t upto, char *err, size_t errlen);
 
 /* The state mark and the last rowid of records (S_SQ_APPLIED). */
@@ -2855,7 +2867,7 @@ static int sq_flush(Store *s, char *err, size_t errlen) {
                              .tag = v[10].s, .digest = v[11].s, .previous_digest = v[12].s, .revision = v[14].s,
                              .media_type = v[15].s, .w_namespace = v[16].s, .pod = v[17].s, .container = v[18].s};
                 if (r >= 0 && x.kind >= 0)
-                        r = state_of(s, &x, err, errlen);
+                        r = state_of(s, &x, _SQ_MAX, err, errlen);
                 if (r >= 0)
                         r = sq_flush(s, err, errlen);
                 if (r >= 0)
@@ -2875,13 +2887,21 @@ static size_t sq_rows(const SqPending *p) {
 
 
 
-static int state_of(Store *s, const StateIn *x, char *err, size_t errlen) {
+/* SQLite: a state row of table t queued for sq_flush (only = _SQ_MAX), or written now if
+ * t is the table only names (the apply's passes, each over its table's key order). */
+static int sq_put(Store *s, SqTable t, SqTable only, StmtId id, const Val *v, size_t n, char *err, size_t errlen) {
+        if (only == _SQ_MAX)
+                return sq_defer(s, t, id, v, n, NULL, err, errlen);
+        return only == t ? db_write(s, id, v, n, NULL, err, errlen) : 0;
+}
+
+static int state_of(Store *s, const StateIn *x, SqTable only, char *err, size_t errlen) {
         Val row[] = {T(x->cluster), T(x->node),   T(x->namespace),  T(x->ref),      T(x->name),
                      T(x->tag),     T(x->digest), T(x->media_type), T(x->revision), I(x->time_usec)};
         if (x->kind == FINDING_PULL)
                 return s->engine == STORE_POSTGRESQL
                                ? state_add_pull(s, row, err, errlen)
-                               : sq_defer(s, SQ_IMAGES, S_PULL_UPSERT, row, ELEMENTSOF(row), NULL, err, errlen);
+                               : sq_put(s, SQ_IMAGES, only, S_PULL_UPSERT, row, ELEMENTSOF(row), err, errlen);
         if (!x->ref[0])
                 return 0; /* an offline check's finding: no node state to change */
         unsigned bit = 1u << x->kind;
@@ -2901,9 +2921,9 @@ static int state_of(Store *s, const StateIn *x, char *err, size_t errlen) {
         bool has_workload = x->pod[0] || x->container[0];
         if (s->engine == STORE_POSTGRESQL)
                 return state_add_finding(s, frow, has_workload ? wv : NULL, err, errlen);
-        int r = sq_defer(s, SQ_IMAGES, S_FINDING_UPSERT, frow, ELEMENTSOF(frow), NULL, err, errlen);
+        int r = sq_put(s, SQ_IMAGES, only, S_FINDING_UPSERT, frow, ELEMENTSOF(frow), err, errlen);
         if (r >= 0 && has_workload)
-                r = sq_defer(s, SQ_WORKLOADS, S_WORKLOAD_UPSERT, wv, ELEMENTSOF(wv), NULL, err, errlen);
+                r = sq_put(s, SQ_WORKLOADS, only, S_WORKLOAD_UPSERT, wv, ELEMENTSOF(wv), err, errlen);
         return r;
 }
 
@@ -2938,25 +2958,27 @@ static int ingest_finding(Store *s, const char *cluster, const Finding *f, uint6
                      .digest = im->digest, .previous_digest = im->previous_digest, .revision = im->revision,
                      .media_type = im->media_type, .w_namespace = w->namespace, .pod = w->pod,
                      .container = w->container};
-        return state_of(s, &x, err, errlen);
+        return state_of(s, &x, _SQ_MAX, err, errlen);
 }
 
 /* SQLite: the node state of the records above the mark (migration 13), applied in
- * chunks of SQ_APPLY_CHUNK records: each chunk read back by rowid, each record's state
- * queued as ingest did it before (state_of: the same statements), sq_flush applying
- * each table's rows in key order (same-key rows in arrival order), the mark moved to the
- * chunk's last rowid, all in the caller's transaction. A chunk of 5,000 pulls and
- * findings holds ~6 MiB of copies. Why: applied per group (2,000 records) the upserts
- * land at random places of node_images and workload_history, B-trees far larger than
- * the page cache, and each group read and wrote most of their leaf pages again; applied
- * many groups at a time, in key order, each leaf is read and written once per chunk.
+ * chunks of SQ_APPLY_CHUNK rowids, all in the caller's transaction: the chunk's records
+ * read back twice, in node_images' key order and in workload_history's (same key: in
+ * order of arrival), SQLite sorting them, each record's upsert written as ingest wrote
+ * it before (state_of: the same statements), then the mark moved to the chunk's end.
+ * Why: applied per group (2,000 records) the upserts land at random places of
+ * node_images and workload_history, B-trees far larger than the page cache, and each
+ * group read and wrote most of their leaf pages again; applied many groups at a time,
+ * in key order, a leaf is read and written once per chunk. 20,000: the collector's peak
+ * RSS 29.3 MiB and 0.90 GB written for 200,000 records (records_ab_bench.sh; at 5,000:
+ * 26.2 MiB and 1.40 GB; at 50,000: 34.8 MiB, 0.82 GB). Sorted in C instead (sq_flush
+ * over copies, ~1.3 KB per record) 5,000 already took 28 MiB.
  * keep: chunks are applied while more than keep records wait (0: all of them). */
-#define SQ_APPLY_CHUNK 5000
+#define SQ_APPLY_CHUNK 20000
 
 typedef struct SqApply {
         Store *s;
-        int64_t last;
-        size_t n;
+        SqTable only;
         char *err;
         size_t errlen;
 } SqApply;
@@ -2968,15 +2990,13 @@ static int sq_apply_row(void *userdata, size_t ncols, const char *const *v) {
         for (size_t i = 0; i < ncols; i++)
                 if (!v[i])
                         return -EBADMSG;
-        a->last = strtoll(v[0], NULL, 10);
-        a->n++;
         StateIn x = {.kind = finding_kind_from_string(v[1]), .time_usec = strtoull(v[2], NULL, 10),
                      .cluster = v[3], .node = v[4], .namespace = v[5], .ref = v[6], .name = v[7], .tag = v[8],
                      .digest = v[9], .previous_digest = v[10], .revision = v[11], .media_type = v[12],
                      .w_namespace = v[13], .pod = v[14], .container = v[15]};
         if (x.kind < 0)
                 return 0; /* not a record this collector wrote: no state */
-        int r = state_of(a->s, &x, a->err, a->errlen);
+        int r = state_of(a->s, &x, a->only, a->err, a->errlen);
         return r < 0 ? r : 0;
 }
 
@@ -2991,16 +3011,16 @@ static int sq_apply_to(Store *s, size_t keep, int64_t upto, char *err, size_t er
                 int64_t last = m.last < upto ? m.last : upto;
                 if (last <= m.applied || (size_t) (last - m.applied) <= keep)
                         return 0;
-                SqApply a = {.s = s, .last = m.applied, .err = err, .errlen = errlen};
-                r = db_read(s, S_SQ_PENDING, (Val[]){I(m.applied), I(last), I(SQ_APPLY_CHUNK)}, 3, sq_apply_row, &a,
-                            err, errlen);
+                if (last - m.applied > SQ_APPLY_CHUNK)
+                        last = m.applied + SQ_APPLY_CHUNK;
+                Val range[] = {I(m.applied), I(last)};
+                SqApply a = {.s = s, .only = SQ_IMAGES, .err = err, .errlen = errlen};
+                r = db_read(s, S_SQ_PENDING_IMAGES, range, 2, sq_apply_row, &a, err, errlen);
+                a.only = SQ_WORKLOADS;
                 if (r >= 0)
-                        r = sq_flush(s, err, errlen);
-                else
-                        sq_reset(&s->sq);
+                        r = db_read(s, S_SQ_PENDING_WORKLOADS, range, 2, sq_apply_row, &a, err, errlen);
                 if (r >= 0)
-                        r = db_write(s, S_SQ_APPLIED_SET, (Val[]){I(a.n > 0 ? a.last : last)}, 1, NULL, err,
-                                     errlen);
+                        r = db_write(s, S_SQ_APPLIED_SET, (Val[]){I(last)}, 1, NULL, err, errlen);
                 if (r < 0)
                         return r;
         }
