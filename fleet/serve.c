@@ -37,6 +37,7 @@
 #define WRITER_GROUP_MAX 32            /* requests stored in one transaction (≤ STORE_GROUP_MAX) */
 #define WRITER_GROUP_BYTES (8U << 20)  /* and their bodies, at most (one larger body goes alone) */
 #define GROUP_WAIT_USEC 20000          /* a group waits this long at most for a body being decoded */
+#define IDLE_APPLY_USEC 50000          /* SQLite: queued node state is applied after this long idle */
 _Static_assert(WRITER_GROUP_MAX <= STORE_GROUP_MAX, "a group fits in one store transaction");
 #define RETRY_AFTER_FULL 2             /* seconds: the queue drains in well under that */
 #define RETRY_AFTER_DB 10              /* seconds: a database coming back takes longer */
@@ -426,6 +427,18 @@ static Request *group_next(Server *srv, const Request *last, size_t bytes, bool 
         return q && bytes + q->len <= WRITER_GROUP_BYTES ? q : NULL;
 }
 
+/* More requests are coming, as far as the writer can tell: this group took more than one
+ * (concurrent clients, which post again once answered), or one is queued behind it or
+ * being decoded. A single client posting and waiting for each answer is never "busy". */
+static bool writer_busy(Server *srv, Request *const *reqs, size_t n) {
+        if (n > 1)
+                return true;
+        pthread_mutex_lock(&srv->lock);
+        bool busy = reqs[n - 1]->next || srv->decoding > 0;
+        pthread_mutex_unlock(&srv->lock);
+        return busy;
+}
+
 /* Store *n queued requests in one transaction (group commit: one commit and one fsync for
  * all) and answer each after it. With grow, requests queued behind them while they were
  * stored join the same transaction before its commit (*n grows, up to WRITER_GROUP_MAX):
@@ -466,6 +479,12 @@ static void store_requests(Server *srv, Request **reqs, size_t *n, bool grow, si
                                 }
                         }
                 }
+                /* SQLite: under load the node state of these records may stay queued in the
+                 * database (store.h, store_ingest_defer) — applied many groups at a time, in
+                 * key order; when the writer is idle it is applied before the answers (here,
+                 * or by the writer's idle pass after IDLE_APPLY_USEC) */
+                if (r >= 0)
+                        store_ingest_defer(srv->store, writer_busy(srv, reqs, *n));
                 int k = store_ingest_end(srv->store, r >= 0, res, b->err, sizeof b->err);
                 if (r >= 0)
                         r = k;
@@ -501,9 +520,25 @@ static void *writer_main(void *userdata) {
                 abort();
         }
         pthread_mutex_lock(&srv->lock);
+        uint64_t last_group = 0; /* when the last group was answered */
         for (;;) {
                 while (!srv->head && !srv->stop) {
                         uint64_t now = now_usec_monotonic();
+                        /* the node state the last groups left queued (SQLite), once no
+                         * request has come for IDLE_APPLY_USEC */
+                        if (srv->decoding == 0 && store_state_pending(srv->store) > 0) {
+                                if (now < last_group + IDLE_APPLY_USEC) {
+                                        cond_wait_usec(srv, last_group + IDLE_APPLY_USEC - now);
+                                        continue;
+                                }
+                                pthread_mutex_unlock(&srv->lock);
+                                char err[512] = "";
+                                if (store_state_sync(srv->store, err, sizeof err) < 0)
+                                        log_line("applying the queued node state failed: %s", err);
+                                pthread_mutex_lock(&srv->lock);
+                                last_group = now_usec_monotonic(); /* a failure: again after IDLE_APPLY_USEC */
+                                continue;
+                        }
                         if (now >= next_maintain) {
                                 pthread_mutex_unlock(&srv->lock);
                                 char err[512] = "";
@@ -549,6 +584,7 @@ static void *writer_main(void *userdata) {
                 /* outside our lock: libmicrohttpd takes its own, and on_completed takes ours */
                 for (size_t i = 0; i < n; i++)
                         MHD_resume_connection(reqs[i]->conn);
+                last_group = now_usec_monotonic();
                 /* the WAL copied back (SQLite, every 64 MiB) now that the answers are out,
                  * not inside the commit they waited for */
                 char err[512] = "";
@@ -602,9 +638,12 @@ static enum MHD_Result serve_metrics(Server *srv, struct MHD_Connection *conn) {
                 "# HELP pullwatch_fleet_database_up Whether the last use of the database succeeded.\n"
                 "# TYPE pullwatch_fleet_database_up gauge\n"
                 "pullwatch_fleet_database_up %d\n"
+                "# HELP pullwatch_fleet_state_pending_records Records stored whose node state is still queued (SQLite).\n"
+                "# TYPE pullwatch_fleet_state_pending_records gauge\n"
+                "pullwatch_fleet_state_pending_records %zu\n"
                 "# HELP pullwatch_fleet_commit_seconds Time to store one batch, transaction included.\n"
                 "# TYPE pullwatch_fleet_commit_seconds histogram\n",
-                qr, qb, srv->queue_max_bytes, atomic_load(&srv->db_up) ? 1 : 0);
+                qr, qb, srv->queue_max_bytes, atomic_load(&srv->db_up) ? 1 : 0, store_state_pending(srv->store));
         pthread_mutex_lock(&m->lock);
         for (size_t i = 0; i < ELEMENTSOF(commit_buckets); i++)
                 fprintf(f, "pullwatch_fleet_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", commit_buckets[i],

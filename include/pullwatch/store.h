@@ -180,6 +180,21 @@ int store_ingest_end(Store *s, bool commit, StoreIngestResult *ret, char *err, s
  * requests to join the group. An error is that of the transaction, as with _add. */
 int store_ingest_wait(Store *s, char *err, size_t errlen);
 
+/* SQLite: the node state (node_images, workload_history) of pull and finding records is
+ * derived from the records table, which is its queue: the records above a mark kept in
+ * the database (state_applied) are applied, in order of arrival and in large sorted
+ * chunks, in the transaction that moves the mark. store_ingest_end applies everything
+ * queued before its commit, unless the caller said, between _begin and _end, that more
+ * requests are coming (defer = true): then only while more than STORE_STATE_DEFER_MAX
+ * records wait. Everything queued is applied before an inventory, by store_maintain,
+ * store_open (a crash's leftovers; a report's own store) and store_query on this store,
+ * and by store_state_sync. No-ops on PostgreSQL (its state is written with the records). */
+#define STORE_STATE_DEFER_MAX 50000
+void store_ingest_defer(Store *s, bool defer);
+int store_state_sync(Store *s, char *err, size_t errlen);
+/* Records whose state is queued, as last read (a gauge; any thread; 0 on PostgreSQL). */
+size_t store_state_pending(Store *s);
+
 /* SQLite: copy the write-ahead log back into the database file (a PASSIVE checkpoint)
  * once it holds STORE_CHECKPOINT_BYTES of frames; a commit never does it itself below
  * STORE_CHECKPOINT_HARD_FACTOR times that (then it does, as SQLite's wal_autocheckpoint

@@ -140,6 +140,10 @@ t0=$(ms)
 	echo "CREATE TEMP TABLE si AS WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < $IMAGES) SELECT i FROM s;"
 	echo "CREATE TEMP TABLE sd AS WITH RECURSIVE s(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM s WHERE k + 1 < 30) SELECT date($NOW_S - k * 86400, 'unixepoch') AS d FROM s;"
 	fill_sql sn si sd
+	# schema 13: the records above state_applied are the collector's queue of node state
+	# to apply (store.h); the state here is generated whole: none is queued
+	[[ -n $(sqlite3 "$DB" "SELECT 1 FROM sqlite_master WHERE name = 'state_applied'") ]] &&
+		echo "UPDATE state_applied SET applied_rowid = (SELECT MAX(rowid) FROM records);"
 	echo "COMMIT; ANALYZE;"
 } | sqlite3 "$DB" >/dev/null
 echo "   SQLite filled in $(($(ms) - t0)) ms ($(du -h "$DB" | cut -f1))"

@@ -271,6 +271,10 @@ int main(int argc, char **argv) {
         int r = exec("BEGIN", 0, NULL);
         if (r == 0)
                 r = fill();
+        /* SQLite: the records above state_applied are the collector's queue of node state
+         * still to apply (store.h); the state here is made by hand: none is queued */
+        if (r == 0 && !is_pg)
+                r = exec("UPDATE state_applied SET applied_rowid = (SELECT MAX(rowid) FROM records)", 0, NULL);
         if (r == 0)
                 r = exec("COMMIT", 0, NULL);
         if (pg)

@@ -156,7 +156,7 @@ static void test_upgrade_from_v1(void **state) {
                          SQLITE_OK);
         sqlite3_close(db);
         assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10;11;12");
+        assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o), "1;2;3;4;5;6;7;8;9;10;11;12;13");
         assert_string_equal(q(s, records_indexes[0], 0, NULL, &o), "records_kind_time;records_name");
         const char *recs[] = {
                 PULL("p1", "node-a", "docker.io/library/c:v1", "v1", D3, "2026-11-25T09:00:00Z"),
@@ -227,7 +227,7 @@ static void test_upgrade_from_v2(void **state) {
                         "CREATE INDEX node_images_digest ON node_images (digest);"
                         "DELETE FROM schema_migrations WHERE version >= 3; DROP INDEX nodes_node");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 const char *b2[] = {PULL("u2", "node-a", "docker.io/library/web:1", "1", D2, "2026-11-25T10:00:00Z")};
                 ingest(s, "prod", b2, 1);
@@ -320,7 +320,7 @@ static void test_upgrade_from_v3(void **state) {
                 const char *b1[] = {PULL("v1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z")};
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1, "DROP INDEX nodes_node; DELETE FROM schema_migrations WHERE version >= 4");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, nodes_indexes[e], 0, NULL, &o), "nodes_node");
                 assert_string_equal(q(s, "SELECT cluster, node FROM nodes", 0, NULL, &o), "prod|node-a");
                 if (e == STORE_SQLITE) {
@@ -361,7 +361,7 @@ static void test_upgrade_from_v4(void **state) {
                         "DROP INDEX records_name; CREATE INDEX records_name ON records (name);"
                         "DELETE FROM schema_migrations WHERE version >= 5");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, records_indexes[e], 0, NULL, &o), "records_kind_time;records_name");
                 q(s, records_name_def[e], 0, NULL, &o);
                 assert_non_null(strstr(o.text, e == STORE_SQLITE ? "WHERE kind = 'pull'" : "WHERE (kind = 'pull'::text)"));
@@ -659,6 +659,195 @@ static void test_inventories_deferred_in_order(void **state) {
                                            "c1|node-c|1795600800000000");
 }
 
+/* SQLite's state queue (store.h, migration 13): the records table is the queue of node
+ * state still to apply. A transaction whose caller says more requests are coming leaves
+ * the state of its pulls and findings queued; a read sees it applied. */
+static StoreIngestResult ingest_deferred(Store *s, const char *cluster, const char *const *lines, size_t n) {
+        Record recs[8];
+        char err[512] = "";
+        StoreIngestResult res = {0};
+        assert_true(n <= ELEMENTSOF(recs));
+        decode(lines, n, recs);
+        int r = store_ingest_begin(s, cluster, 1800000000000000ULL, err, sizeof err);
+        if (r >= 0)
+                r = store_ingest_add(s, recs, n, err, sizeof err);
+        store_ingest_defer(s, true);
+        int k = store_ingest_end(s, r >= 0, &res, err, sizeof err);
+        for (size_t i = 0; i < n; i++)
+                record_done(&recs[i]);
+        if (r < 0 || k < 0)
+                fail_msg("store_ingest (deferred): %s", err);
+        return res;
+}
+
+static int raw_row(void *userdata, int ncols, char **values, char **names) {
+        (void) names;
+        return out_row(userdata, (size_t) ncols, (const char *const *) values);
+}
+
+/* A query on the SQLite file behind url through a connection of its own (not the store's:
+ * nothing is applied first). */
+static const char *raw_q(const char *url, const char *sql, Out *o) {
+        sqlite3 *db = NULL;
+        memset(o, 0, sizeof *o);
+        assert_int_equal(sqlite3_open(url + strlen("sqlite:"), &db), SQLITE_OK);
+        char *msg = NULL;
+        int rc = sqlite3_exec(db, sql, raw_row, o, &msg);
+        if (rc != SQLITE_OK)
+                fail_msg("%s: %s", sql, msg ? msg : "?");
+        sqlite3_close(db);
+        return o->text;
+}
+
+static const char *const state_dumps[] = {
+        "SELECT cluster, node, namespace, ref, name, tag, digest, media_type, revision, pinned, latest,"
+        " revision_verified, compliant, findings, pods, k8s_namespaces, updated_usec, findings_mask FROM node_images"
+        " ORDER BY node, ref",
+        "SELECT cluster, node, k8s_namespace, pod, container, name, ref, digest, revision, first_seen_usec,"
+        " last_seen_usec FROM workload_history ORDER BY node, pod, digest",
+        "SELECT cluster, node, last_inventory_usec FROM nodes ORDER BY node",
+};
+
+/* The state of lines ingested one request at a time, each applied at its commit. */
+static void state_reference(const char *const *lines, size_t n, Out want[static ELEMENTSOF(state_dumps)]) {
+        Store *s = open_fresh(STORE_SQLITE);
+        for (size_t i = 0; i < n; i++)
+                ingest(s, "c1", lines + i, 1);
+        for (size_t d = 0; d < ELEMENTSOF(state_dumps); d++)
+                q(s, state_dumps[d], 0, NULL, &want[d]);
+        store_free(s);
+}
+
+static const char *const state_batch[] = {
+        PULL("s1", "node-a", "docker.io/library/web:1", "1", D1, "2026-11-25T09:00:00Z"),
+        FIND("s2", "latest_tag", WEB, D1, "2026-11-25T09:01:00Z", "web-0", "r1"),
+        PULL("s3", "node-a", WEB, "latest", D2, "2026-11-25T09:02:00Z"),
+        FIND("s4", "untraceable", WEB, D2, "2026-11-25T09:03:00Z", "web-1", ""),
+        FIND("s5", "mutable_tag", WEB, D1, "2026-11-25T09:04:00Z", "web-0", ""), /* D1 no longer the row's */
+};
+
+/* Deferred: the records are stored, their state is not, until a reader comes — another
+ * store opening the database (a report), or a query on the same store; then it is what
+ * applying each at its commit gives. Failed before this store had the queue's readers
+ * apply it (store_open, store_query): the state stayed queued. */
+static void test_state_deferred_until_read(void **state) {
+        (void) state;
+        const size_t n = ELEMENTSOF(state_batch);
+        Out want[ELEMENTSOF(state_dumps)], o;
+        state_reference(state_batch, n, want);
+        for (int reader = 0; reader < 2; reader++) {
+                char url[512], err[512] = "";
+                fresh_url(STORE_SQLITE, url, sizeof url);
+                Store *s = NULL;
+                assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+                for (size_t i = 0; i < n; i++)
+                        assert_int_equal(ingest_deferred(s, "c1", state_batch + i, 1).accepted, 1);
+                assert_int_equal(store_state_pending(s), n);
+                assert_string_equal(raw_q(url, "SELECT COUNT(*) FROM records", &o), "5");
+                assert_string_equal(raw_q(url, "SELECT COUNT(*) FROM node_images", &o), "0");
+                assert_string_equal(raw_q(url, "SELECT COUNT(*) FROM workload_history", &o), "0");
+                assert_string_equal(raw_q(url, "SELECT applied_rowid FROM state_applied", &o), "0");
+                if (reader == 0) { /* a report opens its own store */
+                        Store *r = NULL;
+                        assert_int_equal(store_open(&r, url, err, sizeof err), 0);
+                        store_free(r);
+                } else /* a query on the store that queued it */
+                        q(s, "SELECT 1", 0, NULL, &o);
+                for (size_t d = 0; d < ELEMENTSOF(state_dumps); d++)
+                        assert_string_equal(raw_q(url, state_dumps[d], &o), want[d].text);
+                assert_string_equal(raw_q(url, "SELECT applied_rowid = (SELECT MAX(rowid) FROM records) FROM"
+                                               " state_applied", &o), "1");
+                store_free(s);
+        }
+}
+
+/* A collector that stops (or crashes) with state queued: the next open applies it, once —
+ * the mark moves with it, so a third open changes nothing (a row changed by hand in
+ * between stays as it is). Failed before store_open applied the queue: the state of the
+ * deferred records never came. */
+static void test_state_applied_once_after_crash(void **state) {
+        (void) state;
+        const size_t n = ELEMENTSOF(state_batch);
+        Out want[ELEMENTSOF(state_dumps)], o;
+        state_reference(state_batch, n, want);
+        char url[512], err[512] = "";
+        fresh_url(STORE_SQLITE, url, sizeof url);
+        Store *s = NULL;
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        ingest_deferred(s, "c1", state_batch, n);
+        store_free(s); /* nothing applied */
+        assert_string_equal(raw_q(url, "SELECT COUNT(*) FROM node_images", &o), "0");
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        assert_int_equal(store_state_pending(s), 0);
+        store_free(s);
+        for (size_t d = 0; d < ELEMENTSOF(state_dumps); d++)
+                assert_string_equal(raw_q(url, state_dumps[d], &o), want[d].text);
+        raw_sql(STORE_SQLITE, url, "UPDATE node_images SET tag = 'by-hand'");
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        store_free(s);
+        assert_string_equal(raw_q(url, "SELECT DISTINCT tag FROM node_images", &o), "by-hand");
+}
+
+/* Retention deletes every record (the mark is at the last of them): the next records'
+ * rowids still come above the mark, so their state is applied. Failed with SQLite's own
+ * rowids (max(rowid) + 1 = 1 on an empty table: under the mark, never applied). */
+static void test_state_mark_after_retention_empties(void **state) {
+        (void) state;
+        char url[512], err[512] = "";
+        Out o;
+        fresh_url(STORE_SQLITE, url, sizeof url);
+        Store *s = NULL;
+        assert_int_equal(store_open(&s, url, err, sizeof err), 0);
+        ingest_deferred(s, "c1", state_batch, 3);
+        /* 14 days after 2026-11-25: every record goes (their state first) */
+        assert_int_equal(store_maintain(s, 1796983200000000ULL, 14, err, sizeof err), 0);
+        assert_string_equal(raw_q(url, "SELECT COUNT(*) FROM records", &o), "0");
+        assert_string_equal(raw_q(url, "SELECT applied_rowid FROM state_applied", &o), "3");
+        assert_string_equal(raw_q(url, "SELECT COUNT(*) FROM node_images", &o), "2");
+        static const char *const later[] = {
+                PULL("t1", "node-b", "docker.io/library/web:9", "9", D3, "2026-12-10T09:00:00Z"),
+        };
+        ingest_deferred(s, "c1", later, 1);
+        assert_int_equal(store_state_sync(s, err, sizeof err), 0);
+        assert_string_equal(raw_q(url, "SELECT rowid > 3 FROM records", &o), "1");
+        assert_string_equal(raw_q(url, "SELECT node, ref, digest FROM node_images WHERE node = 'node-b'", &o),
+                            "node-b|docker.io/library/web:9|" D3);
+        assert_string_equal(raw_q(url, "SELECT applied_rowid > 3 FROM state_applied", &o), "1");
+        store_free(s);
+}
+
+/* Pulls whose state is queued, then an inventory of their node: the inventory comes after
+ * them, as it did when each was applied at its commit (test_inventories_deferred_in_order's
+ * records, each its own deferred request). Failed before an inventory applied the queue
+ * first: u1 (09:30), applied after v3 (11:00), kept its row. */
+static void test_state_queued_before_inventory(void **state) {
+        (void) state;
+        static const char *const batch[] = {
+                INV_OF("v1", "node-a", "2026-11-25T10:00:00Z",
+                       INV_IMAGE("docker.io/library/x:1", D1, "r1", POD("p1")) "," INV_IMAGE(
+                               "docker.io/library/y:1", D2, "", POD("p2"))),
+                PULL("u1", "node-a", "docker.io/library/z:9", "9", D3, "2026-11-25T09:30:00Z"),
+                FIND("u0", "latest_tag", WEB, D1, "2026-11-25T09:31:00Z", "web-0", "r1"),
+                INV_OF("v3", "node-a", "2026-11-25T11:00:00Z",
+                       INV_IMAGE("docker.io/library/x:1", D2, "r2", POD("p1")) "," INV_IMAGE("docker.io/library/w:1",
+                                                                                           D3, "", "")),
+                PULL("u2", "node-a", "docker.io/library/y:1", "1", D3, "2026-11-25T10:30:00Z"),
+                PULL("u3", "node-c", "docker.io/library/x:1", "1", D2, "2026-11-25T09:00:00Z"),
+                INV_OF("v5", "node-c", "2026-11-25T10:00:00Z", ""),
+        };
+        const size_t n = ELEMENTSOF(batch);
+        Out want[ELEMENTSOF(state_dumps)], o;
+        state_reference(batch, n, want);
+        Store *s = open_fresh(STORE_SQLITE);
+        for (size_t i = 0; i < n; i++)
+                ingest_deferred(s, "c1", batch + i, 1);
+        for (size_t d = 0; d < ELEMENTSOF(state_dumps); d++)
+                assert_string_equal(q(s, state_dumps[d], 0, NULL, &o), want[d].text);
+        /* and the reference is what it was before the queue: z:9 went with v3 */
+        assert_null(strstr(want[0].text, "z:9"));
+        store_free(s);
+}
+
 /* A database of schema version 5 (workload_history (k8s_namespace, pod)) upgrades in
  * place, on both engines: its rows stay, the index is (k8s_namespace) alone, and the
  * report's --workload look-up uses it and finds the same rows. */
@@ -687,7 +876,7 @@ static void test_upgrade_from_v5(void **state) {
                         "CREATE INDEX workload_history_pod ON workload_history (k8s_namespace, pod);"
                         "DELETE FROM schema_migrations WHERE version >= 6");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
                         char plan[1024];
@@ -719,7 +908,7 @@ static void test_upgrade_from_v6(void **state) {
                                                 "DELETE FROM schema_migrations WHERE version >= 7"
                                               : "DELETE FROM schema_migrations WHERE version >= 7");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 if (e == STORE_POSTGRESQL)
                         assert_string_equal(q(s,
                                               "SELECT relname, array_to_string(reloptions, ',') FROM pg_class WHERE"
@@ -765,7 +954,7 @@ static void test_upgrade_from_v7(void **state) {
                         "CREATE INDEX workload_history_name ON workload_history (name);"
                         "DELETE FROM schema_migrations WHERE version >= 8");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 if (e == STORE_SQLITE) {
@@ -1043,7 +1232,7 @@ static void test_upgrade_from_v8(void **state) {
                 Store *s = open_as_older((StoreEngine) e, url, sizeof url, b1, 1,
                                          "DELETE FROM schema_migrations WHERE version >= 9");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, "SELECT ref, by_inventory FROM node_images", 0, NULL, &o),
                                     "docker.io/library/x:1|0");
                 assert_string_equal(q(s, image_times, 0, NULL, &o), "docker.io/library/x:1|" D1 "|1795600800000000");
@@ -1069,7 +1258,7 @@ static void test_upgrade_from_v9(void **state) {
                                          "ALTER TABLE node_images ADD COLUMN by_inventory INTEGER NOT NULL DEFAULT 0;"
                                          "DELETE FROM schema_migrations WHERE version >= 10");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, "SELECT pod, by_inventory FROM workload_history ORDER BY pod", 0, NULL, &o),
                                     "web-7|0;y-0|0");
                 const char *b2[] = {INV_OF("v2", "node-b", "2026-11-25T11:00:00Z",
@@ -1109,7 +1298,7 @@ static void test_upgrade_from_v10(void **state) {
                         "CREATE INDEX IF NOT EXISTS workload_history_node_name ON workload_history (cluster, node, name);"
                         "DELETE FROM schema_migrations WHERE version >= 11");
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), node_images_indexes_now[e]);
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), workload_indexes_now[e]);
                 assert_string_equal(q(s, "SELECT node, ref, digest, findings FROM node_images ORDER BY node, ref", 0,
@@ -1188,7 +1377,7 @@ static void test_upgrade_from_v11(void **state) {
                 char err[512] = "";
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 assert_string_equal(q(s, node_images_indexes[e], 0, NULL, &o), "");
                 assert_string_equal(q(s, workload_indexes[e], 0, NULL, &o), "workload_history_namespace");
                 assert_string_equal(q(s, image_by_name, 1, (const char *[]){"docker.io/library/web"}, &o),
@@ -1586,11 +1775,11 @@ static void test_open_migrates_once(void **state) {
                 Store *s = NULL;
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
                 assert_string_equal(q(s, "SELECT version FROM schema_migrations ORDER BY version", 0, NULL, &o),
-                                    "1;2;3;4;5;6;7;8;9;10;11;12");
+                                    "1;2;3;4;5;6;7;8;9;10;11;12;13");
                 s = store_free(s);
-                /* a second open finds version 12 and applies nothing */
+                /* a second open finds version 13 and applies nothing */
                 assert_int_equal(store_open(&s, url, err, sizeof err), 0);
-                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "12");
+                assert_string_equal(q(s, "SELECT COUNT(*) FROM schema_migrations", 0, NULL, &o), "13");
                 if (e == STORE_SQLITE) {
                         /* a new SQLite database has 16 KiB pages (fewer WAL frames per commit) */
                         sqlite3 *db = NULL;
@@ -2059,6 +2248,8 @@ int main(void) {
                 cmocka_unit_test(test_rollup_and_retention), cmocka_unit_test(test_cluster_cache_many_nodes), cmocka_unit_test(test_group_commit),
                 cmocka_unit_test(test_batch_same_on_both_engines), cmocka_unit_test(test_group_same_as_one_by_one), cmocka_unit_test(test_finding_upsert),
                 cmocka_unit_test(test_inventories_deferred_in_order),
+                cmocka_unit_test(test_state_deferred_until_read), cmocka_unit_test(test_state_applied_once_after_crash),
+                cmocka_unit_test(test_state_mark_after_retention_empties), cmocka_unit_test(test_state_queued_before_inventory),
                 cmocka_unit_test(test_node_touched_once_per_request), cmocka_unit_test(test_checkpoint_after_commit), cmocka_unit_test(test_inventory_pods_json),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
