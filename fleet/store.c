@@ -2885,8 +2885,6 @@ static size_t sq_rows(const SqPending *p) {
         return p->n[SQ_RECORDS] + p->n[SQ_IMAGES] + p->n[SQ_WORKLOADS];
 }
 
-
-
 /* SQLite: a state row of table t queued for sq_flush (only = _SQ_MAX), or written now if
  * t is the table only names (the apply's passes, each over its table's key order). */
 static int sq_put(Store *s, SqTable t, SqTable only, StmtId id, const Val *v, size_t n, char *err, size_t errlen) {
