@@ -70,7 +70,7 @@ for spec in "$@"; do
 done
 CTR_PID=
 if [[ ${AB_CTR:-0} == 1 ]]; then
-	gcc -O2 -Wall -Wextra -Werror -o "$PW_WORK/linestamp" "$HERE/linestamp.c" || pw_fail "cannot build linestamp.c"
+	pw_linestamp
 	mkfifo "$PW_WORK/ctr.fifo"
 	"$PW_WORK/linestamp" <"$PW_WORK/ctr.fifo" >"$PW_WORK/ctr.events" &
 	STAMP_PID=$!

@@ -67,9 +67,7 @@ say() { echo "== $*"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 pw_setup_deps_check
-command -v gcc >/dev/null || pw_fail "gcc is needed to build tests/bench/linestamp.c"
-gcc -O2 -Wall -Wextra -Werror -o "$PW_WORK/linestamp" "$HERE/linestamp.c" ||
-	pw_fail "could not build linestamp.c"
+pw_linestamp
 
 # ------------------------------------------------------------- measures ----
 

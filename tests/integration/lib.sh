@@ -274,6 +274,15 @@ pw_wait_idle() {
 	pw_note "pid $1 still busy after $2 s (measuring anyway)"
 }
 
+# pw_linestamp — build tests/bench/linestamp.c into $PW_WORK/linestamp (once): a filter that
+# prefixes each line with the wall-clock microseconds at which it was read.
+pw_linestamp() {
+	[[ -x $PW_WORK/linestamp ]] && return 0
+	command -v gcc >/dev/null || pw_fail "gcc is needed to build tests/bench/linestamp.c"
+	gcc -O2 -Wall -Wextra -Werror -o "$PW_WORK/linestamp" "$PW_LIB_DIR/../bench/linestamp.c" ||
+		pw_fail "could not build tests/bench/linestamp.c"
+}
+
 # pw_start_stamped OUTFILE CMD... — start CMD in the background (PW_STAMPED_PID) with its
 # stderr through tests/bench/linestamp.c into OUTFILE: each line prefixed with the wall-clock
 # microseconds at which it arrived. PW_STAMPED_T0 is the time just before the start, so a
@@ -282,11 +291,7 @@ pw_wait_idle() {
 pw_start_stamped() {
 	local out=$1
 	shift
-	if [[ ! -x $PW_WORK/linestamp ]]; then
-		command -v gcc >/dev/null || pw_fail "gcc is needed to build tests/bench/linestamp.c"
-		gcc -O2 -Wall -Wextra -Werror -o "$PW_WORK/linestamp" "$PW_LIB_DIR/../bench/linestamp.c" ||
-			pw_fail "could not build tests/bench/linestamp.c"
-	fi
+	pw_linestamp
 	: >"$out"
 	PW_STAMPED_T0=${EPOCHREALTIME/./}
 	"$@" >/dev/null 2> >("$PW_WORK/linestamp" >"$out") </dev/null &
@@ -297,6 +302,25 @@ pw_start_stamped() {
 # TEXT (FILE written by pw_start_stamped); empty when there is none.
 pw_stamp_ms() {
 	awk -v t="$PW_STAMPED_T0" -v p="$2" 'index($0, p) { printf "%d", ($1 - t) / 1000; exit }' "$1"
+}
+
+# pw_ms_since T — PW_MS: ms since T (µs since the epoch, ${EPOCHREALTIME/./}); no fork at
+# either end of what a bench times.
+pw_ms_since() { PW_MS=$(((${EPOCHREALTIME/./} - $1) / 1000)); }
+
+# pw_run_until_subscribed BINARY STATE_DIR NODE NS — `BINARY run` on $PW_SOCK for NS, its
+# stderr stamped into $PW_WORK/agent.err (pw_start_stamped), until it logs "subscribed to
+# containerd events" (its first listing judged); fails the script after 600 s or when it
+# exits. PW_SUB_PID: its pid (also PW_EXTRA_PIDS: killed on exit); PW_SUB_MS: ms from its
+# start to that line's arrival (stamped: not when the poll saw the line).
+pw_run_until_subscribed() {
+	pw_start_stamped "$PW_WORK/agent.err" "$1" run --address "$PW_SOCK" --state-dir "$2" --node "$3" --namespace "$4"
+	PW_SUB_PID=$PW_STAMPED_PID
+	PW_EXTRA_PIDS=$PW_SUB_PID
+	pw_poll 600 eval "grep -q 'subscribed to containerd events' '$PW_WORK/agent.err' || ! pw_proc_alive $PW_SUB_PID" ||
+		pw_fail "pullwatch did not subscribe within 600 s" "$(tail -3 "$PW_WORK/agent.err")"
+	pw_proc_alive "$PW_SUB_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
+	PW_SUB_MS=$(pw_stamp_ms "$PW_WORK/agent.err" 'subscribed to containerd events')
 }
 
 pw_journald_bin() {
