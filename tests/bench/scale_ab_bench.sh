@@ -33,18 +33,10 @@ pw_start_containerd
 have=$(ctr -a "$PW_SOCK" -n "$NS" images ls -q | grep -c '^bench.local/scale/img-' || true)
 ((have == N)) || pw_fail "the store has $have images, not $N: make it with scale_bench.sh (same SCALE_ROOT)"
 
-# ms since T (µs, ${EPOCHREALTIME/./}) in MS: no fork on either end of what is timed
-ms_since() { MS=$(((${EPOCHREALTIME/./} - $1) / 1000)); }
 AGENT_PID= START_MS=
-start_agent() { # BINARY STATE_DIR
-	pw_start_stamped "$PW_WORK/agent.err" "$1" run --address "$PW_SOCK" --state-dir "$2" --node scale-ab --namespace "$NS"
-	AGENT_PID=$PW_STAMPED_PID
-	PW_EXTRA_PIDS=$AGENT_PID
-	pw_poll 600 eval "grep -q 'subscribed to containerd events' '$PW_WORK/agent.err' || ! pw_proc_alive $AGENT_PID" ||
-		pw_fail "pullwatch did not subscribe within 600 s" "$(tail -3 "$PW_WORK/agent.err")"
-	pw_proc_alive "$AGENT_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
-	# the line's arrival, stamped (not when the poll saw it)
-	START_MS=$(pw_stamp_ms "$PW_WORK/agent.err" 'subscribed to containerd events')
+start_agent() { # BINARY STATE_DIR — AGENT_PID, START_MS (ms until "subscribed"), START_CPU
+	pw_run_until_subscribed "$1" "$2" scale-ab "$NS"
+	AGENT_PID=$PW_SUB_PID START_MS=$PW_SUB_MS
 	# its CPU until the poll saw the line (user + system, every thread's, in ms; up to
 	# PW_POLL_INTERVAL of what follows "subscribed" included)
 	START_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$AGENT_PID/stat")
@@ -63,23 +55,23 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		k=$((k + 1))
 		t=${EPOCHREALTIME/./}
 		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
-		ms_since "$t"
-		echo "$k ctr $MS" >>"$PW_WORK/runs"
+		pw_ms_since "$t"
+		echo "$k ctr $PW_MS" >>"$PW_WORK/runs"
 		rm -rf "$PW_WORK/state" && mkdir -p "$PW_WORK/state"
 		t=${EPOCHREALTIME/./}
 		st=0
 		/usr/bin/time -o "$PW_WORK/scan.time" -f '%U %S' \
 			"$bin" scan --address "$PW_SOCK" --state-dir "$PW_WORK/state" --namespace "$NS" \
 			>"$PW_WORK/scan-$k.out" 2>"$PW_WORK/scan.err" || st=$?
-		ms_since "$t"
-		echo "$k scan $MS" >>"$PW_WORK/runs"
+		pw_ms_since "$t"
+		echo "$k scan $PW_MS" >>"$PW_WORK/runs"
 		echo "$k scan_cpu $(awk '{ printf "%d", ($1 + $2) * 1000 }' "$PW_WORK/scan.time")" >>"$PW_WORK/runs"
 		((st <= 1)) || pw_fail "pullwatch scan failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
 		cmp -s "$PW_WORK/scan-1.out" "$PW_WORK/scan-$k.out" || pw_fail "scan's table differs between build 1 and $bin"
 		t=${EPOCHREALTIME/./}
 		ctr -a "$PW_SOCK" -n "$NS" images ls -q >/dev/null
-		ms_since "$t"
-		echo "$k ctr $MS" >>"$PW_WORK/runs"
+		pw_ms_since "$t"
+		echo "$k ctr $PW_MS" >>"$PW_WORK/runs"
 		rm -rf "$PW_WORK/state"
 		start_agent "$bin" "$PW_WORK/state"
 		echo "$k fresh $START_MS" >>"$PW_WORK/runs"

@@ -71,8 +71,6 @@ have=$(ctrs images ls -q | grep -c '^bench.local/scale/img-' || true)
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
-# ms since T (µs, ${EPOCHREALTIME/./}) in MS: no fork on either end of what is timed
-ms_since() { MS=$(((${EPOCHREALTIME/./} - $1) / 1000)); }
 
 # ------------------------------------------------------- scan vs ctr ls -q ----
 
@@ -80,15 +78,15 @@ say "$RUNS runs each of ctr -n $NS images ls -q, pullwatch scan --namespace $NS 
 for ((i = 1; i <= RUNS; i++)); do
 	c=$(ticks "$CTR_PID") t=${EPOCHREALTIME/./}
 	n=$(ctrs images ls -q | wc -l)
-	ms_since "$t"
-	echo "ctr_ms $MS $(($(ticks "$CTR_PID") - c)) $n" >>"$PW_WORK/runs"
+	pw_ms_since "$t"
+	echo "ctr_ms $PW_MS $(($(ticks "$CTR_PID") - c)) $n" >>"$PW_WORK/runs"
 	rm -rf "$PW_WORK/scan-state" && mkdir -p "$PW_WORK/scan-state"
 	c=$(ticks "$CTR_PID") t=${EPOCHREALTIME/./}
 	st=0
 	"$PULLWATCH" scan --address "$PW_SOCK" --state-dir "$PW_WORK/scan-state" --namespace "$NS" --format json \
 		>"$PW_WORK/scan.out" 2>"$PW_WORK/scan.err" || st=$?
-	ms_since "$t"
-	echo "scan_ms $MS $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
+	pw_ms_since "$t"
+	echo "scan_ms $PW_MS $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
 	((st <= 1)) || pw_fail "pullwatch scan failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
 	# the same, every blob through containerd's Content.Read (the path before direct reads)
 	rm -rf "$PW_WORK/scan-state" && mkdir -p "$PW_WORK/scan-state"
@@ -96,8 +94,8 @@ for ((i = 1; i <= RUNS; i++)); do
 	st=0
 	"$PULLWATCH" scan --address "$PW_SOCK" --state-dir "$PW_WORK/scan-state" --namespace "$NS" --format json \
 		--content-direct=false >"$PW_WORK/scan-api.out" 2>"$PW_WORK/scan.err" || st=$?
-	ms_since "$t"
-	echo "api_ms $MS $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
+	pw_ms_since "$t"
+	echo "api_ms $PW_MS $(($(ticks "$CTR_PID") - c)) $st" >>"$PW_WORK/runs"
 	((st <= 1)) || pw_fail "pullwatch scan --content-direct=false failed (status $st)" "$(tail -3 "$PW_WORK/scan.err")"
 	cmp -s "$PW_WORK/scan.out" "$PW_WORK/scan-api.out" || pw_fail "scan's findings differ with --content-direct=false"
 done
@@ -118,15 +116,8 @@ res ctr_all "$(awk '$1 == "ctr_ms" { printf "%s%s", s, $2; s = " " }' "$PW_WORK/
 
 AGENT_PID= START_MS=
 start_agent() { # STATE_DIR — start pullwatch run (AGENT_PID); START_MS: ms until "subscribed"
-	pw_start_stamped "$PW_WORK/agent.err" "$PULLWATCH" run --address "$PW_SOCK" --state-dir "$1" --node "scale-bench" \
-		--namespace "$NS"
-	AGENT_PID=$PW_STAMPED_PID
-	PW_EXTRA_PIDS=$AGENT_PID
-	pw_poll 600 eval "grep -q 'subscribed to containerd events' '$PW_WORK/agent.err' || ! pw_proc_alive $AGENT_PID" ||
-		pw_fail "pullwatch did not subscribe within 600 s" "$(tail -3 "$PW_WORK/agent.err")"
-	pw_proc_alive "$AGENT_PID" || pw_fail "pullwatch exited" "$(tail -3 "$PW_WORK/agent.err")"
-	# the line's arrival, stamped (not when the poll saw it)
-	START_MS=$(pw_stamp_ms "$PW_WORK/agent.err" 'subscribed to containerd events')
+	pw_run_until_subscribed "$PULLWATCH" "$1" scale-bench "$NS"
+	AGENT_PID=$PW_SUB_PID START_MS=$PW_SUB_MS
 }
 mem() { # PREFIX
 	res "${1}_rss" "$(awk '$1 == "Rss:" { print $2 }' "/proc/$AGENT_PID/smaps_rollup")"
