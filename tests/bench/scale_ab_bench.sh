@@ -19,7 +19,7 @@ N=${N:-10000}
 NS=${NS:-scale}
 ROUNDS=${ROUNDS:-3}
 # shellcheck disable=SC2034 # read by lib.sh
-PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1 PW_POLL_INTERVAL=${PW_POLL_INTERVAL:-0.02}
+PW_TEST_NAME=scale_ab_bench PW_NO_SUMMARY=1
 # shellcheck source=tests/integration/lib.sh
 . "$ROOT/tests/integration/lib.sh"
 pw_setup_deps_check
@@ -37,8 +37,7 @@ AGENT_PID= START_MS=
 start_agent() { # BINARY STATE_DIR — AGENT_PID, START_MS (ms until "subscribed"), START_CPU
 	pw_run_until_subscribed "$1" "$2" scale-ab "$NS"
 	AGENT_PID=$PW_SUB_PID START_MS=$PW_SUB_MS
-	# its CPU until the poll saw the line (user + system, every thread's, in ms; up to
-	# PW_POLL_INTERVAL of what follows "subscribed" included)
+	# its CPU until the wait saw the line (user + system, every thread's, in ms)
 	START_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$AGENT_PID/stat")
 }
 # idle (pw_wait_idle, as scale_bench.sh waits): right after "subscribed" a listing cut by
