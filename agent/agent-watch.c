@@ -72,6 +72,13 @@ static void on_container_image(const char *ns, const char *id, const char *image
 
 static void reconcile(Agent *a, bool inventory);
 
+/* What reading the facts file found wrong (moved aside, unusable), in one line. */
+static void facts_log_warning(Agent *a) {
+        const char *w = facts_pop_warning(a->facts);
+        if (w)
+                log_warning("%s", w);
+}
+
 /* A listing was judged: what its images' blobs said goes to the facts file, and the file
  * and the jobs' config cache are unmapped until the next look-up. */
 static void facts_done(Agent *a) {
@@ -83,9 +90,7 @@ static void facts_done(Agent *a) {
         }
         facts_release(a->facts);
         jobs_release_cache(a->jobs);
-        const char *w = facts_pop_warning(a->facts);
-        if (w)
-                log_warning("%s", w);
+        facts_log_warning(a);
 }
 
 static void notify_ready(Agent *a, bool idle) {
@@ -107,11 +112,15 @@ static void check_progress(Agent *a) {
                 judge_listing_done(&a->judge);
                 sinks_listing_done(a->sinks);
                 ledger_settle(a->ledger); /* its next save moves what the listing added into the image */
+                /* every image is judged: ready before the facts file is saved (a cache for the
+                 * next start, 15-25 ms at 10,000 images) and the inventory encoded; what
+                 * reading the file found wrong is said before */
+                facts_log_warning(a);
+                notify_ready(a, idle);
                 facts_done(a);
                 if (inventory_collecting(a->inventory))
                         inventory_ship(a);
                 agent_trim_later(a); /* a listing's jobs are gone: return their memory */
-                notify_ready(a, idle);
                 /* journald last: woken with a listing's entries (10,000 on a fresh start) it
                  * takes a core for a second, which the steps above waited for on a busy
                  * machine (the facts file's save 20-80 ms at 10,000 images) */

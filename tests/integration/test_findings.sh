@@ -162,6 +162,8 @@ truncate -s $((fsize - 1)) "$PW_STATE_DIR/facts"
 pw_start_agent "$NODE" --pins "$PINS"
 pw_assert_cmd "a damaged facts file is moved aside, said in one line" \
 	eval "pw_agent_err_since_start | grep -q 'facts is corrupt (.*): moved aside as facts.corrupt-'"
+# saved right after the agent says it is subscribed (the save follows readiness)
+pw_poll 10 test -s "$PW_STATE_DIR/facts"
 pw_assert_cmd "and rebuilt from the images" test -s "$PW_STATE_DIR/facts"
 pw_assert_cmd "the agent says the state file is damaged" \
 	eval "pw_agent_err_since_start | grep -Eiq 'ledger|state'"
