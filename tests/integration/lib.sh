@@ -9,7 +9,9 @@
 # Environment (all optional):
 #   PULLWATCH          the binary under test (pw_require_pullwatch skips with 77 without it)
 #   PW_KEEP_WORK=1     keep the work dir on exit (its path is printed)
-#   PW_KEEP_JOURNALD=1 leave a journald we started running on exit
+#   PW_STOP_JOURNALD=1 stop on exit a journald we started (by default it is left running:
+#                      it is the machine's journald, which a later test or a second suite
+#                      on the machine may be writing to)
 #   PW_AGENT_WRAPPER   command prefix for the agent, e.g. "valgrind -q"
 #   PW_VERBOSE=1       print the harness's progress lines
 #   PW_NO_SUMMARY=1    no "N passed, M failed" line on success (the demo)
@@ -175,7 +177,7 @@ pw_cleanup() {
 	fi
 	if [[ -n $PW_CTD_PID ]]; then pw_kill_wait "$PW_CTD_PID" 10 ; fi
 	if [[ -n $PW_REGISTRY_PID ]]; then pw_kill_wait "$PW_REGISTRY_PID" 5 ; fi
-	if [[ $PW_JOURNALD_STARTED == 1 && ${PW_KEEP_JOURNALD:-0} != 1 ]]; then
+	if [[ $PW_JOURNALD_STARTED == 1 && ${PW_STOP_JOURNALD:-0} == 1 ]]; then
 		pw_kill_wait "$PW_JOURNALD_PID" 5
 	fi
 	if [[ ${PW_KEEP_WORK:-0} == 1 ]]; then

@@ -125,4 +125,24 @@ pw_assert_eq "$(pw_image_digest default "$R/app:latest")" "$d_moved" "images sur
 pw_assert_eq "$(pw_image_digest k8s.io "$R/cri@$d_cri")" "$d_cri" "images survive a containerd restart (k8s.io)"
 pw_assert_eq "$(pw_ctr -n k8s.io containers ls -q)" harness-cid "containers survive a containerd restart"
 
+# --- a journald the harness started outlives the test that started it ------------------------
+# it is the machine's journald: a second suite on the machine (or a test after this one)
+# may be writing to it; stopping it when the starting test ended failed the other's test
+# ("fewer than N entries", "cannot write to journald: Connection refused")
+jd=$(pgrep -x systemd-journal | head -1 || true)
+[[ -n $jd ]] && kill "$jd"
+pw_poll 10 eval '! pw_journald_alive' || pw_fail "journald did not stop"
+cat >"$PW_WORK/starter.sh" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+PW_TEST_NAME=harness_journald_starter PW_NO_SUMMARY=1
+. "$PW_LIB_DIR/lib.sh"
+pw_start_journald
+[[ \$PW_JOURNALD_STARTED == 1 ]] || exit 3
+EOF
+st=0
+bash "$PW_WORK/starter.sh" >"$PW_WORK/starter.out" 2>&1 || st=$?
+pw_assert_eq "$st" 0 "a test that starts journald ($(tail -2 "$PW_WORK/starter.out"))"
+pw_assert_cmd "journald still answers after the test that started it exited" pw_journald_alive
+
 pw_done
