@@ -129,6 +129,10 @@ pw_assert_eq "$(pw_ctr -n k8s.io containers ls -q)" harness-cid "containers surv
 # it is the machine's journald: a second suite on the machine (or a test after this one)
 # may be writing to it; stopping it when the starting test ended failed the other's test
 # ("fewer than N entries", "cannot write to journald: Connection refused")
+if [[ $(cat /proc/1/comm) == systemd ]]; then
+	pw_note "journald's lifetime not checked: this machine's journald is systemd's, not the suite's"
+	pw_done
+fi
 jd=$(pgrep -x systemd-journal | head -1 || true)
 [[ -n $jd ]] && kill "$jd"
 pw_poll 10 eval '! pw_journald_alive' || pw_fail "journald did not stop"
