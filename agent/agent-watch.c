@@ -113,7 +113,7 @@ static void check_progress(Agent *a) {
                 sinks_listing_done(a->sinks);
                 ledger_settle(a->ledger); /* its next save moves what the listing added into the image */
                 /* every image is judged: ready before the facts file is saved (a cache for the
-                 * next start, 15-25 ms at 10,000 images) and the inventory encoded; what
+                 * next start, 12-25 ms at 10,000 images) and the inventory encoded; what
                  * reading the file found wrong is said before */
                 facts_log_warning(a);
                 notify_ready(a, idle);

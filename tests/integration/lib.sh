@@ -288,8 +288,8 @@ pw_linestamp() {
 # pw_start_stamped OUTFILE CMD... — start CMD in the background (PW_STAMPED_PID) with its
 # stderr through tests/bench/linestamp.c into OUTFILE: each line prefixed with the wall-clock
 # microseconds at which it arrived. PW_STAMPED_T0 is the time just before the start, so a
-# bench times a line with pw_stamp_ms however late its poll notices the line (polling every
-# 5 ms with grep and sed forks cost the agent's reconcile 33-123 ms on this 2-core machine).
+# bench times a line with pw_stamp_ms however late its wait notices the line (a poll seeing
+# it by grep and sed forks every 5 ms was 33-123 ms late on this 2-core machine).
 pw_start_stamped() {
 	local out=$1
 	shift
